@@ -1,0 +1,39 @@
+# densehw: see README.md. Every target bootstraps what it needs through `make setup`.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+SIM   ?= verilator
+WAVES ?= 0
+JOBS  ?= 2
+
+.PHONY: setup sim test test-slow lint bench synth clean help
+
+help:
+	@echo "make setup      create .venv, install pinned tools (idempotent)"
+	@echo "make sim        main job: generate RTL, cocotb regression vs golden model (SIM=icarus|verilator, WAVES=1)"
+	@echo "make test       the test suite (pytest, $(JOBS) workers)"
+	@echo "make test-slow  long sweeps and exhaustive checks (pytest -m slow)"
+	@echo "make lint       ruff + Verilator lint of the generated RTL"
+	@echo "make clean      remove build outputs (keeps .venv)"
+
+setup: $(VENV)/.setup-done
+
+$(VENV)/.setup-done: scripts/setup.sh requirements.txt pyproject.toml
+	bash scripts/setup.sh
+
+sim: setup
+	$(PY) -m sim.run --sim $(SIM) $(if $(filter 1,$(WAVES)),--waves,)
+
+test: setup
+	$(PY) -m pytest -n $(JOBS) -q
+
+test-slow: setup
+	$(PY) -m pytest -n $(JOBS) -q -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build sim_build .pytest_cache

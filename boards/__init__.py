@@ -1,0 +1,1 @@
+"""Synthesis and place-and-route flows (Yosys / nextpnr through YoWASP)."""

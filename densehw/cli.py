@@ -1,0 +1,63 @@
+"""``densehw`` command line.
+
+Each subcommand lives in its own module ``densehw.cmd_<name>`` exposing ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Modules must import heavy packages (torch,
+amaranth, cocotb) inside ``run`` so that ``densehw --help`` stays fast.
+
+Errors meant for the user are raised as :class:`UserError` (or ``ValueError``/``OSError``) and
+printed as one line on stderr with a non-zero exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ["gemm", "generate", "sim", "synth", "train", "compile", "run"]
+
+
+class UserError(Exception):
+    """A problem with the user's input; printed as one line, exit code 2."""
+
+
+def _load(name):
+    try:
+        return importlib.import_module(f"densehw.cmd_{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"densehw.cmd_{name}":
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="densehw",
+        description="DenseShift hardware generator, golden model and co-simulation.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = _load(name)
+        if module is None:
+            continue
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, ValueError, OSError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"densehw {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"densehw {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

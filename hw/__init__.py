@@ -1,0 +1,1 @@
+"""Gateware of densehw (Amaranth 0.5). Imports no PyTorch."""

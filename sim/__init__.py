@@ -1,0 +1,1 @@
+"""cocotb co-simulation of the generated Verilog against the golden model."""
