@@ -37,3 +37,6 @@ lint: setup
 
 clean:
 	rm -rf build sim_build .pytest_cache
+
+# Feature areas add their targets in mk/*.mk (training, synthesis, end-to-end ...).
+-include mk/*.mk

@@ -100,6 +100,12 @@ class DotConfig:
         return self.out_fmt.lsb_exp - self.acc_lsb_exp
 
     @property
+    def e0_bits(self) -> int:
+        """Width of the signed (two's complement) ``e0`` field that holds ``[e0_min, e0_max]``."""
+        return max(self.e0_min.bit_length(), self.e0_max.bit_length(),
+                   (-self.e0_min - 1).bit_length() if self.e0_min < 0 else 0) + 1
+
+    @property
     def acc_width(self) -> int:
         """Two's-complement accumulator width that holds any partial sum exactly."""
         lsb = self.acc_lsb_exp

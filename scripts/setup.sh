@@ -6,11 +6,16 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
-if ! command -v iverilog >/dev/null 2>&1; then
-    echo "setup: installing Icarus Verilog with apt"
+# Debian packages, installed only when missing: Icarus Verilog (simulation) and espeak-ng
+# (the spoken-command data set of the training experiments).
+missing=()
+command -v iverilog >/dev/null 2>&1 || missing+=(iverilog)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]} with apt"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends iverilog >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 for tool in g++ make perl; do
     command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool is required (apt-get install $tool)" >&2; exit 1; }
