@@ -26,11 +26,17 @@ $(VENV)/.setup-done: scripts/setup.sh requirements.txt pyproject.toml
 sim: setup
 	$(PY) -m sim.run --sim $(SIM) $(if $(filter 1,$(WAVES)),--waves,)
 
+# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+PYTEST = $(PY) -m pytest -n $(JOBS) -q $(PYTEST_ARGS)
+define run_pytest
+	$(PYTEST) $(1); rc=$$?; if [ $$rc = 5 ]; then echo "make: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+endef
+
 test: setup
-	$(PY) -m pytest -n $(JOBS) -q
+	@$(call run_pytest,)
 
 test-slow: setup
-	$(PY) -m pytest -n $(JOBS) -q -m slow
+	@$(call run_pytest,-m slow)
 
 lint: setup
 	$(VENV)/bin/ruff check .
