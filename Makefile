@@ -15,6 +15,7 @@ help:
 	@echo "make sim        main job: generate RTL, cocotb regression vs golden model (SIM=icarus|verilator, WAVES=1)"
 	@echo "make test       the test suite (pytest, $(JOBS) workers)"
 	@echo "make test-slow  long sweeps and exhaustive checks (pytest -m slow)"
+	@echo "make bench      benchmarks: golden-model MAC/s -> build/bench/"
 	@echo "make lint       ruff + Verilator lint of the generated RTL"
 	@echo "make clean      remove build outputs (keeps .venv)"
 
@@ -37,6 +38,9 @@ test: setup
 
 test-slow: setup
 	@$(call run_pytest,-m slow)
+
+bench: setup
+	$(PY) benchmarks/bench_golden.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -102,8 +102,9 @@ class DotConfig:
     @property
     def e0_bits(self) -> int:
         """Width of the signed (two's complement) ``e0`` field that holds ``[e0_min, e0_max]``."""
-        return max(self.e0_min.bit_length(), self.e0_max.bit_length(),
-                   (-self.e0_min - 1).bit_length() if self.e0_min < 0 else 0) + 1
+        def magnitude_bits(v):
+            return (-v - 1).bit_length() if v < 0 else v.bit_length()
+        return max(magnitude_bits(self.e0_min), magnitude_bits(self.e0_max)) + 1
 
     @property
     def acc_width(self) -> int:

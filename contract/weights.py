@@ -76,7 +76,7 @@ def split_code(code, wbits: int):
 def _first_bad(mask: np.ndarray, values: np.ndarray, what: str) -> ValueError:
     index = tuple(int(i) for i in np.argwhere(mask)[0])
     where = index if len(index) > 1 else index[0]
-    return ValueError(f"weight at index {where} is {values[index]!r}: {what}")
+    return ValueError(f"weight at index {where} is {float(values[index])!r}: {what}")
 
 
 def encode_weights(w, wbits: int, *, e0=None, per_channel: bool = False):
@@ -138,7 +138,7 @@ def encode_weights(w, wbits: int, *, e0=None, per_channel: bool = False):
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         base = e0_out[index[0]] if per_channel else e0_out
         raise ValueError(
-            f"weight at index {index if len(index) > 1 else index[0]} is {w[index]!r} = "
+            f"weight at index {index if len(index) > 1 else index[0]} is {float(w[index])!r} = "
             f"2**{int(exp[index])}: outside the {pmax + 1} exponents "
             f"[{base}, {base + pmax}] that {wbits}-bit codes reach from e0={base}")
     sign = (w < 0).astype(np.uint8)

@@ -1,0 +1,217 @@
+"""``densehw gemm``: bit-exact ``Y = round(X @ W.T + bias)`` on ``.npy`` files.
+
+File conventions
+----------------
+``--x X.npy`` (N, K) and ``--bias B.npy`` (M,)
+    float16/float32/float64 arrays hold values, each of which must be exactly representable in
+    the format (``--fmt`` for X, the output format for the bias); unsigned integer arrays whose
+    width equals the format's (uint8 for fp8_e5m2, uint16 for fp16/bf16, uint32 for fp32) hold
+    raw bit patterns. Anything else is an error.
+``--w W.npy`` (M, K)
+    Float (or signed integer) weights, each exactly ``±2**e``, spanning at most ``2**(B-1)``
+    consecutive exponents per tensor (or per row with ``--per-channel-e0``); ``e0`` is the
+    smallest exponent present.
+``--out Y.npy`` (N, M)
+    Raw bit patterns of the output format as an unsigned integer array of its width, written
+    atomically (nothing is left behind on error).
+
+Backends
+--------
+:data:`BACKENDS` maps a name to ``callable(job: GemmJob, args) -> (N, M) integer array``;
+``golden`` is the reference model. Simulation backends register themselves the same way and may
+add their own options in :func:`add_arguments` (read them from ``args``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cli import UserError
+
+HELP = "bit-exact DenseShift GEMM on .npy files (golden model or simulated hardware)"
+
+
+@dataclass(frozen=True)
+class GemmJob:
+    """One GEMM, validated: ``x_bits`` (N, K) int64 raw ``in_fmt`` patterns, ``codes`` (M, K)
+    uint8 weight codes, ``e0`` an int or (M,) int64, ``bias_bits`` (M,) int64 raw ``out_fmt``
+    patterns or None."""
+
+    x_bits: object
+    codes: object
+    e0: object
+    bias_bits: object
+    in_fmt: object
+    out_fmt: object
+    wbits: int
+    relu: bool
+
+
+def _golden(job: GemmJob, args) -> object:
+    from sw.golden import gemm_golden
+
+    return gemm_golden(job.x_bits, job.codes, job.e0, in_fmt=job.in_fmt, wbits=job.wbits,
+                       out_fmt=job.out_fmt, bias_bits=job.bias_bits, relu=job.relu).numpy()
+
+
+BACKENDS: dict[str, Callable[[GemmJob, object], object]] = {"golden": _golden}
+
+
+def register_backend(name: str, fn: Callable[[GemmJob, object], object]) -> None:
+    """Make ``--backend name`` run ``fn(job, args)``."""
+    BACKENDS[name] = fn
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--fmt", required=True, metavar="FMT",
+                   help="activation format: fp16, bf16, fp32, fp8_e5m2")
+    p.add_argument("--wbits", required=True, metavar="B", help="weight code width B, 2..5")
+    p.add_argument("--x", required=True, type=Path, metavar="X.npy",
+                   help="activations (N, K): float values or raw unsigned bit patterns")
+    p.add_argument("--w", required=True, type=Path, metavar="W.npy",
+                   help="weights (M, K): float values, each exactly ±2**e")
+    p.add_argument("--bias", type=Path, metavar="B.npy",
+                   help="bias (M,) in the output format: float values or raw bit patterns")
+    p.add_argument("--relu", action="store_true", help="apply ReLU to the outputs")
+    p.add_argument("--out-fmt", metavar="FMT", help="output and bias format (default: --fmt)")
+    p.add_argument("--per-channel-e0", action="store_true",
+                   help="one weight offset e0 per output row instead of per tensor")
+    p.add_argument("--backend", default="golden", metavar="NAME",
+                   help=f"what computes Y (default golden; known: {', '.join(BACKENDS)})")
+    p.add_argument("--out", required=True, type=Path, metavar="Y.npy",
+                   help="output (N, M): raw bit patterns, unsigned integers of the output width")
+
+
+# -- loading and conversion ---------------------------------------------------------------------
+
+def _load(path: Path, what: str):
+    import numpy as np
+
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"{what} file {str(path)!r} does not exist") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"cannot read {what} file {str(path)!r} as .npy: {exc}") from None
+    if not isinstance(arr, np.ndarray):
+        raise UserError(f"{what} file {str(path)!r} holds an archive, expected one .npy array")
+    return arr
+
+
+def _raw_dtype(fmt):
+    import numpy as np
+
+    return {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}.get(fmt.width)
+
+
+def _bits(arr, fmt, what: str, path: Path):
+    """Values or raw patterns -> int64 raw patterns of ``fmt``."""
+    import numpy as np
+
+    from sw.fpbits import to_bits
+
+    if arr.dtype.kind == "f" and arr.dtype.itemsize in (2, 4, 8):
+        try:
+            return to_bits(arr, fmt)
+        except ValueError as exc:
+            raise UserError(f"{what} {str(path)!r}: {exc}") from None
+    raw = _raw_dtype(fmt)
+    if raw is not None and arr.dtype == raw:
+        return arr.astype(np.int64)
+    raw_name = f"{np.dtype(raw).name} raw {fmt.name} bit patterns" if raw else "no raw form"
+    raise UserError(f"{what} {str(path)!r} has dtype {arr.dtype}; expected float16/float32/"
+                    f"float64 values or {raw_name}")
+
+
+def _shape(arr, ndim: int, what: str, path: Path, expect: str):
+    if arr.ndim != ndim:
+        raise UserError(f"{what} {str(path)!r} has shape {arr.shape}; expected {expect}")
+
+
+def prepare(args) -> GemmJob:
+    """Read and validate the inputs named by ``args``."""
+    import numpy as np
+
+    from contract import check_wbits, encode_weights, get_format
+
+    in_fmt = get_format(args.fmt)
+    out_fmt = in_fmt if args.out_fmt is None else get_format(args.out_fmt)
+    try:
+        wbits = check_wbits(int(args.wbits))
+    except ValueError:
+        raise UserError(f"--wbits must be an integer in [2, 5], not {args.wbits!r}") from None
+    x = _load(args.x, "X")
+    w = _load(args.w, "W")
+    _shape(x, 2, "X", args.x, "(N, K)")
+    _shape(w, 2, "W", args.w, "(M, K)")
+    if w.shape[1] != x.shape[1]:
+        raise UserError(f"W {str(args.w)!r} has shape {w.shape} but X {str(args.x)!r} has shape "
+                        f"{x.shape}: expected W of shape (M, {x.shape[1]})")
+    if x.shape[1] == 0 or w.shape[0] == 0:
+        raise UserError(f"empty GEMM: X has shape {x.shape}, W has shape {w.shape}")
+    x_bits = _bits(x, in_fmt, "X", args.x)
+    if w.dtype.kind not in "fi":
+        raise UserError(f"W {str(args.w)!r} has dtype {w.dtype}; expected float (or signed "
+                        f"integer) weight values ±2**e")
+    try:
+        codes, e0 = encode_weights(w, wbits, per_channel=args.per_channel_e0)
+    except ValueError as exc:
+        raise UserError(f"W {str(args.w)!r}: {exc}") from None
+    bias_bits = None
+    if args.bias is not None:
+        b = _load(args.bias, "bias")
+        _shape(b, 1, "bias", args.bias, f"({w.shape[0]},)")
+        if b.shape[0] != w.shape[0]:
+            raise UserError(f"bias {str(args.bias)!r} has shape {b.shape}; expected "
+                            f"({w.shape[0]},), one per row of W")
+        bias_bits = _bits(b, out_fmt, "bias", args.bias)
+    e0 = np.asarray(e0, dtype=np.int64) if args.per_channel_e0 else int(e0)
+    return GemmJob(x_bits, codes, e0, bias_bits, in_fmt, out_fmt, wbits, bool(args.relu))
+
+
+def save_atomic(path: Path, arr) -> None:
+    """``np.save`` to a temporary file next to ``path``, then rename over it."""
+    import numpy as np
+
+    path = Path(path)
+    if path.suffix != ".npy":
+        raise UserError(f"output {str(path)!r} must end in .npy")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise UserError(f"output directory {str(directory)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run(args) -> int:
+    import numpy as np
+
+    backend = BACKENDS.get(args.backend)
+    if backend is None:
+        raise UserError(f"unknown backend {args.backend!r}; expected one of "
+                        f"{', '.join(BACKENDS)}")
+    job = prepare(args)
+    start = time.perf_counter()
+    y = np.asarray(backend(job, args))
+    seconds = time.perf_counter() - start
+    n, m = job.x_bits.shape[0], job.codes.shape[0]
+    if y.shape != (n, m):
+        raise UserError(f"backend {args.backend!r} returned shape {y.shape}, expected {(n, m)}")
+    save_atomic(args.out, y.astype(_raw_dtype(job.out_fmt)))
+    k = job.x_bits.shape[1]
+    print(f"gemm: ({n}, {k}) x ({m}, {k}) -> {args.out} ({n}, {m}) {job.out_fmt.name} raw bits, "
+          f"backend {args.backend}, {seconds:.3f} s", file=sys.stdout)
+    return 0

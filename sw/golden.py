@@ -1,0 +1,378 @@
+"""Golden model: bit-exact DenseShift dot products and GEMMs on raw bit patterns.
+
+``y[n, m] = round_out(sum_k x[n, k] * w[m, k] + bias[m])`` with ``w[m, k] = (-1)**s * 2**(e0[m]+p)``
+taken from the ``B``-bit weight codes. The contract (see ``docs/arithmetic.md``):
+
+* the sum is exact and rounded once to the output format, round to nearest even; overflow gives
+  ``±inf``; a nonzero sum that rounds to zero keeps its sign; subnormals in and out;
+* a NaN input (activation or bias), or ``+inf`` and ``-inf`` both among the terms (products and
+  bias), gives the canonical NaN of the output format; otherwise an infinite term gives that
+  infinity (``inf * ±2**e`` has the xor of the signs);
+* an exact zero sum is ``-0`` only if every term, the bias included when given, is ``-0``;
+* ``relu``: any result with the sign bit set becomes ``+0`` (``-0`` and ``-inf`` included).
+
+How: each finite activation is an integer significand times a power of two. Products against
+the ``{±2**p}`` weight matrix are accumulated exactly in a multi-limb fixed-point number whose
+limbs are narrow enough that float64 BLAS sums are exact integers; limbs are then carried in
+int64, the bias is added at its position, and one vectorised round-to-nearest-even extracts the
+result. Special values are counted with indicator matrix products. Pure PyTorch (no Amaranth).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from contract import DotConfig, FloatFormat, check_wbits, get_format, max_exponent_code
+
+from .fpbits import MAX_WIDTH, check_bits, classify, significand
+
+__all__ = ["gemm_golden", "dot_golden", "MAX_K", "E0_LIMIT"]
+
+MAX_K = 1 << 24            # keeps float64 limb sums exact with useful limb widths
+E0_LIMIT = 1 << 20         # |e0| bound (any realistic offset; keeps exponent arithmetic small)
+CHUNK_OUTPUTS = 1 << 20    # outputs computed at once (rows of X are processed in blocks)
+
+
+# -- argument checking ------------------------------------------------------------------------
+
+def _format(fmt, what) -> FloatFormat:
+    try:
+        fmt = get_format(fmt)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    if fmt.width > MAX_WIDTH:
+        raise ValueError(f"{what} {fmt.name} is {fmt.width} bits wide; the golden model holds "
+                         f"raw patterns in int64 (at most {MAX_WIDTH} bits)")
+    return fmt
+
+
+def _int_tensor(a, what) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        if a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool:
+            raise ValueError(f"{what} must be integers, not {a.dtype}")
+        return a.to(torch.int64)
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be integers, not dtype {arr.dtype}")
+    if arr.dtype == np.uint64:
+        arr = arr.astype(np.int64)          # codes and offsets are small: checked below
+    return torch.from_numpy(arr.astype(np.int64, copy=False))
+
+
+def _first(mask: torch.Tensor, t: torch.Tensor) -> tuple[str, int]:
+    index = torch.nonzero(mask)[0].tolist()
+    where = str(index[0]) if len(index) == 1 else str(tuple(index))
+    return where, int(t[tuple(index)])
+
+
+def _check_args(x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits, relu, config):
+    in_fmt = _format(in_fmt, "in_fmt")
+    out_fmt = in_fmt if out_fmt is None else _format(out_fmt, "out_fmt")
+    wbits = check_wbits(wbits)
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"relu must be a bool, not {relu!r}")
+    x = check_bits(x_bits, in_fmt, "activation")
+    if x.ndim != 2:
+        raise ValueError(f"x_bits must have shape (N, K), not {tuple(x.shape)}")
+    c = _int_tensor(codes, "weight codes")
+    if c.ndim != 2:
+        raise ValueError(f"codes must have shape (M, K), not {tuple(c.shape)}")
+    n, k = x.shape
+    m = c.shape[0]
+    if c.shape[1] != k:
+        raise ValueError(f"codes have shape {tuple(c.shape)} but x_bits have shape "
+                         f"{tuple(x.shape)}: expected codes of shape ({m}, {k})")
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"K={k} terms per dot product; expected 1..{MAX_K}")
+    if c.numel():
+        bad = (c < 0) | (c >= (1 << wbits))
+        if bool(bad.any()):
+            where, value = _first(bad, c)
+            raise ValueError(f"weight code at index {where} is {value}; expected "
+                             f"0..{(1 << wbits) - 1} for {wbits}-bit codes")
+    if isinstance(e0, bool):
+        raise TypeError(f"e0 must be an integer or an array of integers, not {e0!r}")
+    if isinstance(e0, (np.ndarray, torch.Tensor)) and e0.ndim == 0:
+        e0 = int(_int_tensor(e0, "e0").item())
+    if isinstance(e0, (int, np.integer)):
+        e = torch.full((m,), int(e0), dtype=torch.int64) if abs(int(e0)) <= E0_LIMIT else None
+        if e is None:
+            raise ValueError(f"e0={int(e0)} is outside [-{E0_LIMIT}, {E0_LIMIT}]")
+    else:
+        e = _int_tensor(e0, "e0")
+        if e.ndim != 1 or e.shape[0] != m:
+            raise ValueError(f"per-channel e0 must have shape ({m},), not {tuple(e.shape)}")
+        bad = e.abs() > E0_LIMIT
+        if e.numel() and bool(bad.any()):
+            where, value = _first(bad, e)
+            raise ValueError(f"e0 at index {where} is {value}; expected [-{E0_LIMIT}, "
+                             f"{E0_LIMIT}]")
+    b = None
+    if bias_bits is not None:
+        b = check_bits(bias_bits, out_fmt, "bias")
+        if b.ndim != 1 or b.shape[0] != m:
+            raise ValueError(f"bias_bits must have shape ({m},), not {tuple(b.shape)}")
+    if config is not None:
+        if not isinstance(config, DotConfig):
+            raise TypeError(f"config must be a DotConfig, not {config!r}")
+        for name, got, want in (("in_fmt", in_fmt, config.in_fmt),
+                                ("out_fmt", out_fmt, config.out_fmt),
+                                ("wbits", wbits, config.wbits)):
+            if got != want:
+                raise ValueError(f"{name}={got} does not match the configuration's {want}")
+        config.check_k(k)
+        if m:
+            config.check_e0(e.numpy())
+    return x, c, e, b, in_fmt, out_fmt, wbits, bool(relu)
+
+
+# -- multi-limb helpers -------------------------------------------------------------------------
+
+def _limb(sig: torch.Tensor, sh: torch.Tensor, j: int, lb: int) -> torch.Tensor:
+    """Bits ``[j*lb, (j+1)*lb)`` of ``sig * 2**sh`` (``0 <= sig < 2**62``, ``sh >= 0``)."""
+    t = j * lb - sh                                   # bit of sig that lands on the limb's LSB
+    right = (sig >> t.clamp(0, 63)) & ((1 << lb) - 1)
+    u = (-t).clamp(0, lb)
+    left = (sig & ((1 << (lb - u)) - 1)) << u
+    return torch.where(t >= 0, right, left)
+
+
+def _carry(limbs: torch.Tensor, lb: int) -> torch.Tensor:
+    """Normalise limbs (axis 0, least significant first): all but the top in ``[0, 2**lb)``,
+    the top one signed. The value is unchanged."""
+    out = torch.empty_like(limbs)
+    carry = torch.zeros_like(limbs[0])
+    mask = (1 << lb) - 1
+    for j in range(limbs.shape[0] - 1):
+        v = limbs[j] + carry
+        out[j] = v & mask
+        carry = v >> lb
+    out[-1] = limbs[-1] + carry
+    return out
+
+
+def _round(mag: torch.Tensor, lsb: int, lb: int, fmt: FloatFormat) -> torch.Tensor:
+    """Round the nonnegative multi-limb integers ``mag * 2**lsb`` (``mag``: normalised limbs,
+    axis 0) to ``fmt``, nearest even, overflow to ``+inf``; returns unsigned patterns (zero
+    for zero)."""
+    jstar = torch.zeros(mag.shape[1:], dtype=torch.int64)
+    lead = torch.zeros(mag.shape[1:], dtype=torch.int64)
+    for j in range(mag.shape[0]):
+        nz = mag[j] != 0
+        jstar = torch.where(nz, j, jstar)
+        lead = torch.where(nz, mag[j], lead)
+    _, e = torch.frexp(lead.to(torch.float64))        # lead < 2**53: exact
+    top = jstar * lb + e.to(torch.int64) - 1          # leading one's bit index
+    exp = top + lsb                                   # its weight 2**exp
+    binade = exp.clamp(min=fmt.emin)
+    sh = binade - fmt.frac_bits - 1 - lsb             # guard bit's index
+    window = torch.zeros_like(top)                    # floor(mag / 2**sh): kept bits + guard
+    sticky = torch.zeros(top.shape, dtype=torch.bool)
+    for j in range(mag.shape[0]):
+        limb = mag[j]
+        t = j * lb - sh
+        up = limb << t.clamp(0, 62)
+        down = limb >> (-t).clamp(0, 63)
+        window += torch.where(t >= 0, up, down)
+        low = (1 << (-t).clamp(0, lb)) - 1
+        sticky |= (t < 0) & ((limb & low) != 0)
+    kept = window >> 1
+    kept += (window & 1) & ((kept & 1) | sticky.to(torch.int64))
+    body = ((binade - fmt.emin).clamp(max=fmt.emax - fmt.emin) << fmt.frac_bits) + kept
+    return torch.where((binade > fmt.emax) | (body >= fmt.pos_inf), fmt.pos_inf, body)
+
+
+# -- the model ----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _one_thread():
+    """Run torch single-threaded: the model is a few dozen elementwise passes over (N, M)
+    arrays, where intra-op threads cost far more than they give on a busy machine."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def gemm_golden(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=None, relu=False,
+                config=None) -> torch.Tensor:
+    """Bit-exact ``Y = round_out(X @ W.T + bias)`` on raw patterns.
+
+    Parameters
+    ----------
+    x_bits : (N, K) integers (torch or NumPy)
+        Raw ``in_fmt`` patterns of the activations.
+    codes : (M, K) integers
+        ``wbits``-bit weight codes (sign in bit ``B-1``, exponent code below).
+    e0 : int or (M,) integers
+        Weight offset, per tensor or per output channel.
+    in_fmt, out_fmt : FloatFormat or name
+        Activation format; output and bias format (default ``in_fmt``).
+    bias_bits : (M,) integers, optional
+        Raw ``out_fmt`` patterns of the bias.
+    relu : bool
+        Apply ReLU (sign bit set -> ``+0``) to the outputs.
+    config : DotConfig, optional
+        When given, formats and ``wbits`` must match it and ``K``, ``e0`` must lie in its domain.
+
+    Returns
+    -------
+    torch.Tensor of int64, shape (N, M): raw ``out_fmt`` patterns.
+
+    Raises
+    ------
+    ValueError, TypeError
+        On bad shapes, patterns, codes or offsets, naming the value and what was expected.
+    """
+    with _one_thread():
+        x, *rest = _check_args(x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits, relu,
+                               config)
+        step = max(1, CHUNK_OUTPUTS // max(1, rest[0].shape[0]))   # bounds the limb arrays
+        if x.shape[0] <= step:
+            return _gemm(x, *rest)
+        return torch.cat([_gemm(x[i:i + step], *rest) for i in range(0, x.shape[0], step)])
+
+
+def _gemm(x, c, e0t, b, in_fmt, out_fmt, wbits, relu):
+    n, k = x.shape
+    m = c.shape[0]
+    out = torch.zeros((n, m), dtype=torch.int64)
+    if n == 0 or m == 0:
+        return out
+    pmax = max_exponent_code(wbits)
+    fo = out_fmt.frac_bits + 1                        # output significand bits
+    lb = 53 - pmax - k.bit_length()                   # limb bits: k * 2**lb * 2**pmax < 2**53
+
+    # activations: classes and exact significands
+    xc = classify(x, in_fmt)
+    sig, shift = significand(x, in_fmt)
+    sig = torch.where(xc.finite_nonzero, sig, 0)
+    if bool(xc.finite_nonzero.any()):
+        base = int(shift[xc.finite_nonzero].min())
+        xbits = int(shift[xc.finite_nonzero].max()) - base + in_fmt.frac_bits + 1
+    else:
+        base, xbits = 0, 0
+    shift = (shift - base).clamp(min=0)
+    ptop = xbits + pmax + k.bit_length()              # |product sum| < 2**(A + ptop)
+
+    # weights as exact float64 values ±2**p
+    wsign = (c >> (wbits - 1)) & 1
+    wmat = torch.ldexp(1.0 - 2.0 * wsign.to(torch.float64), (c & pmax).to(torch.float64))
+
+    # bias
+    if b is not None:
+        bcl = classify(b, out_fmt)
+        bsig, bshift = significand(b, out_fmt)
+        bexp = bshift + out_fmt.lsb_exp               # bias = ±bsig * 2**bexp
+        bnz = bcl.finite_nonzero
+
+    # finite part, one group per distinct e0
+    xlimbs = {}
+    for e0v in torch.unique(e0t).tolist():
+        rows = torch.nonzero(e0t == e0v).flatten()
+        mg = rows.numel()
+        a = e0v + in_fmt.lsb_exp + base               # products are multiples of 2**a
+        lo, btop = a, None
+        if b is not None:
+            gb, gexp, gsig, gnz = b[rows], bexp[rows], bsig[rows], bnz[rows]
+            high = gnz & (gexp >= a + ptop + fo + 2)  # products < 1/4 bias ulp: y = bias
+            low = gnz & (gexp + fo <= a - fo - 3)     # bias acts only as a sign below the sum
+            gsig = torch.where(low, 1, torch.where(gnz & ~high, gsig, 0))
+            gexp = torch.where(low, a - fo - 4, gexp)
+            used = gsig != 0
+            if bool(used.any()):
+                lo = min(a, int(gexp[used].min()))
+                btop = int(gexp[used].max()) + fo
+        hi = 2 + max(a + ptop, a if btop is None else btop)   # room for the sign and carries
+        nlimbs = max(1, -(-(hi - lo) // lb))
+        off = a - lo
+        limbs = torch.zeros((nlimbs, n, mg), dtype=torch.int64)
+        if xbits:
+            wt = wmat[rows].T.contiguous()
+            if off not in xlimbs:                     # signed limbs of x, shared by groups
+                xlimbs[off] = [(j, torch.where(xc.sign, -xl, xl)) for j in
+                               range(off // lb, (off + xbits - 1) // lb + 1)
+                               for xl in [_limb(sig, shift + off, j, lb).to(torch.float64)]]
+            for j, xl in xlimbs[off]:
+                limbs[j] = (xl @ wt).to(torch.int64)
+        limbs = _carry(limbs, lb)
+        prod_zero = (limbs == 0).all(dim=0)
+        if b is not None:
+            bsh = (gexp - lo).clamp(min=0)
+            for j in range(nlimbs):
+                bl = _limb(gsig, bsh, j, lb)
+                limbs[j] += torch.where(gb >> (out_fmt.width - 1) == 1, -bl, bl)
+            limbs = _carry(limbs, lb)
+        neg = limbs[-1] < 0
+        mag = _carry(torch.where(neg, -limbs, limbs), lb)
+        zero = (mag == 0).all(dim=0)
+        y = _round(mag, lo, lb, out_fmt) | (neg.to(torch.int64) << (out_fmt.width - 1))
+        y = torch.where(zero, 0, y)
+        if b is not None:
+            y = torch.where(high | (low & prod_zero), gb, y)
+        out[:, rows] = y
+
+    # exact zeros: -0 only if every term (and the bias, if given) is -0
+    xzero_rows = torch.nonzero(xc.zero.all(dim=1)).flatten()
+    if xzero_rows.numel():
+        xs = xc.sign[xzero_rows].to(torch.float64)
+        ws = wsign.to(torch.float64)
+        negcount = xs @ (1 - ws).T + (1 - xs) @ ws.T  # products that are -0
+        allneg = negcount == k
+        if b is not None:
+            allneg &= bcl.zero & bcl.sign
+        sub = out[xzero_rows]
+        zero_sum = (sub & ~out_fmt.sign_mask) == 0
+        out[xzero_rows] = torch.where(zero_sum, torch.where(allneg, out_fmt.sign_mask, 0), sub)
+
+    # infinities and NaNs
+    pos, neg = xc.inf & ~xc.sign, xc.inf & xc.sign
+    nan = xc.nan.any(dim=1, keepdim=True).expand(n, m)
+    pinf = torch.zeros((n, m), dtype=torch.bool)
+    ninf = torch.zeros((n, m), dtype=torch.bool)
+    inf_rows = torch.nonzero(xc.inf.any(dim=1)).flatten()
+    if inf_rows.numel():
+        ind = torch.cat([pos[inf_rows], neg[inf_rows]], dim=1).to(torch.float64)
+        s1 = wsign.to(torch.float64)
+        ppos = ind @ torch.cat([1 - s1, s1], dim=1).T    # +inf products
+        total = xc.inf[inf_rows].sum(dim=1, keepdim=True).to(torch.float64)
+        pinf[inf_rows] = ppos > 0
+        ninf[inf_rows] = (total - ppos) > 0
+    if b is not None:
+        nan = nan | bcl.nan[None, :]
+        pinf = pinf | (bcl.inf & ~bcl.sign)[None, :]
+        ninf = ninf | (bcl.inf & bcl.sign)[None, :]
+    nan = nan | (pinf & ninf)
+    out = torch.where(pinf, out_fmt.pos_inf, out)
+    out = torch.where(ninf, out_fmt.neg_inf, out)
+    out = torch.where(nan, out_fmt.canonical_nan, out)
+    if relu:
+        out = torch.where((out & out_fmt.sign_mask) != 0, 0, out)
+    return out
+
+
+def dot_golden(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=None, relu=False,
+               config=None) -> int:
+    """One dot product: ``x_bits`` and ``codes`` of shape (K,), ``e0`` an int, ``bias_bits`` an
+    int or None. Returns the raw output pattern as an int. Same contract as
+    :func:`gemm_golden`."""
+    if isinstance(e0, bool) or not isinstance(e0, (int, np.integer)):
+        raise TypeError(f"e0 must be an integer, not {e0!r}")
+    x = _int_tensor(x_bits, "activations")
+    c = _int_tensor(codes, "weight codes")
+    if x.ndim != 1 or c.ndim != 1:
+        raise ValueError(f"x_bits and codes must be vectors, not shapes {tuple(x.shape)} and "
+                         f"{tuple(c.shape)}")
+    bias = None
+    if bias_bits is not None:
+        if isinstance(bias_bits, bool) or not isinstance(bias_bits, (int, np.integer)):
+            raise TypeError(f"bias_bits must be an integer pattern or None, not {bias_bits!r}")
+        bias = torch.tensor([int(bias_bits)], dtype=torch.int64)
+    y = gemm_golden(x[None, :], c[None, :], e0, in_fmt=in_fmt, wbits=wbits, out_fmt=out_fmt,
+                    bias_bits=bias, relu=relu, config=config)
+    return int(y[0, 0])
