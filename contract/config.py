@@ -143,7 +143,7 @@ class DotConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DotConfig":
+    def from_dict(cls, d: dict) -> DotConfig:
         def fmt(v):
             if isinstance(v, dict):
                 return FloatFormat(v["name"], v["exp_bits"], v["frac_bits"])

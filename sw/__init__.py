@@ -17,6 +17,13 @@ _LAZY = {
     "DenseShiftConv2d": "sw.layers",
     "DenseShiftLinear": "sw.layers",
     "quantize_model": "sw.layers",
+    "DenseShiftConv1d": "sw.layers",
+    "ShiftConv1d": "sw.layers",
+    "ShiftConv2d": "sw.layers",
+    "ShiftLinear": "sw.layers",
+    "snapshot_weights": "sw.layers",
+    "weight_changes": "sw.layers",
+    "export_model": "sw.export",
 }
 
 __all__ = sorted(_LAZY)
