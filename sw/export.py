@@ -1,0 +1,317 @@
+"""Export of a trained shift network for the hardware: packed weight codes, ``e0`` per layer and
+the full-precision parameters, in one versioned file.
+
+File format, version 1 (all integers little-endian)::
+
+    offset 0   8 bytes   magic b"DSHWEXP\\0"
+    offset 8   uint32    format version (1)
+    offset 12  uint32    header length H
+    offset 16  H bytes   header, UTF-8 JSON (see below)
+    then       P bytes   payload: the arrays, each at the offset its header record names
+    last       uint32    CRC-32 (zlib) of the header and payload bytes
+
+Header keys: ``format`` ("densehw-export"), ``version``, ``pack_version`` (the
+:mod:`contract.weights` packing version of the codes), ``payload_bytes``, ``model`` (the model's
+``config`` dict, or null), ``meta`` (free JSON), ``layers`` and ``tensors``.
+
+* ``layers``: one record per shift layer, in module order: ``name``, ``kind`` (``conv1d``,
+  ``conv2d``, ``linear``), ``weight_shape``, ``wbits``, ``e0`` (int; weight value is
+  ``(-1)**s * 2**(e0 + p)``), ``rows`` M, ``k`` K, ``words_offset``, ``words_per_row``, ``bias``
+  (name of its bias tensor or null), and for convolutions ``stride``, ``padding``, ``dilation``,
+  ``groups``. The weight ``(M, ...)`` is flattened to ``(M, K)`` in PyTorch's row-major order
+  (``weight.reshape(M, -1)``: input channel, then kernel positions) and packed with
+  :func:`contract.weights.pack_codes` into ``M x words_per_row`` uint32 words.
+* ``tensors``: every other entry of the model's ``state_dict`` (first/last full-precision layers,
+  BatchNorm parameters and running statistics, biases): ``name``, ``dtype`` (NumPy ``str``, e.g.
+  ``<f4``), ``shape``, ``offset``, ``nbytes``.
+
+Loading checks the magic, the version, the length and the checksum, and raises
+:class:`ExportError` (a ``ValueError``) with a message naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from contract.weights import (
+    PACK_VERSION,
+    decode_weights,
+    encode_weights,
+    pack_codes,
+    unpack_codes,
+    words_per_row,
+)
+
+from .layers import shift_layers
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "ExportError", "ShiftLayerExport", "ExportedModel",
+           "export_model", "save", "load"]
+
+MAGIC = b"DSHWEXP\0"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sII")
+
+
+class ExportError(ValueError):
+    """A file that is not a valid densehw export, or a model that cannot be exported."""
+
+
+@dataclass
+class ShiftLayerExport:
+    """One shift layer: codes packed as ``words`` (``(M, words_per_row)`` uint32) and ``e0``."""
+
+    name: str
+    kind: str
+    weight_shape: tuple
+    wbits: int
+    e0: int
+    words: np.ndarray
+    bias: str | None = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return self.weight_shape[0]
+
+    @property
+    def k(self) -> int:
+        return int(np.prod(self.weight_shape[1:])) if len(self.weight_shape) > 1 else 1
+
+    def codes(self) -> np.ndarray:
+        """``(M, K)`` uint8 weight codes."""
+        return unpack_codes(self.words, self.k, self.wbits)
+
+    def weight(self) -> np.ndarray:
+        """Decoded weight values (float64) in the layer's weight shape."""
+        return decode_weights(self.codes(), self.wbits, self.e0).reshape(self.weight_shape)
+
+
+@dataclass
+class ExportedModel:
+    """Contents of an export file."""
+
+    layers: dict
+    tensors: dict
+    model: dict | None = None
+    meta: dict = field(default_factory=dict)
+
+    def float_state_dict(self) -> dict:
+        """``state_dict``-style mapping with every shift layer's weight decoded to float32 under
+        ``<layer>.weight`` (plain ``nn`` naming) next to the full-precision tensors."""
+        out = {k: torch.from_numpy(np.array(v)) for k, v in self.tensors.items()}
+        for name, rec in self.layers.items():
+            out[f"{name}.weight"] = torch.from_numpy(rec.weight().astype(np.float32))
+        return out
+
+    @torch.no_grad()
+    def load_into(self, model: nn.Module) -> nn.Module:
+        """Load into a model of the same architecture: shift layers of method ``fp`` get the
+        decoded weights, DenseShift layers get latents that reproduce the codes exactly (their
+        ``e0`` must match); the other tensors are loaded strictly. Returns ``model``."""
+        layers = dict(shift_layers(model))
+        if set(layers) != set(self.layers):
+            raise ExportError(f"model shift layers {sorted(layers)} differ from the file's "
+                              f"{sorted(self.layers)}")
+        for name, rec in self.layers.items():
+            layer = layers[name]
+            w = torch.from_numpy(rec.weight().astype(np.float32))
+            if tuple(layer.quantizer.shape) != tuple(rec.weight_shape):
+                raise ExportError(f"layer {name}: weight shape {layer.quantizer.shape} differs "
+                                  f"from the file's {tuple(rec.weight_shape)}")
+            if layer.method == "fp":
+                layer.quantizer.weight.copy_(w)
+            elif layer.method == "denseshift":
+                if layer.e0 != rec.e0 or layer.wbits != rec.wbits:
+                    raise ExportError(f"layer {name}: e0={layer.e0}, wbits={layer.wbits} differ "
+                                      f"from the file's e0={rec.e0}, wbits={rec.wbits}")
+                layer.quantizer.set_from_weight(w)
+            else:
+                raise ExportError(f"layer {name}: cannot load codes into method "
+                                  f"{layer.method!r} (expected 'fp' or 'denseshift')")
+        state = model.state_dict()
+        keep = {k for k in state if not any(k.startswith(f"{n}.quantizer.") for n in layers)}
+        if keep != set(self.tensors):
+            raise ExportError(f"model tensors differ from the file's: missing "
+                              f"{sorted(set(self.tensors) - keep)[:5]}, unexpected "
+                              f"{sorted(keep - set(self.tensors))[:5]}")
+        for k in keep:
+            state[k].copy_(torch.from_numpy(np.array(self.tensors[k])))
+        return model
+
+
+def _kind(layer) -> str:
+    if isinstance(layer, nn.Conv2d):
+        return "conv2d"
+    if isinstance(layer, nn.Conv1d):
+        return "conv1d"
+    return "linear"
+
+
+@torch.no_grad()
+def export_model(model: nn.Module, path=None, *, meta: dict | None = None) -> ExportedModel:
+    """Encode every shift layer of ``model`` into codes (DenseShift: ``p = S``, the layer's
+    ``e0``; other zero-free power-of-two weights: the smallest exponent as ``e0``) and collect
+    the full-precision tensors; write them to ``path`` if given. Raises :class:`ExportError` for
+    a layer whose weights are not all ``±2**e`` (zeros included: the codes have no zero)."""
+    layers = {}
+    for name, layer in shift_layers(model):
+        w = layer.quantized_weight().detach().cpu().double().numpy()
+        m = w.shape[0]
+        try:
+            codes, e0 = encode_weights(w.reshape(m, -1), layer.wbits,
+                                       e0=layer.e0 if layer.method == "denseshift" else None)
+        except ValueError as exc:
+            raise ExportError(f"layer {name} (method {layer.method}) cannot be exported: "
+                              f"{exc}") from None
+        attrs = {}
+        if not isinstance(layer, nn.Linear):
+            attrs = {"stride": list(layer.stride), "padding": list(layer.padding),
+                     "dilation": list(layer.dilation), "groups": layer.groups}
+        layers[name] = ShiftLayerExport(
+            name=name, kind=_kind(layer), weight_shape=tuple(w.shape), wbits=layer.wbits,
+            e0=int(e0), words=pack_codes(codes, layer.wbits),
+            bias=f"{name}.bias" if layer.bias is not None else None, attrs=attrs)
+    tensors = {}
+    for key, value in model.state_dict().items():
+        if any(key.startswith(f"{n}.quantizer.") for n in layers):
+            continue
+        tensors[key] = value.detach().cpu().numpy().copy()
+    exported = ExportedModel(layers=layers, tensors=tensors,
+                             model=getattr(model, "config", None), meta=dict(meta or {}))
+    if path is not None:
+        save(exported, path)
+    return exported
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save(exported: ExportedModel, path) -> None:
+    """Write ``exported`` to ``path`` atomically (temporary file + rename)."""
+    chunks, offset = [], 0
+
+    def add(arr):
+        nonlocal offset
+        data = np.ascontiguousarray(arr).tobytes()
+        start = offset
+        chunks.append(data)
+        offset += len(data)
+        pad = (-offset) % 8
+        if pad:
+            chunks.append(b"\0" * pad)
+            offset += pad
+        return start, len(data)
+
+    layer_recs = []
+    for rec in exported.layers.values():
+        start, _ = add(np.asarray(rec.words, dtype="<u4"))
+        layer_recs.append({
+            "name": rec.name, "kind": rec.kind, "weight_shape": list(rec.weight_shape),
+            "wbits": rec.wbits, "e0": rec.e0, "rows": rec.rows, "k": rec.k,
+            "words_offset": start, "words_per_row": words_per_row(rec.k, rec.wbits),
+            "bias": rec.bias, **rec.attrs})
+    tensor_recs = []
+    for name, arr in exported.tensors.items():
+        arr = np.asarray(arr)
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+        start, nbytes = add(arr)
+        tensor_recs.append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
+                            "offset": start, "nbytes": nbytes})
+    payload = b"".join(chunks)
+    header = json.dumps({
+        "format": "densehw-export", "version": FORMAT_VERSION, "pack_version": PACK_VERSION,
+        "payload_bytes": len(payload), "model": exported.model, "meta": exported.meta,
+        "layers": layer_recs, "tensors": tensor_recs}, sort_keys=True).encode()
+    body = header + payload
+    blob = (_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + body +
+            struct.pack("<I", zlib.crc32(body)))
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
+                               prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path) -> ExportedModel:
+    """Read an export file; raises :class:`ExportError` naming the file and the problem."""
+    path = Path(path)
+    blob = path.read_bytes()
+
+    def bad(msg):
+        return ExportError(f"{path}: {msg}")
+
+    if len(blob) < _PREFIX.size or blob[:8] != MAGIC:
+        raise bad("not a densehw export file (bad magic)")
+    _, version, hlen = _PREFIX.unpack_from(blob)
+    if version != FORMAT_VERSION:
+        raise bad(f"export format version {version} is not supported "
+                  f"(this densehw reads version {FORMAT_VERSION})")
+    if len(blob) < _PREFIX.size + hlen + 4:
+        raise bad(f"truncated export file ({len(blob)} bytes, header alone needs "
+                  f"{_PREFIX.size + hlen + 4})")
+    body = blob[_PREFIX.size:-4]
+    (crc,) = struct.unpack("<I", blob[-4:])
+    if zlib.crc32(body) != crc:
+        raise bad("corrupt export file (CRC-32 mismatch; truncated or modified)")
+    try:
+        header = json.loads(body[:hlen].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"corrupt header ({exc})") from None
+    if header.get("format") != "densehw-export" or header.get("version") != FORMAT_VERSION:
+        raise bad("header does not describe a version-1 densehw export")
+    if header.get("pack_version") != PACK_VERSION:
+        raise bad(f"weight packing version {header.get('pack_version')} is not supported "
+                  f"(expected {PACK_VERSION})")
+    payload = body[hlen:]
+    if len(payload) != header.get("payload_bytes"):
+        raise bad(f"payload is {len(payload)} bytes, header says {header.get('payload_bytes')}")
+
+    def array(offset, nbytes, dtype, shape):
+        if offset < 0 or offset + nbytes > len(payload):
+            raise bad(f"array at offset {offset} ({nbytes} bytes) is outside the payload")
+        arr = np.frombuffer(payload, dtype=np.dtype(dtype), count=nbytes // np.dtype(dtype)
+                            .itemsize, offset=offset)
+        if arr.size != int(np.prod(shape)):
+            raise bad(f"array at offset {offset} holds {arr.size} values, shape {shape}")
+        return arr.reshape(shape).copy()
+
+    try:
+        layers = {}
+        for r in header["layers"]:
+            m, wpr = r["rows"], r["words_per_row"]
+            words = array(r["words_offset"], m * wpr * 4, "<u4", (m, wpr)).astype(np.uint32)
+            attrs = {k: r[k] for k in ("stride", "padding", "dilation", "groups") if k in r}
+            layers[r["name"]] = ShiftLayerExport(
+                name=r["name"], kind=r["kind"], weight_shape=tuple(r["weight_shape"]),
+                wbits=r["wbits"], e0=r["e0"], words=words, bias=r.get("bias"), attrs=attrs)
+            layers[r["name"]].codes()        # validates padding bits and sizes
+        tensors = {t["name"]: array(t["offset"], t["nbytes"], t["dtype"], tuple(t["shape"]))
+                   for t in header["tensors"]}
+    except (KeyError, TypeError) as exc:
+        raise bad(f"corrupt header (missing or malformed field {exc})") from None
+    except ValueError as exc:
+        if isinstance(exc, ExportError):
+            raise
+        raise bad(f"corrupt layer data ({exc})") from None
+    return ExportedModel(layers=layers, tensors=tensors, model=header.get("model"),
+                         meta=header.get("meta") or {})
