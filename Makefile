@@ -44,6 +44,7 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -p no:xdist tests/test_hw_gen.py -k lint
 
 clean:
 	rm -rf build sim_build .pytest_cache
