@@ -1,0 +1,476 @@
+"""The PE-array accelerator configuration, its register map and its stream framing, as data.
+
+:class:`ArrayConfig` is the single source of truth for the array RTL (``hw.array_top``), the
+golden model's settings (:attr:`ArrayConfig.dot_config`), the metadata JSON and the C header
+(generated from :meth:`ArrayConfig.metadata`) and the drivers (``sim``). The register map
+(:data:`REGISTERS`) and the stream framing (:func:`ArrayConfig.framing` and the helpers below)
+are plain data so that documentation, header and gateware cannot drift.
+
+Dataflow in one paragraph (details in ``docs/array.md``): an output-stationary ``rows x cols``
+grid of processing elements; row ``r`` works on activation row ``n`` of ``X``, column ``c`` on
+output channel ``m``; each clock one ``k`` is processed: every row decodes and aligns its
+activation once, every column reads one weight code from its on-chip store, each PE selects
+``x << p``, negates it and adds it into an exact fixed-point accumulator. At the end of a tile
+the accumulators are copied into a shadow chain that drains, one value per clock, into a shared
+finalizer (bias, specials, rounding, ReLU) while the next tile computes.
+
+Pure Python (no Amaranth, no NumPy at import time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .config import DotConfig
+from .formats import FP16, FloatFormat, get_format
+from .weights import PACK_VERSION, WORD_BITS, check_wbits, max_exponent_code
+
+__all__ = [
+    "ArrayConfig", "Field", "Register", "REGISTERS", "REGISTER_BY_NAME", "CSR_ADDR_WIDTH",
+    "CSR_DATA_WIDTH", "MAX_NM", "ID_MAGIC", "ARRAY_VERSION", "CTRL", "STATUS", "ERROR", "STREAMS",
+    "channel_words", "pack_activation_beat", "weight_stream", "activation_stream",
+    "result_order",
+]
+
+ID_MAGIC = 0x44534841          # "DSHA" (densehw array)
+ARRAY_VERSION = 1              # bump when the register map or the framing changes
+CSR_ADDR_WIDTH = 8             # byte address bits of the AXI4-Lite register block
+CSR_DATA_WIDTH = 32
+MAX_NM = (1 << 24) - 1         # largest N and M of one layer (24-bit registers)
+
+
+# -- register map -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Field:
+    """A bit field of a register: ``[lsb, lsb + width)``."""
+
+    name: str
+    lsb: int
+    width: int
+    doc: str
+    signed: bool = False
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.lsb
+
+
+@dataclass(frozen=True)
+class Register:
+    """One 32-bit register of the control/status block.
+
+    ``access``: ``"ro"`` (read only), ``"rw"`` (read/write), ``"w1p"`` (write 1 to pulse, reads
+    as 0 for pulse bits), ``"rw1c"`` (read; write 1 to clear), ``"rc"`` (read-only counter,
+    cleared by ``CTRL.START``).
+    """
+
+    name: str
+    offset: int
+    access: str
+    doc: str
+    fields: tuple[Field, ...] = ()
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"register {self.name} has no field {name!r}")
+
+
+# Bit positions, also available as dicts for drivers (CTRL["START"] == 1 << 0 ...).
+CTRL = {"START": 1 << 0, "RELU": 1 << 1, "BIAS_EN": 1 << 2, "E0_PER_CHANNEL": 1 << 3}
+STATUS = {"BUSY": 1 << 0, "DONE": 1 << 1, "ERROR": 1 << 2}
+ERROR = {"K_RANGE": 1 << 0, "SHAPE": 1 << 1, "E0_RANGE": 1 << 2, "ACT_FRAMING": 1 << 3,
+         "WGT_FRAMING": 1 << 4, "START_BUSY": 1 << 5}
+
+REGISTERS: tuple[Register, ...] = (
+    Register("ID", 0x00, "ro", f"magic {ID_MAGIC:#010x} ('DSHA')"),
+    Register("VERSION", 0x04, "ro", "register map / framing version (low 16 bits) and weight "
+             "packing version (high 16 bits)",
+             (Field("ARRAY", 0, 16, "ARRAY_VERSION"), Field("PACK", 16, 16, "PACK_VERSION"))),
+    Register("GEOMETRY", 0x08, "ro", "array shape and weight width",
+             (Field("ROWS", 0, 8, "PE rows (activation rows per tile)"),
+              Field("COLS", 8, 8, "PE columns (output channels per tile)"),
+              Field("WBITS", 16, 4, "weight code width B"),
+              Field("PIPELINE", 20, 4, "PE pipeline depth"))),
+    Register("DEPTH", 0x0C, "ro", "weight store depth per column and bank: the largest K"),
+    Register("FORMATS", 0x10, "ro", "activation and output formats",
+             (Field("IN_EXP", 0, 4, "in_fmt exponent bits"),
+              Field("IN_FRAC", 4, 6, "in_fmt fraction bits"),
+              Field("OUT_EXP", 16, 4, "out_fmt exponent bits"),
+              Field("OUT_FRAC", 20, 6, "out_fmt fraction bits"))),
+    Register("E0_RANGE", 0x14, "ro", "accepted weight offsets",
+             (Field("MIN", 0, 8, "e0_min", signed=True),
+              Field("MAX", 8, 8, "e0_max", signed=True))),
+    Register("CTRL", 0x20, "rw", "layer options; START is a pulse (reads 0). Options are "
+             "sampled when START is written (write options and START together or before)",
+             (Field("START", 0, 1, "write 1: check the shape registers and start a layer"),
+              Field("RELU", 1, 1, "apply ReLU to the outputs"),
+              Field("BIAS_EN", 2, 1, "add the per-channel bias carried by the weight stream"),
+              Field("E0_PER_CHANNEL", 3, 1,
+                    "use each channel's e0 from the weight stream instead of register E0"))),
+    Register("STATUS", 0x24, "ro", "layer state",
+             (Field("BUSY", 0, 1, "a layer is running"),
+              Field("DONE", 1, 1, "the last result beat of the layer was accepted (cleared by "
+                                  "START)"),
+              Field("ERROR", 2, 1, "some ERROR bit is set"))),
+    Register("ERROR", 0x28, "rw1c", "sticky error bits; write 1 to clear",
+             (Field("K_RANGE", 0, 1, "START with K = 0 or K > DEPTH (layer not started)"),
+              Field("SHAPE", 1, 1, "START with N or M outside 1..2**24-1 (layer not started)"),
+              Field("E0_RANGE", 2, 1, "register E0 outside E0_RANGE at START without "
+                                      "E0_PER_CHANNEL (layer not started), or a channel's e0 "
+                                      "outside E0_RANGE (results of that layer undefined)"),
+              Field("ACT_FRAMING", 3, 1, "activation tlast not on beat K-1 of a tile"),
+              Field("WGT_FRAMING", 4, 1, "weight tlast not on the last word of a channel"),
+              Field("START_BUSY", 5, 1, "START written while BUSY (ignored)"))),
+    Register("N", 0x30, "rw", "activation rows (GEMM N), 1..2**24-1"),
+    Register("K", 0x34, "rw", "reduction length, 1..DEPTH"),
+    Register("M", 0x38, "rw", "output channels (GEMM M), 1..2**24-1"),
+    Register("E0", 0x3C, "rw", "per-tensor weight offset (two's complement), "
+             "used unless CTRL.E0_PER_CHANNEL"),
+    Register("CYCLES_BUSY", 0x40, "rc", "clock cycles with BUSY set"),
+    Register("CYCLES_ACTIVE", 0x44, "rc", "cycles in which the array consumed an activation "
+             "beat (each is rows*cols MAC slots)"),
+    Register("STALL_ACT", 0x48, "rc", "busy cycles the array waited for an activation beat "
+             "(weights ready, drain free)"),
+    Register("STALL_WGT", 0x4C, "rc", "busy cycles the array waited for weights to load"),
+    Register("STALL_RES", 0x50, "rc", "cycles a result beat waited for tready"),
+    Register("STALL_DRAIN", 0x54, "rc", "busy cycles the array waited for the drain chain "
+             "(tile shorter than rows*cols or results backpressured)"),
+)
+REGISTER_BY_NAME = {r.name: r for r in REGISTERS}
+
+# AXI4-Stream ports of the top (`densehw_array`); Verilog names are `<port>__<signal>`.
+STREAMS = {
+    "s_axis_act": "activations in (tdata, tvalid, tready, tlast)",
+    "s_axis_wgt": "weights, biases and channel offsets in (tdata, tvalid, tready, tlast)",
+    "m_axis_res": "results out (tdata, tvalid, tready, tlast)",
+}
+
+
+def _check_int(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], not {value}")
+
+
+def _bytes(bits: int) -> int:
+    return -(-bits // 8) * 8
+
+
+def channel_words(k: int, wbits: int) -> int:
+    """Words of one output channel on the weight stream: bias, e0, then the packed codes."""
+    return 2 + -(-k * check_wbits(wbits) // WORD_BITS)
+
+
+def pack_activation_beat(lanes, in_width: int) -> int:
+    """The ``tdata`` integer of one activation beat: lane ``r`` at bits
+    ``[r*in_width, (r+1)*in_width)``."""
+    word = 0
+    for r, v in enumerate(lanes):
+        word |= (int(v) & ((1 << in_width) - 1)) << (r * in_width)
+    return word
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """Parameters of the shift-add PE array.
+
+    Parameters
+    ----------
+    in_fmt : FloatFormat or str
+        Activation format (default fp16), at most 32 bits wide.
+    out_fmt : FloatFormat or str, optional
+        Output and bias format (default ``in_fmt``), at most 32 bits wide.
+    wbits : int
+        Weight code width ``B``, 2..5.
+    rows, cols : int
+        PE grid: activation rows and output channels per tile, 1..64 each, at most 1024 PEs.
+    depth : int
+        Weight store depth per column and bank (two banks): the largest ``K``; a power of two
+        in [16, 65536].
+    e0_min, e0_max : int
+        Weight offsets the array accepts, within [-64, 64].
+    pipeline : int
+        PE pipeline depth, 1..2 (2 registers the selected addend before the accumulator adder).
+        Changes latency and clock rate, never results.
+    accumulator : str
+        ``"exact"`` (the only policy: every partial sum exact, rounded once).
+    """
+
+    in_fmt: FloatFormat = FP16
+    out_fmt: FloatFormat | None = None
+    wbits: int = 3
+    rows: int = 4
+    cols: int = 4
+    depth: int = 512
+    e0_min: int = -8
+    e0_max: int = 7
+    pipeline: int = 2
+    accumulator: str = "exact"
+
+    def __post_init__(self):
+        for key in ("in_fmt", "out_fmt"):
+            value = getattr(self, key)
+            if value is None and key == "out_fmt":
+                continue
+            if not isinstance(value, (str, FloatFormat)):
+                raise TypeError(f"{key} must be a FloatFormat or a format name, not {value!r}")
+        object.__setattr__(self, "in_fmt", get_format(self.in_fmt))
+        object.__setattr__(self, "out_fmt",
+                           self.in_fmt if self.out_fmt is None else get_format(self.out_fmt))
+        for key in ("in_fmt", "out_fmt"):
+            fmt = getattr(self, key)
+            if fmt.width > 32:
+                raise ValueError(f"{key} {fmt.name} is {fmt.width} bits wide; the array "
+                                 f"supports formats of at most 32 bits")
+        check_wbits(self.wbits)
+        _check_int("rows", self.rows, 1, 64)
+        _check_int("cols", self.cols, 1, 64)
+        if self.rows * self.cols > 1024:
+            raise ValueError(f"rows * cols must be at most 1024, not {self.rows * self.cols}")
+        _check_int("depth", self.depth, 16, 1 << 16)
+        if self.depth & (self.depth - 1):
+            raise ValueError(f"depth must be a power of two in [16, 65536], not {self.depth}")
+        _check_int("e0_min", self.e0_min, -64, 64)
+        _check_int("e0_max", self.e0_max, -64, 64)
+        if self.e0_min > self.e0_max:
+            raise ValueError(f"e0_min ({self.e0_min}) must not exceed e0_max ({self.e0_max})")
+        _check_int("pipeline", self.pipeline, 1, 2)
+        if not isinstance(self.accumulator, str):
+            raise TypeError(f"accumulator must be a string, not {self.accumulator!r}")
+        if self.accumulator != "exact":
+            raise ValueError(f"accumulator must be 'exact', not {self.accumulator!r}")
+
+    # -- arithmetic domain --------------------------------------------------------------------
+    @property
+    def dot_config(self) -> DotConfig:
+        """The arithmetic domain as a :class:`DotConfig` (``max_k = depth``): pass it to
+        ``gemm_golden(config=...)``; its accumulator geometry is the finalizer's."""
+        return DotConfig(in_fmt=self.in_fmt, out_fmt=self.out_fmt, wbits=self.wbits, lanes=1,
+                         pipeline=4, max_k=self.depth, e0_min=self.e0_min, e0_max=self.e0_max)
+
+    @property
+    def pmax(self) -> int:
+        return max_exponent_code(self.wbits)
+
+    @property
+    def max_k(self) -> int:
+        return self.depth
+
+    @property
+    def align_width(self) -> int:
+        """Width of a row's aligned activation magnitude ``sig << (max(E, 1) - 1)``."""
+        fmt = self.in_fmt
+        return fmt.frac_bits + 1 + fmt.exp_max_field - 2
+
+    @property
+    def pe_acc_width(self) -> int:
+        """Two's complement width of a PE accumulator (products only, no bias). Its LSB weighs
+        ``2**(e0 + in_fmt.lsb_exp)``, i.e. accumulator bit ``dot_config.product_shift_base``
+        of the finalizer."""
+        largest = ((1 << (self.in_fmt.frac_bits + 1)) - 1) << (self.in_fmt.exp_max_field - 2
+                                                               + self.pmax)
+        return (self.depth * largest).bit_length() + 1
+
+    @property
+    def acc_width(self) -> int:
+        """Width of the finalizer's accumulator (products and bias)."""
+        return self.dot_config.acc_width
+
+    @property
+    def e0_bits(self) -> int:
+        return self.dot_config.e0_bits
+
+    # -- ports ---------------------------------------------------------------------------------
+    @property
+    def act_tdata_width(self) -> int:
+        """Activation beat: ``rows`` lanes of ``in_fmt`` bits, lane 0 lowest, padded to bytes."""
+        return _bytes(self.rows * self.in_fmt.width)
+
+    @property
+    def wgt_tdata_width(self) -> int:
+        return WORD_BITS
+
+    @property
+    def res_tdata_width(self) -> int:
+        """Result beat: one ``out_fmt`` pattern in the low bits, padded to bytes."""
+        return _bytes(self.out_fmt.width)
+
+    @property
+    def csr_addr_width(self) -> int:
+        return CSR_ADDR_WIDTH
+
+    # -- framing ------------------------------------------------------------------------------
+    def check_layer(self, n: int, k: int, m: int) -> None:
+        """Raise ``ValueError`` unless ``(N, K, M)`` can run on the array."""
+        for name, v, hi in (("N", n, MAX_NM), ("K", k, self.depth), ("M", m, MAX_NM)):
+            _check_int(name, v, 1, hi)
+
+    def tiles(self, n: int, k: int, m: int) -> list[tuple[int, int, int, int]]:
+        """Tiles in stream order: ``(n0, rows_valid, m0, cols_valid)``; the ``M`` tile is the
+        outer loop (weights stay on chip while all ``N`` tiles pass)."""
+        self.check_layer(n, k, m)
+        return [(n0, min(self.rows, n - n0), m0, min(self.cols, m - m0))
+                for m0 in range(0, m, self.cols) for n0 in range(0, n, self.rows)]
+
+    def framing(self, n: int, k: int, m: int) -> dict:
+        """Beat counts of each stream for a layer (tlast counts included)."""
+        self.check_layer(n, k, m)
+        mt, nt = -(-m // self.cols), -(-n // self.rows)
+        return {
+            "m_tiles": mt, "n_tiles": nt,
+            "act_beats": mt * nt * k, "act_tlasts": mt * nt,
+            "wgt_words": m * channel_words(k, self.wbits), "wgt_tlasts": m,
+            "res_beats": n * m, "res_tlasts": mt * nt,
+        }
+
+    def ideal_cycles(self, n: int, k: int, m: int) -> int:
+        """Compute-bound cycle count: one activation beat per clock, no stall (a lower bound;
+        see docs/array.md for the full model)."""
+        f = self.framing(n, k, m)
+        return f["m_tiles"] * f["n_tiles"] * max(k, self.rows * self.cols)
+
+    # -- serialisation ------------------------------------------------------------------------
+    _KEYS = ("in_fmt", "out_fmt", "wbits", "rows", "cols", "depth", "e0_min", "e0_max",
+             "pipeline", "accumulator")
+    _DERIVED = ("pe_acc_width", "acc_width", "acc_lsb_exp", "e0_bits", "act_tdata_width",
+                "wgt_tdata_width", "res_tdata_width", "csr_addr_width", "version")
+
+    def to_dict(self) -> dict:
+        def fmt(f):
+            return {"name": f.name, "exp_bits": f.exp_bits, "frac_bits": f.frac_bits}
+
+        return {
+            "in_fmt": fmt(self.in_fmt), "out_fmt": fmt(self.out_fmt), "wbits": self.wbits,
+            "rows": self.rows, "cols": self.cols, "depth": self.depth, "e0_min": self.e0_min,
+            "e0_max": self.e0_max, "pipeline": self.pipeline, "accumulator": self.accumulator,
+            "pe_acc_width": self.pe_acc_width, "acc_width": self.acc_width,
+            "acc_lsb_exp": self.dot_config.acc_lsb_exp, "e0_bits": self.e0_bits,
+            "act_tdata_width": self.act_tdata_width, "wgt_tdata_width": self.wgt_tdata_width,
+            "res_tdata_width": self.res_tdata_width, "csr_addr_width": self.csr_addr_width,
+            "version": ARRAY_VERSION,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ArrayConfig:
+        """Inverse of :meth:`to_dict`; derived keys are accepted and ignored, unknown keys
+        raise ``ValueError``. Formats may be names or ``{name, exp_bits, frac_bits}``."""
+        if not isinstance(d, dict):
+            raise TypeError(f"configuration must be a dict, not {d!r}")
+        unknown = set(d) - set(cls._KEYS) - set(cls._DERIVED)
+        if unknown:
+            raise ValueError(f"unknown array configuration keys: {', '.join(sorted(unknown))}")
+        args = {k: d[k] for k in cls._KEYS if k in d}
+        for key in ("in_fmt", "out_fmt"):
+            v = args.get(key)
+            if isinstance(v, dict):
+                try:
+                    args[key] = FloatFormat(v["name"], v["exp_bits"], v["frac_bits"])
+                except KeyError as exc:
+                    raise ValueError(f"{key} needs name, exp_bits and frac_bits; missing "
+                                     f"{exc.args[0]}") from None
+        return cls(**args)
+
+    @property
+    def name(self) -> str:
+        """Short filesystem-safe identifier."""
+        out = "" if self.out_fmt == self.in_fmt else f"_{self.out_fmt.name}"
+        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        return (f"{self.in_fmt.name}{out}_b{self.wbits}_{self.rows}x{self.cols}"
+                f"_d{self.depth}_{digest[:8]}")
+
+    # -- register values -----------------------------------------------------------------------
+    def register_resets(self) -> dict[str, int]:
+        """Values of the read-only identification registers (and resets of the others)."""
+        def s8(v):
+            return v & 0xFF
+        return {
+            "ID": ID_MAGIC,
+            "VERSION": ARRAY_VERSION | (PACK_VERSION << 16),
+            "GEOMETRY": self.rows | (self.cols << 8) | (self.wbits << 16)
+            | (self.pipeline << 20),
+            "DEPTH": self.depth,
+            "FORMATS": (self.in_fmt.exp_bits | (self.in_fmt.frac_bits << 4)
+                        | (self.out_fmt.exp_bits << 16) | (self.out_fmt.frac_bits << 20)),
+            "E0_RANGE": s8(self.e0_min) | (s8(self.e0_max) << 8),
+        }
+
+    def metadata(self) -> dict:
+        """Everything a header, a driver or a document needs: configuration, derived widths,
+        register map, stream framing rules."""
+        resets = self.register_resets()
+        return {
+            "config": self.to_dict(),
+            "name": self.name,
+            "top": "densehw_array",
+            "registers": [
+                {"name": r.name, "offset": r.offset, "access": r.access, "doc": r.doc,
+                 "reset": resets.get(r.name, 0),
+                 "fields": [{"name": f.name, "lsb": f.lsb, "width": f.width, "doc": f.doc,
+                             "signed": f.signed} for f in r.fields]}
+                for r in REGISTERS],
+            "streams": {
+                "s_axis_act": {"tdata_width": self.act_tdata_width, "lanes": self.rows,
+                               "lane_width": self.in_fmt.width},
+                "s_axis_wgt": {"tdata_width": self.wgt_tdata_width,
+                               "channel_header_words": 2, "pack_version": PACK_VERSION},
+                "m_axis_res": {"tdata_width": self.res_tdata_width,
+                               "width": self.out_fmt.width},
+            },
+        }
+
+
+# -- stream builders (host side; NumPy imported lazily) ------------------------------------------
+
+def weight_stream(config: ArrayConfig, codes, e0, bias_bits=None) -> list[tuple[int, int]]:
+    """The weight stream of a layer as ``(word, tlast)`` pairs.
+
+    ``codes``: ``(M, K)`` weight codes; ``e0``: int (written to every channel header) or
+    ``(M,)`` ints; ``bias_bits``: ``(M,)`` raw ``out_fmt`` patterns or ``None`` (0 is sent)."""
+    import numpy as np
+
+    from .weights import pack_codes
+
+    codes = np.asarray(codes)
+    m_total, k = codes.shape
+    e0s = np.broadcast_to(np.asarray(e0, dtype=np.int64), (m_total,))
+    bias = (np.zeros(m_total, dtype=np.int64) if bias_bits is None
+            else np.asarray(bias_bits, dtype=np.int64))
+    packed = pack_codes(codes, config.wbits)
+    out = []
+    for _, _, m0, cols in config.tiles(1, k, m_total):
+        for m in range(m0, m0 + cols):
+            words = [int(bias[m]) & 0xFFFFFFFF, int(e0s[m]) & 0xFFFFFFFF]
+            words += [int(w) for w in packed[m]]
+            out += [(w, int(i == len(words) - 1)) for i, w in enumerate(words)]
+    return out
+
+
+def activation_stream(config: ArrayConfig, x_bits, m_total: int) -> list[tuple[int, int]]:
+    """The activation stream of a layer as ``(tdata, tlast)`` pairs (lanes past ``N`` are 0)."""
+    import numpy as np
+
+    x = np.asarray(x_bits)
+    n_total, k = x.shape
+    out = []
+    for n0, rows, _, _ in config.tiles(n_total, k, m_total):
+        block = x[n0:n0 + rows]
+        for kk in range(k):
+            word = pack_activation_beat(block[:, kk], config.in_fmt.width)
+            out.append((word, int(kk == k - 1)))
+    return out
+
+
+def result_order(config: ArrayConfig, n_total: int, k: int, m_total: int):
+    """``(n, m, tlast)`` of every result beat, in stream order."""
+    out = []
+    for n0, rows, m0, cols in config.tiles(n_total, k, m_total):
+        for r in range(rows):
+            for c in range(cols):
+                out.append((n0 + r, m0 + c, int(r == rows - 1 and c == cols - 1)))
+    return out

@@ -1,0 +1,441 @@
+"""The densehw program: a compiled model, as a directory, versioned and validated.
+
+Layout of ``PROGRAM_DIR``::
+
+    program.json    header (UTF-8 JSON, below)
+    blobs.bin       every constant array, back to back (8-byte aligned), little-endian
+    source.dshw     a copy of the export file the program was compiled from (for the PyTorch
+                    reference accuracy; its SHA-256 is in the header)
+
+Header (``format`` ``"densehw-program"``, ``version`` 1)::
+
+    pack_version    contract.weights packing version of every weight blob (1)
+    config          the ArrayConfig (``ArrayConfig.to_dict()``) the program was built for
+    config_name     ArrayConfig.name (configuration plus hash)
+    model           the export's model config dict (rebuilds the PyTorch reference)
+    dataset         "digits" | "speech" | null (what the input shape is for)
+    input           {"value": name, "shape": per-sample shape, "dtype": "float32"}
+    output          name of the logits value; predictions are its argmax
+    values          {name: {"shape": per-sample shape, "fmt": format name}}
+    steps           list of steps (below), executed in order
+    blobs           {name: {"dtype", "shape", "offset", "nbytes"}}
+    blobs_sha256    SHA-256 of blobs.bin
+    source          {"file", "sha256", "export_version"}
+
+A step is a dict with ``id`` (its index), ``op``, ``where`` (``"array"`` or ``"host"``),
+``inputs`` (value names), ``output`` (a value name), ``torch`` (the PyTorch modules/functions it
+implements) and op-specific fields; :data:`OPS` lists the ops and their required fields and
+``docs/deployment.md`` defines their arithmetic. Array steps (``linear``, ``conv1d``,
+``conv2d``) hold ``n`` (GEMM rows per sample), ``k``, ``m``, ``wbits``, ``e0`` (int, or a list
+of ``m`` ints), ``weights`` (blob of ``(m, words_per_row(k, wbits))`` uint32, packing v1),
+``bias`` (blob of ``m`` raw ``out_fmt`` patterns, uint32, or null) and ``relu``.
+
+:func:`load` checks everything it can without running the program and raises
+:class:`ProgramError` (a ``ValueError``) naming the directory and the problem; :func:`check_config`
+refuses a program built for another array configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from contract import FORMATS, PACK_VERSION, check_wbits, get_format, words_per_row
+from contract.array import ArrayConfig
+
+__all__ = ["PROGRAM_FORMAT", "PROGRAM_VERSION", "HEADER", "BLOBS", "SOURCE", "OPS",
+           "ARRAY_OPS", "BLOB_DTYPES", "ProgramError", "Program", "save", "load",
+           "check_config"]
+
+PROGRAM_FORMAT = "densehw-program"
+PROGRAM_VERSION = 1
+HEADER = "program.json"
+BLOBS = "blobs.bin"
+SOURCE = "source.dshw"
+BLOB_DTYPES = ("<u4", "<i8", "<f4", "<f8")
+
+# op -> (where, required fields beyond id/op/where/inputs/output, number of inputs)
+OPS: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "linear": ("array", ("n", "k", "m", "wbits", "e0", "weights", "bias", "relu"), 1),
+    "conv1d": ("array", ("n", "k", "m", "wbits", "e0", "weights", "bias", "relu", "kernel",
+                         "stride", "padding", "dilation"), 1),
+    "conv2d": ("array", ("n", "k", "m", "wbits", "e0", "weights", "bias", "relu", "kernel",
+                         "stride", "padding", "dilation"), 1),
+    "input": ("host", (), 0),
+    "convert": ("host", (), 1),
+    "fp_linear": ("host", ("weights", "bias", "scale", "shift", "relu"), 1),
+    "fp_conv1d": ("host", ("weights", "bias", "scale", "shift", "relu", "kernel", "stride",
+                           "padding", "dilation"), 1),
+    "fp_conv2d": ("host", ("weights", "bias", "scale", "shift", "relu", "kernel", "stride",
+                           "padding", "dilation"), 1),
+    "affine": ("host", ("scale", "shift", "relu"), 1),
+    "relu": ("host", (), 1),
+    "add": ("host", ("relu",), 2),
+    "maxpool1d": ("host", ("kernel", "stride", "padding"), 1),
+    "maxpool2d": ("host", ("kernel", "stride", "padding"), 1),
+    "avgpool": ("host", (), 1),
+    "flatten": ("host", (), 1),
+}
+ARRAY_OPS = tuple(op for op, spec in OPS.items() if spec[0] == "array")
+
+
+class ProgramError(ValueError):
+    """A malformed program, a program for another configuration, or an unusable export."""
+
+
+@dataclass
+class Program:
+    """A compiled model (see the module documentation for the meaning of each member)."""
+
+    config: ArrayConfig
+    steps: list
+    values: dict
+    blobs: dict
+    input: dict
+    output: str
+    model: dict | None = None
+    dataset: str | None = None
+    source: dict = field(default_factory=dict)
+    source_bytes: bytes | None = None
+    meta: dict = field(default_factory=dict)
+
+    def blob(self, name):
+        """The array of blob ``name`` (``None`` for ``None``)."""
+        return None if name is None else self.blobs[name]
+
+    def fmt(self, value: str):
+        return get_format(self.values[value]["fmt"])
+
+    def array_steps(self) -> list:
+        return [s for s in self.steps if s["where"] == "array"]
+
+    def header(self) -> dict:
+        return {"format": PROGRAM_FORMAT, "version": PROGRAM_VERSION,
+                "pack_version": PACK_VERSION, "config": self.config.to_dict(),
+                "config_name": self.config.name, "model": self.model, "dataset": self.dataset,
+                "input": self.input, "output": self.output, "values": self.values,
+                "steps": self.steps, "source": self.source, "meta": self.meta}
+
+
+# -- save ---------------------------------------------------------------------------------------
+
+def _blob_bytes(blobs: dict) -> tuple[bytes, dict]:
+    chunks, records, offset = [], {}, 0
+    for name, arr in blobs.items():
+        arr = np.asarray(arr)
+        dtype = arr.dtype.newbyteorder("<") if arr.dtype.byteorder not in "<|" else arr.dtype
+        dtype = np.dtype(dtype)
+        if dtype.str not in BLOB_DTYPES:
+            raise ProgramError(f"blob {name!r} has dtype {arr.dtype}; expected one of "
+                               f"{', '.join(BLOB_DTYPES)}")
+        data = np.ascontiguousarray(arr, dtype=dtype).tobytes()
+        records[name] = {"dtype": dtype.str, "shape": list(arr.shape), "offset": offset,
+                         "nbytes": len(data)}
+        chunks.append(data)
+        offset += len(data)
+        pad = (-offset) % 8
+        chunks.append(b"\0" * pad)
+        offset += pad
+    return b"".join(chunks), records
+
+
+def save(program: Program, directory) -> Path:
+    """Write ``program`` to ``directory`` atomically: built in a temporary directory next to it,
+    then renamed into place. An existing program directory there is replaced; any other existing
+    path is an error."""
+    validate(program, "program")
+    directory = Path(directory)
+    parent = directory.parent if str(directory.parent) else Path(".")
+    if not parent.is_dir():
+        raise ProgramError(f"output directory {str(parent)!r} does not exist")
+    if directory.exists() and not (directory.is_dir() and (directory / HEADER).is_file()):
+        raise ProgramError(f"{str(directory)!r} exists and is not a densehw program directory; "
+                           f"refusing to replace it")
+    data, records = _blob_bytes(program.blobs)
+    header = program.header()
+    header["blobs"] = records
+    header["blobs_sha256"] = hashlib.sha256(data).hexdigest()
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        (tmp / BLOBS).write_bytes(data)
+        if program.source_bytes is not None:
+            (tmp / SOURCE).write_bytes(program.source_bytes)
+        (tmp / HEADER).write_text(json.dumps(header, indent=1, sort_keys=True) + "\n")
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.", suffix=".old"))
+            os.replace(directory, old / "p")
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+# -- load and validation ------------------------------------------------------------------------
+
+def _need(d: dict, key: str, types, where: str):
+    if not isinstance(d, dict) or key not in d:
+        raise ProgramError(f"{where}: missing field {key!r}")
+    value = d[key]
+    if types is not None and not isinstance(value, types):
+        raise ProgramError(f"{where}: field {key!r} is {value!r}; expected "
+                           f"{getattr(types, '__name__', types)}")
+    return value
+
+
+def _int_list(value, length, what):
+    if (not isinstance(value, list) or len(value) != length
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ProgramError(f"{what} is {value!r}; expected a list of {length} integers")
+    return value
+
+
+def load(directory) -> Program:
+    """Read and validate a program directory; raises :class:`ProgramError` naming the
+    directory and the problem."""
+    directory = Path(directory)
+    where = str(directory)
+    if not directory.is_dir():
+        raise ProgramError(f"{where}: not a directory (expected a densehw program directory)")
+    head = directory / HEADER
+    if not head.is_file():
+        raise ProgramError(f"{where}: no {HEADER}; not a densehw program directory")
+    try:
+        header = json.loads(head.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProgramError(f"{where}/{HEADER}: not valid JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != PROGRAM_FORMAT:
+        raise ProgramError(f"{where}/{HEADER}: not a densehw program (format "
+                           f"{header.get('format') if isinstance(header, dict) else None!r}, "
+                           f"expected {PROGRAM_FORMAT!r})")
+    version = header.get("version")
+    if version != PROGRAM_VERSION:
+        raise ProgramError(f"{where}: program format version {version!r} is not supported "
+                           f"(this densehw reads version {PROGRAM_VERSION}); recompile it")
+    if header.get("pack_version") != PACK_VERSION:
+        raise ProgramError(f"{where}: weight packing version {header.get('pack_version')!r} is "
+                           f"not supported (expected {PACK_VERSION})")
+    try:
+        config = ArrayConfig.from_dict(_need(header, "config", dict, where))
+    except (TypeError, ValueError) as exc:
+        raise ProgramError(f"{where}: bad array configuration: {exc}") from None
+    if header.get("config_name") != config.name:
+        raise ProgramError(f"{where}: config_name {header.get('config_name')!r} does not match "
+                           f"its configuration ({config.name}); the header was modified")
+    blob_path = directory / BLOBS
+    if not blob_path.is_file():
+        raise ProgramError(f"{where}: {BLOBS} is missing")
+    data = blob_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != header.get("blobs_sha256"):
+        raise ProgramError(f"{where}/{BLOBS}: SHA-256 mismatch (truncated or modified)")
+    blobs = {}
+    for name, rec in _need(header, "blobs", dict, where).items():
+        what = f"{where}: blob {name!r}"
+        dtype = _need(rec, "dtype", str, what)
+        if dtype not in BLOB_DTYPES:
+            raise ProgramError(f"{what}: dtype {dtype!r}; expected one of "
+                               f"{', '.join(BLOB_DTYPES)}")
+        shape = _need(rec, "shape", list, what)
+        offset = _need(rec, "offset", int, what)
+        nbytes = _need(rec, "nbytes", int, what)
+        count = int(np.prod(shape)) if shape else 1
+        if nbytes != count * np.dtype(dtype).itemsize or offset < 0 or offset + nbytes > len(
+                data):
+            raise ProgramError(f"{what}: {nbytes} bytes at offset {offset} do not hold shape "
+                               f"{shape} of {dtype} inside {BLOBS} ({len(data)} bytes)")
+        blobs[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(
+            shape).copy()
+    source_bytes = None
+    source = header.get("source") or {}
+    if source.get("file"):
+        src = directory / source["file"]
+        if src.is_file():
+            source_bytes = src.read_bytes()
+            if hashlib.sha256(source_bytes).hexdigest() != source.get("sha256"):
+                raise ProgramError(f"{where}/{source['file']}: SHA-256 mismatch with the header")
+    try:
+        program = Program(config=config, steps=_need(header, "steps", list, where),
+                          values=_need(header, "values", dict, where), blobs=blobs,
+                          input=_need(header, "input", dict, where),
+                          output=_need(header, "output", str, where), model=header.get("model"),
+                          dataset=header.get("dataset"), source=source,
+                          source_bytes=source_bytes, meta=header.get("meta") or {})
+    except ProgramError:
+        raise
+    validate(program, where)
+    return program
+
+
+def validate(program: Program, where: str = "program") -> None:
+    """Check the structure of ``program``: every step names a known op with its fields, reads
+    values defined before it, references existing blobs of the right shape, and every array step
+    fits the program's configuration."""
+    cfg = program.config
+    values = program.values
+    for name, v in values.items():
+        what = f"{where}: value {name!r}"
+        _int_list(_need(v, "shape", list, what), len(v["shape"]), f"{what} shape")
+        if _need(v, "fmt", str, what) not in FORMATS:
+            raise ProgramError(f"{what}: unknown format {v['fmt']!r}; expected one of "
+                               f"{', '.join(FORMATS)}")
+    inp = program.input
+    if _need(inp, "value", str, f"{where}: input") not in values:
+        raise ProgramError(f"{where}: input value {inp['value']!r} is not declared")
+    _int_list(_need(inp, "shape", list, f"{where}: input"), len(inp["shape"]),
+              f"{where}: input shape")
+    if program.output not in values:
+        raise ProgramError(f"{where}: output value {program.output!r} is not declared")
+    if not program.steps:
+        raise ProgramError(f"{where}: the program has no steps")
+    defined = set()
+    for i, step in enumerate(program.steps):
+        if not isinstance(step, dict):
+            raise ProgramError(f"{where}: step {i} is not an object")
+        what = f"{where}: step {i}"
+        op = _need(step, "op", str, what)
+        if op not in OPS:
+            raise ProgramError(f"{what}: unknown op {op!r}; expected one of {', '.join(OPS)}")
+        what = f"{where}: step {i} ({op} {step.get('name', '')})".replace(" )", ")")
+        place, required, n_in = OPS[op]
+        if step.get("id") != i:
+            raise ProgramError(f"{what}: id {step.get('id')!r}, expected {i}")
+        if step.get("where") != place:
+            raise ProgramError(f"{what}: where={step.get('where')!r}, expected {place!r}")
+        for key in required:
+            _need(step, key, None, what)
+        inputs = _need(step, "inputs", list, what)
+        if len(inputs) != n_in:
+            raise ProgramError(f"{what}: {len(inputs)} inputs, expected {n_in}")
+        for name in inputs:
+            if name not in defined:
+                raise ProgramError(f"{what}: reads value {name!r} before any step writes it")
+        out = _need(step, "output", str, what)
+        if out not in values:
+            raise ProgramError(f"{what}: output value {out!r} is not declared")
+        if out in defined:
+            raise ProgramError(f"{what}: value {out!r} is written twice")
+        defined.add(out)
+        for key in ("weights", "bias", "scale", "shift"):
+            ref = step.get(key)
+            if ref is not None and ref not in program.blobs:
+                raise ProgramError(f"{what}: {key} blob {ref!r} does not exist")
+        for key in ("kernel", "stride", "padding", "dilation"):
+            if key in required:
+                dims = 1 if op.endswith("1d") else 2
+                _int_list(step[key], dims, f"{what} {key}")
+                lo = 0 if key == "padding" else 1
+                if any(v < lo for v in step[key]):
+                    raise ProgramError(f"{what}: {key} {step[key]!r} must be >= {lo}")
+        for key in ("relu",):
+            if key in required and not isinstance(step[key], bool):
+                raise ProgramError(f"{what}: {key} is {step[key]!r}; expected true or false")
+        if place == "array":
+            _check_array_step(program, step, what)
+        elif op.startswith("fp_"):
+            _check_fp_step(program, step, what)
+        elif op == "affine":
+            channels = values[out]["shape"][0] if values[out]["shape"] else 1
+            for key in ("scale", "shift"):
+                if step[key] is not None and program.blobs[step[key]].shape != (channels,):
+                    raise ProgramError(f"{what}: {key} blob {step[key]!r} must have shape "
+                                       f"({channels},)")
+    if program.output not in defined:
+        raise ProgramError(f"{where}: no step writes the output value {program.output!r}")
+    if program.steps[0]["op"] != "input" or program.steps[0]["output"] != inp["value"]:
+        raise ProgramError(f"{where}: the first step must be the input step writing "
+                           f"{inp['value']!r}")
+    del cfg
+
+
+def _check_array_step(program: Program, step: dict, what: str) -> None:
+    cfg = program.config
+    n, k, m = (_need(step, key, int, what) for key in ("n", "k", "m"))
+    if n < 1 or m < 1:
+        raise ProgramError(f"{what}: n={n}, m={m}; expected positive sizes")
+    if not 1 <= k <= cfg.depth:
+        raise ProgramError(f"{what}: K={k} is outside the array's range [1, {cfg.depth}] "
+                           f"(config {cfg.name})")
+    try:
+        wbits = check_wbits(step["wbits"])
+    except (TypeError, ValueError) as exc:
+        raise ProgramError(f"{what}: {exc}") from None
+    if wbits != cfg.wbits:
+        raise ProgramError(f"{what}: {wbits}-bit weight codes, but the array takes "
+                           f"{cfg.wbits}-bit codes (config {cfg.name})")
+    e0 = step["e0"]
+    e0s = _int_list(e0, m, f"{what} e0") if isinstance(e0, list) else [e0]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in e0s):
+        raise ProgramError(f"{what}: e0 is {e0!r}; expected an integer or a list of {m}")
+    bad = [v for v in e0s if not cfg.e0_min <= v <= cfg.e0_max]
+    if bad:
+        raise ProgramError(f"{what}: e0={bad[0]} is outside the array's range "
+                           f"[{cfg.e0_min}, {cfg.e0_max}] (config {cfg.name})")
+    words = program.blobs[step["weights"]]
+    want = (m, words_per_row(k, wbits))
+    if words.dtype != np.dtype("<u4") or words.shape != want:
+        raise ProgramError(f"{what}: weight blob {step['weights']!r} is {words.dtype} "
+                           f"{words.shape}; expected uint32 {want} (packing v1)")
+    src_shape = program.values[step["inputs"][0]]["shape"]
+    dst_shape = program.values[step["output"]]["shape"]
+    if step["op"] == "linear":
+        geometry_ok = int(np.prod(src_shape)) == k and dst_shape == [m] and n == 1
+    else:
+        geometry_ok = (len(src_shape) == len(step["kernel"]) + 1
+                       and src_shape[0] * int(np.prod(step["kernel"])) == k
+                       and dst_shape[0] == m and int(np.prod(dst_shape[1:])) == n)
+    if not geometry_ok:
+        raise ProgramError(f"{what}: n={n}, k={k}, m={m} do not match its input shape "
+                           f"{src_shape} and output shape {dst_shape}")
+    if step["bias"] is not None:
+        bias = program.blobs[step["bias"]]
+        if (bias.dtype != np.dtype("<u4") or bias.shape != (m,)
+                or int(bias.max()) >> cfg.out_fmt.width):
+            raise ProgramError(f"{what}: bias blob {step['bias']!r} must hold {m} raw "
+                               f"{cfg.out_fmt.name} patterns")
+    if not isinstance(step["relu"], bool):
+        raise ProgramError(f"{what}: relu is {step['relu']!r}; expected true or false")
+    src = program.values[step["inputs"][0]]
+    dst = program.values[step["output"]]
+    if src["fmt"] != cfg.in_fmt.name or dst["fmt"] != cfg.out_fmt.name:
+        raise ProgramError(f"{what}: reads {src['fmt']} and writes {dst['fmt']}, but the array "
+                           f"takes {cfg.in_fmt.name} and gives {cfg.out_fmt.name}")
+
+
+def _check_fp_step(program: Program, step: dict, what: str) -> None:
+    w = program.blobs[step["weights"]]
+    src = program.values[step["inputs"][0]]["shape"]
+    dst = program.values[step["output"]]["shape"]
+    k = int(np.prod(src)) if step["op"] == "fp_linear" else src[0] * int(
+        np.prod(step["kernel"]))
+    if w.ndim != 2 or w.shape != (dst[0], k):
+        raise ProgramError(f"{what}: weight blob {step['weights']!r} has shape {w.shape}; "
+                           f"expected {(dst[0], k)} for input {src} and output {dst}")
+    for key in ("bias", "scale", "shift"):
+        if step[key] is not None and program.blobs[step[key]].shape != (dst[0],):
+            raise ProgramError(f"{what}: {key} blob {step[key]!r} must have shape "
+                               f"({dst[0]},)")
+
+
+def check_config(program: Program, config: ArrayConfig) -> None:
+    """Raise :class:`ProgramError` unless ``program`` was compiled for ``config``."""
+    if program.config == config:
+        return
+    a, b = program.config.to_dict(), config.to_dict()
+    keys = ArrayConfig._KEYS
+    diff = [f"{key}: program {a[key]!r} vs {b[key]!r}" for key in keys if a[key] != b[key]]
+    raise ProgramError(f"the program was compiled for array configuration "
+                       f"{program.config.name}, not {config.name} ({'; '.join(diff[:4])}); "
+                       f"recompile it with this configuration")

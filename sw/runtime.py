@@ -1,0 +1,499 @@
+"""Host runtime and executor of densehw programs (:mod:`sw.program`).
+
+Array steps (``linear``, ``conv1d``, ``conv2d``: im2col, then one GEMM with the bias and the
+ReLU fused) go to a *backend*: a callable with the signature of :func:`sw.golden.gemm_golden`::
+
+    fn(x_bits, codes, e0, *, in_fmt, wbits, out_fmt, bias_bits, relu, config) -> (N, M) bits
+
+returning raw ``out_fmt`` patterns (torch or NumPy integers), or ``(bits, stats)`` with a dict
+of measurements (``{"cycles": int, ...}``). Backends are registered by name with
+:func:`register_backend` as *factories* ``factory(array_config) -> fn`` so that a simulation
+backend can build its RTL for the program's :class:`~contract.array.ArrayConfig` once; ``config``
+passed to ``fn`` is ``array_config.dot_config``. ``golden`` is built in.
+
+Host steps compute on exact values with IEEE binary64 (float64) operations in a fixed order and
+round once to the step's output format with :func:`round_to_format` (nearest even, overflow to
+infinity, subnormals kept, NaN -> canonical NaN). The order and the operations are defined in
+``docs/deployment.md``; every host op is a deterministic function of its input bits, so golden and
+any backend see the same host arithmetic and differ only where an array step differs.
+
+With ``compare=True`` (default for every backend except golden) each array step is also run on
+the golden model with the same inputs and the output bits are compared (the run continues with
+the backend's outputs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from contract import FloatFormat, get_format, unpack_codes
+from contract.array import ArrayConfig
+
+from .fpbits import from_bits
+from .golden import gemm_golden
+from .program import Program, ProgramError
+
+__all__ = ["register_backend", "get_backend", "available_backends", "BackendUnavailable",
+           "round_to_format", "decode", "relu_bits", "im2col", "run_program", "RunResult",
+           "StepRecord", "cycle_model"]
+
+
+# -- backends -----------------------------------------------------------------------------------
+
+class BackendUnavailable(LookupError):
+    """The named backend is not registered (not built or not implemented yet)."""
+
+
+_BACKENDS: dict[str, tuple[Callable, str]] = {}
+
+
+def register_backend(name: str, factory: Callable[[ArrayConfig], Callable], *,
+                     description: str = "", replace: bool = False) -> None:
+    """Register ``factory(array_config) -> gemm callable`` under ``name``."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"backend name must be a non-empty string, not {name!r}")
+    if not callable(factory):
+        raise TypeError(f"backend factory must be callable, not {factory!r}")
+    if name in _BACKENDS and not replace:
+        raise ValueError(f"backend {name!r} is already registered")
+    _BACKENDS[name] = (factory, description)
+
+
+def available_backends() -> dict[str, str]:
+    """``{name: description}`` of the registered backends."""
+    return {k: v[1] for k, v in _BACKENDS.items()}
+
+
+def get_backend(name: str) -> Callable[[ArrayConfig], Callable]:
+    """The factory registered under ``name``; raises :class:`BackendUnavailable`."""
+    if name not in _BACKENDS:
+        raise BackendUnavailable(f"backend {name!r} is not registered (available: "
+                                 f"{', '.join(_BACKENDS)})")
+    return _BACKENDS[name][0]
+
+
+register_backend("golden", lambda config: gemm_golden,
+                 description="sw.golden.gemm_golden, the bit-exact reference")
+
+
+# -- exact host arithmetic ----------------------------------------------------------------------
+
+def round_to_format(v: torch.Tensor, fmt) -> torch.Tensor:
+    """Round float64 values to raw ``fmt`` patterns (int64): nearest even, once; overflow to
+    ``±inf``; subnormal results kept; a nonzero value that rounds to zero keeps its sign; NaN
+    gives the canonical NaN."""
+    fmt = get_format(fmt)
+    v = v.to(torch.float64)
+    sign = torch.signbit(v).to(torch.int64) << (fmt.width - 1)
+    a = v.abs()
+    finite = torch.isfinite(a) & (a != 0)
+    safe = torch.where(finite, a, torch.ones_like(a))
+    _, e = torch.frexp(safe)                         # safe in [2**(e-1), 2**e)
+    lead = e.to(torch.int64) - 1
+    tiny = lead < fmt.lsb_exp - 2                    # below a quarter of the smallest subnormal
+    binade = lead.clamp(min=fmt.emin)
+    shift = (fmt.frac_bits - binade).clamp(-1000, 1000)
+    scaled = safe * torch.pow(torch.tensor(2.0, dtype=torch.float64), shift.to(torch.float64))
+    q = torch.round(scaled).to(torch.int64)          # half to even; exact power-of-2 scaling
+    body = ((binade - fmt.emin) << fmt.frac_bits) + q
+    body = torch.where((binade > fmt.emax) | (body >= fmt.pos_inf), fmt.pos_inf, body)
+    body = torch.where(tiny | ~finite, 0, body)
+    body = torch.where(torch.isinf(a), fmt.pos_inf, body)
+    out = sign | body
+    return torch.where(torch.isnan(v), fmt.canonical_nan, out)
+
+
+def decode(bits: torch.Tensor, fmt) -> torch.Tensor:
+    """Raw patterns -> exact float64 values (every format of at most 32 bits fits)."""
+    return from_bits(bits, get_format(fmt))
+
+
+def relu_bits(bits: torch.Tensor, fmt) -> torch.Tensor:
+    """ReLU on raw patterns: sign bit set -> ``+0`` (``-0`` and ``-inf`` included); NaN -> the
+    canonical NaN."""
+    fmt = get_format(fmt)
+    nan = ((bits >> fmt.frac_bits) & fmt.exp_max_field) == fmt.exp_max_field
+    nan &= (bits & fmt.frac_mask) != 0
+    out = torch.where((bits & fmt.sign_mask) != 0, 0, bits)
+    return torch.where(nan, fmt.canonical_nan, out)
+
+
+def _order_key(bits: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
+    """Monotone integer key of non-NaN patterns (``-0 < +0``)."""
+    mag = bits & ~fmt.sign_mask
+    return torch.where((bits & fmt.sign_mask) != 0, -mag - 1, mag)
+
+
+def _from_key(key: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
+    return torch.where(key < 0, fmt.sign_mask | (-key - 1), key)
+
+
+def _is_nan(bits, fmt):
+    return (((bits >> fmt.frac_bits) & fmt.exp_max_field) == fmt.exp_max_field) & (
+        (bits & fmt.frac_mask) != 0)
+
+
+def im2col(x: torch.Tensor, kernel, stride, padding, dilation) -> torch.Tensor:
+    """``(S, C, *spatial)`` -> ``(S * L, C * prod(kernel))`` patches, zero padded, columns in
+    PyTorch's ``weight.reshape(M, -1)`` order (input channel, then kernel positions row-major).
+    Works on raw patterns (padding ``0`` is ``+0``) or on values; exact (``|x| < 2**53``)."""
+    one_d = len(kernel) == 1
+    if one_d:
+        x = x.unsqueeze(2)
+        kernel, stride, padding, dilation = ((1, *kernel), (1, *stride), (0, *padding),
+                                             (1, *dilation))
+    was = x.dtype
+    cols = F.unfold(x.to(torch.float64), kernel_size=tuple(kernel), dilation=tuple(dilation),
+                    padding=tuple(padding), stride=tuple(stride))      # (S, C*kk, L)
+    s, kk, length = cols.shape
+    cols = cols.transpose(1, 2).reshape(s * length, kk)
+    return cols.to(was) if not was.is_floating_point else cols
+
+
+def _to_channels_first(y: torch.Tensor, s: int, spatial: tuple) -> torch.Tensor:
+    """``(S * L, M)`` -> ``(S, M, *spatial)``."""
+    m = y.shape[1]
+    return y.reshape(s, -1, m).transpose(1, 2).reshape(s, m, *spatial)
+
+
+def _channel(vec: torch.Tensor, ndim: int) -> torch.Tensor:
+    return vec.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _seq_dot(cols: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``acc[n, m] = (((0 + c[n,0] w[m,0]) + c[n,1] w[m,1]) + ...)`` in float64, one IEEE
+    multiply (exact here: at most 24 x 24 significand bits) and one IEEE add per term, in
+    ascending ``k``."""
+    acc = torch.zeros((cols.shape[0], w.shape[0]), dtype=torch.float64)
+    for k in range(cols.shape[1]):
+        acc = acc + cols[:, k:k + 1] * w[:, k]
+    return acc
+
+
+# -- host ops -----------------------------------------------------------------------------------
+
+def _host_input(program, step, x):
+    fmt = program.fmt(step["output"])
+    return round_to_format(x.to(torch.float64), fmt)
+
+
+def _host_convert(program, step, a):
+    src = program.fmt(step["inputs"][0])
+    return round_to_format(decode(a, src), program.fmt(step["output"]))
+
+
+def _affine_relu(program, step, y: torch.Tensor) -> torch.Tensor:
+    """``y * scale + shift`` per channel (axis 1), ReLU, round to the output format."""
+    if step.get("scale") is not None:
+        y = y * _channel(torch.from_numpy(program.blob(step["scale"])).to(torch.float64), y.ndim)
+    if step.get("shift") is not None:
+        y = y + _channel(torch.from_numpy(program.blob(step["shift"])).to(torch.float64), y.ndim)
+    out = round_to_format(y, program.fmt(step["output"]))
+    return relu_bits(out, program.fmt(step["output"])) if step["relu"] else out
+
+
+def _host_fp_layer(program, step, a):
+    src = program.fmt(step["inputs"][0])
+    x = decode(a, src)
+    w = torch.from_numpy(program.blob(step["weights"])).to(torch.float64)
+    w = w.reshape(w.shape[0], -1)
+    s = x.shape[0]
+    if step["op"] == "fp_linear":
+        acc = _seq_dot(x.reshape(s, -1), w)
+    else:
+        cols = im2col(x, step["kernel"], step["stride"], step["padding"], step["dilation"])
+        spatial = tuple(program.values[step["output"]]["shape"][1:])
+        acc = _to_channels_first(_seq_dot(cols, w), s, spatial)
+    if step["bias"] is not None:
+        acc = acc + _channel(torch.from_numpy(program.blob(step["bias"])).to(torch.float64),
+                             acc.ndim)
+    return _affine_relu(program, step, acc)
+
+
+def _host_affine(program, step, a):
+    return _affine_relu(program, step, decode(a, program.fmt(step["inputs"][0])))
+
+
+def _host_relu(program, step, a):
+    fmt = program.fmt(step["inputs"][0])
+    out = program.fmt(step["output"])
+    if fmt != out:
+        a = round_to_format(decode(a, fmt), out)
+    return relu_bits(a, out)
+
+
+def _host_add(program, step, a, b):
+    y = decode(a, program.fmt(step["inputs"][0])) + decode(b, program.fmt(step["inputs"][1]))
+    out = round_to_format(y, program.fmt(step["output"]))
+    return relu_bits(out, program.fmt(step["output"])) if step["relu"] else out
+
+
+def _host_maxpool(program, step, a):
+    fmt = program.fmt(step["inputs"][0])
+    out_fmt = program.fmt(step["output"])
+    pool = F.max_pool1d if step["op"] == "maxpool1d" else F.max_pool2d
+    kw = {"kernel_size": tuple(step["kernel"]), "stride": tuple(step["stride"]),
+          "padding": tuple(step["padding"])}
+    key = pool(_order_key(a, fmt).to(torch.float64), **kw).to(torch.int64)
+    nan = pool(_is_nan(a, fmt).to(torch.float64), **kw) > 0
+    y = torch.where(nan, fmt.canonical_nan, _from_key(key, fmt))
+    if out_fmt != fmt:
+        y = round_to_format(decode(y, fmt), out_fmt)
+    return y
+
+
+def _host_avgpool(program, step, a):
+    x = decode(a, program.fmt(step["inputs"][0]))
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    acc = torch.zeros(flat.shape[:2], dtype=torch.float64)
+    for t in range(flat.shape[2]):
+        acc = acc + flat[:, :, t]
+    acc = acc / float(flat.shape[2])
+    y = acc.reshape(x.shape[0], x.shape[1], *([1] * (x.ndim - 2)))
+    y = y.reshape((x.shape[0], *program.values[step["output"]]["shape"]))
+    return round_to_format(y, program.fmt(step["output"]))
+
+
+def _host_flatten(program, step, a):
+    fmt, out = program.fmt(step["inputs"][0]), program.fmt(step["output"])
+    a = a.reshape(a.shape[0], -1)
+    return a if fmt == out else round_to_format(decode(a, fmt), out)
+
+
+_HOST = {"input": _host_input, "convert": _host_convert, "fp_linear": _host_fp_layer,
+         "fp_conv1d": _host_fp_layer, "fp_conv2d": _host_fp_layer, "affine": _host_affine,
+         "relu": _host_relu, "add": _host_add, "maxpool1d": _host_maxpool,
+         "maxpool2d": _host_maxpool, "avgpool": _host_avgpool, "flatten": _host_flatten}
+
+
+def argmax_logits(bits: torch.Tensor, fmt) -> torch.Tensor:
+    """Index of the largest logit per row; NaN ranks below every number, ties go to the lowest
+    index."""
+    v = decode(bits, fmt)
+    v = torch.where(torch.isnan(v), torch.tensor(float("-inf"), dtype=torch.float64), v)
+    return torch.argmax(v, dim=1)
+
+
+# -- array steps --------------------------------------------------------------------------------
+
+def array_operands(program: Program, step: dict, a: torch.Tensor):
+    """``(x_bits (N, K), codes (M, K), e0, bias_bits)`` of an array step on input bits ``a``."""
+    s = a.shape[0]
+    if step["op"] == "linear":
+        x = a.reshape(s, -1)
+    else:
+        x = im2col(a, step["kernel"], step["stride"], step["padding"], step["dilation"])
+    codes = unpack_codes(program.blob(step["weights"]), step["k"], step["wbits"])
+    e0 = step["e0"] if isinstance(step["e0"], int) else np.asarray(step["e0"], dtype=np.int64)
+    bias = program.blob(step["bias"])
+    if bias is not None:
+        bias = bias.astype(np.int64)
+    return x, codes, e0, bias
+
+
+def _call_backend(fn, program, step, x, codes, e0, bias):
+    cfg = program.config
+    out = fn(x, codes, e0, in_fmt=cfg.in_fmt, wbits=cfg.wbits, out_fmt=cfg.out_fmt,
+             bias_bits=bias, relu=bool(step["relu"]), config=cfg.dot_config)
+    stats = None
+    if isinstance(out, tuple):
+        out, stats = out
+    if isinstance(out, torch.Tensor):
+        out = out.to(torch.int64)
+    else:
+        arr = np.asarray(out)
+        if arr.dtype.kind not in "iu":
+            raise ProgramError(f"step {step['id']} ({step.get('name')}): backend returned "
+                               f"{arr.dtype} values; expected integer bit patterns")
+        out = torch.from_numpy(arr.astype(np.int64))
+    if out.shape != (x.shape[0], codes.shape[0]):
+        raise ProgramError(f"step {step['id']} ({step.get('name')}): backend returned shape "
+                           f"{tuple(out.shape)}, expected {(x.shape[0], codes.shape[0])}")
+    return out, stats
+
+
+# -- cycle model --------------------------------------------------------------------------------
+
+def cycle_model(config: ArrayConfig):
+    """``(fn(n, k, m) -> cycles, source)``: ``sw.perfmodel.gemm_cycles(config, n, k, m)`` when
+    that module exists, else the compute-bound lower bound ``ArrayConfig.ideal_cycles``."""
+    try:
+        from . import perfmodel  # type: ignore[attr-defined]
+    except ImportError:
+        perfmodel = None
+    fn = getattr(perfmodel, "gemm_cycles", None) if perfmodel is not None else None
+    if fn is not None:
+        def model(n, k, m):
+            c = fn(config, n, k, m)
+            return int(c["cycles"] if isinstance(c, dict) else c)
+        return model, "sw.perfmodel.gemm_cycles"
+    return (lambda n, k, m: config.ideal_cycles(n, k, m),
+            "contract.array.ArrayConfig.ideal_cycles: compute-bound lower bound "
+            "(ceil(M/cols) * ceil(N/rows) * max(K, rows*cols)); no weight-load, fill or drain "
+            "cycles (no sw.perfmodel.gemm_cycles available)")
+
+
+# -- executor -----------------------------------------------------------------------------------
+
+@dataclass
+class StepRecord:
+    """What one step did over the whole run."""
+
+    id: int
+    name: str
+    op: str
+    where: str
+    torch: list
+    seconds: float = 0.0
+    gemm: dict | None = None
+    compared: int = 0
+    mismatches: int = 0
+    first_mismatch: dict | None = None
+    nonfinite: int = 0
+    backend_stats: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "name": self.name, "op": self.op, "where": self.where,
+             "torch": self.torch, "seconds": round(self.seconds, 4),
+             "nonfinite_outputs": self.nonfinite}
+        if self.where == "array":
+            d.update(gemm=self.gemm, compared_outputs=self.compared,
+                     mismatches=self.mismatches, first_mismatch=self.first_mismatch)
+            if self.backend_stats:
+                d["backend_stats"] = self.backend_stats
+        return d
+
+
+@dataclass
+class RunResult:
+    predictions: torch.Tensor
+    logits_bits: torch.Tensor
+    logits: torch.Tensor
+    steps: list
+    backend: str
+    compared: bool
+    seconds: float
+    values: dict | None = None
+
+    @property
+    def mismatches(self) -> int:
+        return sum(r.mismatches for r in self.steps)
+
+
+def _hexrow(t, width):
+    digits = -(-width // 4)
+    return [f"{int(v):0{digits}x}" for v in t.tolist()]
+
+
+def _nonfinite(bits, fmt):
+    return int(((((bits >> fmt.frac_bits) & fmt.exp_max_field) == fmt.exp_max_field)).sum())
+
+
+@contextlib.contextmanager
+def _threads(n):
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def run_program(program: Program, x: torch.Tensor, *, backend: str = "golden",
+                compare: bool | None = None, batch_size: int = 256, keep_values: bool = False,
+                progress: Callable[[int, int], None] | None = None,
+                backend_fn: Callable | None = None) -> RunResult:
+    """Run ``program`` on float32 inputs ``x`` of shape ``(S, *input shape)``.
+
+    ``backend`` names a registered backend (or pass ``backend_fn``, a ready gemm callable);
+    ``compare`` (default: ``backend != "golden"``) also runs every array step on the golden
+    model and counts differing output patterns. Samples are processed in batches of
+    ``batch_size`` (results do not depend on it). ``keep_values`` keeps every value's bits."""
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
+        raise TypeError(f"inputs must be a float32 tensor, not {getattr(x, 'dtype', type(x))}")
+    shape = tuple(program.input["shape"])
+    if tuple(x.shape[1:]) != shape:
+        raise ValueError(f"inputs have per-sample shape {tuple(x.shape[1:])}; the program "
+                         f"expects {shape}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    fn = backend_fn if backend_fn is not None else get_backend(backend)(program.config)
+    compare = (backend != "golden") if compare is None else bool(compare)
+    records = [StepRecord(s["id"], s.get("name", ""), s["op"], s["where"], s.get("torch", []))
+               for s in program.steps]
+    for rec, s in zip(records, program.steps, strict=True):
+        if s["where"] == "array":
+            rec.gemm = {"n_per_sample": s["n"], "k": s["k"], "m": s["m"], "relu": s["relu"],
+                        "bias": s["bias"] is not None,
+                        "e0": s["e0"] if isinstance(s["e0"], int) else "per-channel"}
+    preds, logits_bits, kept = [], [], {}
+    start = time.perf_counter()
+    total = x.shape[0]
+    with _threads(1):
+        for b0 in range(0, total, batch_size):
+            xb = x[b0:b0 + batch_size]
+            values = {}
+            for step, rec in zip(program.steps, records, strict=True):
+                t0 = time.perf_counter()
+                if step["op"] == "input":
+                    out = _host_input(program, step, xb)
+                elif step["where"] == "host":
+                    out = _HOST[step["op"]](program, step, *(values[v] for v in step["inputs"]))
+                else:
+                    out = _run_array(program, step, rec, values[step["inputs"][0]], fn, compare,
+                                     b0)
+                rec.seconds += time.perf_counter() - t0
+                rec.nonfinite += _nonfinite(out, program.fmt(step["output"]))
+                values[step["output"]] = out
+            out_bits = values[program.output]
+            logits_bits.append(out_bits)
+            preds.append(argmax_logits(out_bits, program.fmt(program.output)))
+            if keep_values:
+                for k, v in values.items():
+                    kept.setdefault(k, []).append(v)
+            if progress is not None:
+                progress(min(b0 + batch_size, total), total)
+    lb = torch.cat(logits_bits)
+    return RunResult(predictions=torch.cat(preds), logits_bits=lb,
+                     logits=decode(lb, program.fmt(program.output)), steps=records,
+                     backend=backend, compared=compare,
+                     seconds=time.perf_counter() - start,
+                     values={k: torch.cat(v) for k, v in kept.items()} if keep_values else None)
+
+
+def _run_array(program, step, rec, a, fn, compare, sample0):
+    x, codes, e0, bias = array_operands(program, step, a)
+    y, stats = _call_backend(fn, program, step, x, codes, e0, bias)
+    if stats is not None:
+        rec.backend_stats.append(stats)
+    if compare:
+        cfg = program.config
+        want = gemm_golden(x, codes, e0, in_fmt=cfg.in_fmt, wbits=cfg.wbits,
+                           out_fmt=cfg.out_fmt, bias_bits=bias, relu=bool(step["relu"]),
+                           config=cfg.dot_config)
+        bad = y != want
+        rec.compared += y.numel()
+        count = int(bad.sum())
+        if count and rec.first_mismatch is None:
+            r, c = (int(i) for i in torch.nonzero(bad)[0])
+            per = step["n"]
+            rec.first_mismatch = {
+                "sample": sample0 + r // per, "row": r, "output_channel": c,
+                "got": f"{int(y[r, c]):#x}", "want": f"{int(want[r, c]):#x}",
+                "x_bits": _hexrow(torch.as_tensor(x[r]), cfg.in_fmt.width),
+                "codes": [int(v) for v in codes[c]],
+                "e0": int(e0 if isinstance(e0, int) else e0[c]),
+                "bias": None if bias is None else f"{int(bias[c]):#x}"}
+        rec.mismatches += count
+    spatial = tuple(program.values[step["output"]]["shape"][1:])
+    if step["op"] == "linear":
+        return y
+    return _to_channels_first(y, a.shape[0], spatial)
+

@@ -1,0 +1,265 @@
+"""Host runtime: exact rounding, host ops on special values, im2col, the executor and its
+per-layer comparison against the golden model."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from contract import BF16, FP8_E5M2, FP16, FP32
+from contract.array import ArrayConfig
+from sw import runtime
+from sw.compile import compile_model
+from sw.export import export_model
+from sw.golden import gemm_golden
+from sw.models import DigitsCNN
+from sw.runtime import (
+    argmax_logits,
+    decode,
+    im2col,
+    register_backend,
+    relu_bits,
+    round_to_format,
+    run_program,
+)
+
+torch.set_num_threads(1)
+SEED = 20261122
+
+
+def _hex(v):
+    return f"{int(v):#x}"
+
+
+def _interesting(rng, fmt, count):
+    """float64 values around the format's rounding boundaries, subnormals, overflow and ties."""
+    out = []
+    for _ in range(count):
+        kind = rng.integers(0, 6)
+        if kind == 0:                                   # random magnitude over the whole range
+            e = rng.integers(fmt.lsb_exp - 4, fmt.emax + 3)
+            out.append(float(rng.uniform(1, 2)) * 2.0 ** int(e))
+        elif kind == 1:                                 # exact ties between neighbours
+            e = rng.integers(fmt.emin - 2, fmt.emax)
+            q = rng.integers(1 << fmt.frac_bits, 1 << (fmt.frac_bits + 1))
+            out.append((int(q) + 0.5) * 2.0 ** (int(e) - fmt.frac_bits))
+        elif kind == 2:                                 # subnormal range
+            out.append(float(rng.uniform(0, 2.0 ** fmt.emin)))
+        elif kind == 3:                                 # just around the overflow threshold
+            top = (2 - 2.0 ** -fmt.frac_bits) * 2.0 ** fmt.emax
+            out.append(top * (1 + float(rng.uniform(-1, 1)) * 2.0 ** -(fmt.frac_bits + 1)))
+        elif kind == 4:                                 # tiny: rounds to zero or min subnormal
+            out.append(float(rng.uniform(0, 1)) * 2.0 ** fmt.lsb_exp)
+        else:                                           # random float64 bits, finite
+            out.append(float(rng.normal()) * 2.0 ** int(rng.integers(-60, 60)))
+    vals = np.array(out) * np.where(rng.random(count) < 0.5, -1.0, 1.0)
+    return np.concatenate([vals, [0.0, -0.0, math.inf, -math.inf, math.nan, 1e-300, -1e300]])
+
+
+@pytest.mark.parametrize("fmt", [FP16, BF16, FP32, FP8_E5M2], ids=lambda f: f.name)
+def test_round_to_format_matches_exact_rationals(fmt):
+    rng = np.random.default_rng(SEED)
+    vals = _interesting(rng, fmt, 3000)
+    got = round_to_format(torch.from_numpy(vals), fmt)
+    for i, v in enumerate(vals):
+        if math.isnan(v):
+            want = fmt.canonical_nan
+        elif math.isinf(v):
+            want = fmt.pos_inf | (fmt.sign_mask if v < 0 else 0)
+        else:
+            want = fmt.from_fraction(Fraction(v), negative_zero=math.copysign(1, v) < 0)
+        assert int(got[i]) == want, (f"seed {SEED} index {i}: value {v!r} ({v.hex()}): got "
+                                     f"{_hex(got[i])}, want {_hex(want)}")
+
+
+def test_round_to_fp16_matches_numpy():
+    rng = np.random.default_rng(SEED + 1)
+    vals = rng.normal(size=20000) * 2.0 ** rng.integers(-30, 18, size=20000)
+    got = round_to_format(torch.from_numpy(vals), FP16).numpy()
+    with np.errstate(over="ignore"):
+        want = vals.astype(np.float16).view(np.uint16).astype(np.int64)
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, (f"seed {SEED + 1} index {bad[0]}: {vals[bad[0]]!r} got "
+                           f"{_hex(got[bad[0]])} want {_hex(want[bad[0]])}")
+
+
+def test_relu_and_argmax_on_special_values():
+    f = FP16
+    bits = torch.tensor([0x8000, 0x0000, 0xFC00, 0x7C00, 0xFE01, 0x7E00, 0xBC00, 0x3C00, 0x0001])
+    assert relu_bits(bits, f).tolist() == [0, 0, 0, 0x7C00, 0x7E00, 0x7E00, 0, 0x3C00, 1]
+    # NaN ranks lowest, ties go to the first index (-0 equals +0)
+    logits = torch.tensor([[0x7E00, 0x3C00, 0x3C00], [0xFC00, 0x8000, 0x0000],
+                           [0xFC00, 0xBC00, 0x0001]])
+    assert argmax_logits(logits, f).tolist() == [1, 1, 2]
+
+
+def test_maxpool_orders_signed_zeros_and_propagates_nan():
+    from sw.program import Program
+
+    prog = Program(config=ArrayConfig(), steps=[], values={"a": {"shape": [1, 2, 2],
+                                                                 "fmt": "fp16"},
+                                                           "b": {"shape": [1, 1, 1],
+                                                                 "fmt": "fp16"}},
+                   blobs={}, input={}, output="b")
+    step = {"op": "maxpool2d", "inputs": ["a"], "output": "b", "kernel": [2, 2],
+            "stride": [2, 2], "padding": [0, 0]}
+    cases = [([0x8000, 0x8000, 0x8000, 0x0000], 0x0000), ([0x8000, 0xBC00, 0xC000, 0x8001],
+                                                          0x8000),
+             ([0x3C00, 0xFE00, 0x4000, 0x0000], 0x7E00), ([0xFC00] * 4, 0xFC00)]
+    for vals, want in cases:
+        a = torch.tensor(vals).reshape(1, 1, 2, 2)
+        got = runtime._host_maxpool(prog, step, a)
+        assert int(got) == want, f"{[hex(v) for v in vals]}: got {_hex(got)} want {_hex(want)}"
+
+
+def test_sequential_dot_is_the_documented_float64_order():
+    rng = np.random.default_rng(SEED + 2)
+    cols = rng.normal(size=(5, 9)) * 2.0 ** rng.integers(-20, 20, size=(5, 9))
+    w = rng.normal(size=(3, 9)).astype(np.float32).astype(np.float64)
+    got = runtime._seq_dot(torch.from_numpy(cols), torch.from_numpy(w))
+    for n in range(5):
+        for m in range(3):
+            acc = 0.0
+            for k in range(9):
+                acc = acc + cols[n, k] * w[m, k]          # Python floats: IEEE binary64
+            assert float(got[n, m]) == acc, (n, m)
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_im2col_matches_torch_convolution(dims):
+    g = torch.Generator().manual_seed(SEED)
+    shape = (2, 3, 7) if dims == 1 else (2, 3, 7, 6)
+    x = torch.randint(-8, 8, shape, generator=g).double()
+    kernel, stride, padding, dilation = [3] * dims, [2] * dims, [1] * dims, [1] * dims
+    if dims == 2:
+        kernel, stride, dilation = [3, 2], [1, 2], [2, 1]
+    w = torch.randint(-4, 4, (5, 3, *kernel), generator=g).double()
+    conv = F.conv1d if dims == 1 else F.conv2d
+    want = conv(x, w, stride=stride, padding=padding, dilation=dilation)
+    cols = im2col(x, kernel, stride, padding, dilation)
+    got = runtime._to_channels_first(cols @ w.reshape(5, -1).T, 2, tuple(want.shape[2:]))
+    assert torch.equal(got, want)
+    # raw patterns pass through unchanged (padding is +0 = pattern 0)
+    bits = torch.randint(0, 1 << 16, shape, generator=g)
+    cb = im2col(bits, kernel, stride, padding, dilation)
+    assert cb.dtype == torch.int64 and set(cb.unique().tolist()) <= set(bits.unique().tolist()
+                                                                        ) | {0}
+
+
+# -- executor -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    torch.manual_seed(SEED)
+    model = DigitsCNN(method="denseshift", wbits=3, width=4)
+    with torch.no_grad():                     # non-trivial BatchNorm, some negative scales
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-1, 1)
+                mod.running_var.uniform_(0.5, 4)
+                mod.weight.uniform_(-1.5, 1.5)
+                mod.bias.uniform_(-0.5, 0.5)
+        for mod in model.modules():
+            if hasattr(mod, "quantizer"):
+                for p in mod.quantizer.parameters():
+                    p.normal_(0, 1)
+    path = tmp_path_factory.mktemp("m") / "m.dshw"
+    export_model(model.eval(), path)
+    return compile_model(path, ArrayConfig()), model.eval()
+
+
+def test_array_steps_equal_an_independent_float64_convolution(program):
+    """Each array step's output equals torch's float64 convolution of the decoded inputs and
+    weights (exact here: fp16 inputs times 2**p fit float64 sums), plus the folded bias, rounded
+    once to fp16 (and ReLU): im2col, packing, BN fold and golden agree."""
+    prog, _ = program
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(SEED))
+    res = run_program(prog, x, keep_values=True)
+    checked = 0
+    for step in prog.array_steps():
+        a = res.values[step["inputs"][0]]
+        xv = decode(a, FP16)
+        codes = runtime.array_operands(prog, step, a)[1]
+        from contract import decode_weights
+
+        w = torch.from_numpy(decode_weights(codes, 3, step["e0"])).reshape(
+            step["m"], -1, *step["kernel"])
+        y = F.conv2d(xv, w, stride=step["stride"], padding=step["padding"],
+                     dilation=step["dilation"])
+        if step["bias"] is not None:
+            y = y + decode(torch.from_numpy(prog.blob(step["bias"]).astype(np.int64)),
+                           FP16).reshape(1, -1, 1, 1)
+        want = round_to_format(y, FP16)
+        if step["relu"]:
+            want = relu_bits(want, FP16)
+        got = res.values[step["output"]]
+        bad = torch.nonzero(got != want)
+        assert bad.numel() == 0, (f"step {step['id']} at {bad[0].tolist()}: got "
+                                  f"{_hex(got[tuple(bad[0])])} want {_hex(want[tuple(bad[0])])}")
+        checked += 1
+    assert checked == 3
+
+
+def test_program_tracks_the_torch_model(program):
+    prog, model = program
+    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(SEED + 3))
+    res = run_program(prog, x)
+    with torch.no_grad():
+        ref = model(x).double()
+    scale = ref.abs().max()
+    assert float((res.logits - ref).abs().max()) < 0.02 * float(scale)
+
+
+def test_results_do_not_depend_on_the_batch_size(program):
+    prog, _ = program
+    x = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(SEED + 4))
+    a = run_program(prog, x, batch_size=10)
+    b = run_program(prog, x, batch_size=3)
+    assert torch.equal(a.logits_bits, b.logits_bits)
+
+
+def test_faulty_backend_is_caught_layer_by_layer(program):
+    prog, _ = program
+    calls = []
+
+    def factory(config):
+        def gemm(x_bits, codes, e0, *, in_fmt, wbits, out_fmt, bias_bits, relu, config):
+            y = gemm_golden(x_bits, codes, e0, in_fmt=in_fmt, wbits=wbits, out_fmt=out_fmt,
+                            bias_bits=bias_bits, relu=relu, config=config).clone()
+            calls.append(config)
+            if len(calls) == 2:
+                y[3, 1] ^= 1                      # one flipped LSB in the second array step
+            return y, {"cycles": 100 + len(calls)}
+        return gemm
+
+    register_backend("test-flaky", factory, replace=True)
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(SEED + 5))
+    res = run_program(prog, x, backend="test-flaky")
+    assert res.compared and res.mismatches == 1
+    bad = [r for r in res.steps if r.mismatches]
+    assert [r.id for r in bad] == [prog.array_steps()[1]["id"]]
+    fm = bad[0].first_mismatch
+    assert fm["row"] == 3 and fm["output_channel"] == 1 and fm["got"] != fm["want"]
+    assert int(fm["got"], 16) ^ int(fm["want"], 16) == 1 and fm["sample"] == 3 // 16
+    assert all(c == prog.config.dot_config for c in calls)
+    assert [r.backend_stats for r in res.steps if r.where == "array"] == [
+        [{"cycles": 101}], [{"cycles": 102}], [{"cycles": 103}]]
+    good = run_program(prog, x, backend="golden", compare=True)
+    assert good.mismatches == 0 and sum(r.compared for r in good.steps) > 0
+
+
+def test_unknown_backend_and_bad_inputs(program):
+    prog, _ = program
+    with pytest.raises(runtime.BackendUnavailable, match="'nope' is not registered"):
+        run_program(prog, torch.zeros(1, 1, 8, 8), backend="nope")
+    with pytest.raises(ValueError, match=r"per-sample shape \(1, 8, 9\)"):
+        run_program(prog, torch.zeros(1, 1, 8, 9))
+    with pytest.raises(TypeError, match="float32"):
+        run_program(prog, torch.zeros(1, 1, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="already registered"):
+        register_backend("golden", lambda c: gemm_golden)
