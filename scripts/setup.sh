@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
-# Debian packages, installed only when missing: Icarus Verilog (simulation) and espeak-ng
-# (the spoken-command data set of the training experiments).
+# Debian packages, installed only when missing: Icarus Verilog (simulation), espeak-ng
+# (the spoken-command data set of the training experiments), lz4 headers (FST waves).
 missing=()
 command -v iverilog >/dev/null 2>&1 || missing+=(iverilog)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+[ -f /usr/include/lz4.h ] || missing+=(liblz4-dev)      # Verilator's FST waveform writer
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} with apt"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
