@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["gemm", "generate", "sim", "synth", "train", "compile", "run"]
+COMMANDS = ["gemm", "generate", "sim", "synth", "sweep", "train", "compile", "run"]
 
 
 class UserError(Exception):

@@ -62,6 +62,11 @@ def _golden(job: GemmJob, args) -> object:
 
 BACKENDS: dict[str, Callable[[GemmJob, object], object]] = {"golden": _golden}
 
+# The RTL backends (icarus, verilator): cheap to import, they load cocotb only when they run.
+from sim.backend import BACKENDS as _SIM_BACKENDS  # noqa: E402
+
+BACKENDS.update(_SIM_BACKENDS)
+
 
 def register_backend(name: str, fn: Callable[[GemmJob, object], object]) -> None:
     """Make ``--backend name`` run ``fn(job, args)``."""
@@ -86,6 +91,9 @@ def add_arguments(p) -> None:
                    help=f"what computes Y (default golden; known: {', '.join(BACKENDS)})")
     p.add_argument("--out", required=True, type=Path, metavar="Y.npy",
                    help="output (N, M): raw bit patterns, unsigned integers of the output width")
+    from sim.backend import add_arguments as _sim_arguments
+
+    _sim_arguments(p)
 
 
 # -- loading and conversion ---------------------------------------------------------------------

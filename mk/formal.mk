@@ -1,0 +1,4 @@
+# Formal proofs (SymbiYosys / Yosys sat through YoWASP, z3): docs/formal.md.
+.PHONY: formal
+formal: setup
+	@$(call run_pytest,tests/test_formal.py -m "slow or not slow")
