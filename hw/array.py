@@ -1,0 +1,657 @@
+"""The shift-add PE array with its sequencing: weight loader, compute, drain chain, finalizer.
+
+Streams use ``lib.stream`` here; :mod:`hw.array_top` maps them to AXI4-Stream names and adds
+the register block. Framing, tiling and the meaning of every control input are specified in
+``docs/array.md`` and ``contract/array.py``.
+
+Structure (``|`` is a register)::
+
+    act beat | x_reg -> RowAligner | row_reg ----.
+    weight store (sync read)       | code_reg ---+-> ShiftPE[r][c] (| addend, pipeline 2) | acc
+    acc --(capture)--> shadow chain (r-major) -> | A | A1 | A2 bias | B total | X | M abs
+        | L1 | L2 | C leading one | R window | O rounded -> output FIFO -> res
+
+Sequencing: the weight loader fills bank ``t % 2`` with M tile ``t`` (codes unpacked one per
+clock) while the compute side runs M tile ``t - 1`` from the other bank over all N tiles, one
+``k`` per clock. A tile's last beat is accepted only when the drain chain is free, so that the
+capture one pipeline delay later never overwrites undrained results. A bank is released when
+the drain of the last N tile of its M tile has left the chain (the finalizer reads the bank's
+bias and ``e0`` registers while draining).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from contract.array import MAX_NM, ArrayConfig
+
+from .lanes import add_aligned, bias_geometry
+from .pe import RowAligner, ShiftPE, pe_flags_layout, row_layout
+from .rounding import finalizer_geometry
+
+__all__ = ["PEArray", "act_layout", "wgt_layout", "res_layout"]
+
+NM_BITS = MAX_NM.bit_length()
+
+
+def _check(config):
+    if not isinstance(config, ArrayConfig):
+        raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+
+
+def act_layout(config):
+    _check(config)
+    return data.StructLayout({
+        "x": data.ArrayLayout(unsigned(config.in_fmt.width), config.rows),
+        "last": unsigned(1),
+    })
+
+
+def wgt_layout():
+    return data.StructLayout({"word": unsigned(32), "last": unsigned(1)})
+
+
+def res_layout(config):
+    _check(config)
+    return data.StructLayout({"bits": unsigned(config.out_fmt.width), "last": unsigned(1)})
+
+
+def _eq(value, const):
+    """``value == const``; for 0 as a reduction (lints clean where ``!x`` would not)."""
+    return ~value.any() if const == 0 else value == const
+
+
+def _pick(values, index):
+    """``values[index]``, the list padded to ``2**len(index)`` entries (a fully covered case)."""
+    values = list(values)
+    size = 1 << len(index)
+    return Array(values + [values[-1]] * (size - len(values)))[index]
+
+
+def _fits_signed(value, bits):
+    """The two's complement ``value`` fits ``bits`` bits (its top bits are all equal)."""
+    top = value[bits - 1:]
+    return ~top.any() | top.all()
+
+
+def _min_const(value, const):
+    return Mux(value < const, value, const)
+
+
+class PEArray(wiring.Component):
+    """The array core.
+
+    Members
+    -------
+    act : In(stream.Signature(act_layout(config)))
+        Activation beats (``rows`` lanes, ``last`` on beat ``K-1`` of every tile).
+    wgt : In(stream.Signature(wgt_layout()))
+        Weight-stream words (bias, e0, packed codes per channel; ``last`` ends a channel).
+    res : Out(stream.Signature(res_layout(config)))
+        Results, row-major per tile, ``last`` ends a tile.
+    start : In(1)
+        Pulse: sample ``n``, ``k``, ``m``, ``e0``, ``relu``, ``bias_en``, ``e0_pc`` and start.
+    n, k, m : In(unsigned(32)); e0 : In(signed(32)); relu, bias_en, e0_pc : In(1)
+    busy, done : Out(1)
+        A layer runs; the last result beat of the last layer was accepted (until ``start``).
+    err : Out(6)
+        One-cycle error pulses, bit order of ``contract.array.ERROR``.
+    ev : Out(6)
+        One-cycle counter events: busy, active, stall_act, stall_wgt, stall_res, stall_drain
+        (the order of the ``rc`` registers).
+    """
+
+    def __init__(self, *, config):
+        _check(config)
+        self._config = config
+        super().__init__({
+            "act": In(stream.Signature(act_layout(config))),
+            "wgt": In(stream.Signature(wgt_layout())),
+            "res": Out(stream.Signature(res_layout(config))),
+            "start": In(1),
+            "n": In(unsigned(32)),
+            "k": In(unsigned(32)),
+            "m": In(unsigned(32)),
+            "e0": In(signed(32)),
+            "relu": In(1),
+            "bias_en": In(1),
+            "e0_pc": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "err": Out(6),
+            "ev": Out(6),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        R, C, B = cfg.rows, cfg.cols, cfg.wbits
+        depth = cfg.depth
+        kbits = depth.bit_length()                 # holds K in 1..depth
+        abits = (depth - 1).bit_length()
+        dot = cfg.dot_config
+        e0_bits = cfg.e0_bits
+
+        # -- layer registers --------------------------------------------------------------------
+        busy = Signal()
+        done = Signal()
+        L_n = Signal(NM_BITS)
+        L_e0 = Signal(signed(e0_bits))
+        L_relu = Signal()
+        L_bias = Signal()
+        L_pc = Signal()
+        L_km1 = Signal(kbits)                      # K - 1
+        L_km2 = Signal(kbits + 1)                  # K - 2 (-1 when K = 1)
+        L_words_m1 = Signal(kbits + 3)             # code words per channel - 1
+        err_k, err_shape, err_e0, err_act, err_wgt, err_busy = (Signal(name=f"err_{n}")
+                                                                for n in ("k", "shape", "e0",
+                                                                          "act", "wgt", "busy"))
+        m.d.comb += self.err.eq(Cat(err_k, err_shape, err_e0, err_act, err_wgt, err_busy))
+        clear = Signal()                           # layer start: zero the accumulators
+
+        # START is handled one clock late: the shape checks and the sampled inputs are
+        # registered first (the shape registers are stable by then; the options come with
+        # the pulse), which keeps the wide comparisons off the control paths.
+        start = Signal()
+        k_ok, shape_ok, e0_in_range = Signal(), Signal(), Signal()
+        s_n, s_m = Signal(NM_BITS), Signal(NM_BITS)
+        s_k = Signal(kbits)
+        s_e0 = Signal(signed(e0_bits))
+        s_relu, s_bias, s_pc = Signal(), Signal(), Signal()
+        m.d.sync += [
+            start.eq(self.start),
+            # (reductions rather than 32-bit comparators: short paths)
+            k_ok.eq(self.k.any() & ~self.k[abits + 1:].any()
+                    & ~(self.k[abits] & self.k[:abits].any())),            # 1 <= K <= depth
+            shape_ok.eq(self.n.any() & ~self.n[NM_BITS:].any()
+                        & self.m.any() & ~self.m[NM_BITS:].any()),
+            e0_in_range.eq(_fits_signed(self.e0, e0_bits)
+                           & (self.e0[:e0_bits].as_signed() >= cfg.e0_min)
+                           & (self.e0[:e0_bits].as_signed() <= cfg.e0_max)),
+            s_n.eq(self.n), s_m.eq(self.m), s_k.eq(self.k), s_e0.eq(self.e0),
+            s_relu.eq(self.relu), s_bias.eq(self.bias_en), s_pc.eq(self.e0_pc),
+        ]
+        e0_ok = s_pc | e0_in_range
+
+        ld_active = Signal()                       # an M tile remains to be loaded
+        c_active = Signal()                        # a tile remains to be computed
+        c_last = Signal()                          # c_k == K - 1
+        # loader state
+        ld_rem = Signal(NM_BITS)                   # channels still to load
+        ld_bank = Signal()
+        ld_c = Signal(range(max(2, C)))
+        ld_phase = Signal(2)                       # 0 bias, 1 e0, 2 codes
+        ld_k = Signal(kbits)
+        ld_w = Signal(kbits + 3)                   # code words taken in this channel
+        hold = Signal(32 + B - 1)
+        nbits = Signal(range(32 + B))
+        bank_full = Signal(2)
+        # compute state
+        c_rem_m = Signal(NM_BITS)                  # channels not yet computed
+        c_rem_n = Signal(NM_BITS)                  # activation rows left in this M tile
+        c_k = Signal(kbits)
+        c_bank = Signal()
+        # drain state
+        ch_count = Signal(range(R * C + 1))
+        cap_pending = Signal()
+
+        with m.If(start):
+            with m.If(busy):
+                m.d.comb += err_busy.eq(1)
+            with m.Elif(~k_ok | ~shape_ok | ~e0_ok):
+                m.d.comb += [err_k.eq(~k_ok), err_shape.eq(~shape_ok), err_e0.eq(~e0_ok)]
+            with m.Else():
+                m.d.comb += clear.eq(1)
+                m.d.sync += [
+                    busy.eq(1), done.eq(0),
+                    L_n.eq(s_n), L_e0.eq(s_e0),
+                    L_relu.eq(s_relu), L_bias.eq(s_bias), L_pc.eq(s_pc),
+                    L_km1.eq(s_k - 1), L_km2.eq(s_k - 2),
+                    L_words_m1.eq(((s_k * B + 31) >> 5) - 1),
+                    ld_active.eq(1), c_active.eq(1), c_last.eq(s_k == 1),
+                    ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_phase.eq(0), ld_k.eq(0),
+                    ld_w.eq(0), nbits.eq(0), bank_full.eq(0),
+                    c_rem_m.eq(s_m), c_rem_n.eq(s_n), c_k.eq(0), c_bank.eq(0),
+                ]
+        m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
+
+        # -- weight store and loader -------------------------------------------------------------
+        mems = []
+        for c in range(C):
+            mem = memory.Memory(shape=unsigned(B), depth=2 * depth, init=[])
+            m.submodules[f"wmem{c}"] = mem
+            mems.append(mem)
+        bias_r = [[Signal(cfg.out_fmt.width, name=f"bias_b{b}_c{c}") for c in range(C)]
+                  for b in range(2)]
+        e0_r = [[Signal(signed(e0_bits), name=f"e0_b{b}_c{c}") for c in range(C)]
+                for b in range(2)]
+
+        ld_last_tile = Signal()
+        m.d.sync += ld_last_tile.eq(ld_rem <= C)   # ld_rem is stable for K + 3 clocks
+        ld_free = ld_active & ~Array(bank_full)[ld_bank]
+        # registered (one clock behind ld_rem, which changes only when a tile completes and
+        # is next needed K + 3 clocks later)
+        ld_cols = Signal(range(C + 1))
+        m.d.sync += ld_cols.eq(_min_const(ld_rem, C))
+        ld_last_c = Signal()
+        m.d.sync += ld_last_c.eq(ld_c == ld_cols - 1)
+        take_hdr = ld_free & (ld_phase != 2)
+        need_word = nbits < B                      # (phase 2 always wants another code)
+        take_word = ld_free & (ld_phase == 2) & need_word
+        emit = ld_free & (ld_phase == 2) & (nbits >= B)
+        m.d.comb += self.wgt.ready.eq(take_hdr | take_word)
+        word = self.wgt.payload.word
+        wlast = self.wgt.payload.last
+        with m.If(self.wgt.valid & take_hdr):
+            for b in range(2):
+                for c in range(C):
+                    with m.If((ld_bank == b) & _eq(ld_c, c)):
+                        with m.If(_eq(ld_phase, 0)):
+                            m.d.sync += bias_r[b][c].eq(word)
+                        with m.Else():
+                            m.d.sync += e0_r[b][c].eq(word)
+            with m.If(wlast):
+                m.d.comb += err_wgt.eq(1)
+            with m.If((ld_phase == 1) & L_pc & ((word.as_signed() < cfg.e0_min)
+                                                | (word.as_signed() > cfg.e0_max))):
+                m.d.comb += err_e0.eq(1)
+            m.d.sync += ld_phase.eq(ld_phase + 1)
+        with m.If(self.wgt.valid & take_word):
+            # nbits < B here: a narrow shifter
+            low = nbits[:max(1, (B - 1).bit_length())]
+            m.d.sync += [hold.eq(hold | (word << low)), nbits.eq(nbits + 32),
+                         ld_w.eq(ld_w + 1)]
+            with m.If(wlast != (ld_w == L_words_m1)):
+                m.d.comb += err_wgt.eq(1)
+        w_addr = Cat(ld_k[:abits], ld_bank)
+        for c, mem in enumerate(mems):
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(hold[:B]),
+                         wp.en.eq(emit & _eq(ld_c, c))]
+        with m.If(emit):
+            m.d.sync += [hold.eq(hold >> B), nbits.eq(nbits - B), ld_k.eq(ld_k + 1)]
+            with m.If(ld_k == L_km1):              # channel complete
+                m.d.sync += [nbits.eq(0), hold.eq(0), ld_k.eq(0), ld_w.eq(0),
+                             ld_phase.eq(0)]
+                with m.If(ld_last_c):              # M tile complete
+                    m.d.sync += [ld_c.eq(0), ld_rem.eq(ld_rem - ld_cols), ld_bank.eq(~ld_bank)]
+                    with m.If(ld_last_tile):
+                        m.d.sync += ld_active.eq(0)
+                    for b in range(2):
+                        with m.If(ld_bank == b):
+                            m.d.sync += bank_full[b].eq(1)
+                with m.Else():
+                    m.d.sync += ld_c.eq(ld_c + 1)
+
+        # -- compute sequencer -------------------------------------------------------------------
+        c_ready_w = c_active & Array(bank_full)[c_bank]
+        chain_free = _eq(ch_count, 0) & ~cap_pending
+        gap = Signal()              # the clock after a tile's last beat is a bubble (restart)
+        accept_ok = c_ready_w & ~gap & (~c_last | chain_free)
+        m.d.comb += self.act.ready.eq(accept_ok)
+        accept = accept_ok & self.act.valid
+        # registered: c_rem_* change on a tile's last beat, the next beat comes two clocks later
+        rows_valid = Signal(range(R + 1))
+        cols_valid = Signal(range(C + 1))
+        last_n, last_m = Signal(), Signal()
+        m.d.sync += [rows_valid.eq(_min_const(c_rem_n, R)), cols_valid.eq(_min_const(c_rem_m, C)),
+                     last_n.eq(c_rem_n <= R), last_m.eq(c_rem_m <= C)]
+        # tile descriptor, travelling with the last beat to the capture
+        tile_layout = data.StructLayout({"rows": range(R + 1), "cols": range(C + 1),
+                                         "bank": 1, "last_m": 1, "last_layer": 1})
+        t_pend = Signal(tile_layout)
+        m.d.sync += gap.eq(accept & c_last)
+        with m.If(accept):
+            m.d.sync += c_k.eq(c_k + 1)
+            # c_last (registered): the beat being accepted is beat K-1 of its tile
+            m.d.sync += c_last.eq(Mux(c_last, _eq(L_km1, 0), c_k == L_km2))
+            with m.If(self.act.payload.last != c_last):
+                m.d.comb += err_act.eq(1)
+            with m.If(c_last):
+                m.d.sync += [
+                    c_k.eq(0), cap_pending.eq(1),
+                    t_pend.rows.eq(rows_valid), t_pend.cols.eq(cols_valid),
+                    t_pend.bank.eq(c_bank), t_pend.last_m.eq(last_n),
+                    t_pend.last_layer.eq(last_n & last_m),
+                ]
+                with m.If(last_n & last_m):
+                    m.d.sync += c_active.eq(0)
+                with m.If(last_n):
+                    m.d.sync += [c_rem_n.eq(L_n), c_rem_m.eq(c_rem_m - cols_valid),
+                                 c_bank.eq(~c_bank)]
+                with m.Else():
+                    m.d.sync += c_rem_n.eq(c_rem_n - R)
+
+        # stage 0 -> 1: activations and weight-store read
+        x_reg = [Signal(cfg.in_fmt.width, name=f"x_reg{r}") for r in range(R)]
+        v1, last1, clr1 = Signal(), Signal(), Signal()
+        for r in range(R):
+            with m.If(accept & (r < rows_valid)):
+                m.d.sync += x_reg[r].eq(self.act.payload.x[r])
+            with m.Else():
+                m.d.sync += x_reg[r].eq(0)
+        m.d.sync += [v1.eq(accept), last1.eq(accept & c_last), clr1.eq(clear)]
+        r_addr = Cat(c_k[:abits], c_bank)
+        rdata = []
+        for mem in mems:
+            rp = mem.read_port()
+            m.d.comb += rp.addr.eq(r_addr)
+            rdata.append(rp.data)
+
+        # stage 1 -> 2: alignment (per row), codes (per column)
+        row_reg = [Signal(row_layout(cfg), name=f"row_reg{r}") for r in range(R)]
+        code_reg = [Signal(B, name=f"code_reg{c}") for c in range(C)]
+        for r in range(R):
+            aligner = RowAligner(config=cfg)
+            m.submodules[f"align{r}"] = aligner
+            m.d.comb += aligner.x.eq(x_reg[r])
+            m.d.sync += row_reg[r].eq(aligner.o)
+        for c in range(C):
+            m.d.sync += code_reg[c].eq(rdata[c])
+        v2, last2 = Signal(), Signal()
+        # restart: the bubble after a tile's last term (or the layer start) at the PE input;
+        # the tile ending there is captured at the accumulator stage (a clear only zeroes)
+        restart2 = Signal()
+        m.d.sync += [v2.eq(v1), last2.eq(last1), restart2.eq(clr1 | (v2 & last2))]
+        capture2 = Signal()
+        m.d.sync += capture2.eq(v2 & last2)
+
+        # PEs
+        pes = [[None] * C for _ in range(R)]
+        for r in range(R):
+            for c in range(C):
+                pe = ShiftPE(config=cfg)
+                m.submodules[f"pe_{r}_{c}"] = pe
+                pes[r][c] = pe
+                m.d.comb += [pe.row.eq(row_reg[r]), pe.code.eq(code_reg[c]),
+                             pe.valid.eq(v2), pe.restart.eq(restart2)]
+        # capture at the accumulator stage
+        capture = capture2
+        if cfg.pipeline == 2:
+            capture = Signal()
+            m.d.sync += capture.eq(capture2)
+
+        # -- drain chain -------------------------------------------------------------------------
+        flags_l = pe_flags_layout()
+        entry = data.StructLayout({"acc": signed(cfg.pe_acc_width), "flags": flags_l})
+        chain = [Signal(entry, name=f"shadow{i}") for i in range(R * C)]
+        t_drain = Signal(tile_layout)
+        ch_r = Signal(range(max(2, R)))
+        ch_c = Signal(range(max(2, C)))
+        a_ready = Signal()
+        shift = ch_count.any() & a_ready
+        with m.If(capture):
+            m.d.sync += [ch_count.eq(R * C), cap_pending.eq(0), t_drain.eq(t_pend),
+                         ch_r.eq(0), ch_c.eq(0)]
+            for r in range(R):
+                for c in range(C):
+                    m.d.sync += chain[r * C + c].eq(Cat(pes[r][c].acc, pes[r][c].flags))
+        with m.Elif(shift):
+            for i in range(R * C - 1):
+                m.d.sync += chain[i].eq(chain[i + 1])
+            m.d.sync += ch_count.eq(ch_count - 1)
+            with m.If(ch_c == C - 1):
+                m.d.sync += [ch_c.eq(0), ch_r.eq(ch_r + 1)]
+            with m.Else():
+                m.d.sync += ch_c.eq(ch_c + 1)
+            with m.If((ch_count == 1) & t_drain.last_m):
+                for b in range(2):
+                    with m.If(t_drain.bank == b):
+                        m.d.sync += bank_full[b].eq(0)
+
+        # -- finalizer ---------------------------------------------------------------------------
+        head = chain[0]
+        in_tile = (ch_r < t_drain.rows) & (ch_c < t_drain.cols)
+        is_last = (ch_r == t_drain.rows - 1) & (ch_c == t_drain.cols - 1)
+        bias_sel = Mux(t_drain.bank, _pick(bias_r[1], ch_c), _pick(bias_r[0], ch_c))
+        e0_sel = Mux(t_drain.bank, _pick(e0_r[1], ch_c), _pick(e0_r[0], ch_c))
+
+        # stage A: entry, bias and offset of its channel
+        a_valid = Signal()
+        a = Signal(data.StructLayout({
+            "acc": signed(cfg.pe_acc_width), "flags": flags_l, "bias": cfg.out_fmt.width,
+            "e0": signed(e0_bits), "last": 1, "last_layer": 1}))
+        # stage A2: bias aligned against 2**e0
+        b_amax, b_width, b_off = bias_geometry(dot)
+        a2_valid = Signal()
+        a2 = Signal(data.StructLayout({
+            "acc": signed(cfg.pe_acc_width), "bias": signed(b_width), "neg": 1,
+            "flags": flags_l,
+            "e0": signed(e0_bits), "last": 1, "last_layer": 1}))
+        # stage B: exact total
+        b_valid = Signal()
+        b = Signal(data.StructLayout({
+            "total": signed(cfg.acc_width), "flags": flags_l, "e0": signed(e0_bits),
+            "last": 1, "last_layer": 1}))
+        # stage M: sign and magnitude
+        m_valid = Signal()
+        mg = Signal(data.StructLayout({
+            "sign": 1, "mag": cfg.acc_width - 1, "flags": flags_l, "e0": signed(e0_bits),
+            "last": 1, "last_layer": 1}))
+        # stage C: leading one
+        c_valid = Signal()
+        c_sign = Signal()
+        geo = finalizer_geometry(dot)
+        mag_w = cfg.acc_width - 1
+        c_front = Signal(data.StructLayout({
+            "mag": mag_w, "zero": 1, "shift": geo["r_max"].bit_length(),
+            "field_m1": geo["cap_max"].bit_length()}))
+        c_flags = Signal(flags_l)
+        cs_last, cs_last_layer = Signal(), Signal()
+        # output register
+        o_valid = Signal()
+        o_bits = Signal(cfg.out_fmt.width)
+        o_last, o_last_layer = Signal(), Signal()
+
+        # The finalizer never stalls: results collect in an output FIFO, and the chain feeds
+        # a new entry only while every entry in flight (stages and FIFO) has a FIFO slot
+        # (credits), so no ready signal ripples back through the stages.
+        fifo_depth = 16
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
+            width=cfg.out_fmt.width + 2, depth=fifo_depth)
+        inflight = Signal(range(fifo_depth + 1))
+        m.d.comb += a_ready.eq(inflight < fifo_depth)
+        res_take = self.res.valid & self.res.ready
+        with m.If((shift & in_tile) & ~res_take):
+            m.d.sync += inflight.eq(inflight + 1)
+        with m.Elif(~(shift & in_tile) & res_take):
+            m.d.sync += inflight.eq(inflight - 1)
+
+        m.d.sync += [
+            a_valid.eq(shift & in_tile),
+            a.acc.eq(head.acc), a.flags.eq(head.flags), a.bias.eq(bias_sel),
+            a.e0.eq(Mux(L_pc, e0_sel, L_e0)),
+            a.last.eq(is_last), a.last_layer.eq(is_last & t_drain.last_layer),
+        ]
+        # stages A1, A2: the bias decoded and aligned against 2**e0 (the algorithm of
+        # hw.lanes.BiasAligner, with a register between the shift amount and the shifter)
+        ofmt = cfg.out_fmt
+        bsign = a.bias[ofmt.width - 1]
+        bexp = a.bias[ofmt.frac_bits:ofmt.width - 1]
+        bfrac = a.bias[:ofmt.frac_bits]
+        bspecial = bexp == ofmt.exp_max_field
+        bnormal = bexp.any()
+        bactive = L_bias & ~bspecial
+        a1_valid = Signal()
+        a1 = Signal(data.StructLayout({
+            "acc": signed(cfg.pe_acc_width), "amount": b_amax.bit_length(),
+            "sig": ofmt.frac_bits + 1, "neg": 1, "flags": flags_l, "e0": signed(e0_bits),
+            "last": 1, "last_layer": 1}))
+        m.d.sync += [
+            a1_valid.eq(a_valid), a1.acc.eq(a.acc),
+            # max(E_b, 1) - 1 + (e0_max - e0)
+            a1.amount.eq(Mux(bnormal, bexp - 1, 0) + (cfg.e0_max - a.e0)),
+            a1.sig.eq(Mux(bactive, Cat(bfrac, bnormal), 0)),
+            a1.neg.eq(bsign & bactive),
+            a1.flags.nan.eq(a.flags.nan | (L_bias & bspecial & bfrac.any())),
+            a1.flags.pinf.eq(a.flags.pinf | (L_bias & bspecial & ~bfrac.any() & ~bsign)),
+            a1.flags.ninf.eq(a.flags.ninf | (L_bias & bspecial & ~bfrac.any() & bsign)),
+            a1.flags.neg0.eq(a.flags.neg0 & (~L_bias | (~bnormal & ~bfrac.any() & bsign))),
+            a1.e0.eq(a.e0), a1.last.eq(a.last), a1.last_layer.eq(a.last_layer),
+        ]
+        value = a1.sig
+        for k in range(len(a1.amount)):
+            shifted = Mux(a1.amount[k], value << (1 << k), value)
+            level = Signal(min(len(shifted), b_width - 1), name=f"bias_sh{k}")
+            m.d.comb += level.eq(shifted)
+            value = level
+        m.d.sync += [
+            a2_valid.eq(a1_valid),
+            a2.acc.eq(a1.acc),
+            a2.bias.eq(Cat(value, Const(0, b_width - len(value))) ^ a1.neg.replicate(b_width)),
+            a2.neg.eq(a1.neg), a2.flags.eq(a1.flags),
+            a2.e0.eq(a1.e0), a2.last.eq(a1.last), a2.last_layer.eq(a1.last_layer),
+        ]
+        # one carry chain: the bias' ones' complement +1 is the adder's carry-in when the
+        # bias is the finer-aligned operand
+        psb, boff = dot.product_shift_base, b_off
+        if boff <= psb:
+            total = (Cat(Const(0, psb - boff), a2.acc).as_signed() + a2.bias + a2.neg)
+            total = Cat(Const(0, boff), total)
+        else:
+            total, _ = add_aligned(a2.acc, psb, a2.bias, boff, a2.neg)
+        m.d.sync += [
+            b_valid.eq(a2_valid),
+            b.total.eq(total[:cfg.acc_width]),
+            b.flags.eq(a2.flags), b.e0.eq(a2.e0), b.last.eq(a2.last),
+            b.last_layer.eq(a2.last_layer),
+        ]
+        # stages X, M: sign and magnitude: ones' complement first, then the +1 (one carry
+        # chain with nothing in front of it)
+        x_valid = Signal()
+        xo = Signal(data.StructLayout({
+            "sign": 1, "ones": cfg.acc_width - 1, "flags": flags_l, "e0": signed(e0_bits),
+            "last": 1, "last_layer": 1}))
+        neg = b.total[-1]
+        m.d.sync += [
+            x_valid.eq(b_valid),
+            xo.sign.eq(neg), xo.ones.eq(b.total[:-1] ^ neg.replicate(cfg.acc_width - 1)),
+            xo.flags.eq(b.flags), xo.e0.eq(b.e0), xo.last.eq(b.last),
+            xo.last_layer.eq(b.last_layer),
+        ]
+        m.d.sync += [
+            m_valid.eq(x_valid),
+            mg.sign.eq(xo.sign), mg.mag.eq(xo.ones + xo.sign),
+            mg.flags.eq(xo.flags), mg.e0.eq(xo.e0), mg.last.eq(xo.last),
+            mg.last_layer.eq(xo.last_layer),
+        ]
+        # stages L1, L2, C: the leading one and the subnormal-limited exponent (the algorithm
+        # of hw.rounding.LeadingOne, in three register stages): leading zeros per 8-bit block,
+        # then a block tree, then lsh = min(lz, cap), r = T - F - lsh, field - 1 = cap - lsh.
+        top = geo["T"]
+        nblk = -(-mag_w // 8)
+        padded = Cat(Const(0, nblk * 8 - mag_w), mg.mag)       # zeros below the LSB
+        lz_bits = (nblk * 8).bit_length()
+        cap_w = max(geo["cap_max"].bit_length(), lz_bits) + 1
+        side = data.StructLayout({"mag": mag_w, "cap": cap_w, "sign": 1, "flags": flags_l,
+                                  "last": 1, "last_layer": 1})
+        l1_valid, l2_valid = Signal(), Signal()
+        l1, l2 = Signal(side), Signal(side)
+        blk_nz = Signal(nblk)
+        blk_lz = [Signal(3, name=f"blk_lz{j}") for j in range(nblk)]
+        for j in range(nblk):                                  # block 0 is the top one
+            bits = padded[len(padded) - 8 * (j + 1):len(padded) - 8 * j]
+            lzc = Const(8, 4)
+            for i in range(8):                                 # the highest set bit wins
+                lzc = Mux(bits[i], 7 - i, lzc)
+            m.d.sync += [blk_nz[j].eq(bits.any()), blk_lz[j].eq(lzc[:3])]
+        m.d.sync += [
+            l1_valid.eq(m_valid), l1.mag.eq(mg.mag), l1.cap.eq(geo["cap_base"] + mg.e0),
+            l1.sign.eq(mg.sign), l1.flags.eq(mg.flags), l1.last.eq(mg.last),
+            l1.last_layer.eq(mg.last_layer),
+        ]
+
+        def tree(lo, hi):                                      # [lo, hi) blocks
+            if hi - lo == 1:
+                return blk_nz[lo], blk_lz[lo]
+            size = 1 << ((hi - lo - 1).bit_length() - 1)
+            nz_a, lz_a = tree(lo, lo + size)
+            nz_b, lz_b = tree(lo + size, hi)
+            return nz_a | nz_b, Mux(nz_a, lz_a, size * 8 + lz_b)
+
+        any_nz, lz = tree(0, nblk)
+        l2_lz = Signal(lz_bits)
+        l2_zero = Signal()
+        m.d.sync += [l2_valid.eq(l1_valid), l2.eq(l1), l2_lz.eq(lz), l2_zero.eq(~any_nz)]
+        lsh = Mux(l2_lz < l2.cap, l2_lz, l2.cap)
+        m.d.sync += [
+            c_valid.eq(l2_valid),
+            c_front.mag.eq(l2.mag), c_front.zero.eq(l2_zero),
+            c_front.shift.eq(top - cfg.out_fmt.frac_bits - lsh),
+            c_front.field_m1.eq(l2.cap - lsh),
+            c_flags.eq(l2.flags), c_sign.eq(l2.sign), cs_last.eq(l2.last),
+            cs_last_layer.eq(l2.last_layer),
+        ]
+        # stage R: the rounding window (the first half of hw.rounding.Rounder, registered
+        # here so that the shifter and the rounding adder are not one path)
+        fields = {"mag": c_front.mag, "zero": c_front.zero, "shift": c_front.shift,
+                  "field_m1": c_front.field_m1}
+        fmt = cfg.out_fmt
+        frac = fmt.frac_bits
+        keep = frac + 2
+        window = Cat(Const(0, 1), fields["mag"])
+        dropped = []
+        for k in reversed(range(len(fields["shift"]))):
+            step = 1 << k
+            dropped.append(fields["shift"][k] & window[:step].any())
+            shifted = Mux(fields["shift"][k], window >> step, window)
+            window = Signal(min(len(shifted), keep + step - 1), name=f"window{k}")
+            m.d.comb += window.eq(shifted)
+        r_valid = Signal()
+        rr = Signal(data.StructLayout({
+            "window": keep, "sticky": 1, "field_m1": len(fields["field_m1"]), "sign": 1,
+            "zero": 1, "flags": flags_l, "last": 1, "last_layer": 1}))
+        m.d.sync += [
+            r_valid.eq(c_valid), rr.window.eq(window[:keep]), rr.sticky.eq(Cat(*dropped).any()),
+            rr.field_m1.eq(fields["field_m1"]), rr.sign.eq(c_sign), rr.zero.eq(fields["zero"]),
+            rr.flags.eq(c_flags), rr.last.eq(cs_last), rr.last_layer.eq(cs_last_layer),
+        ]
+        # round to nearest even, overflow, specials, ReLU (the second half of the Rounder)
+        guard = rr.window[0]
+        q = rr.window[1:keep]
+        inc = guard & (rr.sticky | q[0])
+        packed = Cat(q[:frac], rr.field_m1 + q[frac]) + inc
+        overflow = (packed >> frac) >= fmt.exp_max_field
+        number = Mux(overflow, fmt.pos_inf, packed[:fmt.width - 1])
+        rounded = Signal(fmt.width)
+        fl = rr.flags
+        with m.If(fl.nan | (fl.pinf & fl.ninf)):
+            m.d.comb += rounded.eq(fmt.canonical_nan)
+        with m.Elif(fl.pinf):
+            m.d.comb += rounded.eq(fmt.pos_inf)
+        with m.Elif(fl.ninf):
+            m.d.comb += rounded.eq(fmt.neg_inf)
+        with m.Elif(rr.zero):
+            m.d.comb += rounded.eq(Mux(fl.neg0, fmt.sign_mask, 0))
+        with m.Else():
+            m.d.comb += rounded.eq(Cat(number[:fmt.width - 1], rr.sign))
+        m.d.sync += [o_valid.eq(r_valid),
+                     o_bits.eq(Mux(L_relu & rounded[fmt.width - 1], 0, rounded)),
+                     o_last.eq(rr.last), o_last_layer.eq(rr.last_layer)]
+        m.d.comb += [
+            out_fifo.w_en.eq(o_valid),
+            out_fifo.w_data.eq(Cat(o_bits, o_last, o_last_layer)),
+            self.res.valid.eq(out_fifo.r_rdy),
+            out_fifo.r_en.eq(self.res.ready),
+            self.res.payload.bits.eq(out_fifo.r_data[:cfg.out_fmt.width]),
+            self.res.payload.last.eq(out_fifo.r_data[cfg.out_fmt.width]),
+        ]
+        with m.If(res_take & out_fifo.r_data[cfg.out_fmt.width + 1]):
+            m.d.sync += [busy.eq(0), done.eq(1)]
+
+        # -- counter events ----------------------------------------------------------------------
+        m.d.comb += self.ev.eq(Cat(
+            busy,
+            accept,
+            accept_ok & ~self.act.valid,
+            c_active & ~Array(bank_full)[c_bank],
+            self.res.valid & ~self.res.ready,
+            c_ready_w & c_last & ~chain_free,
+        ))
+        return m

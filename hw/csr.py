@@ -1,0 +1,158 @@
+"""AXI4-Lite control/status register block generated from ``contract.array.REGISTERS``.
+
+Every register of the map becomes hardware by its access type, so the map in
+``contract/array.py`` (and the documentation and header generated from it) cannot drift from
+the gateware:
+
+* ``ro`` identification registers read the constants of
+  :meth:`contract.array.ArrayConfig.register_resets`; ``STATUS`` reads ``busy``/``done`` and
+  the OR of ``ERROR``;
+* ``rw`` registers are stored (byte-wise ``wstrb``) and exposed as outputs named after the
+  register in lower case (``n``, ``k``, ``m``, ``e0``, ``ctrl``); ``CTRL.START`` is not stored:
+  writing it 1 pulses ``start`` for one clock;
+* ``rw1c`` (``ERROR``) bits are set by ``err`` pulses and cleared by writing 1;
+* ``rc`` counters count the ``ev`` bits (one per counter, in map order) and clear on ``START``.
+
+Bus behaviour: one write and one read at a time; a write is taken when both ``awvalid`` and
+``wvalid`` are high, answered ``OKAY`` on ``b``; reads are answered ``OKAY`` one clock after
+``ar`` with the register value (unmapped addresses read 0, writes to them are ignored).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from contract.array import CSR_ADDR_WIDTH, REGISTERS, ArrayConfig
+
+__all__ = ["AXI4LiteSignature", "CSRBlock"]
+
+
+def AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH, data_width=32):
+    """AXI4-Lite, seen from the manager (``Out`` members are driven by the manager); the
+    register block takes it as ``In``. ``awprot``/``arprot`` are omitted."""
+    return wiring.Signature({
+        "awaddr": Out(addr_width), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wvalid": Out(1),
+        "wready": In(1),
+        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        "araddr": Out(addr_width), "arvalid": Out(1), "arready": In(1),
+        "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+    })
+
+
+def _rw_names():
+    return [r.name for r in REGISTERS if r.access == "rw"]
+
+
+def _rc_names():
+    return [r.name for r in REGISTERS if r.access == "rc"]
+
+
+class CSRBlock(wiring.Component):
+    """The register block of the array.
+
+    Members
+    -------
+    bus : In(AXI4LiteSignature())
+    start : Out(1)
+        One-clock pulse when ``CTRL`` is written with ``START`` set.
+    ctrl, n, k, m, e0 : Out(unsigned(32))
+        Stored ``rw`` registers (``ctrl`` bit 0 always reads 0); ``ctrl`` already shows the
+        value being written in the cycle of a write (so ``start`` sees its own options).
+    busy, done : In(1)
+    err : In(len(ERROR fields))
+        Pulses setting ``ERROR`` bits.
+    ev : In(number of ``rc`` registers)
+        Counter increments, in register map order.
+    """
+
+    def __init__(self, *, config):
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+        self._config = config
+        error = next(r for r in REGISTERS if r.name == "ERROR")
+        self._n_err = len(error.fields)
+        members = {"bus": In(AXI4LiteSignature()), "start": Out(1)}
+        for name in _rw_names():
+            members[name.lower()] = Out(unsigned(32))
+        members.update({"busy": In(1), "done": In(1), "err": In(self._n_err),
+                        "ev": In(len(_rc_names()))})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        resets = self._config.register_resets()
+        word = {r.name: r.offset >> 2 for r in REGISTERS}
+        abits = CSR_ADDR_WIDTH - 2
+
+        stored = {name: getattr(self, name.lower()) for name in _rw_names()}
+        regs = {name: Signal(32, name=f"reg_{name.lower()}") for name in stored}
+        for name, port in stored.items():
+            if name != "CTRL":
+                m.d.comb += port.eq(regs[name])
+        error = Signal(self._n_err)
+        counters = {name: Signal(32, name=f"cnt_{name.lower()}") for name in _rc_names()}
+
+        # write channel
+        bvalid = Signal()
+        take_w = bus.awvalid & bus.wvalid & ~bvalid
+        m.d.comb += [bus.awready.eq(take_w), bus.wready.eq(take_w), bus.bvalid.eq(bvalid),
+                     bus.bresp.eq(0)]
+        with m.If(take_w):
+            m.d.sync += bvalid.eq(1)
+        with m.Elif(bus.bready):
+            m.d.sync += bvalid.eq(0)
+        waddr = bus.awaddr[2:CSR_ADDR_WIDTH]
+        start = take_w & (waddr == word["CTRL"]) & bus.wstrb[0] & bus.wdata[0]
+        m.d.comb += self.start.eq(start)
+        for name, reg in regs.items():
+            with m.If(take_w & (waddr == word[name])):
+                for i in range(4):
+                    with m.If(bus.wstrb[i]):
+                        m.d.sync += reg[8 * i:8 * i + 8].eq(bus.wdata[8 * i:8 * i + 8])
+            if name == "CTRL":
+                m.d.sync += reg[0].eq(0)          # START is a pulse, never stored
+        # CTRL shows the options being written in the cycle of the START pulse
+        ctrl_next = Signal(32)
+        m.d.comb += ctrl_next.eq(regs["CTRL"])
+        with m.If(take_w & (waddr == word["CTRL"])):
+            for i in range(4):
+                with m.If(bus.wstrb[i]):
+                    m.d.comb += ctrl_next[8 * i:8 * i + 8].eq(bus.wdata[8 * i:8 * i + 8])
+        m.d.comb += self.ctrl.eq(ctrl_next)
+        clear_err = Signal(self._n_err)
+        with m.If(take_w & (waddr == word["ERROR"]) & bus.wstrb[0]):
+            m.d.comb += clear_err.eq(bus.wdata[:self._n_err])
+        m.d.sync += error.eq((error & ~clear_err) | self.err)
+        for i, cnt in enumerate(counters.values()):
+            with m.If(start):
+                m.d.sync += cnt.eq(0)
+            with m.Elif(self.ev[i]):
+                m.d.sync += cnt.eq(cnt + 1)
+
+        # read channel
+        values = dict(resets)
+        values["STATUS"] = Cat(self.busy, self.done, error.any())
+        values["ERROR"] = error
+        values.update(regs)
+        values.update(counters)
+        rvalid = Signal()
+        rdata = Signal(32)
+        m.d.comb += [bus.arready.eq(~rvalid), bus.rvalid.eq(rvalid), bus.rdata.eq(rdata),
+                     bus.rresp.eq(0)]
+        raddr = bus.araddr[2:CSR_ADDR_WIDTH]
+        with m.If(bus.arvalid & ~rvalid):
+            m.d.sync += rvalid.eq(1)
+            with m.Switch(raddr):
+                for reg in REGISTERS:
+                    with m.Case(reg.offset >> 2):
+                        m.d.sync += rdata.eq(values.get(reg.name, 0))
+                with m.Default():
+                    m.d.sync += rdata.eq(0)
+        with m.Elif(bus.rready):
+            m.d.sync += rvalid.eq(0)
+        assert abits > 0
+        return m
