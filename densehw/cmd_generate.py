@@ -1,0 +1,130 @@
+"""``densehw generate --config CFG.toml -o DIR``: the RTL and its companions for one array.
+
+The TOML file holds :class:`contract.array.ArrayConfig` fields at the top level (every key is
+optional; missing ones take the defaults)::
+
+    in_fmt = "fp16"      # fp16, bf16, fp32, fp8_e5m2 (or a table {name, exp_bits, frac_bits})
+    out_fmt = "fp16"     # defaults to in_fmt
+    wbits = 3
+    rows = 4
+    cols = 4
+    depth = 512
+    e0_min = -8
+    e0_max = 7
+    pipeline = 2
+    accumulator = "exact"
+
+Writes ``DIR/densehw_array.v``, ``densehw_array.json``, ``densehw_params.h``,
+``densehw_params.vh`` and ``densehw.core`` (see :mod:`densehw.emit`). Everything is generated
+in memory first; each file is then written to a temporary file in ``DIR`` and renamed, so an
+error leaves no partial file. Output is byte-identical across runs for the same configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .cli import UserError
+
+HELP = "generate the PE-array Verilog, metadata JSON, C header and FuseSoC core from a config"
+
+#: Keys a configuration file may hold (the ArrayConfig fields).
+CONFIG_KEYS = ("in_fmt", "out_fmt", "wbits", "rows", "cols", "depth", "e0_min", "e0_max",
+               "pipeline", "accumulator")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", required=True, metavar="CFG.toml",
+                        help="array configuration (TOML, keys = ArrayConfig fields)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="output directory (created if missing)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+
+def load_config(path):
+    """Parse a TOML configuration file into an ``ArrayConfig``; problems raise
+    :class:`~densehw.cli.UserError` with a one-line message naming the file and the key."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:              # Python 3.10: the tomli backport, if installed
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise UserError("reading TOML needs Python 3.11 (tomllib) or the tomli "
+                            "package") from None
+
+    from contract.array import ArrayConfig
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"config file {str(path)!r} not found") from None
+    except OSError as exc:
+        raise UserError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    if unknown:
+        raise UserError(f"{path}: unknown key {unknown[0]!r} (allowed: "
+                        f"{', '.join(CONFIG_KEYS)})")
+    for key in ("in_fmt", "out_fmt"):
+        value = data.get(key)
+        if isinstance(value, dict):
+            extra = sorted(set(value) - {"name", "exp_bits", "frac_bits"})
+            if extra:
+                raise UserError(f"{path}: {key}: unknown key {extra[0]!r} (allowed: name, "
+                                f"exp_bits, frac_bits)")
+    try:
+        return ArrayConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def write_outputs(files: dict[str, str], out_dir) -> list[Path]:
+    """Write ``{name: text}`` into ``out_dir`` (created if missing), each file atomically."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"output {str(out_dir)!r} exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output directory {str(out_dir)!r}: "
+                        f"{exc.strerror}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    temps = []
+    try:
+        for name, text in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
+            temps.append((tmp, out_dir / name))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            os.chmod(tmp, 0o666 & ~umask)
+        # all written: move them into place
+        for tmp, final in temps:
+            os.replace(tmp, final)
+    except BaseException:
+        for tmp, _ in temps:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
+    return [final for _, final in temps]
+
+
+def run(args) -> int:
+    config = load_config(args.config)
+    from .emit import generate_files
+
+    files = generate_files(config)
+    written = write_outputs(files, args.output)
+    if not args.quiet:
+        print(f"configuration {config.name}")
+        for path in written:
+            print(f"wrote {path} ({path.stat().st_size} bytes)")
+    return 0
