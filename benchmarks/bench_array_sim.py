@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from contract.array import ArrayConfig, channel_words  # noqa: E402
 from sim.array_driver import Layer, perf_summary, run_layers  # noqa: E402
-from sim.payload import _mixed  # noqa: E402
+from sim.payload import mixed_patterns  # noqa: E402
 from sw.golden import gemm_golden  # noqa: E402
 
 SHAPES = [(64, 512, 64), (128, 64, 64), (64, 16, 64), (16, 512, 16), (33, 100, 17),
@@ -64,9 +64,9 @@ def main(argv=None) -> int:
     shapes = QUICK if args.quick else SHAPES
     layers = []
     for n, k, m in shapes:
-        x = _mixed(rng, cfg.in_fmt, (n, k)).astype(np.uint64)
+        x = mixed_patterns(rng, cfg.in_fmt, (n, k)).astype(np.uint64)
         codes = rng.integers(0, 1 << cfg.wbits, (m, k)).astype(np.uint8)
-        bias = _mixed(rng, cfg.out_fmt, (m,)).astype(np.uint64)
+        bias = mixed_patterns(rng, cfg.out_fmt, (m,)).astype(np.uint64)
         layers.append(Layer(x, codes, 0, bias, False))
     t0 = time.perf_counter()
     out = run_layers(cfg, layers, sim=args.sim, stall=args.stall, tag="bench",

@@ -474,3 +474,53 @@ def result_order(config: ArrayConfig, n_total: int, k: int, m_total: int):
             for c in range(cols):
                 out.append((n0 + r, m0 + c, int(r == rows - 1 and c == cols - 1)))
     return out
+
+
+def load_array_config(path, *, fmt: str | None = None) -> ArrayConfig:
+    """:class:`ArrayConfig` from a file: TOML (the fields at the top level, as ``configs/*.toml``)
+    or JSON (the fields at the top level, as :meth:`ArrayConfig.to_dict`, or the metadata JSON
+    with a ``config`` object). ``fmt``: ``"toml"`` or ``"json"``; by default the suffix
+    (``.toml``, ``.json``) decides. A TOML file may hold only the fields; JSON may also hold the
+    derived keys of ``to_dict()`` (ignored). A format given as a table holds ``name``,
+    ``exp_bits`` and ``frac_bits``. Every problem raises ``ValueError`` naming the file."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(path)
+    where = f"config file {str(path)!r}"
+    if fmt is None:
+        fmt = path.suffix[1:]
+        if fmt not in ("toml", "json"):
+            raise ValueError(f"{where} must end in .toml or .json")
+    elif fmt not in ("toml", "json"):
+        raise ValueError(f"fmt must be 'toml', 'json' or None, not {fmt!r}")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{where} not found") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {where}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode()) if fmt == "toml" else json.loads(raw)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where}: invalid {fmt.upper()}: {exc}") from None
+    if fmt == "json" and isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a {'table' if fmt == 'toml' else 'JSON object'} "
+                         f"of ArrayConfig fields")
+    allowed = ArrayConfig._KEYS + (ArrayConfig._DERIVED if fmt == "json" else ())
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} (allowed: "
+                         f"{', '.join(ArrayConfig._KEYS)})")
+    for key in ("in_fmt", "out_fmt"):
+        if isinstance(data.get(key), dict):
+            extra = sorted(set(data[key]) - {"name", "exp_bits", "frac_bits"})
+            if extra:
+                raise ValueError(f"{where}: {key}: unknown key {extra[0]!r} (allowed: name, "
+                                 f"exp_bits, frac_bits)")
+    try:
+        return ArrayConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None

@@ -7,7 +7,6 @@ metadata file with a ``"config"`` object), or ``default`` for ``ArrayConfig()``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -28,27 +27,19 @@ def add_arguments(p) -> None:
 
 
 def load_array_config(text: str):
-    """``default`` or a JSON file -> ArrayConfig; errors name the file."""
-    from contract.array import ArrayConfig
+    """``default`` or a JSON file -> ArrayConfig (:func:`contract.array.load_array_config`);
+    errors name the file."""
+    from contract import array
 
     if text == "default":
-        return ArrayConfig()
-    path = Path(text)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+        return array.ArrayConfig()
+    if not Path(text).exists():
         raise UserError(f"config file {text!r} does not exist (give a JSON file or "
-                        f"'default')") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"config file {text!r} is not valid JSON: {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("config"), dict):
-        data = data["config"]
-    if not isinstance(data, dict):
-        raise UserError(f"config file {text!r}: expected a JSON object with ArrayConfig fields")
+                        f"'default')")
     try:
-        return ArrayConfig.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"config file {text!r}: {exc}") from None
+        return array.load_array_config(text, fmt="json")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _shape(text):

@@ -44,44 +44,15 @@ def add_arguments(parser) -> None:
 
 
 def load_config(path):
-    """Parse a TOML configuration file into an ``ArrayConfig``; problems raise
+    """Parse a TOML configuration file into an ``ArrayConfig``
+    (:func:`contract.array.load_array_config`); problems raise
     :class:`~densehw.cli.UserError` with a one-line message naming the file and the key."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:              # Python 3.10: the tomli backport, if installed
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise UserError("reading TOML needs Python 3.11 (tomllib) or the tomli "
-                            "package") from None
+    from contract.array import load_array_config
 
-    from contract.array import ArrayConfig
-
-    path = Path(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"config file {str(path)!r} not found") from None
-    except OSError as exc:
-        raise UserError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: invalid TOML: {exc}") from None
-    unknown = sorted(set(data) - set(CONFIG_KEYS))
-    if unknown:
-        raise UserError(f"{path}: unknown key {unknown[0]!r} (allowed: "
-                        f"{', '.join(CONFIG_KEYS)})")
-    for key in ("in_fmt", "out_fmt"):
-        value = data.get(key)
-        if isinstance(value, dict):
-            extra = sorted(set(value) - {"name", "exp_bits", "frac_bits"})
-            if extra:
-                raise UserError(f"{path}: {key}: unknown key {extra[0]!r} (allowed: name, "
-                                f"exp_bits, frac_bits)")
-    try:
-        return ArrayConfig.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{path}: {exc}") from None
+        return load_array_config(path, fmt="toml")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def write_outputs(files: dict[str, str], out_dir) -> list[Path]:

@@ -19,9 +19,7 @@ from __future__ import annotations
 import glob
 import importlib
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -240,23 +238,13 @@ def projection(program, cycles_per_sample: int, reports_dir: Path) -> tuple[list
 # -- main ---------------------------------------------------------------------------------------
 
 def _write_json(path: Path, payload: dict) -> None:
+    from .cmd_generate import write_outputs
+
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UserError(f"report directory {str(directory)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-            f.write("\n")
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_outputs({path.name: json.dumps(payload, indent=1) + "\n"}, directory)
 
 
 def run(args) -> int:

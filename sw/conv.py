@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["conv_geometry", "im2col", "col2out", "conv2d_golden"]
+__all__ = ["conv_geometry", "im2col", "im2col_tensor", "col2out", "conv2d_golden"]
 
 
 def _pair(value, what: str) -> tuple[int, int]:
@@ -52,9 +52,37 @@ def conv_geometry(h: int, w: int, *, kernel, stride=1, padding=0) -> tuple[int, 
     return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
 
 
+def im2col_tensor(x, kernel, stride, padding, dilation):
+    """Torch ``(S, C, *spatial)`` (1-D or 2-D) -> ``(S * L, C * prod(kernel))`` patches, zero
+    padded, rows ``(s, output position)`` row-major, columns in PyTorch's ``weight.reshape(M,
+    -1)`` order (input channel, then kernel positions row-major), as
+    ``torch.nn.functional.unfold``. Works on raw patterns (integer dtypes, copied exactly and
+    returned in the same dtype; padding ``0`` is ``+0``) or on values (returned as float64)."""
+    import torch
+    from torch.nn import functional as F
+
+    if len(kernel) == 1:
+        x = x.unsqueeze(2)
+        kernel, stride, padding, dilation = ((1, *kernel), (1, *stride), (0, *padding),
+                                             (1, *dilation))
+    values = x.dtype.is_floating_point
+    # integers: unfold the 1-based positions (padding gives 0), then gather: exact for any value
+    src = x.to(torch.float64) if values else torch.arange(
+        1, x.numel() + 1, dtype=torch.float64).reshape(x.shape)
+    cols = F.unfold(src, kernel_size=tuple(kernel), dilation=tuple(dilation),
+                    padding=tuple(padding), stride=tuple(stride))      # (S, C*kk, L)
+    s, kk, length = cols.shape
+    cols = cols.transpose(1, 2).reshape(s * length, kk)
+    if values:
+        return cols
+    flat = torch.cat([torch.zeros(1, dtype=x.dtype), x.reshape(-1)])
+    return flat[cols.to(torch.int64)]
+
+
 def im2col(x_bits, *, kernel, stride=1, padding=0):
     """``(S, C, H, W)`` raw patterns -> ``(cols (S*OH*OW, C*kh*kw) int64, (S, OH, OW))``.
-    Padding positions hold ``0`` (the ``+0`` pattern of every format)."""
+    Padding positions hold ``0`` (the ``+0`` pattern of every format); the patches are those of
+    :func:`im2col_tensor`."""
     x = np.asarray(x_bits)
     if x.ndim != 4:
         raise ValueError(f"X must have shape (S, C, H, W), not {x.shape}")
@@ -65,14 +93,13 @@ def im2col(x_bits, *, kernel, stride=1, padding=0):
     sh, sw = _pair(stride, "stride")
     ph, pw = _pair(padding, "padding")
     oh, ow = conv_geometry(h, w, kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw))
-    xp = np.zeros((s, c, h + 2 * ph, w + 2 * pw), dtype=np.int64)
-    xp[:, :, ph:ph + h, pw:pw + w] = x.astype(np.int64)
-    cols = np.empty((s, oh, ow, c, kh, kw), dtype=np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, :, :, :, i, j] = xp[:, :, i:i + sh * (oh - 1) + 1:sh,
-                                        j:j + sw * (ow - 1) + 1:sw].transpose(0, 2, 3, 1)
-    return cols.reshape(s * oh * ow, c * kh * kw), (s, oh, ow)
+    if c == 0:                              # no channels: no terms (unfold refuses C = 0)
+        return np.zeros((s * oh * ow, 0), dtype=np.int64), (s, oh, ow)
+    import torch
+
+    cols = im2col_tensor(torch.from_numpy(x.astype(np.int64)), (kh, kw), (sh, sw), (ph, pw),
+                         (1, 1))
+    return cols.numpy().reshape(s * oh * ow, c * kh * kw), (s, oh, ow)
 
 
 def col2out(y, s: int, oh: int, ow: int):

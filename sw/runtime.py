@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from contract import FloatFormat, get_format, unpack_codes
 from contract.array import ArrayConfig
 
+from .conv import im2col_tensor as im2col
 from .fpbits import from_bits
 from .golden import gemm_golden
 from .program import Program, ProgramError
@@ -138,23 +139,6 @@ def _from_key(key: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
 def _is_nan(bits, fmt):
     return (((bits >> fmt.frac_bits) & fmt.exp_max_field) == fmt.exp_max_field) & (
         (bits & fmt.frac_mask) != 0)
-
-
-def im2col(x: torch.Tensor, kernel, stride, padding, dilation) -> torch.Tensor:
-    """``(S, C, *spatial)`` -> ``(S * L, C * prod(kernel))`` patches, zero padded, columns in
-    PyTorch's ``weight.reshape(M, -1)`` order (input channel, then kernel positions row-major).
-    Works on raw patterns (padding ``0`` is ``+0``) or on values; exact (``|x| < 2**53``)."""
-    one_d = len(kernel) == 1
-    if one_d:
-        x = x.unsqueeze(2)
-        kernel, stride, padding, dilation = ((1, *kernel), (1, *stride), (0, *padding),
-                                             (1, *dilation))
-    was = x.dtype
-    cols = F.unfold(x.to(torch.float64), kernel_size=tuple(kernel), dilation=tuple(dilation),
-                    padding=tuple(padding), stride=tuple(stride))      # (S, C*kk, L)
-    s, kk, length = cols.shape
-    cols = cols.transpose(1, 2).reshape(s * length, kk)
-    return cols.to(was) if not was.is_floating_point else cols
 
 
 def _to_channels_first(y: torch.Tensor, s: int, spatial: tuple) -> torch.Tensor:

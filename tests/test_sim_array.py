@@ -19,7 +19,7 @@ import pytest
 
 from contract.array import ArrayConfig
 from sim.array_driver import Layer, check_layer, conv2d_rtl, gemm_rtl, run_layers
-from sim.payload import FLAVORS, _random_group
+from sim.payload import FLAVORS, random_group
 from sw.conv import conv2d_golden
 from sw.golden import gemm_golden
 
@@ -40,7 +40,7 @@ def random_layer(cfg: ArrayConfig, rng, n, k, m, *, flavor=None, per_channel=Non
     """A random layer of one flavor of :mod:`sim.payload` (specials, cancellation, overflow,
     underflow, zeros ...), per-tensor or per-channel ``e0``."""
     flavor = flavor or str(rng.choice(FLAVORS))
-    g = _random_group(rng, cfg.dot_config, k, n, m, flavor)
+    g = random_group(rng, cfg.dot_config, k, n, m, flavor)
     per_channel = bool(rng.random() < 0.5) if per_channel is None else per_channel
     e0 = g.e0.astype(np.int64) if per_channel else int(g.e0[0])
     b = g.bias
@@ -186,8 +186,8 @@ def test_conv2d_rtl_matches_golden():
     rng = np.random.default_rng(seed)
     cfg = FP16
     s, c, h, w, mo, kh = 1, 2, 5, 4, 4, 3
-    g = _random_group(rng, cfg.dot_config, c * kh * kh, s * h * w, mo, "mixed")
-    x = _random_group(rng, cfg.dot_config, h * w, s * c, 1, "mixed").x.reshape(s, c, h, w)
+    g = random_group(rng, cfg.dot_config, c * kh * kh, s * h * w, mo, "mixed")
+    x = random_group(rng, cfg.dot_config, h * w, s * c, 1, "mixed").x.reshape(s, c, h, w)
     codes, e0 = g.codes, int(g.e0[0])
     bias = g.bias
     y, stats = conv2d_rtl(x, codes, e0, config=cfg, kernel=kh, stride=2, padding=1,
