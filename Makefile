@@ -15,7 +15,9 @@ help:
 	@echo "make sim        main job: generate RTL, cocotb regression vs golden model (SIM=icarus|verilator, WAVES=1)"
 	@echo "make test       the test suite (pytest, $(JOBS) workers)"
 	@echo "make test-slow  long sweeps and exhaustive checks (pytest -m slow)"
-	@echo "make bench      benchmarks: golden-model MAC/s -> build/bench/"
+	@echo "make bench      benchmarks: synthesis comparison, golden MAC/s, array simulation -> build/bench/"
+	@echo "make formal     every formal proof"
+	@echo "make help-synth | help-train | help-e2e   targets of the synthesis, training and deployment areas"
 	@echo "make lint       ruff + Verilator lint of the generated RTL"
 	@echo "make clean      remove build outputs (keeps .venv)"
 
@@ -39,8 +41,11 @@ test: setup
 test-slow: setup
 	@$(call run_pytest,-m slow)
 
-bench: setup
+# bench-hw (mk/synth.mk) synthesises every design on every device: about an hour cold,
+# cached per configuration afterwards.
+bench: setup bench-hw
 	$(PY) benchmarks/bench_golden.py
+	$(PY) benchmarks/bench_array_sim.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

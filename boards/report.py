@@ -1,0 +1,130 @@
+"""Synthesis reports: ``summary.json`` and a Markdown table per design and board.
+
+Layout: ``build/reports/<board>/<config>/summary.json`` and ``summary.md``, where ``<config>`` is
+the design's name (configuration name plus a hash). Derived figures:
+
+* ``gmacs = macs_per_cycle * fmax_mhz / 1000`` (GMAC/s at the median Fmax over the seeds);
+* ``mmacs_per_klut = macs_per_cycle * fmax_mhz / (luts / 1000)`` (MMAC/s per 1000 LUTs), the
+  FPGA area efficiency; DSP blocks and block RAMs are reported beside it, not converted;
+* ASIC: ``nand2_eq`` (NAND2 equivalents of logic and flip-flops, memories excluded),
+  ``nand2_per_mac`` and ``logic_depth`` (gates on the longest flip-flop to flip-flop path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+
+__all__ = ["summarise", "write_atomic", "write_report", "markdown_table", "COLUMNS"]
+
+
+def _round(v, nd=2):
+    return None if v is None else round(float(v), nd)
+
+
+def summarise(res: dict) -> dict:
+    """The report dict of one flow result (see module docstring for the derived figures)."""
+    macs = res["macs_per_cycle"]
+    out = {
+        "design": res["design"], "kind": res["kind"], "board": res["board"],
+        "device": res["device"], "device_name": res["device_name"], "top": res["top"],
+        "config": res["config"], "macs_per_cycle": macs,
+        "tool_versions": res["tool_versions"], "seeds": res.get("seeds", []),
+        "explore": res.get("explore", False), "cells": res.get("cells", {}),
+        "synth_seconds": res.get("synth_seconds"), "seconds": res.get("seconds"),
+    }
+    if res["board"] == "asic":
+        out.update({k: res.get(k) for k in ("gates", "ffs", "nand2_eq", "logic_depth",
+                                            "memories", "memory_bits")})
+        out["nand2_per_mac"] = _round(res["nand2_eq"] / macs, 1)
+        out.update(luts=None, carries=None, brams=None, dsps=None, fmax_mhz=None, gmacs=None,
+                   mmacs_per_klut=None)
+        return out
+    out.update({k: res.get(k) for k in ("luts", "ffs", "carries", "brams", "dsps", "lutrams",
+                                        "capacity", "target_mhz")})
+    out["luts_per_mac"] = _round(res["luts"] / macs, 1)
+    fmax = res.get("fmax_mhz")
+    out.update(fmax_mhz=fmax, fmax_min_mhz=res.get("fmax_min_mhz"),
+               fmax_max_mhz=res.get("fmax_max_mhz"), fmax_spread_mhz=res.get("fmax_spread_mhz"),
+               timing_met=res.get("timing_met"), pnr_error=res.get("pnr_error"),
+               runs=[{k: r.get(k) for k in ("seed", "fmax_mhz", "passed", "seconds",
+                                            "critical_path", "utilisation")}
+                     for r in res.get("runs", [])])
+    cap = res.get("capacity", {})
+    out["fits"] = (res["luts"] <= (cap.get("luts") or 1 << 62)
+                   and res["brams"] <= (cap.get("brams") if cap.get("brams") is not None
+                                        else 1 << 62)
+                   and res["dsps"] <= (cap.get("dsps") if cap.get("dsps") is not None
+                                       else 1 << 62))
+    if fmax is None:
+        out.update(gmacs=None, mmacs_per_klut=None)
+    else:
+        out["gmacs"] = _round(macs * fmax / 1000.0, 4)
+        out["mmacs_per_klut"] = _round(macs * fmax / (res["luts"] / 1000.0), 1) \
+            if res["luts"] else None
+    return out
+
+
+def write_atomic(path, text: str) -> pathlib.Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+#: Markdown columns: (header, key, format).
+COLUMNS = [
+    ("design", "design", "{}"), ("device", "device", "{}"), ("MAC/cyc", "macs_per_cycle", "{}"),
+    ("LUTs", "luts", "{}"), ("FFs", "ffs", "{}"), ("carries", "carries", "{}"),
+    ("BRAMs", "brams", "{}"), ("DSPs", "dsps", "{}"), ("LUT/MAC", "luts_per_mac", "{:.1f}"),
+    ("Fmax MHz (median)", "fmax_mhz", "{:.1f}"), ("spread MHz", "fmax_spread_mhz", "{:.1f}"),
+    ("GMAC/s", "gmacs", "{:.3f}"), ("MMAC/s per kLUT", "mmacs_per_klut", "{:.1f}"),
+    ("gates", "gates", "{}"), ("NAND2-eq", "nand2_eq", "{:.0f}"),
+    ("NAND2/MAC", "nand2_per_mac", "{:.0f}"), ("depth", "logic_depth", "{}"),
+]
+
+
+def markdown_table(summaries, columns=None) -> str:
+    """A Markdown table of report dicts; columns empty in every row are left out."""
+    columns = columns or COLUMNS
+    used = [c for c in columns if any(s.get(c[1]) is not None for s in summaries)]
+    lines = ["| " + " | ".join(h for h, _, _ in used) + " |",
+             "|" + "|".join("---" for _ in used) + "|"]
+    for s in summaries:
+        cells = []
+        for _, key, fmt in used:
+            v = s.get(key)
+            cells.append("-" if v is None else fmt.format(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(summary: dict, root="build/reports") -> pathlib.Path:
+    """Write ``<root>/<board>/<design>/summary.json`` and ``summary.md``; return the folder."""
+    folder = pathlib.Path(root) / summary["board"] / summary["design"]
+    write_atomic(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    md = [f"# {summary['design']} on {summary['device_name']}", "",
+          markdown_table([summary]), "",
+          f"Tools: {', '.join(f'{k} {v}' for k, v in summary['tool_versions'].items())}.", ""]
+    if summary.get("seeds"):
+        runs = ", ".join(f"seed {r['seed']}: {r['fmax_mhz']:.2f} MHz"
+                         for r in summary.get("runs", []))
+        mode = "exploration (--timing-allow-fail)" if summary.get("explore") else "must meet"
+        md.append(f"Target {summary.get('target_mhz')} MHz, {mode}; {runs}.")
+        md.append("")
+    md += ["Configuration:", "", "```json", json.dumps(summary["config"], indent=2), "```", ""]
+    write_atomic(folder / "summary.md", "\n".join(md))
+    return folder

