@@ -75,26 +75,11 @@ def resolve_backend(name: str, args):
                          f"{module} (import failed: {exc})")
         if name in runtime.available_backends():
             return runtime.get_backend(name)
-    from . import cmd_gemm
-
-    if name in cmd_gemm.BACKENDS:
-        fn = cmd_gemm.BACKENDS[name]
-
-        def factory(config):
-            def gemm(x_bits, codes, e0, *, in_fmt, wbits, out_fmt, bias_bits, relu, config):
-                import numpy as np
-
-                job = cmd_gemm.GemmJob(np.asarray(x_bits, dtype=np.int64),
-                                       np.asarray(codes, dtype=np.uint8), e0, bias_bits, in_fmt,
-                                       out_fmt, wbits, bool(relu))
-                return fn(job, args)
-            return gemm
-        return factory
     if name in ("icarus", "verilator"):
         raise Unavailable(f"backend {name!r} is not available yet: no RTL array backend is "
-                          f"registered (looked in sw.runtime, {'; '.join(tried)}, "
-                          f"densehw.cmd_gemm.BACKENDS); use --backend golden")
-    known = sorted(set(runtime.available_backends()) | set(cmd_gemm.BACKENDS))
+                          f"registered (looked in sw.runtime, {'; '.join(tried)}); "
+                          f"use --backend golden")
+    known = sorted(runtime.available_backends())
     raise Unavailable(f"unknown backend {name!r}; available: {', '.join(known)}")
 
 
