@@ -9,7 +9,7 @@ Structure (``|`` is a register)::
     act beat | x_reg -> RowAligner | row_reg ----.
     weight store (sync read)       | code_reg ---+-> ShiftPE[r][c] (| addend, pipeline 2) | acc
     acc --(capture)--> shadow chain (r-major) -> | A | A1 | A2 bias | B total | X | M abs
-        | L1 | L2 | C leading one | R window | O rounded -> output FIFO -> res
+        | L1 | L2 | C leading one | R window | P rounded | O specials -> output FIFO -> res
 
 Sequencing: the weight loader fills bank ``t % 2`` with M tile ``t`` (codes unpacked one per
 clock) while the compute side runs M tile ``t - 1`` from the other bank over all N tiles, one
@@ -291,7 +291,10 @@ class PEArray(wiring.Component):
 
         # -- compute sequencer -------------------------------------------------------------------
         c_ready_w = c_active & Array(bank_full)[c_bank]
-        chain_free = _eq(ch_count, 0) & ~cap_pending
+        # registered (one clock late, conservative: a capture needs a last beat, and the
+        # clock after a last beat is a bubble)
+        chain_free = Signal()
+        m.d.sync += chain_free.eq(_eq(ch_count, 0) & ~cap_pending)
         gap = Signal()              # the clock after a tile's last beat is a bubble (restart)
         accept_ok = c_ready_w & ~gap & (~c_last | chain_free)
         m.d.comb += self.act.ready.eq(accept_ok)
@@ -612,28 +615,38 @@ class PEArray(wiring.Component):
             rr.field_m1.eq(fields["field_m1"]), rr.sign.eq(c_sign), rr.zero.eq(fields["zero"]),
             rr.flags.eq(c_flags), rr.last.eq(cs_last), rr.last_layer.eq(cs_last_layer),
         ]
-        # round to nearest even, overflow, specials, ReLU (the second half of the Rounder)
+        # stage P: round to nearest even and overflow; stage O: specials and ReLU (the second
+        # half of the Rounder's algorithm, in two register stages)
         guard = rr.window[0]
         q = rr.window[1:keep]
         inc = guard & (rr.sticky | q[0])
         packed = Cat(q[:frac], rr.field_m1 + q[frac]) + inc
-        overflow = (packed >> frac) >= fmt.exp_max_field
-        number = Mux(overflow, fmt.pos_inf, packed[:fmt.width - 1])
+        p_valid = Signal()
+        pp = Signal(data.StructLayout({
+            "number": fmt.width - 1, "overflow": 1, "sign": 1, "zero": 1, "flags": flags_l,
+            "last": 1, "last_layer": 1}))
+        m.d.sync += [
+            p_valid.eq(r_valid), pp.number.eq(packed[:fmt.width - 1]),
+            pp.overflow.eq((packed >> frac) >= fmt.exp_max_field),
+            pp.sign.eq(rr.sign), pp.zero.eq(rr.zero), pp.flags.eq(rr.flags),
+            pp.last.eq(rr.last), pp.last_layer.eq(rr.last_layer),
+        ]
+        number = Mux(pp.overflow, fmt.pos_inf, pp.number)
         rounded = Signal(fmt.width)
-        fl = rr.flags
+        fl = pp.flags
         with m.If(fl.nan | (fl.pinf & fl.ninf)):
             m.d.comb += rounded.eq(fmt.canonical_nan)
         with m.Elif(fl.pinf):
             m.d.comb += rounded.eq(fmt.pos_inf)
         with m.Elif(fl.ninf):
             m.d.comb += rounded.eq(fmt.neg_inf)
-        with m.Elif(rr.zero):
+        with m.Elif(pp.zero):
             m.d.comb += rounded.eq(Mux(fl.neg0, fmt.sign_mask, 0))
         with m.Else():
-            m.d.comb += rounded.eq(Cat(number[:fmt.width - 1], rr.sign))
-        m.d.sync += [o_valid.eq(r_valid),
+            m.d.comb += rounded.eq(Cat(number[:fmt.width - 1], pp.sign))
+        m.d.sync += [o_valid.eq(p_valid),
                      o_bits.eq(Mux(L_relu & rounded[fmt.width - 1], 0, rounded)),
-                     o_last.eq(rr.last), o_last_layer.eq(rr.last_layer)]
+                     o_last.eq(pp.last), o_last_layer.eq(pp.last_layer)]
         m.d.comb += [
             out_fifo.w_en.eq(o_valid),
             out_fifo.w_data.eq(Cat(o_bits, o_last, o_last_layer)),

@@ -14,7 +14,7 @@ the gateware:
 * ``rc`` counters count the ``ev`` bits (one per counter, in map order) and clear on ``START``.
 
 Bus behaviour: one write and one read at a time; a write is taken when both ``awvalid`` and
-``wvalid`` are high, answered ``OKAY`` on ``b``; reads are answered ``OKAY`` one clock after
+``wvalid`` are high, answered ``OKAY`` on ``b``; reads are answered ``OKAY`` two clocks after
 ``ar`` with the register value (unmapped addresses read 0, writes to them are ignored).
 """
 
@@ -139,20 +139,24 @@ class CSRBlock(wiring.Component):
         values["ERROR"] = error
         values.update(regs)
         values.update(counters)
+        # two clocks per read: the address is registered before the (wide) read multiplexer
         rvalid = Signal()
+        rpending = Signal()
         rdata = Signal(32)
-        m.d.comb += [bus.arready.eq(~rvalid), bus.rvalid.eq(rvalid), bus.rdata.eq(rdata),
-                     bus.rresp.eq(0)]
-        raddr = bus.araddr[2:CSR_ADDR_WIDTH]
-        with m.If(bus.arvalid & ~rvalid):
-            m.d.sync += rvalid.eq(1)
+        raddr = Signal(abits)
+        m.d.comb += [bus.arready.eq(~rvalid & ~rpending), bus.rvalid.eq(rvalid),
+                     bus.rdata.eq(rdata), bus.rresp.eq(0)]
+        with m.If(bus.arvalid & ~rvalid & ~rpending):
+            m.d.sync += [rpending.eq(1), raddr.eq(bus.araddr[2:CSR_ADDR_WIDTH])]
+        with m.If(rpending):
+            m.d.sync += [rpending.eq(0), rvalid.eq(1)]
             with m.Switch(raddr):
                 for reg in REGISTERS:
                     with m.Case(reg.offset >> 2):
                         m.d.sync += rdata.eq(values.get(reg.name, 0))
                 with m.Default():
                     m.d.sync += rdata.eq(0)
-        with m.Elif(bus.rready):
+        with m.Elif(rvalid & bus.rready):
             m.d.sync += rvalid.eq(0)
         assert abits > 0
         return m
