@@ -4,6 +4,7 @@ This package sits at the bottom: ``hw`` (gateware), ``sw`` (golden model, traini
 ``densehw`` command line import it; it imports none of them, nor Amaranth nor PyTorch.
 """
 
+from .array import ArrayConfig
 from .config import DotConfig
 from .formats import BF16, FORMATS, FP8_E5M2, FP16, FP32, FloatFormat, get_format
 from .weights import (
@@ -21,7 +22,8 @@ from .weights import (
 )
 
 __all__ = [
-    "DotConfig", "FloatFormat", "FP16", "BF16", "FP32", "FP8_E5M2", "FORMATS", "get_format",
+    "ArrayConfig", "DotConfig", "FloatFormat", "FP16", "BF16", "FP32", "FP8_E5M2", "FORMATS",
+    "get_format",
     "PACK_VERSION", "WORD_BITS", "check_wbits", "decode_weights", "encode_weights", "make_code",
     "max_exponent_code", "pack_codes", "split_code", "unpack_codes", "words_per_row",
 ]

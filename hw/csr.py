@@ -127,8 +127,10 @@ class CSRBlock(wiring.Component):
         with m.If(take_w & (waddr == word["ERROR"]) & bus.wstrb[0]):
             m.d.comb += clear_err.eq(bus.wdata[:self._n_err])
         m.d.sync += error.eq((error & ~clear_err) | self.err)
+        start_q = Signal()                        # counters clear one clock later (short path)
+        m.d.sync += start_q.eq(start)
         for i, cnt in enumerate(counters.values()):
-            with m.If(start):
+            with m.If(start_q):
                 m.d.sync += cnt.eq(0)
             with m.Elif(self.ev[i]):
                 m.d.sync += cnt.eq(cnt + 1)
