@@ -13,9 +13,9 @@ the design's name (configuration name plus a hash). Derived figures:
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import tempfile
+
+from contract.files import write_atomic as _write_atomic
 
 __all__ = ["summarise", "write_atomic", "write_report", "markdown_table", "COLUMNS"]
 
@@ -68,21 +68,8 @@ def summarise(res: dict) -> dict:
 
 
 def write_atomic(path, text: str) -> pathlib.Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    """Write ``text`` to ``path`` through a temporary file and a rename (creating folders)."""
+    return _write_atomic(path, text, make_parents=True)
 
 
 #: Markdown columns: (header, key, format).

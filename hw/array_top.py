@@ -7,15 +7,14 @@ text (no source locations).
 
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from contract.array import ArrayConfig
+from contract.files import write_atomic
 
 from .array import PEArray
 from .axis import AXIStreamSignature, connect_axis_in, connect_axis_out
@@ -88,16 +87,4 @@ def generate_array_verilog(config, *, name=TOP_NAME) -> str:
 def write_array_verilog(config, path, *, name=TOP_NAME) -> pathlib.Path:
     """Write :func:`generate_array_verilog` to ``path`` atomically (temporary file + rename)."""
     text = generate_array_verilog(config, name=name)
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_atomic(path, text)

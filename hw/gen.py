@@ -6,11 +6,10 @@ source locations are emitted).
 
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 
 from contract import DotConfig
+from contract.files import write_atomic
 
 from .dot import ShiftDotUnit, in_layout
 
@@ -49,19 +48,7 @@ def generate_verilog(config, *, name="densehw_dot") -> str:
 def write_verilog(config, path, *, name="densehw_dot") -> pathlib.Path:
     """Write :func:`generate_verilog` to ``path`` atomically (temporary file + rename)."""
     text = generate_verilog(config, name=name)
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_atomic(path, text)
 
 
 def port_map(config) -> dict:

@@ -1,0 +1,31 @@
+"""File helpers shared by every layer (pure Python)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+
+__all__ = ["write_atomic"]
+
+
+def write_atomic(path, data: str | bytes, *, make_parents: bool = False) -> pathlib.Path:
+    """Write ``data`` (text or bytes) to ``path`` through a temporary file in the same folder and
+    a rename, so readers see the old file or the whole new one, never a part. On any error the
+    temporary file is removed and the error propagates (a missing folder raises ``OSError``
+    unless ``make_parents``)."""
+    path = pathlib.Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
