@@ -37,6 +37,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -386,9 +387,12 @@ def nand2_equivalents(cells: dict[str, int]) -> float:
 def _tool(key: str) -> str:
     env = {"yosys": "YOSYS", "nextpnr-ice40": "NEXTPNR_ICE40", "nextpnr-ecp5": "NEXTPNR_ECP5"}
     exe = os.environ.get(env[key]) or TOOLS[key]
-    if shutil.which(exe) is None:
+    # `make setup` installs the YoWASP tools next to this interpreter: find them there too, so
+    # `.venv/bin/densehw synth` works without an activated venv.
+    found = shutil.which(exe) or shutil.which(exe, path=os.path.dirname(sys.executable))
+    if found is None:
         raise FlowError(f"{exe} not found on PATH (run `make setup`, or set {env[key]})")
-    return exe
+    return found
 
 
 def _check_workdir(workdir: pathlib.Path):
