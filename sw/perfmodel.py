@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from contract.array import ArrayConfig
 from contract.weights import WORD_BITS
 
-__all__ = ["LayerPerf", "layer_cycles", "steady_state_cycles", "RESTART_BUBBLE",
+__all__ = ["LayerPerf", "layer_cycles", "gemm_cycles", "steady_state_cycles", "RESTART_BUBBLE",
            "FINAL_LATENCY", "capture_latency"]
 
 #: Clocks lost after the last beat of every tile (the accumulators restart).
@@ -133,3 +133,9 @@ def steady_state_cycles(config: ArrayConfig, k: int) -> int:
     _check(config)
     rc = config.rows * config.cols
     return max(k + RESTART_BUBBLE, capture_latency(config) + rc + 2)
+
+
+def gemm_cycles(config: ArrayConfig, n: int, k: int, m: int) -> int:
+    """``CYCLES_BUSY`` of one ``(n, k, m)`` layer without stalls: the hook through which
+    ``sw.runtime`` (and ``densehw run``'s reports and projections) use this model."""
+    return layer_cycles(config, n, k, m).cycles
