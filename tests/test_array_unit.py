@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from amaranth_axil import axil_read, axil_write  # noqa: E402  (tests/ helper)
 
 from contract import FORMATS, get_format
 from contract.array import (
@@ -27,31 +28,6 @@ REG = {name: r.offset for name, r in REGISTER_BY_NAME.items()}
 
 
 # -- host-side AXI helpers ------------------------------------------------------------------------
-
-async def axil_write(ctx, bus, addr, data, strb=0xF):
-    ctx.set(bus.awaddr, addr)
-    ctx.set(bus.wdata, data & 0xFFFFFFFF)
-    ctx.set(bus.wstrb, strb)
-    ctx.set(bus.awvalid, 1)
-    ctx.set(bus.wvalid, 1)
-    await ctx.tick().until(bus.awready)
-    ctx.set(bus.awvalid, 0)
-    ctx.set(bus.wvalid, 0)
-    ctx.set(bus.bready, 1)
-    await ctx.tick().until(bus.bvalid)
-    ctx.set(bus.bready, 0)
-
-
-async def axil_read(ctx, bus, addr):
-    ctx.set(bus.araddr, addr)
-    ctx.set(bus.arvalid, 1)
-    await ctx.tick().until(bus.arready)
-    ctx.set(bus.arvalid, 0)
-    ctx.set(bus.rready, 1)
-    (data,) = await ctx.tick().sample(bus.rdata).until(bus.rvalid)
-    ctx.set(bus.rready, 0)
-    return data
-
 
 async def put_stream(ctx, port, beats, rng, stall):
     for data, last in beats:

@@ -11,37 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from amaranth_axil import axil_read, axil_write  # noqa: E402  (tests/ helper)
 
 from contract.array import CTRL, REGISTER_BY_NAME, ArrayConfig, activation_stream, weight_stream
 from hw.array_top import ArrayTop
 from sw.perfmodel import layer_cycles, steady_state_cycles
 
 REG = {name: r.offset for name, r in REGISTER_BY_NAME.items()}
-
-
-async def _axil_write(ctx, bus, addr, data):
-    ctx.set(bus.awaddr, addr)
-    ctx.set(bus.wdata, data & 0xFFFFFFFF)
-    ctx.set(bus.wstrb, 0xF)
-    ctx.set(bus.awvalid, 1)
-    ctx.set(bus.wvalid, 1)
-    await ctx.tick().until(bus.awready)
-    ctx.set(bus.awvalid, 0)
-    ctx.set(bus.wvalid, 0)
-    ctx.set(bus.bready, 1)
-    await ctx.tick().until(bus.bvalid)
-    ctx.set(bus.bready, 0)
-
-
-async def _axil_read(ctx, bus, addr):
-    ctx.set(bus.araddr, addr)
-    ctx.set(bus.arvalid, 1)
-    await ctx.tick().until(bus.arready)
-    ctx.set(bus.arvalid, 0)
-    ctx.set(bus.rready, 1)
-    (data,) = await ctx.tick().sample(bus.rdata).until(bus.rvalid)
-    ctx.set(bus.rready, 0)
-    return data
 
 
 def measure_cycles(cfg, n, k, m, *, seed=0, stall=0.0):
@@ -88,7 +64,7 @@ def measure_cycles(cfg, n, k, m, *, seed=0, stall=0.0):
     async def host(ctx):
         bus = dut.s_axil
         for name, v in (("N", n), ("K", k), ("M", m), ("E0", 0)):
-            await _axil_write(ctx, bus, REG[name], v)
+            await axil_write(ctx, bus, REG[name], v)
         ctx.set(bus.awaddr, REG["CTRL"])
         ctx.set(bus.wdata, CTRL["START"])
         ctx.set(bus.wstrb, 0xF)
@@ -102,11 +78,11 @@ def measure_cycles(cfg, n, k, m, *, seed=0, stall=0.0):
         while clock["last"] is None:
             await ctx.tick()
         for _ in range(20):
-            if await _axil_read(ctx, bus, REG["STATUS"]) & 2:
+            if await axil_read(ctx, bus, REG["STATUS"]) & 2:
                 break
-        out["busy"] = await _axil_read(ctx, bus, REG["CYCLES_BUSY"])
-        out["active"] = await _axil_read(ctx, bus, REG["CYCLES_ACTIVE"])
-        out["error"] = await _axil_read(ctx, bus, REG["ERROR"])
+        out["busy"] = await axil_read(ctx, bus, REG["CYCLES_BUSY"])
+        out["active"] = await axil_read(ctx, bus, REG["CYCLES_ACTIVE"])
+        out["error"] = await axil_read(ctx, bus, REG["ERROR"])
 
     async def watchdog(ctx):
         await ctx.delay(200_000e-6)
