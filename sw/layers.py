@@ -41,7 +41,13 @@ __all__ = [
 
 
 class _ShiftMixin:
-    """Replaces the ``weight`` parameter of an ``nn`` layer by a quantizer."""
+    """Replaces the ``weight`` parameter of an ``nn`` layer by a quantizer. Constructor: the
+    ``nn`` layer's arguments plus ``method=``, ``wbits=`` and the quantizer options."""
+
+    def __init__(self, *args, method: str = "denseshift", wbits: int = 3, **kwargs):
+        layer_kw, qkw = _split_kwargs(kwargs)
+        super().__init__(*args, **layer_kw)
+        self._setup_shift(method, wbits, qkw)
 
     def _setup_shift(self, method, wbits, qkwargs):
         if method not in METHODS:
@@ -77,11 +83,6 @@ class ShiftConv2d(_ShiftMixin, nn.Conv2d):
     """``nn.Conv2d`` whose weight comes from the quantizer of ``method`` with ``wbits`` bits.
     Quantizer options (``surrogate``, ``init``, ``e0``, ``generator``) are passed through."""
 
-    def __init__(self, *args, method: str = "denseshift", wbits: int = 3, **kwargs):
-        layer_kw, qkw = _split_kwargs(kwargs)
-        super().__init__(*args, **layer_kw)
-        self._setup_shift(method, wbits, qkw)
-
     def forward(self, x):
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
@@ -89,22 +90,12 @@ class ShiftConv2d(_ShiftMixin, nn.Conv2d):
 class ShiftConv1d(_ShiftMixin, nn.Conv1d):
     """``nn.Conv1d`` counterpart of :class:`ShiftConv2d`."""
 
-    def __init__(self, *args, method: str = "denseshift", wbits: int = 3, **kwargs):
-        layer_kw, qkw = _split_kwargs(kwargs)
-        super().__init__(*args, **layer_kw)
-        self._setup_shift(method, wbits, qkw)
-
     def forward(self, x):
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
 
 class ShiftLinear(_ShiftMixin, nn.Linear):
     """``nn.Linear`` counterpart of :class:`ShiftConv2d`."""
-
-    def __init__(self, *args, method: str = "denseshift", wbits: int = 3, **kwargs):
-        layer_kw, qkw = _split_kwargs(kwargs)
-        super().__init__(*args, **layer_kw)
-        self._setup_shift(method, wbits, qkw)
 
     def forward(self, x):
         return F.linear(x, self.quantized_weight(), self.bias)
