@@ -9,6 +9,12 @@ import tempfile
 __all__ = ["write_atomic"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, data: str | bytes, *, make_parents: bool = False) -> pathlib.Path:
     """Write ``data`` (text or bytes) to ``path`` through a temporary file in the same folder and
     a rename, so readers see the old file or the whole new one, never a part. On any error the
@@ -21,6 +27,7 @@ def write_atomic(path, data: str | bytes, *, make_parents: bool = False) -> path
     try:
         with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())       # as open() would have made it
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -22,11 +22,12 @@ import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from contract.files import write_atomic
 
 __all__ = ["DIGITS", "table", "freezing", "init_ablation", "speech", "run_all", "run_digits",
            "run_speech", "EXPERIMENTS"]
@@ -159,24 +160,8 @@ def _pm(s, digits=2):
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_write(path: Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, make_parents=True)
 
 
 def _environment(jobs, command):

@@ -32,9 +32,7 @@ Loading checks the magic, the version, the length and the checksum, and raises
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from contract.files import write_atomic
 from contract.weights import (
     PACK_VERSION,
     decode_weights,
@@ -193,12 +192,6 @@ def export_model(model: nn.Module, path=None, *, meta: dict | None = None) -> Ex
     return exported
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def save(exported: ExportedModel, path) -> None:
     """Write ``exported`` to ``path`` atomically (temporary file + rename)."""
     chunks, offset = [], 0
@@ -238,18 +231,7 @@ def save(exported: ExportedModel, path) -> None:
     body = header + payload
     blob = (_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + body +
             struct.pack("<I", zlib.crc32(body)))
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
-                               prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, blob)
 
 
 def load(path) -> ExportedModel:

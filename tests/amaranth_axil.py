@@ -1,4 +1,5 @@
-"""AXI4-Lite host-side helpers for Amaranth-simulator testbenches (async ``ctx`` API)."""
+"""AXI4-Lite and AXI4-Stream host-side helpers for Amaranth-simulator testbenches (async ``ctx``
+API)."""
 
 
 async def axil_write(ctx, bus, addr, data, strb=0xF):
@@ -24,3 +25,17 @@ async def axil_read(ctx, bus, addr):
     (data,) = await ctx.tick().sample(bus.rdata).until(bus.rvalid)
     ctx.set(bus.rready, 0)
     return data
+
+
+async def put_stream(ctx, port, beats, rng, stall):
+    """Send ``(tdata, tlast)`` beats on an AXI4-Stream input, idling ``tvalid`` with probability
+    ``stall`` before each beat."""
+    for data, last in beats:
+        while stall and rng.random() < stall:
+            ctx.set(port.tvalid, 0)
+            await ctx.tick()
+        ctx.set(port.tdata, data)
+        ctx.set(port.tlast, last)
+        ctx.set(port.tvalid, 1)
+        await ctx.tick().until(port.tready)
+        ctx.set(port.tvalid, 0)

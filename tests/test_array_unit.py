@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from amaranth_axil import axil_read, axil_write  # noqa: E402  (tests/ helper)
+from amaranth_axil import axil_read, axil_write, put_stream  # noqa: E402  (tests/ helper)
 
 from contract import FORMATS, get_format
 from contract.array import (
@@ -28,18 +28,6 @@ REG = {name: r.offset for name, r in REGISTER_BY_NAME.items()}
 
 
 # -- host-side AXI helpers ------------------------------------------------------------------------
-
-async def put_stream(ctx, port, beats, rng, stall):
-    for data, last in beats:
-        while stall and rng.random() < stall:
-            ctx.set(port.tvalid, 0)
-            await ctx.tick()
-        ctx.set(port.tdata, data)
-        ctx.set(port.tlast, last)
-        ctx.set(port.tvalid, 1)
-        await ctx.tick().until(port.tready)
-        ctx.set(port.tvalid, 0)
-
 
 async def get_stream(ctx, port, count, rng, stall):
     out = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from amaranth_axil import axil_read, axil_write  # noqa: E402  (tests/ helper)
+from amaranth_axil import axil_read, axil_write, put_stream  # noqa: E402  (tests/ helper)
 
 from contract.array import CTRL, REGISTER_BY_NAME, ArrayConfig, activation_stream, weight_stream
 from hw.array_top import ArrayTop
@@ -38,18 +38,6 @@ def measure_cycles(cfg, n, k, m, *, seed=0, stall=0.0):
     async def counter(ctx):
         async for _ in ctx.tick():
             clock["now"] += 1
-
-    async def source(ctx, port, beats):
-        # valid from the first clock: the array takes beats as soon as it is ready
-        for data, last in beats:
-            while stall and rng.random() < stall:
-                ctx.set(port.tvalid, 0)
-                await ctx.tick()
-            ctx.set(port.tdata, data)
-            ctx.set(port.tlast, last)
-            ctx.set(port.tvalid, 1)
-            await ctx.tick().until(port.tready)
-        ctx.set(port.tvalid, 0)
 
     async def sink(ctx):
         port = dut.m_axis_res
@@ -89,10 +77,10 @@ def measure_cycles(cfg, n, k, m, *, seed=0, stall=0.0):
         raise AssertionError("simulation did not finish in 200000 cycles")
 
     async def wgt_source(ctx):
-        await source(ctx, dut.s_axis_wgt, wgt)
+        await put_stream(ctx, dut.s_axis_wgt, wgt, rng, stall)
 
     async def act_source(ctx):
-        await source(ctx, dut.s_axis_act, act)
+        await put_stream(ctx, dut.s_axis_act, act, rng, stall)
 
     sim.add_testbench(counter, background=True)
     sim.add_testbench(wgt_source)
