@@ -29,7 +29,9 @@ from .weights import PACK_VERSION, WORD_BITS, check_wbits, max_exponent_code
 
 __all__ = [
     "ArrayConfig", "Field", "Register", "REGISTERS", "REGISTER_BY_NAME", "CSR_ADDR_WIDTH",
-    "CSR_DATA_WIDTH", "MAX_NM", "ID_MAGIC", "ARRAY_VERSION", "CTRL", "STATUS", "ERROR", "STREAMS",
+    "CSR_DATA_WIDTH", "MAX_NM", "FINAL_CARRY_BITS", "PE_CARRY_BITS", "ID_MAGIC",
+    "ARRAY_VERSION", "CTRL",
+    "STATUS", "ERROR", "STREAMS",
     "channel_words", "pack_activation_beat", "weight_stream", "activation_stream",
     "result_order",
 ]
@@ -39,6 +41,14 @@ ARRAY_VERSION = 1              # bump when the register map or the framing chang
 CSR_ADDR_WIDTH = 8             # byte address bits of the AXI4-Lite register block
 CSR_DATA_WIDTH = 32
 MAX_NM = (1 << 24) - 1         # largest N and M of one layer (24-bit registers)
+#: The longest carry chain the finalizer puts into one clock: its two wide additions (bias,
+#: magnitude) are split into pieces of at most this many bits, one register stage each, so that
+#: wide accumulators cost latency rather than clock rate.
+FINAL_CARRY_BITS = 32
+#: The longest carry chain of a PE accumulator: a wider accumulator is cut into pieces, each
+#: adding the carry out of the piece below one clock later (a pending carry), so the PE's clock
+#: rate does not fall with the accumulator width. The finalizer resolves the pending carries.
+PE_CARRY_BITS = 32
 
 
 # -- register map -------------------------------------------------------------------------------
@@ -285,6 +295,46 @@ class ArrayConfig:
     @property
     def e0_bits(self) -> int:
         return self.dot_config.e0_bits
+
+    # -- timing (the register stages of ``hw/array.py``; ``sw/perfmodel.py`` models them) -----
+    @property
+    def capture_latency(self) -> int:
+        """Clocks from a tile's last accepted beat to the capture of the accumulators into the
+        shadow chain: activation register and weight-store read, decoded activation, PE input
+        register (aligned activation), and the addend register of ``pipeline == 2``."""
+        return 3 + self.pipeline
+
+    @property
+    def pe_pieces(self) -> int:
+        """Carry-chain pieces of a PE accumulator (see :data:`PE_CARRY_BITS`)."""
+        return -(-self.pe_acc_width // PE_CARRY_BITS)
+
+    @property
+    def pe_piece_bits(self) -> int:
+        """Bits per piece (the top piece may be narrower). A PE's exact sum is its accumulator
+        plus, for ``j`` in ``1 .. pe_pieces - 1``, pending carry ``j - 1`` times
+        ``2**(j * pe_piece_bits)``, modulo ``2**pe_acc_width`` (two's complement)."""
+        return -(-self.pe_acc_width // self.pe_pieces)
+
+    @property
+    def pe_resolve_stages(self) -> int:
+        """Register stages the finalizer spends adding the pending carries (none for an
+        accumulator of one piece)."""
+        return 0 if self.pe_pieces == 1 else -(-self.pe_acc_width // FINAL_CARRY_BITS)
+
+    @property
+    def final_add_stages(self) -> int:
+        """Register stages of each of the finalizer's two wide additions (bias, magnitude)."""
+        return -(-self.acc_width // FINAL_CARRY_BITS)
+
+    @property
+    def final_latency(self) -> int:
+        """Clocks from an entry shifting out of the drain chain to the clock its result beat is
+        accepted (``tready`` high): ten single register stages (entry, bias decode, bias align,
+        ones' complement, two leading-one stages, shift amount, rounding window, rounding,
+        specials), the pending-carry resolution, the two pipelined additions and the output
+        FIFO's two."""
+        return 10 + self.pe_resolve_stages + 2 * self.final_add_stages + 2
 
     # -- ports ---------------------------------------------------------------------------------
     @property

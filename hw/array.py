@@ -6,10 +6,16 @@ the register block. Framing, tiling and the meaning of every control input are s
 
 Structure (``|`` is a register)::
 
-    act beat | x_reg -> RowAligner | row_reg ----.
-    weight store (sync read)       | code_reg ---+-> ShiftPE[r][c] (| addend, pipeline 2) | acc
-    acc --(capture)--> shadow chain (r-major) -> | A | A1 | A2 bias | B total | X | M abs
-        | L1 | L2 | C leading one | R window | P rounded | O specials -> output FIFO -> res
+    act beat | x_reg -> RowDecoder | dec_reg -> RowShifter | row_reg ----.
+    weight store (sync read)       | code_mid ------------- | code_reg ---+-> ShiftPE[r][c]
+        (| addend, pipeline 2) | acc
+    acc --(capture)--> shadow chain (r-major) -> | A | AR (+) | A1 | A2 bias | B total (*) | X
+        | M abs (*) | L1 | L2 | C leading one | R window | P rounded | O specials
+        -> output FIFO -> res
+
+    (+) ``config.pe_resolve_stages`` registers: the PEs' pending carries added
+    (*) ``config.final_add_stages`` registers: a carry chain of at most ``FINAL_CARRY_BITS``
+    bits per clock (``contract.array.ArrayConfig.final_latency`` counts every stage)
 
 Sequencing: the weight loader fills bank ``t % 2`` with M tile ``t`` (codes unpacked one per
 clock) while the compute side runs M tile ``t - 1`` from the other bank over all N tiles, one
@@ -27,8 +33,16 @@ from amaranth.lib.wiring import In, Out
 
 from contract.array import MAX_NM, ArrayConfig
 
-from .lanes import add_aligned, bias_geometry
-from .pe import RowAligner, ShiftPE, pe_flags_layout, row_layout
+from .lanes import bias_geometry
+from .pe import (
+    RowDecoder,
+    RowShifter,
+    ShiftPE,
+    pe_carry_vector,
+    pe_flags_layout,
+    row_decode_layout,
+    row_layout,
+)
 from .rounding import finalizer_geometry
 
 __all__ = ["PEArray", "act_layout", "wgt_layout", "res_layout"]
@@ -78,6 +92,60 @@ def _fits_signed(value, bits):
 
 def _min_const(value, const):
     return Mux(value < const, value, const)
+
+
+def _times_const(value, const):
+    """``value * const`` as a sum of shifted copies: the array has no multiplier anywhere (a
+    ``*`` would be mapped to a DSP block)."""
+    terms = [value << i for i in range(const.bit_length()) if const >> i & 1]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _sext(value, width):
+    """The two's complement bits ``value`` sign-extended (or cut) to ``width`` bits."""
+    if len(value) < width:
+        value = Cat(value, value[-1].replicate(width - len(value)))
+    return value[:width]
+
+
+def _delayed(m, value, clocks, name):
+    """``value`` (any shape: taken as raw bits) ``clocks`` register stages later."""
+    for i in range(clocks):
+        reg = Signal(len(value), name=f"{name}_d{i}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+def _pipelined_add(m, a, b, cin, *, stages, name):
+    """``a + b + cin`` (raw bits of equal width, the carry out dropped), registered: the sum of
+    operands presented in clock ``t`` is out after the edge ending clock ``t + stages - 1``.
+
+    The carry chain is cut into ``stages`` pieces, low piece first: piece ``j`` is added in
+    stage ``j`` with the carry registered by the piece below it. The operand bits still to be
+    added and the sum bits already found travel along in registers (a skewed pipeline)."""
+    width = len(a)
+    assert len(b) == width and stages >= 1
+    size = -(-width // stages)
+    done = []                                  # sum pieces found, aligned to the current stage
+    carry = cin
+    for j in range(stages):
+        lo, hi = j * size, min(width, (j + 1) * size)
+        piece = Signal(max(1, hi - lo), name=f"{name}_p{j}")
+        carry_out = Signal(name=f"{name}_c{j}")
+        if hi > lo:
+            m.d.sync += Cat(piece, carry_out).eq(a[lo:hi] + b[lo:hi] + carry)
+        done = [_delayed(m, d, 1, f"{name}_s{j}_{i}") for i, d in enumerate(done)]
+        if hi > lo:
+            done.append(piece)
+        if j + 1 < stages:
+            a = Cat(Const(0, hi), _delayed(m, a[hi:], 1, f"{name}_a{j}"))
+            b = Cat(Const(0, hi), _delayed(m, b[hi:], 1, f"{name}_b{j}"))
+            carry = carry_out
+    return Cat(*done)
 
 
 class PEArray(wiring.Component):
@@ -162,6 +230,7 @@ class PEArray(wiring.Component):
         k_ok, shape_ok, e0_in_range = Signal(), Signal(), Signal()
         s_n, s_m = Signal(NM_BITS), Signal(NM_BITS)
         s_k = Signal(kbits)
+        s_kb = Signal(kbits + B.bit_length())     # K * B, the code bits of one channel
         s_e0 = Signal(signed(e0_bits))
         s_relu, s_bias, s_pc = Signal(), Signal(), Signal()
         m.d.sync += [
@@ -175,6 +244,7 @@ class PEArray(wiring.Component):
                            & (self.e0[:e0_bits].as_signed() >= cfg.e0_min)
                            & (self.e0[:e0_bits].as_signed() <= cfg.e0_max)),
             s_n.eq(self.n), s_m.eq(self.m), s_k.eq(self.k), s_e0.eq(self.e0),
+            s_kb.eq(_times_const(self.k[:kbits], B)),
             s_relu.eq(self.relu), s_bias.eq(self.bias_en), s_pc.eq(self.e0_pc),
         ]
         e0_ok = s_pc | e0_in_range
@@ -188,9 +258,11 @@ class PEArray(wiring.Component):
         ld_c = Signal(range(max(2, C)))
         ld_phase = Signal(2)                       # 0 bias, 1 e0, 2 codes
         ld_k = Signal(kbits)
+        ld_k_last = Signal()                       # registered ld_k == K - 1
         ld_w = Signal(kbits + 3)                   # code words taken in this channel
         hold = Signal(32 + B - 1)
         nbits = Signal(range(32 + B))
+        have_code = Signal()                       # registered nbits >= B (a short path)
         bank_full = Signal(2)
         # compute state
         c_rem_m = Signal(NM_BITS)                  # channels not yet computed
@@ -213,10 +285,11 @@ class PEArray(wiring.Component):
                     L_n.eq(s_n), L_e0.eq(s_e0),
                     L_relu.eq(s_relu), L_bias.eq(s_bias), L_pc.eq(s_pc),
                     L_km1.eq(s_k - 1), L_km2.eq(s_k - 2),
-                    L_words_m1.eq(((s_k * B + 31) >> 5) - 1),
+                    L_words_m1.eq(((s_kb + 31) >> 5) - 1),
                     ld_active.eq(1), c_active.eq(1), c_last.eq(s_k == 1),
                     ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_phase.eq(0), ld_k.eq(0),
-                    ld_w.eq(0), nbits.eq(0), bank_full.eq(0),
+                    ld_k_last.eq(s_k == 1),
+                    ld_w.eq(0), nbits.eq(0), have_code.eq(0), bank_full.eq(0),
                     c_rem_m.eq(s_m), c_rem_n.eq(s_n), c_k.eq(0), c_bank.eq(0),
                 ]
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
@@ -242,9 +315,9 @@ class PEArray(wiring.Component):
         ld_last_c = Signal()
         m.d.sync += ld_last_c.eq(ld_c == ld_cols - 1)
         take_hdr = ld_free & (ld_phase != 2)
-        need_word = nbits < B                      # (phase 2 always wants another code)
+        need_word = ~have_code                     # (phase 2 always wants another code)
         take_word = ld_free & (ld_phase == 2) & need_word
-        emit = ld_free & (ld_phase == 2) & (nbits >= B)
+        emit = ld_free & (ld_phase == 2) & have_code
         m.d.comb += self.wgt.ready.eq(take_hdr | take_word)
         word = self.wgt.payload.word
         wlast = self.wgt.payload.last
@@ -265,7 +338,7 @@ class PEArray(wiring.Component):
         with m.If(self.wgt.valid & take_word):
             # nbits < B here: a narrow shifter
             low = nbits[:max(1, (B - 1).bit_length())]
-            m.d.sync += [hold.eq(hold | (word << low)), nbits.eq(nbits + 32),
+            m.d.sync += [hold.eq(hold | (word << low)), nbits.eq(nbits + 32), have_code.eq(1),
                          ld_w.eq(ld_w + 1)]
             with m.If(wlast != (ld_w == L_words_m1)):
                 m.d.comb += err_wgt.eq(1)
@@ -275,9 +348,11 @@ class PEArray(wiring.Component):
             m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(hold[:B]),
                          wp.en.eq(emit & _eq(ld_c, c))]
         with m.If(emit):
-            m.d.sync += [hold.eq(hold >> B), nbits.eq(nbits - B), ld_k.eq(ld_k + 1)]
-            with m.If(ld_k == L_km1):              # channel complete
-                m.d.sync += [nbits.eq(0), hold.eq(0), ld_k.eq(0), ld_w.eq(0),
+            m.d.sync += [hold.eq(hold >> B), nbits.eq(nbits - B), have_code.eq(nbits >= 2 * B),
+                         ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k == L_km2)]
+            with m.If(ld_k_last):                  # channel complete
+                m.d.sync += [nbits.eq(0), have_code.eq(0), hold.eq(0), ld_k.eq(0), ld_w.eq(0),
+                             ld_k_last.eq(_eq(L_km1, 0)),
                              ld_phase.eq(0)]
                 with m.If(ld_last_c):              # M tile complete
                     m.d.sync += [ld_c.eq(0), ld_rem.eq(ld_rem - ld_cols), ld_bank.eq(~ld_bank)]
@@ -290,7 +365,11 @@ class PEArray(wiring.Component):
                     m.d.sync += ld_c.eq(ld_c + 1)
 
         # -- compute sequencer -------------------------------------------------------------------
-        c_ready_w = c_active & Array(bank_full)[c_bank]
+        # registered: the weights of the bank being computed are loaded. One clock late, which
+        # is conservative: the bank is released only after the compute side has moved to the
+        # other one, and the clock after a bank switch is a bubble (``gap``) anyway.
+        c_ready_w = Signal()
+        m.d.sync += c_ready_w.eq(c_active & Array(bank_full)[c_bank])
         # registered (one clock late, conservative: a capture needs a last beat, and the
         # clock after a last beat is a bubble)
         chain_free = Signal()
@@ -347,21 +426,34 @@ class PEArray(wiring.Component):
             m.d.comb += rp.addr.eq(r_addr)
             rdata.append(rp.data)
 
-        # stage 1 -> 2: alignment (per row), codes (per column)
+        # stage 1 -> 1b: activations decoded (per row), codes held (per column)
+        dec_reg = [Signal(row_decode_layout(cfg), name=f"dec_reg{r}") for r in range(R)]
+        code_mid = [Signal(B, name=f"code_mid{c}") for c in range(C)]
+        for r in range(R):
+            decoder = RowDecoder(config=cfg)
+            m.submodules[f"decode{r}"] = decoder
+            m.d.comb += decoder.x.eq(x_reg[r])
+            m.d.sync += dec_reg[r].eq(decoder.o)
+        for c in range(C):
+            m.d.sync += code_mid[c].eq(rdata[c])
+        v1b, last1b, clr1b = Signal(), Signal(), Signal()
+        m.d.sync += [v1b.eq(v1), last1b.eq(last1), clr1b.eq(clr1)]
+
+        # stage 1b -> 2: alignment (per row), codes (per column)
         row_reg = [Signal(row_layout(cfg), name=f"row_reg{r}") for r in range(R)]
         code_reg = [Signal(B, name=f"code_reg{c}") for c in range(C)]
         for r in range(R):
-            aligner = RowAligner(config=cfg)
-            m.submodules[f"align{r}"] = aligner
-            m.d.comb += aligner.x.eq(x_reg[r])
-            m.d.sync += row_reg[r].eq(aligner.o)
+            shifter = RowShifter(config=cfg)
+            m.submodules[f"align{r}"] = shifter
+            m.d.comb += shifter.i.eq(dec_reg[r])
+            m.d.sync += row_reg[r].eq(shifter.o)
         for c in range(C):
-            m.d.sync += code_reg[c].eq(rdata[c])
+            m.d.sync += code_reg[c].eq(code_mid[c])
         v2, last2 = Signal(), Signal()
         # restart: the bubble after a tile's last term (or the layer start) at the PE input;
         # the tile ending there is captured at the accumulator stage (a clear only zeroes)
         restart2 = Signal()
-        m.d.sync += [v2.eq(v1), last2.eq(last1), restart2.eq(clr1 | (v2 & last2))]
+        m.d.sync += [v2.eq(v1b), last2.eq(last1b), restart2.eq(clr1b | (v2 & last2))]
         capture2 = Signal()
         m.d.sync += capture2.eq(v2 & last2)
 
@@ -382,7 +474,8 @@ class PEArray(wiring.Component):
 
         # -- drain chain -------------------------------------------------------------------------
         flags_l = pe_flags_layout()
-        entry = data.StructLayout({"acc": signed(cfg.pe_acc_width), "flags": flags_l})
+        entry = data.StructLayout({"acc": signed(cfg.pe_acc_width),
+                                   "carries": unsigned(cfg.pe_pieces - 1), "flags": flags_l})
         chain = [Signal(entry, name=f"shadow{i}") for i in range(R * C)]
         t_drain = Signal(tile_layout)
         ch_r = Signal(range(max(2, R)))
@@ -394,7 +487,8 @@ class PEArray(wiring.Component):
                          ch_r.eq(0), ch_c.eq(0)]
             for r in range(R):
                 for c in range(C):
-                    m.d.sync += chain[r * C + c].eq(Cat(pes[r][c].acc, pes[r][c].flags))
+                    m.d.sync += chain[r * C + c].eq(Cat(pes[r][c].acc, pes[r][c].carries,
+                                                            pes[r][c].flags))
         with m.Elif(shift):
             for i in range(R * C - 1):
                 m.d.sync += chain[i].eq(chain[i + 1])
@@ -417,9 +511,11 @@ class PEArray(wiring.Component):
 
         # stage A: entry, bias and offset of its channel
         a_valid = Signal()
-        a = Signal(data.StructLayout({
-            "acc": signed(cfg.pe_acc_width), "flags": flags_l, "bias": cfg.out_fmt.width,
-            "e0": signed(e0_bits), "last": 1, "last_layer": 1}))
+        a_layout = data.StructLayout({
+            "acc": signed(cfg.pe_acc_width), "carries": unsigned(cfg.pe_pieces - 1),
+            "flags": flags_l, "bias": cfg.out_fmt.width, "e0": signed(e0_bits), "last": 1,
+            "last_layer": 1})
+        a = Signal(a_layout)
         # stage A2: bias aligned against 2**e0
         b_amax, b_width, b_off = bias_geometry(dot)
         a2_valid = Signal()
@@ -468,10 +564,22 @@ class PEArray(wiring.Component):
 
         m.d.sync += [
             a_valid.eq(shift & in_tile),
-            a.acc.eq(head.acc), a.flags.eq(head.flags), a.bias.eq(bias_sel),
+            a.acc.eq(head.acc), a.carries.eq(head.carries), a.flags.eq(head.flags),
+            a.bias.eq(bias_sel),
             a.e0.eq(Mux(L_pc, e0_sel, L_e0)),
             a.last.eq(is_last), a.last_layer.eq(is_last & t_drain.last_layer),
         ]
+        # stage AR (pe_resolve_stages registers): the PE's pending carries added
+        if cfg.pe_resolve_stages:
+            resolved = _pipelined_add(m, a.acc.as_unsigned(), pe_carry_vector(cfg, a.carries),
+                                      Const(0, 1), stages=cfg.pe_resolve_stages,
+                                      name="resolve")
+            ar, ar_valid = Signal(a_layout), Signal()
+            side = _delayed(m, Cat(a_valid, a.flags, a.bias, a.e0, a.last, a.last_layer),
+                            cfg.pe_resolve_stages, "ar_side")
+            m.d.comb += [Cat(ar_valid, ar.flags, ar.bias, ar.e0, ar.last, ar.last_layer).eq(side),
+                         ar.acc.eq(resolved)]
+            a, a_valid = ar, ar_valid
         # stages A1, A2: the bias decoded and aligned against 2**e0 (the algorithm of
         # hw.lanes.BiasAligner, with a register between the shift amount and the shifter)
         ofmt = cfg.out_fmt
@@ -511,19 +619,21 @@ class PEArray(wiring.Component):
             a2.neg.eq(a1.neg), a2.flags.eq(a1.flags),
             a2.e0.eq(a1.e0), a2.last.eq(a1.last), a2.last_layer.eq(a1.last_layer),
         ]
-        # one carry chain: the bias' ones' complement +1 is the adder's carry-in when the
-        # bias is the finer-aligned operand
+        # stage B (final_add_stages registers): acc + bias. Both operands are aligned at the
+        # finer one's LSB ``lo``; the bias' ones' complement +1 (weight 2**boff) is the carry-in
+        # at ``lo`` with the bias' known-zero bits below ``boff`` set to ``neg``.
         psb, boff = dot.product_shift_base, b_off
-        if boff <= psb:
-            total = (Cat(Const(0, psb - boff), a2.acc).as_signed() + a2.bias + a2.neg)
-            total = Cat(Const(0, boff), total)
-        else:
-            total, _ = add_aligned(a2.acc, psb, a2.bias, boff, a2.neg)
-        m.d.sync += [
-            b_valid.eq(a2_valid),
-            b.total.eq(total[:cfg.acc_width]),
-            b.flags.eq(a2.flags), b.e0.eq(a2.e0), b.last.eq(a2.last),
-            b.last_layer.eq(a2.last_layer),
+        lo = min(psb, boff)
+        add_w = cfg.acc_width - lo
+        op_acc = _sext(Cat(Const(0, psb - lo), a2.acc), add_w)
+        op_bias = _sext(Cat(a2.neg.replicate(boff - lo), a2.bias), add_w)
+        stages = cfg.final_add_stages
+        total = _pipelined_add(m, op_acc, op_bias, a2.neg, stages=stages, name="total")
+        side = _delayed(m, Cat(a2_valid, a2.flags, a2.e0, a2.last, a2.last_layer), stages,
+                        "b_side")
+        m.d.comb += [
+            Cat(b_valid, b.flags, b.e0, b.last, b.last_layer).eq(side),
+            b.total.eq(Cat(Const(0, lo), total)),
         ]
         # stages X, M: sign and magnitude: ones' complement first, then the +1 (one carry
         # chain with nothing in front of it)
@@ -538,11 +648,13 @@ class PEArray(wiring.Component):
             xo.flags.eq(b.flags), xo.e0.eq(b.e0), xo.last.eq(b.last),
             xo.last_layer.eq(b.last_layer),
         ]
-        m.d.sync += [
-            m_valid.eq(x_valid),
-            mg.sign.eq(xo.sign), mg.mag.eq(xo.ones + xo.sign),
-            mg.flags.eq(xo.flags), mg.e0.eq(xo.e0), mg.last.eq(xo.last),
-            mg.last_layer.eq(xo.last_layer),
+        mag = _pipelined_add(m, xo.ones, Const(0, cfg.acc_width - 1), xo.sign, stages=stages,
+                             name="mag")
+        side = _delayed(m, Cat(x_valid, xo.sign, xo.flags, xo.e0, xo.last, xo.last_layer),
+                        stages, "m_side")
+        m.d.comb += [
+            Cat(m_valid, mg.sign, mg.flags, mg.e0, mg.last, mg.last_layer).eq(side),
+            mg.mag.eq(mag),
         ]
         # stages L1, L2, C: the leading one and the subnormal-limited exponent (the algorithm
         # of hw.rounding.LeadingOne, in three register stages): leading zeros per 8-bit block,

@@ -14,7 +14,7 @@ the gateware:
 * ``rc`` counters count the ``ev`` bits (one per counter, in map order) and clear on ``START``.
 
 Bus behaviour: one write and one read at a time; a write is taken when both ``awvalid`` and
-``wvalid`` are high, answered ``OKAY`` on ``b``; reads are answered ``OKAY`` two clocks after
+``wvalid`` are high, answered ``OKAY`` on ``b``; reads are answered ``OKAY`` three clocks after
 ``ar`` with the register value (unmapped addresses read 0, writes to them are ignored).
 """
 
@@ -141,21 +141,36 @@ class CSRBlock(wiring.Component):
         values["ERROR"] = error
         values.update(regs)
         values.update(counters)
-        # two clocks per read: the address is registered before the (wide) read multiplexer
+        # three clocks per read: the address is registered, then each group of four words is
+        # narrowed to one value (by the low address bits), then the group is picked, so that no
+        # path crosses the whole read multiplexer
+        by_word = {reg.offset >> 2: values.get(reg.name, 0) for reg in REGISTERS}
+        groups = sorted({w >> 2 for w in by_word})
         rvalid = Signal()
-        rpending = Signal()
+        rstage = Signal(2)                         # one-hot: address held, groups narrowed
         rdata = Signal(32)
         raddr = Signal(abits)
-        m.d.comb += [bus.arready.eq(~rvalid & ~rpending), bus.rvalid.eq(rvalid),
+        gvals = {g: Signal(32, name=f"rgroup{g}") for g in groups}
+        idle = ~rvalid & ~rstage.any()
+        m.d.comb += [bus.arready.eq(idle), bus.rvalid.eq(rvalid),
                      bus.rdata.eq(rdata), bus.rresp.eq(0)]
-        with m.If(bus.arvalid & ~rvalid & ~rpending):
-            m.d.sync += [rpending.eq(1), raddr.eq(bus.araddr[2:CSR_ADDR_WIDTH])]
-        with m.If(rpending):
-            m.d.sync += [rpending.eq(0), rvalid.eq(1)]
-            with m.Switch(raddr):
-                for reg in REGISTERS:
-                    with m.Case(reg.offset >> 2):
-                        m.d.sync += rdata.eq(values.get(reg.name, 0))
+        m.d.sync += rstage.eq(Cat(bus.arvalid & idle, rstage[0]))
+        with m.If(bus.arvalid & idle):
+            m.d.sync += raddr.eq(bus.araddr[2:CSR_ADDR_WIDTH])
+        for g, gval in gvals.items():
+            with m.Switch(raddr[:2]):
+                for low in range(4):
+                    if (g << 2) | low in by_word:
+                        with m.Case(low):
+                            m.d.sync += gval.eq(by_word[(g << 2) | low])
+                with m.Default():
+                    m.d.sync += gval.eq(0)
+        with m.If(rstage[1]):
+            m.d.sync += rvalid.eq(1)
+            with m.Switch(raddr[2:]):
+                for g, gval in gvals.items():
+                    with m.Case(g):
+                        m.d.sync += rdata.eq(gval)
                 with m.Default():
                     m.d.sync += rdata.eq(0)
         with m.Elif(rvalid & bus.rready):

@@ -369,7 +369,8 @@ class ArrayProductProof(wiring.Component):
     ``2**(e0 + in_fmt.lsb_exp)`` (case split over ``(E, p)``) for every valid term, delayed
     like the PE (``config.pipeline``), and shadow flags from their definitions; asserted:
     ``acc`` equals the shadow (modulo ``2**pe_acc_width``) and ``flags`` equal the shadow
-    flags. Sequential; k-induction closes it (:func:`run_sby` ``mode="prove"``)."""
+    flags. (The accumulator is compared with its pending carries added, see
+    :func:`hw.pe.pe_sum`.) Sequential; k-induction closes it (:func:`run_sby` ``mode="prove"``)."""
 
     def __init__(self, *, config, fault=None):
         from contract.array import ArrayConfig
@@ -386,7 +387,7 @@ class ArrayProductProof(wiring.Component):
         })
 
     def elaborate(self, platform):
-        from .pe import RowAligner, ShiftPE
+        from .pe import RowAligner, ShiftPE, pe_carry_vector
 
         m = Module()
         cfg, fmt = self._config, self._config.in_fmt
@@ -439,7 +440,10 @@ class ArrayProductProof(wiring.Component):
                 flags.ninf.eq(flags.ninf | t_ninf), flags.neg0.eq(flags.neg0 & t_neg0),
             ]
         m.d.comb += [
-            Assert(pe.acc == shadow, "PE accumulator differs from the sum of exact products"),
+            Assert((pe.acc.as_unsigned() + pe_carry_vector(cfg, pe.carries))[:width]
+                   == shadow.as_unsigned(),
+                   "PE accumulator (with its pending carries) differs from the sum of exact "
+                   "products"),
             Assert(pe.flags.as_value() == flags.as_value(), "PE flags differ from definitions"),
         ]
         return m

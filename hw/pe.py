@@ -10,6 +10,10 @@ The work of a product ``x * (-1)**s * 2**(e0 + p)`` is split three ways:
 * the **PE** selects ``aligned << p`` (a ``2**(B-1)``-way choice), complements it when the
   product is negative (``sign(x) ^ s``; the ``+1`` of the two's complement rides on the
   accumulator adder's carry-in) and adds it into its exact ``pe_acc_width``-bit accumulator.
+  A wide accumulator is cut into ``config.pe_pieces`` carry chains; the carry out of a piece
+  enters the piece above one clock later (it is *pending* meanwhile), so the clock rate does
+  not depend on the width. :func:`pe_sum` gives the exact sum from the accumulator and the
+  pending carries; the array's finalizer resolves them.
 
 ``e0`` and the bias never reach the PE: they are applied by the shared finalizer.
 """
@@ -22,7 +26,8 @@ from amaranth.lib.wiring import In, Out
 
 from contract.array import ArrayConfig
 
-__all__ = ["RowAligner", "ShiftPE", "row_layout", "pe_flags_layout"]
+__all__ = ["RowAligner", "RowDecoder", "RowShifter", "ShiftPE", "row_decode_layout",
+           "row_layout", "pe_flags_layout", "pe_sum", "pe_carry_vector"]
 
 
 def _check(config):
@@ -48,8 +53,114 @@ def pe_flags_layout():
     return data.StructLayout({"nan": 1, "pinf": 1, "ninf": 1, "neg0": 1})
 
 
+def pe_carry_vector(config, carries):
+    """The pending carries of a PE (``carries``, ``pe_pieces - 1`` bits, or an int) placed at
+    their weights: an Amaranth value or an int of ``pe_acc_width`` bits."""
+    _check(config)
+    size, width = config.pe_piece_bits, config.pe_acc_width
+    if isinstance(carries, int):
+        return sum(((carries >> j) & 1) << ((j + 1) * size)
+                   for j in range(config.pe_pieces - 1)) & ((1 << width) - 1)
+    parts = [Const(0, size)]
+    for j in range(config.pe_pieces - 1):
+        parts += [carries[j], Const(0, size - 1)]
+    return Cat(*parts)[:width]
+
+
+def pe_sum(config, acc, carries):
+    """The exact sum a PE holds, as a signed int, from its ``acc`` and ``carries`` outputs (raw
+    bit patterns as ints): ``acc + pending carries`` modulo ``2**pe_acc_width``."""
+    width = config.pe_acc_width
+    total = (acc + pe_carry_vector(config, carries)) & ((1 << width) - 1)
+    return total - (1 << width) if total >> (width - 1) else total
+
+
+def row_decode_layout(config):
+    """A decoded activation: significand, alignment shift and class bits."""
+    _check(config)
+    fmt = config.in_fmt
+    return data.StructLayout({
+        "sig": unsigned(fmt.frac_bits + 1),      # 0 for specials
+        "amount": unsigned((fmt.exp_max_field - 2).bit_length()),   # max(E, 1) - 1
+        "sign": unsigned(1), "zero": unsigned(1), "inf": unsigned(1), "nan": unsigned(1),
+    })
+
+
+class RowDecoder(wiring.Component):
+    """First half of a row aligner: decode one activation (combinational).
+
+    Members
+    -------
+    x : In(unsigned(in_fmt.width))
+        Raw activation bits.
+    o : Out(row_decode_layout(config))
+    """
+
+    def __init__(self, *, config):
+        _check(config)
+        self._config = config
+        super().__init__({
+            "x": In(unsigned(config.in_fmt.width)),
+            "o": Out(row_decode_layout(config)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt = self._config.in_fmt
+        x = self.x
+        exp = x[fmt.frac_bits:fmt.width - 1]
+        frac = x[:fmt.frac_bits]
+        special = exp == fmt.exp_max_field
+        normal = exp.any()
+        m.d.comb += [
+            self.o.sig.eq(Mux(special, 0, Cat(frac, normal))),
+            self.o.amount.eq(Mux(normal, exp - 1, 0)),
+            self.o.sign.eq(x[fmt.width - 1]),
+            self.o.zero.eq(~normal & ~frac.any()),
+            self.o.inf.eq(special & ~frac.any()),
+            self.o.nan.eq(special & frac.any()),
+        ]
+        return m
+
+
+class RowShifter(wiring.Component):
+    """Second half of a row aligner: move the significand to ``sig << amount``
+    (combinational barrel shifter).
+
+    Members
+    -------
+    i : In(row_decode_layout(config))
+    o : Out(row_layout(config))
+    """
+
+    def __init__(self, *, config):
+        _check(config)
+        self._config = config
+        super().__init__({
+            "i": In(row_decode_layout(config)),
+            "o": Out(row_layout(config)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self._config.align_width
+        value, amount = self.i.sig, self.i.amount
+        for k in range(len(amount)):              # barrel shifter, one named level per bit
+            shifted = Mux(amount[k], value << (1 << k), value)
+            level = Signal(min(len(shifted), width), name=f"align_sh{k}")
+            m.d.comb += level.eq(shifted)
+            value = level
+        m.d.comb += [
+            self.o.value.eq(value),
+            self.o.sign.eq(self.i.sign), self.o.zero.eq(self.i.zero),
+            self.o.inf.eq(self.i.inf), self.o.nan.eq(self.i.nan),
+        ]
+        return m
+
+
 class RowAligner(wiring.Component):
-    """Decode one activation and align its significand (combinational).
+    """Decode one activation and align its significand (combinational): a
+    :class:`RowDecoder` feeding a :class:`RowShifter` (the array puts a register between them).
 
     Members
     -------
@@ -68,28 +179,9 @@ class RowAligner(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fmt = self._config.in_fmt
-        x = self.x
-        exp = x[fmt.frac_bits:fmt.width - 1]
-        frac = x[:fmt.frac_bits]
-        special = exp == fmt.exp_max_field
-        normal = exp.any()
-        sig = Mux(special, 0, Cat(frac, normal))
-        amount = Mux(normal, exp - 1, 0)[:(fmt.exp_max_field - 2).bit_length()]
-        width = self._config.align_width
-        value = sig
-        for k in range(len(amount)):              # barrel shifter, one named level per bit
-            shifted = Mux(amount[k], value << (1 << k), value)
-            level = Signal(min(len(shifted), width), name=f"align_sh{k}")
-            m.d.comb += level.eq(shifted)
-            value = level
-        m.d.comb += [
-            self.o.value.eq(value),
-            self.o.sign.eq(x[fmt.width - 1]),
-            self.o.zero.eq(~normal & ~frac.any()),
-            self.o.inf.eq(special & ~frac.any()),
-            self.o.nan.eq(special & frac.any()),
-        ]
+        m.submodules.decode = decode = RowDecoder(config=self._config)
+        m.submodules.shift = shift = RowShifter(config=self._config)
+        m.d.comb += [decode.x.eq(self.x), shift.i.eq(decode.o), self.o.eq(shift.o)]
         return m
 
 
@@ -108,8 +200,11 @@ class ShiftPE(wiring.Component):
         Zero the accumulator and reset the flags. The cycle must be a bubble (``valid = 0``,
         ``row.value = 0``): its term is not added. ``acc``/``flags`` show the finished tile
         during the restart cycle (at the accumulator stage).
-    acc : Out(signed(pe_acc_width)); flags : Out(pe_flags_layout())
-        Current exact sum of products (LSB ``2**(e0 + in_fmt.lsb_exp)``) and special flags.
+    acc : Out(signed(pe_acc_width)); carries : Out(unsigned(pe_pieces - 1))
+        The accumulator pieces and their pending carries: the exact sum of products so far
+        (LSB ``2**(e0 + in_fmt.lsb_exp)``) is :func:`pe_sum` of the two.
+    flags : Out(pe_flags_layout())
+        Special-value flags of the terms so far.
 
     With ``config.pipeline == 2`` the addend and the term's flags are registered first: a term
     presented in cycle ``t`` is in ``acc`` after the edge ending cycle ``t + 1`` (else ``t``);
@@ -125,6 +220,7 @@ class ShiftPE(wiring.Component):
             "valid": In(1),
             "restart": In(1),
             "acc": Out(signed(config.pe_acc_width)),
+            "carries": Out(unsigned(config.pe_pieces - 1)),
             "flags": Out(pe_flags_layout()),
         })
 
@@ -152,14 +248,21 @@ class ShiftPE(wiring.Component):
         # The restart cycle carries no term (the sequencer guarantees a bubble), so the
         # accumulator and flags simply reset: the DFFs' synchronous reset, no multiplexer.
         acc = Signal(signed(width), reset_less=True)
+        carries = Signal(cfg.pe_pieces - 1, reset_less=True)
         flags = Signal(pe_flags_layout(), init={"neg0": 1})
+        size = cfg.pe_piece_bits
         with m.If(restart):
-            m.d.sync += [acc.eq(0), flags.eq(flags.shape().const({"neg0": 1}))]
+            m.d.sync += [acc.eq(0), carries.eq(0), flags.eq(flags.shape().const({"neg0": 1}))]
         with m.Else():
+            for j in range(cfg.pe_pieces):         # one carry chain per piece
+                lo, hi = j * size, min(width, (j + 1) * size)
+                piece = acc[lo:hi] + add[lo:hi] + (cin if j == 0 else carries[j - 1])
+                m.d.sync += acc[lo:hi].eq(piece[:hi - lo])
+                if j + 1 < cfg.pe_pieces:
+                    m.d.sync += carries[j].eq(piece[hi - lo])
             m.d.sync += [
-                acc.eq(acc + add.as_signed() + cin),
                 flags.eq(Cat(flags.nan | n_nan, flags.pinf | n_pinf, flags.ninf | n_ninf,
                              flags.neg0 & n_neg0)),
             ]
-        m.d.comb += [self.acc.eq(acc), self.flags.eq(flags)]
+        m.d.comb += [self.acc.eq(acc), self.carries.eq(carries), self.flags.eq(flags)]
         return m

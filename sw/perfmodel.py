@@ -14,12 +14,13 @@ sequencing at tile granularity, following the documented dataflow:
 * **drain**: the last beat of a tile waits until the previous tile's shadow chain is empty; the
   chain is loaded ``CAPTURE_LATENCY`` clocks after that tile's last beat and shifts
   ``rows*cols`` entries, one per clock, into the finalizer;
-* **finalizer**: ``FINAL_LATENCY`` clocks from an entry leaving the chain to its result beat
+* **finalizer**: ``config.final_latency`` clocks from an entry leaving the chain to its result beat
   being accepted (its output FIFO is deep enough that the chain never waits for credits when
   ``tready`` stays high); the layer ends (``BUSY`` falls) the clock after the last result
   beat.
 
-The latency constants are those of ``hw/array.py``; ``tests/test_perfmodel.py`` measures the
+The latencies are those of ``hw/array.py`` as :class:`~contract.array.ArrayConfig` states them
+(``capture_latency``, ``final_latency``); ``tests/test_perfmodel.py`` measures the
 RTL in the Amaranth simulator and requires agreement within 5%. No Amaranth, no PyTorch.
 """
 
@@ -31,21 +32,18 @@ from contract.array import ArrayConfig
 from contract.weights import WORD_BITS
 
 __all__ = ["LayerPerf", "layer_cycles", "gemm_cycles", "steady_state_cycles", "RESTART_BUBBLE",
-           "FINAL_LATENCY", "capture_latency"]
+           "READY_DELAY", "capture_latency"]
 
 #: Clocks lost after the last beat of every tile (the accumulators restart).
 RESTART_BUBBLE = 1
-#: Clocks from an entry shifting out of the chain to the clock its result beat is accepted:
-#: the finalizer's register stages in ``hw/array.py`` (A ... O, see its structure diagram) and
-#: the output FIFO. ``tests/test_perfmodel.py`` measures the RTL, so a change there fails it.
-FINAL_LATENCY = 14
+#: Clocks from the loader filling a bank to the compute side seeing it full (a register).
+READY_DELAY = 1
 
 
 def capture_latency(config: ArrayConfig) -> int:
-    """Clocks from a tile's last accepted beat to the capture of the accumulators into the
-    shadow chain: activation register, alignment/code read, PE input register, and the
-    addend register of ``pipeline == 2``."""
-    return 2 + config.pipeline
+    """Clocks from a tile's last accepted beat to the capture into the shadow chain
+    (:attr:`contract.array.ArrayConfig.capture_latency`)."""
+    return config.capture_latency
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ def layer_cycles(config: ArrayConfig, n: int, k: int, m: int) -> LayerPerf:
         bank_ready.append(done)
         load_start = done
         for _ in n_tiles:
-            first = bank_ready[t]
+            first = bank_ready[t] + READY_DELAY
             if prev_last is not None:
                 first = max(first, prev_last + 1 + RESTART_BUBBLE)
             last_beat = first + k - 1
@@ -118,7 +116,7 @@ def layer_cycles(config: ArrayConfig, n: int, k: int, m: int) -> LayerPerf:
     # last result: entry j of the last tile leaves the chain at capture + 1 + j
     rows_valid, cols_valid = n_tiles[-1][1], m_tiles[-1][1]
     j_last = (rows_valid - 1) * config.cols + (cols_valid - 1)
-    last_result = last_beat + cap + 1 + j_last + FINAL_LATENCY
+    last_result = last_beat + cap + 1 + j_last + config.final_latency
     cycles = last_result              # BUSY high on clocks 1 .. last_result
     macs = n * k * m
     tiles = len(m_tiles) * len(n_tiles)

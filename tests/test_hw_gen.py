@@ -140,3 +140,19 @@ def test_bad_arguments():
         port_map(3)
     with pytest.raises(ValueError, match=r"module name must be an identifier, not 'a b'"):
         generate_verilog(DotConfig(), name="a b")
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"in_fmt": "bf16", "wbits": 5, "rows": 2, "cols": 3}])
+def test_array_has_no_multiplier(kwargs):
+    """The whole array top (control, weight loader, finalizer) is multiplier-free too: no
+    ``*`` that synthesis would map to a DSP block."""
+    from amaranth.back import rtlil
+
+    from contract.array import ArrayConfig
+    from hw.array_top import ArrayTop
+
+    il = rtlil.convert(ArrayTop(config=ArrayConfig(**kwargs)), name="densehw_array",
+                       emit_src=False)
+    cells = set(re.findall(r"^\s*cell (\$\w+)", il, flags=re.M))
+    assert cells and not cells & {"$mul", "$macc", "$div", "$mod", "$pow", "$divfloor",
+                                  "$modfloor"}, cells
