@@ -107,11 +107,15 @@ def write_report(summary: dict, root="build/reports") -> pathlib.Path:
           markdown_table([summary]), "",
           f"Tools: {', '.join(f'{k} {v}' for k, v in summary['tool_versions'].items())}.", ""]
     if summary.get("seeds"):
-        runs = ", ".join(f"seed {r['seed']}: {r['fmax_mhz']:.2f} MHz"
+        runs = ", ".join(f"seed {r['seed']}: " + ("no timing report (place and route failed)"
+                                                  if r.get("fmax_mhz") is None
+                                                  else f"{r['fmax_mhz']:.2f} MHz")
                          for r in summary.get("runs", []))
         mode = "exploration (--timing-allow-fail)" if summary.get("explore") else "must meet"
         md.append(f"Target {summary.get('target_mhz')} MHz, {mode}; {runs}.")
         md.append("")
+    if summary.get("pnr_error"):
+        md += [f"Place and route: {summary['pnr_error']}", ""]
     md += ["Configuration:", "", "```json", json.dumps(summary["config"], indent=2), "```", ""]
     write_atomic(folder / "summary.md", "\n".join(md))
     return folder

@@ -132,6 +132,23 @@ def test_real_ice40_flow_small_baseline():
     assert "MMAC/s per kLUT" in (folder / "summary.md").read_text()
 
 
+def test_report_of_a_design_that_does_not_fit(tmp_path):
+    """A place-and-route run without a timing report (the design does not fit) still gets its
+    report files, which say so."""
+    summary = {"board": "ice40", "design": "array_big", "device_name": "iCE40UP5K-SG48",
+               "tool_versions": {"yosys": "Yosys 0.70"}, "seeds": [1], "explore": True,
+               "target_mhz": 40.0, "luts": 6000, "fmax_mhz": None,
+               "runs": [{"seed": 1, "fmax_mhz": None, "passed": False}],
+               "pnr_error": "nextpnr seed 1 gave no timing report (exit 1): ERROR: Failed to "
+                            "expand region (0, 0) |_> (25, 31) of 6161 ICESTORM_LCs",
+               "config": {"rows": 3, "cols": 3}}
+    folder = report.write_report(summary, tmp_path)
+    md = (folder / "summary.md").read_text()
+    assert "seed 1: no timing report (place and route failed)" in md
+    assert "6161 ICESTORM_LCs" in md
+    assert json.loads((folder / "summary.json").read_text())["fmax_mhz"] is None
+
+
 # -- baselines in simulation ----------------------------------------------------------------
 
 def _bf16_bits(v32):
