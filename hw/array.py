@@ -413,11 +413,13 @@ class PEArray(wiring.Component):
         # stage 0 -> 1: activations and weight-store read
         x_reg = [Signal(cfg.in_fmt.width, name=f"x_reg{r}") for r in range(R)]
         v1, last1, clr1 = Signal(), Signal(), Signal()
+        # x_reg takes every beat's payload (no enable: ``accept`` fans out to few registers);
+        # ``live`` says which rows hold a real term, and the decoded activations of the others
+        # are zeroed one stage later (bubbles and padding rows reach the PEs as 0)
+        live = Signal(R)
         for r in range(R):
-            with m.If(accept & (r < rows_valid)):
-                m.d.sync += x_reg[r].eq(self.act.payload.x[r])
-            with m.Else():
-                m.d.sync += x_reg[r].eq(0)
+            m.d.sync += x_reg[r].eq(self.act.payload.x[r])
+        m.d.sync += live.eq(Cat(accept & (r < rows_valid) for r in range(R)))
         m.d.sync += [v1.eq(accept), last1.eq(accept & c_last), clr1.eq(clear)]
         r_addr = Cat(c_k[:abits], c_bank)
         rdata = []
@@ -433,7 +435,7 @@ class PEArray(wiring.Component):
             decoder = RowDecoder(config=cfg)
             m.submodules[f"decode{r}"] = decoder
             m.d.comb += decoder.x.eq(x_reg[r])
-            m.d.sync += dec_reg[r].eq(decoder.o)
+            m.d.sync += dec_reg[r].eq(Mux(live[r], decoder.o.as_value(), 0))
         for c in range(C):
             m.d.sync += code_mid[c].eq(rdata[c])
         v1b, last1b, clr1b = Signal(), Signal(), Signal()
@@ -480,10 +482,13 @@ class PEArray(wiring.Component):
         t_drain = Signal(tile_layout)
         ch_r = Signal(range(max(2, R)))
         ch_c = Signal(range(max(2, C)))
-        a_ready = Signal()
-        shift = ch_count.any() & a_ready
+        # both registered: the chain's shift enable reaches every shadow register, so it is
+        # one AND of two flip-flops
+        a_ready = Signal()                 # a finalizer credit is free (see below)
+        ch_busy = Signal()                 # ch_count != 0
+        shift = ch_busy & a_ready
         with m.If(capture):
-            m.d.sync += [ch_count.eq(R * C), cap_pending.eq(0), t_drain.eq(t_pend),
+            m.d.sync += [ch_count.eq(R * C), ch_busy.eq(1), cap_pending.eq(0), t_drain.eq(t_pend),
                          ch_r.eq(0), ch_c.eq(0)]
             for r in range(R):
                 for c in range(C):
@@ -493,6 +498,8 @@ class PEArray(wiring.Component):
             for i in range(R * C - 1):
                 m.d.sync += chain[i].eq(chain[i + 1])
             m.d.sync += ch_count.eq(ch_count - 1)
+            with m.If(ch_count == 1):
+                m.d.sync += ch_busy.eq(0)
             with m.If(ch_c == C - 1):
                 m.d.sync += [ch_c.eq(0), ch_r.eq(ch_r + 1)]
             with m.Else():
@@ -550,12 +557,14 @@ class PEArray(wiring.Component):
 
         # The finalizer never stalls: results collect in an output FIFO, and the chain feeds
         # a new entry only while every entry in flight (stages and FIFO) has a FIFO slot
-        # (credits), so no ready signal ripples back through the stages.
-        fifo_depth = 16
+        # (credits), so no ready signal ripples back through the stages. With ``tready`` high
+        # an entry is in flight for ``final_latency`` clocks; the FIFO holds two more (the
+        # credit check is registered, one clock stale) so that the chain never waits.
+        fifo_depth = cfg.final_latency + 2
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=cfg.out_fmt.width + 2, depth=fifo_depth)
         inflight = Signal(range(fifo_depth + 1))
-        m.d.comb += a_ready.eq(inflight < fifo_depth)
+        m.d.sync += a_ready.eq(inflight < fifo_depth - 1)
         res_take = self.res.valid & self.res.ready
         with m.If((shift & in_tile) & ~res_take):
             m.d.sync += inflight.eq(inflight + 1)

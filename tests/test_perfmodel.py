@@ -104,6 +104,8 @@ CASES = [
     (dict(rows=3, cols=2, depth=32, wbits=5, in_fmt="bf16"), (9, 32, 9)),
     (dict(rows=4, cols=4, depth=32, wbits=2, in_fmt="fp8_e5m2"), (12, 32, 12)),
     (dict(rows=4, cols=4, depth=64, pipeline=1), (16, 20, 9)),
+    # more PEs than the finalizer's latency: the drain must not wait for output credits
+    (dict(rows=8, cols=4, depth=32), (16, 8, 8)),
 ]
 
 
