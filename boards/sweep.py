@@ -7,7 +7,8 @@ runs them: :func:`run_jobs` uses a local ``ProcessPoolExecutor`` by default and 
 (``lambda f, js: ray.get([ray.remote(f).remote(j) for j in js])``); pytest-xdist can
 parametrise a test over :func:`sweep_jobs` and call ``run_job`` in each.
 
-Results are cached by the hash of (spec, board, device, seeds, target, mode) under
+Results are cached by the hash of (spec, board, device, seeds, target, mode, and the generator
+sources' fingerprint) under
 ``build/sweep/<hash>/result.json``; a cached point is not rebuilt unless ``force``.
 
 Accuracy axis: until a trained model exists, the numerical error of each arithmetic against
@@ -27,13 +28,34 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from boards import flow
 from boards.report import markdown_table, write_atomic
 
-__all__ = ["sweep_jobs", "run_jobs", "gemm_error", "pareto_front", "plot_pareto", "job_key"]
+__all__ = ["sweep_jobs", "run_jobs", "gemm_error", "pareto_front", "plot_pareto", "job_key",
+           "generator_fingerprint", "GENERATOR_SOURCES"]
+
+
+#: Source files whose content decides what a job builds and measures: the generators, the
+#: contract they follow and the flow scripts. Part of every cache key, so that a cached point is
+#: never reused after the RTL changed.
+GENERATOR_SOURCES = ("contract/*.py", "hw/*.py", "boards/baselines.py", "boards/flow.py")
+
+
+def generator_fingerprint() -> str:
+    """Hash of :data:`GENERATOR_SOURCES` (paths and contents, sorted)."""
+    import hashlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    digest = hashlib.sha1()
+    for path in sorted(p for pattern in GENERATOR_SOURCES for p in root.glob(pattern)):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def job_key(job: dict) -> str:
-    """Cache key of a job: hash of everything that changes its result."""
+    """Cache key of a job: hash of everything that changes its result, the generator sources
+    included (:func:`generator_fingerprint`)."""
     keyed = {k: job.get(k) for k in ("spec", "board", "device", "seeds", "target_mhz",
                                      "explore", "pnr")}
+    keyed["generator"] = generator_fingerprint()
     return flow.spec_hash(keyed)
 
 

@@ -368,6 +368,18 @@ def test_sweep_jobs_cache_and_pareto(tmp_path):
     assert sweep.pareto_front([(1.0, 10.0), (0.5, 5.0), (2.0, 8.0), (0.5, 4.0)]) == [0, 1]
 
 
+def test_cache_key_follows_the_generator_sources(monkeypatch):
+    """A change of the RTL generator (or the contract, or the flow) gives new cache keys, so a
+    sweep or bench never reports a cached point measured on other RTL."""
+    from boards import sweep
+
+    job = sweep.sweep_jobs(shapes=((2, 2),), root="build/never")[0]
+    first = sweep.job_key(job)
+    assert sweep.job_key(dict(job)) == first                        # stable
+    monkeypatch.setattr(sweep, "generator_fingerprint", lambda: "other-rtl")
+    assert sweep.job_key(job) != first
+
+
 def test_gemm_error_orders_exact_below_sequential():
     from boards.sweep import gemm_error
 
