@@ -482,13 +482,14 @@ class PEArray(wiring.Component):
         t_drain = Signal(tile_layout)
         ch_r = Signal(range(max(2, R)))
         ch_c = Signal(range(max(2, C)))
-        # both registered: the chain's shift enable reaches every shadow register, so it is
-        # one AND of two flip-flops
-        a_ready = Signal()                 # a finalizer credit is free (see below)
+        # The chain's shift enable reaches every shadow register: it is a flip-flop, set for
+        # the next clock when the chain will hold entries and a finalizer credit is free.
         ch_busy = Signal()                 # ch_count != 0
-        shift = ch_busy & a_ready
+        shift = Signal()
+        ch_busy_next = Mux(capture, 1, Mux(shift & (ch_count == 1), 0, ch_busy))
+        m.d.sync += ch_busy.eq(ch_busy_next)
         with m.If(capture):
-            m.d.sync += [ch_count.eq(R * C), ch_busy.eq(1), cap_pending.eq(0), t_drain.eq(t_pend),
+            m.d.sync += [ch_count.eq(R * C), cap_pending.eq(0), t_drain.eq(t_pend),
                          ch_r.eq(0), ch_c.eq(0)]
             for r in range(R):
                 for c in range(C):
@@ -498,8 +499,6 @@ class PEArray(wiring.Component):
             for i in range(R * C - 1):
                 m.d.sync += chain[i].eq(chain[i + 1])
             m.d.sync += ch_count.eq(ch_count - 1)
-            with m.If(ch_count == 1):
-                m.d.sync += ch_busy.eq(0)
             with m.If(ch_c == C - 1):
                 m.d.sync += [ch_c.eq(0), ch_r.eq(ch_r + 1)]
             with m.Else():
@@ -564,7 +563,7 @@ class PEArray(wiring.Component):
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=cfg.out_fmt.width + 2, depth=fifo_depth)
         inflight = Signal(range(fifo_depth + 1))
-        m.d.sync += a_ready.eq(inflight < fifo_depth - 1)
+        m.d.sync += shift.eq(ch_busy_next & (inflight < fifo_depth - 1))
         res_take = self.res.valid & self.res.ready
         with m.If((shift & in_tile) & ~res_take):
             m.d.sync += inflight.eq(inflight + 1)

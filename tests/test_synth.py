@@ -440,6 +440,18 @@ def test_icebreaker_bitstream():
     assert out.stat().st_size > 100_000            # a full UP5K image
 
 
+@needs_yowasp
+@pytest.mark.slow
+def test_ulx3s_bitstream():
+    """The ECP5 board image: a 2x2 shift array behind the UART link on the ULX3S-25F."""
+    from boards.boards import build_board, component_from_spec
+
+    spec = {"kind": "array", "config": {"rows": 2, "cols": 2}}
+    out = build_board("ulx3s-25f", lambda: component_from_spec(spec),
+                      build_dir=ROOT / "build" / "test-synth" / "boards")
+    assert out.suffix == ".bit" and out.stat().st_size > 500_000   # a full LFE5U-25F image
+
+
 def test_board_link_array_register_access():
     """Through the UART link on the shift array: read the ID register (AXI4-Lite ar/r), write
     a register (aw and w held together, answered on b) and read it back."""
