@@ -312,6 +312,8 @@ class PEArray(wiring.Component):
         # is next needed K + 3 clocks later)
         ld_cols = Signal(range(C + 1))
         m.d.sync += ld_cols.eq(_min_const(ld_rem, C))
+        ld_rem_next = Signal(NM_BITS)              # ld_rem - ld_cols, precomputed likewise
+        m.d.sync += ld_rem_next.eq(Mux(ld_rem > C, ld_rem - C, 0))
         ld_last_c = Signal()
         m.d.sync += ld_last_c.eq(ld_c == ld_cols - 1)
         take_hdr = ld_free & (ld_phase != 2)
@@ -355,7 +357,7 @@ class PEArray(wiring.Component):
                              ld_k_last.eq(_eq(L_km1, 0)),
                              ld_phase.eq(0)]
                 with m.If(ld_last_c):              # M tile complete
-                    m.d.sync += [ld_c.eq(0), ld_rem.eq(ld_rem - ld_cols), ld_bank.eq(~ld_bank)]
+                    m.d.sync += [ld_c.eq(0), ld_rem.eq(ld_rem_next), ld_bank.eq(~ld_bank)]
                     with m.If(ld_last_tile):
                         m.d.sync += ld_active.eq(0)
                     for b in range(2):
@@ -384,6 +386,12 @@ class PEArray(wiring.Component):
         last_n, last_m = Signal(), Signal()
         m.d.sync += [rows_valid.eq(_min_const(c_rem_n, R)), cols_valid.eq(_min_const(c_rem_m, C)),
                      last_n.eq(c_rem_n <= R), last_m.eq(c_rem_m <= C)]
+        # the counters' next values, precomputed (registered) so that no subtraction sits
+        # behind ``accept``
+        c_rem_n_next = Signal(NM_BITS)
+        c_rem_m_next = Signal(NM_BITS)
+        m.d.sync += [c_rem_n_next.eq(c_rem_n - R),
+                     c_rem_m_next.eq(Mux(c_rem_m > C, c_rem_m - C, 0))]
         # tile descriptor, travelling with the last beat to the capture
         tile_layout = data.StructLayout({"rows": range(R + 1), "cols": range(C + 1),
                                          "bank": 1, "last_m": 1, "last_layer": 1})
@@ -405,10 +413,10 @@ class PEArray(wiring.Component):
                 with m.If(last_n & last_m):
                     m.d.sync += c_active.eq(0)
                 with m.If(last_n):
-                    m.d.sync += [c_rem_n.eq(L_n), c_rem_m.eq(c_rem_m - cols_valid),
+                    m.d.sync += [c_rem_n.eq(L_n), c_rem_m.eq(c_rem_m_next),
                                  c_bank.eq(~c_bank)]
                 with m.Else():
-                    m.d.sync += c_rem_n.eq(c_rem_n - R)
+                    m.d.sync += c_rem_n.eq(c_rem_n_next)
 
         # stage 0 -> 1: activations and weight-store read
         x_reg = [Signal(cfg.in_fmt.width, name=f"x_reg{r}") for r in range(R)]
