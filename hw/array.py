@@ -438,7 +438,9 @@ class PEArray(wiring.Component):
 
         # stage 1 -> 1b: activations decoded (per row), codes held (per column)
         dec_reg = [Signal(row_decode_layout(cfg), name=f"dec_reg{r}") for r in range(R)]
-        code_mid = [Signal(B, name=f"code_mid{c}") for c in range(C)]
+        # (the codes need no reset: a bubble's activation is 0 whatever its code; without one
+        # the block RAM's slow output goes straight into a flip-flop)
+        code_mid = [Signal(B, name=f"code_mid{c}", reset_less=True) for c in range(C)]
         for r in range(R):
             decoder = RowDecoder(config=cfg)
             m.submodules[f"decode{r}"] = decoder
@@ -451,7 +453,7 @@ class PEArray(wiring.Component):
 
         # stage 1b -> 2: alignment (per row), codes (per column)
         row_reg = [Signal(row_layout(cfg), name=f"row_reg{r}") for r in range(R)]
-        code_reg = [Signal(B, name=f"code_reg{c}") for c in range(C)]
+        code_reg = [Signal(B, name=f"code_reg{c}", reset_less=True) for c in range(C)]
         for r in range(R):
             shifter = RowShifter(config=cfg)
             m.submodules[f"align{r}"] = shifter
