@@ -6,8 +6,8 @@ Usage: ``python benchmarks/bench_array_sim.py [--sim verilator|icarus] [--stall 
 golden model, and reports per shape:
 
 * ``mac_utilization = N*K*M / (rows * cols * CYCLES_BUSY)`` from the array's counter;
-* ``model_cycles``: the estimate of ``docs/array.md`` (steady state + first weight load +
-  drain), and its ratio to the measured ``CYCLES_BUSY``;
+* ``model_cycles``: the cycle model of ``sw/perfmodel.py``, and its ratio to the measured
+  ``CYCLES_BUSY`` (1 without stalls);
 * ``sim_mac_per_s``: useful MACs per second of simulator wall time (cocotb + cocotbext-axi +
   the simulator; the bench's Python dominates), and simulated clocks per second.
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from contract.array import ArrayConfig, channel_words  # noqa: E402
+from contract.array import ArrayConfig  # noqa: E402
 from sim.array_driver import Layer, perf_summary, run_layers  # noqa: E402
 from sim.payload import mixed_patterns  # noqa: E402
 from sw.golden import gemm_golden  # noqa: E402
@@ -39,11 +39,10 @@ QUICK = [(16, 64, 16), (33, 100, 17)]
 
 
 def model_cycles(cfg: ArrayConfig, n: int, k: int, m: int) -> int:
-    """The cycle estimate of docs/array.md."""
-    f = cfg.framing(n, k, m)
-    steady = f["m_tiles"] * f["n_tiles"] * max(k, cfg.rows * cfg.cols)
-    first_load = cfg.cols * (k + channel_words(k, cfg.wbits))
-    return steady + first_load + cfg.rows * cfg.cols + 8
+    """The clock-exact cycle model of ``sw/perfmodel.py`` (no stalls)."""
+    from sw.perfmodel import gemm_cycles
+
+    return gemm_cycles(cfg, n, k, m)
 
 
 def main(argv=None) -> int:
