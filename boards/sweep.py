@@ -11,11 +11,19 @@ Results are cached by the hash of (spec, board, device, seeds, target, mode, and
 sources' fingerprint) under
 ``build/sweep/<hash>/result.json``; a cached point is not rebuilt unless ``force``.
 
-Accuracy axis: until a trained model exists, the numerical error of each arithmetic against
-float64 on random GEMMs (:func:`gemm_error`): the relative RMS error of the outputs, with the same
-quantised activations and power-of-two weights given to both. The shift array rounds once (its
-error is the output rounding alone); the floating-point MAC baselines round every product and
-every partial sum.
+Accuracy axis of the Pareto plot (:func:`attach_accuracy`, :func:`plot_axis`):
+
+* ``digits`` (default of ``densehw sweep``): the test accuracy on scikit-learn's digits of a
+  DenseShift CNN with the point's weight bits, compiled for ``ArrayConfig(in_fmt, wbits)`` and
+  run through the array's golden model, the ``make e2e`` path (:func:`digits_accuracy`; cached
+  under ``<root>/accuracy/``). Array shape does not change it. The MAC baselines have no
+  trained model on their arithmetic, hence no task accuracy: they are drawn as efficiency lines
+  and are not on the front.
+* ``gemm-error``: the numerical error of each arithmetic against float64 on random GEMMs
+  (:func:`gemm_error`): the relative RMS error of the outputs, with the same quantised
+  activations and power-of-two weights given to both. The shift array rounds once (its error is
+  the output rounding alone); the floating-point MAC baselines round every product and every
+  partial sum. Added to every result in both modes.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from boards import flow
 from boards.report import markdown_table, write_atomic
 
 __all__ = ["sweep_jobs", "run_jobs", "gemm_error", "pareto_front", "plot_pareto", "job_key",
-           "generator_fingerprint", "GENERATOR_SOURCES"]
+           "generator_fingerprint", "GENERATOR_SOURCES", "attach_error", "attach_accuracy",
+           "digits_accuracy", "accuracy_paths", "mark_pareto", "plot_axis", "write_sweep",
+           "ACCURACY_AXES", "DEFAULT_ACCURACY_EPOCHS"]
 
 
 #: Source files whose content decides what a job builds and measures: the generators, the
@@ -214,12 +224,247 @@ def attach_error(results, *, seed=0) -> None:
         r["gemm_rel_error"] = cache[key]
 
 
-def pareto_front(points):
-    """Indices of points ``(error, efficiency)`` not dominated (lower error, higher
-    efficiency)."""
+# -- task accuracy: a DenseShift model trained on digits, run through the golden model ---------
+
+#: Accuracy axes of a sweep: ``digits`` (task accuracy, :func:`digits_accuracy`) or
+#: ``gemm-error`` (:func:`gemm_error` only).
+ACCURACY_AXES = ("digits", "gemm-error")
+
+#: Training epochs of the digits model behind the accuracy axis (``make e2e`` uses 40).
+DEFAULT_ACCURACY_EPOCHS = 40
+
+#: Sources that decide a trained export (model, quantiser, training loop, data split, export
+#: encoding, the table's hyper-parameters); an export trained under other sources is retrained.
+TRAIN_SOURCES = ("sw/data.py", "sw/experiments.py", "sw/export.py", "sw/layers.py",
+                 "sw/models.py", "sw/quant.py", "sw/train.py", "contract/weights.py")
+#: Sources that decide an accuracy record (training, compiler, runtime, golden model, formats,
+#: this file).
+ACCURACY_SOURCES = ("contract/*.py", "sw/*.py", "boards/sweep.py")
+
+
+def _fingerprint(patterns) -> str:
+    import hashlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    digest = hashlib.sha1()
+    for path in sorted({p for pattern in patterns for p in root.glob(pattern)}):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def accuracy_paths(fmt_name: str, wbits: int, *, epochs: int = DEFAULT_ACCURACY_EPOCHS,
+                   seed: int = 0, root="build/sweep") -> dict:
+    """Where :func:`digits_accuracy` keeps its files: ``json`` (the record of one format) and
+    ``export`` (the trained model, shared by every format of the same ``wbits``)."""
+    folder = pathlib.Path(root) / "accuracy"
+    return {"json": folder / f"digits_{fmt_name}_b{wbits}_e{epochs}_s{seed}.json",
+            "export": folder / f"digits_b{wbits}_e{epochs}_s{seed}.dshw"}
+
+
+def _train_digits(wbits: int, epochs: int, seed: int, path, sources: str) -> dict:
+    """Train the DenseShift digits CNN as ``densehw train digits --method denseshift --wbits B
+    --epochs E --seed S --export path`` does (table width and learning rate, low-variance
+    init, surrogate gradient, batch 64, one thread) and write the export; returns
+    ``{"val_acc", "test_acc", "seconds"}``."""
+    import torch
+
+    from sw.data import digits
+    from sw.experiments import DIGITS
+    from sw.export import export_model
+    from sw.models import DigitsCNN
+    from sw.train import TrainConfig, evaluate, set_seed, train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data = digits()
+        set_seed(seed)
+        model = DigitsCNN(method="denseshift", wbits=wbits, width=DIGITS["width"],
+                          init="lowvar", surrogate=True)
+        cfg = TrainConfig(epochs=epochs, batch_size=64, lr=DIGITS["default_lr"], seed=seed,
+                          progress=False, desc=f"denseshift {wbits}-bit")
+        hist = train(model, data, cfg)
+        test = evaluate(model, data.x_test, data.y_test)
+        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        export_model(model, path, meta={"val_acc": hist["val_acc"], "test_acc": test,
+                                        "seed": seed, "train": cfg.to_dict(),
+                                        "train_sources": sources,
+                                        "train_seconds": hist["seconds"]})
+    finally:
+        torch.set_num_threads(threads)
+    return {"val_acc": hist["val_acc"], "test_acc": test, "seconds": hist["seconds"]}
+
+
+def _usable_export(path, wbits, epochs, seed, sources):
+    """The export at ``path`` if it was trained with these settings and sources, else None."""
+    from sw.export import ExportError, load
+
+    if not pathlib.Path(path).is_file():
+        return None
+    try:
+        exp = load(path)
+    except (ExportError, OSError):
+        return None
+    meta = exp.meta or {}
+    train_cfg = meta.get("train") or {}
+    ok = (meta.get("train_sources") == sources and meta.get("seed") == seed
+          and train_cfg.get("epochs") == epochs
+          and all(rec.wbits == wbits for rec in exp.layers.values()))
+    return exp if ok else None
+
+
+def digits_accuracy(fmt_name: str, wbits: int, *, epochs: int = DEFAULT_ACCURACY_EPOCHS,
+                    seed: int = 0, root="build/sweep", force: bool = False) -> dict:
+    """Test accuracy (percent) on scikit-learn's digits of a DenseShift CNN with ``wbits``-bit
+    weights, compiled for ``ArrayConfig(in_fmt=fmt_name, wbits=wbits)`` and run through the
+    array's golden model: the path of ``make e2e`` (``densehw train digits --method denseshift``,
+    ``densehw compile``, ``densehw run --backend golden``), through the Python APIs.
+
+    Cached as JSON (:func:`accuracy_paths`, ``<root>/accuracy/``): a record made under the same
+    :data:`ACCURACY_SOURCES` is returned as is (``cached: True``) unless ``force``. The trained
+    export is shared by all formats of one ``wbits`` and retrained only when missing, made with
+    other settings, or made under other :data:`TRAIN_SOURCES` (or with ``force``).
+
+    The record: ``task``, ``fmt``, ``wbits``, ``epochs``, ``seed``, ``export`` (path),
+    ``trained`` (whether this call trained), ``train_seconds``, ``config`` (the ArrayConfig),
+    ``samples`` (test images), ``golden_accuracy``, ``torch_accuracy`` (the float PyTorch
+    model rebuilt from the export), ``agreement`` (fraction of equal predictions), ``val_acc``,
+    ``nonfinite_array_outputs`` (inf/NaN patterns the array steps produced: overflow of the
+    format), ``seconds`` (this computation, training included), ``sources`` (fingerprint)."""
+    from contract import check_wbits, get_format
+    from contract.array import ArrayConfig
+    from contract.files import write_atomic as write_file
+
+    fmt = get_format(fmt_name)
+    check_wbits(wbits)
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
+    paths = accuracy_paths(fmt.name, wbits, epochs=epochs, seed=seed, root=root)
+    sources = _fingerprint(ACCURACY_SOURCES)
+    if not force and paths["json"].is_file():
+        try:
+            rec = json.loads(paths["json"].read_text())
+        except (OSError, ValueError):
+            rec = None
+        if isinstance(rec, dict) and rec.get("sources") == sources:
+            return {**rec, "cached": True}
+
+    import torch
+
+    from sw.compile import compile_model
+    from sw.data import digits
+    from sw.models import build_model
+    from sw.runtime import run_program
+    from sw.train import evaluate
+
+    start = time.perf_counter()
+    train_sources = _fingerprint(TRAIN_SOURCES)
+    exp = None if force else _usable_export(paths["export"], wbits, epochs, seed, train_sources)
+    trained = exp is None
+    if trained:
+        _train_digits(wbits, epochs, seed, paths["export"], train_sources)
+        exp = _usable_export(paths["export"], wbits, epochs, seed, train_sources)
+        if exp is None:
+            raise RuntimeError(f"training wrote no usable export at {paths['export']}")
+    e0s = [rec.e0 for rec in exp.layers.values()]
+    base = ArrayConfig()
+    config = ArrayConfig(in_fmt=fmt, wbits=wbits, e0_min=min([base.e0_min, *e0s]),
+                         e0_max=max([base.e0_max, *e0s]))
+    data = digits()
+    x, y = data.x_test.float().contiguous(), data.y_test
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        program = compile_model(paths["export"], config)
+        result = run_program(program, x, backend="golden", batch_size=256)
+        model = build_model(exp.model)
+        exp.load_into(model)
+        with torch.no_grad():
+            torch_pred = model.eval()(x).argmax(1)
+        torch_acc = evaluate(model, x, y)
+    finally:
+        torch.set_num_threads(threads)
+    n = len(y)
+    rec = {"task": "digits", "fmt": fmt.name, "wbits": wbits, "epochs": epochs, "seed": seed,
+           "method": "denseshift", "export": str(paths["export"]), "trained": trained,
+           "train_seconds": round(float(exp.meta.get("train_seconds") or 0.0), 2),
+           "config": config.to_dict(), "config_name": config.name, "samples": n,
+           "golden_accuracy": round(100.0 * float((result.predictions == y).sum()) / n, 4),
+           "torch_accuracy": round(torch_acc, 4),
+           "agreement": round(float((result.predictions == torch_pred).float().mean()), 6),
+           "val_acc": exp.meta.get("val_acc"),
+           "nonfinite_array_outputs": sum(st.nonfinite for st in result.steps
+                                          if st.where == "array"),
+           "seconds": round(time.perf_counter() - start, 2), "sources": sources,
+           "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    write_file(paths["json"], json.dumps(rec, indent=2, sort_keys=True) + "\n",
+               make_parents=True)
+    return {**rec, "cached": False}
+
+
+def attach_accuracy(results, *, axis="digits", epochs=DEFAULT_ACCURACY_EPOCHS, seed=0,
+                    root="build/sweep", progress=None) -> list:
+    """Add the accuracy axis to each result: ``accuracy_axis`` and, for ``axis="digits"``,
+    ``task_accuracy`` (golden-model digits accuracy, percent; :func:`digits_accuracy` of the
+    point's format and weight bits), ``task_accuracy_torch`` and ``task_accuracy_file``.
+    Baselines (no trained model on their arithmetic) get ``task_accuracy`` None and a
+    ``task_accuracy_note``. ``gemm_rel_error`` (:func:`attach_error`) is added in both modes.
+    A point whose accuracy could not be computed gets ``task_accuracy`` None and the reason in
+    ``task_accuracy_error``. ``progress(text)`` is called before each computation. Returns the
+    accuracy records used."""
+    if axis not in ACCURACY_AXES:
+        raise ValueError(f"accuracy axis must be one of {', '.join(ACCURACY_AXES)}, not "
+                         f"{axis!r}")
+    attach_error(results)
+    records, failed = {}, {}
+    for r in results:
+        r["accuracy_axis"] = axis
+        if axis != "digits" or r.get("error"):
+            continue
+        spec = r.get("spec", {})
+        if spec.get("kind") != "array":
+            r["task_accuracy"] = None
+            r["task_accuracy_note"] = "baseline arithmetic: no trained model, no task accuracy"
+            continue
+        cfg = spec.get("config", {})
+        key = (_fmt_name(cfg.get("in_fmt", "fp16")), int(cfg.get("wbits", 3)))
+        if key not in records and key not in failed:
+            if progress is not None:
+                progress(f"digits accuracy {key[0]} B={key[1]} ({epochs} epochs, seed {seed})")
+            try:
+                records[key] = digits_accuracy(key[0], key[1], epochs=epochs, seed=seed,
+                                               root=root)
+            except (ValueError, RuntimeError, OSError) as exc:
+                failed[key] = str(exc)
+        if key in failed:
+            r["task_accuracy"] = None
+            r["task_accuracy_error"] = failed[key]
+            continue
+        rec = records[key]
+        r["task_accuracy"] = rec["golden_accuracy"]
+        r["task_accuracy_torch"] = rec["torch_accuracy"]
+        r["task_accuracy_file"] = str(accuracy_paths(key[0], key[1], epochs=epochs, seed=seed,
+                                                     root=root)["json"])
+    return [dict(v, file=str(accuracy_paths(k[0], k[1], epochs=epochs, seed=seed,
+                                            root=root)["json"]))
+            for k, v in records.items()] + [
+        {"fmt": k[0], "wbits": k[1], "error": v} for k, v in failed.items()]
+
+
+def _fmt_name(fmt) -> str:
+    """A format name from a name or a serialised format dict (``{"name": ...}``)."""
+    return fmt.get("name") if isinstance(fmt, dict) else str(fmt)
+
+
+def pareto_front(points, *, higher_x_better=False):
+    """Indices of points ``(x, efficiency)`` not dominated: higher efficiency is better, and
+    lower ``x`` (an error) or, with ``higher_x_better``, higher ``x`` (an accuracy)."""
+    sign = -1 if higher_x_better else 1
+    pts = [(sign * x, t) for x, t in points]
     front = []
-    for i, (e, t) in enumerate(points):
-        if not any((e2 <= e and t2 >= t) and (e2 < e or t2 > t) for e2, t2 in points):
+    for i, (e, t) in enumerate(pts):
+        if not any((e2 <= e and t2 >= t) and (e2 < e or t2 > t) for e2, t2 in pts):
             front.append(i)
     return front
 
@@ -231,38 +476,102 @@ def _efficiency(r):
     return r.get("mmacs_per_klut"), "MMAC/s per kLUT"
 
 
-def plot_pareto(results, path) -> pathlib.Path:
-    """Throughput per area vs GEMM error, one panel per device; Pareto front marked."""
+def plot_axis(results) -> str:
+    """``"digits"`` when some result has a task accuracy (:func:`attach_accuracy`), else
+    ``"gemm-error"``."""
+    return "digits" if any(r.get("task_accuracy") is not None for r in results) else \
+        "gemm-error"
+
+
+#: x-axis labels of :func:`plot_pareto`, by :func:`plot_axis`.
+AXIS_LABELS = {
+    "digits": "digits test accuracy (%), DenseShift CNN on the array's golden model "
+              "(higher is better)",
+    "gemm-error": "relative RMS error vs float64, random GEMM (lower is better)",
+}
+
+
+def _x(r, axis):
+    return r.get("task_accuracy") if axis == "digits" else r.get("gemm_rel_error")
+
+
+def _groups(results, axis):
+    """``{(board, device, efficiency label): [(result, efficiency), ...]}`` of the points with
+    an x value on ``axis``, and ``{same key: [...]}`` of the built points without one."""
+    on, off = {}, {}
+    for r in results:
+        if r.get("error"):
+            continue
+        eff, label = _efficiency(r)
+        if eff is None:
+            continue
+        key = (r["board"], r["device"], label)
+        (on if _x(r, axis) is not None else off).setdefault(key, []).append((r, eff))
+    return on, off
+
+
+def mark_pareto(results, axis=None) -> str:
+    """Set ``pareto_front`` (bool) on every point with an x value on ``axis`` (default
+    :func:`plot_axis`) and an efficiency, per board and device; return the axis."""
+    axis = axis or plot_axis(results)
+    for r in results:
+        r.pop("pareto_front", None)
+    on, _ = _groups(results, axis)
+    for items in on.values():
+        front = set(pareto_front([(_x(r, axis), eff) for r, eff in items],
+                                 higher_x_better=axis == "digits"))
+        for i, (r, _eff) in enumerate(items):
+            r["pareto_front"] = i in front
+    return axis
+
+
+def _short(design):
+    parts = design.split("_")
+    return parts[0] + "_" + "_".join(parts[1:4])
+
+
+def plot_pareto(results, path, *, axis=None) -> pathlib.Path:
+    """Throughput per area vs accuracy, one panel per device; Pareto front marked.
+
+    ``axis`` (default :func:`plot_axis`): ``"digits"`` puts the golden-model digits accuracy
+    on x (shift arrays only; each baseline, which has no task accuracy, is drawn as a
+    horizontal dotted line at its efficiency and labelled so, outside the front);
+    ``"gemm-error"`` the relative error of a random GEMM (log scale), baselines included."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = {}
-    for r in results:
-        if r.get("error") or r.get("gemm_rel_error") is None:
-            continue
-        eff, label = _efficiency(r)
-        if eff is None:
-            continue
-        groups.setdefault((r["board"], r["device"], label), []).append((r, eff))
-    n = max(1, len(groups))
+    axis = axis or plot_axis(results)
+    if axis not in ACCURACY_AXES:
+        raise ValueError(f"axis must be one of {', '.join(ACCURACY_AXES)}, not {axis!r}")
+    on, off = _groups(results, axis)
+    keys = sorted(set(on) | (set(off) if axis == "digits" else set()))
+    n = max(1, len(keys))
     fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.2), squeeze=False)
-    for ax, ((board, device, label), items) in zip(axes[0], sorted(groups.items()), strict=False):
-        pts = [(r["gemm_rel_error"], eff) for r, eff in items]
-        front = set(pareto_front(pts))
+    for ax, key in zip(axes[0], keys, strict=False):
+        board, device, label = key
+        items = on.get(key, [])
+        pts = [(_x(r, axis), eff) for r, eff in items]
+        front = set(pareto_front(pts, higher_x_better=axis == "digits"))
         for i, (r, eff) in enumerate(items):
-            kind = r.get("kind", "?")
-            marker = {"shift-array": "o", "fp-mac": "s", "shift-fpadd": "^"}.get(kind, "x")
-            ax.scatter(r["gemm_rel_error"], eff, marker=marker,
+            marker = {"shift-array": "o", "fp-mac": "s", "shift-fpadd": "^"}.get(
+                r.get("kind", "?"), "x")
+            ax.scatter(_x(r, axis), eff, marker=marker,
                        edgecolors="k" if i in front else "none", s=50)
-            ax.annotate(r["design"].split("_")[0] + "_" + "_".join(r["design"].split("_")[1:4]),
-                        (r["gemm_rel_error"], eff), fontsize=6)
+            ax.annotate(_short(r["design"]), (_x(r, axis), eff), fontsize=6)
         fp = sorted(pts[i] for i in front)
         if fp:
             ax.plot([p[0] for p in fp], [p[1] for p in fp], "k--", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_xlabel("relative RMS error vs float64 (random GEMM)")
+        if axis == "digits":
+            for r, eff in off.get(key, []):
+                ax.axhline(eff, ls=":", lw=0.9, color="gray")
+                ax.annotate(f"{_short(r['design'])}: no task accuracy (efficiency only)",
+                            (0.01, eff), xycoords=("axes fraction", "data"), fontsize=6,
+                            color="dimgray", va="bottom")
+        else:
+            ax.set_xscale("log")
+        ax.set_xlabel(AXIS_LABELS[axis], fontsize=8)
         ax.set_ylabel(label)
         ax.set_title(f"{board} {device}")
         ax.grid(True, which="both", alpha=0.3)
@@ -274,18 +583,47 @@ def plot_pareto(results, path) -> pathlib.Path:
     return path
 
 
-def write_sweep(results, root) -> dict:
-    """``sweep.json``, ``sweep.md`` and ``pareto.png`` under ``root``."""
+#: Columns of ``sweep.md`` after :data:`boards.report.COLUMNS`.
+ACCURACY_COLUMNS = [("GEMM rel. error", "gemm_rel_error", "{:.2e}"),
+                    ("digits % (golden)", "task_accuracy", "{:.2f}"),
+                    ("Pareto", "pareto", "{}")]
+
+
+def write_sweep(results, root, *, accuracy=None) -> dict:
+    """``sweep.json``, ``sweep.md`` and ``pareto.png`` under ``root``. ``accuracy``: the
+    records :func:`attach_accuracy` returned (listed in ``sweep.md``)."""
+    from boards.report import COLUMNS
+
     root = pathlib.Path(root)
+    axis = mark_pareto(results)
     ok = [r for r in results if not r.get("error")]
     write_atomic(root / "sweep.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
+    rows = [dict(r, pareto="yes" if r.get("pareto_front") else None) for r in ok]
     md = ["# Design-space sweep", "", f"{len(ok)} of {len(results)} points built "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).", "",
-          markdown_table(ok + [], None) if ok else "(no successful point)", ""]
+          markdown_table(rows, COLUMNS + ACCURACY_COLUMNS).rstrip("\n") if ok
+          else "(no successful point)",
+          "", f"Pareto axis: efficiency vs {AXIS_LABELS[axis]}.", ""]
+    if axis == "digits":
+        md += ["Baselines (fp-mac, int8-mac, ...) have no trained model on their arithmetic: no "
+               "task accuracy, not on the front (their GEMM error is in the table).", ""]
+    if accuracy:
+        md += ["## Digits accuracy (golden model of the array)", "",
+               "| format | B | golden % | PyTorch % | agreement | epochs | seed | test images "
+               "| train s | record |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for a in accuracy:
+            if a.get("error"):
+                md.append(f"| {a['fmt']} | {a['wbits']} | failed: {a['error']} | | | | | | | |")
+                continue
+            md.append(f"| {a['fmt']} | {a['wbits']} | {a['golden_accuracy']:.2f} | "
+                      f"{a['torch_accuracy']:.2f} | {100 * a['agreement']:.2f} % | "
+                      f"{a['epochs']} | {a['seed']} | {a['samples']} | {a['train_seconds']:.1f} "
+                      f"| `{a.get('file', '')}` |")
+        md.append("")
     errs = [r for r in results if r.get("error")]
     if errs:
         md += ["Failed points:", ""] + [f"- {r['spec']} on {r['board']}: {r['error']}"
                                         for r in errs] + [""]
     write_atomic(root / "sweep.md", "\n".join(md))
-    png = plot_pareto(results, root / "pareto.png")
+    png = plot_pareto(results, root / "pareto.png", axis=axis)
     return {"json": root / "sweep.json", "md": root / "sweep.md", "png": png}

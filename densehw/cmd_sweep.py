@@ -3,8 +3,17 @@
 Every point is synthesised (and placed and routed, exploration mode) by the same job function
 the other flows use (``boards.flow.run_job``), in parallel over ``--jobs`` local processes; points
 are cached by configuration hash under ``--out`` (``build/sweep``). Writes ``sweep.json``,
-``sweep.md`` and ``pareto.png`` (throughput per area against the relative error of a random GEMM
-versus float64).
+``sweep.md`` and ``pareto.png``: throughput per area against an accuracy axis, ``--accuracy``:
+
+* ``digits`` (default): test accuracy on scikit-learn's digits (360 images) of a DenseShift CNN
+  with the point's weight bits, trained for ``--accuracy-epochs`` (default 40, as ``make e2e``;
+  a few seconds per weight width), compiled for ``ArrayConfig(in_fmt=format, wbits=B)`` and run
+  through the array's golden model (``boards.sweep.digits_accuracy``; the ``make e2e`` path).
+  Cached under ``<out>/accuracy/``; one training per weight width, shared by the formats.
+  The baselines (``--baselines``) have no trained model on their arithmetic: no task accuracy,
+  drawn as horizontal lines (efficiency only) and kept off the Pareto front.
+* ``gemm-error``: relative RMS error against float64 of a random GEMM, every point, baselines
+  included (``boards.sweep.gemm_error``); also listed in ``sweep.md`` in the ``digits`` mode.
 """
 
 from __future__ import annotations
@@ -30,6 +39,16 @@ def add_arguments(p):
                    help="parallel local processes (default: all cores)")
     p.add_argument("--baselines", action="store_true",
                    help="also build the fp-multiplier and int8 MAC baselines of each shape")
+    p.add_argument("--accuracy", default="digits", metavar="{digits,gemm-error}",
+                   help="Pareto x axis: digits = test accuracy of a DenseShift CNN trained on "
+                        "sklearn digits, run through the array's golden model (default; "
+                        "shift arrays only); gemm-error = relative RMS error of a random GEMM "
+                        "vs float64 (every point)")
+    p.add_argument("--accuracy-epochs", default=None, metavar="N",
+                   help="training epochs of the digits model (default 40, as make e2e; about "
+                        "3 s per weight width)")
+    p.add_argument("--accuracy-seed", default="0", metavar="S",
+                   help="training seed of the digits model (default 0)")
     p.add_argument("--force", action="store_true", help="rebuild cached points")
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("build/sweep"))
 
@@ -72,6 +91,30 @@ def _devices(text):
     return out
 
 
+def _accuracy_options(args):
+    """``(axis, epochs, seed)`` from the options; one-line errors."""
+    from boards.sweep import ACCURACY_AXES, DEFAULT_ACCURACY_EPOCHS
+
+    if args.accuracy not in ACCURACY_AXES:
+        raise UserError(f"--accuracy must be one of {', '.join(ACCURACY_AXES)}, not "
+                        f"{args.accuracy!r}")
+    epochs = DEFAULT_ACCURACY_EPOCHS
+    if args.accuracy_epochs is not None:
+        try:
+            epochs = int(args.accuracy_epochs)
+        except ValueError:
+            epochs = 0
+        if epochs < 1:
+            raise UserError(f"--accuracy-epochs must be a positive integer, not "
+                            f"{args.accuracy_epochs!r}")
+    try:
+        seed = int(args.accuracy_seed)
+    except ValueError:
+        raise UserError(f"--accuracy-seed must be an integer, not {args.accuracy_seed!r}") \
+            from None
+    return args.accuracy, epochs, seed
+
+
 def run(args) -> int:
     from contract import check_wbits, get_format
 
@@ -85,17 +128,35 @@ def run(args) -> int:
     seeds = _ints(args.seeds, "seeds")
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
+    axis, epochs, acc_seed = _accuracy_options(args)
 
-    from boards.sweep import attach_error, run_jobs, sweep_jobs, write_sweep
+    from boards.sweep import attach_accuracy, digits_accuracy, run_jobs, sweep_jobs, write_sweep
 
     jobs = sweep_jobs(wbits=wbits, formats=formats, shapes=shapes, devices=devices,
                       depth=args.depth, seeds=seeds, root=args.out / "points",
                       baselines=args.baselines)
     print(f"densehw sweep: {len(jobs)} points, {args.jobs} processes, cache {args.out}",
           file=sys.stderr)
+    if axis == "digits":
+        # before synthesis, so that a problem shows in seconds; attach_accuracy reads the cache
+        for fmt in formats:
+            for b in wbits:
+                try:
+                    rec = digits_accuracy(fmt, b, epochs=epochs, seed=acc_seed, root=args.out)
+                except (ValueError, RuntimeError, OSError) as exc:
+                    print(f"densehw sweep: digits accuracy {fmt} B={b} failed: {exc}",
+                          file=sys.stderr)
+                    continue
+                how = "cached" if rec["cached"] else (
+                    f"trained in {rec['train_seconds']:.1f} s" if rec["trained"] else
+                    "export reused")
+                print(f"densehw sweep: digits accuracy {fmt} B={b}: golden "
+                      f"{rec['golden_accuracy']:.2f} % (PyTorch {rec['torch_accuracy']:.2f} %), "
+                      f"{rec['samples']} test images, {epochs} epochs, seed {acc_seed}, {how}",
+                      file=sys.stderr)
     results = run_jobs(jobs, workers=args.jobs, force=args.force)
-    attach_error(results)
-    paths = write_sweep(results, args.out)
+    records = attach_accuracy(results, axis=axis, epochs=epochs, seed=acc_seed, root=args.out)
+    paths = write_sweep(results, args.out, accuracy=records)
     failed = sum(1 for r in results if r.get("error"))
     print(f"densehw sweep: {len(results) - failed} built, {failed} failed; "
           f"{paths['md']}, {paths['png']}", file=sys.stderr)
