@@ -557,9 +557,11 @@ def _memory_bits(path: pathlib.Path) -> int:
 
 def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
              seeds=(1, 2, 3), target_mhz: float | None = None, explore: bool = False,
-             pnr: bool = True, timeout: float = 3600) -> dict:
+             pnr: bool = True, timeout: float = 3600, pnr_jobs: int = 1) -> dict:
     """Synthesise (and place and route) ``design``; return the input of
     :func:`boards.report.summarise`: resources, per-seed timing, tool versions, runtimes.
+    ``pnr_jobs`` nextpnr seeds run at the same time (the sweep and the bench keep 1 and run
+    points in parallel instead).
 
     ``timing_met`` tells whether every seed met ``target_mhz``; callers in the default mode
     (``explore=False``) must treat a miss as a failure (the command line writes the report, then
@@ -600,8 +602,14 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
                   capacity={"luts": dev["luts"], "brams": dev["brams"], "dsps": dev["dsps"]},
                   target_mhz=target_mhz, seeds=list(seeds) if pnr else [], runs=[])
     if pnr:
-        for seed in seeds:
-            run = _pnr(board, dev, workdir, seed, target_mhz, explore, timeout)
+        # the seeds are independent runs on the same netlist: in parallel when pnr_jobs > 1
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = max(1, min(int(pnr_jobs), len(seeds)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            runs = list(pool.map(lambda s: _pnr(board, dev, workdir, s, target_mhz, explore,
+                                                timeout), seeds))
+        for seed, run in zip(seeds, runs, strict=True):
             result["runs"].append(run)
             if run["fmax_mhz"] is None:
                 msg = (f"nextpnr seed {seed} gave no timing report (exit {run['returncode']}, "

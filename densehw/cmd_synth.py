@@ -10,6 +10,7 @@ with a ``kind`` (``array``, ``dot``, ``fp-mac``, ``int8-mac``, ``shift-fpadd``, 
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 
@@ -24,6 +25,8 @@ def add_arguments(p):
     p.add_argument("--config", type=pathlib.Path,
                    help="TOML or JSON: array configuration keys, or a design spec with 'kind'")
     p.add_argument("--seeds", default="1,2,3", help="nextpnr seeds, comma separated (1,2,3)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="seeds placed and routed at the same time (default: all cores)")
     p.add_argument("--target-mhz", type=float,
                    help="clock target for place and route (ice40 40, ecp5 150)")
     p.add_argument("--explore", action="store_true",
@@ -47,6 +50,8 @@ def run(args) -> int:
     from boards import flow, report
 
     seeds = parse_seeds(args.seeds)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {args.jobs}")
     spec = (flow.load_spec(args.config) if args.config
             else flow.default_spec(args.board, args.device))
     try:
@@ -59,7 +64,7 @@ def run(args) -> int:
     try:
         res = flow.run_flow(design, board=args.board, device=args.device, workdir=workdir,
                             seeds=seeds, target_mhz=args.target_mhz, explore=args.explore,
-                            pnr=not args.no_pnr)
+                            pnr=not args.no_pnr, pnr_jobs=args.jobs)
     except flow.FlowError as exc:
         raise UserError(str(exc)) from None
     summary = report.summarise(res)

@@ -116,8 +116,12 @@ def test_real_ice40_flow_small_baseline():
     wd = ROOT / "build" / "test-synth" / "int8_ice40"
     shutil.rmtree(wd, ignore_errors=True)
     design = flow.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
-    res = flow.run_flow(design, board="ice40", workdir=wd, seeds=(1,), target_mhz=20,
-                        explore=True)
+    res = flow.run_flow(design, board="ice40", workdir=wd, seeds=(1, 2), target_mhz=20,
+                        explore=True, pnr_jobs=2)
+    # the two seeds ran side by side, each with its own log and timing report
+    assert [r["seed"] for r in res["runs"]] == [1, 2]
+    assert all((wd / f"pnr_seed{seed}.log").is_file() for seed in (1, 2))
+    assert all(r["fmax_mhz"] for r in res["runs"])
     s = report.summarise(res)
     assert 20 < s["luts"] < 400, s["cells"]
     assert s["dsps"] == 1                       # the 8x8 product maps to one SB_MAC16 (-dsp)
@@ -401,6 +405,7 @@ def test_cli_synth_errors(tmp_path, capsys):
     assert main(["synth", "--board", "asic", "--config", str(tmp_path / "none.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["synth", "--seeds", "a,b", "--board", "asic"]) == 2
+    assert main(["synth", "--jobs", "0", "--board", "asic"]) == 2
     assert "--seeds must be" in capsys.readouterr().err
     spec = tmp_path / "spec.toml"
     spec.write_text('kind = "int8-mac"\nrows = 1\ncols = 1\n')
