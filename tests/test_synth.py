@@ -405,8 +405,9 @@ def test_cli_synth_errors(tmp_path, capsys):
     assert main(["synth", "--board", "asic", "--config", str(tmp_path / "none.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["synth", "--seeds", "a,b", "--board", "asic"]) == 2
-    assert main(["synth", "--jobs", "0", "--board", "asic"]) == 2
     assert "--seeds must be" in capsys.readouterr().err
+    assert main(["synth", "--jobs", "0", "--board", "asic"]) == 2
+    assert "--jobs must be at least 1, not 0" in capsys.readouterr().err
     spec = tmp_path / "spec.toml"
     spec.write_text('kind = "int8-mac"\nrows = 1\ncols = 1\n')
     assert flow.load_spec(spec) == {"kind": "int8-mac", "rows": 1, "cols": 1}
