@@ -13,7 +13,10 @@ Lowering rules (``docs/deployment.md`` has the arithmetic):
   bit flipped, the array adds the bias ``c / |s|`` (rounded once to ``out_fmt``), applies the
   ReLU, and a host ``affine`` step multiplies by ``|s|`` (rounded to fp32), because
   ``relu(s*y + c) = |s| * relu(sign(s)*y + c/|s|)``. A channel with ``s = 0`` gets scale 0 and
-  the constant ``relu(c)`` as a host shift.
+  the constant ``relu(c)`` as a host shift. When the layer's largest weight ``2**(e0 + p)``
+  exceeds ``2**WEIGHT_EXP_LIMIT``, ``k`` powers of two move from the weights into the host
+  scale (``e0 - k``, bias ``c / (|s| 2**k)``, scale ``|s| 2**k``; exact), so that wide codes
+  (B = 5) do not overflow fp16 outputs.
 * full-precision ``Linear``/``Conv`` (first and last layers) -> host ``fp_*`` step with BN and
   ReLU fused; BatchNorm alone -> host ``affine``; ``MaxPool``, ``AdaptiveAvgPool(1)``,
   residual ``+``, ``ReLU``, ``Flatten`` -> host steps.
@@ -42,6 +45,11 @@ from .export import load as load_export
 from .layers import is_shift_layer
 from .program import Program, ProgramError
 from .runtime import round_to_format
+
+#: Largest weight exponent ``e0 + p`` a compiled array layer keeps when its BatchNorm can absorb
+#: the excess (see :meth:`_Lowering.shift_layer`): weights up to 2**7 keep the outputs of
+#: formats with five exponent bits (fp16, fp8_e5m2) clear of overflow for unit-scale activations.
+WEIGHT_EXP_LIMIT = 7
 
 __all__ = ["CompileError", "compile_model", "default_input", "LOGITS_FMT"]
 
@@ -202,10 +210,19 @@ class _Lowering:
             raise CompileError(f"layer {name}: K={k} exceeds the array depth {cfg.depth} "
                                f"(config {cfg.name}); a longer dot product cannot be split "
                                f"without a second rounding")
-        if not cfg.e0_min <= rec.e0 <= cfg.e0_max:
-            raise CompileError(f"layer {name}: e0={rec.e0} is outside the array's range "
-                               f"[{cfg.e0_min}, {cfg.e0_max}] (config {cfg.name})")
         bn, last, relu, names = self.fuse(node)
+        # With a BatchNorm to fold, a power of two of its scale can move into e0 for free
+        # (exact: weights and bias times 2**-k, host scale times 2**k). Done when the layer's
+        # largest weight exceeds 2**WEIGHT_EXP_LIMIT, which would push the array's outputs
+        # towards the top of narrow formats (fp16 overflows with 5-bit codes at e0 = 0).
+        e0 = int(rec.e0)
+        e0_shift = 0
+        if bn is not None:
+            e0_shift = max(0, min(e0 + int(p.max()) - WEIGHT_EXP_LIMIT, e0 - cfg.e0_min))
+            e0 -= e0_shift
+        if not cfg.e0_min <= e0 <= cfg.e0_max:
+            raise CompileError(f"layer {name}: e0={e0} is outside the array's range "
+                               f"[{cfg.e0_min}, {cfg.e0_max}] (config {cfg.name})")
         bias = None if mod.bias is None else mod.bias.detach().double().numpy()
         scale = shift = None
         if bn is not None:
@@ -215,8 +232,8 @@ class _Lowering:
             sign = sign ^ neg[:, None].astype(np.uint8)
             mag = np.abs(s)
             zero = mag == 0
-            bias = np.where(zero, 0.0, c / np.where(zero, 1.0, mag))
-            scale = mag.astype(np.float32).astype(np.float64)   # RNE to fp32, exact back
+            bias = np.where(zero, 0.0, c / np.where(zero, 1.0, mag)) * 2.0 ** -e0_shift
+            scale = mag.astype(np.float32).astype(np.float64) * 2.0 ** e0_shift   # RNE to fp32
             if zero.any():
                 shift = np.where(zero, np.maximum(c, 0.0) if relu else c, 0.0)
         codes = make_code(sign, p, cfg.wbits)
@@ -227,14 +244,15 @@ class _Lowering:
         n = int(np.prod(out_shape[1:])) if kind != "linear" else 1
         x = self.array_input(self.arg(node), name)
         fields = {"name": name, "n": n, "k": int(k), "m": int(m), "wbits": cfg.wbits,
-                  "e0": int(rec.e0),
+                  "e0": e0,
                   "weights": self.blob(f"{name}.codes", pack_codes(codes, cfg.wbits)),
                   "bias": None if bias_bits is None else self.blob(
                       f"{name}.bias", bias_bits.astype("<u4")),
                   "relu": relu, **geo}
         if bn is not None:
             fields["bn_fold"] = {"negated_channels": int((s < 0).sum()),
-                                 "zero_scale_channels": int((s == 0).sum())}
+                                 "zero_scale_channels": int((s == 0).sum()),
+                                 "e0_shift": e0_shift}
         v = self.emit(kind, "array", [x], out_shape, cfg.out_fmt.name, [name] + names, **fields)
         if bn is None:
             self.steps[-1]["torch_node"] = last.name
