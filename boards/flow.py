@@ -114,9 +114,12 @@ class Design:
 #: depth 512): UP5K 2x2 = 3135 LUT4 (fits), 4x4 = 5883 LUT4 (> 5280, does not place);
 #: ECP5 2x2 = 2293 LUT, 4x4 = 4353 LUT (~172 LUT per extra PE).
 DEFAULT_ARRAYS = {
+    # 3079 LUT4; a 2x3 needs 5361 of 5280 logic cells with the I/O harness
     ("ice40", "up5k"): {"rows": 2, "cols": 2, "depth": 512},
     ("ice40", "hx8k"): {"rows": 4, "cols": 4, "depth": 512},     # 5883 of 7680 LUT4 (no DSP)
-    ("ecp5", "25f"): {"rows": 8, "cols": 8, "depth": 512},       # extrapolated ~12.6k of 24k
+    # 12261 LUT, 70 % of the slices' LUTs with carries and harness; a 10x8 fits (85 %) but
+    # nextpnr's placer did not finish in 20 minutes
+    ("ecp5", "25f"): {"rows": 8, "cols": 8, "depth": 512},
     ("ecp5", "85f"): {"rows": 16, "cols": 16, "depth": 512},     # extrapolated ~46k of 84k
     ("asic", "generic"): {"rows": 8, "cols": 8, "depth": 512},
 }
