@@ -255,19 +255,35 @@ class BoardTop(Elaboratable):
         return m
 
 
+#: Programming tools some amaranth-boards platforms list as required; the flows only build images.
+PROGRAMMERS = ("openFPGALoader", "iceprog", "fujprog", "ujprog")
+
+
+def _build_only(platform_cls):
+    """``platform_cls`` without its programmer among the required tools: building an image does
+    not need it (``do_program`` is never set here), and amaranth checks every required tool."""
+    class BuildOnly(platform_cls):
+        @property
+        def required_tools(self):
+            return [t for t in super().required_tools if t not in PROGRAMMERS]
+
+    BuildOnly.__name__ = BuildOnly.__qualname__ = platform_cls.__name__
+    return BuildOnly
+
+
 def _icebreaker():
     from amaranth_boards.icebreaker import ICEBreakerPlatform
-    return ICEBreakerPlatform()
+    return _build_only(ICEBreakerPlatform)()
 
 
 def _ulx3s_25f():
     from amaranth_boards.ulx3s import ULX3S_25F_Platform
-    return ULX3S_25F_Platform()
+    return _build_only(ULX3S_25F_Platform)()
 
 
 def _ulx3s_85f():
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
-    return ULX3S_85F_Platform()
+    return _build_only(ULX3S_85F_Platform)()
 
 
 BOARDS = {"icebreaker": _icebreaker, "ulx3s-25f": _ulx3s_25f, "ulx3s-85f": _ulx3s_85f}

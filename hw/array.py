@@ -750,14 +750,19 @@ class PEArray(wiring.Component):
         guard = rr.window[0]
         q = rr.window[1:keep]
         inc = guard & (rr.sticky | q[0])
-        packed = Cat(q[:frac], rr.field_m1 + q[frac]) + inc
+        biased = rr.field_m1 + q[frac]               # the exponent field before the increment
+        packed = Cat(q[:frac], biased) + inc
+        # overflow from the short exponent sum, beside the carry chain rather than after it
+        mant_carry = inc & q[:frac].all()
+        overflow = (biased >= fmt.exp_max_field) | (mant_carry
+                                                    & (biased == fmt.exp_max_field - 1))
         p_valid = Signal()
         pp = Signal(data.StructLayout({
             "number": fmt.width - 1, "overflow": 1, "sign": 1, "zero": 1, "flags": flags_l,
             "last": 1, "last_layer": 1}))
         m.d.sync += [
             p_valid.eq(r_valid), pp.number.eq(packed[:fmt.width - 1]),
-            pp.overflow.eq((packed >> frac) >= fmt.exp_max_field),
+            pp.overflow.eq(overflow),
             pp.sign.eq(rr.sign), pp.zero.eq(rr.zero), pp.flags.eq(rr.flags),
             pp.last.eq(rr.last), pp.last_layer.eq(rr.last_layer),
         ]

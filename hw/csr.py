@@ -14,8 +14,9 @@ the gateware:
 * ``rc`` counters count the ``ev`` bits (one per counter, in map order) and clear on ``START``.
 
 Bus behaviour: one write and one read at a time; a write is taken when both ``awvalid`` and
-``wvalid`` are high, answered ``OKAY`` on ``b``; reads are answered ``OKAY`` three clocks after
-``ar`` with the register value (unmapped addresses read 0, writes to them are ignored).
+``wvalid`` are high, applied one clock later and then answered ``OKAY`` on ``b``; reads are
+answered ``OKAY`` three clocks after ``ar`` with the register value (unmapped addresses read 0,
+writes to them are ignored).
 """
 
 from __future__ import annotations
@@ -96,36 +97,44 @@ class CSRBlock(wiring.Component):
         error = Signal(self._n_err)
         counters = {name: Signal(32, name=f"cnt_{name.lower()}") for name in _rc_names()}
 
-        # write channel
+        # write channel: a write is taken into registers, applied in the next clock and then
+        # answered on b (so the register decode starts from flip-flops: a short path)
         bvalid = Signal()
-        take_w = bus.awvalid & bus.wvalid & ~bvalid
+        w_pend = Signal()
+        w_word = Signal(CSR_ADDR_WIDTH - 2)
+        w_data = Signal(32)
+        w_strb = Signal(4)
+        take_w = bus.awvalid & bus.wvalid & ~bvalid & ~w_pend
         m.d.comb += [bus.awready.eq(take_w), bus.wready.eq(take_w), bus.bvalid.eq(bvalid),
                      bus.bresp.eq(0)]
+        m.d.sync += w_pend.eq(take_w)
         with m.If(take_w):
+            m.d.sync += [w_word.eq(bus.awaddr[2:CSR_ADDR_WIDTH]), w_data.eq(bus.wdata),
+                         w_strb.eq(bus.wstrb)]
+        with m.If(w_pend):
             m.d.sync += bvalid.eq(1)
         with m.Elif(bus.bready):
             m.d.sync += bvalid.eq(0)
-        waddr = bus.awaddr[2:CSR_ADDR_WIDTH]
-        start = take_w & (waddr == word["CTRL"]) & bus.wstrb[0] & bus.wdata[0]
+        start = w_pend & (w_word == word["CTRL"]) & w_strb[0] & w_data[0]
         m.d.comb += self.start.eq(start)
         for name, reg in regs.items():
-            with m.If(take_w & (waddr == word[name])):
+            with m.If(w_pend & (w_word == word[name])):
                 for i in range(4):
-                    with m.If(bus.wstrb[i]):
-                        m.d.sync += reg[8 * i:8 * i + 8].eq(bus.wdata[8 * i:8 * i + 8])
+                    with m.If(w_strb[i]):
+                        m.d.sync += reg[8 * i:8 * i + 8].eq(w_data[8 * i:8 * i + 8])
             if name == "CTRL":
                 m.d.sync += reg[0].eq(0)          # START is a pulse, never stored
         # CTRL shows the options being written in the cycle of the START pulse
         ctrl_next = Signal(32)
         m.d.comb += ctrl_next.eq(regs["CTRL"])
-        with m.If(take_w & (waddr == word["CTRL"])):
+        with m.If(w_pend & (w_word == word["CTRL"])):
             for i in range(4):
-                with m.If(bus.wstrb[i]):
-                    m.d.comb += ctrl_next[8 * i:8 * i + 8].eq(bus.wdata[8 * i:8 * i + 8])
+                with m.If(w_strb[i]):
+                    m.d.comb += ctrl_next[8 * i:8 * i + 8].eq(w_data[8 * i:8 * i + 8])
         m.d.comb += self.ctrl.eq(ctrl_next)
         clear_err = Signal(self._n_err)
-        with m.If(take_w & (waddr == word["ERROR"]) & bus.wstrb[0]):
-            m.d.comb += clear_err.eq(bus.wdata[:self._n_err])
+        with m.If(w_pend & (w_word == word["ERROR"]) & w_strb[0]):
+            m.d.comb += clear_err.eq(w_data[:self._n_err])
         m.d.sync += error.eq((error & ~clear_err) | self.err)
         start_q = Signal()                        # counters clear one clock later (short path)
         m.d.sync += start_q.eq(start)
