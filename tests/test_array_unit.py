@@ -511,3 +511,33 @@ def test_pe_products_exhaustive_fp8():
     sim.run()
     assert not bad, f"{len(bad)} mismatches, first: x, code, (acc, nan, pinf, ninf, neg0) " \
                     f"got / expected: {bad[:3]}"
+
+
+def test_rounding_at_the_overflow_boundary():
+    """Sums around the largest finite fp16 value: below, exactly at and above the rounding
+    midpoint to infinity (65520), with the significand's increment carrying into the exponent
+    field (the rounder computes overflow beside its carry chain), in both signs; plus a carry
+    into the exponent that stays finite (2047 + 0.5 rounds to 2048)."""
+    from fractions import Fraction
+
+    from contract import FP16
+
+    cfg = ArrayConfig(rows=2, cols=2, depth=16)
+    big = FP16.from_fraction(65504)
+    # x row 0: [65504, 16, 0]; row 1: [2047, 0.5, 0]  (codes: +2**0 for every weight, e0 = 0)
+    x = np.array([[big, FP16.from_fraction(16), 0],
+                  [FP16.from_fraction(2047), FP16.from_fraction(Fraction(1, 2)), 0]],
+                 dtype=np.int64)
+    codes = np.zeros((4, 3), dtype=np.int64)            # s = 0, p = 0
+    # channel biases shift the totals across the boundaries
+    bias = np.array([FP16.from_fraction(-1), 0, FP16.from_fraction(-17),
+                     FP16.from_fraction(-2048 * 2)], dtype=np.int64)
+    neg = x.copy()
+    neg[:, :2] |= 1 << 15                                # the same sums, negative
+    layers = [layer_dict(x, codes, 0, bias), layer_dict(neg, codes, 0, bias)]
+    run_and_check(cfg, layers, seed=0)
+    want = gemm_golden(x, codes, 0, in_fmt=cfg.in_fmt, wbits=cfg.wbits, bias_bits=bias,
+                       config=cfg.dot_config).numpy()
+    # the cases the test is about are really there: inf, the largest finite, a finite carry
+    assert FP16.pos_inf in want[0] and big in want[0]
+    assert FP16.from_fraction(2048) in want[1]
