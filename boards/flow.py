@@ -41,6 +41,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from contract.files import RTL_SOURCES, source_fingerprint
+
 __all__ = [
     "BOARDS", "DEVICES", "DEFAULT_ARRAYS", "default_spec", "load_spec", "NAND2_WEIGHTS", "Design",
     "FlowError", "make_design", "design_from_verilog",
@@ -585,7 +587,8 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
     result = {"board": board, "device": device, "device_name": dev["name"],
               "design": design.name, "kind": design.kind, "top": design.top,
               "config": design.config, "macs_per_cycle": design.macs_per_cycle,
-              "tool_versions": tool_versions(board), "explore": explore}
+              "tool_versions": tool_versions(board), "explore": explore,
+              "rtl_fingerprint": source_fingerprint(RTL_SOURCES)}
     if board == "asic":
         cells, depth, mem_bits, secs = _synth_asic(design, workdir, timeout)
         gates = {k: v for k, v in cells.items() if not k.startswith("$mem")

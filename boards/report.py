@@ -33,6 +33,7 @@ def summarise(res: dict) -> dict:
         "config": res["config"], "macs_per_cycle": macs,
         "tool_versions": res["tool_versions"], "seeds": res.get("seeds", []),
         "explore": res.get("explore", False), "cells": res.get("cells", {}),
+        "rtl_fingerprint": res.get("rtl_fingerprint"),
         "synth_seconds": res.get("synth_seconds"), "seconds": res.get("seconds"),
     }
     if res["board"] == "asic":

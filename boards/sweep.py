@@ -50,14 +50,9 @@ GENERATOR_SOURCES = ("contract/*.py", "hw/*.py", "boards/baselines.py", "boards/
 
 def generator_fingerprint() -> str:
     """Hash of :data:`GENERATOR_SOURCES` (paths and contents, sorted)."""
-    import hashlib
+    from contract.files import source_fingerprint
 
-    root = pathlib.Path(__file__).resolve().parent.parent
-    digest = hashlib.sha1()
-    for path in sorted(p for pattern in GENERATOR_SOURCES for p in root.glob(pattern)):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+    return source_fingerprint(GENERATOR_SOURCES)
 
 
 def job_key(job: dict) -> str:

@@ -6,7 +6,12 @@ import os
 import pathlib
 import tempfile
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "source_fingerprint", "RTL_SOURCES"]
+
+#: The sources that decide the array RTL: the contract and the Amaranth generators.
+RTL_SOURCES = ("contract/*.py", "hw/*.py")
+
+_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def _umask() -> int:
@@ -36,3 +41,16 @@ def write_atomic(path, data: str | bytes, *, make_parents: bool = False) -> path
             pass
         raise
     return path
+
+
+def source_fingerprint(patterns) -> str:
+    """Short hash of the repository files matching the glob ``patterns`` (relative to the
+    repository root): their paths and contents, in sorted order. Equal fingerprints mean the
+    same sources (e.g. of the RTL generator, :data:`RTL_SOURCES`)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for path in sorted({p for pattern in patterns for p in _ROOT.glob(pattern)}):
+        digest.update(path.relative_to(_ROOT).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]

@@ -187,6 +187,9 @@ def performance(program, measured: dict, samples: int = 1) -> dict:
 
 def projection(program, cycles_per_sample: int, reports_dir: Path) -> tuple[list | None, str]:
     from contract.array import ArrayConfig
+    from contract.files import RTL_SOURCES, source_fingerprint
+
+    rtl_now = source_fingerprint(RTL_SOURCES)
 
     files = sorted(glob.glob(str(reports_dir / "*" / "*" / "summary.json")))
     if not files:
@@ -209,12 +212,17 @@ def projection(program, cycles_per_sample: int, reports_dir: Path) -> tuple[list
         latency_us = cycles_per_sample / fmax
         out.append({"board": rep.get("board"), "design": rep.get("design"), "report": f,
                     "fmax_mhz": fmax, "timing_met": rep.get("timing_met"),
-                    "config_matches_program": match, "latency_us": round(latency_us, 3),
+                    "config_matches_program": match,
+                    "rtl_matches": rep.get("rtl_fingerprint") == rtl_now,
+                    "latency_us": round(latency_us, 3),
                     "fps": round(1e6 / latency_us, 1)})
     note = ("latency = array cycles per sample (cycle model above, batch 1) / Fmax; host steps "
             "and data transfer excluded")
     if out and not any(p["config_matches_program"] for p in out):
         note += "; WARNING: no board report is for this program's array configuration"
+    if any(not p["rtl_matches"] for p in out):
+        note += ("; WARNING: some board reports were made from other RTL sources (rtl_matches "
+                 "false: re-run the synthesis flow)")
     if not out:
         return None, f"{len(files)} board reports, none of the PE array with an Fmax"
     return out, note
@@ -374,5 +382,6 @@ def summarize(paths, *, title: str = "e2e") -> int:
         for proj in r.get("projection") or []:
             print(f"    {proj['board']}: Fmax {proj['fmax_mhz']} MHz -> {proj['latency_us']} us, "
                   f"{proj['fps']} frames/s"
-                  + ("" if proj["config_matches_program"] else " (other config!)"))
+                  + ("" if proj["config_matches_program"] else " (other config!)")
+                  + ("" if proj.get("rtl_matches", True) else " (older RTL!)"))
     return bad

@@ -122,9 +122,12 @@ def test_projection_uses_matching_board_reports(compiled):
     boards = compiled / "reports" / "ice40" / "x"
     boards.mkdir(parents=True)
     cfg = ArrayConfig()
+    from contract.files import RTL_SOURCES, source_fingerprint
+
     (boards / "summary.json").write_text(json.dumps({
         "kind": "shift-array", "board": "ice40", "design": "x", "config": cfg.to_dict(),
-        "fmax_mhz": 50.0, "timing_met": True}))
+        "fmax_mhz": 50.0, "timing_met": True,
+        "rtl_fingerprint": source_fingerprint(RTL_SOURCES)}))
     other = compiled / "reports" / "ecp5" / "y"
     other.mkdir(parents=True)
     (other / "summary.json").write_text(json.dumps({
@@ -138,5 +141,8 @@ def test_projection_uses_matching_board_reports(compiled):
     cycles = rep["cycles"]["total_per_sample"]
     assert proj["ice40"]["config_matches_program"] is True
     assert proj["ecp5"]["config_matches_program"] is False
+    # a report without (or with another) RTL fingerprint was made from other sources
+    assert proj["ice40"]["rtl_matches"] is True and proj["ecp5"]["rtl_matches"] is False
+    assert "made from other RTL sources" in rep["projection_note"]
     assert proj["ice40"]["latency_us"] == pytest.approx(cycles / 50.0, rel=1e-3)
     assert proj["ice40"]["fps"] == pytest.approx(50e6 / cycles, rel=1e-3)

@@ -131,8 +131,12 @@ def test_real_ice40_flow_small_baseline():
     folder = report.write_report(s, wd / "reports")
     data = json.loads((folder / "summary.json").read_text())
     for key in ("device", "config", "luts", "ffs", "carries", "brams", "dsps", "fmax_mhz",
-                "macs_per_cycle", "gmacs", "mmacs_per_klut", "tool_versions", "seeds"):
+                "macs_per_cycle", "gmacs", "mmacs_per_klut", "tool_versions", "seeds",
+                "rtl_fingerprint"):
         assert key in data, key
+    from contract.files import RTL_SOURCES, source_fingerprint
+
+    assert data["rtl_fingerprint"] == source_fingerprint(RTL_SOURCES)
     assert "MMAC/s per kLUT" in (folder / "summary.md").read_text()
 
 
