@@ -21,7 +21,7 @@ writes to them are ignored).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -150,38 +150,29 @@ class CSRBlock(wiring.Component):
         values["ERROR"] = error
         values.update(regs)
         values.update(counters)
-        # three clocks per read: the address is registered, then each group of four words is
-        # narrowed to one value (by the low address bits), then the group is picked, so that no
-        # path crosses the whole read multiplexer
+        # three clocks per read: the address is registered, then decoded into one select flip-flop
+        # per register, then the selected value is picked by an AND-OR tree, so that no path
+        # crosses the whole read multiplexer (and the stages cost 1 flip-flop per register, not
+        # one per data bit)
         by_word = {reg.offset >> 2: values.get(reg.name, 0) for reg in REGISTERS}
-        groups = sorted({w >> 2 for w in by_word})
         rvalid = Signal()
-        rstage = Signal(2)                         # one-hot: address held, groups narrowed
+        rstage = Signal(2)                         # one-hot: address held, address decoded
         rdata = Signal(32)
         raddr = Signal(abits)
-        gvals = {g: Signal(32, name=f"rgroup{g}") for g in groups}
+        rsel = {w: Signal(name=f"rsel{w}") for w in by_word}
         idle = ~rvalid & ~rstage.any()
         m.d.comb += [bus.arready.eq(idle), bus.rvalid.eq(rvalid),
                      bus.rdata.eq(rdata), bus.rresp.eq(0)]
         m.d.sync += rstage.eq(Cat(bus.arvalid & idle, rstage[0]))
         with m.If(bus.arvalid & idle):
             m.d.sync += raddr.eq(bus.araddr[2:CSR_ADDR_WIDTH])
-        for g, gval in gvals.items():
-            with m.Switch(raddr[:2]):
-                for low in range(4):
-                    if (g << 2) | low in by_word:
-                        with m.Case(low):
-                            m.d.sync += gval.eq(by_word[(g << 2) | low])
-                with m.Default():
-                    m.d.sync += gval.eq(0)
+        for w, sel in rsel.items():
+            m.d.sync += sel.eq(~raddr.any() if w == 0 else raddr == w)   # (lints clean)
+        picked = 0
+        for w, sel in rsel.items():
+            picked = picked | Mux(sel, by_word[w], 0)
         with m.If(rstage[1]):
-            m.d.sync += rvalid.eq(1)
-            with m.Switch(raddr[2:]):
-                for g, gval in gvals.items():
-                    with m.Case(g):
-                        m.d.sync += rdata.eq(gval)
-                with m.Default():
-                    m.d.sync += rdata.eq(0)
+            m.d.sync += [rvalid.eq(1), rdata.eq(picked)]
         with m.Elif(rvalid & bus.rready):
             m.d.sync += rvalid.eq(0)
         assert abits > 0
