@@ -23,7 +23,7 @@ import sys
 import time
 
 from boards.report import write_atomic
-from boards.sweep import attach_error, job_key, run_jobs
+from boards.sweep import attach_error, make_job, run_jobs
 
 __all__ = ["bench_specs", "bench_jobs", "compare", "comparison_table", "plot_bench", "main"]
 
@@ -51,15 +51,9 @@ def bench_specs(rows, cols, *, depth=512):
 
 def bench_jobs(sizes, *, devices=DEVICES, seeds=(1, 2, 3), root="build/bench/cache",
                depth=512):
-    jobs = []
-    for board, device in devices:
-        for rows, cols in sizes:
-            for spec in bench_specs(rows, cols, depth=depth):
-                job = {"spec": spec, "board": board, "device": device, "seeds": list(seeds),
-                       "target_mhz": None, "explore": True, "pnr": board != "asic"}
-                job["workdir"] = str(pathlib.Path(root) / job_key(job))
-                jobs.append(job)
-    return jobs
+    return [make_job(spec, board, device, seeds=seeds, explore=True, root=root)
+            for board, device in devices for rows, cols in sizes
+            for spec in bench_specs(rows, cols, depth=depth)]
 
 
 def _size(r):

@@ -408,8 +408,10 @@ def _check_workdir(workdir: pathlib.Path):
 
 
 def _run(cmd, cwd: pathlib.Path, log_name: str, timeout: float, ok_codes=(0,)):
-    """Run a tool in ``cwd``; return ``(returncode, log_text)`` where the log is the file the
-    tool wrote with ``-l`` (stdout/stderr are kept in ``<log>.out``)."""
+    """Run a tool in ``cwd``; return ``(returncode, log_text, seconds)`` where the log is the file
+    the tool wrote with ``-l`` (its stdout and stderr when it wrote none; both are kept in
+    ``<log>.out``). An exit code outside ``ok_codes`` raises :class:`FlowError` (``None``: any
+    code is returned)."""
     t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -417,8 +419,9 @@ def _run(cmd, cwd: pathlib.Path, log_name: str, timeout: float, ok_codes=(0,)):
         raise FlowError(f"{cmd[0]} timed out after {timeout:.0f} s (in {cwd})") from None
     (cwd / f"{log_name}.out").write_text(proc.stdout + proc.stderr)
     log_path = cwd / log_name
-    log = log_path.read_text(errors="replace") if log_path.exists() else ""
-    if proc.returncode not in ok_codes:
+    log = (log_path.read_text(errors="replace") if log_path.exists()
+           else proc.stdout + proc.stderr)
+    if ok_codes is not None and proc.returncode not in ok_codes:
         tail = (log or proc.stdout + proc.stderr).strip().splitlines()[-5:]
         raise FlowError(f"{cmd[0]} failed (exit {proc.returncode}, log {log_path}): "
                         + " | ".join(tail))
@@ -505,16 +508,9 @@ def _pnr(board, dev, workdir, seed, target_mhz, explore, timeout):
     cmd += ["--pcf-allow-unconstrained"] if board == "ice40" else ["--lpf-allow-unconstrained"]
     if explore:
         cmd.append("--timing-allow-fail")
-    t0 = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise FlowError(f"{exe} timed out after {timeout:.0f} s (in {workdir})") from None
-    (workdir / f"{log_name}.out").write_text(proc.stdout + proc.stderr)
-    log = (workdir / log_name).read_text(errors="replace") if (workdir / log_name).exists() \
-        else proc.stdout + proc.stderr
+    returncode, log, secs = _run(cmd, workdir, log_name, timeout, ok_codes=None)
     res = parse_nextpnr_log(log)
-    res.update(seed=seed, returncode=proc.returncode, seconds=round(time.monotonic() - t0, 1))
+    res.update(seed=seed, returncode=returncode, seconds=round(secs, 1))
     return res
 
 

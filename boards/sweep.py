@@ -36,7 +36,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from boards import flow
 from boards.report import markdown_table, write_atomic
 
-__all__ = ["sweep_jobs", "run_jobs", "gemm_error", "pareto_front", "plot_pareto", "job_key",
+__all__ = ["sweep_jobs", "make_job", "run_jobs", "gemm_error", "pareto_front", "plot_pareto",
+           "job_key",
            "generator_fingerprint", "GENERATOR_SOURCES", "attach_error", "attach_accuracy",
            "digits_accuracy", "accuracy_paths", "mark_pareto", "plot_axis", "write_sweep",
            "ACCURACY_AXES", "DEFAULT_ACCURACY_EPOCHS"]
@@ -79,14 +80,17 @@ def sweep_jobs(*, wbits=(3,), formats=("fp16",), shapes=((4, 4),), devices=(("ic
                 specs.append({"kind": "fp-mac", "fmt": fmt, "rows": rows, "cols": cols})
         for rows, cols in shapes:
             specs.append({"kind": "int8-mac", "rows": rows, "cols": cols})
-    jobs = []
-    for board, device in devices:
-        for spec in specs:
-            job = {"spec": spec, "board": board, "device": device, "seeds": list(seeds),
-                   "target_mhz": None, "explore": explore, "pnr": board != "asic"}
-            job["workdir"] = str(pathlib.Path(root) / job_key(job))
-            jobs.append(job)
-    return jobs
+    return [make_job(spec, board, device, seeds=seeds, explore=explore, root=root)
+            for board, device in devices for spec in specs]
+
+
+def make_job(spec: dict, board: str, device: str, *, seeds, explore: bool, root) -> dict:
+    """The job dict of one point (place and route on FPGAs, default clock target), its work
+    folder named by :func:`job_key` under ``root`` (the cache)."""
+    job = {"spec": spec, "board": board, "device": device, "seeds": list(seeds),
+           "target_mhz": None, "explore": explore, "pnr": board != "asic"}
+    job["workdir"] = str(pathlib.Path(root) / job_key(job))
+    return job
 
 
 def _cached(job):

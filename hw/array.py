@@ -43,7 +43,7 @@ from .pe import (
     row_decode_layout,
     row_layout,
 )
-from .rounding import finalizer_geometry
+from .rounding import finalizer_geometry, select_result
 
 __all__ = ["PEArray", "act_layout", "wgt_layout", "res_layout"]
 
@@ -767,20 +767,12 @@ class PEArray(wiring.Component):
             pp.last.eq(rr.last), pp.last_layer.eq(rr.last_layer),
         ]
         number = Mux(pp.overflow, fmt.pos_inf, pp.number)
-        rounded = Signal(fmt.width)
         fl = pp.flags
-        with m.If(fl.nan | (fl.pinf & fl.ninf)):
-            m.d.comb += rounded.eq(fmt.canonical_nan)
-        with m.Elif(fl.pinf):
-            m.d.comb += rounded.eq(fmt.pos_inf)
-        with m.Elif(fl.ninf):
-            m.d.comb += rounded.eq(fmt.neg_inf)
-        with m.Elif(pp.zero):
-            m.d.comb += rounded.eq(Mux(fl.neg0, fmt.sign_mask, 0))
-        with m.Else():
-            m.d.comb += rounded.eq(Cat(number[:fmt.width - 1], pp.sign))
         m.d.sync += [o_valid.eq(p_valid),
-                     o_bits.eq(Mux(L_relu & rounded[fmt.width - 1], 0, rounded)),
+                     o_bits.eq(select_result(
+                         m, fmt, nan=fl.nan, pinf=fl.pinf, ninf=fl.ninf, zero=pp.zero,
+                         neg0=fl.neg0, number=Cat(number[:fmt.width - 1], pp.sign),
+                         relu=L_relu)),
                      o_last.eq(pp.last), o_last_layer.eq(pp.last_layer)]
         m.d.comb += [
             out_fifo.w_en.eq(o_valid),

@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 from contract import DotConfig
 
-__all__ = ["LeadingOne", "Rounder", "count_leading_zeros", "finalizer_geometry"]
+__all__ = ["LeadingOne", "Rounder", "count_leading_zeros", "finalizer_geometry", "select_result"]
 
 
 def count_leading_zeros(m, value, name):
@@ -188,17 +188,26 @@ class Rounder(wiring.Component):
         overflow = (packed >> frac) >= fmt.exp_max_field
         number = Mux(overflow, fmt.pos_inf, packed[:fmt.width - 1])
         result = Cat(number[:fmt.width - 1], self.sign)
-        bits = Signal(fmt.width)
-        with m.If(self.nan | (self.pinf & self.ninf)):
-            m.d.comb += bits.eq(fmt.canonical_nan)
-        with m.Elif(self.pinf):
-            m.d.comb += bits.eq(fmt.pos_inf)
-        with m.Elif(self.ninf):
-            m.d.comb += bits.eq(fmt.neg_inf)
-        with m.Elif(self.zero):
-            m.d.comb += bits.eq(Mux(self.neg0, fmt.sign_mask, 0))
-        with m.Else():
-            m.d.comb += bits.eq(result)
-        # ReLU: any set sign bit (negative numbers, -0, -inf) becomes +0; NaN has sign 0.
-        m.d.comb += self.bits.eq(Mux(self.relu & bits[fmt.width - 1], 0, bits))
+        m.d.comb += self.bits.eq(select_result(
+            m, fmt, nan=self.nan, pinf=self.pinf, ninf=self.ninf, zero=self.zero,
+            neg0=self.neg0, number=result, relu=self.relu))
         return m
+
+
+def select_result(m, fmt, *, nan, pinf, ninf, zero, neg0, number, relu):
+    """The contract's result bits (combinational, added to ``m``): canonical NaN for a NaN term
+    or +inf and -inf together, else the infinity, else the signed zero of an exact zero sum
+    (``neg0``: every term was -0), else ``number`` (the rounded finite result); then ReLU, which
+    turns any set sign bit (negative numbers, -0, -inf) into +0 (NaN has sign 0)."""
+    bits = Signal(fmt.width)
+    with m.If(nan | (pinf & ninf)):
+        m.d.comb += bits.eq(fmt.canonical_nan)
+    with m.Elif(pinf):
+        m.d.comb += bits.eq(fmt.pos_inf)
+    with m.Elif(ninf):
+        m.d.comb += bits.eq(fmt.neg_inf)
+    with m.Elif(zero):
+        m.d.comb += bits.eq(Mux(neg0, fmt.sign_mask, 0))
+    with m.Else():
+        m.d.comb += bits.eq(number)
+    return Mux(relu & bits[fmt.width - 1], 0, bits)
