@@ -319,15 +319,16 @@ def build_board(board: str, design_factory, *, build_dir="build/boards", name=No
     return out
 
 
-def component_from_spec(spec: dict):
+def component_from_spec(spec: dict, *, family=None):
     """The Amaranth component a design spec describes (for board builds): ``array``
-    (``hw.array_top.ArrayTop``), ``dot`` (``hw.dot.ShiftDotUnit``) or a baseline kind."""
+    (``hw.array_top.ArrayTop``, with the vendor primitives of ``family``), ``dot``
+    (``hw.dot.ShiftDotUnit``) or a baseline kind."""
     kind = spec.get("kind")
     if kind == "array":
         from contract.array import ArrayConfig
         from hw.array_top import ArrayTop
 
-        return ArrayTop(config=ArrayConfig.from_dict(spec.get("config", {})))
+        return ArrayTop(config=ArrayConfig.from_dict(spec.get("config", {})), family=family)
     if kind == "dot":
         from contract import DotConfig
         from hw.dot import ShiftDotUnit
@@ -361,7 +362,8 @@ def main(argv=None) -> int:
             spec = default_spec("ice40" if args.board == "icebreaker" else "ecp5",
                                 {"icebreaker": "up5k", "ulx3s-25f": "25f",
                                  "ulx3s-85f": "85f"}[args.board])
-        out = build_board(args.board, lambda: component_from_spec(spec),
+        family = None if args.board == "icebreaker" else "ecp5"
+        out = build_board(args.board, lambda: component_from_spec(spec, family=family),
                           build_dir=args.build_dir, baud=args.baud)
     except Exception as exc:      # tool failures surface as one line, not a traceback
         print(f"boards: error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -176,8 +176,13 @@ def design_from_verilog(path, *, top, macs_per_cycle, name=None, config=None) ->
                   macs_per_cycle=macs_per_cycle)
 
 
-def make_design(spec: dict) -> Design:
-    """Build the design a spec describes. Kinds:
+#: Vendor primitives the generated arrays use per board (``hw.wstore.FAMILIES``).
+BOARD_FAMILY = {"ice40": None, "ecp5": "ecp5", "asic": None}
+
+
+def make_design(spec: dict, *, board: str | None = None) -> Design:
+    """Build the design a spec describes, for ``board`` (its vendor primitives; ``None``:
+    portable Verilog). Kinds:
 
     * ``{"kind": "array", "config": ArrayConfig dict}``: the shift PE array (``densehw_array``);
     * ``{"kind": "dot", "config": DotConfig dict}``: the single dot-product unit;
@@ -193,7 +198,8 @@ def make_design(spec: dict) -> Design:
 
         cfg = ArrayConfig.from_dict(spec.get("config", {}))
         return Design(name=f"array_{cfg.name}", top=TOP_NAME,
-                      verilog=generate_array_verilog(cfg), config=cfg.to_dict(),
+                      verilog=generate_array_verilog(cfg, family=BOARD_FAMILY.get(board)),
+                      config=cfg.to_dict(),
                       macs_per_cycle=cfg.rows * cfg.cols, kind="shift-array")
     if kind == "dot":
         from contract import DotConfig
@@ -637,7 +643,7 @@ def run_job(job: dict) -> dict:
     from boards.report import summarise
 
     try:
-        design = make_design(job["spec"])
+        design = make_design(job["spec"], board=job["board"])
         res = run_flow(design, board=job["board"], device=job.get("device"),
                        workdir=job["workdir"], seeds=tuple(job.get("seeds", (1, 2, 3))),
                        target_mhz=job.get("target_mhz"), explore=job.get("explore", True),

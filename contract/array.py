@@ -330,11 +330,11 @@ class ArrayConfig:
     @property
     def final_latency(self) -> int:
         """Clocks from an entry shifting out of the drain chain to the clock its result beat is
-        accepted (``tready`` high): ten single register stages (entry, bias decode, bias align,
-        ones' complement, two leading-one stages, shift amount, rounding window, rounding,
-        specials), the pending-carry resolution, the two pipelined additions and the output
-        FIFO's two."""
-        return 10 + self.pe_resolve_stages + 2 * self.final_add_stages + 2
+        accepted (``tready`` high): twelve single register stages (entry, bias decode, two
+        bias alignment stages, ones' complement, two leading-one stages, shift amount, two
+        rounding window stages, rounding, specials), the pending-carry resolution, the two
+        pipelined additions and the output FIFO's two."""
+        return 12 + self.pe_resolve_stages + 2 * self.final_add_stages + 2
 
     # -- ports ---------------------------------------------------------------------------------
     @property

@@ -55,7 +55,7 @@ def run(args) -> int:
     spec = (flow.load_spec(args.config) if args.config
             else flow.default_spec(args.board, args.device))
     try:
-        design = flow.make_design(spec)
+        design = flow.make_design(spec, board=args.board)
     except (TypeError, KeyError) as exc:
         raise UserError(f"bad design configuration: {exc}") from None
     workdir = args.build_dir / args.board / design.name

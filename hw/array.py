@@ -7,10 +7,10 @@ the register block. Framing, tiling and the meaning of every control input are s
 Structure (``|`` is a register)::
 
     act beat | x_reg -> RowDecoder | dec_reg -> RowShifter | row_reg ----.
-    weight store (sync read)       | code_mid ------------- | code_reg ---+-> ShiftPE[r][c]
+    weight store (2-clock read) -------------------------- | code_reg ---+-> ShiftPE[r][c]
         (| addend, pipeline 2) | acc
-    acc --(capture)--> shadow chain (r-major) -> | A | AR (+) | A1 | A2 bias | B total (*) | X
-        | M abs (*) | L1 | L2 | C leading one | R window | P rounded | O specials
+    acc --(capture)--> shadow chain (r-major) -> | A | AR (+) | A1 | A1b | A2 bias | B total (*) | X
+        | M abs (*) | L1 | L2 | C leading one | R1 | R2 window | P rounded | O specials
         -> output FIFO -> res
 
     (+) ``config.pe_resolve_stages`` registers: the PEs' pending carries added
@@ -28,7 +28,7 @@ bias and ``e0`` registers while draining).
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from contract.array import MAX_NM, ArrayConfig
@@ -44,6 +44,7 @@ from .pe import (
     row_layout,
 )
 from .rounding import finalizer_geometry, select_result
+from .wstore import FAMILIES, WeightStore
 
 __all__ = ["PEArray", "act_layout", "wgt_layout", "res_layout"]
 
@@ -88,6 +89,16 @@ def _fits_signed(value, bits):
     """The two's complement ``value`` fits ``bits`` bits (its top bits are all equal)."""
     top = value[bits - 1:]
     return ~top.any() | top.all()
+
+
+def _groups(m, bits, kind):
+    """``bits`` reduced (``kind``: ``"any"`` or ``"all"``) in groups of four, registered: a
+    short path now, and a narrow reduction of the result later."""
+    out = Signal(max(1, -(-len(bits) // 4)), name=f"grp_{kind}")
+    for i in range(0, len(bits), 4):
+        part = bits[i:i + 4]
+        m.d.sync += out[i // 4].eq(part.any() if kind == "any" else part.all())
+    return out
 
 
 def _min_const(value, const):
@@ -169,11 +180,17 @@ class PEArray(wiring.Component):
     ev : Out(6)
         One-cycle counter events: busy, active, stall_act, stall_wgt, stall_res, stall_drain
         (the order of the ``rc`` registers).
+
+    ``family``: ``"ecp5"`` builds the weight stores from ECP5 block RAM primitives
+    (:class:`hw.wstore.WeightStore`); ``None`` (default) infers them. The behaviour is the same.
     """
 
-    def __init__(self, *, config):
+    def __init__(self, *, config, family=None):
         _check(config)
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
         self._config = config
+        self._family = family
         super().__init__({
             "act": In(stream.Signature(act_layout(config))),
             "wgt": In(stream.Signature(wgt_layout())),
@@ -223,29 +240,46 @@ class PEArray(wiring.Component):
         m.d.comb += self.err.eq(Cat(err_k, err_shape, err_e0, err_act, err_wgt, err_busy))
         clear = Signal()                           # layer start: zero the accumulators
 
-        # START is handled one clock late: the shape checks and the sampled inputs are
-        # registered first (the shape registers are stable by then; the options come with
-        # the pulse), which keeps the wide comparisons off the control paths.
-        start = Signal()
+        # START is handled two clocks late. The clock of the pulse samples the inputs (they
+        # hold still for the layer) and reduces their bits in groups of four; the next one
+        # combines the groups into the three checks; then the layer starts. This keeps the
+        # wide comparisons off the control paths.
+        start1, start = Signal(), Signal()
         k_ok, shape_ok, e0_in_range = Signal(), Signal(), Signal()
         s_n, s_m = Signal(NM_BITS), Signal(NM_BITS)
         s_k = Signal(kbits)
         s_kb = Signal(kbits + B.bit_length())     # K * B, the code bits of one channel
         s_e0 = Signal(signed(e0_bits))
         s_relu, s_bias, s_pc = Signal(), Signal(), Signal()
+        e0_low = self.e0[:e0_bits].as_signed()
+        e0_top = self.e0[e0_bits - 1:]             # all equal: e0 fits e0_bits bits
+        g = {
+            "n_any": _groups(m, self.n[:NM_BITS], "any"),
+            "n_hi": _groups(m, self.n[NM_BITS:], "any"),
+            "m_any": _groups(m, self.m[:NM_BITS], "any"),
+            "m_hi": _groups(m, self.m[NM_BITS:], "any"),
+            "k_any": _groups(m, self.k[:abits], "any"),
+            "k_hi": _groups(m, self.k[abits + 1:], "any"),
+            "e0_zeros": _groups(m, e0_top, "any"),
+            "e0_ones": _groups(m, e0_top, "all"),
+        }
+        k_top, e0_ge, e0_le = Signal(), Signal(), Signal()
+        m.d.sync += [start1.eq(self.start), start.eq(start1),
+                     k_top.eq(self.k[abits]),
+                     e0_ge.eq(e0_low >= cfg.e0_min), e0_le.eq(e0_low <= cfg.e0_max)]
+        with m.If(self.start):
+            m.d.sync += [
+                s_n.eq(self.n), s_m.eq(self.m), s_k.eq(self.k), s_e0.eq(self.e0),
+                s_kb.eq(_times_const(self.k[:kbits], B)),
+                s_relu.eq(self.relu), s_bias.eq(self.bias_en), s_pc.eq(self.e0_pc),
+            ]
         m.d.sync += [
-            start.eq(self.start),
-            # (reductions rather than 32-bit comparators: short paths)
-            k_ok.eq(self.k.any() & ~self.k[abits + 1:].any()
-                    & ~(self.k[abits] & self.k[:abits].any())),            # 1 <= K <= depth
-            shape_ok.eq(self.n.any() & ~self.n[NM_BITS:].any()
-                        & self.m.any() & ~self.m[NM_BITS:].any()),
-            e0_in_range.eq(_fits_signed(self.e0, e0_bits)
-                           & (self.e0[:e0_bits].as_signed() >= cfg.e0_min)
-                           & (self.e0[:e0_bits].as_signed() <= cfg.e0_max)),
-            s_n.eq(self.n), s_m.eq(self.m), s_k.eq(self.k), s_e0.eq(self.e0),
-            s_kb.eq(_times_const(self.k[:kbits], B)),
-            s_relu.eq(self.relu), s_bias.eq(self.bias_en), s_pc.eq(self.e0_pc),
+            # 1 <= K <= depth
+            k_ok.eq((g["k_any"].any() | k_top) & ~g["k_hi"].any()
+                    & ~(k_top & g["k_any"].any())),
+            shape_ok.eq(g["n_any"].any() & ~g["n_hi"].any() & g["m_any"].any()
+                        & ~g["m_hi"].any()),
+            e0_in_range.eq((~g["e0_zeros"].any() | g["e0_ones"].all()) & e0_ge & e0_le),
         ]
         e0_ok = s_pc | e0_in_range
 
@@ -259,6 +293,10 @@ class PEArray(wiring.Component):
         ld_phase = Signal(2)                       # 0 bias, 1 e0, 2 codes
         ld_k = Signal(kbits)
         ld_k_last = Signal()                       # registered ld_k == K - 1
+        # registered: the next code written completes the M tile (phase 2, the channel's last
+        # code, its last channel); kept beside ld_k_last, so that no chain of conditions sits
+        # between the loader's enable and the bank flags
+        ld_ending = Signal()
         ld_w = Signal(kbits + 3)                   # code words taken in this channel
         hold = Signal(32 + B - 1)
         nbits = Signal(range(32 + B))
@@ -288,18 +326,18 @@ class PEArray(wiring.Component):
                     L_words_m1.eq(((s_kb + 31) >> 5) - 1),
                     ld_active.eq(1), c_active.eq(1), c_last.eq(s_k == 1),
                     ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_phase.eq(0), ld_k.eq(0),
-                    ld_k_last.eq(s_k == 1),
+                    ld_k_last.eq(s_k == 1), ld_ending.eq(0),
                     ld_w.eq(0), nbits.eq(0), have_code.eq(0), bank_full.eq(0),
                     c_rem_m.eq(s_m), c_rem_n.eq(s_n), c_k.eq(0), c_bank.eq(0),
                 ]
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
         # -- weight store and loader -------------------------------------------------------------
-        mems = []
+        stores = []
         for c in range(C):
-            mem = memory.Memory(shape=unsigned(B), depth=2 * depth, init=[])
-            m.submodules[f"wmem{c}"] = mem
-            mems.append(mem)
+            store = WeightStore(width=B, depth=2 * depth, family=self._family)
+            m.submodules[f"wmem{c}"] = store
+            stores.append(store)
         bias_r = [[Signal(cfg.out_fmt.width, name=f"bias_b{b}_c{c}") for c in range(C)]
                   for b in range(2)]
         e0_r = [[Signal(signed(e0_bits), name=f"e0_b{b}_c{c}") for c in range(C)]
@@ -307,7 +345,11 @@ class PEArray(wiring.Component):
 
         ld_last_tile = Signal()
         m.d.sync += ld_last_tile.eq(ld_rem <= C)   # ld_rem is stable for K + 3 clocks
-        ld_free = ld_active & ~Array(bank_full)[ld_bank]
+        # The loader works while ``ld_free``: a register, so that the loop from a completed M
+        # tile (``bank_full`` set, ``ld_bank`` flipped) back to the loader's enables is cut.
+        # It is one clock late, which is conservative: it is low the clock after an M tile is
+        # complete and sees a released bank one clock after the release.
+        ld_free = Signal()
         # registered (one clock behind ld_rem, which changes only when a tile completes and
         # is next needed K + 3 clocks later)
         ld_cols = Signal(range(C + 1))
@@ -320,6 +362,8 @@ class PEArray(wiring.Component):
         need_word = ~have_code                     # (phase 2 always wants another code)
         take_word = ld_free & (ld_phase == 2) & need_word
         emit = ld_free & (ld_phase == 2) & have_code
+        tile_loaded = emit & ld_ending
+        m.d.sync += ld_free.eq(ld_active & ~Array(bank_full)[ld_bank] & ~tile_loaded)
         m.d.comb += self.wgt.ready.eq(take_hdr | take_word)
         word = self.wgt.payload.word
         wlast = self.wgt.payload.last
@@ -337,6 +381,8 @@ class PEArray(wiring.Component):
                                                 | (word.as_signed() > cfg.e0_max))):
                 m.d.comb += err_e0.eq(1)
             m.d.sync += ld_phase.eq(ld_phase + 1)
+            with m.If(ld_phase == 1):
+                m.d.sync += ld_ending.eq(ld_k_last & ld_last_c)
         with m.If(self.wgt.valid & take_word):
             # nbits < B here: a narrow shifter
             low = nbits[:max(1, (B - 1).bit_length())]
@@ -345,18 +391,18 @@ class PEArray(wiring.Component):
             with m.If(wlast != (ld_w == L_words_m1)):
                 m.d.comb += err_wgt.eq(1)
         w_addr = Cat(ld_k[:abits], ld_bank)
-        for c, mem in enumerate(mems):
-            wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(hold[:B]),
-                         wp.en.eq(emit & _eq(ld_c, c))]
+        for c, store in enumerate(stores):
+            m.d.comb += [store.w_addr.eq(w_addr), store.w_data.eq(hold[:B]),
+                         store.w_en.eq(emit & _eq(ld_c, c))]
         with m.If(emit):
             m.d.sync += [hold.eq(hold >> B), nbits.eq(nbits - B), have_code.eq(nbits >= 2 * B),
-                         ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k == L_km2)]
+                         ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k == L_km2),
+                         ld_ending.eq((ld_k == L_km2) & ld_last_c)]
             with m.If(ld_k_last):                  # channel complete
                 m.d.sync += [nbits.eq(0), have_code.eq(0), hold.eq(0), ld_k.eq(0), ld_w.eq(0),
-                             ld_k_last.eq(_eq(L_km1, 0)),
+                             ld_k_last.eq(_eq(L_km1, 0)), ld_ending.eq(0),
                              ld_phase.eq(0)]
-                with m.If(ld_last_c):              # M tile complete
+                with m.If(ld_ending):              # M tile complete
                     m.d.sync += [ld_c.eq(0), ld_rem.eq(ld_rem_next), ld_bank.eq(~ld_bank)]
                     with m.If(ld_last_tile):
                         m.d.sync += ld_active.eq(0)
@@ -430,24 +476,19 @@ class PEArray(wiring.Component):
         m.d.sync += live.eq(Cat(accept & (r < rows_valid) for r in range(R)))
         m.d.sync += [v1.eq(accept), last1.eq(accept & c_last), clr1.eq(clear)]
         r_addr = Cat(c_k[:abits], c_bank)
-        rdata = []
-        for mem in mems:
-            rp = mem.read_port()
-            m.d.comb += rp.addr.eq(r_addr)
-            rdata.append(rp.data)
+        for store in stores:
+            m.d.comb += store.r_addr.eq(r_addr)
 
         # stage 1 -> 1b: activations decoded (per row), codes held (per column)
         dec_reg = [Signal(row_decode_layout(cfg), name=f"dec_reg{r}") for r in range(R)]
-        # (the codes need no reset: a bubble's activation is 0 whatever its code; without one
-        # the block RAM's slow output goes straight into a flip-flop)
-        code_mid = [Signal(B, name=f"code_mid{c}", reset_less=True) for c in range(C)]
+        # (the codes need no reset: a bubble's activation is 0 whatever its code; the store's
+        # read latency of two clocks ends here)
+        code_mid = [store.r_data for store in stores]
         for r in range(R):
             decoder = RowDecoder(config=cfg)
             m.submodules[f"decode{r}"] = decoder
             m.d.comb += decoder.x.eq(x_reg[r])
             m.d.sync += dec_reg[r].eq(Mux(live[r], decoder.o.as_value(), 0))
-        for c in range(C):
-            m.d.sync += code_mid[c].eq(rdata[c])
         v1b, last1b, clr1b = Signal(), Signal(), Signal()
         m.d.sync += [v1b.eq(v1), last1b.eq(last1), clr1b.eq(clr1)]
 
@@ -598,7 +639,7 @@ class PEArray(wiring.Component):
             m.d.comb += [Cat(ar_valid, ar.flags, ar.bias, ar.e0, ar.last, ar.last_layer).eq(side),
                          ar.acc.eq(resolved)]
             a, a_valid = ar, ar_valid
-        # stages A1, A2: the bias decoded and aligned against 2**e0 (the algorithm of
+        # stages A1, A1b, A2: the bias decoded and aligned against 2**e0 (the algorithm of
         # hw.lanes.BiasAligner, with a register between the shift amount and the shifter)
         ofmt = cfg.out_fmt
         bsign = a.bias[ofmt.width - 1]
@@ -624,18 +665,36 @@ class PEArray(wiring.Component):
             a1.flags.neg0.eq(a.flags.neg0 & (~L_bias | (~bnormal & ~bfrac.any() & bsign))),
             a1.e0.eq(a.e0), a1.last.eq(a.last), a1.last_layer.eq(a.last_layer),
         ]
+        a1b = Signal(data.StructLayout({
+            "valid": 1, "acc": signed(cfg.pe_acc_width), "neg": 1, "flags": flags_l,
+            "e0": signed(e0_bits), "last": 1, "last_layer": 1}))
+        a1b_side = Signal(len(a1.amount) - len(a1.amount) // 2, name="a1b_amount")
+        m.d.sync += [
+            a1b.valid.eq(a1_valid), a1b.acc.eq(a1.acc), a1b.neg.eq(a1.neg),
+            a1b.flags.eq(a1.flags), a1b.e0.eq(a1.e0), a1b.last.eq(a1.last),
+            a1b.last_layer.eq(a1.last_layer),
+            a1b_side.eq(a1.amount[len(a1.amount) // 2:]),
+        ]
+        # the barrel shift in two register stages (A1b: the low half of the amount's bits)
         value = a1.sig
+        half = len(a1.amount) // 2
+        a1b_value = None
         for k in range(len(a1.amount)):
-            shifted = Mux(a1.amount[k], value << (1 << k), value)
+            if k == half:
+                a1b_value = Signal(len(value), name="a1b_value", reset_less=True)
+                m.d.sync += a1b_value.eq(value)
+                value = a1b_value
+            shifted = Mux(a1b_side[k - half] if k >= half else a1.amount[k],
+                          value << (1 << k), value)
             level = Signal(min(len(shifted), b_width - 1), name=f"bias_sh{k}")
             m.d.comb += level.eq(shifted)
             value = level
         m.d.sync += [
-            a2_valid.eq(a1_valid),
-            a2.acc.eq(a1.acc),
-            a2.bias.eq(Cat(value, Const(0, b_width - len(value))) ^ a1.neg.replicate(b_width)),
-            a2.neg.eq(a1.neg), a2.flags.eq(a1.flags),
-            a2.e0.eq(a1.e0), a2.last.eq(a1.last), a2.last_layer.eq(a1.last_layer),
+            a2_valid.eq(a1b.valid),
+            a2.acc.eq(a1b.acc),
+            a2.bias.eq(Cat(value, Const(0, b_width - len(value))) ^ a1b.neg.replicate(b_width)),
+            a2.neg.eq(a1b.neg), a2.flags.eq(a1b.flags),
+            a2.e0.eq(a1b.e0), a2.last.eq(a1b.last), a2.last_layer.eq(a1b.last_layer),
         ]
         # stage B (final_add_stages registers): acc + bias. Both operands are aligned at the
         # finer one's LSB ``lo``; the bias' ones' complement +1 (weight 2**boff) is the carry-in
@@ -721,8 +780,8 @@ class PEArray(wiring.Component):
             c_flags.eq(l2.flags), c_sign.eq(l2.sign), cs_last.eq(l2.last),
             cs_last_layer.eq(l2.last_layer),
         ]
-        # stage R: the rounding window (the first half of hw.rounding.Rounder, registered
-        # here so that the shifter and the rounding adder are not one path)
+        # stages R1, R2: the rounding window (the first half of hw.rounding.Rounder, registered
+        # here so that the shifter and the rounding adder are not one path), in two halves
         fields = {"mag": c_front.mag, "zero": c_front.zero, "shift": c_front.shift,
                   "field_m1": c_front.field_m1}
         fmt = cfg.out_fmt
@@ -730,10 +789,25 @@ class PEArray(wiring.Component):
         keep = frac + 2
         window = Cat(Const(0, 1), fields["mag"])
         dropped = []
-        for k in reversed(range(len(fields["shift"]))):
+        shift = fields["shift"]
+        split = len(shift) // 2              # stage R1: the shift's high bits, R2: the rest
+        r1_valid = Signal()
+        r1 = Signal(data.StructLayout({
+            "low": split, "sticky": 1, "field_m1": len(fields["field_m1"]), "sign": 1,
+            "zero": 1, "flags": flags_l, "last": 1, "last_layer": 1}))
+        for k in reversed(range(len(shift))):
+            if k == split - 1:
+                held = Signal(len(window), name="r1_window", reset_less=True)
+                m.d.sync += [
+                    held.eq(window), r1_valid.eq(c_valid), r1.low.eq(shift[:split]),
+                    r1.sticky.eq(Cat(*dropped).any()), r1.field_m1.eq(fields["field_m1"]),
+                    r1.sign.eq(c_sign), r1.zero.eq(fields["zero"]), r1.flags.eq(c_flags),
+                    r1.last.eq(cs_last), r1.last_layer.eq(cs_last_layer),
+                ]
+                window, dropped, shift = held, [r1.sticky], r1.low
             step = 1 << k
-            dropped.append(fields["shift"][k] & window[:step].any())
-            shifted = Mux(fields["shift"][k], window >> step, window)
+            dropped.append(shift[k] & window[:step].any())
+            shifted = Mux(shift[k], window >> step, window)
             window = Signal(min(len(shifted), keep + step - 1), name=f"window{k}")
             m.d.comb += window.eq(shifted)
         r_valid = Signal()
@@ -741,9 +815,9 @@ class PEArray(wiring.Component):
             "window": keep, "sticky": 1, "field_m1": len(fields["field_m1"]), "sign": 1,
             "zero": 1, "flags": flags_l, "last": 1, "last_layer": 1}))
         m.d.sync += [
-            r_valid.eq(c_valid), rr.window.eq(window[:keep]), rr.sticky.eq(Cat(*dropped).any()),
-            rr.field_m1.eq(fields["field_m1"]), rr.sign.eq(c_sign), rr.zero.eq(fields["zero"]),
-            rr.flags.eq(c_flags), rr.last.eq(cs_last), rr.last_layer.eq(cs_last_layer),
+            r_valid.eq(r1_valid), rr.window.eq(window[:keep]), rr.sticky.eq(Cat(*dropped).any()),
+            rr.field_m1.eq(r1.field_m1), rr.sign.eq(r1.sign), rr.zero.eq(r1.zero),
+            rr.flags.eq(r1.flags), rr.last.eq(r1.last), rr.last_layer.eq(r1.last_layer),
         ]
         # stage P: round to nearest even and overflow; stage O: specials and ReLU (the second
         # half of the Rounder's algorithm, in two register stages)

@@ -19,6 +19,7 @@ from contract.files import write_atomic
 from .array import PEArray
 from .axis import AXIStreamSignature, connect_axis_in, connect_axis_out
 from .csr import AXI4LiteSignature, CSRBlock
+from .wstore import FAMILIES
 
 __all__ = ["ArrayTop", "generate_array_verilog", "write_array_verilog", "TOP_NAME"]
 
@@ -39,11 +40,17 @@ class ArrayTop(wiring.Component):
     s_axis_wgt : In(AXIStreamSignature(32))
     m_axis_res : Out(AXIStreamSignature(res_tdata_width))
     s_axil : In(AXI4LiteSignature())
+
+    ``family``: device family of vendor primitives (:data:`hw.wstore.FAMILIES`); ``None`` (the
+    default) gives portable Verilog.
     """
 
-    def __init__(self, *, config):
+    def __init__(self, *, config, family=None):
         _check(config)
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
         self._config = config
+        self._family = family
         super().__init__({
             "s_axis_act": In(AXIStreamSignature(config.act_tdata_width)),
             "s_axis_wgt": In(AXIStreamSignature(config.wgt_tdata_width)),
@@ -58,7 +65,7 @@ class ArrayTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        m.submodules.core = core = PEArray(config=cfg)
+        m.submodules.core = core = PEArray(config=cfg, family=self._family)
         m.submodules.csr = csr = CSRBlock(config=cfg)
         wiring.connect(m, wiring.flipped(self.s_axil), csr.bus)
         connect_axis_in(m, self.s_axis_act, core.act, "x")
@@ -74,14 +81,15 @@ class ArrayTop(wiring.Component):
         return m
 
 
-def generate_array_verilog(config, *, name=TOP_NAME) -> str:
-    """Verilog text of :class:`ArrayTop` for ``config``, top module ``name``."""
+def generate_array_verilog(config, *, name=TOP_NAME, family=None) -> str:
+    """Verilog text of :class:`ArrayTop` for ``config``, top module ``name``; ``family``
+    selects vendor primitives (``"ecp5"``: the text instantiates ``DP16KD`` block RAMs)."""
     _check(config)
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"Verilog module name must be an identifier, not {name!r}")
     from amaranth.back import verilog
 
-    return verilog.convert(ArrayTop(config=config), name=name, emit_src=False)
+    return verilog.convert(ArrayTop(config=config, family=family), name=name, emit_src=False)
 
 
 def write_array_verilog(config, path, *, name=TOP_NAME) -> pathlib.Path:

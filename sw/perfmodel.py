@@ -8,7 +8,8 @@ sequencing at tile granularity, following the documented dataflow:
 * **weight loader**: per output channel ``2 + ceil(K*B/32) + K`` clocks (two header words,
   one clock per code word taken, one clock per code written); an M tile fills one of the two
   banks, and the loader moves on to the next M tile as soon as the other bank is free
-  (double buffering: a bank is freed when the drain of the last N tile of its M tile is done);
+  (double buffering: a bank is freed when the drain of the last N tile of its M tile is done),
+  ``LOADER_DELAY`` clocks after the bank is free or its previous M tile is loaded;
 * **compute**: a tile takes ``K`` activation beats, one per clock, once its bank is full; the
   clock after a tile's last beat is a bubble (``RESTART_BUBBLE``);
 * **drain**: the last beat of a tile waits until the previous tile's shadow chain is empty; the
@@ -32,12 +33,15 @@ from contract.array import ArrayConfig
 from contract.weights import WORD_BITS
 
 __all__ = ["LayerPerf", "layer_cycles", "gemm_cycles", "steady_state_cycles", "RESTART_BUBBLE",
-           "READY_DELAY", "capture_latency"]
+           "READY_DELAY", "LOADER_DELAY", "capture_latency"]
 
 #: Clocks lost after the last beat of every tile (the accumulators restart).
 RESTART_BUBBLE = 1
 #: Clocks from the loader filling a bank to the compute side seeing it full (a register).
 READY_DELAY = 1
+#: Clocks from a bank being free (at the layer start, or released by the drain) to the loader
+#: using it, and the loader's pause after each M tile (its enable is a register).
+LOADER_DELAY = 1
 
 
 def capture_latency(config: ArrayConfig) -> int:
@@ -92,17 +96,17 @@ def layer_cycles(config: ArrayConfig, n: int, k: int, m: int) -> LayerPerf:
     n_tiles = [(n0, min(config.rows, n - n0)) for n0 in range(0, n, config.rows)]
 
     # Times are clock indices; the START pulse is clock 0 and BUSY is high from clock 1.
-    load_start = 1               # the loader takes its first word at clock 1
+    load_start = 1 + LOADER_DELAY  # the loader takes its first word at clock 2
     bank_ready = []              # first clock at which M tile t's bank is full
     bank_free = {}               # M tile t -> first clock its bank is free again
     prev_last = None             # clock of the previous tile's last beat
     last_beat = None
     for t, (_, cols_valid) in enumerate(m_tiles):
         # loader: tile t needs its bank (that of tile t - 2) released
-        start = load_start if t < 2 else max(load_start, bank_free[t - 2])
+        start = load_start if t < 2 else max(load_start, bank_free[t - 2] + LOADER_DELAY)
         done = start + cols_valid * chan          # first clock after the last code write
         bank_ready.append(done)
-        load_start = done
+        load_start = done + LOADER_DELAY
         for _ in n_tiles:
             first = bank_ready[t] + READY_DELAY
             if prev_last is not None:

@@ -119,8 +119,9 @@ def test_model_matches_rtl(cfg_kwargs, shape):
     err = abs(perf.cycles - busy) / busy
     print(f"{cfg.name} N={n} K={k} M={m}: model {perf.cycles}, measured {busy} "
           f"(tb {tb}), error {100 * err:.2f}%")
-    # the register and the testbench agree on the layer's length
-    assert abs(tb - busy) <= 2, (tb, busy)
+    # the register and the testbench agree on the layer's length: BUSY rises three clocks
+    # after the START handshake (the CSR write register, the sampled inputs, the checks)
+    assert abs(tb - busy) <= 3, (tb, busy)
     assert active == perf.active_cycles
     assert err <= 0.05, f"model {perf.cycles} vs measured {busy} ({100 * err:.2f}%)"
     # the model steps the same registers as the RTL: no stalls, no error at all

@@ -457,7 +457,7 @@ def test_ulx3s_bitstream():
     from boards.boards import build_board, component_from_spec
 
     spec = {"kind": "array", "config": {"rows": 2, "cols": 2}}
-    out = build_board("ulx3s-25f", lambda: component_from_spec(spec),
+    out = build_board("ulx3s-25f", lambda: component_from_spec(spec, family="ecp5"),
                       build_dir=ROOT / "build" / "test-synth" / "boards")
     assert out.suffix == ".bit" and out.stat().st_size > 500_000   # a full LFE5U-25F image
 
