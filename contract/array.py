@@ -328,13 +328,20 @@ class ArrayConfig:
         return -(-self.acc_width // FINAL_CARRY_BITS)
 
     @property
+    def bias_wait_stages(self) -> tuple[int, int]:
+        """Registers that delay the accumulator after its carry resolution, and the bias after
+        its two decode and alignment stages, so that the two paths meet in the finalizer
+        (the carry resolution and the bias alignment run side by side)."""
+        return max(0, 2 - self.pe_resolve_stages), max(0, self.pe_resolve_stages - 2)
+
+    @property
     def final_latency(self) -> int:
         """Clocks from an entry shifting out of the drain chain to the clock its result beat is
-        accepted (``tready`` high): twelve single register stages (entry, bias decode, two
-        bias alignment stages, ones' complement, two leading-one stages, shift amount, two
-        rounding window stages, rounding, specials), the pending-carry resolution, the two
-        pipelined additions and the output FIFO's two."""
-        return 12 + self.pe_resolve_stages + 2 * self.final_add_stages + 2
+        accepted (``tready`` high): ten single register stages (entry, the aligned bias,
+        ones' complement, two leading-one stages, shift amount, two rounding window stages,
+        rounding, specials), the longer of the pending-carry resolution and the bias's two
+        decode stages, the two pipelined additions and the output FIFO's two."""
+        return 10 + max(self.pe_resolve_stages, 2) + 2 * self.final_add_stages + 2
 
     # -- ports ---------------------------------------------------------------------------------
     @property

@@ -9,8 +9,9 @@ Structure (``|`` is a register)::
     act beat | x_reg -> RowDecoder | dec_reg -> RowShifter | row_reg ----.
     weight store (2-clock read) -------------------------- | code_reg ---+-> ShiftPE[r][c]
         (| addend, pipeline 2) | acc
-    acc --(capture)--> shadow chain (r-major) -> | A | AR (+) | A1 | A1b | A2 bias | B total (*) | X
-        | M abs (*) | L1 | L2 | C leading one | R1 | R2 window | P rounded | O specials
+    acc --(capture)--> shadow chain (r-major) -> | A | AR (+) beside A1 | A1b | A2 bias
+        | B total (*) | X | M abs (*) | L1 | L2 | C leading one | R1 | R2 window | P rounded
+        | O specials
         -> output FIFO -> res
 
     (+) ``config.pe_resolve_stages`` registers: the PEs' pending carries added
@@ -237,7 +238,8 @@ class PEArray(wiring.Component):
         err_k, err_shape, err_e0, err_act, err_wgt, err_busy = (Signal(name=f"err_{n}")
                                                                 for n in ("k", "shape", "e0",
                                                                           "act", "wgt", "busy"))
-        m.d.comb += self.err.eq(Cat(err_k, err_shape, err_e0, err_act, err_wgt, err_busy))
+        # (registered: the pulses leave from flip-flops, one clock after their cause)
+        m.d.sync += self.err.eq(Cat(err_k, err_shape, err_e0, err_act, err_wgt, err_busy))
         clear = Signal()                           # layer start: zero the accumulators
 
         # START is handled two clocks late. The clock of the pulse samples the inputs (they
@@ -628,19 +630,16 @@ class PEArray(wiring.Component):
             a.e0.eq(Mux(L_pc, e0_sel, L_e0)),
             a.last.eq(is_last), a.last_layer.eq(is_last & t_drain.last_layer),
         ]
-        # stage AR (pe_resolve_stages registers): the PE's pending carries added
+        # stage AR (pe_resolve_stages registers): the PE's pending carries added. The bias
+        # stages A1, A1b run beside it; the two paths meet in A2.
+        acc_r = a.acc.as_unsigned()
         if cfg.pe_resolve_stages:
-            resolved = _pipelined_add(m, a.acc.as_unsigned(), pe_carry_vector(cfg, a.carries),
-                                      Const(0, 1), stages=cfg.pe_resolve_stages,
-                                      name="resolve")
-            ar, ar_valid = Signal(a_layout), Signal()
-            side = _delayed(m, Cat(a_valid, a.flags, a.bias, a.e0, a.last, a.last_layer),
-                            cfg.pe_resolve_stages, "ar_side")
-            m.d.comb += [Cat(ar_valid, ar.flags, ar.bias, ar.e0, ar.last, ar.last_layer).eq(side),
-                         ar.acc.eq(resolved)]
-            a, a_valid = ar, ar_valid
+            acc_r = _pipelined_add(m, acc_r, pe_carry_vector(cfg, a.carries), Const(0, 1),
+                                   stages=cfg.pe_resolve_stages, name="resolve")
+        acc_r = _delayed(m, acc_r, cfg.bias_wait_stages[0], "acc_wait")
         # stages A1, A1b, A2: the bias decoded and aligned against 2**e0 (the algorithm of
-        # hw.lanes.BiasAligner, with a register between the shift amount and the shifter)
+        # hw.lanes.BiasAligner, with a register between the shift amount and the shifter, and
+        # the barrel shift cut in two)
         ofmt = cfg.out_fmt
         bsign = a.bias[ofmt.width - 1]
         bexp = a.bias[ofmt.frac_bits:ofmt.width - 1]
@@ -648,16 +647,18 @@ class PEArray(wiring.Component):
         bspecial = bexp == ofmt.exp_max_field
         bnormal = bexp.any()
         bactive = L_bias & ~bspecial
-        a1_valid = Signal()
-        a1 = Signal(data.StructLayout({
-            "acc": signed(cfg.pe_acc_width), "amount": b_amax.bit_length(),
-            "sig": ofmt.frac_bits + 1, "neg": 1, "flags": flags_l, "e0": signed(e0_bits),
-            "last": 1, "last_layer": 1}))
+        amount_w = b_amax.bit_length()
+        half = amount_w // 2
+        side_l = data.StructLayout({"valid": 1, "neg": 1, "flags": flags_l,
+                                    "e0": signed(e0_bits), "last": 1, "last_layer": 1})
+        a1 = Signal(side_l)
+        a1_amount = Signal(amount_w)
+        a1_sig = Signal(ofmt.frac_bits + 1)
         m.d.sync += [
-            a1_valid.eq(a_valid), a1.acc.eq(a.acc),
+            a1.valid.eq(a_valid),
             # max(E_b, 1) - 1 + (e0_max - e0)
-            a1.amount.eq(Mux(bnormal, bexp - 1, 0) + (cfg.e0_max - a.e0)),
-            a1.sig.eq(Mux(bactive, Cat(bfrac, bnormal), 0)),
+            a1_amount.eq(Mux(bnormal, bexp - 1, 0) + (cfg.e0_max - a.e0)),
+            a1_sig.eq(Mux(bactive, Cat(bfrac, bnormal), 0)),
             a1.neg.eq(bsign & bactive),
             a1.flags.nan.eq(a.flags.nan | (L_bias & bspecial & bfrac.any())),
             a1.flags.pinf.eq(a.flags.pinf | (L_bias & bspecial & ~bfrac.any() & ~bsign)),
@@ -665,33 +666,30 @@ class PEArray(wiring.Component):
             a1.flags.neg0.eq(a.flags.neg0 & (~L_bias | (~bnormal & ~bfrac.any() & bsign))),
             a1.e0.eq(a.e0), a1.last.eq(a.last), a1.last_layer.eq(a.last_layer),
         ]
-        a1b = Signal(data.StructLayout({
-            "valid": 1, "acc": signed(cfg.pe_acc_width), "neg": 1, "flags": flags_l,
-            "e0": signed(e0_bits), "last": 1, "last_layer": 1}))
-        a1b_side = Signal(len(a1.amount) - len(a1.amount) // 2, name="a1b_amount")
-        m.d.sync += [
-            a1b.valid.eq(a1_valid), a1b.acc.eq(a1.acc), a1b.neg.eq(a1.neg),
-            a1b.flags.eq(a1.flags), a1b.e0.eq(a1.e0), a1b.last.eq(a1.last),
-            a1b.last_layer.eq(a1.last_layer),
-            a1b_side.eq(a1.amount[len(a1.amount) // 2:]),
-        ]
-        # the barrel shift in two register stages (A1b: the low half of the amount's bits)
-        value = a1.sig
-        half = len(a1.amount) // 2
-        a1b_value = None
-        for k in range(len(a1.amount)):
-            if k == half:
-                a1b_value = Signal(len(value), name="a1b_value", reset_less=True)
-                m.d.sync += a1b_value.eq(value)
-                value = a1b_value
-            shifted = Mux(a1b_side[k - half] if k >= half else a1.amount[k],
-                          value << (1 << k), value)
+        value = a1_sig
+        for k in range(half):                  # A1 -> A1b: the amount's low bits
+            shifted = Mux(a1_amount[k], value << (1 << k), value)
+            level = Signal(min(len(shifted), b_width - 1), name=f"bias_sh{k}")
+            m.d.comb += level.eq(shifted)
+            value = level
+        a1b = Signal(side_l)
+        a1b_amount = Signal(amount_w - half)
+        a1b_value = Signal(len(value), reset_less=True)
+        m.d.sync += [a1b.eq(a1), a1b_amount.eq(a1_amount[half:]), a1b_value.eq(value)]
+        # (the bias waits for the carry resolution when that is the longer path)
+        held = _delayed(m, Cat(a1b, a1b_amount, a1b_value), cfg.bias_wait_stages[1], "bias_wait")
+        a1b = Signal(side_l)
+        a1b_amount = Signal(amount_w - half)
+        value = Signal(len(value))
+        m.d.comb += Cat(a1b, a1b_amount, value).eq(held)
+        for k in range(half, amount_w):        # A1b -> A2: the high bits
+            shifted = Mux(a1b_amount[k - half], value << (1 << k), value)
             level = Signal(min(len(shifted), b_width - 1), name=f"bias_sh{k}")
             m.d.comb += level.eq(shifted)
             value = level
         m.d.sync += [
             a2_valid.eq(a1b.valid),
-            a2.acc.eq(a1b.acc),
+            a2.acc.eq(acc_r),
             a2.bias.eq(Cat(value, Const(0, b_width - len(value))) ^ a1b.neg.replicate(b_width)),
             a2.neg.eq(a1b.neg), a2.flags.eq(a1b.flags),
             a2.e0.eq(a1b.e0), a2.last.eq(a1b.last), a2.last_layer.eq(a1b.last_layer),
