@@ -415,31 +415,55 @@ class PEArray(wiring.Component):
                     m.d.sync += ld_c.eq(ld_c + 1)
 
         # -- compute sequencer -------------------------------------------------------------------
+        # The counters of the compute side move on in the bubble after a tile's last beat
+        # (``gap``), from registers: no logic behind ``accept`` but the enables. Everything they
+        # load is precomputed (registered) from values that have held still since the last
+        # update, which was at least ``capture_latency + rows * cols + 2`` clocks earlier (a
+        # tile's last beat waits for the previous tile's drain).
+        gap = Signal()              # the clock after a tile's last beat is a bubble (restart)
         # registered: the weights of the bank being computed are loaded. One clock late, which
-        # is conservative: the bank is released only after the compute side has moved to the
-        # other one, and the clock after a bank switch is a bubble (``gap``) anyway.
+        # is conservative; low in the clock after a bubble that moves to the other bank.
         c_ready_w = Signal()
-        m.d.sync += c_ready_w.eq(c_active & Array(bank_full)[c_bank])
+        rows_valid = Signal(range(R + 1))
+        cols_valid = Signal(range(C + 1))
+        last_n, last_m = Signal(), Signal()
+        m.d.sync += c_ready_w.eq(c_active & Array(bank_full)[c_bank] & ~(gap & last_n))
         # registered (one clock late, conservative: a capture needs a last beat, and the
         # clock after a last beat is a bubble)
         chain_free = Signal()
         m.d.sync += chain_free.eq(_eq(ch_count, 0) & ~cap_pending)
-        gap = Signal()              # the clock after a tile's last beat is a bubble (restart)
         accept_ok = c_ready_w & ~gap & (~c_last | chain_free)
         m.d.comb += self.act.ready.eq(accept_ok)
         accept = accept_ok & self.act.valid
-        # registered: c_rem_* change on a tile's last beat, the next beat comes two clocks later
-        rows_valid = Signal(range(R + 1))
-        cols_valid = Signal(range(C + 1))
-        last_n, last_m = Signal(), Signal()
-        m.d.sync += [rows_valid.eq(_min_const(c_rem_n, R)), cols_valid.eq(_min_const(c_rem_m, C)),
-                     last_n.eq(c_rem_n <= R), last_m.eq(c_rem_m <= C)]
-        # the counters' next values, precomputed (registered) so that no subtraction sits
-        # behind ``accept``
         c_rem_n_next = Signal(NM_BITS)
         c_rem_m_next = Signal(NM_BITS)
         m.d.sync += [c_rem_n_next.eq(c_rem_n - R),
                      c_rem_m_next.eq(Mux(c_rem_m > C, c_rem_m - C, 0))]
+
+        def tile_size(rem, size, name):
+            """``min(rem, size)`` and ``rem <= size``, registered."""
+            valid, last = Signal(range(size + 1), name=f"{name}_valid"), Signal(name=f"{name}_last")
+            m.d.sync += [valid.eq(_min_const(rem, size)), last.eq(rem <= size)]
+            return valid, last
+
+        rows_first, last_n_first = tile_size(s_n, R, "rows_first")      # the layer's start
+        cols_first, last_m_first = tile_size(s_m, C, "cols_first")
+        rows_again, last_n_again = tile_size(L_n, R, "rows_again")      # a new M tile
+        rows_next, last_n_next = tile_size(c_rem_n_next, R, "rows_next")
+        cols_next, last_m_next = tile_size(c_rem_m_next, C, "cols_next")
+        with m.If(clear):                          # a layer starts
+            m.d.sync += [rows_valid.eq(rows_first), last_n.eq(last_n_first),
+                         cols_valid.eq(cols_first), last_m.eq(last_m_first)]
+        with m.If(gap):
+            with m.If(last_n & last_m):
+                m.d.sync += c_active.eq(0)
+            with m.If(last_n):
+                m.d.sync += [c_rem_n.eq(L_n), c_rem_m.eq(c_rem_m_next), c_bank.eq(~c_bank),
+                             rows_valid.eq(rows_again), last_n.eq(last_n_again),
+                             cols_valid.eq(cols_next), last_m.eq(last_m_next)]
+            with m.Else():
+                m.d.sync += [c_rem_n.eq(c_rem_n_next),
+                             rows_valid.eq(rows_next), last_n.eq(last_n_next)]
         # tile descriptor, travelling with the last beat to the capture
         tile_layout = data.StructLayout({"rows": range(R + 1), "cols": range(C + 1),
                                          "bank": 1, "last_m": 1, "last_layer": 1})
@@ -458,13 +482,6 @@ class PEArray(wiring.Component):
                     t_pend.bank.eq(c_bank), t_pend.last_m.eq(last_n),
                     t_pend.last_layer.eq(last_n & last_m),
                 ]
-                with m.If(last_n & last_m):
-                    m.d.sync += c_active.eq(0)
-                with m.If(last_n):
-                    m.d.sync += [c_rem_n.eq(L_n), c_rem_m.eq(c_rem_m_next),
-                                 c_bank.eq(~c_bank)]
-                with m.Else():
-                    m.d.sync += c_rem_n.eq(c_rem_n_next)
 
         # stage 0 -> 1: activations and weight-store read
         x_reg = [Signal(cfg.in_fmt.width, name=f"x_reg{r}") for r in range(R)]

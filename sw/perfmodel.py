@@ -107,10 +107,11 @@ def layer_cycles(config: ArrayConfig, n: int, k: int, m: int) -> LayerPerf:
         done = start + cols_valid * chan          # first clock after the last code write
         bank_ready.append(done)
         load_start = done + LOADER_DELAY
-        for _ in n_tiles:
+        for i, _ in enumerate(n_tiles):
             first = bank_ready[t] + READY_DELAY
             if prev_last is not None:
-                first = max(first, prev_last + 1 + RESTART_BUBBLE)
+                # moving to the next M tile's bank costs one more clock
+                first = max(first, prev_last + 1 + RESTART_BUBBLE + (i == 0))
             last_beat = first + k - 1
             if prev_last is not None:    # wait for the previous tile's chain to empty
                 last_beat = max(last_beat, prev_last + cap + rc + 2)
