@@ -441,18 +441,23 @@ class PEArray(wiring.Component):
                      c_rem_m_next.eq(Mux(c_rem_m > C, c_rem_m - C, 0))]
 
         def tile_size(rem, size, name):
-            """``min(rem, size)`` and ``rem <= size``, registered."""
+            """``min(rem, size)``, ``rem <= size`` and the mask of the first ``min(rem, size)``
+            lanes, registered."""
             valid, last = Signal(range(size + 1), name=f"{name}_valid"), Signal(name=f"{name}_last")
-            m.d.sync += [valid.eq(_min_const(rem, size)), last.eq(rem <= size)]
-            return valid, last
+            mask = Signal(size, name=f"{name}_mask")
+            m.d.sync += [valid.eq(_min_const(rem, size)), last.eq(rem <= size),
+                         mask.eq(Cat(rem > i for i in range(size)))]
+            return valid, last, mask
 
-        rows_first, last_n_first = tile_size(s_n, R, "rows_first")      # the layer's start
-        cols_first, last_m_first = tile_size(s_m, C, "cols_first")
-        rows_again, last_n_again = tile_size(L_n, R, "rows_again")      # a new M tile
-        rows_next, last_n_next = tile_size(c_rem_n_next, R, "rows_next")
-        cols_next, last_m_next = tile_size(c_rem_m_next, C, "cols_next")
+        rows_mask = Signal(R)                      # lane r < rows_valid
+        rows_first, last_n_first, mask_first = tile_size(s_n, R, "rows_first")   # layer start
+        cols_first, last_m_first, _ = tile_size(s_m, C, "cols_first")
+        rows_again, last_n_again, mask_again = tile_size(L_n, R, "rows_again")  # new M tile
+        rows_next, last_n_next, mask_next = tile_size(c_rem_n_next, R, "rows_next")
+        cols_next, last_m_next, _ = tile_size(c_rem_m_next, C, "cols_next")
         with m.If(clear):                          # a layer starts
             m.d.sync += [rows_valid.eq(rows_first), last_n.eq(last_n_first),
+                         rows_mask.eq(mask_first),
                          cols_valid.eq(cols_first), last_m.eq(last_m_first)]
         with m.If(gap):
             with m.If(last_n & last_m):
@@ -460,10 +465,12 @@ class PEArray(wiring.Component):
             with m.If(last_n):
                 m.d.sync += [c_rem_n.eq(L_n), c_rem_m.eq(c_rem_m_next), c_bank.eq(~c_bank),
                              rows_valid.eq(rows_again), last_n.eq(last_n_again),
+                             rows_mask.eq(mask_again),
                              cols_valid.eq(cols_next), last_m.eq(last_m_next)]
             with m.Else():
                 m.d.sync += [c_rem_n.eq(c_rem_n_next),
-                             rows_valid.eq(rows_next), last_n.eq(last_n_next)]
+                             rows_valid.eq(rows_next), last_n.eq(last_n_next),
+                             rows_mask.eq(mask_next)]
         # tile descriptor, travelling with the last beat to the capture
         tile_layout = data.StructLayout({"rows": range(R + 1), "cols": range(C + 1),
                                          "bank": 1, "last_m": 1, "last_layer": 1})
@@ -492,7 +499,7 @@ class PEArray(wiring.Component):
         live = Signal(R)
         for r in range(R):
             m.d.sync += x_reg[r].eq(self.act.payload.x[r])
-        m.d.sync += live.eq(Cat(accept & (r < rows_valid) for r in range(R)))
+        m.d.sync += live.eq(accept.replicate(R) & rows_mask)
         m.d.sync += [v1.eq(accept), last1.eq(accept & c_last), clr1.eq(clear)]
         r_addr = Cat(c_k[:abits], c_bank)
         for store in stores:
