@@ -29,6 +29,8 @@ from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .flow import KEEP_REPLICAS
+
 __all__ = ["UARTRx", "UARTTx", "StreamBridge", "LinkTop", "BoardTop", "channels", "BOARDS",
            "build_board", "CMD_PUSH", "CMD_GET", "CMD_INFO"]
 
@@ -307,7 +309,7 @@ def build_board(board: str, design_factory, *, build_dir="build/boards", name=No
     folder = pathlib.Path(build_dir) / board
     if folder.resolve().parts[:2] == ("/", "tmp"):
         raise ValueError(f"build folder {str(folder)!r} is under /tmp, which YoWASP cannot see")
-    kwargs = {}
+    kwargs = {"script_after_read": "\n".join(KEEP_REPLICAS)}
     if board == "icebreaker":
         kwargs["synth_opts"] = synth_opts if synth_opts is not None else "-dsp"
     platform.build(BoardTop(design_factory, baud=baud), name=name, build_dir=str(folder),

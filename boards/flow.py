@@ -481,11 +481,18 @@ def _fpga_resources(board: str, cells: dict[str, int]) -> dict:
             "lutrams": lutram}
 
 
+# Yosys script lines: the flip-flops behind wires marked ``keep`` (the register copies of
+# ``hw.array._replicas``) get ``keep`` themselves, so that ``opt_merge`` leaves the copies apart.
+KEEP_REPLICAS = ("proc", "select -set replicas a:keep w:* %i %ci1 t:$dff %i",
+                 "setattr -set keep 1 @replicas", "select -clear")
+
+
 def _synth_fpga(design, board, dev, workdir, timeout):
     synth = "synth_ice40" if board == "ice40" else "synth_ecp5"
     opts = " ".join(dev["synth_opts"])
     script = "\n".join([
         "read_verilog design.v",
+        *KEEP_REPLICAS,
         "design -save source",
         f"synth_{board} -top {design.top} {opts}".replace(f"synth_{board}", synth),
         "log DENSEHW_STAT",

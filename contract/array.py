@@ -300,9 +300,10 @@ class ArrayConfig:
     @property
     def capture_latency(self) -> int:
         """Clocks from a tile's last accepted beat to the capture of the accumulators into the
-        shadow chain: activation register and weight-store read, decoded activation, PE input
-        register (aligned activation), and the addend register of ``pipeline == 2``."""
-        return 3 + self.pipeline
+        shadow chain: activation register (and weight-store address), decoded activation, the
+        row aligner's middle register, PE input register (aligned activation and weight code),
+        and the addend register of ``pipeline == 2``."""
+        return 4 + self.pipeline
 
     @property
     def pe_pieces(self) -> int:

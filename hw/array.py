@@ -6,8 +6,8 @@ the register block. Framing, tiling and the meaning of every control input are s
 
 Structure (``|`` is a register)::
 
-    act beat | x_reg -> RowDecoder | dec_reg -> RowShifter | row_reg ----.
-    weight store (2-clock read) -------------------------- | code_reg ---+-> ShiftPE[r][c]
+    act beat | x_reg -> RowDecoder | dec_reg -> RowShifter (| inside) | row_reg ----.
+    | address -> weight store (2-clock read) ---------------------- | code_reg ---+-> ShiftPE
         (| addend, pipeline 2) | acc
     acc --(capture)--> shadow chain (r-major) -> | A | AR (+) beside A1 | A1b | A2 bias
         | B total (*) | X | M abs (*) | L1 | L2 | C leading one | R1 | R2 window | P rounded
@@ -79,11 +79,14 @@ def _eq(value, const):
     return ~value.any() if const == 0 else value == const
 
 
-def _pick(values, index):
-    """``values[index]``, the list padded to ``2**len(index)`` entries (a fully covered case)."""
-    values = list(values)
-    size = 1 << len(index)
-    return Array(values + [values[-1]] * (size - len(values)))[index]
+def _replicas(m, value, count, name):
+    """``count`` flip-flops that all take ``value``: copies of one register, so that each drives
+    a part of a large fan-out. They carry Yosys's ``keep`` attribute; ``boards.flow`` passes it
+    on to the flip-flops so that synthesis does not merge the copies back into one."""
+    copies = [Signal(name=f"{name}_rep{i}", attrs={"keep": 1}) for i in range(count)]
+    for copy in copies:
+        m.d.sync += copy.eq(value)
+    return copies
 
 
 def _fits_signed(value, bits):
@@ -490,8 +493,10 @@ class PEArray(wiring.Component):
                     t_pend.last_layer.eq(last_n & last_m),
                 ]
 
-        # stage 0 -> 1: activations and weight-store read
-        x_reg = [Signal(cfg.in_fmt.width, name=f"x_reg{r}") for r in range(R)]
+        # stage 0 -> 1: activations and the weight-store address. The data registers of the
+        # product path have no reset (a reset's fan-out would reach every one of them): bubbles
+        # reach the PEs as zero activations, and a layer start restarts the accumulators.
+        x_reg = [Signal(cfg.in_fmt.width, name=f"x_reg{r}", reset_less=True) for r in range(R)]
         v1, last1, clr1 = Signal(), Signal(), Signal()
         # x_reg takes every beat's payload (no enable: ``accept`` fans out to few registers);
         # ``live`` says which rows hold a real term, and the decoded activations of the others
@@ -501,15 +506,14 @@ class PEArray(wiring.Component):
             m.d.sync += x_reg[r].eq(self.act.payload.x[r])
         m.d.sync += live.eq(accept.replicate(R) & rows_mask)
         m.d.sync += [v1.eq(accept), last1.eq(accept & c_last), clr1.eq(clear)]
-        r_addr = Cat(c_k[:abits], c_bank)
+        r_addr = Signal(abits + 1, reset_less=True)
+        m.d.sync += r_addr.eq(Cat(c_k[:abits], c_bank))
         for store in stores:
             m.d.comb += store.r_addr.eq(r_addr)
 
-        # stage 1 -> 1b: activations decoded (per row), codes held (per column)
-        dec_reg = [Signal(row_decode_layout(cfg), name=f"dec_reg{r}") for r in range(R)]
-        # (the codes need no reset: a bubble's activation is 0 whatever its code; the store's
-        # read latency of two clocks ends here)
-        code_mid = [store.r_data for store in stores]
+        # stage 1 -> 1b: activations decoded (per row); weight-store read
+        dec_reg = [Signal(row_decode_layout(cfg), name=f"dec_reg{r}", reset_less=True)
+                   for r in range(R)]
         for r in range(R):
             decoder = RowDecoder(config=cfg)
             m.submodules[f"decode{r}"] = decoder
@@ -518,21 +522,26 @@ class PEArray(wiring.Component):
         v1b, last1b, clr1b = Signal(), Signal(), Signal()
         m.d.sync += [v1b.eq(v1), last1b.eq(last1), clr1b.eq(clr1)]
 
-        # stage 1b -> 2: alignment (per row), codes (per column)
-        row_reg = [Signal(row_layout(cfg), name=f"row_reg{r}") for r in range(R)]
+        # stage 1b -> 2: alignment in two halves (per row, one register inside the shifter);
+        # the codes leave the store's two-clock read (per column)
+        row_reg = [Signal(row_layout(cfg), name=f"row_reg{r}", reset_less=True)
+                   for r in range(R)]
         code_reg = [Signal(B, name=f"code_reg{c}", reset_less=True) for c in range(C)]
+        levels = row_decode_layout(cfg)["amount"].shape.width
         for r in range(R):
-            shifter = RowShifter(config=cfg)
+            shifter = RowShifter(config=cfg, cut=(levels + 1) // 2)
             m.submodules[f"align{r}"] = shifter
             m.d.comb += shifter.i.eq(dec_reg[r])
             m.d.sync += row_reg[r].eq(shifter.o)
         for c in range(C):
-            m.d.sync += code_reg[c].eq(code_mid[c])
+            m.d.sync += code_reg[c].eq(stores[c].r_data)
+        v1c, last1c, clr1c = Signal(), Signal(), Signal()
+        m.d.sync += [v1c.eq(v1b), last1c.eq(last1b), clr1c.eq(clr1b)]
         v2, last2 = Signal(), Signal()
         # restart: the bubble after a tile's last term (or the layer start) at the PE input;
         # the tile ending there is captured at the accumulator stage (a clear only zeroes)
         restart2 = Signal()
-        m.d.sync += [v2.eq(v1b), last2.eq(last1b), restart2.eq(clr1b | (v2 & last2))]
+        m.d.sync += [v2.eq(v1c), last2.eq(last1c), restart2.eq(clr1c | (v2 & last2))]
         capture2 = Signal()
         m.d.sync += capture2.eq(v2 & last2)
 
@@ -555,7 +564,7 @@ class PEArray(wiring.Component):
         flags_l = pe_flags_layout()
         entry = data.StructLayout({"acc": signed(cfg.pe_acc_width),
                                    "carries": unsigned(cfg.pe_pieces - 1), "flags": flags_l})
-        chain = [Signal(entry, name=f"shadow{i}") for i in range(R * C)]
+        chain = [Signal(entry, name=f"shadow{i}", reset_less=True) for i in range(R * C)]
         t_drain = Signal(tile_layout)
         ch_r = Signal(range(max(2, R)))
         ch_c = Signal(range(max(2, C)))
@@ -565,16 +574,26 @@ class PEArray(wiring.Component):
         shift = Signal()
         ch_busy_next = Mux(capture, 1, Mux(shift & (ch_count == 1), 0, ch_busy))
         m.d.sync += ch_busy.eq(ch_busy_next)
+        # The shadow registers' load and move enables reach R*C entries of ~pe_acc_width bits
+        # each, spread over the whole array: each row of entries has its own copies (see
+        # ``_replicas``), loaded with the next values of ``capture`` and of ``capture | shift``.
+        capture_d = capture2 if cfg.pipeline == 2 else v2 & last2
+        shift_d = Signal()
+        chain_load = _replicas(m, capture_d, R, "chain_load")
+        chain_move = _replicas(m, capture_d | shift_d, R, "chain_move")
+        for r in range(R):
+            with m.If(chain_move[r]):
+                for c in range(C):
+                    i = r * C + c
+                    pe_entry = Cat(pes[r][c].acc, pes[r][c].carries, pes[r][c].flags)
+                    if i + 1 < R * C:
+                        m.d.sync += chain[i].eq(Mux(chain_load[r], pe_entry, chain[i + 1]))
+                    else:                        # the tail: after a shift it is never read
+                        m.d.sync += chain[i].eq(pe_entry)
         with m.If(capture):
             m.d.sync += [ch_count.eq(R * C), cap_pending.eq(0), t_drain.eq(t_pend),
                          ch_r.eq(0), ch_c.eq(0)]
-            for r in range(R):
-                for c in range(C):
-                    m.d.sync += chain[r * C + c].eq(Cat(pes[r][c].acc, pes[r][c].carries,
-                                                            pes[r][c].flags))
         with m.Elif(shift):
-            for i in range(R * C - 1):
-                m.d.sync += chain[i].eq(chain[i + 1])
             m.d.sync += ch_count.eq(ch_count - 1)
             with m.If(ch_c == C - 1):
                 m.d.sync += [ch_c.eq(0), ch_r.eq(ch_r + 1)]
@@ -585,12 +604,27 @@ class PEArray(wiring.Component):
                     with m.If(t_drain.bank == b):
                         m.d.sync += bank_full[b].eq(0)
 
+        # The bias and e0 of the head's channel: a ring of C registers loaded from the tile's
+        # bank at the capture and rotated with each shift (the head's column is ch_c, counting
+        # 0 .. C-1 round each row), so that no C-way multiplexer follows ch_c.
+        bias_ring = [Signal(cfg.out_fmt.width, name=f"bias_ring{c}", reset_less=True)
+                     for c in range(C)]
+        e0_ring = [Signal(signed(e0_bits), name=f"e0_ring{c}", reset_less=True)
+                   for c in range(C)]
+        with m.If(capture):
+            for c in range(C):
+                m.d.sync += [bias_ring[c].eq(Mux(t_pend.bank, bias_r[1][c], bias_r[0][c])),
+                             e0_ring[c].eq(Mux(t_pend.bank, e0_r[1][c], e0_r[0][c]))]
+        with m.Elif(shift):
+            for c in range(C):
+                m.d.sync += [bias_ring[c].eq(bias_ring[(c + 1) % C]),
+                             e0_ring[c].eq(e0_ring[(c + 1) % C])]
+
         # -- finalizer ---------------------------------------------------------------------------
         head = chain[0]
         in_tile = (ch_r < t_drain.rows) & (ch_c < t_drain.cols)
         is_last = (ch_r == t_drain.rows - 1) & (ch_c == t_drain.cols - 1)
-        bias_sel = Mux(t_drain.bank, _pick(bias_r[1], ch_c), _pick(bias_r[0], ch_c))
-        e0_sel = Mux(t_drain.bank, _pick(e0_r[1], ch_c), _pick(e0_r[0], ch_c))
+        bias_sel, e0_sel = bias_ring[0], e0_ring[0]
 
         # stage A: entry, bias and offset of its channel
         a_valid = Signal()
@@ -640,7 +674,8 @@ class PEArray(wiring.Component):
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=cfg.out_fmt.width + 2, depth=fifo_depth)
         inflight = Signal(range(fifo_depth + 1))
-        m.d.sync += shift.eq(ch_busy_next & (inflight < fifo_depth - 1))
+        m.d.comb += shift_d.eq(ch_busy_next & (inflight < fifo_depth - 1))
+        m.d.sync += shift.eq(shift_d)
         res_take = self.res.valid & self.res.ready
         with m.If((shift & in_tile) & ~res_take):
             m.d.sync += inflight.eq(inflight + 1)

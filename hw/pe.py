@@ -124,8 +124,15 @@ class RowDecoder(wiring.Component):
 
 
 class RowShifter(wiring.Component):
-    """Second half of a row aligner: move the significand to ``sig << amount``
-    (combinational barrel shifter).
+    """Second half of a row aligner: move the significand to ``sig << amount`` (barrel shifter).
+
+    Parameters
+    ----------
+    cut : int or None
+        ``None``: combinational. An int ``0 < cut < len(amount)``: a register after the first
+        ``cut`` levels (the ``cut`` low bits of ``amount``), so that ``o`` follows ``i`` one
+        clock later and no clock crosses the whole shifter. The register has no reset: a
+        bubble (``sig = 0``) flushes it.
 
     Members
     -------
@@ -133,27 +140,47 @@ class RowShifter(wiring.Component):
     o : Out(row_layout(config))
     """
 
-    def __init__(self, *, config):
+    def __init__(self, *, config, cut=None):
         _check(config)
+        levels = row_decode_layout(config)["amount"].shape.width
+        if cut is not None:
+            if not isinstance(cut, int) or isinstance(cut, bool):
+                raise TypeError(f"cut must be an int or None, not {cut!r}")
+            if not 0 < cut < levels:
+                raise ValueError(f"cut must be in 1..{levels - 1} (the shifter has {levels} "
+                                 f"levels), not {cut}")
         self._config = config
+        self._cut = cut
         super().__init__({
             "i": In(row_decode_layout(config)),
             "o": Out(row_layout(config)),
         })
 
+    @property
+    def latency(self):
+        """Clocks from ``i`` to ``o``."""
+        return 0 if self._cut is None else 1
+
     def elaborate(self, platform):
         m = Module()
         width = self._config.align_width
         value, amount = self.i.sig, self.i.amount
+        flags = Cat(self.i.sign, self.i.zero, self.i.inf, self.i.nan)
         for k in range(len(amount)):              # barrel shifter, one named level per bit
+            if k == self._cut:
+                held = Signal(len(value) + len(amount) - k + len(flags), name="align_mid",
+                              reset_less=True)
+                m.d.sync += held.eq(Cat(value, amount[k:], flags))
+                value = held[:len(value)]
+                amount = Cat(Const(0, k), held[len(value):len(value) + len(amount) - k])
+                flags = held[len(held) - len(flags):]
             shifted = Mux(amount[k], value << (1 << k), value)
             level = Signal(min(len(shifted), width), name=f"align_sh{k}")
             m.d.comb += level.eq(shifted)
             value = level
         m.d.comb += [
             self.o.value.eq(value),
-            self.o.sign.eq(self.i.sign), self.o.zero.eq(self.i.zero),
-            self.o.inf.eq(self.i.inf), self.o.nan.eq(self.i.nan),
+            Cat(self.o.sign, self.o.zero, self.o.inf, self.o.nan).eq(flags),
         ]
         return m
 
