@@ -572,7 +572,8 @@ class PEArray(wiring.Component):
         # the next clock when the chain will hold entries and a finalizer credit is free.
         ch_busy = Signal()                 # ch_count != 0
         shift = Signal()
-        ch_busy_next = Mux(capture, 1, Mux(shift & (ch_count == 1), 0, ch_busy))
+        ch_last = Signal()                 # ch_count == 1
+        ch_busy_next = capture | (ch_busy & ~(shift & ch_last))
         m.d.sync += ch_busy.eq(ch_busy_next)
         # The shadow registers' load and move enables reach R*C entries of ~pe_acc_width bits
         # each, spread over the whole array: each row of entries has its own copies (see
@@ -591,15 +592,15 @@ class PEArray(wiring.Component):
                     else:                        # the tail: after a shift it is never read
                         m.d.sync += chain[i].eq(pe_entry)
         with m.If(capture):
-            m.d.sync += [ch_count.eq(R * C), cap_pending.eq(0), t_drain.eq(t_pend),
-                         ch_r.eq(0), ch_c.eq(0)]
+            m.d.sync += [ch_count.eq(R * C), ch_last.eq(R * C == 1), cap_pending.eq(0),
+                         t_drain.eq(t_pend), ch_r.eq(0), ch_c.eq(0)]
         with m.Elif(shift):
-            m.d.sync += ch_count.eq(ch_count - 1)
+            m.d.sync += [ch_count.eq(ch_count - 1), ch_last.eq(ch_count == 2)]
             with m.If(ch_c == C - 1):
                 m.d.sync += [ch_c.eq(0), ch_r.eq(ch_r + 1)]
             with m.Else():
                 m.d.sync += ch_c.eq(ch_c + 1)
-            with m.If((ch_count == 1) & t_drain.last_m):
+            with m.If(ch_last & t_drain.last_m):
                 for b in range(2):
                     with m.If(t_drain.bank == b):
                         m.d.sync += bank_full[b].eq(0)
@@ -674,13 +675,18 @@ class PEArray(wiring.Component):
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=cfg.out_fmt.width + 2, depth=fifo_depth)
         inflight = Signal(range(fifo_depth + 1))
-        m.d.comb += shift_d.eq(ch_busy_next & (inflight < fifo_depth - 1))
+        # credit = (inflight < fifo_depth - 1), kept as a register with inflight
+        credit = Signal(init=1)
+        m.d.comb += shift_d.eq(ch_busy_next & credit)
         m.d.sync += shift.eq(shift_d)
         res_take = self.res.valid & self.res.ready
-        with m.If((shift & in_tile) & ~res_take):
-            m.d.sync += inflight.eq(inflight + 1)
-        with m.Elif(~(shift & in_tile) & res_take):
-            m.d.sync += inflight.eq(inflight - 1)
+        entering = shift & in_tile
+        with m.If(entering & ~res_take):
+            m.d.sync += [inflight.eq(inflight + 1), credit.eq(inflight < fifo_depth - 2)]
+        with m.Elif(~entering & res_take):
+            m.d.sync += [inflight.eq(inflight - 1), credit.eq(inflight < fifo_depth)]
+        with m.Else():
+            m.d.sync += credit.eq(inflight < fifo_depth - 1)
 
         m.d.sync += [
             a_valid.eq(shift & in_tile),
