@@ -43,25 +43,32 @@ __all__ = ["sweep_jobs", "make_job", "run_jobs", "gemm_error", "pareto_front", "
            "ACCURACY_AXES", "DEFAULT_ACCURACY_EPOCHS"]
 
 
-#: Source files whose content decides what a job builds and measures: the generators, the
-#: contract they follow and the flow scripts. Part of every cache key, so that a cached point is
-#: never reused after the RTL changed.
-GENERATOR_SOURCES = ("contract/*.py", "hw/*.py", "boards/baselines.py", "boards/flow.py")
+#: Source files whose content decides what a job builds and measures, per design kind: the
+#: generators, the contract they follow and the flow scripts. Part of every cache key, so that a
+#: cached point is never reused after its RTL changed (and a baseline, which imports nothing
+#: from ``hw``, is not rebuilt when only the shift array changed).
+GENERATOR_SOURCES = {
+    "array": ("contract/*.py", "hw/*.py", "boards/flow.py"),
+    "dot": ("contract/*.py", "hw/*.py", "boards/flow.py"),
+    "baseline": ("contract/*.py", "boards/baselines.py", "boards/flow.py"),
+}
 
 
-def generator_fingerprint() -> str:
-    """Hash of :data:`GENERATOR_SOURCES` (paths and contents, sorted)."""
+def generator_fingerprint(kind: str = "array") -> str:
+    """Hash of the :data:`GENERATOR_SOURCES` of a design ``kind`` (paths and contents, sorted);
+    kinds other than ``array`` and ``dot`` are baselines."""
     from contract.files import source_fingerprint
 
-    return source_fingerprint(GENERATOR_SOURCES)
+    group = kind if kind in ("array", "dot") else "baseline"
+    return source_fingerprint(GENERATOR_SOURCES[group])
 
 
 def job_key(job: dict) -> str:
     """Cache key of a job: hash of everything that changes its result, the generator sources
-    included (:func:`generator_fingerprint`)."""
+    of its design kind included (:func:`generator_fingerprint`)."""
     keyed = {k: job.get(k) for k in ("spec", "board", "device", "seeds", "target_mhz",
                                      "explore", "pnr")}
-    keyed["generator"] = generator_fingerprint()
+    keyed["generator"] = generator_fingerprint((job.get("spec") or {}).get("kind", "array"))
     return flow.spec_hash(keyed)
 
 

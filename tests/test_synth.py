@@ -381,11 +381,22 @@ def test_cache_key_follows_the_generator_sources(monkeypatch):
     sweep or bench never reports a cached point measured on other RTL."""
     from boards import sweep
 
-    job = sweep.sweep_jobs(shapes=((2, 2),), root="build/never")[0]
-    first = sweep.job_key(job)
-    assert sweep.job_key(dict(job)) == first                        # stable
-    monkeypatch.setattr(sweep, "generator_fingerprint", lambda: "other-rtl")
-    assert sweep.job_key(job) != first
+    jobs = sweep.sweep_jobs(shapes=((2, 2),), root="build/never", baselines=True)
+    array = next(j for j in jobs if j["spec"]["kind"] == "array")
+    base = next(j for j in jobs if j["spec"]["kind"] == "fp-mac")
+    first, first_base = sweep.job_key(array), sweep.job_key(base)
+    assert sweep.job_key(dict(array)) == first                      # stable
+    real = sweep.generator_fingerprint
+    monkeypatch.setattr(sweep, "generator_fingerprint", lambda kind="array": "other-rtl")
+    assert sweep.job_key(array) != first
+    assert sweep.job_key(base) != first_base
+    # the shift array's sources (hw/) are not a baseline's: only array keys follow them
+    assert "hw/*.py" in sweep.GENERATOR_SOURCES["array"]
+    assert "hw/*.py" not in sweep.GENERATOR_SOURCES["baseline"]
+    monkeypatch.setattr(sweep, "generator_fingerprint",
+                        lambda kind="array": "new-hw" if kind == "array" else real(kind))
+    assert sweep.job_key(array) != first
+    assert sweep.job_key(base) == first_base
 
 
 def test_gemm_error_orders_exact_below_sequential():
