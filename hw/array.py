@@ -556,9 +556,8 @@ class PEArray(wiring.Component):
                              pe.valid.eq(v2), pe.restart.eq(restart2)]
         # capture at the accumulator stage
         capture = capture2
-        if cfg.pipeline == 2:
-            capture = Signal()
-            m.d.sync += capture.eq(capture2)
+        if cfg.pipeline == 2:                     # kept apart from the chain's copies of it
+            capture = _replicas(m, capture2, 1, "capture")[0]
 
         # -- drain chain -------------------------------------------------------------------------
         flags_l = pe_flags_layout()
@@ -571,15 +570,19 @@ class PEArray(wiring.Component):
         # The chain's shift enable reaches every shadow register: it is a flip-flop, set for
         # the next clock when the chain will hold entries and a finalizer credit is free.
         ch_busy = Signal()                 # ch_count != 0
+        shift_d = Signal()                 # the next value of ``shift``
         shift = Signal()
         ch_last = Signal()                 # ch_count == 1
-        ch_busy_next = capture | (ch_busy & ~(shift & ch_last))
-        m.d.sync += ch_busy.eq(ch_busy_next)
+        ch_last_next = Signal()
+        ch_ending = Signal()               # shift & ch_last: this clock's shift empties the chain
+        ch_busy_next = capture | (ch_busy & ~ch_ending)
+        m.d.sync += [ch_busy.eq(ch_busy_next), ch_last.eq(ch_last_next),
+                     ch_ending.eq(shift_d & ch_last_next)]
+        m.d.comb += ch_last_next.eq(Mux(capture, R * C == 1, Mux(shift, ch_count == 2, ch_last)))
         # The shadow registers' load and move enables reach R*C entries of ~pe_acc_width bits
         # each, spread over the whole array: each row of entries has its own copies (see
         # ``_replicas``), loaded with the next values of ``capture`` and of ``capture | shift``.
         capture_d = capture2 if cfg.pipeline == 2 else v2 & last2
-        shift_d = Signal()
         chain_load = _replicas(m, capture_d, R, "chain_load")
         chain_move = _replicas(m, capture_d | shift_d, R, "chain_move")
         for r in range(R):
@@ -592,15 +595,15 @@ class PEArray(wiring.Component):
                     else:                        # the tail: after a shift it is never read
                         m.d.sync += chain[i].eq(pe_entry)
         with m.If(capture):
-            m.d.sync += [ch_count.eq(R * C), ch_last.eq(R * C == 1), cap_pending.eq(0),
-                         t_drain.eq(t_pend), ch_r.eq(0), ch_c.eq(0)]
+            m.d.sync += [ch_count.eq(R * C), cap_pending.eq(0), t_drain.eq(t_pend),
+                         ch_r.eq(0), ch_c.eq(0)]
         with m.Elif(shift):
-            m.d.sync += [ch_count.eq(ch_count - 1), ch_last.eq(ch_count == 2)]
+            m.d.sync += ch_count.eq(ch_count - 1)
             with m.If(ch_c == C - 1):
                 m.d.sync += [ch_c.eq(0), ch_r.eq(ch_r + 1)]
             with m.Else():
                 m.d.sync += ch_c.eq(ch_c + 1)
-            with m.If(ch_last & t_drain.last_m):
+            with m.If(ch_ending & t_drain.last_m):
                 for b in range(2):
                     with m.If(t_drain.bank == b):
                         m.d.sync += bank_full[b].eq(0)
