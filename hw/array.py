@@ -6,8 +6,8 @@ the register block. Framing, tiling and the meaning of every control input are s
 
 Structure (``|`` is a register)::
 
-    act beat | x_reg -> RowDecoder | dec_reg -> RowShifter (| inside) | row_reg ----.
-    | address -> weight store (2-clock read) ---------------------- | code_reg ---+-> ShiftPE
+    act beat | x_reg -> RowDecoder | dec_reg -> RowShifter (| inside) | row copies -.
+    | address -> weight store (2-clock read) ---------------------- | code copy --+-> ShiftPE
         (| addend, pipeline 2) | acc
     acc --(capture)--> shadow chain (r-major) -> | A | AR (+) beside A1 | A1b | A2 bias
         | B total (*) | X | M abs (*) | L1 | L2 | C leading one | R1 | R2 window | P rounded
@@ -74,16 +74,22 @@ def res_layout(config):
     return data.StructLayout({"bits": unsigned(config.out_fmt.width), "last": unsigned(1)})
 
 
+#: PEs of a row fed by one copy of the row's aligned-activation register.
+ROW_SHARE = 4
+
+
 def _eq(value, const):
     """``value == const``; for 0 as a reduction (lints clean where ``!x`` would not)."""
     return ~value.any() if const == 0 else value == const
 
 
-def _replicas(m, value, count, name):
-    """``count`` flip-flops that all take ``value``: copies of one register, so that each drives
-    a part of a large fan-out. They carry Yosys's ``keep`` attribute; ``boards.flow`` passes it
-    on to the flip-flops so that synthesis does not merge the copies back into one."""
-    copies = [Signal(name=f"{name}_rep{i}", attrs={"keep": 1}) for i in range(count)]
+def _replicas(m, value, count, name, *, shape=1, reset_less=False):
+    """``count`` registers of ``shape`` that all take ``value``: copies of one register, so that
+    each drives a part of a large fan-out and can sit near it. They carry Yosys's ``keep``
+    attribute; ``boards.flow`` passes it on to the flip-flops so that synthesis does not merge
+    the copies back into one."""
+    copies = [Signal(shape, name=f"{name}_rep{i}", attrs={"keep": 1}, reset_less=reset_less)
+              for i in range(count)]
     for copy in copies:
         m.d.sync += copy.eq(value)
     return copies
@@ -524,17 +530,19 @@ class PEArray(wiring.Component):
 
         # stage 1b -> 2: alignment in two halves (per row, one register inside the shifter);
         # the codes leave the store's two-clock read (per column)
-        row_reg = [Signal(row_layout(cfg), name=f"row_reg{r}", reset_less=True)
-                   for r in range(R)]
-        code_reg = [Signal(B, name=f"code_reg{c}", reset_less=True) for c in range(C)]
+        # The PE inputs are register copies (``_replicas``): the aligned activation once per
+        # ROW_SHARE PEs of a row, the weight code once per PE, so that no register drives a
+        # whole row or column of PEs spread over the device.
+        row_reg, code_reg = [None] * R, [None] * C
         levels = row_decode_layout(cfg)["amount"].shape.width
         for r in range(R):
             shifter = RowShifter(config=cfg, cut=(levels + 1) // 2)
             m.submodules[f"align{r}"] = shifter
             m.d.comb += shifter.i.eq(dec_reg[r])
-            m.d.sync += row_reg[r].eq(shifter.o)
+            row_reg[r] = _replicas(m, shifter.o, -(-C // ROW_SHARE), f"row{r}",
+                                   shape=row_layout(cfg), reset_less=True)
         for c in range(C):
-            m.d.sync += code_reg[c].eq(stores[c].r_data)
+            code_reg[c] = _replicas(m, stores[c].r_data, R, f"code{c}", shape=B, reset_less=True)
         v1c, last1c, clr1c = Signal(), Signal(), Signal()
         m.d.sync += [v1c.eq(v1b), last1c.eq(last1b), clr1c.eq(clr1b)]
         v2, last2 = Signal(), Signal()
@@ -552,7 +560,7 @@ class PEArray(wiring.Component):
                 pe = ShiftPE(config=cfg)
                 m.submodules[f"pe_{r}_{c}"] = pe
                 pes[r][c] = pe
-                m.d.comb += [pe.row.eq(row_reg[r]), pe.code.eq(code_reg[c]),
+                m.d.comb += [pe.row.eq(row_reg[r][c // ROW_SHARE]), pe.code.eq(code_reg[c][r]),
                              pe.valid.eq(v2), pe.restart.eq(restart2)]
         # capture at the accumulator stage
         capture = capture2

@@ -428,9 +428,10 @@ class ArrayProductProof(wiring.Component):
             now = held
         t_term = now[:len(term)].as_signed()
         t_nan, t_pinf, t_ninf, t_neg0, t_restart = (now[len(term) + n] for n in range(5))
-        shadow = Signal(signed(width), reset_less=True)   # like acc: defined by a restart
+        # like the PE's accumulator and flags: defined by a restart, not by the domain reset
+        shadow = Signal(signed(width), reset_less=True)
         flags = Signal(data.StructLayout({"nan": 1, "pinf": 1, "ninf": 1, "neg0": 1}),
-                       init={"neg0": 1})
+                       init={"neg0": 1}, reset_less=True)
         with m.If(t_restart):
             m.d.sync += [shadow.eq(0), flags.eq(flags.shape().const({"neg0": 1}))]
         with m.Else():

@@ -224,7 +224,8 @@ class ShiftPE(wiring.Component):
     valid : In(1)
         The row/code pair is a real term (not a bubble); qualifies the flags.
     restart : In(1)
-        Zero the accumulator and reset the flags. The cycle must be a bubble (``valid = 0``,
+        Zero the accumulator and reset the flags (the domain reset does neither: the PE's
+        state is defined from its first restart on). The cycle must be a bubble (``valid = 0``,
         ``row.value = 0``): its term is not added. ``acc``/``flags`` show the finished tile
         during the restart cycle (at the accumulator stage).
     acc : Out(signed(pe_acc_width)); carries : Out(unsigned(pe_pieces - 1))
@@ -276,7 +277,8 @@ class ShiftPE(wiring.Component):
         # accumulator and flags simply reset: the DFFs' synchronous reset, no multiplexer.
         acc = Signal(signed(width), reset_less=True)
         carries = Signal(cfg.pe_pieces - 1, reset_less=True)
-        flags = Signal(pe_flags_layout(), init={"neg0": 1})
+        # (no reset: a layer start restarts the PE, so its state needs no reset fan-out)
+        flags = Signal(pe_flags_layout(), init={"neg0": 1}, reset_less=True)
         size = cfg.pe_piece_bits
         with m.If(restart):
             m.d.sync += [acc.eq(0), carries.eq(0), flags.eq(flags.shape().const({"neg0": 1}))]
