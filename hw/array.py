@@ -243,6 +243,7 @@ class PEArray(wiring.Component):
         L_pc = Signal()
         L_km1 = Signal(kbits)                      # K - 1
         L_km2 = Signal(kbits + 1)                  # K - 2 (-1 when K = 1)
+        L_km3 = Signal(kbits + 1)                  # K - 3 (negative values never match)
         L_words_m1 = Signal(kbits + 3)             # code words per channel - 1
         err_k, err_shape, err_e0, err_act, err_wgt, err_busy = (Signal(name=f"err_{n}")
                                                                 for n in ("k", "shape", "e0",
@@ -304,6 +305,7 @@ class PEArray(wiring.Component):
         ld_phase = Signal(2)                       # 0 bias, 1 e0, 2 codes
         ld_k = Signal(kbits)
         ld_k_last = Signal()                       # registered ld_k == K - 1
+        ld_k_pen = Signal()                        # registered ld_k == K - 2
         # registered: the next code written completes the M tile (phase 2, the channel's last
         # code, its last channel); kept beside ld_k_last, so that no chain of conditions sits
         # between the loader's enable and the bank flags
@@ -333,11 +335,11 @@ class PEArray(wiring.Component):
                     busy.eq(1), done.eq(0),
                     L_n.eq(s_n), L_e0.eq(s_e0),
                     L_relu.eq(s_relu), L_bias.eq(s_bias), L_pc.eq(s_pc),
-                    L_km1.eq(s_k - 1), L_km2.eq(s_k - 2),
+                    L_km1.eq(s_k - 1), L_km2.eq(s_k - 2), L_km3.eq(s_k - 3),
                     L_words_m1.eq(((s_kb + 31) >> 5) - 1),
                     ld_active.eq(1), c_active.eq(1), c_last.eq(s_k == 1),
                     ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_phase.eq(0), ld_k.eq(0),
-                    ld_k_last.eq(s_k == 1), ld_ending.eq(0),
+                    ld_k_last.eq(s_k == 1), ld_k_pen.eq(s_k == 2), ld_ending.eq(0),
                     ld_w.eq(0), nbits.eq(0), have_code.eq(0), bank_full.eq(0),
                     c_rem_m.eq(s_m), c_rem_n.eq(s_n), c_k.eq(0), c_bank.eq(0),
                 ]
@@ -407,11 +409,12 @@ class PEArray(wiring.Component):
                          store.w_en.eq(emit & _eq(ld_c, c))]
         with m.If(emit):
             m.d.sync += [hold.eq(hold >> B), nbits.eq(nbits - B), have_code.eq(nbits >= 2 * B),
-                         ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k == L_km2),
-                         ld_ending.eq((ld_k == L_km2) & ld_last_c)]
+                         ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k_pen), ld_k_pen.eq(ld_k == L_km3),
+                         ld_ending.eq(ld_k_pen & ld_last_c)]
             with m.If(ld_k_last):                  # channel complete
                 m.d.sync += [nbits.eq(0), have_code.eq(0), hold.eq(0), ld_k.eq(0), ld_w.eq(0),
-                             ld_k_last.eq(_eq(L_km1, 0)), ld_ending.eq(0),
+                             ld_k_last.eq(_eq(L_km1, 0)), ld_k_pen.eq(_eq(L_km2, 0)),
+                             ld_ending.eq(0),
                              ld_phase.eq(0)]
                 with m.If(ld_ending):              # M tile complete
                     m.d.sync += [ld_c.eq(0), ld_rem.eq(ld_rem_next), ld_bank.eq(~ld_bank)]
@@ -577,20 +580,20 @@ class PEArray(wiring.Component):
         ch_c = Signal(range(max(2, C)))
         # The chain's shift enable reaches every shadow register: it is a flip-flop, set for
         # the next clock when the chain will hold entries and a finalizer credit is free.
-        ch_busy = Signal()                 # ch_count != 0
         shift_d = Signal()                 # the next value of ``shift``
         shift = Signal()
         ch_last = Signal()                 # ch_count == 1
         ch_last_next = Signal()
-        ch_ending = Signal()               # shift & ch_last: this clock's shift empties the chain
-        ch_busy_next = capture | (ch_busy & ~ch_ending)
-        m.d.sync += [ch_busy.eq(ch_busy_next), ch_last.eq(ch_last_next),
-                     ch_ending.eq(shift_d & ch_last_next)]
         m.d.comb += ch_last_next.eq(Mux(capture, R * C == 1, Mux(shift, ch_count == 2, ch_last)))
+        m.d.sync += ch_last.eq(ch_last_next)
+        # ch_go: the chain holds entries after this clock (a capture, or entries that this
+        # clock's shift, if any, leaves). A register, computed from the next values.
+        capture_d = capture2 if cfg.pipeline == 2 else v2 & last2
+        ch_go = Signal()
+        m.d.sync += ch_go.eq(capture_d | (ch_go & ~(shift_d & ch_last_next)))
         # The shadow registers' load and move enables reach R*C entries of ~pe_acc_width bits
         # each, spread over the whole array: each row of entries has its own copies (see
         # ``_replicas``), loaded with the next values of ``capture`` and of ``capture | shift``.
-        capture_d = capture2 if cfg.pipeline == 2 else v2 & last2
         chain_load = _replicas(m, capture_d, R, "chain_load")
         chain_move = _replicas(m, capture_d | shift_d, R, "chain_move")
         for r in range(R):
@@ -611,7 +614,7 @@ class PEArray(wiring.Component):
                 m.d.sync += [ch_c.eq(0), ch_r.eq(ch_r + 1)]
             with m.Else():
                 m.d.sync += ch_c.eq(ch_c + 1)
-            with m.If(ch_ending & t_drain.last_m):
+            with m.If(ch_last & t_drain.last_m):
                 for b in range(2):
                     with m.If(t_drain.bank == b):
                         m.d.sync += bank_full[b].eq(0)
@@ -688,7 +691,7 @@ class PEArray(wiring.Component):
         inflight = Signal(range(fifo_depth + 1))
         # credit = (inflight < fifo_depth - 1), kept as a register with inflight
         credit = Signal(init=1)
-        m.d.comb += shift_d.eq(ch_busy_next & credit)
+        m.d.comb += shift_d.eq(ch_go & credit)
         m.d.sync += shift.eq(shift_d)
         res_take = self.res.valid & self.res.ready
         entering = shift & in_tile

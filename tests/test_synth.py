@@ -537,3 +537,39 @@ def test_cmd_sweep_argument_errors():
             cmd_sweep.run(p.parse_args(argv))
     with pytest.raises(ValueError, match="6"):
         cmd_sweep.run(p.parse_args(["--wbits", "6"]))
+
+
+def test_flow_keeps_register_copies_apart():
+    """``hw.array._replicas`` copies stay separate flip-flops through the flow's Yosys script
+    (``flow.KEEP_REPLICAS``), while ordinary duplicate registers are still merged."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, Signal
+
+    from hw.array import _replicas
+
+    m = Module()
+    a, b = Signal(), Signal()
+    outs = {}
+    for kind in ("copy", "plain"):
+        if kind == "copy":
+            enables = _replicas(m, a & b, 4, "en")
+        else:
+            enables = [Signal(name=f"plain{i}") for i in range(4)]
+            m.d.sync += [e.eq(a ^ b) for e in enables]
+        for i, en in enumerate(enables):
+            out = outs[f"{kind}{i}"] = Signal(name=f"{kind}_out{i}")
+            with m.If(en):
+                m.d.sync += out.eq(~out)
+    work = pathlib.Path("build/test_keep")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "design.v").write_text(verilog.convert(m, ports=[a, b, *outs.values()],
+                                                   name="top"))
+    script = ["read_verilog design.v", *flow.KEEP_REPLICAS, "synth_ecp5 -top top",
+              "log DENSEHW_STAT", "stat", ""]
+    (work / "keep.ys").write_text("\n".join(script))
+    _, log, _ = flow._run([flow._tool("yosys"), "-q", "-l", "keep.log", "-s", "keep.ys"],
+                          work.resolve(), "keep.log", 300)
+    cells = flow.parse_yosys_stat(log, marker="DENSEHW_STAT")
+    ffs = sum(n for k, n in cells.items() if k.startswith("TRELLIS_FF"))
+    # 4 kept enable copies + 1 merged plain enable + 8 toggling outputs
+    assert ffs == 4 + 1 + 8, cells
