@@ -78,6 +78,17 @@ def res_layout(config):
 ROW_SHARE = 4
 
 
+def _minus_floor0(m, value, const, name):
+    """``max(value - const, 0)``, registered in two stages (the difference and the comparison,
+    then the choice): ``value`` must hold still for two clocks before the result is used."""
+    diff = Signal(len(value), name=f"{name}_diff", reset_less=True)
+    more = Signal(name=f"{name}_more")
+    result = Signal(len(value), name=name)
+    m.d.sync += [diff.eq(value - const), more.eq(value > const),
+                 result.eq(Mux(more, diff, 0))]
+    return result
+
+
 def _eq(value, const):
     """``value == const``; for 0 as a reduction (lints clean where ``!x`` would not)."""
     return ~value.any() if const == 0 else value == const
@@ -298,6 +309,11 @@ class PEArray(wiring.Component):
         ld_active = Signal()                       # an M tile remains to be loaded
         c_active = Signal()                        # a tile remains to be computed
         c_last = Signal()                          # c_k == K - 1
+        c_last_next = Signal()                     # its next value
+        c_pen = Signal()                           # c_k == K - 2
+        L_k1 = Signal()                            # K == 1
+        m.d.comb += c_last_next.eq(c_last)
+        m.d.sync += c_last.eq(c_last_next)
         # loader state
         ld_rem = Signal(NM_BITS)                   # channels still to load
         ld_bank = Signal()
@@ -330,14 +346,14 @@ class PEArray(wiring.Component):
             with m.Elif(~k_ok | ~shape_ok | ~e0_ok):
                 m.d.comb += [err_k.eq(~k_ok), err_shape.eq(~shape_ok), err_e0.eq(~e0_ok)]
             with m.Else():
-                m.d.comb += clear.eq(1)
+                m.d.comb += [clear.eq(1), c_last_next.eq(s_k == 1)]
                 m.d.sync += [
                     busy.eq(1), done.eq(0),
                     L_n.eq(s_n), L_e0.eq(s_e0),
                     L_relu.eq(s_relu), L_bias.eq(s_bias), L_pc.eq(s_pc),
                     L_km1.eq(s_k - 1), L_km2.eq(s_k - 2), L_km3.eq(s_k - 3),
                     L_words_m1.eq(((s_kb + 31) >> 5) - 1),
-                    ld_active.eq(1), c_active.eq(1), c_last.eq(s_k == 1),
+                    ld_active.eq(1), c_active.eq(1), c_pen.eq(s_k == 2), L_k1.eq(s_k == 1),
                     ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_phase.eq(0), ld_k.eq(0),
                     ld_k_last.eq(s_k == 1), ld_k_pen.eq(s_k == 2), ld_ending.eq(0),
                     ld_w.eq(0), nbits.eq(0), have_code.eq(0), bank_full.eq(0),
@@ -367,8 +383,7 @@ class PEArray(wiring.Component):
         # is next needed K + 3 clocks later)
         ld_cols = Signal(range(C + 1))
         m.d.sync += ld_cols.eq(_min_const(ld_rem, C))
-        ld_rem_next = Signal(NM_BITS)              # ld_rem - ld_cols, precomputed likewise
-        m.d.sync += ld_rem_next.eq(Mux(ld_rem > C, ld_rem - C, 0))
+        ld_rem_next = _minus_floor0(m, ld_rem, C, "ld_rem_next")   # ld_rem - ld_cols, likewise
         ld_last_c = Signal()
         m.d.sync += ld_last_c.eq(ld_c == ld_cols - 1)
         take_hdr = ld_free & (ld_phase != 2)
@@ -439,18 +454,23 @@ class PEArray(wiring.Component):
         rows_valid = Signal(range(R + 1))
         cols_valid = Signal(range(C + 1))
         last_n, last_m = Signal(), Signal()
-        m.d.sync += c_ready_w.eq(c_active & Array(bank_full)[c_bank] & ~(gap & last_n))
+        c_ready_w_next = c_active & Array(bank_full)[c_bank] & ~(gap & last_n)
+        m.d.sync += c_ready_w.eq(c_ready_w_next)
         # registered (one clock late, conservative: a capture needs a last beat, and the
         # clock after a last beat is a bubble)
         chain_free = Signal()
-        m.d.sync += chain_free.eq(_eq(ch_count, 0) & ~cap_pending)
-        accept_ok = c_ready_w & ~gap & (~c_last | chain_free)
+        chain_free_next = _eq(ch_count, 0) & ~cap_pending
+        m.d.sync += chain_free.eq(chain_free_next)
+        # c_rdy = c_ready_w & (~c_last | chain_free), a register loaded with the next values:
+        # ``accept`` is one LUT from flip-flops (and the loop gap -> accept -> gap short)
+        c_rdy = Signal()
+        m.d.sync += c_rdy.eq(c_ready_w_next & (~c_last_next | chain_free_next))
+        accept_ok = c_rdy & ~gap
         m.d.comb += self.act.ready.eq(accept_ok)
         accept = accept_ok & self.act.valid
         c_rem_n_next = Signal(NM_BITS)
-        c_rem_m_next = Signal(NM_BITS)
-        m.d.sync += [c_rem_n_next.eq(c_rem_n - R),
-                     c_rem_m_next.eq(Mux(c_rem_m > C, c_rem_m - C, 0))]
+        m.d.sync += c_rem_n_next.eq(c_rem_n - R)
+        c_rem_m_next = _minus_floor0(m, c_rem_m, C, "c_rem_m_next")
 
         def tile_size(rem, size, name):
             """``min(rem, size)``, ``rem <= size`` and the mask of the first ``min(rem, size)``
@@ -491,7 +511,8 @@ class PEArray(wiring.Component):
         with m.If(accept):
             m.d.sync += c_k.eq(c_k + 1)
             # c_last (registered): the beat being accepted is beat K-1 of its tile
-            m.d.sync += c_last.eq(Mux(c_last, _eq(L_km1, 0), c_k == L_km2))
+            m.d.comb += c_last_next.eq(Mux(c_last, L_k1, c_pen))
+            m.d.sync += c_pen.eq(Mux(c_last, _eq(L_km2, 0), c_k == L_km3))
             with m.If(self.act.payload.last != c_last):
                 m.d.comb += err_act.eq(1)
             with m.If(c_last):
