@@ -418,10 +418,17 @@ class PEArray(wiring.Component):
                          ld_w.eq(ld_w + 1)]
             with m.If(wlast != (ld_w == L_words_m1)):
                 m.d.comb += err_wgt.eq(1)
-        w_addr = Cat(ld_k[:abits], ld_bank)
+        # The stores' write ports are registered (the block RAMs sit apart from the loader): a
+        # code lands one clock after its emit, at least two clocks before the compute side can
+        # read its bank (``c_ready_w`` follows ``bank_full`` one clock late).
+        w_addr = Signal(abits + 1, reset_less=True)
+        w_data = Signal(B, reset_less=True)
+        w_en = Signal(C)
+        m.d.sync += [w_addr.eq(Cat(ld_k[:abits], ld_bank)), w_data.eq(hold[:B]),
+                     w_en.eq(Cat(emit & _eq(ld_c, c) for c in range(C)))]
         for c, store in enumerate(stores):
-            m.d.comb += [store.w_addr.eq(w_addr), store.w_data.eq(hold[:B]),
-                         store.w_en.eq(emit & _eq(ld_c, c))]
+            m.d.comb += [store.w_addr.eq(w_addr), store.w_data.eq(w_data),
+                         store.w_en.eq(w_en[c])]
         with m.If(emit):
             m.d.sync += [hold.eq(hold >> B), nbits.eq(nbits - B), have_code.eq(nbits >= 2 * B),
                          ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k_pen), ld_k_pen.eq(ld_k == L_km3),
@@ -839,8 +846,9 @@ class PEArray(wiring.Component):
         padded = Cat(Const(0, nblk * 8 - mag_w), mg.mag)       # zeros below the LSB
         lz_bits = (nblk * 8).bit_length()
         cap_w = max(geo["cap_max"].bit_length(), lz_bits) + 1
-        side = data.StructLayout({"mag": mag_w, "cap": cap_w, "sign": 1, "flags": flags_l,
-                                  "last": 1, "last_layer": 1})
+        shift_w = len(c_front.shift)
+        side = data.StructLayout({"mag": mag_w, "cap": cap_w, "shift_cap": shift_w, "sign": 1,
+                                  "flags": flags_l, "last": 1, "last_layer": 1})
         l1_valid, l2_valid = Signal(), Signal()
         l1, l2 = Signal(side), Signal(side)
         blk_nz = Signal(nblk)
@@ -853,6 +861,7 @@ class PEArray(wiring.Component):
             m.d.sync += [blk_nz[j].eq(bits.any()), blk_lz[j].eq(lzc[:3])]
         m.d.sync += [
             l1_valid.eq(m_valid), l1.mag.eq(mg.mag), l1.cap.eq(geo["cap_base"] + mg.e0),
+            l1.shift_cap.eq(top - cfg.out_fmt.frac_bits - (geo["cap_base"] + mg.e0)),
             l1.sign.eq(mg.sign), l1.flags.eq(mg.flags), l1.last.eq(mg.last),
             l1.last_layer.eq(mg.last_layer),
         ]
@@ -869,12 +878,14 @@ class PEArray(wiring.Component):
         l2_lz = Signal(lz_bits)
         l2_zero = Signal()
         m.d.sync += [l2_valid.eq(l1_valid), l2.eq(l1), l2_lz.eq(lz), l2_zero.eq(~any_nz)]
-        lsh = Mux(l2_lz < l2.cap, l2_lz, l2.cap)
+        # lsh = min(lz, cap): both outcomes are computed beside the comparison (the cap's one
+        # a stage earlier), so that one carry chain and a multiplexer make the stage
+        lz_first = l2_lz < l2.cap
         m.d.sync += [
             c_valid.eq(l2_valid),
             c_front.mag.eq(l2.mag), c_front.zero.eq(l2_zero),
-            c_front.shift.eq(top - cfg.out_fmt.frac_bits - lsh),
-            c_front.field_m1.eq(l2.cap - lsh),
+            c_front.shift.eq(Mux(lz_first, top - cfg.out_fmt.frac_bits - l2_lz, l2.shift_cap)),
+            c_front.field_m1.eq(Mux(lz_first, l2.cap - l2_lz, 0)),
             c_flags.eq(l2.flags), c_sign.eq(l2.sign), cs_last.eq(l2.last),
             cs_last_layer.eq(l2.last_layer),
         ]
