@@ -29,7 +29,7 @@ from .weights import PACK_VERSION, WORD_BITS, check_wbits, max_exponent_code
 
 __all__ = [
     "ArrayConfig", "Field", "Register", "REGISTERS", "REGISTER_BY_NAME", "CSR_ADDR_WIDTH",
-    "CSR_DATA_WIDTH", "MAX_NM", "FINAL_CARRY_BITS", "PE_CARRY_BITS", "ID_MAGIC",
+    "CSR_DATA_WIDTH", "MAX_NM", "WIDE_COLS", "FINAL_CARRY_BITS", "PE_CARRY_BITS", "ID_MAGIC",
     "ARRAY_VERSION", "CTRL",
     "STATUS", "ERROR", "STREAMS",
     "channel_words", "pack_activation_beat", "weight_stream", "activation_stream",
@@ -40,6 +40,10 @@ ID_MAGIC = 0x44534841          # "DSHA" (densehw array)
 ARRAY_VERSION = 1              # bump when the register map or the framing changes
 CSR_ADDR_WIDTH = 8             # byte address bits of the AXI4-Lite register block
 CSR_DATA_WIDTH = 32
+#: Arrays with more columns than this get the timing structures of large devices: a register
+#: inside the row aligner (:attr:`ArrayConfig.aligner_cut`) and, in ``hw.array``, a ring of
+#: registers instead of a multiplexer for the bias of the drained channel.
+WIDE_COLS = 4
 MAX_NM = (1 << 24) - 1         # largest N and M of one layer (24-bit registers)
 #: The longest carry chain the finalizer puts into one clock: its two wide additions (bias,
 #: magnitude) are split into pieces of at most this many bits, one register stage each, so that
@@ -300,10 +304,18 @@ class ArrayConfig:
     @property
     def capture_latency(self) -> int:
         """Clocks from a tile's last accepted beat to the capture of the accumulators into the
-        shadow chain: activation register (and weight-store address), decoded activation, the
-        row aligner's middle register, PE input register (aligned activation and weight code),
-        and the addend register of ``pipeline == 2``."""
-        return 4 + self.pipeline
+        shadow chain: activation register, decoded activation, the row aligner's middle
+        register when :attr:`aligner_cut`, PE input register (aligned activation and weight
+        code), and the addend register of ``pipeline == 2``."""
+        return 3 + self.aligner_cut + self.pipeline
+
+    @property
+    def aligner_cut(self) -> int:
+        """1 when the row aligner's barrel shifter has a register after its first half: in
+        arrays wider than :data:`WIDE_COLS` columns, whose rows reach across a large device
+        (a clock of latency and about 25 flip-flops per row, which small devices cannot
+        spare), else 0."""
+        return int(self.cols > WIDE_COLS)
 
     @property
     def pe_pieces(self) -> int:

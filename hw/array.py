@@ -32,7 +32,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from contract.array import MAX_NM, ArrayConfig
+from contract.array import MAX_NM, WIDE_COLS, ArrayConfig
 
 from .lanes import bias_geometry
 from .pe import (
@@ -74,18 +74,26 @@ def res_layout(config):
     return data.StructLayout({"bits": unsigned(config.out_fmt.width), "last": unsigned(1)})
 
 
-#: PEs of a row fed by one copy of the row's aligned-activation register.
+#: PEs of a row fed by one copy of the row's aligned-activation register, and PEs of a
+#: column fed by one copy of the column's weight-code register.
 ROW_SHARE = 4
+CODE_SHARE = 2
+
+
+def _pick(values, index):
+    """``values[index]``, the list padded to ``2**len(index)`` entries (a fully covered case)."""
+    values = list(values)
+    size = 1 << len(index)
+    return Array(values + [values[-1]] * (size - len(values)))[index]
 
 
 def _minus_floor0(m, value, const, name):
-    """``max(value - const, 0)``, registered in two stages (the difference and the comparison,
-    then the choice): ``value`` must hold still for two clocks before the result is used."""
-    diff = Signal(len(value), name=f"{name}_diff", reset_less=True)
+    """``max(value - const, 0)``, registered, with the comparison registered a clock earlier
+    (one carry chain per clock): ``value`` must hold still for two clocks before the result
+    is used."""
     more = Signal(name=f"{name}_more")
     result = Signal(len(value), name=name)
-    m.d.sync += [diff.eq(value - const), more.eq(value > const),
-                 result.eq(Mux(more, diff, 0))]
+    m.d.sync += [more.eq(value > const), result.eq(Mux(more, value - const, 0))]
     return result
 
 
@@ -543,8 +551,12 @@ class PEArray(wiring.Component):
             m.d.sync += x_reg[r].eq(self.act.payload.x[r])
         m.d.sync += live.eq(accept.replicate(R) & rows_mask)
         m.d.sync += [v1.eq(accept), last1.eq(accept & c_last), clr1.eq(clear)]
-        r_addr = Signal(abits + 1, reset_less=True)
-        m.d.sync += r_addr.eq(Cat(c_k[:abits], c_bank))
+        # (with the aligner's middle register the read starts a clock later, in step)
+        r_addr = Cat(c_k[:abits], c_bank)
+        if cfg.aligner_cut:
+            r_addr_q = Signal(abits + 1, reset_less=True)
+            m.d.sync += r_addr_q.eq(r_addr)
+            r_addr = r_addr_q
         for store in stores:
             m.d.comb += store.r_addr.eq(r_addr)
 
@@ -559,23 +571,26 @@ class PEArray(wiring.Component):
         v1b, last1b, clr1b = Signal(), Signal(), Signal()
         m.d.sync += [v1b.eq(v1), last1b.eq(last1), clr1b.eq(clr1)]
 
-        # stage 1b -> 2: alignment in two halves (per row, one register inside the shifter);
-        # the codes leave the store's two-clock read (per column)
-        # The PE inputs are register copies (``_replicas``): the aligned activation once per
-        # ROW_SHARE PEs of a row, the weight code once per PE, so that no register drives a
-        # whole row or column of PEs spread over the device.
+        # stage 1b -> 2: alignment (per row; in wide arrays in two halves, with a register
+        # inside the shifter); the codes leave the store's two-clock read (per column). The PE
+        # inputs are register copies (``_replicas``): the aligned activation once per ROW_SHARE
+        # PEs of a row, the weight code once per CODE_SHARE PEs of a column, so that no
+        # register drives a whole row or column of PEs spread over the device.
         row_reg, code_reg = [None] * R, [None] * C
         levels = row_decode_layout(cfg)["amount"].shape.width
         for r in range(R):
-            shifter = RowShifter(config=cfg, cut=(levels + 1) // 2)
+            shifter = RowShifter(config=cfg, cut=(levels + 1) // 2 if cfg.aligner_cut else None)
             m.submodules[f"align{r}"] = shifter
             m.d.comb += shifter.i.eq(dec_reg[r])
             row_reg[r] = _replicas(m, shifter.o, -(-C // ROW_SHARE), f"row{r}",
                                    shape=row_layout(cfg), reset_less=True)
         for c in range(C):
-            code_reg[c] = _replicas(m, stores[c].r_data, R, f"code{c}", shape=B, reset_less=True)
-        v1c, last1c, clr1c = Signal(), Signal(), Signal()
-        m.d.sync += [v1c.eq(v1b), last1c.eq(last1b), clr1c.eq(clr1b)]
+            code_reg[c] = _replicas(m, stores[c].r_data, -(-R // CODE_SHARE), f"code{c}",
+                                    shape=B, reset_less=True)
+        v1c, last1c, clr1c = v1b, last1b, clr1b
+        if cfg.aligner_cut:
+            v1c, last1c, clr1c = Signal(), Signal(), Signal()
+            m.d.sync += [v1c.eq(v1b), last1c.eq(last1b), clr1c.eq(clr1b)]
         v2, last2 = Signal(), Signal()
         # restart: the bubble after a tile's last term (or the layer start) at the PE input;
         # the tile ending there is captured at the accumulator stage (a clear only zeroes)
@@ -591,7 +606,8 @@ class PEArray(wiring.Component):
                 pe = ShiftPE(config=cfg)
                 m.submodules[f"pe_{r}_{c}"] = pe
                 pes[r][c] = pe
-                m.d.comb += [pe.row.eq(row_reg[r][c // ROW_SHARE]), pe.code.eq(code_reg[c][r]),
+                m.d.comb += [pe.row.eq(row_reg[r][c // ROW_SHARE]),
+                             pe.code.eq(code_reg[c][r // CODE_SHARE]),
                              pe.valid.eq(v2), pe.restart.eq(restart2)]
         # capture at the accumulator stage
         capture = capture2
@@ -647,27 +663,32 @@ class PEArray(wiring.Component):
                     with m.If(t_drain.bank == b):
                         m.d.sync += bank_full[b].eq(0)
 
-        # The bias and e0 of the head's channel: a ring of C registers loaded from the tile's
-        # bank at the capture and rotated with each shift (the head's column is ch_c, counting
-        # 0 .. C-1 round each row), so that no C-way multiplexer follows ch_c.
-        bias_ring = [Signal(cfg.out_fmt.width, name=f"bias_ring{c}", reset_less=True)
-                     for c in range(C)]
-        e0_ring = [Signal(signed(e0_bits), name=f"e0_ring{c}", reset_less=True)
-                   for c in range(C)]
-        with m.If(capture):
-            for c in range(C):
-                m.d.sync += [bias_ring[c].eq(Mux(t_pend.bank, bias_r[1][c], bias_r[0][c])),
-                             e0_ring[c].eq(Mux(t_pend.bank, e0_r[1][c], e0_r[0][c]))]
-        with m.Elif(shift):
-            for c in range(C):
-                m.d.sync += [bias_ring[c].eq(bias_ring[(c + 1) % C]),
-                             e0_ring[c].eq(e0_ring[(c + 1) % C])]
+        # The bias and e0 of the head's channel. In wide arrays a ring of C registers, loaded
+        # from the tile's bank at the capture and rotated with each shift (the head's column
+        # is ch_c, counting 0 .. C-1 round each row), so that no C-way multiplexer follows
+        # ch_c; in narrow ones that multiplexer.
+        if C > WIDE_COLS:
+            bias_ring = [Signal(cfg.out_fmt.width, name=f"bias_ring{c}", reset_less=True)
+                         for c in range(C)]
+            e0_ring = [Signal(signed(e0_bits), name=f"e0_ring{c}", reset_less=True)
+                       for c in range(C)]
+            with m.If(capture):
+                for c in range(C):
+                    m.d.sync += [bias_ring[c].eq(Mux(t_pend.bank, bias_r[1][c], bias_r[0][c])),
+                                 e0_ring[c].eq(Mux(t_pend.bank, e0_r[1][c], e0_r[0][c]))]
+            with m.Elif(shift):
+                for c in range(C):
+                    m.d.sync += [bias_ring[c].eq(bias_ring[(c + 1) % C]),
+                                 e0_ring[c].eq(e0_ring[(c + 1) % C])]
+            bias_sel, e0_sel = bias_ring[0], e0_ring[0]
+        else:
+            bias_sel = Mux(t_drain.bank, _pick(bias_r[1], ch_c), _pick(bias_r[0], ch_c))
+            e0_sel = Mux(t_drain.bank, _pick(e0_r[1], ch_c), _pick(e0_r[0], ch_c))
 
         # -- finalizer ---------------------------------------------------------------------------
         head = chain[0]
         in_tile = (ch_r < t_drain.rows) & (ch_c < t_drain.cols)
         is_last = (ch_r == t_drain.rows - 1) & (ch_c == t_drain.cols - 1)
-        bias_sel, e0_sel = bias_ring[0], e0_ring[0]
 
         # stage A: entry, bias and offset of its channel
         a_valid = Signal()
@@ -846,9 +867,8 @@ class PEArray(wiring.Component):
         padded = Cat(Const(0, nblk * 8 - mag_w), mg.mag)       # zeros below the LSB
         lz_bits = (nblk * 8).bit_length()
         cap_w = max(geo["cap_max"].bit_length(), lz_bits) + 1
-        shift_w = len(c_front.shift)
-        side = data.StructLayout({"mag": mag_w, "cap": cap_w, "shift_cap": shift_w, "sign": 1,
-                                  "flags": flags_l, "last": 1, "last_layer": 1})
+        side = data.StructLayout({"mag": mag_w, "cap": cap_w, "sign": 1, "flags": flags_l,
+                                  "last": 1, "last_layer": 1})
         l1_valid, l2_valid = Signal(), Signal()
         l1, l2 = Signal(side), Signal(side)
         blk_nz = Signal(nblk)
@@ -861,7 +881,6 @@ class PEArray(wiring.Component):
             m.d.sync += [blk_nz[j].eq(bits.any()), blk_lz[j].eq(lzc[:3])]
         m.d.sync += [
             l1_valid.eq(m_valid), l1.mag.eq(mg.mag), l1.cap.eq(geo["cap_base"] + mg.e0),
-            l1.shift_cap.eq(top - cfg.out_fmt.frac_bits - (geo["cap_base"] + mg.e0)),
             l1.sign.eq(mg.sign), l1.flags.eq(mg.flags), l1.last.eq(mg.last),
             l1.last_layer.eq(mg.last_layer),
         ]
@@ -878,13 +897,14 @@ class PEArray(wiring.Component):
         l2_lz = Signal(lz_bits)
         l2_zero = Signal()
         m.d.sync += [l2_valid.eq(l1_valid), l2.eq(l1), l2_lz.eq(lz), l2_zero.eq(~any_nz)]
-        # lsh = min(lz, cap): both outcomes are computed beside the comparison (the cap's one
-        # a stage earlier), so that one carry chain and a multiplexer make the stage
+        # lsh = min(lz, cap): both outcomes are computed beside the comparison, so that
+        # carry chains side by side and a multiplexer make the stage
         lz_first = l2_lz < l2.cap
         m.d.sync += [
             c_valid.eq(l2_valid),
             c_front.mag.eq(l2.mag), c_front.zero.eq(l2_zero),
-            c_front.shift.eq(Mux(lz_first, top - cfg.out_fmt.frac_bits - l2_lz, l2.shift_cap)),
+            c_front.shift.eq(Mux(lz_first, top - cfg.out_fmt.frac_bits - l2_lz,
+                                 top - cfg.out_fmt.frac_bits - l2.cap)),
             c_front.field_m1.eq(Mux(lz_first, l2.cap - l2_lz, 0)),
             c_flags.eq(l2.flags), c_sign.eq(l2.sign), cs_last.eq(l2.last),
             cs_last_layer.eq(l2.last_layer),

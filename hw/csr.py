@@ -101,13 +101,9 @@ class CSRBlock(wiring.Component):
         # answered on b (so the register decode starts from flip-flops: a short path)
         bvalid = Signal()
         w_pend = Signal()
-        # the address decoded as it is taken: one flip-flop per register (and START's pulse)
-        hit = {name: Signal(name=f"w_hit_{name.lower()}") for name in word}
-        w_start = Signal()
+        w_word = Signal(CSR_ADDR_WIDTH - 2)
+        w_start = Signal()                        # START's pulse, decoded as the write is taken
         aw_word = bus.awaddr[2:CSR_ADDR_WIDTH]
-
-        def is_word(index):                       # (a reduction for 0: lints clean, ``!x`` not)
-            return ~aw_word.any() if index == 0 else aw_word == index
         w_data = Signal(32)
         w_strb = Signal(4)
         take_w = bus.awvalid & bus.wvalid & ~bvalid & ~w_pend
@@ -116,8 +112,10 @@ class CSRBlock(wiring.Component):
         m.d.sync += w_pend.eq(take_w)
         with m.If(take_w):
             m.d.sync += [w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
-            m.d.sync += [hit[name].eq(is_word(index)) for name, index in word.items()]
-        m.d.sync += w_start.eq(take_w & is_word(word["CTRL"]) & bus.wstrb[0] & bus.wdata[0])
+            m.d.sync += w_word.eq(aw_word)
+        # (a reduction for word 0: it lints clean where ``!x`` would not)
+        ctrl_hit = ~aw_word.any() if word["CTRL"] == 0 else aw_word == word["CTRL"]
+        m.d.sync += w_start.eq(take_w & ctrl_hit & bus.wstrb[0] & bus.wdata[0])
         with m.If(w_pend):
             m.d.sync += bvalid.eq(1)
         with m.Elif(bus.bready):
@@ -125,7 +123,7 @@ class CSRBlock(wiring.Component):
         start = w_start
         m.d.comb += self.start.eq(start)
         for name, reg in regs.items():
-            with m.If(w_pend & hit[name]):
+            with m.If(w_pend & (w_word == word[name])):
                 for i in range(4):
                     with m.If(w_strb[i]):
                         m.d.sync += reg[8 * i:8 * i + 8].eq(w_data[8 * i:8 * i + 8])
@@ -134,13 +132,13 @@ class CSRBlock(wiring.Component):
         # CTRL shows the options being written in the cycle of the START pulse
         ctrl_next = Signal(32)
         m.d.comb += ctrl_next.eq(regs["CTRL"])
-        with m.If(w_pend & hit["CTRL"]):
+        with m.If(w_pend & (w_word == word["CTRL"])):
             for i in range(4):
                 with m.If(w_strb[i]):
                     m.d.comb += ctrl_next[8 * i:8 * i + 8].eq(w_data[8 * i:8 * i + 8])
         m.d.comb += self.ctrl.eq(ctrl_next)
         clear_err = Signal(self._n_err)
-        with m.If(w_pend & hit["ERROR"] & w_strb[0]):
+        with m.If(w_pend & (w_word == word["ERROR"]) & w_strb[0]):
             m.d.comb += clear_err.eq(w_data[:self._n_err])
         m.d.sync += error.eq((error & ~clear_err) | self.err)
         start_q = Signal()                        # counters clear one clock later (short path)

@@ -106,6 +106,8 @@ CASES = [
     (dict(rows=4, cols=4, depth=64, pipeline=1), (16, 20, 9)),
     # more PEs than the finalizer's latency: the drain must not wait for output credits
     (dict(rows=8, cols=4, depth=32), (16, 8, 8)),
+    # wider than WIDE_COLS: the row aligner's middle register (capture_latency + 1)
+    (dict(rows=2, cols=6, depth=32), (6, 24, 13)),
 ]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.array import ArrayConfig
+from contract.array import WIDE_COLS, ArrayConfig
 from sim.array_driver import Layer, check_layer, conv2d_rtl, gemm_rtl, run_layers
 from sim.payload import FLAVORS, random_group
 from sw.conv import conv2d_golden
@@ -488,15 +488,22 @@ def ecp5_verilog(cfg: ArrayConfig, regmode="OUTREG") -> str:
 
 
 @needs_icarus
-def test_ecp5_block_ram_rtl_icarus():
+@pytest.mark.parametrize("wbits,rows,cols", [
+    (5, 2, 3),      # the DP16KD's 9-bit mode
+    (3, 2, 6),      # wider than WIDE_COLS: aligner cut, bias ring, register copies
+], ids=["b5_2x3", "b3_2x6_wide"])
+def test_ecp5_block_ram_rtl_icarus(wbits, rows, cols):
     """The RTL built for ECP5 (each weight store a DP16KD with its output register) gives
-    the golden model's bits: ragged layers, every flavor, stalls, a reset mid-layer."""
-    seed = 23
+    the golden model's bits: ragged layers, every flavor, stalls, a reset mid-layer; also
+    with the timing structures of wide arrays."""
+    seed = 23 + cols
     rng = np.random.default_rng(seed)
-    cfg = ArrayConfig(in_fmt="fp16", wbits=5, rows=2, cols=3, depth=32)   # the 9-bit mode
-    layers = layer_mix(cfg, rng, 4, nmax=5, kmax=32, mmax=7, abort_at=2)
-    out = run_layers(cfg, layers, sim="icarus", seed=seed, stall=STALL, tag="ecp5",
-                     verilog=ecp5_verilog(cfg), variant="ecp5")
+    cfg = ArrayConfig(in_fmt="fp16", wbits=wbits, rows=rows, cols=cols, depth=32)
+    assert cfg.aligner_cut == (cols > WIDE_COLS)
+    layers = layer_mix(cfg, rng, 4, nmax=5, kmax=32, mmax=2 * cols + 1, abort_at=2)
+    out = run_layers(cfg, layers, sim="icarus", seed=seed, stall=STALL,
+                     tag=f"ecp5-{rows}x{cols}", verilog=ecp5_verilog(cfg),
+                     variant=f"ecp5-{rows}x{cols}")
     check_outcome(cfg, layers, out, seed=seed)
 
 
