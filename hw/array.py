@@ -298,9 +298,14 @@ class PEArray(wiring.Component):
         m.d.sync += [start1.eq(self.start), start.eq(start1),
                      k_top.eq(self.k[abits]),
                      e0_ge.eq(e0_low >= cfg.e0_min), e0_le.eq(e0_low <= cfg.e0_max)]
+        # (the layer start's first tile sizes need N and M split as ``tile_size`` does; the
+        # upper parts are reduced here, from the stable registers of the register block)
+        s_n_high, s_m_high = Signal(), Signal()
         with m.If(self.start):
             m.d.sync += [
                 s_n.eq(self.n), s_m.eq(self.m), s_k.eq(self.k), s_e0.eq(self.e0),
+                s_n_high.eq(self.n[R.bit_length():NM_BITS].any()),
+                s_m_high.eq(self.m[C.bit_length():NM_BITS].any()),
                 s_kb.eq(_times_const(self.k[:kbits], B)),
                 s_relu.eq(self.relu), s_bias.eq(self.bias_en), s_pc.eq(self.e0_pc),
             ]
@@ -487,18 +492,25 @@ class PEArray(wiring.Component):
         m.d.sync += c_rem_n_next.eq(c_rem_n - R)
         c_rem_m_next = _minus_floor0(m, c_rem_m, C, "c_rem_m_next")
 
-        def tile_size(rem, size, name):
+        def tile_size(rem, size, name, high=None):
             """``min(rem, size)``, ``rem <= size`` and the mask of the first ``min(rem, size)``
-            lanes, registered."""
+            lanes, registered. ``rem`` is split at ``size.bit_length()`` bits: ``high`` (given,
+            when a register already holds it) says its upper part is not zero, so that no
+            wide comparison remains."""
+            low = rem[:size.bit_length()]
+            if high is None:
+                high = rem[size.bit_length():].any()
             valid, last = Signal(range(size + 1), name=f"{name}_valid"), Signal(name=f"{name}_last")
             mask = Signal(size, name=f"{name}_mask")
-            m.d.sync += [valid.eq(_min_const(rem, size)), last.eq(rem <= size),
-                         mask.eq(Cat(rem > i for i in range(size)))]
+            full = size == (1 << len(low)) - 1      # every value of ``low`` is <= size
+            m.d.sync += [valid.eq(Mux(high, size, low if full else _min_const(low, size))),
+                         last.eq(~high if full else ~high & (low <= size)),
+                         mask.eq(Cat(high | (low > i) for i in range(size)))]
             return valid, last, mask
 
         rows_mask = Signal(R)                      # lane r < rows_valid
-        rows_first, last_n_first, mask_first = tile_size(s_n, R, "rows_first")   # layer start
-        cols_first, last_m_first, _ = tile_size(s_m, C, "cols_first")
+        rows_first, last_n_first, mask_first = tile_size(s_n, R, "rows_first", s_n_high)
+        cols_first, last_m_first, _ = tile_size(s_m, C, "cols_first", s_m_high)   # layer start
         rows_again, last_n_again, mask_again = tile_size(L_n, R, "rows_again")  # new M tile
         rows_next, last_n_next, mask_next = tile_size(c_rem_n_next, R, "rows_next")
         cols_next, last_m_next, _ = tile_size(c_rem_m_next, C, "cols_next")
