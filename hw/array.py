@@ -87,14 +87,23 @@ def _pick(values, index):
     return Array(values + [values[-1]] * (size - len(values)))[index]
 
 
-def _minus_floor0(m, value, const, name):
-    """``max(value - const, 0)``, registered, with the comparison registered a clock earlier
-    (one carry chain per clock): ``value`` must hold still for two clocks before the result
-    is used."""
+def _minus_floor0(m, value, const, name, *, registered):
+    """``max(value - const, 0)``. ``registered``: a register, with the comparison registered a
+    clock earlier (one carry chain per clock; ``value`` must hold still for two clocks before
+    the result is used); else combinational."""
+    if not registered:
+        return Mux(value > const, value - const, 0)
     more = Signal(name=f"{name}_more")
     result = Signal(len(value), name=name)
     m.d.sync += [more.eq(value > const), result.eq(Mux(more, value - const, 0))]
     return result
+
+
+def _registered(m, value, name, *, reset_less=False):
+    """``value`` one clock later, in a register named ``name``."""
+    reg = Signal(len(value), name=name, reset_less=reset_less)
+    m.d.sync += reg.eq(value)
+    return reg
 
 
 def _eq(value, const):
@@ -200,7 +209,9 @@ class PEArray(wiring.Component):
     res : Out(stream.Signature(res_layout(config)))
         Results, row-major per tile, ``last`` ends a tile.
     start : In(1)
-        Pulse: sample ``n``, ``k``, ``m``, ``e0``, ``relu``, ``bias_en``, ``e0_pc`` and start.
+        Pulse: start a layer of ``n``, ``k``, ``m``, ``e0``, ``relu``, ``bias_en``, ``e0_pc``,
+        which must hold still from the pulse until two clocks after it (the register block
+        applies its next write four clocks after the pulse at the earliest).
     n, k, m : In(unsigned(32)); e0 : In(signed(32)); relu, bias_en, e0_pc : In(1)
     busy, done : Out(1)
         A layer runs; the last result beat of the last layer was accepted (until ``start``).
@@ -246,6 +257,7 @@ class PEArray(wiring.Component):
         m = Module()
         cfg = self._config
         R, C, B = cfg.rows, cfg.cols, cfg.wbits
+        wide = C > WIDE_COLS                       # the timing structures of large devices
         depth = cfg.depth
         kbits = depth.bit_length()                 # holds K in 1..depth
         abits = (depth - 1).bit_length()
@@ -271,17 +283,19 @@ class PEArray(wiring.Component):
         m.d.sync += self.err.eq(Cat(err_k, err_shape, err_e0, err_act, err_wgt, err_busy))
         clear = Signal()                           # layer start: zero the accumulators
 
-        # START is handled two clocks late. The clock of the pulse samples the inputs (they
-        # hold still for the layer) and reduces their bits in groups of four; the next one
-        # combines the groups into the three checks; then the layer starts. This keeps the
-        # wide comparisons off the control paths.
+        # START is handled two clocks late. The clock of the pulse reduces the inputs' bits in
+        # groups of four (the inputs hold still until the layer starts); the next one combines
+        # the groups into the three checks; then the layer starts. This keeps the wide
+        # comparisons off the control paths.
         start1, start = Signal(), Signal()
         k_ok, shape_ok, e0_in_range = Signal(), Signal(), Signal()
-        s_n, s_m = Signal(NM_BITS), Signal(NM_BITS)
-        s_k = Signal(kbits)
+        # The inputs hold still from the pulse until the layer starts (see the docstring), so
+        # they are read where they are needed; only values that take logic are registered.
+        s_n, s_m = self.n[:NM_BITS], self.m[:NM_BITS]
+        s_k = self.k[:kbits]
         s_kb = Signal(kbits + B.bit_length())     # K * B, the code bits of one channel
-        s_e0 = Signal(signed(e0_bits))
-        s_relu, s_bias, s_pc = Signal(), Signal(), Signal()
+        s_e0 = self.e0[:e0_bits].as_signed()
+        s_relu, s_bias, s_pc = self.relu, self.bias_en, self.e0_pc
         e0_low = self.e0[:e0_bits].as_signed()
         e0_top = self.e0[e0_bits - 1:]             # all equal: e0 fits e0_bits bits
         g = {
@@ -298,17 +312,14 @@ class PEArray(wiring.Component):
         m.d.sync += [start1.eq(self.start), start.eq(start1),
                      k_top.eq(self.k[abits]),
                      e0_ge.eq(e0_low >= cfg.e0_min), e0_le.eq(e0_low <= cfg.e0_max)]
-        # (the layer start's first tile sizes need N and M split as ``tile_size`` does; the
-        # upper parts are reduced here, from the stable registers of the register block)
+        # (the layer start's first tile sizes need N and M split as ``tile_size`` does: the
+        # upper parts are reduced here)
         s_n_high, s_m_high = Signal(), Signal()
-        with m.If(self.start):
-            m.d.sync += [
-                s_n.eq(self.n), s_m.eq(self.m), s_k.eq(self.k), s_e0.eq(self.e0),
-                s_n_high.eq(self.n[R.bit_length():NM_BITS].any()),
-                s_m_high.eq(self.m[C.bit_length():NM_BITS].any()),
-                s_kb.eq(_times_const(self.k[:kbits], B)),
-                s_relu.eq(self.relu), s_bias.eq(self.bias_en), s_pc.eq(self.e0_pc),
-            ]
+        m.d.sync += [
+            s_n_high.eq(self.n[R.bit_length():NM_BITS].any()),
+            s_m_high.eq(self.m[C.bit_length():NM_BITS].any()),
+            s_kb.eq(_times_const(self.k[:kbits], B)),
+        ]
         m.d.sync += [
             # 1 <= K <= depth
             k_ok.eq((g["k_any"].any() | k_top) & ~g["k_hi"].any()
@@ -323,7 +334,6 @@ class PEArray(wiring.Component):
         c_active = Signal()                        # a tile remains to be computed
         c_last = Signal()                          # c_k == K - 1
         c_last_next = Signal()                     # its next value
-        c_pen = Signal()                           # c_k == K - 2
         L_k1 = Signal()                            # K == 1
         m.d.comb += c_last_next.eq(c_last)
         m.d.sync += c_last.eq(c_last_next)
@@ -334,7 +344,6 @@ class PEArray(wiring.Component):
         ld_phase = Signal(2)                       # 0 bias, 1 e0, 2 codes
         ld_k = Signal(kbits)
         ld_k_last = Signal()                       # registered ld_k == K - 1
-        ld_k_pen = Signal()                        # registered ld_k == K - 2
         # registered: the next code written completes the M tile (phase 2, the channel's last
         # code, its last channel); kept beside ld_k_last, so that no chain of conditions sits
         # between the loader's enable and the bank flags
@@ -348,6 +357,16 @@ class PEArray(wiring.Component):
         c_rem_m = Signal(NM_BITS)                  # channels not yet computed
         c_rem_n = Signal(NM_BITS)                  # activation rows left in this M tile
         c_k = Signal(kbits)
+        # c_k == K - 2 and ld_k == K - 2: registers in wide arrays (loaded with ld_k == K - 3
+        # and so on), comparators in narrow ones, which cannot spare the flip-flops
+        if wide:
+            c_pen, ld_k_pen = Signal(), Signal()
+        else:
+            c_pen, ld_k_pen = c_k == L_km2, ld_k == L_km2
+
+        def pen_sync(*stmts):                      # the pen registers' updates (wide arrays)
+            if wide:
+                m.d.sync += list(stmts)
         c_bank = Signal()
         # drain state
         ch_count = Signal(range(R * C + 1))
@@ -364,14 +383,15 @@ class PEArray(wiring.Component):
                     busy.eq(1), done.eq(0),
                     L_n.eq(s_n), L_e0.eq(s_e0),
                     L_relu.eq(s_relu), L_bias.eq(s_bias), L_pc.eq(s_pc),
-                    L_km1.eq(s_k - 1), L_km2.eq(s_k - 2), L_km3.eq(s_k - 3),
+                    L_km1.eq(s_k - 1), L_km2.eq(s_k - 2),
                     L_words_m1.eq(((s_kb + 31) >> 5) - 1),
-                    ld_active.eq(1), c_active.eq(1), c_pen.eq(s_k == 2), L_k1.eq(s_k == 1),
+                    ld_active.eq(1), c_active.eq(1), L_k1.eq(s_k == 1),
                     ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_phase.eq(0), ld_k.eq(0),
-                    ld_k_last.eq(s_k == 1), ld_k_pen.eq(s_k == 2), ld_ending.eq(0),
+                    ld_k_last.eq(s_k == 1), ld_ending.eq(0),
                     ld_w.eq(0), nbits.eq(0), have_code.eq(0), bank_full.eq(0),
                     c_rem_m.eq(s_m), c_rem_n.eq(s_n), c_k.eq(0), c_bank.eq(0),
                 ]
+                pen_sync(c_pen.eq(s_k == 2), ld_k_pen.eq(s_k == 2), L_km3.eq(s_k - 3))
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
         # -- weight store and loader -------------------------------------------------------------
@@ -396,7 +416,8 @@ class PEArray(wiring.Component):
         # is next needed K + 3 clocks later)
         ld_cols = Signal(range(C + 1))
         m.d.sync += ld_cols.eq(_min_const(ld_rem, C))
-        ld_rem_next = _minus_floor0(m, ld_rem, C, "ld_rem_next")   # ld_rem - ld_cols, likewise
+        # ld_rem - ld_cols (registered in wide arrays; ld_rem holds still for K + 3 clocks)
+        ld_rem_next = _minus_floor0(m, ld_rem, C, "ld_rem_next", registered=wide)
         ld_last_c = Signal()
         m.d.sync += ld_last_c.eq(ld_c == ld_cols - 1)
         take_hdr = ld_free & (ld_phase != 2)
@@ -431,26 +452,28 @@ class PEArray(wiring.Component):
                          ld_w.eq(ld_w + 1)]
             with m.If(wlast != (ld_w == L_words_m1)):
                 m.d.comb += err_wgt.eq(1)
-        # The stores' write ports are registered (the block RAMs sit apart from the loader): a
-        # code lands one clock after its emit, at least two clocks before the compute side can
-        # read its bank (``c_ready_w`` follows ``bank_full`` one clock late).
-        w_addr = Signal(abits + 1, reset_less=True)
-        w_data = Signal(B, reset_less=True)
-        w_en = Signal(C)
-        m.d.sync += [w_addr.eq(Cat(ld_k[:abits], ld_bank)), w_data.eq(hold[:B]),
-                     w_en.eq(Cat(emit & _eq(ld_c, c) for c in range(C)))]
+        # In wide arrays the stores' write ports are registered (the block RAMs sit apart from
+        # the loader): a code lands one clock after its emit, at least two clocks before the
+        # compute side can read its bank (``c_ready_w`` follows ``bank_full`` one clock late).
+        w_addr, w_data = Cat(ld_k[:abits], ld_bank), hold[:B]
+        w_en = Cat(emit & _eq(ld_c, c) for c in range(C))
+        if wide:
+            w_addr, w_data, w_en = (_registered(m, v, name, reset_less=name != "w_en")
+                                    for v, name in ((w_addr, "w_addr"), (w_data, "w_data"),
+                                                    (w_en, "w_en")))
         for c, store in enumerate(stores):
             m.d.comb += [store.w_addr.eq(w_addr), store.w_data.eq(w_data),
                          store.w_en.eq(w_en[c])]
         with m.If(emit):
             m.d.sync += [hold.eq(hold >> B), nbits.eq(nbits - B), have_code.eq(nbits >= 2 * B),
-                         ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k_pen), ld_k_pen.eq(ld_k == L_km3),
+                         ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k_pen),
                          ld_ending.eq(ld_k_pen & ld_last_c)]
+            pen_sync(ld_k_pen.eq(ld_k == L_km3))
             with m.If(ld_k_last):                  # channel complete
                 m.d.sync += [nbits.eq(0), have_code.eq(0), hold.eq(0), ld_k.eq(0), ld_w.eq(0),
-                             ld_k_last.eq(_eq(L_km1, 0)), ld_k_pen.eq(_eq(L_km2, 0)),
-                             ld_ending.eq(0),
+                             ld_k_last.eq(_eq(L_km1, 0)), ld_ending.eq(0),
                              ld_phase.eq(0)]
+                pen_sync(ld_k_pen.eq(_eq(L_km2, 0)))
                 with m.If(ld_ending):              # M tile complete
                     m.d.sync += [ld_c.eq(0), ld_rem.eq(ld_rem_next), ld_bank.eq(~ld_bank)]
                     with m.If(ld_last_tile):
@@ -488,9 +511,13 @@ class PEArray(wiring.Component):
         accept_ok = c_rdy & ~gap
         m.d.comb += self.act.ready.eq(accept_ok)
         accept = accept_ok & self.act.valid
-        c_rem_n_next = Signal(NM_BITS)
-        m.d.sync += c_rem_n_next.eq(c_rem_n - R)
-        c_rem_m_next = _minus_floor0(m, c_rem_m, C, "c_rem_m_next")
+        # the remaining sizes after this tile (registered in wide arrays: they are needed at
+        # the next tile's end; the UP5K cannot spare the 48 flip-flops and needs no register)
+        c_rem_n_next = c_rem_n - R
+        if wide:
+            c_rem_n_next = Signal(NM_BITS)
+            m.d.sync += c_rem_n_next.eq(c_rem_n - R)
+        c_rem_m_next = _minus_floor0(m, c_rem_m, C, "c_rem_m_next", registered=wide)
 
         def tile_size(rem, size, name, high=None):
             """``min(rem, size)``, ``rem <= size`` and the mask of the first ``min(rem, size)``
@@ -539,7 +566,7 @@ class PEArray(wiring.Component):
             m.d.sync += c_k.eq(c_k + 1)
             # c_last (registered): the beat being accepted is beat K-1 of its tile
             m.d.comb += c_last_next.eq(Mux(c_last, L_k1, c_pen))
-            m.d.sync += c_pen.eq(Mux(c_last, _eq(L_km2, 0), c_k == L_km3))
+            pen_sync(c_pen.eq(Mux(c_last, _eq(L_km2, 0), c_k == L_km3)))
             with m.If(self.act.payload.last != c_last):
                 m.d.comb += err_act.eq(1)
             with m.If(c_last):
@@ -679,7 +706,7 @@ class PEArray(wiring.Component):
         # from the tile's bank at the capture and rotated with each shift (the head's column
         # is ch_c, counting 0 .. C-1 round each row), so that no C-way multiplexer follows
         # ch_c; in narrow ones that multiplexer.
-        if C > WIDE_COLS:
+        if wide:
             bias_ring = [Signal(cfg.out_fmt.width, name=f"bias_ring{c}", reset_less=True)
                          for c in range(C)]
             e0_ring = [Signal(signed(e0_bits), name=f"e0_ring{c}", reset_less=True)
