@@ -209,9 +209,10 @@ class PEArray(wiring.Component):
     res : Out(stream.Signature(res_layout(config)))
         Results, row-major per tile, ``last`` ends a tile.
     start : In(1)
-        Pulse: start a layer of ``n``, ``k``, ``m``, ``e0``, ``relu``, ``bias_en``, ``e0_pc``,
-        which must hold still from the pulse until two clocks after it (the register block
-        applies its next write four clocks after the pulse at the earliest).
+        Pulse: start a layer of ``n``, ``k``, ``m``, ``e0`` (which must hold still from the
+        pulse until two clocks after it: the register block applies its next write four clocks
+        after the pulse at the earliest) with the options ``relu``, ``bias_en``, ``e0_pc``
+        (sampled at the pulse).
     n, k, m : In(unsigned(32)); e0 : In(signed(32)); relu, bias_en, e0_pc : In(1)
     busy, done : Out(1)
         A layer runs; the last result beat of the last layer was accepted (until ``start``).
@@ -295,7 +296,9 @@ class PEArray(wiring.Component):
         s_k = self.k[:kbits]
         s_kb = Signal(kbits + B.bit_length())     # K * B, the code bits of one channel
         s_e0 = self.e0[:e0_bits].as_signed()
-        s_relu, s_bias, s_pc = self.relu, self.bias_en, self.e0_pc
+        s_relu, s_bias, s_pc = Signal(), Signal(), Signal()    # sampled: the register block
+        with m.If(self.start):                    # shows options as they are written
+            m.d.sync += [s_relu.eq(self.relu), s_bias.eq(self.bias_en), s_pc.eq(self.e0_pc)]
         e0_low = self.e0[:e0_bits].as_signed()
         e0_top = self.e0[e0_bits - 1:]             # all equal: e0 fits e0_bits bits
         g = {
