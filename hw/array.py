@@ -106,6 +106,23 @@ def _registered(m, value, name, *, reset_less=False):
     return reg
 
 
+def _tile_size(m, rem, size, name, high=None):
+    """``min(rem, size)``, ``rem <= size`` and the mask of the first ``min(rem, size)`` lanes,
+    registered. ``rem`` is split at ``size.bit_length()`` bits: ``high`` (given, when a
+    register already holds it) says its upper part is not zero, so that no wide comparison
+    remains."""
+    low = rem[:size.bit_length()]
+    if high is None:
+        high = rem[size.bit_length():].any()
+    valid, last = Signal(range(size + 1), name=f"{name}_valid"), Signal(name=f"{name}_last")
+    mask = Signal(size, name=f"{name}_mask")
+    full = size == (1 << len(low)) - 1          # every value of ``low`` is <= size
+    m.d.sync += [valid.eq(Mux(high, size, low if full else _min_const(low, size))),
+                 last.eq(~high if full else ~high & (low <= size)),
+                 mask.eq(Cat(high | (low > i) for i in range(size)))]
+    return valid, last, mask
+
+
 def _eq(value, const):
     """``value == const``; for 0 as a reduction (lints clean where ``!x`` would not)."""
     return ~value.any() if const == 0 else value == const
@@ -269,6 +286,7 @@ class PEArray(wiring.Component):
         busy = Signal()
         done = Signal()
         L_n = Signal(NM_BITS)
+        L_n_high = Signal()                        # L_n[R.bit_length():] is not zero
         L_e0 = Signal(signed(e0_bits))
         L_relu = Signal()
         L_bias = Signal()
@@ -384,7 +402,7 @@ class PEArray(wiring.Component):
                 m.d.comb += [clear.eq(1), c_last_next.eq(s_k == 1)]
                 m.d.sync += [
                     busy.eq(1), done.eq(0),
-                    L_n.eq(s_n), L_e0.eq(s_e0),
+                    L_n.eq(s_n), L_n_high.eq(s_n_high), L_e0.eq(s_e0),
                     L_relu.eq(s_relu), L_bias.eq(s_bias), L_pc.eq(s_pc),
                     L_km1.eq(s_k - 1), L_km2.eq(s_k - 2),
                     L_words_m1.eq(((s_kb + 31) >> 5) - 1),
@@ -408,8 +426,8 @@ class PEArray(wiring.Component):
         e0_r = [[Signal(signed(e0_bits), name=f"e0_b{b}_c{c}") for c in range(C)]
                 for b in range(2)]
 
-        ld_last_tile = Signal()
-        m.d.sync += ld_last_tile.eq(ld_rem <= C)   # ld_rem is stable for K + 3 clocks
+        # min(ld_rem, C) and ld_rem <= C, registered (ld_rem is stable for K + 3 clocks)
+        ld_cols, ld_last_tile, _ = _tile_size(m, ld_rem, C, "ld_tile")
         # The loader works while ``ld_free``: a register, so that the loop from a completed M
         # tile (``bank_full`` set, ``ld_bank`` flipped) back to the loader's enables is cut.
         # It is one clock late, which is conservative: it is low the clock after an M tile is
@@ -417,8 +435,6 @@ class PEArray(wiring.Component):
         ld_free = Signal()
         # registered (one clock behind ld_rem, which changes only when a tile completes and
         # is next needed K + 3 clocks later)
-        ld_cols = Signal(range(C + 1))
-        m.d.sync += ld_cols.eq(_min_const(ld_rem, C))
         # ld_rem - ld_cols (registered in wide arrays; ld_rem holds still for K + 3 clocks)
         ld_rem_next = _minus_floor0(m, ld_rem, C, "ld_rem_next", registered=wide)
         ld_last_c = Signal()
@@ -522,28 +538,14 @@ class PEArray(wiring.Component):
             m.d.sync += c_rem_n_next.eq(c_rem_n - R)
         c_rem_m_next = _minus_floor0(m, c_rem_m, C, "c_rem_m_next", registered=wide)
 
-        def tile_size(rem, size, name, high=None):
-            """``min(rem, size)``, ``rem <= size`` and the mask of the first ``min(rem, size)``
-            lanes, registered. ``rem`` is split at ``size.bit_length()`` bits: ``high`` (given,
-            when a register already holds it) says its upper part is not zero, so that no
-            wide comparison remains."""
-            low = rem[:size.bit_length()]
-            if high is None:
-                high = rem[size.bit_length():].any()
-            valid, last = Signal(range(size + 1), name=f"{name}_valid"), Signal(name=f"{name}_last")
-            mask = Signal(size, name=f"{name}_mask")
-            full = size == (1 << len(low)) - 1      # every value of ``low`` is <= size
-            m.d.sync += [valid.eq(Mux(high, size, low if full else _min_const(low, size))),
-                         last.eq(~high if full else ~high & (low <= size)),
-                         mask.eq(Cat(high | (low > i) for i in range(size)))]
-            return valid, last, mask
 
         rows_mask = Signal(R)                      # lane r < rows_valid
-        rows_first, last_n_first, mask_first = tile_size(s_n, R, "rows_first", s_n_high)
-        cols_first, last_m_first, _ = tile_size(s_m, C, "cols_first", s_m_high)   # layer start
-        rows_again, last_n_again, mask_again = tile_size(L_n, R, "rows_again")  # new M tile
-        rows_next, last_n_next, mask_next = tile_size(c_rem_n_next, R, "rows_next")
-        cols_next, last_m_next, _ = tile_size(c_rem_m_next, C, "cols_next")
+        rows_first, last_n_first, mask_first = _tile_size(m, s_n, R, "rows_first", s_n_high)
+        cols_first, last_m_first, _ = _tile_size(m, s_m, C, "cols_first", s_m_high)   # layer start
+        rows_again, last_n_again, mask_again = _tile_size(m, L_n, R, "rows_again",  # new M tile
+                                                          L_n_high)
+        rows_next, last_n_next, mask_next = _tile_size(m, c_rem_n_next, R, "rows_next")
+        cols_next, last_m_next, _ = _tile_size(m, c_rem_m_next, C, "cols_next")
         with m.If(clear):                          # a layer starts
             m.d.sync += [rows_valid.eq(rows_first), last_n.eq(last_n_first),
                          rows_mask.eq(mask_first),
