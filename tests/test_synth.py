@@ -463,6 +463,21 @@ def test_icebreaker_bitstream():
 
 @needs_yowasp
 @pytest.mark.slow
+def test_icebreaker_default_array_places():
+    """The image `make bitstream` builds (the UP5K's default array behind the UART link) fits
+    and places on the iCEBreaker: the UP5K has few logic cells to spare (it once packed into
+    5100 of 5280 and did not place)."""
+    from boards.boards import build_board, component_from_spec
+    from boards.flow import default_spec
+
+    spec = default_spec("ice40", "up5k")
+    out = build_board("icebreaker", lambda: component_from_spec(spec),
+                      build_dir=ROOT / "build" / "test-synth" / "boards-default")
+    assert out.stat().st_size > 100_000            # a full UP5K image
+
+
+@needs_yowasp
+@pytest.mark.slow
 def test_ulx3s_bitstream():
     """The ECP5 board image: a 2x2 shift array behind the UART link on the ULX3S-25F."""
     from boards.boards import build_board, component_from_spec
