@@ -341,14 +341,15 @@ class PEArray(wiring.Component):
             s_m_high.eq(self.m[C.bit_length():NM_BITS].any()),
             s_kb.eq(_times_const(self.k[:kbits], B)),
         ]
-        m.d.sync += [
-            # 1 <= K <= depth
-            k_ok.eq((g["k_any"].any() | k_top) & ~g["k_hi"].any()
-                    & ~(k_top & g["k_any"].any())),
-            shape_ok.eq(g["n_any"].any() & ~g["n_hi"].any() & g["m_any"].any()
-                        & ~g["m_hi"].any()),
-            e0_in_range.eq((~g["e0_zeros"].any() | g["e0_ones"].all()) & e0_ge & e0_le),
-        ]
+        k_ok_d = ((g["k_any"].any() | k_top) & ~g["k_hi"].any()     # 1 <= K <= depth
+                  & ~(k_top & g["k_any"].any()))
+        shape_ok_d = g["n_any"].any() & ~g["n_hi"].any() & g["m_any"].any() & ~g["m_hi"].any()
+        e0_in_range_d = (~g["e0_zeros"].any() | g["e0_ones"].all()) & e0_ge & e0_le
+        # args_ok: all three checks in one register, so that the layer start's enable (which
+        # reaches most of the control registers) is one LUT from flip-flops
+        args_ok = Signal()
+        m.d.sync += [k_ok.eq(k_ok_d), shape_ok.eq(shape_ok_d), e0_in_range.eq(e0_in_range_d),
+                     args_ok.eq(k_ok_d & shape_ok_d & (s_pc | e0_in_range_d))]
         e0_ok = s_pc | e0_in_range
 
         ld_active = Signal()                       # an M tile remains to be loaded
@@ -373,7 +374,14 @@ class PEArray(wiring.Component):
         hold = Signal(32 + B - 1)
         nbits = Signal(range(32 + B))
         have_code = Signal()                       # registered nbits >= B (a short path)
-        bank_full = Signal(2)
+        # A bank is full from the loader's last code of an M tile to the drain of that tile's
+        # last N tile. Each side owns one flag per bank and toggles it (the loader at a fill,
+        # the drain at a release), so that no register takes logic from both sides, far
+        # apart on a large array; the bank is full while they differ. Both are equal whenever
+        # the core is idle, so a layer start needs no clear.
+        ld_fill = Signal(2)
+        dr_free = Signal(2)
+        bank_full = ld_fill ^ dr_free
         # compute state
         c_rem_m = Signal(NM_BITS)                  # channels not yet computed
         c_rem_n = Signal(NM_BITS)                  # activation rows left in this M tile
@@ -396,7 +404,7 @@ class PEArray(wiring.Component):
         with m.If(start):
             with m.If(busy):
                 m.d.comb += err_busy.eq(1)
-            with m.Elif(~k_ok | ~shape_ok | ~e0_ok):
+            with m.Elif(~args_ok):
                 m.d.comb += [err_k.eq(~k_ok), err_shape.eq(~shape_ok), err_e0.eq(~e0_ok)]
             with m.Else():
                 m.d.comb += [clear.eq(1), c_last_next.eq(s_k == 1)]
@@ -409,7 +417,7 @@ class PEArray(wiring.Component):
                     ld_active.eq(1), c_active.eq(1), L_k1.eq(s_k == 1),
                     ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_phase.eq(0), ld_k.eq(0),
                     ld_k_last.eq(s_k == 1), ld_ending.eq(0),
-                    ld_w.eq(0), nbits.eq(0), have_code.eq(0), bank_full.eq(0),
+                    ld_w.eq(0), nbits.eq(0), have_code.eq(0),
                     c_rem_m.eq(s_m), c_rem_n.eq(s_n), c_k.eq(0), c_bank.eq(0),
                 ]
                 pen_sync(c_pen.eq(s_k == 2), ld_k_pen.eq(s_k == 2), L_km3.eq(s_k - 3))
@@ -493,15 +501,16 @@ class PEArray(wiring.Component):
                              ld_k_last.eq(_eq(L_km1, 0)), ld_ending.eq(0),
                              ld_phase.eq(0)]
                 pen_sync(ld_k_pen.eq(_eq(L_km2, 0)))
-                with m.If(ld_ending):              # M tile complete
-                    m.d.sync += [ld_c.eq(0), ld_rem.eq(ld_rem_next), ld_bank.eq(~ld_bank)]
-                    with m.If(ld_last_tile):
-                        m.d.sync += ld_active.eq(0)
-                    for b in range(2):
-                        with m.If(ld_bank == b):
-                            m.d.sync += bank_full[b].eq(1)
-                with m.Else():
+                with m.If(~ld_ending):
                     m.d.sync += ld_c.eq(ld_c + 1)
+        # M tile complete (ld_ending implies ld_k_last: the condition is kept short)
+        with m.If(tile_loaded):
+            m.d.sync += [ld_c.eq(0), ld_rem.eq(ld_rem_next), ld_bank.eq(~ld_bank)]
+            with m.If(ld_last_tile):
+                m.d.sync += ld_active.eq(0)
+            for b in range(2):
+                with m.If(ld_bank == b):
+                    m.d.sync += ld_fill[b].eq(~ld_fill[b])
 
         # -- compute sequencer -------------------------------------------------------------------
         # The counters of the compute side move on in the bubble after a tile's last beat
@@ -705,7 +714,7 @@ class PEArray(wiring.Component):
             with m.If(ch_last & t_drain.last_m):
                 for b in range(2):
                     with m.If(t_drain.bank == b):
-                        m.d.sync += bank_full[b].eq(0)
+                        m.d.sync += dr_free[b].eq(~dr_free[b])
 
         # The bias and e0 of the head's channel. In wide arrays a ring of C registers, loaded
         # from the tile's bank at the capture and rotated with each shift (the head's column
@@ -716,14 +725,20 @@ class PEArray(wiring.Component):
                          for c in range(C)]
             e0_ring = [Signal(signed(e0_bits), name=f"e0_ring{c}", reset_less=True)
                        for c in range(C)]
-            with m.If(capture):
-                for c in range(C):
-                    m.d.sync += [bias_ring[c].eq(Mux(t_pend.bank, bias_r[1][c], bias_r[0][c])),
-                                 e0_ring[c].eq(Mux(t_pend.bank, e0_r[1][c], e0_r[0][c]))]
-            with m.Elif(shift):
-                for c in range(C):
-                    m.d.sync += [bias_ring[c].eq(bias_ring[(c + 1) % C]),
-                                 e0_ring[c].eq(e0_ring[(c + 1) % C])]
+            # the ring's enables have their own registers (the ring is C * ~22 flip-flops: a
+            # LUT shared with the chain's control would be pulled into its midst)
+            ring_load = _replicas(m, capture_d, 2, "ring_load")
+            ring_move = _replicas(m, capture_d | shift_d, 2, "ring_move")
+            for c in range(C):
+                half = c * 2 // C
+                with m.If(ring_move[half]):
+                    m.d.sync += [
+                        bias_ring[c].eq(Mux(ring_load[half],
+                                            Mux(t_pend.bank, bias_r[1][c], bias_r[0][c]),
+                                            bias_ring[(c + 1) % C])),
+                        e0_ring[c].eq(Mux(ring_load[half],
+                                          Mux(t_pend.bank, e0_r[1][c], e0_r[0][c]),
+                                          e0_ring[(c + 1) % C]))]
             bias_sel, e0_sel = bias_ring[0], e0_ring[0]
         else:
             bias_sel = Mux(t_drain.bank, _pick(bias_r[1], ch_c), _pick(bias_r[0], ch_c))
@@ -778,7 +793,10 @@ class PEArray(wiring.Component):
         # (credits), so no ready signal ripples back through the stages. With ``tready`` high
         # an entry is in flight for ``final_latency`` clocks; the FIFO holds two more (the
         # credit check is registered, one clock stale) so that the chain never waits.
-        fifo_depth = cfg.final_latency + 2
+        # In wide arrays the FIFO's reads reach the count one clock late, through a register
+        # of their own (the FIFO sits by the output port, the count by the chain's head), and
+        # the FIFO holds one more.
+        fifo_depth = cfg.final_latency + 2 + wide
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=cfg.out_fmt.width + 2, depth=fifo_depth)
         inflight = Signal(range(fifo_depth + 1))
@@ -787,10 +805,13 @@ class PEArray(wiring.Component):
         m.d.comb += shift_d.eq(ch_go & credit)
         m.d.sync += shift.eq(shift_d)
         res_take = self.res.valid & self.res.ready
+        returned = res_take
+        if wide:
+            returned = _replicas(m, res_take, 1, "returned")[0]
         entering = shift & in_tile
-        with m.If(entering & ~res_take):
+        with m.If(entering & ~returned):
             m.d.sync += [inflight.eq(inflight + 1), credit.eq(inflight < fifo_depth - 2)]
-        with m.Elif(~entering & res_take):
+        with m.Elif(~entering & returned):
             m.d.sync += [inflight.eq(inflight - 1), credit.eq(inflight < fifo_depth)]
         with m.Else():
             m.d.sync += credit.eq(inflight < fifo_depth - 1)
