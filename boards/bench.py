@@ -77,7 +77,8 @@ def compare(results):
             row.update({k: r.get(k) for k in (
                 "macs_per_cycle", "luts", "ffs", "carries", "brams", "dsps", "luts_per_mac",
                 "fmax_mhz", "fmax_spread_mhz", "gmacs", "mmacs_per_klut", "fits", "nand2_eq",
-                "nand2_per_mac", "logic_depth", "gates", "gemm_rel_error", "pnr_error")})
+                "nand2_per_mac", "logic_depth", "gates", "gemm_rel_error", "pnr_error",
+                "synth_note")})
             if r["board"] == "asic":
                 row["ratio_vs_fp16"] = (round(b["nand2_per_mac"] / r["nand2_per_mac"], 2)
                                         if b and r.get("nand2_per_mac") else None)
@@ -128,6 +129,9 @@ def comparison_table(rows) -> str:
         failed = [r for r in sub if r.get("error") or r.get("pnr_error")]
         for r in failed:
             out.append(f"\n- {r['design']} {r['size']}: {r.get('error') or r.get('pnr_error')}")
+        for r in sub:
+            if r.get("synth_note") and not r.get("error"):
+                out.append(f"\n- {r['design']} {r['size']}: {r['synth_note']}")
         out.append("")
     return "\n".join(out) + "\n"
 

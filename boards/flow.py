@@ -487,30 +487,57 @@ KEEP_REPLICAS = ("proc", "select -set replicas a:keep w:* %i %ci1 t:$dff %i",
                  "setattr -set keep 1 @replicas", "select -clear")
 
 
+# Yosys 0.70's ABC9 reintegration fails this assertion on some flattened harnesses (the 4x4
+# int8 MAC array on ECP5: its DSP multipliers with the harness's shift registers). The design
+# alone synthesises; the harness is then synthesised again without flattening (nextpnr
+# flattens the hierarchy itself), and the result says so.
+ABC9_REINTEGRATE_ASSERT = "Assert `GetSize(conn.first) == GetSize(conn.second)' failed"
+HARNESS_NOFLATTEN_NOTE = ("harness synthesised with -noflatten (Yosys ABC9 reintegration "
+                          "assertion on the flattened harness)")
+
+
+def _harness_script(synth, opts, *, flatten=True):
+    return ["design -load source", "read_verilog harness.v",
+            f"{synth} -top densehw_harness {opts}{'' if flatten else ' -noflatten'} "
+            "-json harness.json",
+            "log DENSEHW_STAT_HARNESS", "stat"]
+
+
 def _synth_fpga(design, board, dev, workdir, timeout):
+    """Synthesise the design alone (its resources) and inside the harness (the netlist that
+    nextpnr places). Returns ``(cells, seconds, note)``; ``note`` is ``None`` unless the
+    harness needed the fallback above."""
     synth = "synth_ice40" if board == "ice40" else "synth_ecp5"
     opts = " ".join(dev["synth_opts"])
+    head = ["read_verilog design.v", *KEEP_REPLICAS, "design -save source"]
     script = "\n".join([
-        "read_verilog design.v",
-        *KEEP_REPLICAS,
-        "design -save source",
-        f"synth_{board} -top {design.top} {opts}".replace(f"synth_{board}", synth),
+        *head,
+        f"{synth} -top {design.top} {opts}",
         "log DENSEHW_STAT",
         "stat",
-        "design -load source",
-        "read_verilog harness.v",
-        f"{synth} -top densehw_harness {opts} -json harness.json",
-        "log DENSEHW_STAT_HARNESS",
-        "stat",
+        *_harness_script(synth, opts),
         ""])
     (workdir / "synth.ys").write_text(script)
-    _, log, secs = _run([_tool("yosys"), "-q", "-l", "synth.log", "-s", "synth.ys"], workdir,
-                        "synth.log", timeout)
+    note, t0 = None, time.monotonic()
+    try:
+        _, log, secs = _run([_tool("yosys"), "-q", "-l", "synth.log", "-s", "synth.ys"],
+                            workdir, "synth.log", timeout)
+    except FlowError:
+        log = (workdir / "synth.log").read_text(errors="replace") \
+            if (workdir / "synth.log").exists() else ""
+        stat_done = "DENSEHW_STAT" in log and "DENSEHW_STAT_HARNESS" not in log
+        if not (stat_done and ABC9_REINTEGRATE_ASSERT in log.split("DENSEHW_STAT", 1)[1]):
+            raise
+        (workdir / "synth_harness.ys").write_text(
+            "\n".join([*head, *_harness_script(synth, opts, flatten=False), ""]))
+        _run([_tool("yosys"), "-q", "-l", "synth_harness.log", "-s", "synth_harness.ys"],
+             workdir, "synth_harness.log", timeout)
+        secs, note = time.monotonic() - t0, HARNESS_NOFLATTEN_NOTE
     bare = log[:log.find("DENSEHW_STAT_HARNESS")] if "DENSEHW_STAT_HARNESS" in log else log
     cells = parse_yosys_stat(bare, marker="DENSEHW_STAT")
     if not (workdir / "harness.json").exists():
         raise FlowError(f"Yosys wrote no netlist (log {workdir / 'synth.log'})")
-    return cells, secs
+    return cells, secs, note
 
 
 def _pnr(board, dev, workdir, seed, target_mhz, explore, timeout):
@@ -612,7 +639,9 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
         return result
     target_mhz = float(target_mhz or DEFAULT_TARGET_MHZ[board])
     (workdir / "harness.v").write_text(harness_verilog(design))
-    cells, secs = _synth_fpga(design, board, dev, workdir, timeout)
+    cells, secs, note = _synth_fpga(design, board, dev, workdir, timeout)
+    if note:
+        result["synth_note"] = note
     result.update(cells=cells, **_fpga_resources(board, cells), synth_seconds=round(secs, 1),
                   capacity={"luts": dev["luts"], "brams": dev["brams"], "dsps": dev["dsps"]},
                   target_mhz=target_mhz, seeds=list(seeds) if pnr else [], runs=[])

@@ -50,6 +50,7 @@ def summarise(res: dict) -> dict:
     out.update(fmax_mhz=fmax, fmax_min_mhz=res.get("fmax_min_mhz"),
                fmax_max_mhz=res.get("fmax_max_mhz"), fmax_spread_mhz=res.get("fmax_spread_mhz"),
                timing_met=res.get("timing_met"), pnr_error=res.get("pnr_error"),
+               synth_note=res.get("synth_note"),
                runs=[{k: r.get(k) for k in ("seed", "fmax_mhz", "passed", "seconds",
                                             "critical_path", "utilisation")}
                      for r in res.get("runs", [])])
@@ -117,6 +118,8 @@ def write_report(summary: dict, root="build/reports") -> pathlib.Path:
         md.append("")
     if summary.get("pnr_error"):
         md += [f"Place and route: {summary['pnr_error']}", ""]
+    if summary.get("synth_note"):
+        md += [f"Synthesis: {summary['synth_note']}", ""]
     md += ["Configuration:", "", "```json", json.dumps(summary["config"], indent=2), "```", ""]
     write_atomic(folder / "summary.md", "\n".join(md))
     return folder
