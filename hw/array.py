@@ -91,8 +91,9 @@ def _minus_floor0(m, value, const, name, *, registered):
     """``max(value - const, 0)``. ``registered``: a register, with the comparison registered a
     clock earlier (one carry chain per clock; ``value`` must hold still for two clocks before
     the result is used); else combinational."""
-    if not registered:
-        return Mux(value > const, value - const, 0)
+    if not registered:                   # value > const, split as ``_tile_size`` splits
+        w = const.bit_length()
+        return Mux(value[w:].any() | (value[:w] > const), value - const, 0)
     more = Signal(name=f"{name}_more")
     result = Signal(len(value), name=name)
     m.d.sync += [more.eq(value > const), result.eq(Mux(more, value - const, 0))]
@@ -546,6 +547,13 @@ class PEArray(wiring.Component):
             c_rem_n_next = Signal(NM_BITS)
             m.d.sync += c_rem_n_next.eq(c_rem_n - R)
         c_rem_m_next = _minus_floor0(m, c_rem_m, C, "c_rem_m_next", registered=wide)
+        # (narrow arrays: the upper parts of the next sizes are registered flags instead, so
+        # that the 24-bit chains end in a flip-flop; as stale as the wide arrays' registers)
+        high_n = high_m = None
+        if not wide:
+            high_n, high_m = (_registered(m, v[size.bit_length():].any(), name)
+                              for v, size, name in ((c_rem_n_next, R, "rem_n_high"),
+                                                    (c_rem_m_next, C, "rem_m_high")))
 
 
         rows_mask = Signal(R)                      # lane r < rows_valid
@@ -553,8 +561,8 @@ class PEArray(wiring.Component):
         cols_first, last_m_first, _ = _tile_size(m, s_m, C, "cols_first", s_m_high)   # layer start
         rows_again, last_n_again, mask_again = _tile_size(m, L_n, R, "rows_again",  # new M tile
                                                           L_n_high)
-        rows_next, last_n_next, mask_next = _tile_size(m, c_rem_n_next, R, "rows_next")
-        cols_next, last_m_next, _ = _tile_size(m, c_rem_m_next, C, "cols_next")
+        rows_next, last_n_next, mask_next = _tile_size(m, c_rem_n_next, R, "rows_next", high_n)
+        cols_next, last_m_next, _ = _tile_size(m, c_rem_m_next, C, "cols_next", high_m)
         with m.If(clear):                          # a layer starts
             m.d.sync += [rows_valid.eq(rows_first), last_n.eq(last_n_first),
                          rows_mask.eq(mask_first),
