@@ -318,6 +318,14 @@ class ArrayConfig:
         return int(self.cols > WIDE_COLS)
 
     @property
+    def final_cut(self) -> int:
+        """1 when the finalizer has a plain register stage between its leading-one stage and
+        its rounding window: in arrays wider than :data:`WIDE_COLS` columns, where the
+        finalizer reaches from the drain chain's head to the output port across a large device
+        (a clock of latency), else 0."""
+        return int(self.cols > WIDE_COLS)
+
+    @property
     def pe_pieces(self) -> int:
         """Carry-chain pieces of a PE accumulator (see :data:`PE_CARRY_BITS`)."""
         return -(-self.pe_acc_width // PE_CARRY_BITS)
@@ -352,9 +360,11 @@ class ArrayConfig:
         """Clocks from an entry shifting out of the drain chain to the clock its result beat is
         accepted (``tready`` high): ten single register stages (entry, the aligned bias,
         ones' complement, two leading-one stages, shift amount, two rounding window stages,
-        rounding, specials), the longer of the pending-carry resolution and the bias's two
-        decode stages, the two pipelined additions and the output FIFO's two."""
-        return 10 + max(self.pe_resolve_stages, 2) + 2 * self.final_add_stages + 2
+        rounding, specials), the register of :attr:`final_cut`, the longer of the
+        pending-carry resolution and the bias's two decode stages, the two pipelined additions
+        and the output FIFO's two."""
+        return (10 + self.final_cut + max(self.pe_resolve_stages, 2)
+                + 2 * self.final_add_stages + 2)
 
     # -- ports ---------------------------------------------------------------------------------
     @property

@@ -457,14 +457,25 @@ class PEArray(wiring.Component):
         m.d.comb += self.wgt.ready.eq(take_hdr | take_word)
         word = self.wgt.payload.word
         wlast = self.wgt.payload.last
+        # the header words land in bias_r/e0_r; in wide arrays one clock later, through a
+        # register of the word and one enable flip-flop per destination (the destinations sit
+        # with the bias ring, far from the loader). They are read at the tile's capture.
+        hdr_word = word
+        hdr_en = [[[self.wgt.valid & take_hdr & (ld_bank == b) & _eq(ld_c, c)
+                    & (_eq(ld_phase, 0) if phase == 0 else ld_phase[0])
+                    for phase in range(2)] for c in range(C)] for b in range(2)]
+        if wide:
+            hdr_word = _registered(m, word, "hdr_word", reset_less=True)
+            hdr_en = [[[_registered(m, en, f"hdr_en_b{b}_c{c}_{phase}")
+                        for phase, en in enumerate(per_c)] for c, per_c in enumerate(per_b)]
+                      for b, per_b in enumerate(hdr_en)]
+        for b in range(2):
+            for c in range(C):
+                with m.If(hdr_en[b][c][0]):
+                    m.d.sync += bias_r[b][c].eq(hdr_word)
+                with m.If(hdr_en[b][c][1]):
+                    m.d.sync += e0_r[b][c].eq(hdr_word)
         with m.If(self.wgt.valid & take_hdr):
-            for b in range(2):
-                for c in range(C):
-                    with m.If((ld_bank == b) & _eq(ld_c, c)):
-                        with m.If(_eq(ld_phase, 0)):
-                            m.d.sync += bias_r[b][c].eq(word)
-                        with m.Else():
-                            m.d.sync += e0_r[b][c].eq(word)
             with m.If(wlast):
                 m.d.comb += err_wgt.eq(1)
             with m.If((ld_phase == 1) & L_pc & ((word.as_signed() < cfg.e0_min)
@@ -502,11 +513,10 @@ class PEArray(wiring.Component):
                              ld_k_last.eq(_eq(L_km1, 0)), ld_ending.eq(0),
                              ld_phase.eq(0)]
                 pen_sync(ld_k_pen.eq(_eq(L_km2, 0)))
-                with m.If(~ld_ending):
-                    m.d.sync += ld_c.eq(ld_c + 1)
+                m.d.sync += ld_c.eq(Mux(ld_ending, 0, ld_c + 1))
         # M tile complete (ld_ending implies ld_k_last: the condition is kept short)
         with m.If(tile_loaded):
-            m.d.sync += [ld_c.eq(0), ld_rem.eq(ld_rem_next), ld_bank.eq(~ld_bank)]
+            m.d.sync += [ld_rem.eq(ld_rem_next), ld_bank.eq(~ld_bank)]
             with m.If(ld_last_tile):
                 m.d.sync += ld_active.eq(0)
             for b in range(2):
@@ -982,6 +992,14 @@ class PEArray(wiring.Component):
             c_flags.eq(l2.flags), c_sign.eq(l2.sign), cs_last.eq(l2.last),
             cs_last_layer.eq(l2.last_layer),
         ]
+        # wide arrays: a plain register stage here (``final_cut``): the finalizer reaches from
+        # the chain's head to the output port, and a large device puts them far apart
+        if cfg.final_cut:
+            hop = _delayed(m, Cat(c_valid, c_front, c_flags, c_sign, cs_last, cs_last_layer),
+                           1, "c_hop")
+            c_valid, c_front, c_flags = Signal(), Signal.like(c_front), Signal.like(c_flags)
+            c_sign, cs_last, cs_last_layer = Signal(), Signal(), Signal()
+            m.d.comb += Cat(c_valid, c_front, c_flags, c_sign, cs_last, cs_last_layer).eq(hop)
         # stages R1, R2: the rounding window (the first half of hw.rounding.Rounder, registered
         # here so that the shifter and the rounding adder are not one path), in two halves
         fields = {"mag": c_front.mag, "zero": c_front.zero, "shift": c_front.shift,
