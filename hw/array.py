@@ -383,6 +383,7 @@ class PEArray(wiring.Component):
         ld_fill = Signal(2)
         dr_free = Signal(2)
         bank_full = ld_fill ^ dr_free
+        bank_full_c = bank_full            # the compute side's view (wide arrays: see below)
         # compute state
         c_rem_m = Signal(NM_BITS)                  # channels not yet computed
         c_rem_n = Signal(NM_BITS)                  # activation rows left in this M tile
@@ -519,9 +520,10 @@ class PEArray(wiring.Component):
             m.d.sync += [ld_rem.eq(ld_rem_next), ld_bank.eq(~ld_bank)]
             with m.If(ld_last_tile):
                 m.d.sync += ld_active.eq(0)
-            for b in range(2):
-                with m.If(ld_bank == b):
-                    m.d.sync += ld_fill[b].eq(~ld_fill[b])
+        ld_fill_next = ld_fill ^ Cat(tile_loaded & ~ld_bank, tile_loaded & ld_bank)
+        m.d.sync += ld_fill.eq(ld_fill_next)
+        if wide:       # the compute side reads its own copy of the loader's flags
+            bank_full_c = _replicas(m, ld_fill_next, 1, "ld_fill_c", shape=2)[0] ^ dr_free
 
         # -- compute sequencer -------------------------------------------------------------------
         # The counters of the compute side move on in the bubble after a tile's last beat
@@ -536,7 +538,7 @@ class PEArray(wiring.Component):
         rows_valid = Signal(range(R + 1))
         cols_valid = Signal(range(C + 1))
         last_n, last_m = Signal(), Signal()
-        c_ready_w_next = c_active & Array(bank_full)[c_bank] & ~(gap & last_n)
+        c_ready_w_next = c_active & Array(bank_full_c)[c_bank] & ~(gap & last_n)
         m.d.sync += c_ready_w.eq(c_ready_w_next)
         # registered (one clock late, conservative: a capture needs a last beat, and the
         # clock after a last beat is a bubble)
@@ -793,13 +795,13 @@ class PEArray(wiring.Component):
             "last": 1, "last_layer": 1}))
         # stage C: leading one
         c_valid = Signal()
-        c_sign = Signal()
+        c_sign = Signal(reset_less=True)
         geo = finalizer_geometry(dot)
         mag_w = cfg.acc_width - 1
         c_front = Signal(data.StructLayout({
             "mag": mag_w, "zero": 1, "shift": geo["r_max"].bit_length(),
-            "field_m1": geo["cap_max"].bit_length()}))
-        c_flags = Signal(flags_l)
+            "field_m1": geo["cap_max"].bit_length()}), reset_less=True)
+        c_flags = Signal(flags_l, reset_less=True)
         cs_last, cs_last_layer = Signal(), Signal()
         # output register
         o_valid = Signal()
@@ -953,9 +955,10 @@ class PEArray(wiring.Component):
         side = data.StructLayout({"mag": mag_w, "cap": cap_w, "sign": 1, "flags": flags_l,
                                   "last": 1, "last_layer": 1})
         l1_valid, l2_valid = Signal(), Signal()
-        l1, l2 = Signal(side), Signal(side)
-        blk_nz = Signal(nblk)
-        blk_lz = [Signal(3, name=f"blk_lz{j}") for j in range(nblk)]
+        # (the finalizer's data registers have no reset: only the valid flags need one)
+        l1, l2 = Signal(side, reset_less=True), Signal(side, reset_less=True)
+        blk_nz = Signal(nblk, reset_less=True)
+        blk_lz = [Signal(3, name=f"blk_lz{j}", reset_less=True) for j in range(nblk)]
         for j in range(nblk):                                  # block 0 is the top one
             bits = padded[len(padded) - 8 * (j + 1):len(padded) - 8 * j]
             lzc = Const(8, 4)
@@ -977,8 +980,8 @@ class PEArray(wiring.Component):
             return nz_a | nz_b, Mux(nz_a, lz_a, size * 8 + lz_b)
 
         any_nz, lz = tree(0, nblk)
-        l2_lz = Signal(lz_bits)
-        l2_zero = Signal()
+        l2_lz = Signal(lz_bits, reset_less=True)
+        l2_zero = Signal(reset_less=True)
         m.d.sync += [l2_valid.eq(l1_valid), l2.eq(l1), l2_lz.eq(lz), l2_zero.eq(~any_nz)]
         # lsh = min(lz, cap): both outcomes are computed beside the comparison, so that
         # carry chains side by side and a multiplexer make the stage
