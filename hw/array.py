@@ -93,7 +93,10 @@ def _minus_floor0(m, value, const, name, *, registered):
     the result is used); else combinational."""
     if not registered:                   # value > const, split as ``_tile_size`` splits
         w = const.bit_length()
-        return Mux(value[w:].any() | (value[:w] > const), value - const, 0)
+        more = value[w:].any()
+        if const != (1 << w) - 1:            # (else no w-bit value exceeds it)
+            more = more | (value[:w] > const)
+        return Mux(more, value - const, 0)
     more = Signal(name=f"{name}_more")
     result = Signal(len(value), name=name)
     m.d.sync += [more.eq(value > const), result.eq(Mux(more, value - const, 0))]
@@ -352,6 +355,17 @@ class PEArray(wiring.Component):
         m.d.sync += [k_ok.eq(k_ok_d), shape_ok.eq(shape_ok_d), e0_in_range.eq(e0_in_range_d),
                      args_ok.eq(k_ok_d & shape_ok_d & (s_pc | e0_in_range_d))]
         e0_ok = s_pc | e0_in_range
+        # what the layer start loads from K: in wide arrays registered in the clock after the
+        # pulse (K holds still), so that no carry chain or comparator sits behind START
+        k_minus = {j: s_k - j for j in (1, 2, 3)}
+        k_is = {j: s_k == j for j in (1, 2)}
+        words_m1 = ((s_kb + 31) >> 5) - 1
+        if wide:
+            width = {1: len(L_km1), 2: len(L_km2), 3: len(L_km3)}
+            k_minus = {j: _registered(m, v[:width[j]], f"k_minus{j}")
+                       for j, v in k_minus.items()}
+            k_is = {j: _registered(m, v, f"k_is{j}") for j, v in k_is.items()}
+            words_m1 = _registered(m, words_m1[:len(L_words_m1)], "words_m1")
 
         ld_active = Signal()                       # an M tile remains to be loaded
         c_active = Signal()                        # a tile remains to be computed
@@ -409,20 +423,20 @@ class PEArray(wiring.Component):
             with m.Elif(~args_ok):
                 m.d.comb += [err_k.eq(~k_ok), err_shape.eq(~shape_ok), err_e0.eq(~e0_ok)]
             with m.Else():
-                m.d.comb += [clear.eq(1), c_last_next.eq(s_k == 1)]
+                m.d.comb += [clear.eq(1), c_last_next.eq(k_is[1])]
                 m.d.sync += [
                     busy.eq(1), done.eq(0),
                     L_n.eq(s_n), L_n_high.eq(s_n_high), L_e0.eq(s_e0),
                     L_relu.eq(s_relu), L_bias.eq(s_bias), L_pc.eq(s_pc),
-                    L_km1.eq(s_k - 1), L_km2.eq(s_k - 2),
-                    L_words_m1.eq(((s_kb + 31) >> 5) - 1),
-                    ld_active.eq(1), c_active.eq(1), L_k1.eq(s_k == 1),
+                    L_km1.eq(k_minus[1]), L_km2.eq(k_minus[2]),
+                    L_words_m1.eq(words_m1),
+                    ld_active.eq(1), c_active.eq(1), L_k1.eq(k_is[1]),
                     ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_phase.eq(0), ld_k.eq(0),
-                    ld_k_last.eq(s_k == 1), ld_ending.eq(0),
+                    ld_k_last.eq(k_is[1]), ld_ending.eq(0),
                     ld_w.eq(0), nbits.eq(0), have_code.eq(0),
                     c_rem_m.eq(s_m), c_rem_n.eq(s_n), c_k.eq(0), c_bank.eq(0),
                 ]
-                pen_sync(c_pen.eq(s_k == 2), ld_k_pen.eq(s_k == 2), L_km3.eq(s_k - 3))
+                pen_sync(c_pen.eq(k_is[2]), ld_k_pen.eq(k_is[2]), L_km3.eq(k_minus[3]))
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
         # -- weight store and loader -------------------------------------------------------------
@@ -559,13 +573,12 @@ class PEArray(wiring.Component):
             c_rem_n_next = Signal(NM_BITS)
             m.d.sync += c_rem_n_next.eq(c_rem_n - R)
         c_rem_m_next = _minus_floor0(m, c_rem_m, C, "c_rem_m_next", registered=wide)
-        # (narrow arrays: the upper parts of the next sizes are registered flags instead, so
-        # that the 24-bit chains end in a flip-flop; as stale as the wide arrays' registers)
-        high_n = high_m = None
-        if not wide:
-            high_n, high_m = (_registered(m, v[size.bit_length():].any(), name)
-                              for v, size, name in ((c_rem_n_next, R, "rem_n_high"),
-                                                    (c_rem_m_next, C, "rem_m_high")))
+        # (the upper parts of the next sizes are registered flags, so that the 24-bit chains
+        # or reductions end in a flip-flop: two clocks behind c_rem_* in narrow arrays, three
+        # in wide ones, where the next sizes themselves are registers)
+        high_n, high_m = (_registered(m, v[size.bit_length():].any(), name)
+                          for v, size, name in ((c_rem_n_next, R, "rem_n_high"),
+                                                (c_rem_m_next, C, "rem_m_high")))
 
 
         rows_mask = Signal(R)                      # lane r < rows_valid
