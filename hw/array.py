@@ -389,6 +389,13 @@ class PEArray(wiring.Component):
         hold = Signal(32 + B - 1)
         nbits = Signal(range(32 + B))
         have_code = Signal()                       # registered nbits >= B (a short path)
+        # the next values of ld_phase, ld_ending and have_code (wide arrays keep copies of them
+        # by the bank flags, see below)
+        ld_phase_n, ld_ending_n, have_code_n = Signal(2), Signal(), Signal()
+        m.d.comb += [ld_phase_n.eq(ld_phase), ld_ending_n.eq(ld_ending),
+                     have_code_n.eq(have_code)]
+        m.d.sync += [ld_phase.eq(ld_phase_n), ld_ending.eq(ld_ending_n),
+                     have_code.eq(have_code_n)]
         # A bank is full from the loader's last code of an M tile to the drain of that tile's
         # last N tile. Each side owns one flag per bank and toggles it (the loader at a fill,
         # the drain at a release), so that no register takes logic from both sides, far
@@ -431,11 +438,12 @@ class PEArray(wiring.Component):
                     L_km1.eq(k_minus[1]), L_km2.eq(k_minus[2]),
                     L_words_m1.eq(words_m1),
                     ld_active.eq(1), c_active.eq(1), L_k1.eq(k_is[1]),
-                    ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_phase.eq(0), ld_k.eq(0),
-                    ld_k_last.eq(k_is[1]), ld_ending.eq(0),
-                    ld_w.eq(0), nbits.eq(0), have_code.eq(0),
+                    ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_k.eq(0),
+                    ld_k_last.eq(k_is[1]),
+                    ld_w.eq(0), nbits.eq(0),
                     c_rem_m.eq(s_m), c_rem_n.eq(s_n), c_k.eq(0), c_bank.eq(0),
                 ]
+                m.d.comb += [ld_phase_n.eq(0), ld_ending_n.eq(0), have_code_n.eq(0)]
                 pen_sync(c_pen.eq(k_is[2]), ld_k_pen.eq(k_is[2]), L_km3.eq(k_minus[3]))
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
@@ -463,12 +471,27 @@ class PEArray(wiring.Component):
         ld_rem_next = _minus_floor0(m, ld_rem, C, "ld_rem_next", registered=wide)
         ld_last_c = Signal()
         m.d.sync += ld_last_c.eq(ld_c == ld_cols - 1)
-        take_hdr = ld_free & (ld_phase != 2)
+        # In wide arrays the loader's two ends sit apart: the word side (header and code words,
+        # the code register, the stores' write port) and the bank side (bank flags, remaining
+        # channels). Each computes its enable from its own flip-flops: the word side from a
+        # copy of ld_free, the bank side from a copy of "codes ready, the tile's last one"
+        # (loaded from next values).
+        ld_free_w = ld_free
+        tile_loaded = Signal()
+        ld_free_next = ld_active & ~Array(bank_full)[ld_bank] & ~tile_loaded
+        m.d.sync += ld_free.eq(ld_free_next)
+        if wide:
+            ld_free_w = _replicas(m, ld_free_next, 1, "ld_free_w")[0]
+        take_hdr = ld_free_w & (ld_phase != 2)
         need_word = ~have_code                     # (phase 2 always wants another code)
-        take_word = ld_free & (ld_phase == 2) & need_word
-        emit = ld_free & (ld_phase == 2) & have_code
-        tile_loaded = emit & ld_ending
-        m.d.sync += ld_free.eq(ld_active & ~Array(bank_full)[ld_bank] & ~tile_loaded)
+        take_word = ld_free_w & (ld_phase == 2) & need_word
+        emit = ld_free_w & (ld_phase == 2) & have_code
+        if wide:
+            end_ok = _replicas(m, (ld_phase_n == 2) & have_code_n & ld_ending_n, 1,
+                               "ld_end_ok")[0]
+            m.d.comb += tile_loaded.eq(ld_free & end_ok)
+        else:
+            m.d.comb += tile_loaded.eq(emit & ld_ending)
         m.d.comb += self.wgt.ready.eq(take_hdr | take_word)
         word = self.wgt.payload.word
         wlast = self.wgt.payload.last
@@ -496,14 +519,14 @@ class PEArray(wiring.Component):
             with m.If((ld_phase == 1) & L_pc & ((word.as_signed() < cfg.e0_min)
                                                 | (word.as_signed() > cfg.e0_max))):
                 m.d.comb += err_e0.eq(1)
-            m.d.sync += ld_phase.eq(ld_phase + 1)
+            m.d.comb += ld_phase_n.eq(ld_phase + 1)
             with m.If(ld_phase == 1):
-                m.d.sync += ld_ending.eq(ld_k_last & ld_last_c)
+                m.d.comb += ld_ending_n.eq(ld_k_last & ld_last_c)
         with m.If(self.wgt.valid & take_word):
             # nbits < B here: a narrow shifter
             low = nbits[:max(1, (B - 1).bit_length())]
-            m.d.sync += [hold.eq(hold | (word << low)), nbits.eq(nbits + 32), have_code.eq(1),
-                         ld_w.eq(ld_w + 1)]
+            m.d.sync += [hold.eq(hold | (word << low)), nbits.eq(nbits + 32), ld_w.eq(ld_w + 1)]
+            m.d.comb += have_code_n.eq(1)
             with m.If(wlast != (ld_w == L_words_m1)):
                 m.d.comb += err_wgt.eq(1)
         # In wide arrays the stores' write ports are registered (the block RAMs sit apart from
@@ -519,14 +542,14 @@ class PEArray(wiring.Component):
             m.d.comb += [store.w_addr.eq(w_addr), store.w_data.eq(w_data),
                          store.w_en.eq(w_en[c])]
         with m.If(emit):
-            m.d.sync += [hold.eq(hold >> B), nbits.eq(nbits - B), have_code.eq(nbits >= 2 * B),
-                         ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k_pen),
-                         ld_ending.eq(ld_k_pen & ld_last_c)]
+            m.d.sync += [hold.eq(hold >> B), nbits.eq(nbits - B),
+                         ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k_pen)]
+            m.d.comb += [have_code_n.eq(nbits >= 2 * B), ld_ending_n.eq(ld_k_pen & ld_last_c)]
             pen_sync(ld_k_pen.eq(ld_k == L_km3))
             with m.If(ld_k_last):                  # channel complete
-                m.d.sync += [nbits.eq(0), have_code.eq(0), hold.eq(0), ld_k.eq(0), ld_w.eq(0),
-                             ld_k_last.eq(_eq(L_km1, 0)), ld_ending.eq(0),
-                             ld_phase.eq(0)]
+                m.d.sync += [nbits.eq(0), hold.eq(0), ld_k.eq(0), ld_w.eq(0),
+                             ld_k_last.eq(_eq(L_km1, 0))]
+                m.d.comb += [have_code_n.eq(0), ld_ending_n.eq(0), ld_phase_n.eq(0)]
                 pen_sync(ld_k_pen.eq(_eq(L_km2, 0)))
                 m.d.sync += ld_c.eq(Mux(ld_ending, 0, ld_c + 1))
         # M tile complete (ld_ending implies ld_k_last: the condition is kept short)
