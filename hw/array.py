@@ -712,7 +712,7 @@ class PEArray(wiring.Component):
         pes = [[None] * C for _ in range(R)]
         for r in range(R):
             for c in range(C):
-                pe = ShiftPE(config=cfg)
+                pe = ShiftPE(config=cfg, carry_copy=wide)
                 m.submodules[f"pe_{r}_{c}"] = pe
                 pes[r][c] = pe
                 m.d.comb += [pe.row.eq(row_reg[r][c // ROW_SHARE]),

@@ -237,11 +237,19 @@ class ShiftPE(wiring.Component):
     With ``config.pipeline == 2`` the addend and the term's flags are registered first: a term
     presented in cycle ``t`` is in ``acc`` after the edge ending cycle ``t + 1`` (else ``t``);
     ``valid`` and ``restart`` are delayed along with it.
+
+    ``carry_copy``: ``carries`` comes from a copy of the pending-carry flip-flops (marked
+    ``keep``, see ``hw.array._replicas``), so that the accumulator's own carry stays by its
+    adder when the consumer of ``carries`` (the array's drain chain) sits elsewhere. The same
+    values either way.
     """
 
-    def __init__(self, *, config):
+    def __init__(self, *, config, carry_copy=False):
         _check(config)
+        if not isinstance(carry_copy, bool):
+            raise TypeError(f"carry_copy must be a bool, not {carry_copy!r}")
         self._config = config
+        self._carry_copy = carry_copy
         super().__init__({
             "row": In(row_layout(config)),
             "code": In(unsigned(config.wbits)),
@@ -277,11 +285,17 @@ class ShiftPE(wiring.Component):
         # accumulator and flags simply reset: the DFFs' synchronous reset, no multiplexer.
         acc = Signal(signed(width), reset_less=True)
         carries = Signal(cfg.pe_pieces - 1, reset_less=True)
+        carries_out = carries
+        if self._carry_copy:
+            carries_out = Signal(cfg.pe_pieces - 1, name="carries_copy", reset_less=True,
+                                 attrs={"keep": 1})
         # (no reset: a layer start restarts the PE, so its state needs no reset fan-out)
         flags = Signal(pe_flags_layout(), init={"neg0": 1}, reset_less=True)
         size = cfg.pe_piece_bits
         with m.If(restart):
             m.d.sync += [acc.eq(0), carries.eq(0), flags.eq(flags.shape().const({"neg0": 1}))]
+            if self._carry_copy:
+                m.d.sync += carries_out.eq(0)
         with m.Else():
             for j in range(cfg.pe_pieces):         # one carry chain per piece
                 lo, hi = j * size, min(width, (j + 1) * size)
@@ -289,9 +303,11 @@ class ShiftPE(wiring.Component):
                 m.d.sync += acc[lo:hi].eq(piece[:hi - lo])
                 if j + 1 < cfg.pe_pieces:
                     m.d.sync += carries[j].eq(piece[hi - lo])
+                    if self._carry_copy:
+                        m.d.sync += carries_out[j].eq(piece[hi - lo])
             m.d.sync += [
                 flags.eq(Cat(flags.nan | n_nan, flags.pinf | n_pinf, flags.ninf | n_ninf,
                              flags.neg0 & n_neg0)),
             ]
-        m.d.comb += [self.acc.eq(acc), self.carries.eq(carries), self.flags.eq(flags)]
+        m.d.comb += [self.acc.eq(acc), self.carries.eq(carries_out), self.flags.eq(flags)]
         return m

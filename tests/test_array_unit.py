@@ -455,10 +455,11 @@ def test_verilator_lint_clean(name, tmp_path):
     assert result.returncode == 0 and "%Warning" not in result.stderr, result.stderr[-4000:]
 
 
-def test_pe_products_exhaustive_fp8():
+@pytest.mark.parametrize("carry_copy", [False, True])
+def test_pe_products_exhaustive_fp8(carry_copy):
     """RowAligner + ShiftPE (pipeline 1): every fp8_e5m2 activation times every 3-bit code
     lands in the accumulator as the exact product in units of 2**(e0 + lsb_exp), with the
-    contract's flags."""
+    contract's flags (also with the pending carries read from their copy)."""
     from fractions import Fraction
 
     from amaranth.hdl import Module
@@ -469,7 +470,7 @@ def test_pe_products_exhaustive_fp8():
     f = cfg.in_fmt
     m = Module()
     m.submodules.al = al = RowAligner(config=cfg)
-    m.submodules.pe = pe = ShiftPE(config=cfg)
+    m.submodules.pe = pe = ShiftPE(config=cfg, carry_copy=carry_copy)
     m.d.comb += pe.row.eq(al.o)
     sim = Simulator(m)
     sim.add_clock(1e-6)
@@ -541,3 +542,10 @@ def test_rounding_at_the_overflow_boundary():
     # the cases the test is about are really there: inf, the largest finite, a finite carry
     assert FP16.pos_inf in want[0] and big in want[0]
     assert FP16.from_fraction(2048) in want[1]
+
+
+def test_shift_pe_rejects_a_non_bool_carry_copy():
+    from hw.pe import ShiftPE
+
+    with pytest.raises(TypeError, match="carry_copy must be a bool, not 'yes'"):
+        ShiftPE(config=ArrayConfig(), carry_copy="yes")
