@@ -260,12 +260,11 @@ def baseline_name(spec: dict) -> str:
 
 def baseline_design(spec: dict):
     """A :class:`boards.flow.Design` (Verilog top ``densehw_baseline``) for a baseline spec."""
-    from amaranth.back import verilog
-
     from boards.flow import Design
+    from hw.emit import to_verilog
 
     top = baseline_array(spec)
     cfg = {k: spec[k] for k in sorted(spec)}
     return Design(name=baseline_name(spec), top="densehw_baseline",
-                  verilog=verilog.convert(top, name="densehw_baseline", emit_src=False),
+                  verilog=to_verilog(top, name="densehw_baseline"),
                   config=cfg, macs_per_cycle=top.macs_per_cycle, kind=spec["kind"])

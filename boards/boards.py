@@ -29,6 +29,8 @@ from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.emit import pinned_yosys
+
 from .flow import KEEP_REPLICAS
 
 __all__ = ["UARTRx", "UARTTx", "StreamBridge", "LinkTop", "BoardTop", "channels", "BOARDS",
@@ -312,8 +314,9 @@ def build_board(board: str, design_factory, *, build_dir="build/boards", name=No
     kwargs = {"script_after_read": "\n".join(KEEP_REPLICAS)}
     if board == "icebreaker":
         kwargs["synth_opts"] = synth_opts if synth_opts is not None else "-dsp"
-    platform.build(BoardTop(design_factory, baud=baud), name=name, build_dir=str(folder),
-                   do_program=False, **kwargs)
+    with pinned_yosys():
+        platform.build(BoardTop(design_factory, baud=baud), name=name, build_dir=str(folder),
+                       do_program=False, **kwargs)
     ext = "bin" if board == "icebreaker" else "bit"
     out = folder / f"{name}.{ext}"
     if not out.exists():

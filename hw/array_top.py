@@ -19,6 +19,7 @@ from contract.files import write_atomic
 from .array import PEArray
 from .axis import AXIStreamSignature, connect_axis_in, connect_axis_out
 from .csr import AXI4LiteSignature, CSRBlock
+from .emit import to_verilog
 from .wstore import FAMILIES
 
 __all__ = ["ArrayTop", "generate_array_verilog", "write_array_verilog", "TOP_NAME"]
@@ -87,9 +88,7 @@ def generate_array_verilog(config, *, name=TOP_NAME, family=None) -> str:
     _check(config)
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"Verilog module name must be an identifier, not {name!r}")
-    from amaranth.back import verilog
-
-    return verilog.convert(ArrayTop(config=config, family=family), name=name, emit_src=False)
+    return to_verilog(ArrayTop(config=config, family=family), name=name)
 
 
 def write_array_verilog(config, path, *, name=TOP_NAME) -> pathlib.Path:

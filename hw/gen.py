@@ -12,6 +12,7 @@ from contract import DotConfig
 from contract.files import write_atomic
 
 from .dot import ShiftDotUnit, in_layout
+from .emit import to_verilog
 
 __all__ = ["generate_verilog", "write_verilog", "port_map", "VERILATOR_LINT_WAIVERS"]
 
@@ -40,9 +41,7 @@ def _check(config, name):
 def generate_verilog(config, *, name="densehw_dot") -> str:
     """Verilog text of :class:`~hw.dot.ShiftDotUnit` for ``config``, top module ``name``."""
     _check(config, name)
-    from amaranth.back import verilog
-
-    return verilog.convert(ShiftDotUnit(config=config), name=name, emit_src=False)
+    return to_verilog(ShiftDotUnit(config=config), name=name)
 
 
 def write_verilog(config, path, *, name="densehw_dot") -> pathlib.Path:

@@ -5,6 +5,7 @@ arrays in simulation, the board top's UART link in simulation."""
 
 import gzip
 import json
+import os
 import pathlib
 import shutil
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from boards import flow, report
+from hw import emit
 
 DATA = pathlib.Path(__file__).parent / "data" / "synth"
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -591,12 +593,38 @@ def test_flow_keeps_register_copies_apart():
 
 
 @needs_yowasp
+def test_verilog_text_ignores_the_environments_yosys(monkeypatch):
+    """The same configuration gives the same Verilog whatever Yosys the environment names
+    (under make, $YOSYS is Yosys 0.70; Amaranth would otherwise write with it), and the
+    environment's own choice is left as it was."""
+    from contract.array import ArrayConfig
+    from hw.array_top import generate_array_verilog
+
+    cfg = ArrayConfig(rows=1, cols=1, depth=16)
+    monkeypatch.delenv("YOSYS", raising=False)
+    monkeypatch.delenv("AMARANTH_USE_YOSYS", raising=False)
+    plain = generate_array_verilog(cfg)
+    assert "AMARANTH_USE_YOSYS" not in os.environ
+    monkeypatch.setenv("YOSYS", flow._tool("yosys"))
+    monkeypatch.setenv("AMARANTH_USE_YOSYS", "system")
+    assert generate_array_verilog(cfg) == plain
+    assert os.environ["AMARANTH_USE_YOSYS"] == "system"
+    # without the pin, that environment does change the text (so the check above can fail)
+    from amaranth.back import verilog
+
+    from hw.array_top import ArrayTop
+    system = verilog.convert(ArrayTop(config=cfg), name="densehw_array", emit_src=False)
+    assert system != plain
+
+
+@needs_yowasp
 def test_ecp5_int8_4x4_harness_synthesises_and_places(monkeypatch):
     """The 4x4 int8 MAC array on the ECP5-25F: Yosys 0.70's ABC9 reintegration asserts on its
     flattened harness; the flow then synthesises the harness without flattening, says so in the
     report, and the netlist places. (Should Yosys stop asserting, the note must disappear.)"""
-    # Amaranth writes the Verilog with the Yosys that $YOSYS names (as under make, where
-    # mk/synth.mk exports it); the assertion shows with that text
+    # densehw writes its Verilog with the bundled Yosys (hw.emit); the assertion shows with the
+    # text Yosys 0.70 writes, so the test has Amaranth use that one
+    monkeypatch.setattr(emit, "AMARANTH_YOSYS", "system")
     monkeypatch.setenv("YOSYS", flow._tool("yosys"))
     wd = ROOT / "build" / "test-synth" / "int8_4x4_ecp5"
     shutil.rmtree(wd, ignore_errors=True)
