@@ -326,6 +326,20 @@ class ArrayConfig:
         return int(self.cols > WIDE_COLS)
 
     @property
+    def done_cut(self) -> int:
+        """1 when taking the layer's last result beat reaches ``BUSY`` and ``DONE`` through a
+        register (one clock later): in arrays wider than :data:`WIDE_COLS` columns, whose
+        output FIFO sits by the result port, far from the control, else 0."""
+        return int(self.cols > WIDE_COLS)
+
+    @property
+    def release_cut(self) -> int:
+        """1 when the weight loader sees a bank released by the drain through a register of its
+        own (one clock later): in arrays wider than :data:`WIDE_COLS` columns, whose loader
+        and drain sit far apart, else 0."""
+        return int(self.cols > WIDE_COLS)
+
+    @property
     def pe_pieces(self) -> int:
         """Carry-chain pieces of a PE accumulator (see :data:`PE_CARRY_BITS`)."""
         return -(-self.pe_acc_width // PE_CARRY_BITS)

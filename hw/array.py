@@ -478,7 +478,13 @@ class PEArray(wiring.Component):
         # (loaded from next values).
         ld_free_w = ld_free
         tile_loaded = Signal()
-        ld_free_next = ld_active & ~Array(bank_full)[ld_bank] & ~tile_loaded
+        bank_full_l = bank_full            # the loader's view
+        if wide:
+            # the drain's release toggles reach the loader through a copy of its own (the drain
+            # sits far from the loader): a released bank is seen one clock later
+            # (``release_cut``), which is safe, as a release only ever frees a bank
+            bank_full_l = ld_fill ^ _registered(m, dr_free, "dr_free_l")
+        ld_free_next = ld_active & ~Array(bank_full_l)[ld_bank] & ~tile_loaded
         m.d.sync += ld_free.eq(ld_free_next)
         if wide:
             ld_free_w = _replicas(m, ld_free_next, 1, "ld_free_w")[0]
@@ -487,8 +493,18 @@ class PEArray(wiring.Component):
         take_word = ld_free_w & (ld_phase == 2) & need_word
         emit = ld_free_w & (ld_phase == 2) & have_code
         if wide:
-            end_ok = _replicas(m, (ld_phase_n == 2) & have_code_n & ld_ending_n, 1,
-                               "ld_end_ok")[0]
+            # "codes ready, the tile's last" = (ld_phase_n == 2) & have_code_n & ld_ending_n,
+            # written out as a choice on ld_free_w between what the loader's branches below
+            # make of it when the loader works and when it holds, so that ld_free_w, placed by
+            # the word side, is one LUT from this copy. (A start, which clears the three, is
+            # taken only while the loader is idle: ld_free_w low, ld_phase 0.)
+            if_free = Mux(ld_phase == 2,
+                          Mux(have_code,
+                              ~ld_k_last & (nbits >= 2 * B) & ld_k_pen & ld_last_c,
+                              self.wgt.valid & ld_ending),
+                          self.wgt.valid & (ld_phase == 1) & have_code & ld_k_last & ld_last_c)
+            if_held = (ld_phase == 2) & have_code & ld_ending
+            end_ok = _replicas(m, Mux(ld_free_w, if_free, if_held), 1, "ld_end_ok")[0]
             m.d.comb += tile_loaded.eq(ld_free & end_ok)
         else:
             m.d.comb += tile_loaded.eq(emit & ld_ending)
@@ -516,12 +532,26 @@ class PEArray(wiring.Component):
         with m.If(self.wgt.valid & take_hdr):
             with m.If(wlast):
                 m.d.comb += err_wgt.eq(1)
-            with m.If((ld_phase == 1) & L_pc & ((word.as_signed() < cfg.e0_min)
-                                                | (word.as_signed() > cfg.e0_max))):
-                m.d.comb += err_e0.eq(1)
+            if not wide:
+                with m.If((ld_phase == 1) & L_pc & ((word.as_signed() < cfg.e0_min)
+                                                    | (word.as_signed() > cfg.e0_max))):
+                    m.d.comb += err_e0.eq(1)
             m.d.comb += ld_phase_n.eq(ld_phase + 1)
             with m.If(ld_phase == 1):
                 m.d.comb += ld_ending_n.eq(ld_k_last & ld_last_c)
+        if wide:
+            # a channel's e0 word checked in two clocks as START checks E0 (the word's upper
+            # bits in groups and its low bits against the range, registered, then combined):
+            # ERROR.E0_RANGE rises one clock after the word is taken
+            e0_check = _registered(m, self.wgt.valid & take_hdr & (ld_phase == 1) & L_pc,
+                                   "hdr_e0_check")
+            w_top = word[e0_bits - 1:]
+            w_zeros, w_ones = _groups(m, w_top, "any"), _groups(m, w_top, "all")
+            w_low = word[:e0_bits].as_signed()
+            w_ge = _registered(m, w_low >= cfg.e0_min, "hdr_e0_ge")
+            w_le = _registered(m, w_low <= cfg.e0_max, "hdr_e0_le")
+            with m.If(e0_check & ~((~w_zeros.any() | w_ones.all()) & w_ge & w_le)):
+                m.d.comb += err_e0.eq(1)
         with m.If(self.wgt.valid & take_word):
             # nbits < B here: a narrow shifter
             low = nbits[:max(1, (B - 1).bit_length())]
@@ -804,16 +834,37 @@ class PEArray(wiring.Component):
         head = chain[0]
         in_tile = (ch_r < t_drain.rows) & (ch_c < t_drain.cols)
         is_last = (ch_r == t_drain.rows - 1) & (ch_c == t_drain.cols - 1)
+        if wide:
+            # the same two, registered with the head's position: loaded from the next values
+            # (ch_r, ch_c and t_drain change only at a capture and a shift), so that the credit
+            # count's enable is not behind the comparisons. (They differ from the comparisons
+            # only after the last shift, where ch_r wraps and neither is read.)
+            in_tile, is_last = Signal(), Signal()
+            wrap = ch_c == C - 1
+            with m.If(capture):
+                m.d.sync += [in_tile.eq((0 < t_pend.rows) & (0 < t_pend.cols)),
+                             is_last.eq((t_pend.rows == 1) & (t_pend.cols == 1))]
+            with m.Elif(shift):
+                m.d.sync += [
+                    in_tile.eq(Mux(wrap, (ch_r + 1 < t_drain.rows) & (0 < t_drain.cols),
+                                   (ch_r < t_drain.rows) & (ch_c + 1 < t_drain.cols))),
+                    is_last.eq(Mux(wrap, (ch_r + 1 == t_drain.rows - 1) & (t_drain.cols == 1),
+                                   (ch_r == t_drain.rows - 1) & (ch_c + 1 == t_drain.cols - 1))),
+                ]
 
-        # stage A: entry, bias and offset of its channel
+        # stage A: entry, bias and offset of its channel, and the two terms of the bias's
+        # shift amount, max(E_b, 1) - 1 and e0_max - e0 (modulo 2**amount_w), so that stage
+        # A1 adds them with one carry chain
+        b_amax, b_width, b_off = bias_geometry(dot)
+        amount_w = b_amax.bit_length()
+        ofmt = cfg.out_fmt
         a_valid = Signal()
         a_layout = data.StructLayout({
             "acc": signed(cfg.pe_acc_width), "carries": unsigned(cfg.pe_pieces - 1),
-            "flags": flags_l, "bias": cfg.out_fmt.width, "e0": signed(e0_bits), "last": 1,
-            "last_layer": 1})
+            "flags": flags_l, "bias": ofmt.width, "e0": signed(e0_bits), "last": 1,
+            "last_layer": 1, "bexp_m1": ofmt.exp_bits, "e0_off": amount_w})
         a = Signal(a_layout)
         # stage A2: bias aligned against 2**e0
-        b_amax, b_width, b_off = bias_geometry(dot)
         a2_valid = Signal()
         a2 = Signal(data.StructLayout({
             "acc": signed(cfg.pe_acc_width), "bias": signed(b_width), "neg": 1,
@@ -872,11 +923,15 @@ class PEArray(wiring.Component):
         with m.Else():
             m.d.sync += credit.eq(inflight < fifo_depth - 1)
 
+        e0_entry = Mux(L_pc, e0_sel, L_e0)
+        sel_bexp = bias_sel[ofmt.frac_bits:ofmt.width - 1]
         m.d.sync += [
             a_valid.eq(shift & in_tile),
             a.acc.eq(head.acc), a.carries.eq(head.carries), a.flags.eq(head.flags),
             a.bias.eq(bias_sel),
-            a.e0.eq(Mux(L_pc, e0_sel, L_e0)),
+            a.e0.eq(e0_entry),
+            a.bexp_m1.eq(Mux(sel_bexp.any(), sel_bexp - 1, 0)),
+            a.e0_off.eq(cfg.e0_max - e0_entry),
             a.last.eq(is_last), a.last_layer.eq(is_last & t_drain.last_layer),
         ]
         # stage AR (pe_resolve_stages registers): the PE's pending carries added. The bias
@@ -889,14 +944,12 @@ class PEArray(wiring.Component):
         # stages A1, A1b, A2: the bias decoded and aligned against 2**e0 (the algorithm of
         # hw.lanes.BiasAligner, with a register between the shift amount and the shifter, and
         # the barrel shift cut in two)
-        ofmt = cfg.out_fmt
         bsign = a.bias[ofmt.width - 1]
         bexp = a.bias[ofmt.frac_bits:ofmt.width - 1]
         bfrac = a.bias[:ofmt.frac_bits]
         bspecial = bexp == ofmt.exp_max_field
         bnormal = bexp.any()
         bactive = L_bias & ~bspecial
-        amount_w = b_amax.bit_length()
         half = amount_w // 2
         side_l = data.StructLayout({"valid": 1, "neg": 1, "flags": flags_l,
                                     "e0": signed(e0_bits), "last": 1, "last_layer": 1})
@@ -906,7 +959,7 @@ class PEArray(wiring.Component):
         m.d.sync += [
             a1.valid.eq(a_valid),
             # max(E_b, 1) - 1 + (e0_max - e0)
-            a1_amount.eq(Mux(bnormal, bexp - 1, 0) + (cfg.e0_max - a.e0)),
+            a1_amount.eq(a.bexp_m1 + a.e0_off),
             a1_sig.eq(Mux(bactive, Cat(bfrac, bnormal), 0)),
             a1.neg.eq(bsign & bactive),
             a1.flags.nan.eq(a.flags.nan | (L_bias & bspecial & bfrac.any())),
@@ -1115,7 +1168,12 @@ class PEArray(wiring.Component):
             self.res.payload.bits.eq(out_fifo.r_data[:cfg.out_fmt.width]),
             self.res.payload.last.eq(out_fifo.r_data[cfg.out_fmt.width]),
         ]
-        with m.If(res_take & out_fifo.r_data[cfg.out_fmt.width + 1]):
+        # the layer's last result beat taken ends the layer; in wide arrays through a register
+        # by the FIFO (``done_cut``: the control sits far from the result port)
+        last_taken = res_take & out_fifo.r_data[cfg.out_fmt.width + 1]
+        if cfg.done_cut:
+            last_taken = _registered(m, last_taken, "last_taken")
+        with m.If(last_taken):
             m.d.sync += [busy.eq(0), done.eq(1)]
 
         # -- counter events ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ sequencing at tile granularity, following the documented dataflow:
 * **finalizer**: ``config.final_latency`` clocks from an entry leaving the chain to its result beat
   being accepted (its output FIFO is deep enough that the chain never waits for credits when
   ``tready`` stays high); the layer ends (``BUSY`` falls) the clock after the last result
-  beat.
+  beat, or a clock later in arrays with ``config.done_cut``.
 
 The latencies are those of ``hw/array.py`` as :class:`~contract.array.ArrayConfig` states them
 (``capture_latency``, ``final_latency``); ``tests/test_perfmodel.py`` measures the
@@ -103,7 +103,8 @@ def layer_cycles(config: ArrayConfig, n: int, k: int, m: int) -> LayerPerf:
     last_beat = None
     for t, (_, cols_valid) in enumerate(m_tiles):
         # loader: tile t needs its bank (that of tile t - 2) released
-        start = load_start if t < 2 else max(load_start, bank_free[t - 2] + LOADER_DELAY)
+        start = load_start if t < 2 else max(load_start, bank_free[t - 2] + LOADER_DELAY
+                                             + config.release_cut)
         done = start + cols_valid * chan          # first clock after the last code write
         bank_ready.append(done)
         load_start = done + LOADER_DELAY
@@ -122,7 +123,7 @@ def layer_cycles(config: ArrayConfig, n: int, k: int, m: int) -> LayerPerf:
     rows_valid, cols_valid = n_tiles[-1][1], m_tiles[-1][1]
     j_last = (rows_valid - 1) * config.cols + (cols_valid - 1)
     last_result = last_beat + cap + 1 + j_last + config.final_latency
-    cycles = last_result              # BUSY high on clocks 1 .. last_result
+    cycles = last_result + config.done_cut    # BUSY high on clocks 1 .. cycles
     macs = n * k * m
     tiles = len(m_tiles) * len(n_tiles)
     return LayerPerf(n=n, k=k, m=m, cycles=cycles, macs=macs,

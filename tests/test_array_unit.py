@@ -400,6 +400,77 @@ def test_framing_errors_flagged():
     assert out["status"] == 0b110
 
 
+def _run_with_e0_words(cfg, e0_words):
+    """One layer (N = 2, K = 3, M = len(e0_words)) with E0_PER_CHANNEL and the given raw 32-bit
+    channel e0 words; returns (ERROR, STATUS, number of results)."""
+    rng = np.random.default_rng(5)
+    n, k, m = 2, 3, len(e0_words)
+    x = random_floats(rng, cfg.in_fmt, (n, k), 0.0)
+    codes = rng.integers(0, 1 << cfg.wbits, (m, k))
+    wgt = weight_stream(cfg, codes, np.zeros(m, dtype=np.int64))
+    # replace each channel's e0 header word (the second word of a channel) with the raw word
+    words_per_channel = 2 + -(-k * cfg.wbits // 32)
+    for c, word in enumerate(e0_words):
+        wgt[c * words_per_channel + 1] = (word & 0xFFFFFFFF, 0)
+    act = activation_stream(cfg, x, m)
+    dut = ArrayTop(config=cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    out = {}
+
+    async def host(ctx):
+        bus = dut.s_axil
+        for name, v in (("N", n), ("K", k), ("M", m), ("E0", 0)):
+            await axil_write(ctx, bus, REG[name], v)
+        await axil_write(ctx, bus, REG["CTRL"], CTRL["START"] | CTRL["E0_PER_CHANNEL"])
+        out["go"] = True
+        while "res" not in out:
+            await ctx.tick()
+        for _ in range(4):                                 # BUSY falls after the last beat
+            await ctx.tick()
+        out["error"] = await axil_read(ctx, bus, REG["ERROR"])
+        out["status"] = await axil_read(ctx, bus, REG["STATUS"])
+
+    async def srcs(ctx):
+        while "go" not in out:
+            await ctx.tick()
+        await put_stream(ctx, dut.s_axis_wgt, wgt, rng, 0)
+
+    async def srca(ctx):
+        while "go" not in out:
+            await ctx.tick()
+        await put_stream(ctx, dut.s_axis_act, act, rng, 0)
+
+    async def sink(ctx):
+        while "go" not in out:
+            await ctx.tick()
+        out["res"] = await get_stream(ctx, dut.m_axis_res, n * m, rng, 0)
+
+    for tb in (host, srcs, srca, sink):
+        sim.add_testbench(tb)
+    sim.run()
+    return out["error"], out["status"], len(out["res"])
+
+
+@pytest.mark.parametrize("cols", [2, 5], ids=["narrow", "wide"])
+@pytest.mark.parametrize("bad", ["above", "below", "high_bits", "none"])
+def test_channel_e0_range_error(cols, bad):
+    """A channel header's e0 outside the configured range sets ERROR.E0_RANGE (the layer still
+    completes by count); in-range words at both ends of the range do not (narrow arrays check
+    the word as it is taken, wide ones over two clocks)."""
+    # a range that does not fill its field (e0_bits = 4): the comparisons decide, not the width
+    cfg = ArrayConfig(rows=2, cols=cols, depth=16, e0_min=-5, e0_max=6)
+    lo, hi = cfg.e0_min, cfg.e0_max
+    assert cfg.e0_bits == 4
+    words = [lo, hi, 0]
+    if bad != "none":
+        words[1] = {"above": hi + 1, "below": lo - 1, "high_bits": (1 << 20) | (hi & 0xFF)}[bad]
+    error, status, results = _run_with_e0_words(cfg, words)
+    assert results == 2 * len(words)
+    assert error == (0 if bad == "none" else ERROR["E0_RANGE"]), (bad, hex(error))
+    assert status == (0b010 if bad == "none" else 0b110)
+
+
 def test_verilog_deterministic():
     cfg = ArrayConfig(rows=2, cols=2, depth=16)
     a = generate_array_verilog(cfg)

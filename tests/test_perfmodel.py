@@ -108,6 +108,8 @@ CASES = [
     (dict(rows=8, cols=4, depth=32), (16, 8, 8)),
     # wider than WIDE_COLS: the row aligner's middle register (capture_latency + 1)
     (dict(rows=2, cols=6, depth=32), (6, 24, 13)),
+    # ... where the loader waits for a bank the drain releases (release_cut: one clock later)
+    (dict(rows=2, cols=6, depth=32), (3, 4, 18)),
 ]
 
 
