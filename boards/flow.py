@@ -10,8 +10,9 @@ Flows (:func:`run_flow`):
 
 * ``ice40`` (``up5k`` default, ``hx8k``) and ``ecp5`` (``25f`` default, ``85f``): ``synth_ice40``
   / ``synth_ecp5`` of the bare design gives the resource counts; the design wrapped in a
-  serial I/O harness (:func:`harness_verilog`: every input fed from a shift register, every
-  output captured and shifted out, so nothing is optimised away and any width fits the package)
+  serial I/O harness (:func:`harness_verilog`: every input but the reset fed from a shift
+  register, every output captured and shifted out, so nothing is optimised away and any width
+  fits the package)
   is placed and routed with nextpnr once per seed against a clock target. Fmax is the median over
   the seeds, with its spread. The default mode requires every seed to meet the target; the
   exploration mode passes ``--timing-allow-fail`` and only measures.
@@ -242,12 +243,19 @@ def parse_verilog_ports(text: str, top: str) -> list[tuple[str, str, int]]:
     return ports
 
 
-def harness_verilog(design: Design, *, clock="clk", name="densehw_harness") -> str:
-    """A wrapper with four pins (clock, serial in, load, serial out): the design's inputs come
-    from a shift register fed by ``sin``, its outputs are loaded into a shift register that
-    drains through ``sout``. Only for timing: it adds one flip-flop per port bit."""
+def harness_verilog(design: Design, *, clock="clk", reset="rst",
+                    name="densehw_harness") -> str:
+    """A wrapper with four pins (clock, serial in, load, serial out), and a fifth for the
+    design's one-bit input ``reset`` when it has one: the design's other inputs come from a
+    shift register fed by ``sin``, its outputs are loaded into a shift register that drains
+    through ``sout``. The reset comes from its pin through two flip-flops, as from a reset
+    synchroniser (in the input shift register, its driver, pulled to the middle of the device
+    by its loads, would drag the neighbouring input's flip-flop along). Only for timing: it
+    adds one flip-flop per port bit."""
     ports = parse_verilog_ports(design.verilog, design.top)
-    ins = [(n, w) for d, n, w in ports if d == "input" and n != clock]
+    has_reset = ("input", reset, 1) in ports
+    ins = [(n, w) for d, n, w in ports
+           if d == "input" and n != clock and not (has_reset and n == reset)]
     outs = [(n, w) for d, n, w in ports if d == "output"]
     if any(d == "inout" for d, _, _ in ports):
         raise FlowError(f"{design.top}: inout ports are not supported by the harness")
@@ -256,6 +264,8 @@ def harness_verilog(design: Design, *, clock="clk", name="densehw_harness") -> s
     ni = max(1, sum(w for _, w in ins))
     no = max(1, sum(w for _, w in outs))
     conns, pos = [f".{clock}({clock})"], 0
+    if has_reset:
+        conns.append(f".{reset}({reset}_sync[1])")
     for n, w in ins:
         conns.append(f".{n}(shin[{pos + w - 1}:{pos}])")
         pos += w
@@ -265,8 +275,13 @@ def harness_verilog(design: Design, *, clock="clk", name="densehw_harness") -> s
         pos += w
     shift_in = f"{{shin[{ni - 2}:0], sin}}" if ni > 1 else "sin"
     shift_out = f"{{shout[{no - 2}:0], 1'b0}}" if no > 1 else "1'b0"
+    reset_pin = f", input {reset}_pin" if has_reset else ""
+    reset_sync = ([f"  reg [1:0] {reset}_sync = 0;",
+                   f"  always @(posedge {clock}) {reset}_sync <= {{{reset}_sync[0], {reset}_pin}};"]
+                  if has_reset else [])
     return "\n".join([
-        f"module {name}(input {clock}, input sin, input load, output sout);",
+        f"module {name}(input {clock}, input sin, input load, output sout{reset_pin});",
+        *reset_sync,
         f"  reg [{ni - 1}:0] shin = 0;",
         f"  wire [{no - 1}:0] outs;",
         f"  reg [{no - 1}:0] shout = 0;",

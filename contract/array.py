@@ -326,6 +326,13 @@ class ArrayConfig:
         return int(self.cols > WIDE_COLS)
 
     @property
+    def fifo_cut(self) -> int:
+        """1 when the finalizer's results reach the output FIFO through a plain register stage
+        (one clock of latency): in arrays wider than :data:`WIDE_COLS` columns, where the
+        FIFO's storage sits by its level and the result port, far from the finalizer, else 0."""
+        return int(self.cols > WIDE_COLS)
+
+    @property
     def done_cut(self) -> int:
         """1 when taking the layer's last result beat reaches ``BUSY`` and ``DONE`` through a
         register (one clock later): in arrays wider than :data:`WIDE_COLS` columns, whose
@@ -374,10 +381,10 @@ class ArrayConfig:
         """Clocks from an entry shifting out of the drain chain to the clock its result beat is
         accepted (``tready`` high): ten single register stages (entry, the aligned bias,
         ones' complement, two leading-one stages, shift amount, two rounding window stages,
-        rounding, specials), the register of :attr:`final_cut`, the longer of the
-        pending-carry resolution and the bias's two decode stages, the two pipelined additions
-        and the output FIFO's two."""
-        return (10 + self.final_cut + max(self.pe_resolve_stages, 2)
+        rounding, specials), the registers of :attr:`final_cut` and :attr:`fifo_cut`, the
+        longer of the pending-carry resolution and the bias's two decode stages, the two
+        pipelined additions and the output FIFO's two."""
+        return (10 + self.final_cut + self.fifo_cut + max(self.pe_resolve_stages, 2)
                 + 2 * self.final_add_stages + 2)
 
     # -- ports ---------------------------------------------------------------------------------

@@ -1086,12 +1086,24 @@ class PEArray(wiring.Component):
         ]
         # wide arrays: a plain register stage here (``final_cut``): the finalizer reaches from
         # the chain's head to the output port, and a large device puts them far apart
+        split = len(c_front.shift) // 2      # stage R1: the shift's high bits, R2: the rest
+        hop_drops = None
         if cfg.final_cut:
-            hop = _delayed(m, Cat(c_valid, c_front, c_flags, c_sign, cs_last, cs_last_layer),
-                           1, "c_hop")
+            # The hop also finds which bits R1's shift will drop, in blocks of 2**split: block
+            # j of the window (bits [j, j+1) * 2**split) goes when shift >> split exceeds j.
+            # R1's sticky bit is then the OR of these few flags, not a tree behind its shifter.
+            grain = 1 << split
+            window0 = Cat(Const(0, 1), c_front.mag)
+            blocks = min(1 << (len(c_front.shift) - split), -(-len(window0) // grain))
+            drops = Cat(window0[j * grain:(j + 1) * grain].any() & (c_front.shift[split:] > j)
+                        for j in range(blocks))
+            hop = _delayed(m, Cat(c_valid, c_front, c_flags, c_sign, cs_last, cs_last_layer,
+                                  drops), 1, "c_hop")
             c_valid, c_front, c_flags = Signal(), Signal.like(c_front), Signal.like(c_flags)
             c_sign, cs_last, cs_last_layer = Signal(), Signal(), Signal()
-            m.d.comb += Cat(c_valid, c_front, c_flags, c_sign, cs_last, cs_last_layer).eq(hop)
+            hop_drops = Signal(blocks)
+            m.d.comb += Cat(c_valid, c_front, c_flags, c_sign, cs_last, cs_last_layer,
+                            hop_drops).eq(hop)
         # stages R1, R2: the rounding window (the first half of hw.rounding.Rounder, registered
         # here so that the shifter and the rounding adder are not one path), in two halves
         fields = {"mag": c_front.mag, "zero": c_front.zero, "shift": c_front.shift,
@@ -1102,7 +1114,6 @@ class PEArray(wiring.Component):
         window = Cat(Const(0, 1), fields["mag"])
         dropped = []
         shift = fields["shift"]
-        split = len(shift) // 2              # stage R1: the shift's high bits, R2: the rest
         r1_valid = Signal()
         r1 = Signal(data.StructLayout({
             "low": split, "sticky": 1, "field_m1": len(fields["field_m1"]), "sign": 1,
@@ -1112,7 +1123,8 @@ class PEArray(wiring.Component):
                 held = Signal(len(window), name="r1_window", reset_less=True)
                 m.d.sync += [
                     held.eq(window), r1_valid.eq(c_valid), r1.low.eq(shift[:split]),
-                    r1.sticky.eq(Cat(*dropped).any()), r1.field_m1.eq(fields["field_m1"]),
+                    r1.sticky.eq(Cat(*dropped).any() if hop_drops is None else hop_drops.any()),
+                    r1.field_m1.eq(fields["field_m1"]),
                     r1.sign.eq(c_sign), r1.zero.eq(fields["zero"]), r1.flags.eq(c_flags),
                     r1.last.eq(cs_last), r1.last_layer.eq(cs_last_layer),
                 ]
@@ -1160,9 +1172,13 @@ class PEArray(wiring.Component):
                          neg0=fl.neg0, number=Cat(number[:fmt.width - 1], pp.sign),
                          relu=L_relu)),
                      o_last.eq(pp.last), o_last_layer.eq(pp.last_layer)]
+        w_valid, w_data = o_valid, Cat(o_bits, o_last, o_last_layer)
+        if cfg.fifo_cut:        # (the FIFO sits by the result port, far from the finalizer)
+            w_valid = _registered(m, w_valid, "fifo_w_valid")
+            w_data = _registered(m, w_data, "fifo_w_data", reset_less=True)
         m.d.comb += [
-            out_fifo.w_en.eq(o_valid),
-            out_fifo.w_data.eq(Cat(o_bits, o_last, o_last_layer)),
+            out_fifo.w_en.eq(w_valid),
+            out_fifo.w_data.eq(w_data),
             self.res.valid.eq(out_fifo.r_rdy),
             out_fifo.r_en.eq(self.res.ready),
             self.res.payload.bits.eq(out_fifo.r_data[:cfg.out_fmt.width]),

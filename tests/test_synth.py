@@ -79,7 +79,14 @@ def test_verilog_ports_and_harness():
         ("input", "clk", 1), ("input", "rst", 1), ("input", "a", 8), ("output", "y", 4)]
     d = flow.Design(name="t", top="top", verilog=text, config={}, macs_per_cycle=1)
     h = flow.harness_verilog(d)
-    assert "reg [8:0] shin" in h and ".a(shin[8:1])" in h and ".y(outs[3:0])" in h
+    # the reset comes from its own pin through two flip-flops, the other inputs from the chain
+    assert "reg [7:0] shin" in h and ".a(shin[7:0])" in h and ".y(outs[3:0])" in h
+    assert "input rst_pin" in h and ".rst(rst_sync[1])" in h
+    assert "rst_sync <= {rst_sync[0], rst_pin}" in h
+    no_reset = text.replace("rst", "go")
+    h = flow.harness_verilog(flow.Design(name="t", top="top", verilog=no_reset, config={},
+                                         macs_per_cycle=1))
+    assert "reg [8:0] shin" in h and ".go(shin[0:0])" in h and "rst" not in h
     with pytest.raises(flow.FlowError, match="not found"):
         flow.parse_verilog_ports(text, "other")
 
