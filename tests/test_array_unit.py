@@ -349,18 +349,10 @@ def test_start_errors(n, k, m, e0, bit):
     assert out["id"] == {name: resets[name] for name in out["id"]}
 
 
-def test_framing_errors_flagged():
-    """A tlast in the wrong place sets the framing bits; the layer still completes by count."""
-    cfg = ArrayConfig(rows=2, cols=2, depth=16)
-    rng = np.random.default_rng(2)
-    x, codes, e0, b = make_layer(rng, cfg, 2, 5, 2)
-    layer = layer_dict(x, codes, e0, b)
-    dut_plans = {}
-    act = activation_stream(cfg, x, 2)
-    wgt = weight_stream(cfg, codes, e0, b)
-    act[1] = (act[1][0], 1)                                # early tlast
-    wgt[0] = (wgt[0][0], 1)                                # tlast on a header word
-    dut_plans["act"], dut_plans["wgt"] = act, wgt
+def _run_streams(cfg, regs, options, act, wgt, rng):
+    """Write ``regs``, START with ``options``, feed the two streams as given (no stalls), take
+    ``N*M`` results; then, once BUSY has fallen, read ERROR and STATUS. Returns
+    ``{"res", "error", "status"}``."""
     dut = ArrayTop(config=cfg)
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -368,33 +360,51 @@ def test_framing_errors_flagged():
 
     async def host(ctx):
         bus = dut.s_axil
-        for name, v in (("N", 2), ("K", 5), ("M", 2), ("E0", e0)):
+        for name, v in regs.items():
             await axil_write(ctx, bus, REG[name], v)
-        await axil_write(ctx, bus, REG["CTRL"], CTRL["START"] | CTRL["BIAS_EN"])
+        await axil_write(ctx, bus, REG["CTRL"], CTRL["START"] | options)
         out["go"] = True
         while "res" not in out:
+            await ctx.tick()
+        for _ in range(4):                                 # BUSY falls after the last beat
             await ctx.tick()
         out["error"] = await axil_read(ctx, bus, REG["ERROR"])
         out["status"] = await axil_read(ctx, bus, REG["STATUS"])
 
-    async def srcs(ctx):
+    async def source(ctx, port, beats):
         while "go" not in out:
             await ctx.tick()
-        await put_stream(ctx, dut.s_axis_wgt, wgt, rng, 0)
-
-    async def srca(ctx):
-        while "go" not in out:
-            await ctx.tick()
-        await put_stream(ctx, dut.s_axis_act, act, rng, 0)
+        await put_stream(ctx, port, beats, rng, 0)
 
     async def sink(ctx):
         while "go" not in out:
             await ctx.tick()
-        out["res"] = await get_stream(ctx, dut.m_axis_res, 4, rng, 0)
+        out["res"] = await get_stream(ctx, dut.m_axis_res, regs["N"] * regs["M"], rng, 0)
 
-    for tb in (host, srcs, srca, sink):
+    async def wgt_source(ctx):
+        await source(ctx, dut.s_axis_wgt, wgt)
+
+    async def act_source(ctx):
+        await source(ctx, dut.s_axis_act, act)
+
+    for tb in (host, wgt_source, act_source, sink):
         sim.add_testbench(tb)
     sim.run()
+    return out
+
+
+def test_framing_errors_flagged():
+    """A tlast in the wrong place sets the framing bits; the layer still completes by count."""
+    cfg = ArrayConfig(rows=2, cols=2, depth=16)
+    rng = np.random.default_rng(2)
+    x, codes, e0, b = make_layer(rng, cfg, 2, 5, 2)
+    layer = layer_dict(x, codes, e0, b)
+    act = activation_stream(cfg, x, 2)
+    wgt = weight_stream(cfg, codes, e0, b)
+    act[1] = (act[1][0], 1)                                # early tlast
+    wgt[0] = (wgt[0][0], 1)                                # tlast on a header word
+    out = _run_streams(cfg, {"N": 2, "K": 5, "M": 2, "E0": e0}, CTRL["BIAS_EN"], act, wgt,
+                       rng)
     check_layer(cfg, layer, out["res"], seed=2)
     assert out["error"] == ERROR["ACT_FRAMING"] | ERROR["WGT_FRAMING"]
     assert out["status"] == 0b110
@@ -413,42 +423,8 @@ def _run_with_e0_words(cfg, e0_words):
     for c, word in enumerate(e0_words):
         wgt[c * words_per_channel + 1] = (word & 0xFFFFFFFF, 0)
     act = activation_stream(cfg, x, m)
-    dut = ArrayTop(config=cfg)
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    out = {}
-
-    async def host(ctx):
-        bus = dut.s_axil
-        for name, v in (("N", n), ("K", k), ("M", m), ("E0", 0)):
-            await axil_write(ctx, bus, REG[name], v)
-        await axil_write(ctx, bus, REG["CTRL"], CTRL["START"] | CTRL["E0_PER_CHANNEL"])
-        out["go"] = True
-        while "res" not in out:
-            await ctx.tick()
-        for _ in range(4):                                 # BUSY falls after the last beat
-            await ctx.tick()
-        out["error"] = await axil_read(ctx, bus, REG["ERROR"])
-        out["status"] = await axil_read(ctx, bus, REG["STATUS"])
-
-    async def srcs(ctx):
-        while "go" not in out:
-            await ctx.tick()
-        await put_stream(ctx, dut.s_axis_wgt, wgt, rng, 0)
-
-    async def srca(ctx):
-        while "go" not in out:
-            await ctx.tick()
-        await put_stream(ctx, dut.s_axis_act, act, rng, 0)
-
-    async def sink(ctx):
-        while "go" not in out:
-            await ctx.tick()
-        out["res"] = await get_stream(ctx, dut.m_axis_res, n * m, rng, 0)
-
-    for tb in (host, srcs, srca, sink):
-        sim.add_testbench(tb)
-    sim.run()
+    out = _run_streams(cfg, {"N": n, "K": k, "M": m, "E0": 0}, CTRL["E0_PER_CHANNEL"], act,
+                       wgt, rng)
     return out["error"], out["status"], len(out["res"])
 
 
