@@ -132,12 +132,17 @@ def _eq(value, const):
     return ~value.any() if const == 0 else value == const
 
 
+_KEEP = {"keep": 1}
+
+
 def _replicas(m, value, count, name, *, shape=1, reset_less=False):
     """``count`` registers of ``shape`` that all take ``value``: copies of one register, so that
     each drives a part of a large fan-out and can sit near it. They carry Yosys's ``keep``
     attribute; ``boards.flow`` passes it on to the flip-flops so that synthesis does not merge
-    the copies back into one."""
-    copies = [Signal(shape, name=f"{name}_rep{i}", attrs={"keep": 1}, reset_less=reset_less)
+    the copies back into one. Where ``value`` is itself also registered (a copy of an existing
+    register), that register needs ``keep`` too (``_KEEP``): otherwise Yosys merges it into a
+    copy, which then drives both fan-outs."""
+    copies = [Signal(shape, name=f"{name}_rep{i}", attrs=_KEEP, reset_less=reset_less)
               for i in range(count)]
     for copy in copies:
         m.d.sync += copy.eq(value)
@@ -401,7 +406,9 @@ class PEArray(wiring.Component):
         # the drain at a release), so that no register takes logic from both sides, far
         # apart on a large array; the bank is full while they differ. Both are equal whenever
         # the core is idle, so a layer start needs no clear.
-        ld_fill = Signal(2)
+        # (wide arrays copy ld_fill and ld_free: the originals carry ``keep`` as their copies
+        # do, see ``_replicas``)
+        ld_fill = Signal(2, attrs=_KEEP if wide else {})
         dr_free = Signal(2)
         bank_full = ld_fill ^ dr_free
         bank_full_c = bank_full            # the compute side's view (wide arrays: see below)
@@ -464,7 +471,7 @@ class PEArray(wiring.Component):
         # tile (``bank_full`` set, ``ld_bank`` flipped) back to the loader's enables is cut.
         # It is one clock late, which is conservative: it is low the clock after an M tile is
         # complete and sees a released bank one clock after the release.
-        ld_free = Signal()
+        ld_free = Signal(attrs=_KEEP if wide else {})
         # registered (one clock behind ld_rem, which changes only when a tile completes and
         # is next needed K + 3 clocks later)
         # ld_rem - ld_cols (registered in wide arrays; ld_rem holds still for K + 3 clocks)

@@ -284,7 +284,10 @@ class ShiftPE(wiring.Component):
         # The restart cycle carries no term (the sequencer guarantees a bubble), so the
         # accumulator and flags simply reset: the DFFs' synchronous reset, no multiplexer.
         acc = Signal(signed(width), reset_less=True)
-        carries = Signal(cfg.pe_pieces - 1, reset_less=True)
+        # with a copy both carry Yosys's ``keep``: a copy without it is merged back into
+        # the original (``opt_merge``), and the original's fan-out with it
+        carries = Signal(cfg.pe_pieces - 1, name="pending", reset_less=True,
+                         attrs={"keep": 1} if self._carry_copy else {})
         carries_out = carries
         if self._carry_copy:
             carries_out = Signal(cfg.pe_pieces - 1, name="carries_copy", reset_less=True,

@@ -647,3 +647,30 @@ def test_ecp5_int8_4x4_harness_synthesises_and_places(monkeypatch):
     assert s["synth_note"] == res.get("synth_note")
     md = (report.write_report(s, wd / "reports") / "summary.md").read_text()
     assert ("Synthesis: harness synthesised with -noflatten" in md) == asserted
+
+
+@needs_yowasp
+def test_wide_array_register_copies_survive_synthesis():
+    """In a wide array the copies of existing registers (the loader's ``ld_free`` and
+    ``ld_fill``, each PE's pending carries) stay separate flip-flops from their originals
+    through the flow's Yosys script: a copy whose original lacks ``keep`` is merged into it,
+    and then one flip-flop drives both fan-outs again."""
+    from contract.array import ArrayConfig
+    from hw.array_top import generate_array_verilog
+
+    cfg = ArrayConfig(rows=1, cols=5, depth=16)
+    work = pathlib.Path("build/test_keep_wide")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "design.v").write_text(generate_array_verilog(cfg))
+    script = ["read_verilog design.v", *flow.KEEP_REPLICAS,
+              "synth -flatten -top densehw_array -run :fine", "write_json net.json", ""]
+    (work / "keep.ys").write_text("\n".join(script))
+    flow._run([flow._tool("yosys"), "-q", "-l", "keep.log", "-s", "keep.ys"], work.resolve(),
+              "keep.log", 600)
+    nets = json.loads((work / "net.json").read_text())["modules"]["densehw_array"]["netnames"]
+    pairs = [("core.ld_free", "core.ld_free_w_rep0"), ("core.ld_fill", "core.ld_fill_c_rep0")]
+    pairs += [(f"core.pe_0_{c}.pending", f"core.pe_0_{c}.carries_copy") for c in range(5)]
+    for original, copy in pairs:
+        assert original in nets and copy in nets, (original, copy)
+        assert nets[original]["bits"] != nets[copy]["bits"], \
+            f"{copy} was merged into {original} (one flip-flop drives both)"
