@@ -22,6 +22,7 @@ import pathlib
 import sys
 import time
 
+from boards.flow import DEFAULT_TARGET_MHZ
 from boards.report import write_atomic
 from boards.sweep import attach_error, make_job, run_jobs
 
@@ -223,7 +224,8 @@ def main(argv=None) -> int:
                                                   indent=2, sort_keys=True) + "\n")
     md = ["# Hardware benchmark: shift array vs conventional MAC arrays", "",
           f"Sizes {args.sizes}; seeds {args.seeds}; nextpnr in exploration mode "
-          f"(--timing-allow-fail) against the default targets (ice40 40 MHz, ecp5 150 MHz); "
+          f"(--timing-allow-fail) against the default targets (ice40 "
+          f"{DEFAULT_TARGET_MHZ['ice40']:g} MHz, ecp5 {DEFAULT_TARGET_MHZ['ecp5']:g} MHz); "
           f"{time.monotonic() - t0:.0f} s.", "", comparison_table(rows)]
     write_atomic(args.out / "hw.md", "\n".join(md))
     plot_bench(rows, args.out)

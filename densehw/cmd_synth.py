@@ -28,7 +28,7 @@ def add_arguments(p):
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="seeds placed and routed at the same time (default: all cores)")
     p.add_argument("--target-mhz", type=float,
-                   help="clock target for place and route (ice40 40, ecp5 150)")
+                   help="clock target for place and route (default: ice40 40, ecp5 125)")
     p.add_argument("--explore", action="store_true",
                    help="measure Fmax even when the target is missed (--timing-allow-fail)")
     p.add_argument("--no-pnr", action="store_true", help="synthesis only (no Fmax)")
