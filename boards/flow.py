@@ -48,7 +48,7 @@ __all__ = [
     "BOARDS", "DEVICES", "DEFAULT_ARRAYS", "default_spec", "load_spec", "NAND2_WEIGHTS", "Design",
     "FlowError", "make_design", "design_from_verilog",
     "parse_verilog_ports", "harness_verilog", "parse_yosys_stat", "parse_nextpnr_log",
-    "parse_ltp", "nand2_equivalents", "tool_versions", "run_flow", "run_job", "spec_hash",
+    "parse_ltp", "parse_yosys_blocks", "block_name", "resource_blocks", "nand2_equivalents", "tool_versions", "run_flow", "run_job", "spec_hash",
 ]
 
 #: Devices per board family: nextpnr arguments, package and resource capacity.
@@ -343,6 +343,58 @@ def parse_yosys_stat(log: str, *, module=None, marker="DENSEHW_STAT") -> dict[st
     return cells
 
 
+def parse_yosys_blocks(log: str, *, marker="DENSEHW_STAT_BLOCKS") -> dict[str, dict[str, int]]:
+    """``{module: cells}`` from the ``stat`` of an unflattened design after ``marker``: each
+    module's own cells, its submodules' excluded (Yosys lists those as instances, not cells).
+    Modules without cells of their own are left out. Raises :class:`FlowError` when the log
+    has no such statistics."""
+    hits = list(re.finditer(r"^" + re.escape(marker) + r"\s*$", log, re.M))
+    if not hits:
+        raise FlowError(f"no {marker} statistics in the log")
+    text = log[hits[-1].start():]
+    modules = {}
+    for name in dict.fromkeys(h.group(1).lstrip("\\") for h in _STAT_HEADER.finditer(text)):
+        try:
+            modules[name] = parse_yosys_stat(text, module=name, marker=None)
+        except FlowError:
+            continue                                # only wires and submodules
+    if not modules:
+        raise FlowError(f"the {marker} statistics list no cells")
+    return modules
+
+
+def block_name(module: str, top: str) -> str:
+    """The block a module instance belongs to: its path below ``top`` with the instance
+    indices dropped (``densehw_array.core.pe_1_0`` -> ``core.pe``, ``...align0`` ->
+    ``core.align``); ``top`` itself is ``top``."""
+    if module == top:
+        return "top"
+    path = module[len(top) + 1:] if module.startswith(top + ".") else module
+    return ".".join(re.sub(r"(?:_?\d+)+$", "", part) or part for part in path.split("."))
+
+
+def resource_blocks(board: str, modules: dict[str, dict[str, int]], top: str) -> list[dict]:
+    """Per block (:func:`block_name`): instances and resources summed over them, largest
+    first. FPGA boards count ``luts``, ``ffs``, ``carries``, ``brams``, ``dsps``; ``asic``
+    counts ``gates``, ``ffs`` and ``nand2_eq``."""
+    blocks: dict[str, dict] = {}
+    for module, cells in modules.items():
+        if board == "asic":
+            res = {"gates": sum(v for k, v in cells.items()
+                                if not k.startswith(("$mem", "$_DFF"))),
+                   "ffs": sum(v for k, v in cells.items() if k.startswith("$_DFF")),
+                   "nand2_eq": nand2_equivalents(cells)}
+        else:
+            res = {k: v for k, v in _fpga_resources(board, cells).items() if k != "lutrams"}
+        b = blocks.setdefault(block_name(module, top), {"instances": 0})
+        b["instances"] += 1
+        for k, v in res.items():
+            b[k] = round(b.get(k, 0) + v, 1)
+    key = "nand2_eq" if board == "asic" else "luts"
+    return [{"block": name, **b} for name, b in
+            sorted(blocks.items(), key=lambda kv: (-kv[1][key], kv[0]))]
+
+
 _FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+)\s+MHz\s+\((PASS|FAIL)"
                       r"\s+at\s+([\d.]+)\s+MHz\)")
 _UTIL_RE = re.compile(r"^Info:\s+([A-Z][A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
@@ -599,6 +651,33 @@ def _synth_asic(design, workdir, timeout):
     return cells, parse_ltp(log), _memory_bits(workdir / "memories.json"), secs
 
 
+def _synth_blocks(design, board, dev, workdir, timeout) -> dict:
+    """Resources per block: the design synthesised again without flattening (``blocks.ys``,
+    ``blocks.log``), each module's own cells. Logic optimised across module boundaries in the
+    flat netlist is counted where it is in this one, so the blocks' total (``total``) is close
+    to, not equal to, the headline count. A failure is reported in ``error``, not raised: the
+    headline figures do not depend on it."""
+    if board == "asic":
+        synth = [f"synth -top {design.top} -run :fine", "opt -fast -full", "techmap",
+                 "opt -fast", "dfflegalize -cell $_DFF_P_ 01", f"abc -g {ASIC_GATES}",
+                 "opt_clean"]
+    else:
+        synth = [f"{'synth_ice40' if board == 'ice40' else 'synth_ecp5'} -top {design.top} "
+                 f"{' '.join(dev['synth_opts'])} -noflatten"]
+    (workdir / "blocks.ys").write_text("\n".join(
+        ["read_verilog design.v", *KEEP_REPLICAS, *synth, "log DENSEHW_STAT_BLOCKS", "stat",
+         ""]))
+    try:
+        _, log, secs = _run([_tool("yosys"), "-q", "-l", "blocks.log", "-s", "blocks.ys"],
+                            workdir, "blocks.log", timeout)
+        blocks = resource_blocks(board, parse_yosys_blocks(log), design.top)
+    except FlowError as exc:
+        return {"blocks": [], "error": str(exc)}
+    key = "nand2_eq" if board == "asic" else "luts"
+    return {"blocks": blocks, "total": round(sum(b[key] for b in blocks), 1), "unit": key,
+            "seconds": round(secs, 1), "error": None}
+
+
 def _param_int(v) -> int:
     """A Yosys JSON parameter: an int, or a string of binary digits."""
     return v if isinstance(v, int) else int(v, 2)
@@ -655,7 +734,8 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
                       nand2_eq=nand2_equivalents(cells), logic_depth=depth,
                       memories=sum(v for k, v in cells.items() if k.startswith("$mem")),
                       memory_bits=mem_bits,
-                      synth_seconds=round(secs, 1), seeds=[], runs=[])
+                      synth_seconds=round(secs, 1), seeds=[], runs=[],
+                      breakdown=_synth_blocks(design, board, dev, workdir, timeout))
         result["seconds"] = round(time.monotonic() - t0, 1)
         return result
     target_mhz = float(target_mhz or DEFAULT_TARGET_MHZ[board])
@@ -663,6 +743,7 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
     cells, secs, note = _synth_fpga(design, board, dev, workdir, timeout)
     if note:
         result["synth_note"] = note
+    result["breakdown"] = _synth_blocks(design, board, dev, workdir, timeout)
     result.update(cells=cells, **_fpga_resources(board, cells), synth_seconds=round(secs, 1),
                   capacity={"luts": dev["luts"], "brams": dev["brams"], "dsps": dev["dsps"]},
                   target_mhz=target_mhz, seeds=list(seeds) if pnr else [], runs=[])

@@ -7,7 +7,12 @@ the design's name (configuration name plus a hash). Derived figures:
 * ``mmacs_per_klut = macs_per_cycle * fmax_mhz / (luts / 1000)`` (MMAC/s per 1000 LUTs), the
   FPGA area efficiency; DSP blocks and block RAMs are reported beside it, not converted;
 * ASIC: ``nand2_eq`` (NAND2 equivalents of logic and flip-flops, memories excluded),
-  ``nand2_per_mac`` and ``logic_depth`` (gates on the longest flip-flop to flip-flop path).
+  ``nand2_per_mac`` and ``logic_depth`` (gates on the longest flip-flop to flip-flop path);
+* ``breakdown``: resources per block (``boards.flow.resource_blocks``: the processing
+  elements, the row aligners, the weight stores, the control and finalizer, the register
+  block...) from an unflattened synthesis of the same design, so that the cost of one PE and
+  the fixed cost of the array can be read apart; its ``total`` is close to the headline count,
+  not equal (no optimisation across module boundaries).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import pathlib
 
 from contract.files import write_atomic as _write_atomic
 
-__all__ = ["summarise", "write_atomic", "write_report", "markdown_table", "COLUMNS"]
+__all__ = ["summarise", "write_atomic", "write_report", "markdown_table", "breakdown_markdown",
+           "COLUMNS"]
 
 
 def _round(v, nd=2):
@@ -35,6 +41,7 @@ def summarise(res: dict) -> dict:
         "explore": res.get("explore", False), "cells": res.get("cells", {}),
         "rtl_fingerprint": res.get("rtl_fingerprint"),
         "synth_seconds": res.get("synth_seconds"), "seconds": res.get("seconds"),
+        "breakdown": res.get("breakdown"),
     }
     if res["board"] == "asic":
         out.update({k: res.get(k) for k in ("gates", "ffs", "nand2_eq", "logic_depth",
@@ -101,6 +108,37 @@ def markdown_table(summaries, columns=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Breakdown columns per unit of the headline count: (header, key).
+_BLOCK_COLUMNS = {
+    "luts": [("LUTs", "luts"), ("LUTs each", "each"), ("share", "share"), ("FFs", "ffs"),
+             ("carries", "carries"), ("BRAMs", "brams"), ("DSPs", "dsps")],
+    "nand2_eq": [("NAND2-eq", "nand2_eq"), ("NAND2-eq each", "each"), ("share", "share"),
+                 ("gates", "gates"), ("FFs", "ffs")],
+}
+
+
+def breakdown_markdown(breakdown) -> list[str]:
+    """Lines of the report's "Resources per block" section (none without a breakdown)."""
+    if not breakdown:
+        return []
+    if breakdown.get("error"):
+        return [f"Resources per block: not available ({breakdown['error']}).", ""]
+    unit, total = breakdown["unit"], breakdown["total"] or 1
+    cols = _BLOCK_COLUMNS[unit]
+    lines = ["## Resources per block", "",
+             "From the design synthesised again without flattening (each module's own cells); "
+             f"the blocks add up to {breakdown['total']:g} "
+             f"{'LUTs' if unit == 'luts' else 'NAND2-eq'}.", "",
+             "| block | instances | " + " | ".join(h for h, _ in cols) + " |",
+             "|---|---|" + "|".join("---" for _ in cols) + "|"]
+    for b in breakdown["blocks"]:
+        derived = {"each": f"{b[unit] / b['instances']:.1f}",
+                   "share": f"{100 * b[unit] / total:.1f} %"}
+        row = [derived[k] if k in derived else f"{b.get(k, 0):g}" for _, k in cols]
+        lines.append(f"| {b['block']} | {b['instances']} | " + " | ".join(row) + " |")
+    return lines + [""]
+
+
 def write_report(summary: dict, root="build/reports") -> pathlib.Path:
     """Write ``<root>/<board>/<design>/summary.json`` and ``summary.md``; return the folder."""
     folder = pathlib.Path(root) / summary["board"] / summary["design"]
@@ -120,6 +158,7 @@ def write_report(summary: dict, root="build/reports") -> pathlib.Path:
         md += [f"Place and route: {summary['pnr_error']}", ""]
     if summary.get("synth_note"):
         md += [f"Synthesis: {summary['synth_note']}", ""]
+    md += breakdown_markdown(summary.get("breakdown"))
     md += ["Configuration:", "", "```json", json.dumps(summary["config"], indent=2), "```", ""]
     write_atomic(folder / "summary.md", "\n".join(md))
     return folder

@@ -9,14 +9,11 @@ Structure (``|`` is a register)::
     act beat | x_reg -> RowDecoder | dec_reg -> RowShifter (| inside) | row copies -.
     | address -> weight store (2-clock read) ---------------------- | code copy --+-> ShiftPE
         (| addend, pipeline 2) | acc
-    acc --(capture)--> shadow chain (r-major) -> | A | AR (+) beside A1 | A1b | A2 bias
-        | B total (*) | X | M abs (*) | L1 | L2 | C leading one | R1 | R2 window | P rounded
-        | O specials
-        -> output FIFO -> res
+    acc --(capture)--> shadow chain (hw.drain.DrainChain, r-major) -> head
+        -> hw.finalizer.Finalizer (register stages A .. O) (| fifo_cut) -> output FIFO -> res
 
-    (+) ``config.pe_resolve_stages`` registers: the PEs' pending carries added
-    (*) ``config.final_add_stages`` registers: a carry chain of at most ``FINAL_CARRY_BITS``
-    bits per clock (``contract.array.ArrayConfig.final_latency`` counts every stage)
+    (``contract.array.ArrayConfig.final_latency`` counts the finalizer's stages, the
+    ``fifo_cut`` register and the FIFO's two clocks)
 
 Sequencing: the weight loader fills bank ``t % 2`` with M tile ``t`` (codes unpacked one per
 clock) while the compute side runs M tile ``t - 1`` from the other bank over all N tiles, one
@@ -28,23 +25,23 @@ bias and ``e0`` registers while draining).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from contract.array import MAX_NM, WIDE_COLS, ArrayConfig
 
-from .lanes import bias_geometry
+from .drain import DrainChain
+from .finalizer import Finalizer
 from .pe import (
     RowDecoder,
     RowShifter,
     ShiftPE,
-    pe_carry_vector,
     pe_flags_layout,
     row_decode_layout,
     row_layout,
 )
-from .rounding import finalizer_geometry, select_result
+from .stages import registered
 from .wstore import FAMILIES, WeightStore
 
 __all__ = ["PEArray", "act_layout", "wgt_layout", "res_layout"]
@@ -101,13 +98,6 @@ def _minus_floor0(m, value, const, name, *, registered):
     result = Signal(len(value), name=name)
     m.d.sync += [more.eq(value > const), result.eq(Mux(more, value - const, 0))]
     return result
-
-
-def _registered(m, value, name, *, reset_less=False):
-    """``value`` one clock later, in a register named ``name``."""
-    reg = Signal(len(value), name=name, reset_less=reset_less)
-    m.d.sync += reg.eq(value)
-    return reg
 
 
 def _tile_size(m, rem, size, name, high=None):
@@ -179,50 +169,6 @@ def _times_const(value, const):
     return total
 
 
-def _sext(value, width):
-    """The two's complement bits ``value`` sign-extended (or cut) to ``width`` bits."""
-    if len(value) < width:
-        value = Cat(value, value[-1].replicate(width - len(value)))
-    return value[:width]
-
-
-def _delayed(m, value, clocks, name):
-    """``value`` (any shape: taken as raw bits) ``clocks`` register stages later."""
-    for i in range(clocks):
-        reg = Signal(len(value), name=f"{name}_d{i}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
-
-
-def _pipelined_add(m, a, b, cin, *, stages, name):
-    """``a + b + cin`` (raw bits of equal width, the carry out dropped), registered: the sum of
-    operands presented in clock ``t`` is out after the edge ending clock ``t + stages - 1``.
-
-    The carry chain is cut into ``stages`` pieces, low piece first: piece ``j`` is added in
-    stage ``j`` with the carry registered by the piece below it. The operand bits still to be
-    added and the sum bits already found travel along in registers (a skewed pipeline)."""
-    width = len(a)
-    assert len(b) == width and stages >= 1
-    size = -(-width // stages)
-    done = []                                  # sum pieces found, aligned to the current stage
-    carry = cin
-    for j in range(stages):
-        lo, hi = j * size, min(width, (j + 1) * size)
-        piece = Signal(max(1, hi - lo), name=f"{name}_p{j}")
-        carry_out = Signal(name=f"{name}_c{j}")
-        if hi > lo:
-            m.d.sync += Cat(piece, carry_out).eq(a[lo:hi] + b[lo:hi] + carry)
-        done = [_delayed(m, d, 1, f"{name}_s{j}_{i}") for i, d in enumerate(done)]
-        if hi > lo:
-            done.append(piece)
-        if j + 1 < stages:
-            a = Cat(Const(0, hi), _delayed(m, a[hi:], 1, f"{name}_a{j}"))
-            b = Cat(Const(0, hi), _delayed(m, b[hi:], 1, f"{name}_b{j}"))
-            carry = carry_out
-    return Cat(*done)
-
-
 class PEArray(wiring.Component):
     """The array core.
 
@@ -288,7 +234,6 @@ class PEArray(wiring.Component):
         depth = cfg.depth
         kbits = depth.bit_length()                 # holds K in 1..depth
         abits = (depth - 1).bit_length()
-        dot = cfg.dot_config
         e0_bits = cfg.e0_bits
 
         # -- layer registers --------------------------------------------------------------------
@@ -367,10 +312,10 @@ class PEArray(wiring.Component):
         words_m1 = ((s_kb + 31) >> 5) - 1
         if wide:
             width = {1: len(L_km1), 2: len(L_km2), 3: len(L_km3)}
-            k_minus = {j: _registered(m, v[:width[j]], f"k_minus{j}")
+            k_minus = {j: registered(m, v[:width[j]], f"k_minus{j}")
                        for j, v in k_minus.items()}
-            k_is = {j: _registered(m, v, f"k_is{j}") for j, v in k_is.items()}
-            words_m1 = _registered(m, words_m1[:len(L_words_m1)], "words_m1")
+            k_is = {j: registered(m, v, f"k_is{j}") for j, v in k_is.items()}
+            words_m1 = registered(m, words_m1[:len(L_words_m1)], "words_m1")
 
         ld_active = Signal()                       # an M tile remains to be loaded
         c_active = Signal()                        # a tile remains to be computed
@@ -490,7 +435,7 @@ class PEArray(wiring.Component):
             # the drain's release toggles reach the loader through a copy of its own (the drain
             # sits far from the loader): a released bank is seen one clock later
             # (``release_cut``), which is safe, as a release only ever frees a bank
-            bank_full_l = ld_fill ^ _registered(m, dr_free, "dr_free_l")
+            bank_full_l = ld_fill ^ registered(m, dr_free, "dr_free_l")
         ld_free_next = ld_active & ~Array(bank_full_l)[ld_bank] & ~tile_loaded
         m.d.sync += ld_free.eq(ld_free_next)
         if wide:
@@ -526,8 +471,8 @@ class PEArray(wiring.Component):
                     & (_eq(ld_phase, 0) if phase == 0 else ld_phase[0])
                     for phase in range(2)] for c in range(C)] for b in range(2)]
         if wide:
-            hdr_word = _registered(m, word, "hdr_word", reset_less=True)
-            hdr_en = [[[_registered(m, en, f"hdr_en_b{b}_c{c}_{phase}")
+            hdr_word = registered(m, word, "hdr_word", reset_less=True)
+            hdr_en = [[[registered(m, en, f"hdr_en_b{b}_c{c}_{phase}")
                         for phase, en in enumerate(per_c)] for c, per_c in enumerate(per_b)]
                       for b, per_b in enumerate(hdr_en)]
         for b in range(2):
@@ -550,13 +495,13 @@ class PEArray(wiring.Component):
             # a channel's e0 word checked in two clocks as START checks E0 (the word's upper
             # bits in groups and its low bits against the range, registered, then combined):
             # ERROR.E0_RANGE rises one clock after the word is taken
-            e0_check = _registered(m, self.wgt.valid & take_hdr & (ld_phase == 1) & L_pc,
+            e0_check = registered(m, self.wgt.valid & take_hdr & (ld_phase == 1) & L_pc,
                                    "hdr_e0_check")
             w_top = word[e0_bits - 1:]
             w_zeros, w_ones = _groups(m, w_top, "any"), _groups(m, w_top, "all")
             w_low = word[:e0_bits].as_signed()
-            w_ge = _registered(m, w_low >= cfg.e0_min, "hdr_e0_ge")
-            w_le = _registered(m, w_low <= cfg.e0_max, "hdr_e0_le")
+            w_ge = registered(m, w_low >= cfg.e0_min, "hdr_e0_ge")
+            w_le = registered(m, w_low <= cfg.e0_max, "hdr_e0_le")
             with m.If(e0_check & ~((~w_zeros.any() | w_ones.all()) & w_ge & w_le)):
                 m.d.comb += err_e0.eq(1)
         with m.If(self.wgt.valid & take_word):
@@ -572,7 +517,7 @@ class PEArray(wiring.Component):
         w_addr, w_data = Cat(ld_k[:abits], ld_bank), hold[:B]
         w_en = Cat(emit & _eq(ld_c, c) for c in range(C))
         if wide:
-            w_addr, w_data, w_en = (_registered(m, v, name, reset_less=name != "w_en")
+            w_addr, w_data, w_en = (registered(m, v, name, reset_less=name != "w_en")
                                     for v, name in ((w_addr, "w_addr"), (w_data, "w_data"),
                                                     (w_en, "w_en")))
         for c, store in enumerate(stores):
@@ -636,7 +581,7 @@ class PEArray(wiring.Component):
         # (the upper parts of the next sizes are registered flags, so that the 24-bit chains
         # or reductions end in a flip-flop: two clocks behind c_rem_* in narrow arrays, three
         # in wide ones, where the next sizes themselves are registers)
-        high_n, high_m = (_registered(m, v[size.bit_length():].any(), name)
+        high_n, high_m = (registered(m, v[size.bit_length():].any(), name)
                           for v, size, name in ((c_rem_n_next, R, "rem_n_high"),
                                                 (c_rem_m_next, C, "rem_m_high")))
 
@@ -761,10 +706,14 @@ class PEArray(wiring.Component):
             capture = _replicas(m, capture2, 1, "capture")[0]
 
         # -- drain chain -------------------------------------------------------------------------
-        flags_l = pe_flags_layout()
         entry = data.StructLayout({"acc": signed(cfg.pe_acc_width),
-                                   "carries": unsigned(cfg.pe_pieces - 1), "flags": flags_l})
-        chain = [Signal(entry, name=f"shadow{i}", reset_less=True) for i in range(R * C)]
+                                   "carries": unsigned(cfg.pe_pieces - 1),
+                                   "flags": pe_flags_layout()})
+        m.submodules.drain = drain = DrainChain(rows=R, cols=C, entry=entry)
+        for r in range(R):
+            for c in range(C):
+                m.d.comb += drain.entries[r * C + c].eq(
+                    Cat(pes[r][c].acc, pes[r][c].carries, pes[r][c].flags))
         t_drain = Signal(tile_layout)
         ch_r = Signal(range(max(2, R)))
         ch_c = Signal(range(max(2, C)))
@@ -786,15 +735,7 @@ class PEArray(wiring.Component):
         # ``_replicas``), loaded with the next values of ``capture`` and of ``capture | shift``.
         chain_load = _replicas(m, capture_d, R, "chain_load")
         chain_move = _replicas(m, capture_d | shift_d, R, "chain_move")
-        for r in range(R):
-            with m.If(chain_move[r]):
-                for c in range(C):
-                    i = r * C + c
-                    pe_entry = Cat(pes[r][c].acc, pes[r][c].carries, pes[r][c].flags)
-                    if i + 1 < R * C:
-                        m.d.sync += chain[i].eq(Mux(chain_load[r], pe_entry, chain[i + 1]))
-                    else:                        # the tail: after a shift it is never read
-                        m.d.sync += chain[i].eq(pe_entry)
+        m.d.comb += [drain.load.eq(Cat(chain_load)), drain.move.eq(Cat(chain_move))]
         with m.If(capture):
             m.d.sync += [ch_count.eq(R * C), cap_pending.eq(0), t_drain.eq(t_pend),
                          ch_r.eq(0), ch_c.eq(0)]
@@ -838,7 +779,7 @@ class PEArray(wiring.Component):
             e0_sel = Mux(t_drain.bank, _pick(e0_r[1], ch_c), _pick(e0_r[0], ch_c))
 
         # -- finalizer ---------------------------------------------------------------------------
-        head = chain[0]
+        head = drain.head
         in_tile = (ch_r < t_drain.rows) & (ch_c < t_drain.cols)
         is_last = (ch_r == t_drain.rows - 1) & (ch_c == t_drain.cols - 1)
         if wide:
@@ -858,49 +799,6 @@ class PEArray(wiring.Component):
                     is_last.eq(Mux(wrap, (ch_r + 1 == t_drain.rows - 1) & (t_drain.cols == 1),
                                    (ch_r == t_drain.rows - 1) & (ch_c + 1 == t_drain.cols - 1))),
                 ]
-
-        # stage A: entry, bias and offset of its channel, and the two terms of the bias's
-        # shift amount, max(E_b, 1) - 1 and e0_max - e0 (modulo 2**amount_w), so that stage
-        # A1 adds them with one carry chain
-        b_amax, b_width, b_off = bias_geometry(dot)
-        amount_w = b_amax.bit_length()
-        ofmt = cfg.out_fmt
-        a_valid = Signal()
-        a_layout = data.StructLayout({
-            "acc": signed(cfg.pe_acc_width), "carries": unsigned(cfg.pe_pieces - 1),
-            "flags": flags_l, "bias": ofmt.width, "e0": signed(e0_bits), "last": 1,
-            "last_layer": 1, "bexp_m1": ofmt.exp_bits, "e0_off": amount_w})
-        a = Signal(a_layout)
-        # stage A2: bias aligned against 2**e0
-        a2_valid = Signal()
-        a2 = Signal(data.StructLayout({
-            "acc": signed(cfg.pe_acc_width), "bias": signed(b_width), "neg": 1,
-            "flags": flags_l,
-            "e0": signed(e0_bits), "last": 1, "last_layer": 1}))
-        # stage B: exact total
-        b_valid = Signal()
-        b = Signal(data.StructLayout({
-            "total": signed(cfg.acc_width), "flags": flags_l, "e0": signed(e0_bits),
-            "last": 1, "last_layer": 1}))
-        # stage M: sign and magnitude
-        m_valid = Signal()
-        mg = Signal(data.StructLayout({
-            "sign": 1, "mag": cfg.acc_width - 1, "flags": flags_l, "e0": signed(e0_bits),
-            "last": 1, "last_layer": 1}))
-        # stage C: leading one
-        c_valid = Signal()
-        c_sign = Signal(reset_less=True)
-        geo = finalizer_geometry(dot)
-        mag_w = cfg.acc_width - 1
-        c_front = Signal(data.StructLayout({
-            "mag": mag_w, "zero": 1, "shift": geo["r_max"].bit_length(),
-            "field_m1": geo["cap_max"].bit_length()}), reset_less=True)
-        c_flags = Signal(flags_l, reset_less=True)
-        cs_last, cs_last_layer = Signal(), Signal()
-        # output register
-        o_valid = Signal()
-        o_bits = Signal(cfg.out_fmt.width)
-        o_last, o_last_layer = Signal(), Signal()
 
         # The finalizer never stalls: results collect in an output FIFO, and the chain feeds
         # a new entry only while every entry in flight (stages and FIFO) has a FIFO slot
@@ -930,259 +828,22 @@ class PEArray(wiring.Component):
         with m.Else():
             m.d.sync += credit.eq(inflight < fifo_depth - 1)
 
-        e0_entry = Mux(L_pc, e0_sel, L_e0)
-        sel_bexp = bias_sel[ofmt.frac_bits:ofmt.width - 1]
-        m.d.sync += [
-            a_valid.eq(shift & in_tile),
-            a.acc.eq(head.acc), a.carries.eq(head.carries), a.flags.eq(head.flags),
-            a.bias.eq(bias_sel),
-            a.e0.eq(e0_entry),
-            a.bexp_m1.eq(Mux(sel_bexp.any(), sel_bexp - 1, 0)),
-            a.e0_off.eq(cfg.e0_max - e0_entry),
-            a.last.eq(is_last), a.last_layer.eq(is_last & t_drain.last_layer),
-        ]
-        # stage AR (pe_resolve_stages registers): the PE's pending carries added. The bias
-        # stages A1, A1b run beside it; the two paths meet in A2.
-        acc_r = a.acc.as_unsigned()
-        if cfg.pe_resolve_stages:
-            acc_r = _pipelined_add(m, acc_r, pe_carry_vector(cfg, a.carries), Const(0, 1),
-                                   stages=cfg.pe_resolve_stages, name="resolve")
-        acc_r = _delayed(m, acc_r, cfg.bias_wait_stages[0], "acc_wait")
-        # stages A1, A1b, A2: the bias decoded and aligned against 2**e0 (the algorithm of
-        # hw.lanes.BiasAligner, with a register between the shift amount and the shifter, and
-        # the barrel shift cut in two)
-        bsign = a.bias[ofmt.width - 1]
-        bexp = a.bias[ofmt.frac_bits:ofmt.width - 1]
-        bfrac = a.bias[:ofmt.frac_bits]
-        bspecial = bexp == ofmt.exp_max_field
-        bnormal = bexp.any()
-        bactive = L_bias & ~bspecial
-        half = amount_w // 2
-        side_l = data.StructLayout({"valid": 1, "neg": 1, "flags": flags_l,
-                                    "e0": signed(e0_bits), "last": 1, "last_layer": 1})
-        a1 = Signal(side_l)
-        a1_amount = Signal(amount_w)
-        a1_sig = Signal(ofmt.frac_bits + 1)
-        m.d.sync += [
-            a1.valid.eq(a_valid),
-            # max(E_b, 1) - 1 + (e0_max - e0)
-            a1_amount.eq(a.bexp_m1 + a.e0_off),
-            a1_sig.eq(Mux(bactive, Cat(bfrac, bnormal), 0)),
-            a1.neg.eq(bsign & bactive),
-            a1.flags.nan.eq(a.flags.nan | (L_bias & bspecial & bfrac.any())),
-            a1.flags.pinf.eq(a.flags.pinf | (L_bias & bspecial & ~bfrac.any() & ~bsign)),
-            a1.flags.ninf.eq(a.flags.ninf | (L_bias & bspecial & ~bfrac.any() & bsign)),
-            a1.flags.neg0.eq(a.flags.neg0 & (~L_bias | (~bnormal & ~bfrac.any() & bsign))),
-            a1.e0.eq(a.e0), a1.last.eq(a.last), a1.last_layer.eq(a.last_layer),
-        ]
-        value = a1_sig
-        for k in range(half):                  # A1 -> A1b: the amount's low bits
-            shifted = Mux(a1_amount[k], value << (1 << k), value)
-            level = Signal(min(len(shifted), b_width - 1), name=f"bias_sh{k}")
-            m.d.comb += level.eq(shifted)
-            value = level
-        a1b = Signal(side_l)
-        a1b_amount = Signal(amount_w - half)
-        a1b_value = Signal(len(value), reset_less=True)
-        m.d.sync += [a1b.eq(a1), a1b_amount.eq(a1_amount[half:]), a1b_value.eq(value)]
-        # (the bias waits for the carry resolution when that is the longer path)
-        held = _delayed(m, Cat(a1b, a1b_amount, a1b_value), cfg.bias_wait_stages[1], "bias_wait")
-        a1b = Signal(side_l)
-        a1b_amount = Signal(amount_w - half)
-        value = Signal(len(value))
-        m.d.comb += Cat(a1b, a1b_amount, value).eq(held)
-        for k in range(half, amount_w):        # A1b -> A2: the high bits
-            shifted = Mux(a1b_amount[k - half], value << (1 << k), value)
-            level = Signal(min(len(shifted), b_width - 1), name=f"bias_sh{k}")
-            m.d.comb += level.eq(shifted)
-            value = level
-        m.d.sync += [
-            a2_valid.eq(a1b.valid),
-            a2.acc.eq(acc_r),
-            a2.bias.eq(Cat(value, Const(0, b_width - len(value))) ^ a1b.neg.replicate(b_width)),
-            a2.neg.eq(a1b.neg), a2.flags.eq(a1b.flags),
-            a2.e0.eq(a1b.e0), a2.last.eq(a1b.last), a2.last_layer.eq(a1b.last_layer),
-        ]
-        # stage B (final_add_stages registers): acc + bias. Both operands are aligned at the
-        # finer one's LSB ``lo``; the bias' ones' complement +1 (weight 2**boff) is the carry-in
-        # at ``lo`` with the bias' known-zero bits below ``boff`` set to ``neg``.
-        psb, boff = dot.product_shift_base, b_off
-        lo = min(psb, boff)
-        add_w = cfg.acc_width - lo
-        op_acc = _sext(Cat(Const(0, psb - lo), a2.acc), add_w)
-        op_bias = _sext(Cat(a2.neg.replicate(boff - lo), a2.bias), add_w)
-        stages = cfg.final_add_stages
-        total = _pipelined_add(m, op_acc, op_bias, a2.neg, stages=stages, name="total")
-        side = _delayed(m, Cat(a2_valid, a2.flags, a2.e0, a2.last, a2.last_layer), stages,
-                        "b_side")
+        # the entry: the chain's head with its channel's bias and e0 (hw.finalizer)
+        m.submodules.finalizer = fin = Finalizer(config=cfg)
         m.d.comb += [
-            Cat(b_valid, b.flags, b.e0, b.last, b.last_layer).eq(side),
-            b.total.eq(Cat(Const(0, lo), total)),
+            fin.i.valid.eq(shift & in_tile),
+            fin.i.payload.acc.eq(head.acc), fin.i.payload.carries.eq(head.carries),
+            fin.i.payload.flags.eq(head.flags), fin.i.payload.bias.eq(bias_sel),
+            fin.i.payload.e0.eq(Mux(L_pc, e0_sel, L_e0)),
+            fin.i.payload.last.eq(is_last),
+            fin.i.payload.last_layer.eq(is_last & t_drain.last_layer),
+            fin.bias_en.eq(L_bias), fin.relu.eq(L_relu),
         ]
-        # stages X, M: sign and magnitude: ones' complement first, then the +1 (one carry
-        # chain with nothing in front of it)
-        x_valid = Signal()
-        xo = Signal(data.StructLayout({
-            "sign": 1, "ones": cfg.acc_width - 1, "flags": flags_l, "e0": signed(e0_bits),
-            "last": 1, "last_layer": 1}))
-        neg = b.total[-1]
-        m.d.sync += [
-            x_valid.eq(b_valid),
-            xo.sign.eq(neg), xo.ones.eq(b.total[:-1] ^ neg.replicate(cfg.acc_width - 1)),
-            xo.flags.eq(b.flags), xo.e0.eq(b.e0), xo.last.eq(b.last),
-            xo.last_layer.eq(b.last_layer),
-        ]
-        mag = _pipelined_add(m, xo.ones, Const(0, cfg.acc_width - 1), xo.sign, stages=stages,
-                             name="mag")
-        side = _delayed(m, Cat(x_valid, xo.sign, xo.flags, xo.e0, xo.last, xo.last_layer),
-                        stages, "m_side")
-        m.d.comb += [
-            Cat(m_valid, mg.sign, mg.flags, mg.e0, mg.last, mg.last_layer).eq(side),
-            mg.mag.eq(mag),
-        ]
-        # stages L1, L2, C: the leading one and the subnormal-limited exponent (the algorithm
-        # of hw.rounding.LeadingOne, in three register stages): leading zeros per 8-bit block,
-        # then a block tree, then lsh = min(lz, cap), r = T - F - lsh, field - 1 = cap - lsh.
-        top = geo["T"]
-        nblk = -(-mag_w // 8)
-        padded = Cat(Const(0, nblk * 8 - mag_w), mg.mag)       # zeros below the LSB
-        lz_bits = (nblk * 8).bit_length()
-        cap_w = max(geo["cap_max"].bit_length(), lz_bits) + 1
-        side = data.StructLayout({"mag": mag_w, "cap": cap_w, "sign": 1, "flags": flags_l,
-                                  "last": 1, "last_layer": 1})
-        l1_valid, l2_valid = Signal(), Signal()
-        # (the finalizer's data registers have no reset: only the valid flags need one)
-        l1, l2 = Signal(side, reset_less=True), Signal(side, reset_less=True)
-        blk_nz = Signal(nblk, reset_less=True)
-        blk_lz = [Signal(3, name=f"blk_lz{j}", reset_less=True) for j in range(nblk)]
-        for j in range(nblk):                                  # block 0 is the top one
-            bits = padded[len(padded) - 8 * (j + 1):len(padded) - 8 * j]
-            lzc = Const(8, 4)
-            for i in range(8):                                 # the highest set bit wins
-                lzc = Mux(bits[i], 7 - i, lzc)
-            m.d.sync += [blk_nz[j].eq(bits.any()), blk_lz[j].eq(lzc[:3])]
-        m.d.sync += [
-            l1_valid.eq(m_valid), l1.mag.eq(mg.mag), l1.cap.eq(geo["cap_base"] + mg.e0),
-            l1.sign.eq(mg.sign), l1.flags.eq(mg.flags), l1.last.eq(mg.last),
-            l1.last_layer.eq(mg.last_layer),
-        ]
-
-        def tree(lo, hi):                                      # [lo, hi) blocks
-            if hi - lo == 1:
-                return blk_nz[lo], blk_lz[lo]
-            size = 1 << ((hi - lo - 1).bit_length() - 1)
-            nz_a, lz_a = tree(lo, lo + size)
-            nz_b, lz_b = tree(lo + size, hi)
-            return nz_a | nz_b, Mux(nz_a, lz_a, size * 8 + lz_b)
-
-        any_nz, lz = tree(0, nblk)
-        l2_lz = Signal(lz_bits, reset_less=True)
-        l2_zero = Signal(reset_less=True)
-        m.d.sync += [l2_valid.eq(l1_valid), l2.eq(l1), l2_lz.eq(lz), l2_zero.eq(~any_nz)]
-        # lsh = min(lz, cap): both outcomes are computed beside the comparison, so that
-        # carry chains side by side and a multiplexer make the stage
-        lz_first = l2_lz < l2.cap
-        m.d.sync += [
-            c_valid.eq(l2_valid),
-            c_front.mag.eq(l2.mag), c_front.zero.eq(l2_zero),
-            c_front.shift.eq(Mux(lz_first, top - cfg.out_fmt.frac_bits - l2_lz,
-                                 top - cfg.out_fmt.frac_bits - l2.cap)),
-            c_front.field_m1.eq(Mux(lz_first, l2.cap - l2_lz, 0)),
-            c_flags.eq(l2.flags), c_sign.eq(l2.sign), cs_last.eq(l2.last),
-            cs_last_layer.eq(l2.last_layer),
-        ]
-        # wide arrays: a plain register stage here (``final_cut``): the finalizer reaches from
-        # the chain's head to the output port, and a large device puts them far apart
-        split = len(c_front.shift) // 2      # stage R1: the shift's high bits, R2: the rest
-        hop_drops = None
-        if cfg.final_cut:
-            # The hop also finds which bits R1's shift will drop, in blocks of 2**split: block
-            # j of the window (bits [j, j+1) * 2**split) goes when shift >> split exceeds j.
-            # R1's sticky bit is then the OR of these few flags, not a tree behind its shifter.
-            grain = 1 << split
-            window0 = Cat(Const(0, 1), c_front.mag)
-            blocks = min(1 << (len(c_front.shift) - split), -(-len(window0) // grain))
-            drops = Cat(window0[j * grain:(j + 1) * grain].any() & (c_front.shift[split:] > j)
-                        for j in range(blocks))
-            hop = _delayed(m, Cat(c_valid, c_front, c_flags, c_sign, cs_last, cs_last_layer,
-                                  drops), 1, "c_hop")
-            c_valid, c_front, c_flags = Signal(), Signal.like(c_front), Signal.like(c_flags)
-            c_sign, cs_last, cs_last_layer = Signal(), Signal(), Signal()
-            hop_drops = Signal(blocks)
-            m.d.comb += Cat(c_valid, c_front, c_flags, c_sign, cs_last, cs_last_layer,
-                            hop_drops).eq(hop)
-        # stages R1, R2: the rounding window (the first half of hw.rounding.Rounder, registered
-        # here so that the shifter and the rounding adder are not one path), in two halves
-        fields = {"mag": c_front.mag, "zero": c_front.zero, "shift": c_front.shift,
-                  "field_m1": c_front.field_m1}
-        fmt = cfg.out_fmt
-        frac = fmt.frac_bits
-        keep = frac + 2
-        window = Cat(Const(0, 1), fields["mag"])
-        dropped = []
-        shift = fields["shift"]
-        r1_valid = Signal()
-        r1 = Signal(data.StructLayout({
-            "low": split, "sticky": 1, "field_m1": len(fields["field_m1"]), "sign": 1,
-            "zero": 1, "flags": flags_l, "last": 1, "last_layer": 1}))
-        for k in reversed(range(len(shift))):
-            if k == split - 1:
-                held = Signal(len(window), name="r1_window", reset_less=True)
-                m.d.sync += [
-                    held.eq(window), r1_valid.eq(c_valid), r1.low.eq(shift[:split]),
-                    r1.sticky.eq(Cat(*dropped).any() if hop_drops is None else hop_drops.any()),
-                    r1.field_m1.eq(fields["field_m1"]),
-                    r1.sign.eq(c_sign), r1.zero.eq(fields["zero"]), r1.flags.eq(c_flags),
-                    r1.last.eq(cs_last), r1.last_layer.eq(cs_last_layer),
-                ]
-                window, dropped, shift = held, [r1.sticky], r1.low
-            step = 1 << k
-            dropped.append(shift[k] & window[:step].any())
-            shifted = Mux(shift[k], window >> step, window)
-            window = Signal(min(len(shifted), keep + step - 1), name=f"window{k}")
-            m.d.comb += window.eq(shifted)
-        r_valid = Signal()
-        rr = Signal(data.StructLayout({
-            "window": keep, "sticky": 1, "field_m1": len(fields["field_m1"]), "sign": 1,
-            "zero": 1, "flags": flags_l, "last": 1, "last_layer": 1}))
-        m.d.sync += [
-            r_valid.eq(r1_valid), rr.window.eq(window[:keep]), rr.sticky.eq(Cat(*dropped).any()),
-            rr.field_m1.eq(r1.field_m1), rr.sign.eq(r1.sign), rr.zero.eq(r1.zero),
-            rr.flags.eq(r1.flags), rr.last.eq(r1.last), rr.last_layer.eq(r1.last_layer),
-        ]
-        # stage P: round to nearest even and overflow; stage O: specials and ReLU (the second
-        # half of the Rounder's algorithm, in two register stages)
-        guard = rr.window[0]
-        q = rr.window[1:keep]
-        inc = guard & (rr.sticky | q[0])
-        biased = rr.field_m1 + q[frac]               # the exponent field before the increment
-        packed = Cat(q[:frac], biased) + inc
-        # overflow from the short exponent sum, beside the carry chain rather than after it
-        mant_carry = inc & q[:frac].all()
-        overflow = (biased >= fmt.exp_max_field) | (mant_carry
-                                                    & (biased == fmt.exp_max_field - 1))
-        p_valid = Signal()
-        pp = Signal(data.StructLayout({
-            "number": fmt.width - 1, "overflow": 1, "sign": 1, "zero": 1, "flags": flags_l,
-            "last": 1, "last_layer": 1}))
-        m.d.sync += [
-            p_valid.eq(r_valid), pp.number.eq(packed[:fmt.width - 1]),
-            pp.overflow.eq(overflow),
-            pp.sign.eq(rr.sign), pp.zero.eq(rr.zero), pp.flags.eq(rr.flags),
-            pp.last.eq(rr.last), pp.last_layer.eq(rr.last_layer),
-        ]
-        number = Mux(pp.overflow, fmt.pos_inf, pp.number)
-        fl = pp.flags
-        m.d.sync += [o_valid.eq(p_valid),
-                     o_bits.eq(select_result(
-                         m, fmt, nan=fl.nan, pinf=fl.pinf, ninf=fl.ninf, zero=pp.zero,
-                         neg0=fl.neg0, number=Cat(number[:fmt.width - 1], pp.sign),
-                         relu=L_relu)),
-                     o_last.eq(pp.last), o_last_layer.eq(pp.last_layer)]
-        w_valid, w_data = o_valid, Cat(o_bits, o_last, o_last_layer)
+        w_valid = fin.o.valid
+        w_data = Cat(fin.o.payload.bits, fin.o.payload.last, fin.o.payload.last_layer)
         if cfg.fifo_cut:        # (the FIFO sits by the result port, far from the finalizer)
-            w_valid = _registered(m, w_valid, "fifo_w_valid")
-            w_data = _registered(m, w_data, "fifo_w_data", reset_less=True)
+            w_valid = registered(m, w_valid, "fifo_w_valid")
+            w_data = registered(m, w_data, "fifo_w_data", reset_less=True)
         m.d.comb += [
             out_fifo.w_en.eq(w_valid),
             out_fifo.w_data.eq(w_data),
@@ -1195,7 +856,7 @@ class PEArray(wiring.Component):
         # by the FIFO (``done_cut``: the control sits far from the result port)
         last_taken = res_take & out_fifo.r_data[cfg.out_fmt.width + 1]
         if cfg.done_cut:
-            last_taken = _registered(m, last_taken, "last_taken")
+            last_taken = registered(m, last_taken, "last_taken")
         with m.If(last_taken):
             m.d.sync += [busy.eq(0), done.eq(1)]
 

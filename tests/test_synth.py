@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import pathlib
+import re
 import shutil
 
 import numpy as np
@@ -35,6 +36,50 @@ def test_parse_yosys_stat_ice40_real_log():
     assert "$scopeinfo" not in cells and "wires" not in cells
     harness = flow.parse_yosys_stat(log, marker="DENSEHW_STAT_HARNESS")
     assert harness["SB_LUT4"] != cells["SB_LUT4"]     # the second section, not the first
+
+
+def test_parse_yosys_blocks_real_log():
+    """The unflattened synthesis of the fp16 2x2 array on the UP5K: each module's own cells,
+    grouped into blocks whose total is the log's own "design hierarchy" count."""
+    log = _log("ice40_blocks")
+    modules = flow.parse_yosys_blocks(log)
+    assert {f"densehw_array.core.pe_{r}_{c}" for r in (0, 1) for c in (0, 1)} <= set(modules)
+    assert "densehw_array" not in modules                # only wires and submodules
+    assert all("densehw_array.core.pe_0_0" not in cells for cells in modules.values())
+    blocks = {b["block"]: b for b in flow.resource_blocks("ice40", modules, "densehw_array")}
+    assert blocks["core.pe"]["instances"] == 4 and blocks["core.align"]["instances"] == 2
+    assert blocks["core.pe"]["luts"] == 4 * modules["densehw_array.core.pe_0_0"]["SB_LUT4"]
+    assert blocks["core.finalizer"]["instances"] == 1 and blocks["csr"]["instances"] == 1
+    assert blocks["core.wmem"]["brams"] == 2 and blocks["core.out_fifo"]["brams"] == 2
+    hierarchy = log[log.index("=== design hierarchy ==="):]
+    total_luts = int(re.search(r"^\s+(\d+)\s+SB_LUT4\s*$", hierarchy, re.M).group(1))
+    assert sum(b["luts"] for b in blocks.values()) == total_luts
+    order = [b["luts"] for b in flow.resource_blocks("ice40", modules, "densehw_array")]
+    assert order == sorted(order, reverse=True)
+    with pytest.raises(flow.FlowError, match="DENSEHW_STAT_BLOCKS"):
+        flow.parse_yosys_blocks(_log("ice40_synth"))
+
+
+def test_block_names():
+    assert flow.block_name("densehw_array.core.pe_12_3", "densehw_array") == "core.pe"
+    assert flow.block_name("densehw_array.core.align10", "densehw_array") == "core.align"
+    assert flow.block_name("densehw_array.csr", "densehw_array") == "csr"
+    assert flow.block_name("densehw_array", "densehw_array") == "top"
+    assert flow.block_name("mac_array.lane_0.fp16_mul", "mac_array") == "lane.fp16_mul"
+
+
+def test_breakdown_markdown():
+    bd = {"unit": "luts", "total": 300, "error": None, "blocks": [
+        {"block": "core.pe", "instances": 4, "luts": 200, "ffs": 10, "carries": 5,
+         "brams": 0, "dsps": 0},
+        {"block": "csr", "instances": 1, "luts": 100, "ffs": 3, "carries": 0, "brams": 0,
+         "dsps": 0}]}
+    text = "\n".join(report.breakdown_markdown(bd))
+    assert "| core.pe | 4 | 200 | 50.0 | 66.7 % | 10 | 5 | 0 | 0 |" in text
+    assert "add up to 300 LUTs" in text
+    assert report.breakdown_markdown(None) == []
+    failed = report.breakdown_markdown({"blocks": [], "error": "yosys failed"})
+    assert failed == ["Resources per block: not available (yosys failed).", ""]
 
 
 def test_parse_yosys_stat_old_layout():
@@ -147,6 +192,31 @@ def test_real_ice40_flow_small_baseline():
 
     assert data["rtl_fingerprint"] == source_fingerprint(RTL_SOURCES)
     assert "MMAC/s per kLUT" in (folder / "summary.md").read_text()
+    # resources per block, from the unflattened synthesis of the same design
+    bd = data["breakdown"]
+    assert bd["error"] is None and bd["unit"] == "luts" and bd["blocks"]
+    assert bd["total"] == sum(b["luts"] for b in bd["blocks"])
+    assert abs(bd["total"] - s["luts"]) <= 0.2 * s["luts"], (bd, s["luts"])
+    assert sum(b["dsps"] for b in bd["blocks"]) == 1
+    assert "## Resources per block" in (folder / "summary.md").read_text()
+
+
+@needs_yowasp
+def test_real_asic_flow_small_shift_array_blocks():
+    """A 1x2 fp16 shift array through the ASIC flow: gates, depth and NAND2-eq per block."""
+    wd = ROOT / "build" / "test-synth" / "array12_asic"
+    shutil.rmtree(wd, ignore_errors=True)
+    design = flow.make_design({"kind": "array", "config": {"rows": 1, "cols": 2, "depth": 16}})
+    s = report.summarise(flow.run_flow(design, board="asic", workdir=wd))
+    assert s["nand2_eq"] > 1000 and s["logic_depth"] > 5
+    bd = s["breakdown"]
+    assert bd["error"] is None and bd["unit"] == "nand2_eq"
+    blocks = {b["block"]: b for b in bd["blocks"]}
+    assert blocks["core.pe"]["instances"] == 2 and blocks["core.align"]["instances"] == 1
+    assert {"core", "core.finalizer", "core.drain", "csr"} <= set(blocks)
+    assert abs(bd["total"] - s["nand2_eq"]) <= 0.2 * s["nand2_eq"], (bd["total"], s["nand2_eq"])
+    # only the flat netlist merges equal flip-flops of different modules: a handful
+    assert 0 <= sum(b["ffs"] for b in bd["blocks"]) - s["ffs"] <= 0.01 * s["ffs"]
 
 
 def test_report_of_a_design_that_does_not_fit(tmp_path):
