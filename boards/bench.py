@@ -26,7 +26,8 @@ from boards.flow import DEFAULT_TARGET_MHZ
 from boards.report import write_atomic
 from boards.sweep import attach_error, make_job, run_jobs
 
-__all__ = ["bench_specs", "bench_jobs", "compare", "comparison_table", "plot_bench", "main"]
+__all__ = ["bench_specs", "bench_jobs", "compare", "comparison_table", "blocks_table", "plot_bench",
+           "main"]
 
 DEVICES = (("ice40", "up5k"), ("ecp5", "25f"), ("asic", "generic"))
 LABELS = {"array": "shift array (exact)", "fp-mac:fp16": "fp16 mult + fp16 add",
@@ -137,6 +138,36 @@ def comparison_table(rows) -> str:
     return "\n".join(out) + "\n"
 
 
+def blocks_table(results) -> str:
+    """Where the shift array's area goes: per board, its blocks (the reports' ``breakdown``)
+    against the array sizes, as ``total (each)`` in LUTs or NAND2-eq; empty without any."""
+    out = []
+    arrays = [r for r in results if r["spec"]["kind"] == "array" and not r.get("error")
+              and (r.get("breakdown") or {}).get("blocks")]
+    for board in dict.fromkeys(r["board"] for r in arrays):
+        sub = sorted((r for r in arrays if r["board"] == board), key=_size)
+        unit = sub[0]["breakdown"]["unit"]
+        sizes = ["x".join(map(str, _size(r))) for r in sub]
+        per = [{b["block"]: b for b in r["breakdown"]["blocks"]} for r in sub]
+        names = list(dict.fromkeys(b["block"] for r in reversed(sub)
+                                   for b in r["breakdown"]["blocks"]))
+        out += [f"### {board} ({sub[0].get('device')}): "
+                f"{'LUTs' if unit == 'luts' else 'NAND2-eq'} per block, total (each)", "",
+                "| block | " + " | ".join(sizes) + " |",
+                "|---|" + "|".join("---" for _ in sizes) + "|"]
+        for name in names:
+            cells = []
+            for blocks in per:
+                b = blocks.get(name)
+                cells.append("-" if b is None else
+                             f"{b[unit]:.0f} ({b[unit] / b['instances']:.1f})")
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("| sum of blocks | " + " | ".join(
+            f"{r['breakdown']['total']:.0f}" for r in sub) + " |")
+        out.append("")
+    return "\n".join(out) + ("\n" if out else "")
+
+
 def plot_bench(rows, folder) -> list[pathlib.Path]:
     import matplotlib
 
@@ -227,6 +258,12 @@ def main(argv=None) -> int:
           f"(--timing-allow-fail) against the default targets (ice40 "
           f"{DEFAULT_TARGET_MHZ['ice40']:g} MHz, ecp5 {DEFAULT_TARGET_MHZ['ecp5']:g} MHz); "
           f"{time.monotonic() - t0:.0f} s.", "", comparison_table(rows)]
+    blocks = blocks_table(results)
+    if blocks:
+        md += ["## Where the shift array's area goes", "",
+               "Each block's own cells in an unflattened synthesis of the same design (the "
+               "reports' `breakdown`); instances of a block are summed, and \"each\" is one "
+               "instance.", "", blocks]
     write_atomic(args.out / "hw.md", "\n".join(md))
     plot_bench(rows, args.out)
     sys.stdout.write("\n".join(md))

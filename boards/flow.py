@@ -48,7 +48,8 @@ __all__ = [
     "BOARDS", "DEVICES", "DEFAULT_ARRAYS", "default_spec", "load_spec", "NAND2_WEIGHTS", "Design",
     "FlowError", "make_design", "design_from_verilog",
     "parse_verilog_ports", "harness_verilog", "parse_yosys_stat", "parse_nextpnr_log",
-    "parse_ltp", "parse_yosys_blocks", "block_name", "resource_blocks", "nand2_equivalents", "tool_versions", "run_flow", "run_job", "spec_hash",
+    "parse_ltp", "parse_yosys_blocks", "block_name", "resource_blocks", "nand2_equivalents",
+    "tool_versions", "run_flow", "run_job", "spec_hash",
 ]
 
 #: Devices per board family: nextpnr arguments, package and resource capacity.
