@@ -70,6 +70,9 @@ def run(args) -> int:
     summary = report.summarise(res)
     folder = report.write_report(summary, args.out)
     sys.stdout.write(report.markdown_table([summary]))
+    blocks = report.breakdown_markdown(summary.get("breakdown"))
+    if blocks:
+        sys.stdout.write("\n" + "\n".join(blocks))
     print(f"densehw synth: report in {folder}", file=sys.stderr)
     if not args.explore and not args.no_pnr and not summary.get("timing_met", True):
         raise UserError(f"median Fmax {summary['fmax_mhz']} MHz (worst "
