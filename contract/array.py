@@ -379,12 +379,12 @@ class ArrayConfig:
     @property
     def final_latency(self) -> int:
         """Clocks from an entry shifting out of the drain chain to the clock its result beat is
-        accepted (``tready`` high): ten single register stages (entry, the aligned bias,
-        ones' complement, two leading-one stages, shift amount, two rounding window stages,
-        rounding, specials), the registers of :attr:`final_cut` and :attr:`fifo_cut`, the
-        longer of the pending-carry resolution and the bias's two decode stages, the two
-        pipelined additions and the output FIFO's two."""
-        return (10 + self.final_cut + self.fifo_cut + max(self.pe_resolve_stages, 2)
+        accepted (``tready`` high): nine single register stages (entry, the aligned bias,
+        two leading-one stages, shift amount, two rounding window stages, rounding,
+        specials), the registers of :attr:`final_cut` and :attr:`fifo_cut`, the longer of the
+        pending-carry resolution and the bias's two decode stages, the two pipelined additions
+        (the exact total; its magnitude) and the output FIFO's two."""
+        return (9 + self.final_cut + self.fifo_cut + max(self.pe_resolve_stages, 2)
                 + 2 * self.final_add_stages + 2)
 
     # -- ports ---------------------------------------------------------------------------------

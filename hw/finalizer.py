@@ -13,7 +13,7 @@ with ``i.valid`` in clock ``t`` is on ``o`` in clock ``t + stages``. No stage ha
 few LUT levels or one carry chain of at most ``contract.array.FINAL_CARRY_BITS`` bits. Stages::
 
     A entry | AR (+) pending carries, beside A1 bias decoded | A1b | A2 bias aligned
-    | B total (*) | X ones' complement | M magnitude (*) | L1 leading zeros per block | L2 tree
+    | B total (*) | M magnitude (*) | L1 leading zeros per block | L2 tree
     | C min(lz, cap) (| hop, ``final_cut``) | R1 | R2 rounding window | P rounded | O specials
 
     (+) ``config.pe_resolve_stages`` registers; (*) ``config.final_add_stages`` registers
@@ -209,23 +209,15 @@ class Finalizer(wiring.Component):
             Cat(b_valid, b.flags, b.e0, b.last, b.last_layer).eq(side),
             b.total.eq(Cat(Const(0, lo), total)),
         ]
-        # stages X, M: sign and magnitude: ones' complement first, then the +1 (one carry
-        # chain with nothing in front of it)
-        x_valid = Signal()
-        xo = Signal(data.StructLayout({
-            "sign": 1, "ones": cfg.acc_width - 1, "flags": flags_l, "e0": signed(e0_bits),
-            "last": 1, "last_layer": 1}))
+        # stage M (final_add_stages registers): sign and magnitude, |t| = (t - neg) ^ neg for
+        # the total t with sign neg (for neg: ~(t - 1) = -t). Each piece's complement is
+        # taken on its sum before its register, so that it shares the sum's LUT.
         neg = b.total[-1]
-        m.d.sync += [
-            x_valid.eq(b_valid),
-            xo.sign.eq(neg), xo.ones.eq(b.total[:-1] ^ neg.replicate(cfg.acc_width - 1)),
-            xo.flags.eq(b.flags), xo.e0.eq(b.e0), xo.last.eq(b.last),
-            xo.last_layer.eq(b.last_layer),
-        ]
-        mag = pipelined_add(m, xo.ones, Const(0, cfg.acc_width - 1), xo.sign, stages=stages,
-                             name="mag")
-        side = delayed(m, Cat(x_valid, xo.sign, xo.flags, xo.e0, xo.last, xo.last_layer),
-                        stages, "m_side")
+        w = cfg.acc_width - 1
+        mag = pipelined_add(m, b.total[:-1], neg.replicate(w), Const(0, 1), stages=stages,
+                            name="mag", invert=neg)
+        side = delayed(m, Cat(b_valid, neg, b.flags, b.e0, b.last, b.last_layer), stages,
+                       "m_side")
         m.d.comb += [
             Cat(m_valid, mg.sign, mg.flags, mg.e0, mg.last, mg.last_layer).eq(side),
             mg.mag.eq(mag),

@@ -34,9 +34,11 @@ def sext(value, width):
     return value[:width]
 
 
-def pipelined_add(m, a, b, cin, *, stages, name):
+def pipelined_add(m, a, b, cin, *, stages, name, invert=None):
     """``a + b + cin`` (raw bits of equal width, the carry out dropped), registered: the sum of
     operands presented in clock ``t`` is out after the edge ending clock ``t + stages - 1``.
+    With ``invert`` (one bit, presented with the operands) the sum's bits are complemented
+    where it is 1, each piece before its register.
 
     The carry chain is cut into ``stages`` pieces, low piece first: piece ``j`` is added in
     stage ``j`` with the carry registered by the piece below it. The operand bits still to be
@@ -53,7 +55,12 @@ def pipelined_add(m, a, b, cin, *, stages, name):
         piece = Signal(max(1, hi - lo), name=f"{name}_p{j}")
         carry_out = Signal(name=f"{name}_c{j}")
         if hi > lo:
-            m.d.sync += Cat(piece, carry_out).eq(a[lo:hi] + b[lo:hi] + carry)
+            total = a[lo:hi] + b[lo:hi] + carry
+            flip = Const(0, 1) if invert is None else invert
+            m.d.sync += [piece.eq(total[:hi - lo] ^ flip.replicate(hi - lo)),
+                         carry_out.eq(total[hi - lo])]
+        if invert is not None and j + 1 < stages:
+            invert = delayed(m, invert, 1, f"{name}_inv{j}")
         done = [delayed(m, d, 1, f"{name}_s{j}_{i}") for i, d in enumerate(done)]
         if hi > lo:
             done.append(piece)
