@@ -302,13 +302,26 @@ class PEArray(wiring.Component):
         # args_ok: all three checks in one register, so that the layer start's enable (which
         # reaches most of the control registers) is one LUT from flip-flops
         args_ok = Signal()
+        args_ok_d = k_ok_d & shape_ok_d & (s_pc | e0_in_range_d)
         m.d.sync += [k_ok.eq(k_ok_d), shape_ok.eq(shape_ok_d), e0_in_range.eq(e0_in_range_d),
-                     args_ok.eq(k_ok_d & shape_ok_d & (s_pc | e0_in_range_d))]
+                     args_ok.eq(args_ok_d)]
+        # go: the layer starts (START handled, not busy, arguments valid). Wide arrays decide it
+        # a clock ahead, into a register of its own, so that the layer start's enable reaches
+        # the control registers across the device from a flip-flop; BUSY is then sampled in the
+        # clock after the pulse (with a start already decided counted as busy).
+        if wide:
+            go, busy_seen = Signal(), Signal()
+            m.d.sync += [go.eq(start1 & ~busy & ~go & args_ok_d), busy_seen.eq(busy | go)]
+        else:
+            busy_seen = busy
         e0_ok = s_pc | e0_in_range
         # what the layer start loads from K: in wide arrays registered in the clock after the
-        # pulse (K holds still), so that no carry chain or comparator sits behind START
-        k_minus = {j: s_k - j for j in (1, 2, 3)}
-        k_is = {j: s_k == j for j in (1, 2)}
+        # pulse (K holds still), so that no carry chain or comparator sits behind START, and
+        # computed from a register of K taken at the pulse, so that the route from the
+        # register block is not followed by a carry chain either
+        k_src = registered(m, s_k, "k_pulse", reset_less=True) if wide else s_k
+        k_minus = {j: k_src - j for j in (1, 2, 3)}
+        k_is = {j: k_src == j for j in (1, 2)}
         words_m1 = ((s_kb + 31) >> 5) - 1
         if wide:
             width = {1: len(L_km1), 2: len(L_km2), 3: len(L_km3)}
@@ -376,27 +389,38 @@ class PEArray(wiring.Component):
         ch_count = Signal(range(R * C + 1))
         cap_pending = Signal()
 
+        # what a layer start does (go); lists, not a function: a closure over these signals
+        # would cost them their inferred names
+        start_comb = [clear.eq(1), c_last_next.eq(k_is[1]),
+                      ld_phase_n.eq(0), ld_ending_n.eq(0), have_code_n.eq(0)]
+        start_sync = [
+            busy.eq(1), done.eq(0),
+            L_n.eq(s_n), L_n_high.eq(s_n_high), L_e0.eq(s_e0),
+            L_relu.eq(s_relu), L_bias.eq(s_bias), L_pc.eq(s_pc),
+            L_km1.eq(k_minus[1]), L_km2.eq(k_minus[2]),
+            L_words_m1.eq(words_m1),
+            ld_active.eq(1), c_active.eq(1), L_k1.eq(k_is[1]),
+            ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_k.eq(0),
+            ld_k_last.eq(k_is[1]),
+            ld_w.eq(0), nbits.eq(0),
+            c_rem_m.eq(s_m), c_rem_n.eq(s_n), c_k.eq(0), c_bank.eq(0),
+        ]
+        if wide:
+            start_sync += [c_pen.eq(k_is[2]), ld_k_pen.eq(k_is[2]), L_km3.eq(k_minus[3])]
+
         with m.If(start):
-            with m.If(busy):
+            with m.If(busy_seen):
                 m.d.comb += err_busy.eq(1)
             with m.Elif(~args_ok):
                 m.d.comb += [err_k.eq(~k_ok), err_shape.eq(~shape_ok), err_e0.eq(~e0_ok)]
-            with m.Else():
-                m.d.comb += [clear.eq(1), c_last_next.eq(k_is[1])]
-                m.d.sync += [
-                    busy.eq(1), done.eq(0),
-                    L_n.eq(s_n), L_n_high.eq(s_n_high), L_e0.eq(s_e0),
-                    L_relu.eq(s_relu), L_bias.eq(s_bias), L_pc.eq(s_pc),
-                    L_km1.eq(k_minus[1]), L_km2.eq(k_minus[2]),
-                    L_words_m1.eq(words_m1),
-                    ld_active.eq(1), c_active.eq(1), L_k1.eq(k_is[1]),
-                    ld_rem.eq(s_m), ld_bank.eq(0), ld_c.eq(0), ld_k.eq(0),
-                    ld_k_last.eq(k_is[1]),
-                    ld_w.eq(0), nbits.eq(0),
-                    c_rem_m.eq(s_m), c_rem_n.eq(s_n), c_k.eq(0), c_bank.eq(0),
-                ]
-                m.d.comb += [ld_phase_n.eq(0), ld_ending_n.eq(0), have_code_n.eq(0)]
-                pen_sync(c_pen.eq(k_is[2]), ld_k_pen.eq(k_is[2]), L_km3.eq(k_minus[3]))
+            if not wide:
+                with m.Else():
+                    m.d.comb += start_comb
+                    m.d.sync += start_sync
+        if wide:
+            with m.If(go):
+                m.d.comb += start_comb
+                m.d.sync += start_sync
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
         # -- weight store and loader -------------------------------------------------------------
@@ -463,18 +487,26 @@ class PEArray(wiring.Component):
         m.d.comb += self.wgt.ready.eq(take_hdr | take_word)
         word = self.wgt.payload.word
         wlast = self.wgt.payload.last
-        # the header words land in bias_r/e0_r; in wide arrays one clock later, through a
-        # register of the word and one enable flip-flop per destination (the destinations sit
-        # with the bias ring, far from the loader). They are read at the tile's capture.
+        # the header words land in bias_r/e0_r; in wide arrays two clocks later (the
+        # destinations sit with the bias ring, far from the loader): the take and where it goes
+        # are registered by the loader, then decoded into one enable flip-flop per destination,
+        # so that only flip-flops drive the route across. They are read at the tile's capture.
         hdr_word = word
-        hdr_en = [[[self.wgt.valid & take_hdr & (ld_bank == b) & _eq(ld_c, c)
-                    & (_eq(ld_phase, 0) if phase == 0 else ld_phase[0])
-                    for phase in range(2)] for c in range(C)] for b in range(2)]
         if wide:
-            hdr_word = registered(m, word, "hdr_word", reset_less=True)
-            hdr_en = [[[registered(m, en, f"hdr_en_b{b}_c{c}_{phase}")
-                        for phase, en in enumerate(per_c)] for c, per_c in enumerate(per_b)]
-                      for b, per_b in enumerate(hdr_en)]
+            take_r = registered(m, self.wgt.valid & take_hdr, "hdr_take")
+            bank_r = registered(m, ld_bank, "hdr_bank", reset_less=True)
+            col_r = registered(m, ld_c, "hdr_col", reset_less=True)
+            e0_r1 = registered(m, ld_phase[0], "hdr_is_e0", reset_less=True)
+            hdr_word = registered(m, registered(m, word, "hdr_word0", reset_less=True),
+                                  "hdr_word", reset_less=True)
+            hdr_en = [[[registered(m, take_r & (bank_r == b) & _eq(col_r, c)
+                                   & (e0_r1 if phase else ~e0_r1),
+                                   f"hdr_en_b{b}_c{c}_{phase}")
+                        for phase in range(2)] for c in range(C)] for b in range(2)]
+        else:
+            hdr_en = [[[self.wgt.valid & take_hdr & (ld_bank == b) & _eq(ld_c, c)
+                        & (_eq(ld_phase, 0) if phase == 0 else ld_phase[0])
+                        for phase in range(2)] for c in range(C)] for b in range(2)]
         for b in range(2):
             for c in range(C):
                 with m.If(hdr_en[b][c][0]):
@@ -723,7 +755,16 @@ class PEArray(wiring.Component):
         shift = Signal()
         ch_last = Signal()                 # ch_count == 1
         ch_last_next = Signal()
-        m.d.comb += ch_last_next.eq(Mux(capture, R * C == 1, Mux(shift, ch_count == 2, ch_last)))
+        # ch_count == 2: in wide arrays a register beside the count (set at a capture and a
+        # shift as the count is), so that ch_go's next value is not behind a comparator
+        ch_two = ch_count == 2
+        if wide:
+            ch_two = Signal()
+            with m.If(capture):
+                m.d.sync += ch_two.eq(R * C == 2)
+            with m.Elif(shift):
+                m.d.sync += ch_two.eq(ch_count == 3)
+        m.d.comb += ch_last_next.eq(Mux(capture, R * C == 1, Mux(shift, ch_two, ch_last)))
         m.d.sync += ch_last.eq(ch_last_next)
         # ch_go: the chain holds entries after this clock (a capture, or entries that this
         # clock's shift, if any, leaves). A register, computed from the next values.

@@ -25,7 +25,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from contract.array import ArrayConfig
+from contract.array import WIDE_COLS, ArrayConfig
 
 from .lanes import bias_geometry
 from .pe import pe_carry_vector, pe_flags_layout
@@ -355,11 +355,23 @@ class Finalizer(wiring.Component):
         ]
         number = Mux(pp.overflow, fmt.pos_inf, pp.number)
         fl = pp.flags
+        # Wide arrays (the finalizer far from the layer's option registers and the result
+        # port): the result's payload needs no reset (valid has one), so that its register's
+        # reset input is free for the ReLU's and the flags' zeroing with no reset net in
+        # front, and ``relu`` comes through a register of the finalizer's own (it holds still
+        # while entries are in flight). Narrow arrays keep the plain form (the UP5K image has
+        # no logic cells to spare: with these two it no longer placed).
+        o_payload, relu = self.o.payload, self.relu
+        if cfg.cols > WIDE_COLS:
+            o_payload = Signal.like(self.o.payload, reset_less=True, name="o_payload")
+            relu = Signal(reset_less=True, name="relu_r")
+            m.d.sync += relu.eq(self.relu)
+            m.d.comb += self.o.payload.eq(o_payload)
         m.d.sync += [self.o.valid.eq(p_valid),
-                     self.o.payload.bits.eq(select_result(
+                     o_payload.bits.eq(select_result(
                          m, fmt, nan=fl.nan, pinf=fl.pinf, ninf=fl.ninf, zero=pp.zero,
                          neg0=fl.neg0, number=Cat(number[:fmt.width - 1], pp.sign),
-                         relu=self.relu)),
-                     self.o.payload.last.eq(pp.last),
-                     self.o.payload.last_layer.eq(pp.last_layer)]
+                         relu=relu)),
+                     o_payload.last.eq(pp.last),
+                     o_payload.last_layer.eq(pp.last_layer)]
         return m

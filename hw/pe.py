@@ -240,8 +240,9 @@ class ShiftPE(wiring.Component):
 
     ``carry_copy``: ``carries`` comes from a copy of the pending-carry flip-flops (marked
     ``keep``, see ``hw.array._replicas``), so that the accumulator's own carry stays by its
-    adder when the consumer of ``carries`` (the array's drain chain) sits elsewhere. The same
-    values either way.
+    adder when the consumer of ``carries`` (the array's drain chain) sits elsewhere; with
+    ``pipeline == 2`` the addend's sign also has two kept registers, one for the carry-in and
+    one for the sign extension. The same values either way.
     """
 
     def __init__(self, *, config, carry_copy=False):
@@ -279,6 +280,16 @@ class ShiftPE(wiring.Component):
             m.d.sync += held.eq(term)
             term = held
         add, cin = term[:width], term[width]
+        if cfg.pipeline == 2 and self._carry_copy and len(mag) < width:
+            # The addend's sign enters the adder at both ends: as the carry-in at the bottom
+            # and as the sign extension at the top. One flip-flop for both (synthesis merges
+            # the equal bits) sits between them, a route away from each; two kept copies can
+            # sit at their own ends.
+            sign_cin, sign_ext = (Signal(name=n, reset_less=True, attrs={"keep": 1})
+                                  for n in ("sign_cin", "sign_ext"))
+            m.d.sync += [sign_cin.eq(psign), sign_ext.eq(psign)]
+            add = Cat(term[:len(mag)], sign_ext.replicate(width - len(mag)))
+            cin = sign_cin
         n_nan, n_pinf, n_ninf, n_neg0, restart = (term[width + 1 + i] for i in range(5))
 
         # The restart cycle carries no term (the sequencer guarantees a bubble), so the

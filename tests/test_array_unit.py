@@ -21,6 +21,7 @@ from contract.array import (
     result_order,
     weight_stream,
 )
+from hw.array import PEArray
 from hw.array_top import ArrayTop, generate_array_verilog
 from sw.golden import gemm_golden
 
@@ -347,6 +348,60 @@ def test_start_errors(n, k, m, e0, bit):
     assert out["cleared"] == 0
     resets = cfg.register_resets()
     assert out["id"] == {name: resets[name] for name in out["id"]}
+
+
+def _start_pulses(cfg, gaps, *, k=4):
+    """Drive the core's START directly: a valid layer (N = M = 1, K = ``k``) started by a pulse,
+    then one more pulse after each clock count in ``gaps``; no streams, so the layer stays busy.
+    Returns the ERROR pulses seen (as ints, one per clock with any bit set) and BUSY at the end."""
+    dut = PEArray(config=cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    out = {"errors": []}
+
+    async def host(ctx):
+        for port, v in ((dut.n, 1), (dut.k, k), (dut.m, 1), (dut.e0, 0)):
+            ctx.set(port, v)
+        for gap in (0, *gaps):
+            for _ in range(gap):
+                await ctx.tick()
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+        for _ in range(12):
+            await ctx.tick()
+        out["busy"] = ctx.get(dut.busy)
+
+    async def watch(ctx):
+        async for _, _, err in ctx.tick().sample(dut.err):
+            if err:
+                out["errors"].append(err)
+
+    sim.add_testbench(host)
+    sim.add_testbench(watch, background=True)
+    sim.run()
+    return out
+
+
+@pytest.mark.parametrize("cols", [2, 5], ids=["narrow", "wide"])
+@pytest.mark.parametrize("gap", [0, 1, 2, 6])
+def test_start_pulses_while_starting(cols, gap):
+    """A second START pulse while the first one's layer is starting or running (the next clock
+    on) is refused with one START_BUSY pulse, and the first layer goes on (wide arrays decide
+    the start a clock ahead, into a register: a start already decided counts as busy)."""
+    cfg = ArrayConfig(rows=2, cols=cols, depth=16)
+    out = _start_pulses(cfg, [gap])
+    assert out["errors"] == [ERROR["START_BUSY"]], (gap, out["errors"])
+    assert out["busy"] == 1
+
+
+@pytest.mark.parametrize("cols", [2, 5], ids=["narrow", "wide"])
+def test_start_pulse_with_bad_arguments_does_not_start(cols):
+    """A START whose K is out of range sets K_RANGE only, and the core stays idle."""
+    cfg = ArrayConfig(rows=2, cols=cols, depth=16)
+    out = _start_pulses(cfg, [], k=0)
+    assert out["errors"] == [ERROR["K_RANGE"]]
+    assert out["busy"] == 0
 
 
 def _run_streams(cfg, regs, options, act, wgt, rng):

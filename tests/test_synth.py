@@ -756,9 +756,9 @@ def test_ecp5_int8_4x4_harness_synthesises_and_places(monkeypatch):
 @needs_yowasp
 def test_wide_array_register_copies_survive_synthesis():
     """In a wide array the copies of existing registers (the loader's ``ld_free`` and
-    ``ld_fill``, each PE's pending carries) stay separate flip-flops from their originals
-    through the flow's Yosys script: a copy whose original lacks ``keep`` is merged into it,
-    and then one flip-flop drives both fan-outs again."""
+    ``ld_fill``, each PE's pending carries and addend sign) stay separate flip-flops from
+    their originals through the flow's Yosys script: a copy whose original lacks ``keep`` is
+    merged into it, and then one flip-flop drives both fan-outs again."""
     from contract.array import ArrayConfig
     from hw.array_top import generate_array_verilog
 
@@ -774,6 +774,7 @@ def test_wide_array_register_copies_survive_synthesis():
     nets = json.loads((work / "net.json").read_text())["modules"]["densehw_array"]["netnames"]
     pairs = [("core.ld_free", "core.ld_free_w_rep0"), ("core.ld_fill", "core.ld_fill_c_rep0")]
     pairs += [(f"core.pe_0_{c}.pending", f"core.pe_0_{c}.carries_copy") for c in range(5)]
+    pairs += [(f"core.pe_0_{c}.sign_cin", f"core.pe_0_{c}.sign_ext") for c in range(5)]
     for original, copy in pairs:
         assert original in nets and copy in nets, (original, copy)
         assert nets[original]["bits"] != nets[copy]["bits"], \
