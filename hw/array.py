@@ -184,7 +184,9 @@ class PEArray(wiring.Component):
         Pulse: start a layer of ``n``, ``k``, ``m``, ``e0`` (which must hold still from the
         pulse until two clocks after it: the register block applies its next write four clocks
         after the pulse at the earliest) with the options ``relu``, ``bias_en``, ``e0_pc``
-        (sampled at the pulse).
+        (sampled at the pulse). A pulse while a layer runs or is starting is refused with the
+        START_BUSY error (``busy`` is read one clock after the pulse in arrays wider than
+        ``WIDE_COLS`` columns, two clocks after it in the others).
     n, k, m : In(unsigned(32)); e0 : In(signed(32)); relu, bias_en, e0_pc : In(1)
     busy, done : Out(1)
         A layer runs; the last result beat of the last layer was accepted (until ``start``).
