@@ -48,6 +48,7 @@ __all__ = [
     "BOARDS", "DEVICES", "DEFAULT_ARRAYS", "default_spec", "load_spec", "NAND2_WEIGHTS", "Design",
     "FlowError", "make_design", "design_from_verilog",
     "parse_verilog_ports", "harness_verilog", "parse_yosys_stat", "parse_nextpnr_log",
+    "parse_nextpnr_endpoints", "endpoint_group",
     "parse_ltp", "parse_yosys_blocks", "block_name", "resource_blocks", "nand2_equivalents",
     "tool_versions", "run_flow", "run_job", "spec_hash",
 ]
@@ -402,6 +403,42 @@ _FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+)\s+MHz\s+
 _UTIL_RE = re.compile(r"^Info:\s+([A-Z][A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
 
 
+_CELL_SUFFIX_RE = re.compile(
+    r"_(TRELLIS_FF|TRELLIS_COMB|SB_DFF\w*|SB_LUT4|SB_CARRY|LUT4|CCU2C|PFUMX|L6MUX21|DP16KD"
+    r"|SB_RAM40_4K)(_.*)?$")
+_YOSYS_SUFFIX_RE = re.compile(r"(?<=[^.])\$.*$")
+
+
+def endpoint_group(cell: str) -> str:
+    """The design signal a placed cell's name comes from: the tools' suffixes (``_TRELLIS_FF_Q``,
+    ``_SB_DFFE_Q_3``, ``$abc$...``) dropped, so that a register's bits form one group."""
+    return _YOSYS_SUFFIX_RE.sub("", _CELL_SUFFIX_RE.sub("", cell)) or cell
+
+
+def parse_nextpnr_endpoints(report: dict, period_ns: float, top: int = 8) -> dict:
+    """From nextpnr's ``--report`` JSON with ``--detailed-timing-report`` (the arrival time at
+    every timing endpoint, ``[min, max]`` ns from the launching clock edge): ``count``
+    endpoints, ``over_period`` of them arriving later than ``period_ns``, and the ``slowest``
+    ``top`` groups (:func:`endpoint_group`), each ``{"name", "ns", "over_period"}``, slowest
+    first: every failing structure of a placement, where the log names only the worst path."""
+    groups: dict[str, list] = {}
+    count = over = 0
+    for net in report["detailed_net_timings"]:
+        for end in net.get("endpoints", []):
+            delay = end["delay"]
+            ns = float(max(delay) if isinstance(delay, list) else delay)
+            count += 1
+            late = ns > period_ns
+            over += late
+            g = groups.setdefault(endpoint_group(end["cell"]), [0.0, 0])
+            g[0] = max(g[0], ns)
+            g[1] += late
+    slowest = sorted(groups.items(), key=lambda kv: -kv[1][0])[:top]
+    return {"count": count, "period_ns": round(period_ns, 3), "over_period": over,
+            "slowest": [{"name": n, "ns": round(v[0], 3), "over_period": v[1]}
+                        for n, v in slowest]}
+
+
 def parse_nextpnr_log(log: str) -> dict:
     """From a nextpnr log: ``fmax_mhz`` (the worst clock of the last timing report, the one after
     routing), ``target_mhz``, ``passed``, ``clocks`` and ``utilisation``
@@ -617,15 +654,22 @@ def _synth_fpga(design, board, dev, workdir, timeout):
 
 def _pnr(board, dev, workdir, seed, target_mhz, explore, timeout):
     exe = _tool(f"nextpnr-{board}")
-    log_name = f"pnr_seed{seed}.log"
+    log_name, report_name = f"pnr_seed{seed}.log", f"pnr_seed{seed}.json"
     cmd = [exe, *dev["pnr"], "--json", "harness.json", "--freq", f"{target_mhz:g}",
-           "--seed", str(seed), "-l", log_name, "--quiet"]
+           "--seed", str(seed), "-l", log_name, "--quiet",
+           "--report", report_name, "--detailed-timing-report"]
     cmd += ["--pcf-allow-unconstrained"] if board == "ice40" else ["--lpf-allow-unconstrained"]
     if explore:
         cmd.append("--timing-allow-fail")
+    (workdir / report_name).unlink(missing_ok=True)
     returncode, log, secs = _run(cmd, workdir, log_name, timeout, ok_codes=None)
     res = parse_nextpnr_log(log)
     res.update(seed=seed, returncode=returncode, seconds=round(secs, 1))
+    try:
+        report = json.loads((workdir / report_name).read_text())
+        res["endpoints"] = parse_nextpnr_endpoints(report, 1000.0 / target_mhz)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        res["endpoints"] = {"error": f"{report_name}: {exc}"}
     return res
 
 

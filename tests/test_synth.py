@@ -102,6 +102,25 @@ def test_parse_nextpnr_real_log():
     assert res["error"] is None
 
 
+def test_parse_nextpnr_endpoints_real_report():
+    """nextpnr's detailed timing report (a trimmed real one: the ECP5 8x8 of session 10, seed 5,
+    145 MHz at the worst): the endpoints over 150 MHz, grouped by register, slowest first."""
+    report = json.loads(gzip.decompress((DATA / "ecp5_8x8_endpoints.json.gz").read_bytes()))
+    res = flow.parse_nextpnr_endpoints(report, 1000 / 150, top=3)
+    assert res["count"] == sum(len(n["endpoints"]) for n in report["detailed_net_timings"])
+    assert res["over_period"] == 2
+    assert [g["name"] for g in res["slowest"][:2]] == ["dut.core.have_code", "dut.core.nbits"]
+    assert res["slowest"][0]["ns"] == pytest.approx(7.39, abs=0.01)
+    assert [g["over_period"] for g in res["slowest"]] == [1, 1, 0]
+    assert len(res["slowest"]) == 3
+    ns = [g["ns"] for g in res["slowest"]]
+    assert ns == sorted(ns, reverse=True)
+    # a longer period: nothing is over it
+    assert flow.parse_nextpnr_endpoints(report, 8.0)["over_period"] == 0
+    assert flow.endpoint_group("dut.core.pe_3_6.acc_TRELLIS_FF_Q_26") == "dut.core.pe_3_6.acc"
+    assert flow.endpoint_group("dut.core.nbits_SB_DFFE_Q_3") == "dut.core.nbits"
+
+
 def test_parse_nextpnr_no_timing():
     res = flow.parse_nextpnr_log("ERROR: Unable to place cell 'x'\n")
     assert res["fmax_mhz"] is None and res["error"].startswith("ERROR: Unable")
@@ -176,6 +195,12 @@ def test_real_ice40_flow_small_baseline():
     assert [r["seed"] for r in res["runs"]] == [1, 2]
     assert all((wd / f"pnr_seed{seed}.log").is_file() for seed in (1, 2))
     assert all(r["fmax_mhz"] for r in res["runs"])
+    # every run lists its slowest endpoints from nextpnr's detailed timing report
+    for run in res["runs"]:
+        ends = run["endpoints"]
+        assert "error" not in ends, ends
+        assert ends["count"] > 0 and ends["slowest"], ends
+        assert ends["slowest"][0]["ns"] == pytest.approx(1000 / run["fmax_mhz"], rel=0.25)
     s = report.summarise(res)
     assert 20 < s["luts"] < 400, s["cells"]
     assert s["dsps"] == 1                       # the 8x8 product maps to one SB_MAC16 (-dsp)
