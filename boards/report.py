@@ -23,6 +23,7 @@ import pathlib
 from contract.files import write_atomic as _write_atomic
 
 __all__ = ["summarise", "write_atomic", "write_report", "markdown_table", "breakdown_markdown",
+           "endpoints_markdown",
            "COLUMNS"]
 
 
@@ -59,7 +60,7 @@ def summarise(res: dict) -> dict:
                timing_met=res.get("timing_met"), pnr_error=res.get("pnr_error"),
                synth_note=res.get("synth_note"),
                runs=[{k: r.get(k) for k in ("seed", "fmax_mhz", "passed", "seconds",
-                                            "critical_path", "utilisation")}
+                                            "critical_path", "utilisation", "endpoints")}
                      for r in res.get("runs", [])])
     cap = res.get("capacity", {})
     out["fits"] = (res["luts"] <= (cap.get("luts") or 1 << 62)
@@ -139,6 +140,26 @@ def breakdown_markdown(breakdown) -> list[str]:
     return lines + [""]
 
 
+def endpoints_markdown(runs, top: int = 3) -> list[str]:
+    """Lines of the report's "Slowest registers" section: per seed, the endpoints later than the
+    target's period and the ``top`` slowest registers (none without endpoint listings)."""
+    rows = [r for r in runs or [] if r.get("endpoints") and "count" in r["endpoints"]]
+    if not rows:
+        return []
+    lines = ["## Slowest registers", "",
+             "From nextpnr's detailed timing report of each seed (`pnr_seed<N>.json`): worst "
+             "arrival time at each register's inputs, in ns from the clock edge.", "",
+             "| seed | Fmax MHz | endpoints over the period | slowest registers |",
+             "|---|---|---|---|"]
+    for r in rows:
+        e = r["endpoints"]
+        slow = ", ".join(f"`{g['name']}` {g['ns']:.2f}" for g in e["slowest"][:top])
+        fmax = "-" if r.get("fmax_mhz") is None else f"{r['fmax_mhz']:.2f}"
+        lines.append(f"| {r['seed']} | {fmax} | {e['over_period']} of {e['count']} "
+                     f"(> {e['period_ns']:g} ns) | {slow} |")
+    return lines + [""]
+
+
 def write_report(summary: dict, root="build/reports") -> pathlib.Path:
     """Write ``<root>/<board>/<design>/summary.json`` and ``summary.md``; return the folder."""
     folder = pathlib.Path(root) / summary["board"] / summary["design"]
@@ -159,6 +180,7 @@ def write_report(summary: dict, root="build/reports") -> pathlib.Path:
     if summary.get("synth_note"):
         md += [f"Synthesis: {summary['synth_note']}", ""]
     md += breakdown_markdown(summary.get("breakdown"))
+    md += endpoints_markdown(summary.get("runs"))
     md += ["Configuration:", "", "```json", json.dumps(summary["config"], indent=2), "```", ""]
     write_atomic(folder / "summary.md", "\n".join(md))
     return folder

@@ -73,6 +73,9 @@ def run(args) -> int:
     blocks = report.breakdown_markdown(summary.get("breakdown"))
     if blocks:
         sys.stdout.write("\n" + "\n".join(blocks))
+    slowest = report.endpoints_markdown(summary.get("runs"))
+    if slowest:
+        sys.stdout.write("\n" + "\n".join(slowest))
     print(f"densehw synth: report in {folder}", file=sys.stderr)
     if not args.explore and not args.no_pnr and not summary.get("timing_met", True):
         raise UserError(f"median Fmax {summary['fmax_mhz']} MHz (worst "

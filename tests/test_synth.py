@@ -121,6 +121,21 @@ def test_parse_nextpnr_endpoints_real_report():
     assert flow.endpoint_group("dut.core.nbits_SB_DFFE_Q_3") == "dut.core.nbits"
 
 
+def test_endpoints_markdown():
+    """The report's "Slowest registers" table: one row per seed with an endpoint listing."""
+    runs = [{"seed": 1, "fmax_mhz": 143.08,
+             "endpoints": {"count": 100, "period_ns": 6.667, "over_period": 2,
+                           "slowest": [{"name": "dut.core.nbits", "ns": 7.28, "over_period": 1},
+                                       {"name": "dut.core.err", "ns": 6.44, "over_period": 0}]}},
+            {"seed": 2, "fmax_mhz": None, "endpoints": {"error": "pnr_seed2.json: missing"}}]
+    text = "\n".join(report.endpoints_markdown(runs))
+    assert "## Slowest registers" in text
+    assert "| 1 | 143.08 | 2 of 100 (> 6.667 ns) | `dut.core.nbits` 7.28, `dut.core.err` 6.44 |" \
+        in text
+    assert "| 2 |" not in text                       # no listing: no row
+    assert report.endpoints_markdown([runs[1]]) == [] and report.endpoints_markdown(None) == []
+
+
 def test_parse_nextpnr_no_timing():
     res = flow.parse_nextpnr_log("ERROR: Unable to place cell 'x'\n")
     assert res["fmax_mhz"] is None and res["error"].startswith("ERROR: Unable")
@@ -224,6 +239,10 @@ def test_real_ice40_flow_small_baseline():
     assert abs(bd["total"] - s["luts"]) <= 0.2 * s["luts"], (bd, s["luts"])
     assert sum(b["dsps"] for b in bd["blocks"]) == 1
     assert "## Resources per block" in (folder / "summary.md").read_text()
+    # and the slowest registers of each seed
+    md = (folder / "summary.md").read_text()
+    assert "## Slowest registers" in md
+    assert all(f"| {r['seed']} | {r['fmax_mhz']:.2f} |" in md for r in res["runs"]), md
 
 
 @needs_yowasp
