@@ -595,7 +595,13 @@ def _fpga_resources(board: str, cells: dict[str, int]) -> dict:
 
 # Yosys script lines: the flip-flops behind wires marked ``keep`` (the register copies of
 # ``hw.array._replicas``) get ``keep`` themselves, so that ``opt_merge`` leaves the copies apart.
-KEEP_REPLICAS = ("proc", "select -set replicas a:keep w:* %i %ci1 t:$dff %i",
+# ``keep`` also stops ``opt_dff``, so it runs on them first: a kept register's synchronous reset
+# and enable then go into the flip-flop (ECP5: LSR, CE) rather than into a LUT before its D
+# input, which the original and its copy would share (a PE's pending carry and its copy, both
+# cleared at a restart, would take the carry through one LUT placed between them).
+KEEP_REPLICAS = ("proc", "opt_clean",
+                 "select -set replicas a:keep w:* %i %ci1 t:$dff %i", "opt_dff @replicas",
+                 "select -set replicas a:keep w:* %i %ci1 t:$*dff* %i",
                  "setattr -set keep 1 @replicas", "select -clear")
 
 

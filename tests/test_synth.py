@@ -747,6 +747,42 @@ def test_flow_keeps_register_copies_apart():
     assert ffs == 4 + 1 + 8, cells
 
 
+def test_flow_puts_kept_registers_resets_into_the_flip_flop():
+    """A kept register's synchronous reset goes into the ECP5 flip-flop (its LSR), not into a
+    LUT before its D input: ``keep`` stops ``opt_dff``, so ``flow.KEEP_REPLICAS`` runs it on the
+    kept registers first. A PE with ``carry_copy`` clears its pending carry and the copy at a
+    restart; each flip-flop then takes the carry straight from the adder's carry chain."""
+    from amaranth.back import rtlil
+
+    from contract.array import ArrayConfig
+    from hw.pe import ShiftPE
+
+    cfg = ArrayConfig(rows=1, cols=5, depth=16)
+    assert cfg.pe_pieces == 2
+    work = pathlib.Path("build/test_keep_srst")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "pe.il").write_text(rtlil.convert(ShiftPE(config=cfg, carry_copy=True), name="pe"))
+    script = ["read_rtlil pe.il", *flow.KEEP_REPLICAS, "synth_ecp5 -top pe",
+              "write_json net.json", ""]
+    (work / "keep.ys").write_text("\n".join(script))
+    flow._run([flow._tool("yosys"), "-q", "-l", "keep.log", "-s", "keep.ys"], work.resolve(),
+              "keep.log", 300)
+    mod = json.loads((work / "net.json").read_text())["modules"]["pe"]
+    driver = {bit: cell for cell in mod["cells"].values()
+              for port, bits in cell["connections"].items()
+              if cell["port_directions"][port] == "output" for bit in bits}
+    ffs = {cell["connections"]["Q"][0]: cell for cell in mod["cells"].values()
+           if cell["type"] == "TRELLIS_FF"}
+    restart = mod["netnames"]["term_reg"]["bits"][-1]
+    kept = [mod["netnames"][name]["bits"][0] for name in ("pending", "carries_copy")]
+    assert kept[0] != kept[1], "the copy was merged into the pending carry"
+    for name, bit in zip(("pending", "carries_copy"), kept, strict=True):
+        ff = ffs[bit]
+        assert ff["connections"]["LSR"] == [restart], (name, ff["connections"])
+        assert driver[ff["connections"]["DI"][0]]["type"] == "CCU2C", \
+            (name, driver[ff["connections"]["DI"][0]]["type"])
+
+
 @needs_yowasp
 def test_verilog_text_ignores_the_environments_yosys(monkeypatch):
     """The same configuration gives the same Verilog whatever Yosys the environment names
