@@ -148,7 +148,9 @@ def endpoints_markdown(runs, top: int = 3) -> list[str]:
         return []
     lines = ["## Slowest registers", "",
              "From nextpnr's detailed timing report of each seed (`pnr_seed<N>.json`): worst "
-             "arrival time at each register's inputs, in ns from the clock edge.", "",
+             "arrival time at each register's inputs, in ns from the clock edge, without the "
+             "register's setup time and the clock skew (so a seed can miss its target with no "
+             "endpoint over the period).", "",
              "| seed | Fmax MHz | endpoints over the period | slowest registers |",
              "|---|---|---|---|"]
     for r in rows:
