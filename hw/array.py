@@ -466,10 +466,20 @@ class PEArray(wiring.Component):
         m.d.sync += ld_free.eq(ld_free_next)
         if wide:
             ld_free_w = _replicas(m, ld_free_next, 1, "ld_free_w")[0]
-        take_hdr = ld_free_w & (ld_phase != 2)
-        need_word = ~have_code                     # (phase 2 always wants another code)
-        take_word = ld_free_w & (ld_phase == 2) & need_word
-        emit = ld_free_w & (ld_phase == 2) & have_code
+        # phase 2 (codes) wants a word while it has no whole code, and emits one otherwise
+        if wide:
+            # both kept as registers, loaded from the next values of ld_phase and have_code, so
+            # that the loader's enables (and those of nbits and have_code) are one LUT from
+            # flip-flops rather than a chain through the phase decode
+            ph2_word, ph2_emit = Signal(name="ld_ph2_word"), Signal(name="ld_ph2_emit")
+            m.d.sync += [ph2_word.eq((ld_phase_n == 2) & ~have_code_n),
+                         ph2_emit.eq((ld_phase_n == 2) & have_code_n)]
+            take_hdr = ld_free_w & ~ph2_word & ~ph2_emit
+            take_word, emit = ld_free_w & ph2_word, ld_free_w & ph2_emit
+        else:
+            take_hdr = ld_free_w & (ld_phase != 2)
+            take_word = ld_free_w & (ld_phase == 2) & ~have_code
+            emit = ld_free_w & (ld_phase == 2) & have_code
         if wide:
             # "codes ready, the tile's last" = (ld_phase_n == 2) & have_code_n & ld_ending_n,
             # written out as a choice on ld_free_w between what the loader's branches below
