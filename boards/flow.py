@@ -126,7 +126,8 @@ class Design:
 #: depth 512): UP5K 2x2 = 3135 LUT4 (fits), 4x4 = 5883 LUT4 (> 5280, does not place);
 #: ECP5 2x2 = 2293 LUT, 4x4 = 4353 LUT (~172 LUT per extra PE).
 DEFAULT_ARRAYS = {
-    # 3079 LUT4; a 2x3 needs 5361 of 5280 logic cells with the I/O harness
+    # 2921 LUT4; with the I/O harness a 2x3 packs into 5133 and a 3x2 into 5178 of the 5280
+    # logic cells, and nextpnr finds no legal placement for either (session 12)
     ("ice40", "up5k"): {"rows": 2, "cols": 2, "depth": 512},
     ("ice40", "hx8k"): {"rows": 4, "cols": 4, "depth": 512},     # 5883 of 7680 LUT4 (no DSP)
     # 12261 LUT, 70 % of the slices' LUTs with carries and harness; a 10x8 fits (85 %) but
