@@ -8,14 +8,18 @@ reading).
 A lane adds products ``±mag · 2^(exp + shift)`` (an fp16 significand times a power-of-two
 weight) exactly. It keeps one signed 16-bit bin per exponent ``exp + shift`` in a memory with
 one read and one write port, the shape of an iCE40 EBR. Each term reads its bin and writes
-back the sum. A sum that leaves the 16-bit range keeps its low 16 bits, and the lane reports
-a **carry** ``±2^16`` in that bin. So the lane's value is always::
+back the sum. A sum that leaves the 16-bit range gives up ``±2^15``: the bin keeps the rest,
+which is within ``±max(mag)``, and the lane reports a **carry** ``±2^15`` in that bin. So the
+lane's value is always::
 
-    sum(bin[b] * 2**b) + sum(carry * 2**(16 + b) for each reported carry (b, carry))
+    sum(bin[b] * 2**b) + sum(carry * 2**(15 + b) for each reported carry (b, carry))
 
-A bin can carry again only after about ``2^15 / max(mag)`` more terms (16 for 11-bit
-significands). The sink of the carries, the combination of the bins into one number and the
-rounding are not built here.
+After a carry a bin needs at least ``(2^15 - max(mag)) / max(mag)`` more terms (15 for
+11-bit significands) to carry again: no run of terms makes it carry at every term. (Giving up
+``±2^16``, the wrap of two's complement, would: a sum just over the top wraps to just over
+the bottom.) In the hardware this costs nothing: the written bin is the sum's low 15 bits
+under its true sign. The sink of the carries, the combination of the bins into one number and
+the rounding are not built here.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ class BinLane(wiring.Component):
       it. One clock later ``drain_valid`` is high and ``drain_data`` holds the bin's value,
       including every term accepted up to the drain.
     * ``carry_valid``, ``carry_bin``, ``carry_neg``: one clock after a term whose sum left the
-      bin's range, a carry of ``-2^bin_bits`` (``carry_neg``) or ``+2^bin_bits`` in bin
-      ``carry_bin``.
+      bin's range, a carry of ``-2^(bin_bits - 1)`` (``carry_neg``) or ``+2^(bin_bits - 1)``
+      in bin ``carry_bin``.
 
     A term or drain that follows another on the same bin takes the bin's value from the lane's
     own register of the last write, never from the memory: the memory's result when a read
@@ -104,7 +108,9 @@ class BinLane(wiring.Component):
         base = Mux(s1_hit, last_written, rd.data)
         total = Signal(signed(width + 1))
         m.d.comb += total.eq(base + s1_addend)
-        written = Mux(s1_drain, 0, total[:width].as_signed())
+        # the sum, or after an overflow the sum less the carry ±2^(width - 1): its low bits
+        # under its true sign
+        written = Mux(s1_drain, 0, Cat(total[:width - 1], total[width]).as_signed())
         m.d.comb += [wr.en.eq(s1_term | s1_drain), wr.addr.eq(s1_bin), wr.data.eq(written)]
         m.d.sync += last_written.eq(written)
 

@@ -14,9 +14,13 @@ WIDTH = 16
 
 
 def _wrap(value):
-    """(value kept in a signed WIDTH-bit bin, carry in units of 2^WIDTH)."""
-    low = (value + (1 << (WIDTH - 1))) % (1 << WIDTH) - (1 << (WIDTH - 1))
-    return low, (value - low) >> WIDTH
+    """(value kept in a signed WIDTH-bit bin, carry in units of 2^(WIDTH - 1)): a sum out of
+    range gives up one carry and keeps the rest (within one term of 0)."""
+    unit = 1 << (WIDTH - 1)
+    if -unit <= value < unit:
+        return value, 0
+    carry = 1 if value > 0 else -1
+    return value - carry * unit, carry
 
 
 def _run(ops):
@@ -101,7 +105,7 @@ def test_lane_sums_exactly_with_carries(seed):
     assert carries, "the test must make bins carry"
     exact = sum((-1 if op[3] else 1) * op[4] << (op[1] + op[2]) for op in ops if op[0] == "term")
     lane = (sum(v << b for b, v in drains[-64:])
-            + sum(c << (WIDTH + b) for b, c in carries))
+            + sum(c << (WIDTH - 1 + b) for b, c in carries))
     assert lane == exact
 
 
@@ -122,6 +126,17 @@ def test_lane_carries_both_ways():
     _check(ops, "fixed")
     drains, carries = _model(ops)
     assert (3, 1) in carries and (3, -1) in carries
+
+
+def test_lane_does_not_carry_at_every_term_near_the_limit():
+    """A bin just under 2^15, then terms of alternating sign: one carry, not one per term (a
+    bin that wrapped to its other end would carry back at the next term)."""
+    fill = [("term", 9, 0, 0, 2047)] * 15 + [("term", 9, 0, 0, 1062)]     # 31767
+    swing = [("term", 9, 0, 0, 2047), ("term", 9, 0, 1, 2047)] * 10
+    ops = [*fill, *swing, ("drain", 9)]
+    _check(ops, "fixed")
+    drains, carries = _model(ops)
+    assert carries == [(9, 1)] and drains == [(9, 31767 - (1 << 15))]
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -208,7 +223,7 @@ def test_grid_lanes_sum_their_row_times_their_column(row_sel):
         carries = [(cc >> 2, -1 if cc >> 1 & 1 else 1) for step in got["carry"]
                    for cc in [step[c]] if cc & 1]
         lane = (sum(d[c] << b for b, d in enumerate(got["data"]))
-                + sum(k << (WIDTH + b) for b, k in carries))
+                + sum(k << (WIDTH - 1 + b) for b, k in carries))
         assert lane == exact, f"seed {seed}: lane ({row_sel}, {c}): {lane} != {exact}"
         assert got["flags"][c] == flags, f"seed {seed}: lane ({row_sel}, {c}) flags"
     assert any(cc & 1 for step in got["carry"] for cc in step), "no carry was exercised"
