@@ -17,6 +17,13 @@ from .layers import ShiftConv1d, ShiftConv2d
 __all__ = ["DigitsCNN", "SpeechResNet", "build_model"]
 
 
+def _arithmetic_options(qkwargs):
+    """The quantizer options a rebuilt model needs for the same weight values (``e0``, the
+    layers' power-of-two offset), as given; the training-only ones (``surrogate``, ``init``,
+    ``generator``) are left out of the model's ``config``."""
+    return {"e0": int(qkwargs["e0"])} if "e0" in qkwargs else {}
+
+
 class DigitsCNN(nn.Module):
     """``1x8x8`` -> FP conv(w) -> shift conv(w) -> pool -> shift conv(2w) -> shift conv(2w)
     -> pool -> FP linear. ``width`` w (default 8) keeps it narrow so that quantization matters.
@@ -39,7 +46,7 @@ class DigitsCNN(nn.Module):
                                **qkwargs)
 
         self.config = {"model": "digits_cnn", "method": method, "wbits": wbits, "width": width,
-                       "num_classes": num_classes}
+                       "num_classes": num_classes, **_arithmetic_options(qkwargs)}
         self.features = nn.Sequential(
             nn.Conv2d(1, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
             shift(w, w), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
@@ -85,7 +92,8 @@ class SpeechResNet(nn.Module):
 
         w = width
         self.config = {"model": "speech_resnet", "method": method, "wbits": wbits,
-                       "n_mels": n_mels, "width": width, "num_classes": num_classes}
+                       "n_mels": n_mels, "width": width, "num_classes": num_classes,
+                       **_arithmetic_options(qkwargs)}
         self.stem = nn.Sequential(nn.Conv1d(n_mels, w, 3, padding=1, bias=False),
                                   nn.BatchNorm1d(w), nn.ReLU())
         self.blocks = nn.Sequential(_Block(w, w, 1, conv), _Block(w, 2 * w, 2, conv),

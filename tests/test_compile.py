@@ -294,3 +294,20 @@ def test_wrong_version_export_and_cli_errors(digits_export, tmp_path, capsys):
                  "default"]) == 2
     assert "is not a densehw program directory" in capsys.readouterr().err
     assert (tmp_path / "file").read_text() == "keep"
+
+
+def test_model_with_an_offset_compiles_and_tracks_torch(tmp_path):
+    """A model built with ``e0 = -2`` (weights ``±2**(-2 + S)``): its export rebuilds (the
+    offset travels in the model's config), compiles with that offset on every array step, and
+    the golden program tracks the PyTorch model."""
+    model = _randomise(DigitsCNN(method="denseshift", wbits=3, width=4, e0=-2), SEED + 1)
+    path = tmp_path / "e0.dshw"
+    export_model(model, path)
+    prog = compile_model(path, ArrayConfig())
+    steps = list(prog.array_steps())
+    assert len(steps) == 3 and all(-8 <= s["e0"] <= 7 for s in steps)
+    x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(SEED + 2))
+    res = run_program(prog, x)
+    with torch.no_grad():
+        ref = model(x).double()
+    assert float((res.logits - ref).abs().max()) < 0.02 * float(ref.abs().max())

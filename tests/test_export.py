@@ -148,3 +148,22 @@ def test_cli_inspect_reports_one_line_error(tmp_path, capsys, good_file):
     assert main(["train", "inspect", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a densehw export file" in err
+
+
+@pytest.mark.parametrize("e0", [-2, 1])
+def test_model_trained_with_an_offset_rebuilds_from_its_export(tmp_path, e0):
+    """The model's ``config`` records ``e0``: the model rebuilt from an export takes the
+    file's layers (their ``e0`` must match) and computes the same outputs."""
+    torch.manual_seed(e0 + 10)
+    model = DigitsCNN(method="denseshift", wbits=3, width=4, e0=e0).eval()
+    assert model.config["e0"] == e0
+    assert "e0" not in DigitsCNN(method="denseshift", wbits=3, width=4).config
+    path = tmp_path / "m.dshw"
+    export_model(model, path)
+    back = load(path)
+    assert {rec.e0 for rec in back.layers.values()} == {e0}
+    rebuilt = build_model(back.model).eval()
+    back.load_into(rebuilt)
+    assert all(mod.e0 == e0 for mod in rebuilt.modules() if hasattr(mod, "quantized_weight"))
+    x = torch.rand(8, 1, 8, 8)
+    assert torch.equal(rebuilt(x), model(x))
