@@ -40,6 +40,7 @@ from contract import DotConfig
 from contract.array import ArrayConfig
 
 from .finalizer import Finalizer, entry_layout, result_layout
+from .formal import _check_fault
 from .lanes import BiasAligner
 from .pe import pe_carry_vector
 from .rounding import LeadingOne, Rounder
@@ -49,6 +50,12 @@ __all__ = ["FINALIZER_FAULTS", "ROUNDING_FAULTS", "FinalizerProof", "RoundingPro
 
 FINALIZER_FAULTS = ("sticky", "relu_neg0", "carry")
 ROUNDING_FAULTS = ("sticky", "e0")
+
+
+def _check(config, kind, what, fault, faults):
+    if not isinstance(config, kind):
+        raise TypeError(f"config must be {what}, not {config!r}")
+    _check_fault(fault, faults)
 
 
 def feedforward_problems(component):
@@ -142,11 +149,7 @@ class FinalizerProof(wiring.Component):
     module docstring). Sequential: run it with ``run_sat(..., seq=proof.depth)``."""
 
     def __init__(self, *, config, fault=None):
-        if not isinstance(config, ArrayConfig):
-            raise TypeError(f"config must be an ArrayConfig, not {config!r}")
-        if fault is not None and fault not in FINALIZER_FAULTS:
-            raise ValueError(f"fault must be None or one of {', '.join(FINALIZER_FAULTS)}, "
-                             f"not {fault!r}")
+        _check(config, ArrayConfig, "an ArrayConfig", fault, FINALIZER_FAULTS)
         self._config, self._fault = config, fault
         super().__init__({
             "valid": In(1),
@@ -258,11 +261,7 @@ class RoundingProof(wiring.Component):
     """
 
     def __init__(self, *, config, fault=None):
-        if not isinstance(config, DotConfig):
-            raise TypeError(f"config must be a DotConfig, not {config!r}")
-        if fault is not None and fault not in ROUNDING_FAULTS:
-            raise ValueError(f"fault must be None or one of {', '.join(ROUNDING_FAULTS)}, "
-                             f"not {fault!r}")
+        _check(config, DotConfig, "a DotConfig", fault, ROUNDING_FAULTS)
         self._config, self._fault = config, fault
         super().__init__({
             "total": In(signed(config.acc_width)),

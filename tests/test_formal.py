@@ -9,11 +9,10 @@ fails).
 
 from __future__ import annotations
 
-import os
-import shutil
 from fractions import Fraction
 
 import pytest
+from formal_runs import finish  # noqa: E402  (tests/ helper)
 
 from contract import DotConfig
 from hw.formal import (
@@ -23,7 +22,6 @@ from hw.formal import (
     HandshakeRulesProof,
     ProductLanesProof,
     bias_shift,
-    default_root,
     fault_point,
     faulty_dot_unit,
     product_shift,
@@ -35,23 +33,11 @@ FP8_SMALL = dict(in_fmt="fp8_e5m2", max_k=4, e0_min=-2, e0_max=1)
 
 
 @pytest.fixture(scope="module")
-def root():
-    path = default_root() / f"test-{os.getpid()}"
-    yield path
-    if path.exists():
-        for run in path.glob("broken_*"):          # failures expected there; checked in place
-            shutil.rmtree(run, ignore_errors=True)
-        if not any(path.iterdir()):
-            path.rmdir()
+def root(formal_root):
+    return formal_root
 
 
-def _done(result):
-    """Print the outcome (visible with -s / on failure) and clean up passing runs."""
-    print(f"{result.workdir.name}: {result.status} by {result.method} in {result.seconds:.1f} s"
-          f"\n{result.summary}")
-    if result.passed:
-        shutil.rmtree(result.workdir, ignore_errors=True)
-    return result
+_done = finish
 
 
 def _prove_sat(harness, name, root):

@@ -10,15 +10,13 @@ finalizers (minutes each) are marked ``slow``.
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
+from formal_runs import finish  # noqa: E402  (tests/ helper)
 
 from contract import DotConfig
 from contract.array import ArrayConfig
 from hw.finalizer import Finalizer
-from hw.formal import default_root, run_sat
+from hw.formal import run_sat
 from hw.formal_finalizer import FinalizerProof, RoundingProof, feedforward_problems
 from hw.pe import ShiftPE
 
@@ -26,23 +24,12 @@ FP8_ARRAY = dict(in_fmt="fp8_e5m2", depth=16, e0_min=-2, e0_max=1)
 
 
 @pytest.fixture(scope="module")
-def root():
-    path = default_root() / f"test-fin-{os.getpid()}"
-    yield path
-    if path.exists():
-        for run in path.glob("broken_*"):          # failures expected there; checked in place
-            shutil.rmtree(run, ignore_errors=True)
-        if not any(path.iterdir()):
-            path.rmdir()
+def root(formal_root):
+    return formal_root
 
 
 def _run(harness, name, root, **kw):
-    result = run_sat(harness, name=name, root=root, timeout=3000, **kw)
-    print(f"{name}: {result.status} by {result.method} in {result.seconds:.1f} s\n"
-          f"{result.summary}")
-    if result.passed:
-        shutil.rmtree(result.workdir, ignore_errors=True)
-    return result
+    return finish(run_sat(harness, name=name, root=root, timeout=3000, **kw))
 
 
 def _prove_finalizer(cfg, name, root):
