@@ -6,20 +6,20 @@ would cost against the array's flip-flop accumulators (``docs/synthesis.md``, th
 reading).
 
 A lane adds products ``±mag · 2^(exp + shift)`` (an fp16 significand times a power-of-two
-weight) exactly. It keeps one signed 16-bit bin per exponent ``exp + shift`` in a memory with
-one read and one write port, the shape of an iCE40 EBR. Each term reads its bin and writes
-back the sum. A sum that leaves the 16-bit range gives up ``±2^15``: the bin keeps the rest,
-which is within ``±max(mag)``, and the lane reports a **carry** ``±2^15`` in that bin. So the
-lane's value is always::
-
-    sum(bin[b] * 2**b) + sum(carry * 2**(15 + b) for each reported carry (b, carry))
+weight) exactly. It keeps one signed 16-bit bin per exponent in a memory with one read and one
+write port, the shape of an iCE40 EBR. Each term reads its bin and writes back the sum. A sum
+that leaves the 16-bit range gives up a **carry** ``±2^15``: the bin keeps the rest, which is
+within ``±max(mag)``, and the lane adds the carry as ``±1`` to the bin 15 places up, in a clock
+in which its grid stalls (one clock per carry). So once the carries are in, the lane's value
+is always ``sum(bin[b] * 2**b)``.
 
 After a carry a bin needs at least ``(2^15 - max(mag)) / max(mag)`` more terms (15 for
-11-bit significands) to carry again: no run of terms makes it carry at every term. (Giving up
-``±2^16``, the wrap of two's complement, would: a sum just over the top wraps to just over
-the bottom.) In the hardware this costs nothing: the written bin is the sum's low 15 bits
-under its true sign. The sink of the carries, the combination of the bins into one number and
-the rounding are not built here.
+11-bit significands) to carry again: no run of terms makes it carry at every term, so a lane
+stalls its grid at most once per 15 terms. (Giving up ``±2^16``, the wrap of two's
+complement, would not do: a sum just over the top wraps to just over the bottom, and the next
+term carries back.) In the hardware the rest costs nothing: the written bin is the sum's low
+15 bits under its true sign. The combination of the bins into one number and the rounding are
+not built here.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["BinLane", "BinLaneGrid"]
+
+_KEEP = {"keep": 1}
 
 
 def _positive(name, value):
@@ -50,11 +52,24 @@ class BinLane(wiring.Component):
     * ``term``, ``exp``, ``shift``, ``addend``: add ``addend · 2^(exp + shift)`` (``addend`` is
       the signed significand, ``|addend| < 2^mag_bits``).
     * ``drain``, ``drain_bin`` (only while ``term`` is low): read bin ``drain_bin`` and clear
-      it. One clock later ``drain_valid`` is high and ``drain_data`` holds the bin's value,
-      including every term accepted up to the drain.
-    * ``carry_valid``, ``carry_bin``, ``carry_neg``: one clock after a term whose sum left the
-      bin's range, a carry of ``-2^(bin_bits - 1)`` (``carry_neg``) or ``+2^(bin_bits - 1)``
-      in bin ``carry_bin``.
+      it. Two clocks later ``drain_valid`` is high and ``drain_data`` holds the bin's value,
+      including every term taken before the drain and every carry those terms caused.
+    * ``stall_next``: the lane holds a **carry** (below) and needs ``stall`` high in the next
+      clock, when it adds the carry.
+    * ``stall``: the lane takes neither a term nor a drain in this clock; it adds its carry, if
+      it holds one. ``stall`` must be high in every clock that follows one in which
+      ``stall_next`` is high (a lane alone: ``stall_next`` registered; a grid: the OR of its
+      lanes', registered), and the source must then hold its operation for the next clock.
+
+    **Carries.** A sum that leaves the bin's range keeps the rest and gives up a carry of
+    ``±2^(bin_bits - 1)`` in its bin ``b``. The lane adds it as ``±1`` to bin
+    ``b + bin_bits - 1``, an operation of its own that enters the pipeline in the stalled
+    clock, ahead of every operation not yet taken. So the drained bins alone sum to the exact
+    total, provided that the bins above the terms' are drained too when a carry happened, and
+    that a drain of bin ``b + bin_bits - 1`` is not one of the three operations taken right
+    after a term on bin ``b``. A bin above the terms' carries only after
+    ``2^(bin_bits - 1)`` carries into it: with fp16's 64 bins, a carry can leave the index only
+    after more than ``2^33`` terms between drains.
 
     A term or drain that follows another on the same bin takes the bin's value from the lane's
     own register of the last write, never from the memory: the memory's result when a read
@@ -78,8 +93,9 @@ class BinLane(wiring.Component):
             "term": In(1), "exp": In(exp_bits), "shift": In(shift_bits),
             "addend": In(signed(mag_bits + 1)),
             "drain": In(1), "drain_bin": In(index),
+            "stall": In(1),
             "drain_valid": Out(1), "drain_data": Out(signed(bin_bits)),
-            "carry_valid": Out(1), "carry_bin": Out(index), "carry_neg": Out(1),
+            "stall_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -90,33 +106,61 @@ class BinLane(wiring.Component):
         rd = bins.read_port(transparent_for=())
         wr = bins.write_port()
 
-        # stage 0 -> 1: the bin is read; whether the operation in stage 1 writes the same bin
+        # a carry found in stage 1 waits here a clock (``stall_next``: the grid's OR of these
+        # reaches every lane from a register), then in ``c_*`` for the stalled clock
+        n_valid, n_neg = Signal(), Signal()
+        n_bin = Signal(index)
+        c_valid, c_neg = Signal(), Signal()
+        c_bin = Signal(index)
+        m.d.sync += [c_valid.eq(n_valid), c_neg.eq(n_neg), c_bin.eq(n_bin)]
+
+        # stage a: the operation and its bin's address (exp + shift, the drained bin or the
+        # carry's bin) registered, so that the inputs' fan-out and the address adder end at a
+        # flip-flop. In a stalled clock the operation is the lane's carry (an add of ±1) or
+        # nothing. Each lane keeps its own copies of the control registers (``keep``): merged,
+        # one register would reach every lane of a grid.
+        a_term, a_drain, a_carry = Signal(attrs=_KEEP), Signal(attrs=_KEEP), Signal()
+        a_neg = Signal()
+        a_bin = Signal(index)
+        a_addend = Signal.like(self.addend)
+        take_term = self.term & ~self.stall
+        m.d.sync += [a_term.eq(take_term | c_valid), a_carry.eq(c_valid), a_neg.eq(c_neg),
+                     a_drain.eq(self.drain & ~self.term & ~self.stall),
+                     a_bin.eq(Mux(take_term, self.exp + self.shift,
+                                  Mux(c_valid, c_bin, self.drain_bin)))]
+        with m.If(take_term):
+            m.d.sync += a_addend.eq(self.addend)
+
+        # stage a -> 1: the bin is read; whether the operation in stage 1 writes the same bin
         # (then this one must take that value, not the memory's) is decided here, a clock
         # early, so that stage 1 has one multiplexer before its adder
-        s1_term, s1_drain, s1_hit = Signal(), Signal(), Signal()
+        s1_term, s1_drain = Signal(attrs=_KEEP), Signal(attrs=_KEEP)
+        s1_hit = Signal()
         s1_bin = Signal(index)
         s1_addend = Signal.like(self.addend)
-        op = self.term | self.drain
-        address = Mux(self.term, self.exp + self.shift, self.drain_bin)
-        m.d.comb += rd.addr.eq(address)
-        m.d.sync += [s1_term.eq(self.term), s1_drain.eq(self.drain & ~self.term),
-                     s1_hit.eq(op & (s1_term | s1_drain) & (address == s1_bin)),
-                     s1_bin.eq(address), s1_addend.eq(Mux(self.term, self.addend, 0))]
+        m.d.comb += rd.addr.eq(a_bin)
+        m.d.sync += [s1_term.eq(a_term), s1_drain.eq(a_drain),
+                     s1_hit.eq((a_term | a_drain) & (s1_term | s1_drain) & (a_bin == s1_bin)),
+                     s1_bin.eq(a_bin),
+                     # a drain adds 0; a carry ±1; a term its addend
+                     s1_addend.eq(Mux(a_drain, 0, Mux(a_carry, Mux(a_neg, -1, 1), a_addend)))]
 
-        # stage 1: the bin's value, the sum written back (a drain writes 0)
+        # stage 1: the bin's value, the sum written back. A drain writes 0: it adds its
+        # addend 0 to 0 instead of the bin, so that no multiplexer follows the adder
         last_written = Signal(signed(width))
         base = Mux(s1_hit, last_written, rd.data)
         total = Signal(signed(width + 1))
-        m.d.comb += total.eq(base + s1_addend)
+        m.d.comb += total.eq(Mux(s1_drain, 0, base) + s1_addend)
         # the sum, or after an overflow the sum less the carry ±2^(width - 1): its low bits
         # under its true sign
-        written = Mux(s1_drain, 0, Cat(total[:width - 1], total[width]).as_signed())
+        written = Cat(total[:width - 1], total[width]).as_signed()
         m.d.comb += [wr.en.eq(s1_term | s1_drain), wr.addr.eq(s1_bin), wr.data.eq(written)]
         m.d.sync += last_written.eq(written)
 
-        m.d.comb += [self.drain_valid.eq(s1_drain), self.drain_data.eq(base)]
-        m.d.sync += [self.carry_valid.eq(s1_term & (total[width] != total[width - 1])),
-                     self.carry_bin.eq(s1_bin), self.carry_neg.eq(total[width])]
+        m.d.comb += [self.drain_valid.eq(s1_drain), self.drain_data.eq(base),
+                     self.stall_next.eq(n_valid)]
+        m.d.sync += [n_valid.eq(s1_term & (total[width] != total[width - 1])),
+                     n_bin.eq(s1_bin + (width - 1)), n_neg.eq(total[width])]
         return m
 
 
@@ -126,10 +170,14 @@ class BinLaneGrid(wiring.Component):
     ``shift`` below it), and lane ``(r, c)`` adds ``x[r] * (-1)^neg * 2^shift``. The inputs
     are registered once per row (decoded) and column; each lane keeps sticky inf/NaN flags.
 
-    This is the study's whole datapath, not an accelerator: there is no sequencing, no sink
-    for the carries and no combination or rounding of the bins. Each column shows the lane of
-    row ``row_sel``: its drained bin (``col_data``), its last carry and its flags; every
-    lane's ``carry_valid`` is an output, so that none is optimised away."""
+    The inputs (``term`` with ``x`` and ``w``, or ``drain`` with ``drain_bin``) are taken in a
+    clock in which ``ready`` is high; while it is low (a lane adds a carry: one clock per
+    carry) the source holds them. Each column shows the lane of row ``row_sel``: ``col_valid``
+    marks each of its drained bins (``col_data``, in the order drained); ``col_flags`` holds
+    its flags.
+
+    This is the study's whole datapath, not an accelerator: there is no sequencing and no
+    combination or rounding of the bins."""
 
     def __init__(self, *, rows, cols, shift_bits=2):
         for name, value in (("rows", rows), ("cols", cols), ("shift_bits", shift_bits)):
@@ -138,19 +186,25 @@ class BinLaneGrid(wiring.Component):
         super().__init__({
             "x": In(16).array(rows), "w": In(shift_bits + 1).array(cols),
             "term": In(1), "drain": In(1), "drain_bin": In(6), "row_sel": In(range(rows)),
-            "col_data": Out(signed(16)).array(cols),
-            "col_carry": Out(8).array(cols),            # valid, neg, bin (6)
+            "ready": Out(1),
+            "col_valid": Out(1).array(cols), "col_data": Out(signed(16)).array(cols),
             "col_flags": Out(3).array(cols),            # +inf, -inf, NaN seen
-            "carry_valid": Out(rows * cols),
         })
 
     def elaborate(self, platform):
         m = Module()
         rows, cols, sb = self._rows, self._cols, self._shift_bits
+        lanes = [[BinLane(shift_bits=sb) for _ in range(cols)] for _ in range(rows)]
+        for r, c in ((r, c) for r in range(rows) for c in range(cols)):
+            m.submodules[f"lane_r{r}_c{c}"] = lanes[r][c]
+        # a lane's carry stalls the grid for one clock: every lane takes nothing then, and
+        # the registered inputs hold (the source holds the next ones: ``ready`` is low)
+        stall = Signal()
+        m.d.sync += stall.eq(Cat(lane.stall_next for row in lanes for lane in row).any())
+        m.d.comb += self.ready.eq(~stall)
+
         term, drain, drain_bin = Signal(), Signal(), Signal(6)
-        m.d.sync += [term.eq(self.term), drain.eq(self.drain), drain_bin.eq(self.drain_bin)]
         w_r = [Signal(sb + 1, name=f"w{c}") for c in range(cols)]
-        m.d.sync += [a.eq(b) for a, b in zip(w_r, self.w, strict=True)]
         # each row's activation registered decoded, as the array's row decoders do: the bin
         # exponent (1 for subnormals), the signed significand and its negation (the lanes
         # only choose between them by the weight's sign), the sign and inf/NaN
@@ -159,34 +213,34 @@ class BinLaneGrid(wiring.Component):
         minus = [Signal(signed(12), name=f"x{r}_minus") for r in range(rows)]
         sign, inf, nan = ([Signal(name=f"x{r}_{n}") for r in range(rows)]
                           for n in ("sign", "inf", "nan"))
-        for r, x in enumerate(self.x):
-            field, frac = x[10:15], x[:10]
-            mag = Cat(frac, field != 0).as_unsigned()
-            m.d.sync += [exp[r].eq(Mux(field == 0, 1, field)),
-                         plus[r].eq(Mux(x[15], -mag, mag)), minus[r].eq(Mux(x[15], mag, -mag)),
-                         sign[r].eq(x[15]), inf[r].eq((field == 31) & (frac == 0)),
-                         nan[r].eq((field == 31) & (frac != 0))]
-        carries = []
+        with m.If(~stall):
+            m.d.sync += [term.eq(self.term), drain.eq(self.drain), drain_bin.eq(self.drain_bin)]
+            m.d.sync += [a.eq(b) for a, b in zip(w_r, self.w, strict=True)]
+            for r, x in enumerate(self.x):
+                field, frac = x[10:15], x[:10]
+                mag = Cat(frac, field != 0).as_unsigned()
+                m.d.sync += [exp[r].eq(Mux(field == 0, 1, field)),
+                             plus[r].eq(Mux(x[15], -mag, mag)),
+                             minus[r].eq(Mux(x[15], mag, -mag)),
+                             sign[r].eq(x[15]), inf[r].eq((field == 31) & (frac == 0)),
+                             nan[r].eq((field == 31) & (frac != 0))]
         for c in range(cols):
-            data, carry, flags = [], [], []
+            data, valid, flags = [], [], []
             for r in range(rows):
-                lane = BinLane(shift_bits=sb)
-                m.submodules[f"lane_r{r}_c{c}"] = lane
-                w = w_r[c]
+                lane, w = lanes[r][c], w_r[c]
                 neg = sign[r] ^ w[sb]
                 m.d.comb += [lane.term.eq(term & ~inf[r] & ~nan[r]), lane.exp.eq(exp[r]),
                              lane.addend.eq(Mux(w[sb], minus[r], plus[r])),
-                             lane.shift.eq(w[:sb]),
+                             lane.shift.eq(w[:sb]), lane.stall.eq(stall),
                              lane.drain.eq(drain), lane.drain_bin.eq(drain_bin)]
                 seen = Signal(3, name=f"flags_r{r}_c{c}")
                 hit = Cat(inf[r] & ~neg, inf[r] & neg, nan[r])
-                m.d.sync += seen.eq(Mux(drain, 0, seen) | Mux(term, hit, 0))
+                with m.If(~stall):
+                    m.d.sync += seen.eq(Mux(drain, 0, seen) | Mux(term, hit, 0))
                 data.append(lane.drain_data)
-                carry.append(Cat(lane.carry_valid, lane.carry_neg, lane.carry_bin))
+                valid.append(lane.drain_valid)
                 flags.append(seen)
-                carries.append(lane.carry_valid)
-            m.d.sync += [self.col_data[c].eq(Array(data)[self.row_sel]),
-                         self.col_carry[c].eq(Array(carry)[self.row_sel]),
+            m.d.sync += [self.col_valid[c].eq(Array(valid)[self.row_sel]),
+                         self.col_data[c].eq(Array(data)[self.row_sel]),
                          self.col_flags[c].eq(Array(flags)[self.row_sel])]
-        m.d.comb += self.carry_valid.eq(Cat(*carries))
         return m

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""hw.binlane.BinLane (the block-RAM accumulator study): exact sums, carries, bypass, drain."""
+"""hw.binlane (the block-RAM accumulator study): exact sums, carries, stalls, bypass, drain."""
 
 from __future__ import annotations
 
@@ -13,24 +13,31 @@ from hw.binlane import BinLane
 WIDTH = 16
 
 
-def _wrap(value):
-    """(value kept in a signed WIDTH-bit bin, carry in units of 2^(WIDTH - 1)): a sum out of
-    range gives up one carry and keeps the rest (within one term of 0)."""
-    unit = 1 << (WIDTH - 1)
+def _wrap(value, width=WIDTH):
+    """(value kept in a signed ``width``-bit bin, carry in units of 2^(width - 1)): a sum out
+    of range gives up one carry and keeps the rest (within one term of 0)."""
+    unit = 1 << (width - 1)
     if -unit <= value < unit:
         return value, 0
     carry = 1 if value > 0 else -1
     return value - carry * unit, carry
 
 
-def _run(ops):
-    """Drive ``ops`` (("term", exp, shift, neg, mag) / ("drain", bin) / ("idle",)), one per
-    clock; return the drains' (bin, value) and the carries (bin, +1/-1) in order."""
-    dut = BinLane()
-    drains, carries = [], []
+def _run(ops, lane=None):
+    """Drive ``ops`` (("term", exp, shift, neg, mag) / ("drain", bin) / ("idle",)) into a lane
+    alone (its ``stall`` is its ``stall_next`` registered: an operation waits while it is
+    high); return the drains' (bin, value) in order and the number of clocks it stalled."""
+    dut = lane or BinLane()
+    drains, taken = [], []
+    stalls = 0
 
     async def bench(ctx):
-        for op in [*ops, ("idle",), ("idle",)]:
+        nonlocal stalls
+        pending = [*ops, *[("idle",)] * 8]
+        stall = 0
+        while pending:
+            op = pending[0]
+            ctx.set(dut.stall, stall)
             ctx.set(dut.term, op[0] == "term")
             ctx.set(dut.drain, op[0] == "drain")
             if op[0] == "term":
@@ -40,28 +47,42 @@ def _run(ops):
                 ctx.set(dut.addend, -mag if neg else mag)
             elif op[0] == "drain":
                 ctx.set(dut.drain_bin, op[1])
+            stall_next = ctx.get(dut.stall_next)
             await ctx.tick()
+            if stall:
+                stalls += 1
+            else:
+                pending.pop(0)
+                if op[0] == "drain":
+                    taken.append(op[1])
             if ctx.get(dut.drain_valid):
-                drains.append((op[1], ctx.get(dut.drain_data)))
-            if ctx.get(dut.carry_valid):
-                carries.append((ctx.get(dut.carry_bin), -1 if ctx.get(dut.carry_neg) else 1))
+                drains.append((taken.pop(0), ctx.get(dut.drain_data)))
+            stall = stall_next
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return drains, carries
+    assert not taken, f"{len(taken)} drains never came out"
+    return drains, stalls
 
 
-def _model(ops):
-    bins, drains, carries = [0] * 64, [], []
+def _add(bins, b, value, carries, width):
+    """Add ``value`` to bin ``b`` as the lane does: a sum out of range keeps the rest and adds
+    its carry as ±1 to the bin ``width - 1`` places up."""
+    bins[b], carry = _wrap(bins[b] + value, width)
+    if carry:
+        carries.append((b, carry))
+        _add(bins, b + width - 1, carry, carries, width)
+
+
+def _model(ops, width=WIDTH, nbins=64):
+    """The drains' (bin, value) and the carries (bin, ±1) of ``ops``."""
+    bins, drains, carries = [0] * nbins, [], []
     for op in ops:
         if op[0] == "term":
             _, exp, shift, neg, mag = op
-            b = exp + shift
-            bins[b], carry = _wrap(bins[b] + (-mag if neg else mag))
-            if carry:
-                carries.append((b, carry))
+            _add(bins, exp + shift, -mag if neg else mag, carries, width)
         elif op[0] == "drain":
             drains.append((op[1], bins[op[1]]))
             bins[op[1]] = 0
@@ -82,31 +103,34 @@ def _random_ops(rng, n, exps, drain_every=None, p_neg=0.5):
     return ops
 
 
-def _check(ops, seed):
-    got, want = _run(ops), _model(ops)
-    for what, g, w in (("drain", got[0], want[0]), ("carry", got[1], want[1])):
-        for i, (a, b) in enumerate(zip(g, w, strict=False)):
-            assert a == b, (f"seed {seed}: {what} {i}: lane gave {a}, model {b} "
-                            f"(ops {ops[max(0, i - 3):i + 3]} near there)")
-        assert len(g) == len(w), f"seed {seed}: {len(g)} {what}s, expected {len(w)}"
+def _check(ops, seed, lane=None, width=WIDTH, nbins=64):
+    """The lane's drains equal the model's; returns the model's carries."""
+    (got, stalls), (want, carries) = _run(ops, lane), _model(ops, width, nbins)
+    for i, (a, b) in enumerate(zip(got, want, strict=False)):
+        assert a == b, (f"seed {seed}: drain {i}: lane gave {a}, model {b} "
+                        f"(ops {ops[max(0, i - 3):i + 3]} near there)")
+    assert len(got) == len(want), f"seed {seed}: {len(got)} drains, expected {len(want)}"
+    assert stalls == len(carries), f"seed {seed}: {stalls} stalls for {len(carries)} carries"
+    return carries
+
+
+def _exact(ops):
+    return sum((-1 if op[3] else 1) * op[4] << (op[1] + op[2]) for op in ops if op[0] == "term")
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_lane_sums_exactly_with_carries(seed):
     """Few exponents, so that consecutive terms share a bin (the bypass) and bins carry;
-    every bin drained at the end, then the lane's value equals the exact sum."""
+    every bin drained at the end, then the drained bins sum to the exact total."""
     rng = random.Random(seed)
     print(f"seed {seed}")
     exps = [rng.randrange(1, 31) for _ in range(2)]
     ops = _random_ops(rng, 600, exps, p_neg=0.2 if seed % 2 else 0.8)   # bins drift and carry
     ops += [("drain", b) for b in range(64)]
-    _check(ops, seed)
-    drains, carries = _model(ops)
+    carries = _check(ops, seed)
     assert carries, "the test must make bins carry"
-    exact = sum((-1 if op[3] else 1) * op[4] << (op[1] + op[2]) for op in ops if op[0] == "term")
-    lane = (sum(v << b for b, v in drains[-64:])
-            + sum(c << (WIDTH - 1 + b) for b, c in carries))
-    assert lane == exact
+    drains, _ = _model(ops)
+    assert sum(v << b for b, v in drains[-64:]) == _exact(ops)
 
 
 @pytest.mark.parametrize("seed", [4, 5])
@@ -122,10 +146,38 @@ def test_lane_drains_between_terms(seed):
 def test_lane_carries_both_ways():
     up = [("term", 3, 0, 0, 2047)] * 17
     down = [("term", 3, 0, 1, 2047)] * 34
-    ops = [*up, *down, ("drain", 3)]
-    _check(ops, "fixed")
-    drains, carries = _model(ops)
+    # the lane's contract: no drain of bin b + 15 within three operations of a term on b
+    ops = [*up, *down, *[("idle",)] * 3, ("drain", 3), ("drain", 18)]
+    carries = _check(ops, "fixed")
     assert (3, 1) in carries and (3, -1) in carries
+
+
+def test_lane_carry_right_after_carry():
+    """Two bins carry on consecutive terms: both carries land, each costing one stalled
+    clock, and the terms taken meanwhile are not lost."""
+    pre = [("term", 18, 0, 0, 2047)] * 16 + [("term", 18, 1, 0, 2047)] * 16
+    ops = [*pre, ("term", 18, 0, 0, 2047), ("term", 18, 1, 0, 2047), ("term", 18, 0, 0, 5),
+           *[("drain", b) for b in range(64)]]
+    carries = _check(ops, "fixed")
+    assert carries == [(18, 1), (19, 1)]
+    drains, _ = _model(ops)
+    assert sum(v << b for b, v in drains) == _exact(ops)
+
+
+def test_lane_carry_of_a_carry():
+    """A small lane (5-bit bins, 3-bit significands, 16 bins): a carry's own add carries, and
+    carries go both ways; every drained bin matches and the bins sum to the exact total."""
+    lane = BinLane(exp_bits=3, shift_bits=1, mag_bits=3, bin_bits=5)
+    rng = random.Random(7)
+    print("seed 7")
+    ops = [("term", 2, rng.randrange(2), int(rng.random() < p), rng.randrange(8))
+           for p in (0.05, 0.95) for _ in range(300)]
+    ops += [("drain", b) for b in range(16)]
+    carries = _check(ops, 7, lane=lane, width=5, nbins=16)
+    assert {b for b, _ in carries} & {6, 7}, "a carry's add must itself carry"
+    assert {c for _, c in carries} == {1, -1}
+    drains, _ = _model(ops, 5, 16)
+    assert sum(v << b for b, v in drains) == _exact(ops)
 
 
 def test_lane_does_not_carry_at_every_term_near_the_limit():
@@ -133,10 +185,10 @@ def test_lane_does_not_carry_at_every_term_near_the_limit():
     bin that wrapped to its other end would carry back at the next term)."""
     fill = [("term", 9, 0, 0, 2047)] * 15 + [("term", 9, 0, 0, 1062)]     # 31767
     swing = [("term", 9, 0, 0, 2047), ("term", 9, 0, 1, 2047)] * 10
-    ops = [*fill, *swing, ("drain", 9)]
-    _check(ops, "fixed")
-    drains, carries = _model(ops)
-    assert carries == [(9, 1)] and drains == [(9, 31767 - (1 << 15))]
+    ops = [*fill, *swing, *[("idle",)] * 3, ("drain", 9), ("drain", 24)]
+    carries = _check(ops, "fixed")
+    drains, _ = _model(ops)
+    assert carries == [(9, 1)] and drains == [(9, 31767 - (1 << 15)), (24, 1)]
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -163,8 +215,8 @@ def _fp16_scaled(bits):
 @pytest.mark.parametrize("row_sel", [0, 1])
 def test_grid_lanes_sum_their_row_times_their_column(row_sel):
     """A 2x3 grid on random fp16 activations (subnormals, zeros, inf, NaN among them) and
-    weight codes: after draining every bin, each shown lane's bins and carries give its exact
-    sum, and its flags its specials."""
+    weight codes: after draining every bin, each shown lane's bins give its exact sum (the
+    grid stalled for the carries), and its flags its specials."""
     from hw.binlane import BinLaneGrid
 
     seed = 10 + row_sel
@@ -181,13 +233,18 @@ def test_grid_lanes_sum_their_row_times_their_column(row_sel):
         # mostly positive products, so that bins drift and carry
         terms.append((xs, [(int(rng.random() < 0.15) << 2) | rng.randrange(4)
                            for _ in range(cols)]))
-    got = {"data": [], "carry": []}
+    got = {"data": [[] for _ in range(cols)], "stalls": 0}
 
     async def bench(ctx):
         ctx.set(dut.row_sel, row_sel)
-        schedule = [("term", t) for t in terms] + [("drain", b) for b in range(64)]
-        schedule += [("idle", None)] * 4
-        for t, (kind, arg) in enumerate(schedule):
+        schedule = [("term", t) for t in terms] + [("idle", None)] * 4 + [("flags", None)]
+        schedule += [("drain", b) for b in range(64)] + [("idle", None)] * 8
+        while schedule:
+            kind, arg = schedule[0]
+            if kind == "flags":         # every term in, no drain yet: the flags are final
+                got["flags"] = [ctx.get(dut.col_flags[c]) for c in range(cols)]
+                schedule.pop(0)
+                continue
             ctx.set(dut.term, kind == "term")
             ctx.set(dut.drain, kind == "drain")
             if kind == "term":
@@ -197,19 +254,22 @@ def test_grid_lanes_sum_their_row_times_their_column(row_sel):
                     ctx.set(dut.w[c], w)
             elif kind == "drain":
                 ctx.set(dut.drain_bin, arg)
+            ready = ctx.get(dut.ready)
             await ctx.tick()
-            if t >= 3 and schedule[t - 2][0] == "drain":
-                got["data"].append([ctx.get(dut.col_data[c]) for c in range(cols)])
-            got["carry"].append([ctx.get(dut.col_carry[c]) for c in range(cols)])
-            if t == len(terms) + 1:         # the last term's flags shown, the drain's clear not
-                got["flags"] = [ctx.get(dut.col_flags[c]) for c in range(cols)]
+            if ready:
+                schedule.pop(0)
+            else:
+                got["stalls"] += 1
+            for c in range(cols):
+                if ctx.get(dut.col_valid[c]):
+                    got["data"][c].append(ctx.get(dut.col_data[c]))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    assert len(got["data"]) == 64
     for c in range(cols):
+        assert len(got["data"][c]) == 64, f"seed {seed}: column {c}: {len(got['data'][c])} bins"
         exact, flags = 0, 0
         for xs, ws in terms:
             v = _fp16_scaled(xs[row_sel])
@@ -219,11 +279,7 @@ def test_grid_lanes_sum_their_row_times_their_column(row_sel):
                 flags |= 4 if frac else (2 if neg else 1)
             else:
                 exact += (-v if neg_w else v) << shift
-        # every carry, once: a lane's carry_valid is high for one clock per carry
-        carries = [(cc >> 2, -1 if cc >> 1 & 1 else 1) for step in got["carry"]
-                   for cc in [step[c]] if cc & 1]
-        lane = (sum(d[c] << b for b, d in enumerate(got["data"]))
-                + sum(k << (WIDTH - 1 + b) for b, k in carries))
+        lane = sum(d << b for b, d in enumerate(got["data"][c]))
         assert lane == exact, f"seed {seed}: lane ({row_sel}, {c}): {lane} != {exact}"
         assert got["flags"][c] == flags, f"seed {seed}: lane ({row_sel}, {c}) flags"
-    assert any(cc & 1 for step in got["carry"] for cc in step), "no carry was exercised"
+    assert got["stalls"], "no carry was exercised"
