@@ -42,10 +42,12 @@ def _size(text):
     return rows, cols
 
 
-def measure(rows, cols, *, seeds, jobs, build):
-    design = flow.Design(name=f"bin_lanes_{rows}x{cols}", top=TOP,
-                         verilog=to_verilog(BinLaneGrid(rows=rows, cols=cols), name=TOP),
+def measure(rows, cols, *, combine, seeds, jobs, build):
+    grid = BinLaneGrid(rows=rows, cols=cols, combine=combine)
+    design = flow.Design(name=f"bin_lanes_{rows}x{cols}{'_combine' if combine else ''}",
+                         top=TOP, verilog=to_verilog(grid, name=TOP),
                          config={"study": "hw.binlane.BinLaneGrid", "rows": rows, "cols": cols,
+                                 "combine": combine,
                                  "format": "fp16", "weight_bits": 3, "bin_bits": 16},
                          macs_per_cycle=rows * cols)
     res = flow.run_flow(design, board="ice40", device="up5k", workdir=build / design.name,
@@ -76,7 +78,8 @@ def table(results):
         cells = "-" if not r["logic_cells"] else f"{r['logic_cells'][0]} of {r['logic_cells'][1]}"
         fmax = f"{r['fmax_mhz']:.1f} ({seeds})" if r.get("fmax_mhz") else \
             f"does not place ({r['pnr_error'] or 'no timing'})"
-        lines.append(f"| {cfg['rows']}x{cfg['cols']} | {r['macs_per_cycle']} | {r['luts']} | "
+        name = f"{cfg['rows']}x{cfg['cols']}" + (" + combiners" if cfg.get("combine") else "")
+        lines.append(f"| {name} | {r['macs_per_cycle']} | {r['luts']} | "
                      f"{r['luts_per_mac']} | {r['carries']} | {r['ffs']} | {r['brams']} | "
                      f"{cells} | {fmax} | {r.get('gmacs', '-')} | "
                      f"{r.get('mmacs_per_klut', '-')} |")
@@ -87,15 +90,20 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="2x2,4x6",
                     type=lambda s: [_size(v) for v in s.split(",")])
+    ap.add_argument("--combine", default="no,yes",
+                    type=lambda s: [{"no": False, "yes": True}[v] for v in s.split(",")],
+                    help="grids without and/or with a BinCombiner per column (no,yes)")
     ap.add_argument("--seeds", default="1,2,3", type=lambda s: [int(v) for v in s.split(",")])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
     args = ap.parse_args(argv)
     build = ROOT / "build" / "study_bin_lanes"      # below the repository: YoWASP sees it
     results = []
-    for rows, cols in args.sizes:
-        print(f"bin lanes {rows}x{cols} on the UP5K ...", flush=True)
-        results.append(measure(rows, cols, seeds=args.seeds, jobs=args.jobs, build=build))
+    for (rows, cols), combine in ((s, c) for s in args.sizes for c in args.combine):
+        print(f"bin lanes {rows}x{cols}{' with combiners' if combine else ''} on the UP5K ...",
+              flush=True)
+        results.append(measure(rows, cols, combine=combine, seeds=args.seeds, jobs=args.jobs,
+                               build=build))
         print(table(results[-1:]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bin_lanes.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -29,6 +29,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.bincombine import BinCombiner
+
 __all__ = ["BinLane", "BinLaneGrid"]
 
 _KEEP = {"keep": 1}
@@ -176,20 +178,35 @@ class BinLaneGrid(wiring.Component):
     marks each of its drained bins (``col_data``, in the order drained); ``col_flags`` holds
     its flags.
 
-    This is the study's whole datapath, not an accelerator: there is no sequencing and no
-    combination or rounding of the bins."""
+    With ``combine=True`` each column also sums the bins it shows with a
+    :class:`hw.bincombine.BinCombiner`: a drain with ``drain_first`` starts a sequence of bins
+    (``drain_bin`` its lowest), one with ``drain_last`` ends it. ``out_valid``, ``out_total``
+    and ``out_lsb`` give column ``out_sel``'s exact sums, one clock after its combiner's (the
+    multiplexer in front of a rounder that the columns would share).
 
-    def __init__(self, *, rows, cols, shift_bits=2):
+    This is the study's datapath, not an accelerator: there is no sequencing and no rounding
+    of the sums."""
+
+    def __init__(self, *, rows, cols, shift_bits=2, combine=False):
         for name, value in (("rows", rows), ("cols", cols), ("shift_bits", shift_bits)):
             _positive(name, value)
+        if not isinstance(combine, bool):
+            raise TypeError(f"combine must be a bool, not {combine!r}")
         self._rows, self._cols, self._shift_bits = rows, cols, shift_bits
-        super().__init__({
+        self._combine = combine
+        ports = {
             "x": In(16).array(rows), "w": In(shift_bits + 1).array(cols),
             "term": In(1), "drain": In(1), "drain_bin": In(6), "row_sel": In(range(rows)),
             "ready": Out(1),
             "col_valid": Out(1).array(cols), "col_data": Out(signed(16)).array(cols),
             "col_flags": Out(3).array(cols),            # +inf, -inf, NaN seen
-        })
+        }
+        if combine:
+            total = signed(64 + 16 + 1)             # BinCombiner's, for 64 bins of 16 bits
+            ports.update({"drain_first": In(1), "drain_last": In(1), "out_sel": In(range(cols)),
+                          "out_valid": Out(1), "out_total": Out(total),
+                          "out_lsb": Out(range(-63, 64))})
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -243,4 +260,29 @@ class BinLaneGrid(wiring.Component):
             m.d.sync += [self.col_valid[c].eq(Array(valid)[self.row_sel]),
                          self.col_data[c].eq(Array(data)[self.row_sel]),
                          self.col_flags[c].eq(Array(flags)[self.row_sel])]
+        if self._combine:
+            self._combiners(m, stall, term, drain, drain_bin)
         return m
+
+    def _combiners(self, m, stall, term, drain, drain_bin):
+        """A combiner per column, fed the column's drained bins; a drain's ``first``, ``last``
+        and bin travel beside it through the lanes' two stages and the column register."""
+        first, last = Signal(), Signal()
+        with m.If(~stall):
+            m.d.sync += [first.eq(self.drain_first), last.eq(self.drain_last)]
+        a_first, a_last, s1_first, s1_last, c_first, c_last = (Signal() for _ in range(6))
+        a_bin, s1_bin, c_bin = (Signal(6) for _ in range(3))
+        taken = drain & ~term & ~stall
+        m.d.sync += [a_first.eq(taken & first), a_last.eq(taken & last), a_bin.eq(drain_bin),
+                     s1_first.eq(a_first), s1_last.eq(a_last), s1_bin.eq(a_bin),
+                     c_first.eq(s1_first), c_last.eq(s1_last), c_bin.eq(s1_bin)]
+        outs = []
+        for c in range(self._cols):
+            comb = BinCombiner(max_bins=64)
+            m.submodules[f"combiner_c{c}"] = comb
+            m.d.comb += [comb.valid.eq(self.col_valid[c]), comb.value.eq(self.col_data[c]),
+                         comb.first.eq(c_first), comb.last.eq(c_last), comb.start.eq(c_bin)]
+            outs.append(comb)
+        shown = Array(outs)[self.out_sel]
+        m.d.sync += [self.out_valid.eq(shown.out_valid), self.out_total.eq(shown.out_total),
+                     self.out_lsb.eq(shown.out_lsb)]

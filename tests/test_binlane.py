@@ -212,33 +212,47 @@ def _fp16_scaled(bits):
     return (-1 if bits >> 15 else 1) * (mag << exp)
 
 
-@pytest.mark.parametrize("row_sel", [0, 1])
-def test_grid_lanes_sum_their_row_times_their_column(row_sel):
-    """A 2x3 grid on random fp16 activations (subnormals, zeros, inf, NaN among them) and
-    weight codes: after draining every bin, each shown lane's bins give its exact sum (the
-    grid stalled for the carries), and its flags its specials."""
-    from hw.binlane import BinLaneGrid
-
-    seed = 10 + row_sel
-    rng = random.Random(seed)
-    print(f"seed {seed}")
-    rows, cols = 2, 3
-    dut = BinLaneGrid(rows=rows, cols=cols)
+def _grid_terms(rng, rows, cols, n=300):
+    """Random fp16 activations (subnormals, zeros, inf, NaN among them) and weight codes;
+    mostly positive products, so that bins drift and carry."""
     pool = [0x0000, 0x8000, 0x0001, 0x83FF, 0x7C00, 0xFC00, 0x7E01, 0x7BFF, 0xFBFF]
     terms = []
-    for _ in range(300):
+    for _ in range(n):
         xs = [rng.choice(pool) if rng.random() < 0.1
               else (int(rng.random() < 0.15) << 15) | (rng.choice([14, 15]) << 10)
               | rng.randrange(1024) for _ in range(rows)]
-        # mostly positive products, so that bins drift and carry
         terms.append((xs, [(int(rng.random() < 0.15) << 2) | rng.randrange(4)
                            for _ in range(cols)]))
-    got = {"data": [[] for _ in range(cols)], "stalls": 0}
+    return terms
+
+
+def _grid_expected(terms, row_sel, c):
+    """Lane (row_sel, c)'s exact sum (times 2^25) and flags."""
+    exact, flags = 0, 0
+    for xs, ws in terms:
+        v = _fp16_scaled(xs[row_sel])
+        neg_w, shift = ws[c] >> 2, ws[c] & 3
+        if v is None:
+            frac, neg = xs[row_sel] & 1023, (xs[row_sel] >> 15) ^ neg_w
+            flags |= 4 if frac else (2 if neg else 1)
+        else:
+            exact += (-v if neg_w else v) << shift
+    return exact, flags
+
+
+def _drive_grid(dut, terms, drains, row_sel, cols, out_sel=0):
+    """Terms, four idle clocks, then ``drains`` ((bin, first, last)); an input waits while
+    ``ready`` is low. Returns the shown lanes' drained bins, flags, stalls and, for a
+    combining grid, column ``out_sel``'s (out_total, out_lsb) results."""
+    got = {"data": [[] for _ in range(cols)], "out": [], "stalls": 0}
+    combine = hasattr(dut, "out_valid")
 
     async def bench(ctx):
         ctx.set(dut.row_sel, row_sel)
+        if combine:
+            ctx.set(dut.out_sel, out_sel)
         schedule = [("term", t) for t in terms] + [("idle", None)] * 4 + [("flags", None)]
-        schedule += [("drain", b) for b in range(64)] + [("idle", None)] * 8
+        schedule += [("drain", d) for d in drains] + [("idle", None)] * 8
         while schedule:
             kind, arg = schedule[0]
             if kind == "flags":         # every term in, no drain yet: the flags are final
@@ -253,7 +267,10 @@ def test_grid_lanes_sum_their_row_times_their_column(row_sel):
                 for c, w in enumerate(arg[1]):
                     ctx.set(dut.w[c], w)
             elif kind == "drain":
-                ctx.set(dut.drain_bin, arg)
+                ctx.set(dut.drain_bin, arg[0])
+                if combine:
+                    ctx.set(dut.drain_first, arg[1])
+                    ctx.set(dut.drain_last, arg[2])
             ready = ctx.get(dut.ready)
             await ctx.tick()
             if ready:
@@ -263,23 +280,72 @@ def test_grid_lanes_sum_their_row_times_their_column(row_sel):
             for c in range(cols):
                 if ctx.get(dut.col_valid[c]):
                     got["data"][c].append(ctx.get(dut.col_data[c]))
+            if combine and ctx.get(dut.out_valid):
+                got["out"].append((ctx.get(dut.out_total), ctx.get(dut.out_lsb)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
+    return got
+
+
+@pytest.mark.parametrize("row_sel", [0, 1])
+def test_grid_lanes_sum_their_row_times_their_column(row_sel):
+    """A 2x3 grid on random fp16 activations and weight codes: after draining every bin, each
+    shown lane's bins give its exact sum (the grid stalled for the carries), and its flags
+    its specials."""
+    from hw.binlane import BinLaneGrid
+
+    seed = 10 + row_sel
+    rng = random.Random(seed)
+    print(f"seed {seed}")
+    rows, cols = 2, 3
+    terms = _grid_terms(rng, rows, cols)
+    got = _drive_grid(BinLaneGrid(rows=rows, cols=cols), terms,
+                      [(b, 0, 0) for b in range(64)], row_sel, cols)
     for c in range(cols):
         assert len(got["data"][c]) == 64, f"seed {seed}: column {c}: {len(got['data'][c])} bins"
-        exact, flags = 0, 0
-        for xs, ws in terms:
-            v = _fp16_scaled(xs[row_sel])
-            neg_w, shift = ws[c] >> 2, ws[c] & 3
-            if v is None:
-                frac, neg = xs[row_sel] & 1023, (xs[row_sel] >> 15) ^ neg_w
-                flags |= 4 if frac else (2 if neg else 1)
-            else:
-                exact += (-v if neg_w else v) << shift
+        exact, flags = _grid_expected(terms, row_sel, c)
         lane = sum(d << b for b, d in enumerate(got["data"][c]))
         assert lane == exact, f"seed {seed}: lane ({row_sel}, {c}): {lane} != {exact}"
         assert got["flags"][c] == flags, f"seed {seed}: lane ({row_sel}, {c}) flags"
     assert got["stalls"], "no carry was exercised"
+
+
+@pytest.mark.parametrize("seed", [20, 23])
+def test_grid_combines_a_column_exactly(seed):
+    """A combining 2x2 grid: the bins drained as two sequences (a random split, the second
+    starting right after the first's last bin) come out of the shown column's combiner as two
+    exact sums that add up to the lane's exact total."""
+    from hw.binlane import BinLaneGrid
+
+    rng = random.Random(seed)
+    print(f"seed {seed}")
+    rows, cols, row_sel, out_sel = 2, 2, seed % 2, (seed // 2) % 2
+    terms = _grid_terms(rng, rows, cols, n=200)
+    split = rng.randrange(20, 45)
+    drains = [(b, b in (0, split), b in (split - 1, 63)) for b in range(64)]
+    got = _drive_grid(BinLaneGrid(rows=rows, cols=cols, combine=True), terms, drains,
+                      row_sel, cols, out_sel)
+    assert got["stalls"], "no carry was exercised"
+    exact, _ = _grid_expected(terms, row_sel, out_sel)
+    outs = got["out"]
+    assert len(outs) == 2, f"seed {seed}: {len(outs)} results, expected 2"
+    bins = got["data"][out_sel]
+    parts = [sum(d << b for b, d in enumerate(bins) if lo <= b < hi)
+             for lo, hi in ((0, split), (split, 64))]
+    for (total, lsb), part in zip(outs, parts, strict=True):
+        # total * 2^lsb == part, in integers
+        lhs, rhs = (total << lsb, part) if lsb >= 0 else (total, part << -lsb)
+        assert lhs == rhs, f"seed {seed}: ({total}, lsb {lsb}) != {part} (split {split})"
+    assert sum(parts) == exact, f"seed {seed}: {sum(parts)} != {exact}"
+
+
+def test_grid_rejects_bad_parameters():
+    from hw.binlane import BinLaneGrid
+
+    with pytest.raises(ValueError, match="rows must be a positive integer, not 0"):
+        BinLaneGrid(rows=0, cols=2)
+    with pytest.raises(TypeError, match="combine must be a bool, not 1"):
+        BinLaneGrid(rows=1, cols=2, combine=1)
