@@ -1,15 +1,18 @@
 """Study: exact accumulation in the iCE40 UP5K's block RAMs (``hw.binlane``), measured.
 
-Usage: ``python benchmarks/study_bin_lanes.py [--sizes 2x2,4x6] [--seeds 1,2,3] [--jobs N]``.
+Usage: ``python benchmarks/study_bin_lanes.py [--sizes 2x2,4x6] [--combine no,yes]
+[--seeds 1,2,3] [--jobs N]``.
 
 The array's PEs keep their exact accumulators in flip-flops and carry chains: 190.5 LUT4 per
 MAC on the UP5K with the drain entry (``docs/array.md``). That is too many for the issue's
 UP5K targets (>= 300 MMAC/s per kLUT, >= 1 GMAC/s). This study synthesises, places and routes
 a grid of :class:`hw.binlane.BinLaneGrid` lanes for the UP5K with the flow of ``make synth``
 (``boards.flow``, the serial I/O harness, nextpnr in exploration mode). Each lane keeps one
-16-bit bin per exponent in its own EBR. The grid is only the datapath: no sequencing, no sink
-for the carries, no combination or rounding of the bins. So its figures are a **lower bound**
-on the LUT4s such an array would need, and show whether the lanes alone fit the targets.
+16-bit bin per exponent in its own EBR and sinks its own carries (the grid stalls a clock per
+carry); with ``--combine yes`` each column also sums its lanes' bins into one exact number
+(:class:`hw.bincombine.BinCombiner`). The grid is a datapath: no sequencing, no rounding. So
+its figures are a **lower bound** on the LUT4s such an array would need, and show whether the
+lanes alone fit the targets.
 
 Writes ``build/bench/bin_lanes.{json,md}``.
 """

@@ -54,8 +54,11 @@ class BinLane(wiring.Component):
     * ``term``, ``exp``, ``shift``, ``addend``: add ``addend · 2^(exp + shift)`` (``addend`` is
       the signed significand, ``|addend| < 2^mag_bits``).
     * ``drain``, ``drain_bin`` (only while ``term`` is low): read bin ``drain_bin`` and clear
-      it. Two clocks later ``drain_valid`` is high and ``drain_data`` holds the bin's value,
-      including every term taken before the drain and every carry those terms caused.
+      it. Two clocks later ``drain_valid`` is high and ``drain_data`` holds the bin's value.
+      Drains come in phases of their own, of distinct bins, the first taken at least
+      ``4 * h`` operations after the last term (eight for fp16; ``h``, below, is 2): by then
+      every term and carry has been added, and a drain reads its bin from the memory, with
+      no bypass. A term may follow a drain at once.
     * ``stall_next``: the lane holds a **carry** (below) and needs ``stall`` high in the next
       clock, when it adds the carry.
     * ``stall``: the lane takes neither a term nor a drain in this clock; it adds its carry, if
@@ -66,17 +69,16 @@ class BinLane(wiring.Component):
     **Carries.** A sum that leaves the bin's range keeps the rest and gives up a carry of
     ``±2^(bin_bits - 1)`` in its bin ``b``. The lane adds it as ``±1`` to bin
     ``b + bin_bits - 1``, an operation of its own that enters the pipeline in the stalled
-    clock, ahead of every operation not yet taken. So the drained bins alone sum to the exact
-    total, provided that the bins above the terms' are drained too when a carry happened, and
-    that a drain of bin ``b + bin_bits - 1`` is not one of the three operations taken right
-    after a term on bin ``b``. A bin above the terms' carries only after
-    ``2^(bin_bits - 1)`` carries into it: with fp16's 64 bins, a carry can leave the index only
-    after more than ``2^33`` terms between drains.
+    clock, behind the three operations taken after the one that carried. So the drained bins
+    alone sum to the exact total, provided that the bins above the terms' are drained too
+    when a carry happened. A bin above the terms' carries only after ``2^(bin_bits - 1)``
+    carries into it, so with fp16's 64 bins at most ``h = 2`` carries follow one another, and
+    a carry can leave the index only after more than ``2^33`` terms between drains.
 
-    A term or drain that follows another on the same bin takes the bin's value from the lane's
-    own register of the last write, never from the memory: the memory's result when a read
-    meets a write to the same address does not matter, so it is marked ``no_rw_check`` (Yosys
-    then adds no collision logic of its own).
+    A term that follows another operation on its bin takes the bin's value from the lane's own
+    register of the last write, never from the memory: the memory's result when a read meets
+    a write to the same address does not matter, so it is marked ``no_rw_check`` (Yosys then
+    adds no collision logic of its own).
     """
 
     def __init__(self, *, exp_bits=5, shift_bits=2, mag_bits=11, bin_bits=16):
@@ -121,17 +123,19 @@ class BinLane(wiring.Component):
         # flip-flop. In a stalled clock the operation is the lane's carry (an add of ±1) or
         # nothing. Each lane keeps its own copies of the control registers (``keep``): merged,
         # one register would reach every lane of a grid.
-        a_term, a_drain, a_carry = Signal(attrs=_KEEP), Signal(attrs=_KEEP), Signal()
-        a_neg = Signal()
+        a_term, a_drain = Signal(attrs=_KEEP), Signal(attrs=_KEEP)
         a_bin = Signal(index)
-        a_addend = Signal.like(self.addend)
+        # the addend: a term's, else 0; a carry's ±1 is set into stage 1's register by the
+        # flip-flops' own set inputs (``a_set_lo`` sets bit 0, ``a_set_hi`` the bits above)
+        a_addend = Signal.like(self.addend, reset_less=True)
+        a_set_lo, a_set_hi = Signal(), Signal()
         take_term = self.term & ~self.stall
-        m.d.sync += [a_term.eq(take_term | c_valid), a_carry.eq(c_valid), a_neg.eq(c_neg),
+        m.d.sync += [a_term.eq(take_term | c_valid),
                      a_drain.eq(self.drain & ~self.term & ~self.stall),
                      a_bin.eq(Mux(take_term, self.exp + self.shift,
-                                  Mux(c_valid, c_bin, self.drain_bin)))]
-        with m.If(take_term):
-            m.d.sync += a_addend.eq(self.addend)
+                                  Mux(c_valid, c_bin, self.drain_bin))),
+                     a_addend.eq(Mux(take_term, self.addend, 0)),
+                     a_set_lo.eq(c_valid), a_set_hi.eq(c_valid & c_neg)]
 
         # stage a -> 1: the bin is read; whether the operation in stage 1 writes the same bin
         # (then this one must take that value, not the memory's) is decided here, a clock
@@ -139,27 +143,30 @@ class BinLane(wiring.Component):
         s1_term, s1_drain = Signal(attrs=_KEEP), Signal(attrs=_KEEP)
         s1_hit = Signal()
         s1_bin = Signal(index)
-        s1_addend = Signal.like(self.addend)
+        s1_addend = Signal.like(self.addend, reset_less=True)
         m.d.comb += rd.addr.eq(a_bin)
         m.d.sync += [s1_term.eq(a_term), s1_drain.eq(a_drain),
                      s1_hit.eq((a_term | a_drain) & (s1_term | s1_drain) & (a_bin == s1_bin)),
                      s1_bin.eq(a_bin),
-                     # a drain adds 0; a carry ±1; a term its addend
-                     s1_addend.eq(Mux(a_drain, 0, Mux(a_carry, Mux(a_neg, -1, 1), a_addend)))]
+                     # a drain adds 0, a carry ±1 (all ones for -1), a term its addend
+                     s1_addend.eq(Cat(Mux(a_set_lo, 1, a_addend[0]),
+                                      *(Mux(a_set_hi, 1, bit) for bit in a_addend[1:])))]
 
         # stage 1: the bin's value, the sum written back. A drain writes 0: it adds its
         # addend 0 to 0 instead of the bin, so that no multiplexer follows the adder
-        last_written = Signal(signed(width))
-        base = Mux(s1_hit, last_written, rd.data)
+        last_written = Signal(signed(width), reset_less=True)
+        base = Mux(s1_drain, 0, Mux(s1_hit, last_written, rd.data))
         total = Signal(signed(width + 1))
-        m.d.comb += total.eq(Mux(s1_drain, 0, base) + s1_addend)
+        m.d.comb += total.eq(base + s1_addend)
         # the sum, or after an overflow the sum less the carry ±2^(width - 1): its low bits
         # under its true sign
         written = Cat(total[:width - 1], total[width]).as_signed()
         m.d.comb += [wr.en.eq(s1_term | s1_drain), wr.addr.eq(s1_bin), wr.data.eq(written)]
         m.d.sync += last_written.eq(written)
 
-        m.d.comb += [self.drain_valid.eq(s1_drain), self.drain_data.eq(base),
+        # a drain's bin as the memory holds it: no operation just ahead of a drain writes its
+        # bin (the contract), so the bypass is not needed
+        m.d.comb += [self.drain_valid.eq(s1_drain), self.drain_data.eq(rd.data),
                      self.stall_next.eq(n_valid)]
         m.d.sync += [n_valid.eq(s1_term & (total[width] != total[width - 1])),
                      n_bin.eq(s1_bin + (width - 1)), n_neg.eq(total[width])]
