@@ -15,11 +15,12 @@ is always ``sum(bin[b] * 2**b)``.
 
 After a carry a bin needs at least ``(2^15 - max(mag)) / max(mag)`` more terms (15 for
 11-bit significands) to carry again: no run of terms makes it carry at every term, so a lane
-stalls its grid at most once per 15 terms. (Giving up ``±2^16``, the wrap of two's
+stalls its grid for at most one clock per 15 of its terms. (Giving up ``±2^16``, the wrap of two's
 complement, would not do: a sum just over the top wraps to just over the bottom, and the next
 term carries back.) In the hardware the rest costs nothing: the written bin is the sum's low
-15 bits under its true sign. The combination of the bins into one number and the rounding are
-not built here.
+15 bits under its true sign. :class:`hw.bincombine.BinCombiner` sums a lane's drained bins into
+one exact number (a :class:`BinLaneGrid` with ``combine=True`` has one per column). There is
+no sequencing here: the grid is the datapath that such an array would have.
 """
 
 from __future__ import annotations
