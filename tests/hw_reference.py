@@ -41,14 +41,21 @@ def dot_reference(config: DotConfig, xs, codes, e0, *, bias=None, relu=False) ->
         if not (value == 0 and sign):
             all_neg0 = False
         total += value
+    return with_specials(fo, lambda: fo.from_fraction(total, negative_zero=all_neg0),
+                         nan=nan, pinf=pinf, ninf=ninf, relu=relu)
+
+
+def with_specials(fmt, number, *, nan, pinf, ninf, relu):
+    """The contract's last steps: a NaN (or both infinities) gives the canonical NaN, else an
+    infinity gives itself, else the rounded ``number()``; then ReLU clears a set sign bit."""
     if nan or (pinf and ninf):
-        out = fo.canonical_nan
+        out = fmt.canonical_nan
     elif pinf:
-        out = fo.pos_inf
+        out = fmt.pos_inf
     elif ninf:
-        out = fo.neg_inf
+        out = fmt.neg_inf
     else:
-        out = fo.from_fraction(total, negative_zero=all_neg0)
-    if relu and out >> (fo.width - 1):
+        out = number()
+    if relu and out >> (fmt.width - 1):
         out = 0
     return out

@@ -10,6 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from hw_reference import with_specials
 
 from contract import get_format, make_code
 from hw.binround import LATENCY, BinRounder
@@ -24,19 +25,13 @@ def reference(total, lsb, e0, *, offset=-25, fmt="fp16", nan=0, pinf=0, ninf=0, 
     """The contract in plain integers: ``total * 2**(lsb + e0 + offset)`` rounded to ``fmt``
     (nearest, ties to even), then the specials, the -0 rule and ReLU."""
     fmt = get_format(fmt)
-    if nan or (pinf and ninf):
-        bits = fmt.canonical_nan
-    elif pinf:
-        bits = fmt.pos_inf
-    elif ninf:
-        bits = fmt.neg_inf
-    elif total == 0:
-        bits = fmt.sign_mask if neg0 else 0
-    else:
-        bits = _round(total, lsb + e0 + offset, fmt)
-    if relu and bits & fmt.sign_mask:
-        bits = 0
-    return bits
+
+    def number():
+        if total == 0:
+            return fmt.sign_mask if neg0 else 0
+        return _round(total, lsb + e0 + offset, fmt)
+
+    return with_specials(fmt, number, nan=nan, pinf=pinf, ninf=ninf, relu=relu)
 
 
 def _round(total, k, fmt):
