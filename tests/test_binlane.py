@@ -353,6 +353,32 @@ def test_grid_combines_a_column_exactly(seed):
     assert sum(parts) == exact, f"seed {seed}: {sum(parts)} != {exact}"
 
 
+def test_carry_study_counts_the_grids_stalls():
+    """``benchmarks/study_bin_carries.py`` counts a grid's carry stalls with the lanes' rule
+    in NumPy: on finite data it gives the simulated grid's count of stalled clocks."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    from hw.binlane import BinLaneGrid
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "study_bin_carries.py"
+    spec = importlib.util.spec_from_file_location("study_bin_carries", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    rng = random.Random(30)
+    print("seed 30")
+    rows, cols = 2, 3
+    terms = [t for t in _grid_terms(rng, rows, cols, n=400)
+             if all(x & 0x7C00 != 0x7C00 for x in t[0])]          # no inf, no NaN
+    got = _drive_grid(BinLaneGrid(rows=rows, cols=cols), terms, [], 0, cols)
+    x16 = np.array([t[0] for t in terms], dtype=np.uint16).view(np.float16)
+    codes = np.array([t[1] for t in terms], dtype=np.int64)
+    assert got["stalls"] > 5
+    assert study.stalled_clocks(x16, codes) == got["stalls"]
+
+
 def test_grid_rejects_bad_parameters():
     from hw.binlane import BinLaneGrid
 
