@@ -1,6 +1,6 @@
 """Study: exact accumulation in the iCE40 UP5K's block RAMs (``hw.binlane``), measured.
 
-Usage: ``python benchmarks/study_bin_lanes.py [--sizes 2x2,4x6] [--combine no,yes]
+Usage: ``python benchmarks/study_bin_lanes.py [--sizes 2x2,4x6] [--combine no,yes,round]
 [--seeds 1,2,3] [--jobs N]``.
 
 The array's PEs keep their exact accumulators in flip-flops and carry chains: 190.5 LUT4 per
@@ -10,7 +10,8 @@ a grid of :class:`hw.binlane.BinLaneGrid` lanes for the UP5K with the flow of ``
 (``boards.flow``, the serial I/O harness, nextpnr in exploration mode). Each lane keeps one
 16-bit bin per exponent in its own EBR and sinks its own carries (the grid stalls a clock per
 carry); with ``--combine yes`` each column also sums its lanes' bins into one exact number
-(:class:`hw.bincombine.BinCombiner`). The grid is a datapath: no sequencing, no rounding. So
+(:class:`hw.bincombine.BinCombiner`), and with ``round`` a shared :class:`hw.binround.BinRounder`
+rounds the sums to fp16. The grid is a datapath: no sequencing, no control. So
 its figures are a **lower bound** on the LUT4s such an array would need, and show whether the
 lanes alone fit the targets.
 
@@ -45,12 +46,27 @@ def _size(text):
     return rows, cols
 
 
-def measure(rows, cols, *, combine, seeds, jobs, build):
-    grid = BinLaneGrid(rows=rows, cols=cols, combine=combine)
-    design = flow.Design(name=f"bin_lanes_{rows}x{cols}{'_combine' if combine else ''}",
+#: ``--combine`` values: (combine, rounding) and the design name's suffix
+PARTS = {"no": (False, False, ""), "yes": (True, False, "_combine"),
+         "round": (True, True, "_round")}
+
+
+def _parts(text):
+    values = text.split(",")
+    for v in values:
+        if v not in PARTS:
+            raise argparse.ArgumentTypeError(f"--combine {v!r}: expected one of "
+                                             f"{', '.join(PARTS)}")
+    return values
+
+
+def measure(rows, cols, *, parts, seeds, jobs, build):
+    combine, rounding, suffix = PARTS[parts]
+    grid = BinLaneGrid(rows=rows, cols=cols, combine=combine, rounding=rounding)
+    design = flow.Design(name=f"bin_lanes_{rows}x{cols}{suffix}",
                          top=TOP, verilog=to_verilog(grid, name=TOP),
                          config={"study": "hw.binlane.BinLaneGrid", "rows": rows, "cols": cols,
-                                 "combine": combine,
+                                 "combine": combine, "rounding": rounding,
                                  "format": "fp16", "weight_bits": 3, "bin_bits": 16},
                          macs_per_cycle=rows * cols)
     res = flow.run_flow(design, board="ice40", device="up5k", workdir=build / design.name,
@@ -82,6 +98,7 @@ def table(results):
         fmax = f"{r['fmax_mhz']:.1f} ({seeds})" if r.get("fmax_mhz") else \
             f"does not place ({r['pnr_error'] or 'no timing'})"
         name = f"{cfg['rows']}x{cfg['cols']}" + (" + combiners" if cfg.get("combine") else "")
+        name += " + rounder" if cfg.get("rounding") else ""
         lines.append(f"| {name} | {r['macs_per_cycle']} | {r['luts']} | "
                      f"{r['luts_per_mac']} | {r['carries']} | {r['ffs']} | {r['brams']} | "
                      f"{cells} | {fmax} | {r.get('gmacs', '-')} | "
@@ -93,19 +110,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="2x2,4x6",
                     type=lambda s: [_size(v) for v in s.split(",")])
-    ap.add_argument("--combine", default="no,yes",
-                    type=lambda s: [{"no": False, "yes": True}[v] for v in s.split(",")],
-                    help="grids without and/or with a BinCombiner per column (no,yes)")
+    ap.add_argument("--combine", default="no,yes", type=_parts,
+                    help="grids without (no) and/or with a BinCombiner per column (yes), and "
+                         "with the shared BinRounder too (round)")
     ap.add_argument("--seeds", default="1,2,3", type=lambda s: [int(v) for v in s.split(",")])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
     args = ap.parse_args(argv)
     build = ROOT / "build" / "study_bin_lanes"      # below the repository: YoWASP sees it
     results = []
-    for (rows, cols), combine in ((s, c) for s in args.sizes for c in args.combine):
-        print(f"bin lanes {rows}x{cols}{' with combiners' if combine else ''} on the UP5K ...",
-              flush=True)
-        results.append(measure(rows, cols, combine=combine, seeds=args.seeds, jobs=args.jobs,
+    for (rows, cols), parts in ((s, c) for s in args.sizes for c in args.combine):
+        print(f"bin lanes {rows}x{cols}{PARTS[parts][2]} on the UP5K ...", flush=True)
+        results.append(measure(rows, cols, parts=parts, seeds=args.seeds, jobs=args.jobs,
                                build=build))
         print(table(results[-1:]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

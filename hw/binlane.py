@@ -31,6 +31,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.bincombine import BinCombiner
+from hw.binround import BinRounder
 
 __all__ = ["BinLane", "BinLaneGrid"]
 
@@ -192,16 +193,24 @@ class BinLaneGrid(wiring.Component):
     and ``out_lsb`` give column ``out_sel``'s exact sums, one clock after its combiner's (the
     multiplexer in front of a rounder that the columns would share).
 
-    This is the study's datapath, not an accelerator: there is no sequencing and no rounding
-    of the sums."""
+    With ``rounding=True`` as well, that rounder is there: a :class:`hw.binround.BinRounder`
+    turns the shown sums into fp16 bits (``out_valid``, ``out_bits``, instead of ``out_total``
+    and ``out_lsb``) with the offset ``e0`` and the flags ``round_flags`` (NaN, +inf, -inf,
+    -0 and ReLU, as the rounder takes them) given as inputs: the lanes' flags are not routed
+    to it.
 
-    def __init__(self, *, rows, cols, shift_bits=2, combine=False):
+    This is the study's datapath, not an accelerator: there is no sequencing."""
+
+    def __init__(self, *, rows, cols, shift_bits=2, combine=False, rounding=False):
         for name, value in (("rows", rows), ("cols", cols), ("shift_bits", shift_bits)):
             _positive(name, value)
-        if not isinstance(combine, bool):
-            raise TypeError(f"combine must be a bool, not {combine!r}")
+        for name, value in (("combine", combine), ("rounding", rounding)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, not {value!r}")
+        if rounding and not combine:
+            raise ValueError("rounding=True rounds the combiners' sums: it needs combine=True")
         self._rows, self._cols, self._shift_bits = rows, cols, shift_bits
-        self._combine = combine
+        self._combine, self._rounding = combine, rounding
         ports = {
             "x": In(16).array(rows), "w": In(shift_bits + 1).array(cols),
             "term": In(1), "drain": In(1), "drain_bin": In(6), "row_sel": In(range(rows)),
@@ -210,10 +219,13 @@ class BinLaneGrid(wiring.Component):
             "col_flags": Out(3).array(cols),            # +inf, -inf, NaN seen
         }
         if combine:
-            total = signed(64 + 16 + 1)             # BinCombiner's, for 64 bins of 16 bits
             ports.update({"drain_first": In(1), "drain_last": In(1), "out_sel": In(range(cols)),
-                          "out_valid": Out(1), "out_total": Out(total),
-                          "out_lsb": Out(range(-63, 64))})
+                          "out_valid": Out(1)})
+        if rounding:
+            ports.update({"e0": In(signed(4)), "round_flags": In(5), "out_bits": Out(16)})
+        elif combine:
+            total = signed(64 + 16 + 1)             # BinCombiner's, for 64 bins of 16 bits
+            ports.update({"out_total": Out(total), "out_lsb": Out(range(-63, 64))})
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -292,5 +304,17 @@ class BinLaneGrid(wiring.Component):
                          comb.first.eq(c_first), comb.last.eq(c_last), comb.start.eq(c_bin)]
             outs.append(comb)
         shown = Array(outs)[self.out_sel]
-        m.d.sync += [self.out_valid.eq(shown.out_valid), self.out_total.eq(shown.out_total),
-                     self.out_lsb.eq(shown.out_lsb)]
+        if not self._rounding:
+            m.d.sync += [self.out_valid.eq(shown.out_valid), self.out_total.eq(shown.out_total),
+                         self.out_lsb.eq(shown.out_lsb)]
+            return
+        sel_valid = Signal()
+        sel_total, sel_lsb = Signal.like(shown.out_total), Signal.like(shown.out_lsb)
+        m.d.sync += [sel_valid.eq(shown.out_valid), sel_total.eq(shown.out_total),
+                     sel_lsb.eq(shown.out_lsb)]
+        m.submodules.rounder = rnd = BinRounder()
+        flags = self.round_flags
+        m.d.comb += [rnd.valid.eq(sel_valid), rnd.total.eq(sel_total), rnd.lsb.eq(sel_lsb),
+                     rnd.e0.eq(self.e0), rnd.nan.eq(flags[0]), rnd.pinf.eq(flags[1]),
+                     rnd.ninf.eq(flags[2]), rnd.neg0.eq(flags[3]), rnd.relu.eq(flags[4]),
+                     self.out_valid.eq(rnd.out_valid), self.out_bits.eq(rnd.bits)]

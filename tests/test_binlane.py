@@ -250,20 +250,24 @@ def _grid_expected(terms, row_sel, c):
     return exact, flags
 
 
-def _drive_grid(dut, terms, drains, row_sel, cols, out_sel=0):
+def _drive_grid(dut, terms, drains, row_sel, cols, out_sel=0, setup=()):
     """Terms, eight idle operations (the lanes' contract), then ``drains`` ((bin, first,
     last)); an input waits while ``ready`` is low. Returns the shown lanes' drained bins,
     flags, stalls and, for a combining grid, column ``out_sel``'s (out_total, out_lsb)
-    results."""
-    got = {"data": [[] for _ in range(cols)], "out": [], "stalls": 0}
+    results (the rounded bits for a rounding grid). ``setup``: (port, value) pairs set
+    first."""
+    got = {"data": [[] for _ in range(cols)], "out": [], "bits": [], "stalls": 0}
     combine = hasattr(dut, "out_valid")
+    rounding = hasattr(dut, "out_bits")
 
     async def bench(ctx):
         ctx.set(dut.row_sel, row_sel)
+        for port, value in setup:
+            ctx.set(port, value)
         if combine:
             ctx.set(dut.out_sel, out_sel)
         schedule = [("term", t) for t in terms] + [("idle", None)] * 8 + [("flags", None)]
-        schedule += [("drain", d) for d in drains] + [("idle", None)] * 8
+        schedule += [("drain", d) for d in drains] + [("idle", None)] * 16
         while schedule:
             kind, arg = schedule[0]
             if kind == "flags":         # every term in, no drain yet: the flags are final
@@ -291,7 +295,9 @@ def _drive_grid(dut, terms, drains, row_sel, cols, out_sel=0):
             for c in range(cols):
                 if ctx.get(dut.col_valid[c]):
                     got["data"][c].append(ctx.get(dut.col_data[c]))
-            if combine and ctx.get(dut.out_valid):
+            if rounding and ctx.get(dut.out_valid):
+                got["bits"].append(ctx.get(dut.out_bits))
+            elif combine and ctx.get(dut.out_valid):
                 got["out"].append((ctx.get(dut.out_total), ctx.get(dut.out_lsb)))
 
     sim = Simulator(dut)
@@ -351,6 +357,31 @@ def test_grid_combines_a_column_exactly(seed):
         lhs, rhs = (total << lsb, part) if lsb >= 0 else (total, part << -lsb)
         assert lhs == rhs, f"seed {seed}: ({total}, lsb {lsb}) != {part} (split {split})"
     assert sum(parts) == exact, f"seed {seed}: {sum(parts)} != {exact}"
+
+
+@pytest.mark.parametrize("seed", [40, 41])
+def test_grid_rounds_a_column_as_the_golden_model(seed):
+    """A rounding 2x2 grid (lanes, combiners, the shared rounder): on finite fp16 terms, the
+    shown lane's result bits equal the golden model's dot product (``sw.golden``) for a
+    random ``e0``; with ReLU set in the second run."""
+    from hw.binlane import BinLaneGrid
+    from sw.golden import dot_golden
+
+    rng = random.Random(seed)
+    print(f"seed {seed}")
+    rows, cols, row_sel, out_sel = 2, 2, seed % 2, (seed + 1) % 2
+    terms = [t for t in _grid_terms(rng, rows, cols, n=200)
+             if all(x & 0x7C00 != 0x7C00 for x in t[0])]          # no inf, no NaN
+    e0, relu = rng.randrange(-8, 8), seed % 2
+    dut = BinLaneGrid(rows=rows, cols=cols, combine=True, rounding=True)
+    drains = [(b, b == 0, b == 63) for b in range(64)]
+    driven = _drive_grid(dut, terms, drains, row_sel, cols, out_sel,
+                         setup=((dut.e0, e0), (dut.round_flags, relu << 4)))
+    assert driven["stalls"], "no carry was exercised"
+    want = dot_golden([t[0][row_sel] for t in terms], [t[1][out_sel] for t in terms], e0,
+                      in_fmt="fp16", wbits=3, relu=bool(relu))
+    assert driven["bits"] == [want], (f"seed {seed}: lane ({row_sel}, {out_sel}), e0 {e0}, "
+                                      f"relu {relu}: {driven['bits']} != [{want:#06x}]")
 
 
 def test_carry_study_counts_the_grids_stalls():
