@@ -19,8 +19,9 @@ stalls its grid for at most one clock per 15 of its terms. (Giving up ``±2^16``
 complement, would not do: a sum just over the top wraps to just over the bottom, and the next
 term carries back.) In the hardware the rest costs nothing: the written bin is the sum's low
 15 bits under its true sign. :class:`hw.bincombine.BinCombiner` sums a lane's drained bins into
-one exact number (a :class:`BinLaneGrid` with ``combine=True`` has one per column). There is
-no sequencing here: the grid is the datapath that such an array would have.
+one exact number (a :class:`BinLaneGrid` with ``combine=True`` has one per column) and
+:class:`hw.binround.BinRounder` rounds it (``rounding=True``). There is no sequencing here:
+the grid is the datapath that such an array would have.
 """
 
 from __future__ import annotations
