@@ -760,7 +760,9 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
     ``timing_met`` tells whether every seed met ``target_mhz``; callers in the default mode
     (``explore=False``) must treat a miss as a failure (the command line writes the report, then
     exits non-zero). Raises :class:`FlowError` when a tool fails, and in the default mode when
-    place and route gives no timing report (e.g. the design does not fit)."""
+    place and route gives no timing report (e.g. the design does not fit). In exploration
+    mode a seed without a timing report is named in ``pnr_error`` and Fmax is the median of
+    the seeds that placed (none when no seed did)."""
     if board not in DEVICES:
         raise ValueError(f"unknown board {board!r}; expected one of {', '.join(BOARDS)}")
     device = device or DEFAULT_DEVICE[board]
@@ -808,6 +810,7 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
         with ThreadPoolExecutor(max_workers=workers) as pool:
             runs = list(pool.map(lambda s: _pnr(board, dev, workdir, s, target_mhz, explore,
                                                 timeout), seeds))
+        failed = []
         for seed, run in zip(seeds, runs, strict=True):
             result["runs"].append(run)
             if run["fmax_mhz"] is None:
@@ -815,8 +818,11 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
                        f"log {workdir}/pnr_seed{seed}.log): {run['error'] or 'no error line'}")
                 if not explore:
                     raise FlowError(msg)
-                result["pnr_error"] = msg           # e.g. does not fit: keep the synthesis
-                break
+                failed.append(msg)
+        if failed:
+            # exploration keeps the synthesis and the seeds that placed (a seed's placer can
+            # stall near full utilisation while others finish); the failures are named
+            result["pnr_error"] = "; ".join(failed)
         fmaxes = [r["fmax_mhz"] for r in result["runs"] if r["fmax_mhz"] is not None]
     if pnr and fmaxes:
         result.update(fmax_mhz=round(statistics.median(fmaxes), 2),

@@ -288,6 +288,34 @@ def test_bench_blocks_table():
     assert blocks_table([baseline]) == ""
 
 
+def test_exploration_keeps_the_seeds_that_placed(monkeypatch):
+    """In exploration mode a seed that gives no timing report (here seed 1, stopped) is named
+    in ``pnr_error`` and the others still give Fmax; in the default mode it fails the flow.
+    The tools are stood in for: this checks the flow's bookkeeping, not nextpnr."""
+    def pnr(board, dev, workdir, seed, target_mhz, explore, timeout):
+        placed = seed != 1
+        return {"seed": seed, "fmax_mhz": 40.0 + seed if placed else None, "passed": placed,
+                "returncode": 0 if placed else -15, "error": None, "clocks": {},
+                "utilisation": {}, "seconds": 1.0, "endpoints": {}}
+
+    monkeypatch.setattr(flow, "tool_versions", lambda board: {})
+    monkeypatch.setattr(flow, "_synth_fpga",
+                        lambda *a: ({"SB_LUT4": 100, "SB_DFF": 10, "SB_CARRY": 5}, 1.0, None))
+    monkeypatch.setattr(flow, "_synth_blocks", lambda *a: {})
+    monkeypatch.setattr(flow, "_pnr", pnr)
+    design = flow.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
+    wd = ROOT / "build" / "test-synth" / "explore_seeds"
+    res = flow.run_flow(design, board="ice40", workdir=wd, seeds=(1, 2, 3), explore=True)
+    assert [r["seed"] for r in res["runs"]] == [1, 2, 3]
+    assert res["fmax_mhz"] == 42.5 and res["fmax_min_mhz"] == 42.0
+    assert res["pnr_error"].startswith("nextpnr seed 1 gave no timing report (exit -15")
+    assert "seed 2" not in res["pnr_error"] and res["timing_met"] is False
+    s = report.summarise(res)
+    assert s["fmax_mhz"] == 42.5 and s["pnr_error"] == res["pnr_error"]
+    with pytest.raises(flow.FlowError, match="nextpnr seed 1 gave no timing report"):
+        flow.run_flow(design, board="ice40", workdir=wd, seeds=(1, 2, 3))
+
+
 def test_report_of_a_design_that_does_not_fit(tmp_path):
     """A place-and-route run without a timing report (the design does not fit) still gets its
     report files, which say so."""
