@@ -52,8 +52,9 @@ def bench_specs(rows, cols, *, depth=512):
 
 
 def bench_jobs(sizes, *, devices=DEVICES, seeds=(1, 2, 3), root="build/bench/cache",
-               depth=512):
-    return [make_job(spec, board, device, seeds=seeds, explore=True, root=root)
+               depth=512, pnr_timeout=None):
+    return [make_job(spec, board, device, seeds=seeds, explore=True, root=root,
+                     pnr_timeout=pnr_timeout)
             for board, device in devices for rows, cols in sizes
             for spec in bench_specs(rows, cols, depth=depth)]
 
@@ -237,6 +238,8 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("build/bench"))
     p.add_argument("--force", action="store_true", help="ignore cached points")
+    p.add_argument("--pnr-timeout", type=float, metavar="SECONDS",
+                   help="stop a place-and-route seed after this long (default 3600 s)")
     args = p.parse_args(argv)
     sizes = _parse_sizes(args.sizes)
     wanted = args.boards.split(",")
@@ -247,7 +250,12 @@ def main(argv=None) -> int:
     devices = [d for d in DEVICES if d[0] in wanted]
     seeds = tuple(int(s) for s in args.seeds.split(","))
     t0 = time.monotonic()
-    jobs = bench_jobs(sizes, devices=devices, seeds=seeds, root=args.out / "cache")
+    if args.pnr_timeout is not None and not args.pnr_timeout > 0:
+        print(f"bench: --pnr-timeout must be a positive number of seconds, not "
+              f"{args.pnr_timeout:g}", file=sys.stderr)
+        return 2
+    jobs = bench_jobs(sizes, devices=devices, seeds=seeds, root=args.out / "cache",
+                      pnr_timeout=args.pnr_timeout)
     results = run_jobs(jobs, workers=args.jobs, force=args.force)
     attach_error(results)
     rows = compare(results)

@@ -101,6 +101,14 @@ class FlowError(RuntimeError):
     """A tool failed or its log could not be understood; the message names the log file."""
 
 
+class ToolTimeout(FlowError):
+    """A tool ran past its time limit (``seconds``) and was stopped."""
+
+    def __init__(self, message: str, *, seconds: float):
+        super().__init__(message)
+        self.seconds = seconds
+
+
 # -- designs -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -535,7 +543,8 @@ def _run(cmd, cwd: pathlib.Path, log_name: str, timeout: float, ok_codes=(0,)):
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise FlowError(f"{cmd[0]} timed out after {timeout:.0f} s (in {cwd})") from None
+        raise ToolTimeout(f"{cmd[0]} timed out after {timeout:g} s (in {cwd})",
+                          seconds=timeout) from None
     (cwd / f"{log_name}.out").write_text(proc.stdout + proc.stderr)
     log_path = cwd / log_name
     log = (log_path.read_text(errors="replace") if log_path.exists()
@@ -669,9 +678,19 @@ def _pnr(board, dev, workdir, seed, target_mhz, explore, timeout):
     if explore:
         cmd.append("--timing-allow-fail")
     (workdir / report_name).unlink(missing_ok=True)
-    returncode, log, secs = _run(cmd, workdir, log_name, timeout, ok_codes=None)
+    try:
+        returncode, log, secs = _run(cmd, workdir, log_name, timeout, ok_codes=None)
+    except ToolTimeout:
+        # stopped (the placer can stall near full utilisation): what the log holds so far
+        log_path = workdir / log_name
+        res = parse_nextpnr_log(log_path.read_text(errors="replace") if log_path.exists()
+                                else "")
+        res.update(seed=seed, returncode=None, seconds=round(float(timeout), 1),
+                   timed_out=True, fmax_mhz=None, passed=False,
+                   endpoints={"error": f"stopped after {timeout:g} s"})
+        return res
     res = parse_nextpnr_log(log)
-    res.update(seed=seed, returncode=returncode, seconds=round(secs, 1))
+    res.update(seed=seed, returncode=returncode, seconds=round(secs, 1), timed_out=False)
     try:
         report = json.loads((workdir / report_name).read_text())
         res["endpoints"] = parse_nextpnr_endpoints(report, 1000.0 / target_mhz)
@@ -749,9 +768,22 @@ def _memory_bits(path: pathlib.Path) -> int:
     return bits
 
 
+def _seed_failure(run: dict, workdir: pathlib.Path, seed_timeout: float) -> str | None:
+    """Why a place-and-route seed gave no Fmax (``None`` when it did)."""
+    seed, log = run["seed"], f"{workdir}/pnr_seed{run['seed']}.log"
+    if run.get("timed_out"):
+        return (f"nextpnr seed {seed} was stopped after {seed_timeout:g} s without a timing "
+                f"report (the time limit per seed; log {log})")
+    if run["fmax_mhz"] is None:
+        return (f"nextpnr seed {seed} gave no timing report (exit {run['returncode']}, "
+                f"log {log}): {run['error'] or 'no error line'}")
+    return None
+
+
 def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
              seeds=(1, 2, 3), target_mhz: float | None = None, explore: bool = False,
-             pnr: bool = True, timeout: float = 3600, pnr_jobs: int = 1) -> dict:
+             pnr: bool = True, timeout: float = 3600, pnr_timeout: float | None = None,
+             pnr_jobs: int = 1) -> dict:
     """Synthesise (and place and route) ``design``; return the input of
     :func:`boards.report.summarise`: resources, per-seed timing, tool versions, runtimes.
     ``pnr_jobs`` nextpnr seeds run at the same time (the sweep and the bench keep 1 and run
@@ -762,7 +794,12 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
     exits non-zero). Raises :class:`FlowError` when a tool fails, and in the default mode when
     place and route gives no timing report (e.g. the design does not fit). In exploration
     mode a seed without a timing report is named in ``pnr_error`` and Fmax is the median of
-    the seeds that placed (none when no seed did)."""
+    the seeds that placed (none when no seed did).
+
+    ``timeout`` (seconds) limits each tool run; ``pnr_timeout``, when given, limits each
+    nextpnr seed instead. A seed stopped at its limit counts as a seed without a timing report
+    (``timed_out`` in its run): the other seeds go on, so exploration near a full device is not
+    held up by one placer that stalls."""
     if board not in DEVICES:
         raise ValueError(f"unknown board {board!r}; expected one of {', '.join(BOARDS)}")
     device = device or DEFAULT_DEVICE[board]
@@ -770,6 +807,11 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
         raise ValueError(f"unknown {board} device {device!r}; expected one of "
                          f"{', '.join(DEVICES[board])}")
     dev = DEVICES[board][device]
+    for name, value in (("timeout", timeout), ("pnr_timeout", pnr_timeout)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value > 0):
+            raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    seed_timeout = pnr_timeout or timeout
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _check_workdir(workdir)
@@ -809,16 +851,16 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
         workers = max(1, min(int(pnr_jobs), len(seeds)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             runs = list(pool.map(lambda s: _pnr(board, dev, workdir, s, target_mhz, explore,
-                                                timeout), seeds))
+                                                seed_timeout), seeds))
         failed = []
-        for seed, run in zip(seeds, runs, strict=True):
+        for run in runs:
             result["runs"].append(run)
-            if run["fmax_mhz"] is None:
-                msg = (f"nextpnr seed {seed} gave no timing report (exit {run['returncode']}, "
-                       f"log {workdir}/pnr_seed{seed}.log): {run['error'] or 'no error line'}")
-                if not explore:
-                    raise FlowError(msg)
-                failed.append(msg)
+            msg = _seed_failure(run, workdir, seed_timeout)
+            if msg is None:
+                continue
+            if not explore:
+                raise FlowError(msg)
+            failed.append(msg)
         if failed:
             # exploration keeps the synthesis and the seeds that placed (a seed's placer can
             # stall near full utilisation while others finish); the failures are named
@@ -835,8 +877,8 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
 
 def run_job(job: dict) -> dict:
     """Picklable job: ``{"spec", "board", "device", "workdir", "seeds", "target_mhz",
-    "explore", "pnr"}`` -> the report summary (with ``"error"`` set instead of raising when a
-    flow fails, so one failing point does not stop a sweep)."""
+    "explore", "pnr", "pnr_timeout"}`` -> the report summary (with ``"error"`` set instead of
+    raising when a flow fails, so one failing point does not stop a sweep)."""
     from boards.report import summarise
 
     try:
@@ -844,7 +886,7 @@ def run_job(job: dict) -> dict:
         res = run_flow(design, board=job["board"], device=job.get("device"),
                        workdir=job["workdir"], seeds=tuple(job.get("seeds", (1, 2, 3))),
                        target_mhz=job.get("target_mhz"), explore=job.get("explore", True),
-                       pnr=job.get("pnr", True))
+                       pnr=job.get("pnr", True), pnr_timeout=job.get("pnr_timeout"))
         return summarise(res)
     except Exception as exc:    # noqa: BLE001 - one broken point must not stop a sweep
         return {"spec": job["spec"], "board": job["board"], "device": job.get("device"),

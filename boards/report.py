@@ -60,7 +60,8 @@ def summarise(res: dict) -> dict:
                timing_met=res.get("timing_met"), pnr_error=res.get("pnr_error"),
                synth_note=res.get("synth_note"),
                runs=[{k: r.get(k) for k in ("seed", "fmax_mhz", "passed", "seconds",
-                                            "critical_path", "utilisation", "endpoints")}
+                                            "timed_out", "critical_path", "utilisation",
+                                            "endpoints")}
                      for r in res.get("runs", [])])
     cap = res.get("capacity", {})
     out["fits"] = (res["luts"] <= (cap.get("luts") or 1 << 62)
@@ -162,6 +163,14 @@ def endpoints_markdown(runs, top: int = 3) -> list[str]:
     return lines + [""]
 
 
+def _run_outcome(run: dict) -> str:
+    if run.get("fmax_mhz") is not None:
+        return f"{run['fmax_mhz']:.2f} MHz"
+    if run.get("timed_out"):
+        return f"stopped after {run.get('seconds'):g} s (the time limit per seed)"
+    return "no timing report (place and route failed)"
+
+
 def write_report(summary: dict, root="build/reports") -> pathlib.Path:
     """Write ``<root>/<board>/<design>/summary.json`` and ``summary.md``; return the folder."""
     folder = pathlib.Path(root) / summary["board"] / summary["design"]
@@ -170,10 +179,7 @@ def write_report(summary: dict, root="build/reports") -> pathlib.Path:
           markdown_table([summary]), "",
           f"Tools: {', '.join(f'{k} {v}' for k, v in summary['tool_versions'].items())}.", ""]
     if summary.get("seeds"):
-        runs = ", ".join(f"seed {r['seed']}: " + ("no timing report (place and route failed)"
-                                                  if r.get("fmax_mhz") is None
-                                                  else f"{r['fmax_mhz']:.2f} MHz")
-                         for r in summary.get("runs", []))
+        runs = ", ".join(f"seed {r['seed']}: {_run_outcome(r)}" for r in summary.get("runs", []))
         mode = "exploration (--timing-allow-fail)" if summary.get("explore") else "must meet"
         md.append(f"Target {summary.get('target_mhz')} MHz, {mode}; {runs}.")
         md.append("")

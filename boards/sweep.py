@@ -68,12 +68,15 @@ def job_key(job: dict) -> str:
     of its design kind included (:func:`generator_fingerprint`)."""
     keyed = {k: job.get(k) for k in ("spec", "board", "device", "seeds", "target_mhz",
                                      "explore", "pnr")}
+    if job.get("pnr_timeout") is not None:       # a stopped seed depends on the limit
+        keyed["pnr_timeout"] = job["pnr_timeout"]
     keyed["generator"] = generator_fingerprint((job.get("spec") or {}).get("kind", "array"))
     return flow.spec_hash(keyed)
 
 
 def sweep_jobs(*, wbits=(3,), formats=("fp16",), shapes=((4, 4),), devices=(("ice40", "up5k"),),
-               depth=512, seeds=(1,), explore=True, root="build/sweep", baselines=False) -> list:
+               depth=512, seeds=(1,), explore=True, root="build/sweep", baselines=False,
+               pnr_timeout=None) -> list:
     """The job dicts of a sweep (shift arrays; plus the MAC baselines if ``baselines``)."""
     specs = []
     for fmt in formats:
@@ -87,15 +90,20 @@ def sweep_jobs(*, wbits=(3,), formats=("fp16",), shapes=((4, 4),), devices=(("ic
                 specs.append({"kind": "fp-mac", "fmt": fmt, "rows": rows, "cols": cols})
         for rows, cols in shapes:
             specs.append({"kind": "int8-mac", "rows": rows, "cols": cols})
-    return [make_job(spec, board, device, seeds=seeds, explore=explore, root=root)
+    return [make_job(spec, board, device, seeds=seeds, explore=explore, root=root,
+                     pnr_timeout=pnr_timeout)
             for board, device in devices for spec in specs]
 
 
-def make_job(spec: dict, board: str, device: str, *, seeds, explore: bool, root) -> dict:
-    """The job dict of one point (place and route on FPGAs, default clock target), its work
-    folder named by :func:`job_key` under ``root`` (the cache)."""
+def make_job(spec: dict, board: str, device: str, *, seeds, explore: bool, root,
+             pnr_timeout: float | None = None) -> dict:
+    """The job dict of one point (place and route on FPGAs, default clock target, each seed
+    stopped after ``pnr_timeout`` seconds if given), its work folder named by :func:`job_key`
+    under ``root`` (the cache)."""
     job = {"spec": spec, "board": board, "device": device, "seeds": list(seeds),
            "target_mhz": None, "explore": explore, "pnr": board != "asic"}
+    if pnr_timeout is not None:
+        job["pnr_timeout"] = pnr_timeout
     job["workdir"] = str(pathlib.Path(root) / job_key(job))
     return job
 

@@ -35,6 +35,9 @@ def add_arguments(p):
                    help="board:device list, e.g. ice40:up5k,ecp5:25f,asic")
     p.add_argument("--depth", type=int, default=512, help="weight store depth (largest K)")
     p.add_argument("--seeds", default="1", help="nextpnr seeds per point")
+    p.add_argument("--pnr-timeout", type=float, metavar="SECONDS",
+                   help="stop a place-and-route seed after this long (default 3600 s); the "
+                        "point keeps the seeds that finished")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="parallel local processes (default: all cores)")
     p.add_argument("--baselines", action="store_true",
@@ -128,13 +131,16 @@ def run(args) -> int:
     seeds = _ints(args.seeds, "seeds")
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
+    from .cmd_synth import check_pnr_timeout
+
+    check_pnr_timeout(args.pnr_timeout)
     axis, epochs, acc_seed = _accuracy_options(args)
 
     from boards.sweep import attach_accuracy, digits_accuracy, run_jobs, sweep_jobs, write_sweep
 
     jobs = sweep_jobs(wbits=wbits, formats=formats, shapes=shapes, devices=devices,
                       depth=args.depth, seeds=seeds, root=args.out / "points",
-                      baselines=args.baselines)
+                      baselines=args.baselines, pnr_timeout=args.pnr_timeout)
     print(f"densehw sweep: {len(jobs)} points, {args.jobs} processes, cache {args.out}",
           file=sys.stderr)
     if axis == "digits":

@@ -31,6 +31,9 @@ def add_arguments(p):
                    help="clock target for place and route (default: ice40 40, ecp5 125)")
     p.add_argument("--explore", action="store_true",
                    help="measure Fmax even when the target is missed (--timing-allow-fail)")
+    p.add_argument("--pnr-timeout", type=float, metavar="SECONDS",
+                   help="stop a place-and-route seed after this long (default: 3600 s, the "
+                        "limit of every tool run); with --explore the other seeds still count")
     p.add_argument("--no-pnr", action="store_true", help="synthesis only (no Fmax)")
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("build/reports"))
     p.add_argument("--build-dir", type=pathlib.Path, default=pathlib.Path("build/synth"))
@@ -46,12 +49,18 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def check_pnr_timeout(seconds: float | None) -> None:
+    if seconds is not None and not seconds > 0:      # also rejects nan
+        raise UserError(f"--pnr-timeout must be a positive number of seconds, not {seconds:g}")
+
+
 def run(args) -> int:
     from boards import flow, report
 
     seeds = parse_seeds(args.seeds)
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
+    check_pnr_timeout(args.pnr_timeout)
     spec = (flow.load_spec(args.config) if args.config
             else flow.default_spec(args.board, args.device))
     try:
@@ -64,7 +73,8 @@ def run(args) -> int:
     try:
         res = flow.run_flow(design, board=args.board, device=args.device, workdir=workdir,
                             seeds=seeds, target_mhz=args.target_mhz, explore=args.explore,
-                            pnr=not args.no_pnr, pnr_jobs=args.jobs)
+                            pnr=not args.no_pnr, pnr_timeout=args.pnr_timeout,
+                            pnr_jobs=args.jobs)
     except flow.FlowError as exc:
         raise UserError(str(exc)) from None
     summary = report.summarise(res)

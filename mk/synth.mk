@@ -4,6 +4,7 @@ DEVICE   ?=
 CONFIG   ?=
 SEEDS    ?= 1,2,3
 EXPLORE  ?= 0
+PNR_TIMEOUT ?=
 SIZES    ?= 2x2,4x4
 BITSTREAM_BOARD ?= icebreaker
 
@@ -16,7 +17,7 @@ export ECPPACK       ?= yowasp-ecppack
 .PHONY: synth bench-hw bitstream sweep help-synth
 
 help-synth:
-	@echo "make synth BOARD=ice40|ecp5|asic [DEVICE=up5k|hx8k|25f|85f] [CONFIG=cfg.toml] [SEEDS=1,2,3] [EXPLORE=1]"
+	@echo "make synth BOARD=ice40|ecp5|asic [DEVICE=up5k|hx8k|25f|85f] [CONFIG=cfg.toml] [SEEDS=1,2,3] [EXPLORE=1] [PNR_TIMEOUT=s]"
 	@echo "                  -> build/reports/<board>/<config>/summary.{json,md}"
 	@echo "make bitstream    iCEBreaker (BITSTREAM_BOARD=icebreaker|ulx3s-25f) image with UART link -> build/boards"
 	@echo "make bench-hw     shift array vs fp16/bf16/int8/naive-adder MAC arrays (SIZES=$(SIZES)) -> build/bench/hw.*"
@@ -24,7 +25,8 @@ help-synth:
 
 synth: setup
 	$(PY) -m densehw synth --board $(BOARD) $(if $(DEVICE),--device $(DEVICE),) \
-	    $(if $(CONFIG),--config $(CONFIG),) --seeds $(SEEDS) $(if $(filter 1,$(EXPLORE)),--explore,)
+	    $(if $(CONFIG),--config $(CONFIG),) --seeds $(SEEDS) $(if $(filter 1,$(EXPLORE)),--explore,) \
+	    $(if $(PNR_TIMEOUT),--pnr-timeout $(PNR_TIMEOUT),)
 
 bitstream: setup
 	$(PY) -m boards.boards --board $(BITSTREAM_BOARD) $(if $(CONFIG),--config $(CONFIG),)

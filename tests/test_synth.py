@@ -316,6 +316,73 @@ def test_exploration_keeps_the_seeds_that_placed(monkeypatch):
         flow.run_flow(design, board="ice40", workdir=wd, seeds=(1, 2, 3))
 
 
+# A stand-in for nextpnr: seed 1's placer makes no progress, the others report an Fmax.
+_STALLING_NEXTPNR = """\
+import json, sys, time
+args = sys.argv[1:]
+seed = int(args[args.index("--seed") + 1])
+with open(args[args.index("-l") + 1], "w") as log:
+    log.write("Info: Placing..\\n")
+    log.flush()
+    if seed == 1:
+        time.sleep(120)
+    log.write(f"Info: Max frequency for clock 'clk': {40 + seed}.00 MHz (PASS at 40.00 MHz)\\n")
+with open(args[args.index("--report") + 1], "w") as report:
+    json.dump({"detailed_net_timings": []}, report)
+"""
+
+
+def test_pnr_timeout_stops_a_stalled_seed(monkeypatch, tmp_path):
+    """``pnr_timeout`` stops a nextpnr seed that runs too long (a real process, killed) and,
+    in exploration mode, keeps the seeds that finished; in the default mode it fails the
+    flow and names the seed."""
+    import sys
+
+    tool = tmp_path / "nextpnr-stand-in"
+    tool.write_text(f"#!{sys.executable}\n" + _STALLING_NEXTPNR)
+    tool.chmod(0o755)
+    monkeypatch.setenv("NEXTPNR_ICE40", str(tool))
+    monkeypatch.setattr(flow, "tool_versions", lambda board: {})
+    monkeypatch.setattr(flow, "_synth_fpga",
+                        lambda *a: ({"SB_LUT4": 100, "SB_DFF": 10, "SB_CARRY": 5}, 1.0, None))
+    monkeypatch.setattr(flow, "_synth_blocks", lambda *a: {})
+    design = flow.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
+    wd = ROOT / "build" / "test-synth" / "pnr_timeout"
+    shutil.rmtree(wd, ignore_errors=True)
+    res = flow.run_flow(design, board="ice40", workdir=wd, seeds=(1, 2, 3), explore=True,
+                        pnr_timeout=3, pnr_jobs=3)
+    runs = {r["seed"]: r for r in res["runs"]}
+    assert runs[1]["timed_out"] and runs[1]["fmax_mhz"] is None and runs[1]["seconds"] == 3
+    assert not runs[2]["timed_out"] and runs[2]["fmax_mhz"] == 42.0
+    assert res["fmax_mhz"] == 42.5 and res["fmax_min_mhz"] == 42.0
+    assert res["pnr_error"].startswith("nextpnr seed 1 was stopped after 3 s without a timing")
+    assert "seed 2" not in res["pnr_error"] and res["timing_met"] is False
+    assert (wd / "pnr_seed1.log").read_text() == "Info: Placing..\n"    # killed mid-run
+    s = report.summarise(res)
+    md = (report.write_report(s, tmp_path / "reports") / "summary.md").read_text()
+    assert "seed 1: stopped after 3 s (the time limit per seed), seed 2: 42.00 MHz" in md
+    with pytest.raises(flow.FlowError, match="nextpnr seed 1 was stopped after 3 s"):
+        flow.run_flow(design, board="ice40", workdir=wd, seeds=(1, 2), pnr_timeout=3,
+                      pnr_jobs=2)
+    # without the limit per seed, the limit of every tool run applies
+    res = flow.run_flow(design, board="ice40", workdir=wd, seeds=(1,), explore=True, timeout=2)
+    assert res["runs"][0]["timed_out"] and res.get("fmax_mhz") is None
+    for bad in (0, -1.0, "5", True):
+        with pytest.raises(ValueError, match="pnr_timeout must be a positive number"):
+            flow.run_flow(design, board="ice40", workdir=wd, pnr_timeout=bad)
+
+
+def test_sweep_cache_key_holds_the_pnr_timeout():
+    from boards.sweep import job_key, make_job
+
+    spec = {"kind": "int8-mac", "rows": 1, "cols": 1}
+    plain = make_job(spec, "ice40", "up5k", seeds=(1,), explore=True, root="build/x")
+    short = make_job(spec, "ice40", "up5k", seeds=(1,), explore=True, root="build/x",
+                     pnr_timeout=60)
+    assert "pnr_timeout" not in plain and short["pnr_timeout"] == 60
+    assert job_key(plain) != job_key(short) != job_key({**short, "pnr_timeout": 120})
+
+
 def test_report_of_a_design_that_does_not_fit(tmp_path):
     """A place-and-route run without a timing report (the design does not fit) still gets its
     report files, which say so."""
@@ -599,6 +666,8 @@ def test_cli_synth_errors(tmp_path, capsys):
     assert "--seeds must be" in capsys.readouterr().err
     assert main(["synth", "--jobs", "0", "--board", "asic"]) == 2
     assert "--jobs must be at least 1, not 0" in capsys.readouterr().err
+    assert main(["synth", "--pnr-timeout", "0", "--board", "asic"]) == 2
+    assert "--pnr-timeout must be a positive number of seconds, not 0" in capsys.readouterr().err
     spec = tmp_path / "spec.toml"
     spec.write_text('kind = "int8-mac"\nrows = 1\ncols = 1\n')
     assert flow.load_spec(spec) == {"kind": "int8-mac", "rows": 1, "cols": 1}
@@ -732,7 +801,8 @@ def test_cmd_sweep_argument_errors():
                       (["--devices", "xilinx"], "unknown board 'xilinx'"),
                       (["--devices", "ecp5:12f"], "unknown ecp5 device '12f'"),
                       (["--wbits", "x"], "--wbits must be comma-separated integers"),
-                      (["--jobs", "0"], "--jobs must be at least 1")):
+                      (["--jobs", "0"], "--jobs must be at least 1"),
+                      (["--pnr-timeout", "-5"], "--pnr-timeout must be a positive number")):
         with pytest.raises(UserError, match=msg):
             cmd_sweep.run(p.parse_args(argv))
     with pytest.raises(ValueError, match="6"):
