@@ -60,7 +60,7 @@ def _parts(text):
     return values
 
 
-def measure(rows, cols, *, parts, seeds, jobs, build):
+def measure(rows, cols, *, parts, seeds, jobs, build, pnr_timeout=None):
     combine, rounding, suffix = PARTS[parts]
     grid = BinLaneGrid(rows=rows, cols=cols, combine=combine, rounding=rounding)
     design = flow.Design(name=f"bin_lanes_{rows}x{cols}{suffix}",
@@ -70,7 +70,7 @@ def measure(rows, cols, *, parts, seeds, jobs, build):
                                  "format": "fp16", "weight_bits": 3, "bin_bits": 16},
                          macs_per_cycle=rows * cols)
     res = flow.run_flow(design, board="ice40", device="up5k", workdir=build / design.name,
-                        seeds=seeds, explore=True, pnr_jobs=jobs)
+                        seeds=seeds, explore=True, pnr_jobs=jobs, pnr_timeout=pnr_timeout)
     fmaxes = [r["fmax_mhz"] for r in res["runs"] if r["fmax_mhz"] is not None]
     lcs = [r["utilisation"].get("ICESTORM_LC") for r in res["runs"]]
     out = {k: res.get(k) for k in ("design", "config", "macs_per_cycle", "luts", "ffs",
@@ -115,6 +115,9 @@ def main(argv=None):
                          "with the shared BinRounder too (round)")
     ap.add_argument("--seeds", default="1,2,3", type=lambda s: [int(v) for v in s.split(",")])
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--pnr-timeout", type=float, metavar="SECONDS",
+                    help="stop a place-and-route seed after this long (a full device's placer "
+                         "can stall)")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
     args = ap.parse_args(argv)
     build = ROOT / "build" / "study_bin_lanes"      # below the repository: YoWASP sees it
@@ -122,7 +125,7 @@ def main(argv=None):
     for (rows, cols), parts in ((s, c) for s in args.sizes for c in args.combine):
         print(f"bin lanes {rows}x{cols}{PARTS[parts][2]} on the UP5K ...", flush=True)
         results.append(measure(rows, cols, parts=parts, seeds=args.seeds, jobs=args.jobs,
-                               build=build))
+                               build=build, pnr_timeout=args.pnr_timeout))
         print(table(results[-1:]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bin_lanes.json").write_text(json.dumps(results, indent=2) + "\n")
