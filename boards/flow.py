@@ -786,8 +786,8 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
              pnr_jobs: int = 1) -> dict:
     """Synthesise (and place and route) ``design``; return the input of
     :func:`boards.report.summarise`: resources, per-seed timing, tool versions, runtimes.
-    ``pnr_jobs`` nextpnr seeds run at the same time (the sweep and the bench keep 1 and run
-    points in parallel instead).
+    ``pnr_jobs`` tool runs go at the same time after synthesis: the nextpnr seeds and the
+    per-block synthesis (the sweep and the bench keep 1 and run points in parallel instead).
 
     ``timing_met`` tells whether every seed met ``target_mhz``; callers in the default mode
     (``explore=False``) must treat a miss as a failure (the command line writes the report, then
@@ -840,18 +840,23 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
     cells, secs, note = _synth_fpga(design, board, dev, workdir, timeout)
     if note:
         result["synth_note"] = note
-    result["breakdown"] = _synth_blocks(design, board, dev, workdir, timeout)
     result.update(cells=cells, **_fpga_resources(board, cells), synth_seconds=round(secs, 1),
                   capacity={"luts": dev["luts"], "brams": dev["brams"], "dsps": dev["dsps"]},
                   target_mhz=target_mhz, seeds=list(seeds) if pnr else [], runs=[])
-    if pnr:
-        # the seeds are independent runs on the same netlist: in parallel when pnr_jobs > 1
+    if not pnr:
+        result["breakdown"] = _synth_blocks(design, board, dev, workdir, timeout)
+    else:
+        # the seeds and the per-block synthesis are independent runs on the same netlist:
+        # ``pnr_jobs`` at a time, the seeds first (the blocks fill a slot a seed leaves)
         from concurrent.futures import ThreadPoolExecutor
 
-        workers = max(1, min(int(pnr_jobs), len(seeds)))
+        workers = max(1, min(int(pnr_jobs), len(seeds) + 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            runs = list(pool.map(lambda s: _pnr(board, dev, workdir, s, target_mhz, explore,
-                                                seed_timeout), seeds))
+            pending = [pool.submit(_pnr, board, dev, workdir, s, target_mhz, explore,
+                                   seed_timeout) for s in seeds]
+            blocks = pool.submit(_synth_blocks, design, board, dev, workdir, timeout)
+            runs = [f.result() for f in pending]
+            result["breakdown"] = blocks.result()
         failed = []
         for run in runs:
             result["runs"].append(run)

@@ -26,7 +26,8 @@ def add_arguments(p):
                    help="TOML or JSON: array configuration keys, or a design spec with 'kind'")
     p.add_argument("--seeds", default="1,2,3", help="nextpnr seeds, comma separated (1,2,3)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="seeds placed and routed at the same time (default: all cores)")
+                   help="runs at the same time after synthesis: the place-and-route seeds "
+                        "and the per-block synthesis (default: all cores)")
     p.add_argument("--target-mhz", type=float,
                    help="clock target for place and route (default: ice40 40, ecp5 125)")
     p.add_argument("--explore", action="store_true",

@@ -372,6 +372,51 @@ def test_pnr_timeout_stops_a_stalled_seed(monkeypatch, tmp_path):
             flow.run_flow(design, board="ice40", workdir=wd, pnr_timeout=bad)
 
 
+def test_block_synthesis_runs_beside_place_and_route(monkeypatch):
+    """With two jobs and one seed, the per-block synthesis runs while the seed places: the
+    stand-ins meet at a barrier, which breaks (after 10 s) if they run one after the other.
+    With one job they run one after the other, the seeds first."""
+    import threading
+
+    order = []
+    meet = threading.Barrier(2, timeout=10)
+
+    def rendezvous():
+        try:
+            meet.wait()
+            return True
+        except threading.BrokenBarrierError:
+            return False
+
+    def blocks(*a):
+        order.append("blocks")
+        beside = jobs == 1 or rendezvous()
+        return {"unit": "luts", "blocks": [], "total": 0,
+                "error": None if beside else "ran alone"}
+
+    def pnr(board, dev, workdir, seed, target_mhz, explore, timeout):
+        order.append(f"seed {seed}")
+        beside = jobs == 1 or rendezvous()
+        return {"seed": seed, "fmax_mhz": 45.0 if beside else None, "passed": True,
+                "returncode": 0, "error": None, "clocks": {}, "utilisation": {},
+                "seconds": 1.0, "endpoints": {}}
+
+    monkeypatch.setattr(flow, "tool_versions", lambda board: {})
+    monkeypatch.setattr(flow, "_synth_fpga",
+                        lambda *a: ({"SB_LUT4": 100, "SB_DFF": 10, "SB_CARRY": 5}, 1.0, None))
+    monkeypatch.setattr(flow, "_synth_blocks", blocks)
+    monkeypatch.setattr(flow, "_pnr", pnr)
+    design = flow.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
+    wd = ROOT / "build" / "test-synth" / "blocks_beside"
+    jobs = 2
+    res = flow.run_flow(design, board="ice40", workdir=wd, seeds=(1,), pnr_jobs=jobs)
+    assert res["breakdown"]["error"] is None and res["fmax_mhz"] == 45.0
+    order.clear()
+    jobs = 1
+    res = flow.run_flow(design, board="ice40", workdir=wd, seeds=(1, 2), pnr_jobs=jobs)
+    assert order == ["seed 1", "seed 2", "blocks"] and res["breakdown"]["unit"] == "luts"
+
+
 def test_sweep_cache_key_holds_the_pnr_timeout():
     from boards.sweep import job_key, make_job
 
