@@ -31,13 +31,13 @@ __all__ = [
     "ArrayConfig", "Field", "Register", "REGISTERS", "REGISTER_BY_NAME", "CSR_ADDR_WIDTH",
     "CSR_DATA_WIDTH", "MAX_NM", "WIDE_COLS", "FINAL_CARRY_BITS", "PE_CARRY_BITS", "ID_MAGIC",
     "ARRAY_VERSION", "CTRL",
-    "STATUS", "ERROR", "STREAMS",
+    "STATUS", "ERROR", "IRQ_EN", "STREAMS",
     "channel_words", "pack_activation_beat", "weight_stream", "activation_stream",
     "result_order",
 ]
 
 ID_MAGIC = 0x44534841          # "DSHA" (densehw array)
-ARRAY_VERSION = 1              # bump when the register map or the framing changes
+ARRAY_VERSION = 2              # bump when the register map or the framing changes
 CSR_ADDR_WIDTH = 8             # byte address bits of the AXI4-Lite register block
 CSR_DATA_WIDTH = 32
 #: Arrays with more columns than this get the timing structures of large devices: a register
@@ -96,9 +96,10 @@ class Register:
 
 # Bit positions, also available as dicts for drivers (CTRL["START"] == 1 << 0 ...).
 CTRL = {"START": 1 << 0, "RELU": 1 << 1, "BIAS_EN": 1 << 2, "E0_PER_CHANNEL": 1 << 3}
-STATUS = {"BUSY": 1 << 0, "DONE": 1 << 1, "ERROR": 1 << 2}
+STATUS = {"BUSY": 1 << 0, "DONE": 1 << 1, "ERROR": 1 << 2, "IRQ": 1 << 3}
 ERROR = {"K_RANGE": 1 << 0, "SHAPE": 1 << 1, "E0_RANGE": 1 << 2, "ACT_FRAMING": 1 << 3,
          "WGT_FRAMING": 1 << 4, "START_BUSY": 1 << 5}
+IRQ_EN = {"DONE": 1 << 1, "ERROR": 1 << 2}      # the positions of the STATUS bits they enable
 
 REGISTERS: tuple[Register, ...] = (
     Register("ID", 0x00, "ro", f"magic {ID_MAGIC:#010x} ('DSHA')"),
@@ -130,7 +131,8 @@ REGISTERS: tuple[Register, ...] = (
              (Field("BUSY", 0, 1, "a layer is running"),
               Field("DONE", 1, 1, "the last result beat of the layer was accepted (cleared by "
                                   "START)"),
-              Field("ERROR", 2, 1, "some ERROR bit is set"))),
+              Field("ERROR", 2, 1, "some ERROR bit is set"),
+              Field("IRQ", 3, 1, "the irq output (a clock after its condition)"))),
     Register("ERROR", 0x28, "rw1c", "sticky error bits; write 1 to clear",
              (Field("K_RANGE", 0, 1, "START with K = 0 or K > DEPTH (layer not started)"),
               Field("SHAPE", 1, 1, "START with N or M outside 1..2**24-1 (layer not started)"),
@@ -140,6 +142,11 @@ REGISTERS: tuple[Register, ...] = (
               Field("ACT_FRAMING", 3, 1, "activation tlast not on beat K-1 of a tile"),
               Field("WGT_FRAMING", 4, 1, "weight tlast not on the last word of a channel"),
               Field("START_BUSY", 5, 1, "START written while BUSY (ignored)"))),
+    Register("IRQ_EN", 0x2C, "rw", "interrupt enables (reset 0): the level output irq is high "
+             "while STATUS & IRQ_EN is not 0, from the clock after; clear the condition (START "
+             "clears DONE, writing ERROR clears its bits) or its enable to lower it",
+             (Field("DONE", 1, 1, "raise irq while STATUS.DONE is set"),
+              Field("ERROR", 2, 1, "raise irq while STATUS.ERROR is set"))),
     Register("N", 0x30, "rw", "activation rows (GEMM N), 1..2**24-1"),
     Register("K", 0x34, "rw", "reduction length, 1..DEPTH"),
     Register("M", 0x38, "rw", "output channels (GEMM M), 1..2**24-1"),

@@ -41,6 +41,8 @@ class ArrayTop(wiring.Component):
     s_axis_wgt : In(AXIStreamSignature(32))
     m_axis_res : Out(AXIStreamSignature(res_tdata_width))
     s_axil : In(AXI4LiteSignature())
+    irq : Out(1)
+        Level interrupt: high while a ``STATUS`` condition enabled in ``IRQ_EN`` holds.
 
     ``family``: device family of vendor primitives (:data:`hw.wstore.FAMILIES`); ``None`` (the
     default) gives portable Verilog.
@@ -57,6 +59,7 @@ class ArrayTop(wiring.Component):
             "s_axis_wgt": In(AXIStreamSignature(config.wgt_tdata_width)),
             "m_axis_res": Out(AXIStreamSignature(config.res_tdata_width)),
             "s_axil": In(AXI4LiteSignature()),
+            "irq": Out(1),
         })
 
     @property
@@ -78,6 +81,7 @@ class ArrayTop(wiring.Component):
             core.relu.eq(csr.ctrl[1]), core.bias_en.eq(csr.ctrl[2]), core.e0_pc.eq(csr.ctrl[3]),
             csr.busy.eq(core.busy), csr.done.eq(core.done),
             csr.err.eq(core.err), csr.ev.eq(core.ev),
+            self.irq.eq(csr.irq),
         ]
         return m
 

@@ -11,7 +11,9 @@ the gateware:
   register in lower case (``n``, ``k``, ``m``, ``e0``, ``ctrl``); ``CTRL.START`` is not stored:
   writing it 1 pulses ``start`` for one clock;
 * ``rw1c`` (``ERROR``) bits are set by ``err`` pulses and cleared by writing 1;
-* ``rc`` counters count the ``ev`` bits (one per counter, in map order) and clear on ``START``.
+* ``rc`` counters count the ``ev`` bits (one per counter, in map order) and clear on ``START``;
+* ``irq`` is a registered level: high while a ``STATUS`` condition enabled in ``IRQ_EN`` holds
+  (``STATUS.IRQ`` reads it).
 
 Bus behaviour: one write and one read at a time; a write is taken when both ``awvalid`` and
 ``wvalid`` are high, applied one clock later and then answered ``OKAY`` on ``b``; reads are
@@ -25,7 +27,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from contract.array import CSR_ADDR_WIDTH, REGISTERS, ArrayConfig
+from contract.array import CSR_ADDR_WIDTH, REGISTER_BY_NAME, REGISTERS, ArrayConfig
 
 __all__ = ["AXI4LiteSignature", "CSRBlock"]
 
@@ -62,6 +64,8 @@ class CSRBlock(wiring.Component):
     ctrl, n, k, m, e0 : Out(unsigned(32))
         Stored ``rw`` registers (``ctrl`` bit 0 always reads 0); ``ctrl`` already shows the
         value being written in the cycle of a write (so ``start`` sees its own options).
+    irq : Out(1)
+        Level interrupt, registered: ``(STATUS & IRQ_EN) != 0`` one clock earlier.
     busy, done : In(1)
     err : In(len(ERROR fields))
         Pulses setting ``ERROR`` bits.
@@ -75,7 +79,7 @@ class CSRBlock(wiring.Component):
         self._config = config
         error = next(r for r in REGISTERS if r.name == "ERROR")
         self._n_err = len(error.fields)
-        members = {"bus": In(AXI4LiteSignature()), "start": Out(1)}
+        members = {"bus": In(AXI4LiteSignature()), "start": Out(1), "irq": Out(1)}
         for name in _rw_names():
             members[name.lower()] = Out(unsigned(32))
         members.update({"busy": In(1), "done": In(1), "err": In(self._n_err),
@@ -149,9 +153,19 @@ class CSRBlock(wiring.Component):
             with m.Elif(self.ev[i]):
                 m.d.sync += cnt.eq(cnt + 1)
 
+        # STATUS (field order of the map) and the interrupt it drives through IRQ_EN
+        status = Signal(len(REGISTER_BY_NAME["STATUS"].fields))
+        m.d.comb += status.eq(Cat(self.busy, self.done, error.any(), self.irq))
+        assert [f.name for f in REGISTER_BY_NAME["STATUS"].fields] == \
+            ["BUSY", "DONE", "ERROR", "IRQ"]
+        irq_en = REGISTER_BY_NAME["IRQ_EN"]
+        enabled = [status[REGISTER_BY_NAME["STATUS"].field(f.name).lsb] & regs["IRQ_EN"][f.lsb]
+                   for f in irq_en.fields]
+        m.d.sync += self.irq.eq(Cat(*enabled).any())
+
         # read channel
         values = dict(resets)
-        values["STATUS"] = Cat(self.busy, self.done, error.any())
+        values["STATUS"] = status
         values["ERROR"] = error
         values.update(regs)
         values.update(counters)

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from contract.array import REGISTERS, ArrayConfig
+from contract.array import ARRAY_VERSION, REGISTERS, ArrayConfig
 from densehw.cli import main as cli_main
 from densehw.cmd_generate import CONFIG_KEYS
 from densehw.emit import FILES
@@ -198,7 +198,7 @@ def test_metadata_round_trip(small):
     ports = _verilog_ports((small / "densehw_array.v").read_text())
     assert {p["name"]: (p["dir"], p["width"]) for p in meta["ports"]} == ports
     # no tool versions, dates or paths: only the formats' own versions
-    assert meta["generator"] == {"name": "densehw", "array_version": 1, "pack_version": 1}
+    assert meta["generator"] == {"name": "densehw", "array_version": 2, "pack_version": 1}
 
 
 # -- FuseSoC core ---------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_fusesoc_core_structure(small):
         core = yaml.safe_load(text)
     except ImportError:                      # PyYAML is not a dependency: our subset parser
         core = _parse_yaml(text.split("\n", 1)[1])
-    assert core["name"] == f"densehw:array:{SMALL_CFG.name}:1.0.0"
+    assert core["name"] == f"densehw:array:{SMALL_CFG.name}:{ARRAY_VERSION}.0.0"
     listed = []
     for fileset in core["filesets"].values():
         assert fileset["file_type"] in ("verilogSource", "cSource", "user")

@@ -30,6 +30,8 @@ module soc_top #(
     input  wire [31:0]                       layer_opts,   // CTRL options
     output wire                              busy,
     output wire                              done,
+    output wire                              irq,          // the array's interrupt (IRQ_EN
+                                                           // stays 0 here: soc_ctrl polls)
     output wire [31:0]                       status,       // last STATUS read
     output wire [31:0]                       cycles_busy,  // CYCLES_BUSY after the layer
     output wire [31:0]                       res_count,    // result beats received
@@ -114,6 +116,7 @@ module soc_top #(
         .s_axil__bresp(bresp), .s_axil__bvalid(bvalid), .s_axil__bready(bready),
         .s_axil__araddr(araddr), .s_axil__arvalid(arvalid), .s_axil__arready(arready),
         .s_axil__rdata(rdata), .s_axil__rresp(rresp), .s_axil__rvalid(rvalid),
-        .s_axil__rready(rready)
+        .s_axil__rready(rready),
+        .irq(irq)
     );
 endmodule
