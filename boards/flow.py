@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 from contract.files import RTL_SOURCES, source_fingerprint
 
 __all__ = [
-    "BOARDS", "DEVICES", "DEFAULT_ARRAYS", "default_spec", "load_spec", "NAND2_WEIGHTS", "Design",
+    "BOARDS", "DEVICES", "CONFIGS", "default_array", "default_spec", "load_spec",
+    "NAND2_WEIGHTS", "Design",
     "FlowError", "make_design", "design_from_verilog",
     "parse_verilog_ports", "harness_verilog", "parse_yosys_stat", "parse_nextpnr_log",
     "parse_nextpnr_endpoints", "endpoint_group",
@@ -129,52 +130,36 @@ class Design:
     extra: dict = field(default_factory=dict)
 
 
-#: Default array configuration per (board, device): the largest measured (or, where marked,
-#: extrapolated from the measured per-PE cost) to fit. Measured 2026-11-22 (fp16, B=3,
-#: depth 512): UP5K 2x2 = 3135 LUT4 (fits), 4x4 = 5883 LUT4 (> 5280, does not place);
-#: ECP5 2x2 = 2293 LUT, 4x4 = 4353 LUT (~172 LUT per extra PE).
-DEFAULT_ARRAYS = {
-    # 2921 LUT4; with the I/O harness a 2x3 packs into 5133 and a 3x2 into 5178 of the 5280
-    # logic cells, and nextpnr finds no legal placement for either (session 12)
-    ("ice40", "up5k"): {"rows": 2, "cols": 2, "depth": 512},
-    ("ice40", "hx8k"): {"rows": 4, "cols": 4, "depth": 512},     # 5883 of 7680 LUT4 (no DSP)
-    # 12261 LUT, 70 % of the slices' LUTs with carries and harness; a 10x8 fits (85 %) but
-    # nextpnr's placer did not finish in 20 minutes
-    ("ecp5", "25f"): {"rows": 8, "cols": 8, "depth": 512},
-    ("ecp5", "85f"): {"rows": 16, "cols": 16, "depth": 512},     # extrapolated ~46k of 84k
-    ("asic", "generic"): {"rows": 8, "cols": 8, "depth": 512},
-}
+#: Folder of the board-default array configurations, ``<board>_<device>.toml`` (the largest
+#: measured, or where the file says so extrapolated, to fit each device).
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
+def default_array(board: str, device: str) -> dict:
+    """The array configuration keys of ``configs/<board>_<device>.toml``."""
+    from contract.array import read_config_file
+
+    return read_config_file(CONFIGS / f"{board}_{device}.toml")
 
 
 def default_spec(board: str, device: str | None = None) -> dict:
-    """The default design of a device: the shift array in :data:`DEFAULT_ARRAYS`."""
+    """The default design of a device: the shift array of ``configs/<board>_<device>.toml``."""
     if board not in DEVICES:
         raise ValueError(f"unknown board {board!r}; expected one of {', '.join(BOARDS)}")
     device = device or DEFAULT_DEVICE[board]
-    if (board, device) not in DEFAULT_ARRAYS:
+    if device not in DEVICES[board]:
         raise ValueError(f"unknown {board} device {device!r}; expected one of "
                          f"{', '.join(DEVICES[board])}")
-    return {"kind": "array", "config": dict(DEFAULT_ARRAYS[(board, device)])}
+    return {"kind": "array", "config": default_array(board, device)}
 
 
 def load_spec(path) -> dict:
-    """A design spec from a TOML or JSON file: a table with ``kind`` is a spec, any other table
-    holds array configuration keys (``{"kind": "array", "config": table}``)."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ValueError(f"configuration file {str(path)!r} does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".toml":
-            import tomllib
+    """A design spec from a TOML or JSON file (:func:`contract.array.read_config_file`): a table
+    with ``kind`` is a spec, any other table holds array configuration keys (``{"kind":
+    "array", "config": table}``)."""
+    from contract.array import read_config_file
 
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"{path}: cannot parse ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a table/object, not {type(data).__name__}")
+    data = read_config_file(path)
     return data if "kind" in data else {"kind": "array", "config": data}
 
 

@@ -33,7 +33,7 @@ __all__ = [
     "ARRAY_VERSION", "CTRL",
     "STATUS", "ERROR", "IRQ_EN", "STREAMS",
     "channel_words", "pack_activation_beat", "weight_stream", "activation_stream",
-    "result_order",
+    "result_order", "read_config_file", "load_array_config",
 ]
 
 ID_MAGIC = 0x44534841          # "DSHA" (densehw array)
@@ -584,13 +584,11 @@ def result_order(config: ArrayConfig, n_total: int, k: int, m_total: int):
     return out
 
 
-def load_array_config(path, *, fmt: str | None = None) -> ArrayConfig:
-    """:class:`ArrayConfig` from a file: TOML (the fields at the top level, as ``configs/*.toml``)
-    or JSON (the fields at the top level, as :meth:`ArrayConfig.to_dict`, or the metadata JSON
-    with a ``config`` object). ``fmt``: ``"toml"`` or ``"json"``; by default the suffix
-    (``.toml``, ``.json``) decides. A TOML file may hold only the fields; JSON may also hold the
-    derived keys of ``to_dict()`` (ignored). A format given as a table holds ``name``,
-    ``exp_bits`` and ``frac_bits``. Every problem raises ``ValueError`` naming the file."""
+def read_config_file(path, *, fmt: str | None = None) -> dict:
+    """The table of a configuration file: TOML or JSON, chosen by ``fmt`` (``"toml"`` or
+    ``"json"``) or by the suffix (``.toml``, ``.json``). Every densehw command reads its
+    ``--config`` through this function (array configurations through
+    :func:`load_array_config`). Every problem raises ``ValueError`` naming the file."""
     import tomllib
     from pathlib import Path
 
@@ -605,19 +603,33 @@ def load_array_config(path, *, fmt: str | None = None) -> ArrayConfig:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ValueError(f"{where} not found") from None
+        raise ValueError(f"{where} does not exist") from None
     except OSError as exc:
         raise ValueError(f"cannot read {where}: {exc.strerror}") from None
     try:
         data = tomllib.loads(raw.decode()) if fmt == "toml" else json.loads(raw)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{where}: invalid {fmt.upper()}: {exc}") from None
-    if fmt == "json" and isinstance(data, dict) and isinstance(data.get("config"), dict):
-        data = data["config"]
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a {'table' if fmt == 'toml' else 'JSON object'} "
-                         f"of ArrayConfig fields")
-    allowed = ArrayConfig._KEYS + (ArrayConfig._DERIVED if fmt == "json" else ())
+        raise ValueError(f"{where}: expected a {'table' if fmt == 'toml' else 'JSON object'}, "
+                         f"not {type(data).__name__}")
+    return data
+
+
+def load_array_config(path, *, fmt: str | None = None) -> ArrayConfig:
+    """:class:`ArrayConfig` from a file (:func:`read_config_file`): TOML or JSON, the fields at
+    the top level (as ``configs/*.toml`` and :meth:`ArrayConfig.to_dict`), or a metadata JSON
+    with a ``config`` object. JSON may also hold the derived keys of ``to_dict()`` (ignored). A
+    format given as a table holds ``name``, ``exp_bits`` and ``frac_bits``. Every problem raises
+    ``ValueError`` naming the file."""
+    from pathlib import Path
+
+    where = f"config file {str(Path(path))!r}"
+    data = read_config_file(path, fmt=fmt)
+    json_like = (fmt or Path(path).suffix[1:]) == "json"
+    if json_like and isinstance(data.get("config"), dict):
+        data = data["config"]
+    allowed = ArrayConfig._KEYS + (ArrayConfig._DERIVED if json_like else ())
     unknown = sorted(set(data) - set(allowed))
     if unknown:
         raise ValueError(f"{where}: unknown key {unknown[0]!r} (allowed: "

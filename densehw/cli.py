@@ -13,12 +13,40 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 COMMANDS = ["gemm", "generate", "sim", "synth", "sweep", "train", "compile", "run"]
+
+#: Example and board-default array configurations (``<board>_<device>.toml`` are the defaults
+#: of ``densehw synth``).
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 class UserError(Exception):
     """A problem with the user's input; printed as one line, exit code 2."""
+
+
+def load_config(text):
+    """The :class:`~contract.array.ArrayConfig` a ``--config`` names: a TOML or JSON file
+    (:func:`contract.array.load_array_config`), ``default`` (``ArrayConfig()``), or the name of
+    a file in ``configs/`` without its suffix (``ecp5_25f``, ``ice40_up5k`` ...). Problems
+    raise :class:`UserError` naming the file."""
+    from contract.array import ArrayConfig, load_array_config
+
+    text = str(text)
+    if text == "default":
+        return ArrayConfig()
+    path = Path(text)
+    if not path.exists() and path.suffix == "" and (CONFIGS / f"{text}.toml").is_file():
+        path = CONFIGS / f"{text}.toml"
+    if not path.exists():
+        named = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.toml")))
+        raise UserError(f"config file {text!r} does not exist (give a .toml or .json file, "
+                        f"'default' or one of: {named})")
+    try:
+        return load_array_config(path)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _load(name):

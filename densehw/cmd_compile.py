@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cli import UserError
+from .cli import UserError, load_config
 
 HELP = "lower an exported DenseShift model to a program for the PE array"
 
@@ -24,22 +24,6 @@ def add_arguments(p) -> None:
                    help="ArrayConfig JSON file, or 'default'")
     p.add_argument("--input-shape", metavar="C,H,W",
                    help="per-sample input shape (default: from the model kind)")
-
-
-def load_array_config(text: str):
-    """``default`` or a JSON file -> ArrayConfig (:func:`contract.array.load_array_config`);
-    errors name the file."""
-    from contract import array
-
-    if text == "default":
-        return array.ArrayConfig()
-    if not Path(text).exists():
-        raise UserError(f"config file {text!r} does not exist (give a JSON file or "
-                        f"'default')")
-    try:
-        return array.load_array_config(text, fmt="json")
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
 
 
 def _shape(text):
@@ -61,7 +45,7 @@ def run(args) -> int:
     from sw.program import save
 
     torch.set_num_threads(1)
-    config = load_array_config(args.config)
+    config = load_config(args.config)
     shape = _shape(args.input_shape) if args.input_shape else None
     if not args.export.is_file():
         raise UserError(f"export file {str(args.export)!r} does not exist")

@@ -1,6 +1,7 @@
 """``densehw generate --config CFG.toml -o DIR``: the RTL and its companions for one array.
 
-The TOML file holds :class:`contract.array.ArrayConfig` fields at the top level (every key is
+The configuration (TOML or JSON, read by :func:`densehw.cli.load_config` like every command's
+``--config``) holds :class:`contract.array.ArrayConfig` fields at the top level (every key is
 optional; missing ones take the defaults)::
 
     in_fmt = "fp16"      # fp16, bf16, fp32, fp8_e5m2 (or a table {name, exp_bits, frac_bits})
@@ -26,7 +27,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .cli import UserError
+from .cli import UserError, load_config
 
 HELP = "generate the PE-array Verilog, metadata JSON, C header and FuseSoC core from a config"
 
@@ -36,23 +37,12 @@ CONFIG_KEYS = ("in_fmt", "out_fmt", "wbits", "rows", "cols", "depth", "e0_min", 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", required=True, metavar="CFG.toml",
-                        help="array configuration (TOML, keys = ArrayConfig fields)")
+    parser.add_argument("--config", required=True, metavar="CFG",
+                        help="array configuration: TOML or JSON file (ArrayConfig fields), "
+                             "'default', or a name in configs/ (e.g. ecp5_25f)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="output directory (created if missing)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-
-
-def load_config(path):
-    """Parse a TOML configuration file into an ``ArrayConfig``
-    (:func:`contract.array.load_array_config`); problems raise
-    :class:`~densehw.cli.UserError` with a one-line message naming the file and the key."""
-    from contract.array import load_array_config
-
-    try:
-        return load_array_config(path, fmt="toml")
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
 
 
 def write_outputs(files: dict[str, str], out_dir) -> list[Path]:

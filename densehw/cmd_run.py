@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import UserError
+from .cli import UserError, load_config
 
 HELP = "run a compiled program on a data set (golden model or simulated RTL) and report"
 
@@ -246,8 +246,6 @@ def run(args) -> int:
     from sw.program import ProgramError, check_config, load
     from sw.runtime import run_program
 
-    from .cmd_compile import load_array_config
-
     torch.set_num_threads(1)
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be a positive integer, not {args.limit}")
@@ -256,7 +254,7 @@ def run(args) -> int:
     try:
         program = load(args.program)
         if args.config is not None:
-            check_config(program, load_array_config(args.config))
+            check_config(program, load_config(args.config))
     except ProgramError as exc:
         raise UserError(str(exc)) from None
     try:

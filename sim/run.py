@@ -156,20 +156,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dump FST waveforms (path printed per configuration)")
     parser.add_argument("--quick", action="store_true", help="a short smoke regression")
     parser.add_argument("--seed", type=int, default=1, help="base seed (default 1)")
-    parser.add_argument("--config", metavar="JSON",
-                        help="simulate this DotConfig (a JSON file as written by "
-                             "DotConfig.to_dict) instead of the standard set")
+    parser.add_argument("--config", metavar="CFG",
+                        help="simulate this DotConfig (a TOML or JSON file with the fields "
+                             "of DotConfig.to_dict) instead of the standard set")
 
 
 def load_config(path) -> DotConfig:
-    """Read a :class:`DotConfig` from a JSON file; errors name the file."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object with DotConfig fields")
+    """A :class:`DotConfig` from a TOML or JSON file (:func:`contract.array.read_config_file`);
+    errors name the file."""
+    from contract.array import read_config_file
+
+    data = read_config_file(path)
     try:
         return DotConfig.from_dict(data)
     except (TypeError, ValueError) as exc:

@@ -70,7 +70,7 @@ def test_files_and_determinism(small, tmp_path):
 
 
 def test_default_config_file_is_the_default():
-    from densehw.cmd_generate import load_config
+    from densehw.cli import load_config
 
     assert load_config(CONFIGS / "default.toml") == ArrayConfig()
     for path in sorted(CONFIGS.glob("*.toml")):
@@ -298,7 +298,7 @@ def test_output_lints_clean(small):
     _lint(small)
 
 
-@pytest.mark.parametrize("name", ["default", "up5k_fp16_b3", "fp8_b2_small"])
+@pytest.mark.parametrize("name", ["default", "ice40_up5k", "fp8_b2_small"])
 def test_example_configs_lint_clean(name, tmp_path):
     out = tmp_path / name
     assert cli_main(["generate", "--config", str(CONFIGS / f"{name}.toml"), "-o", str(out),
@@ -344,7 +344,7 @@ def test_missing_config_and_bad_output(tmp_path, capsys):
     rc = cli_main(["generate", "--config", str(tmp_path / "nope.toml"), "-o",
                    str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert rc == 2 and "not found" in err and err.count("\n") == 1
+    assert rc == 2 and "does not exist" in err and err.count("\n") == 1
     cfg = tmp_path / "ok.toml"
     cfg.write_text(SMALL)
     blocker = tmp_path / "file"

@@ -19,8 +19,8 @@ from contract.array import (
     result_order,
     weight_stream,
 )
+from densehw.cli import load_config
 from densehw.cli import main as cli_main
-from densehw.cmd_generate import load_config
 from hw.gen import VERILATOR_LINT_WAIVERS
 from sw.golden import gemm_golden
 from sw.perfmodel import layer_cycles
