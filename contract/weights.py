@@ -37,6 +37,8 @@ __all__ = [
     "decode_weights",
     "pack_codes",
     "unpack_codes",
+    "pack_bits",
+    "unpack_bits",
     "words_per_row",
 ]
 
@@ -159,43 +161,65 @@ def words_per_row(k: int, wbits: int) -> int:
     return -(-k * check_wbits(wbits) // WORD_BITS)
 
 
-def pack_codes(codes, wbits: int) -> np.ndarray:
-    """Pack a ``(M, K)`` array of codes into ``(M, words_per_row(K, B))`` uint32 words
-    (format version 1, see the module documentation)."""
-    wbits = check_wbits(wbits)
+def _check_width(width) -> int:
+    if not isinstance(width, (int, np.integer)) or isinstance(width, bool):
+        raise TypeError(f"Code width must be an integer, not {width!r}")
+    if not 1 <= width <= 8:
+        raise ValueError(f"Code width must be in [1, 8], not {width}")
+    return int(width)
+
+
+def pack_bits(codes, width: int) -> np.ndarray:
+    """Pack a ``(M, K)`` array of ``width``-bit codes (``width`` = 1..8) into
+    ``(M, ceil(K*width/32))`` uint32 words: the bit stream of packing version 1 (see the module
+    documentation) for any code width. :func:`pack_codes` is this for weight codes."""
+    width = _check_width(width)
     codes = np.asarray(codes)
     if codes.ndim != 2:
         raise ValueError(f"codes must have shape (M, K), not {codes.shape}")
-    if codes.size and (codes.min() < 0 or codes.max() >= (1 << wbits)):
-        bad = (codes < 0) | (codes >= (1 << wbits))
+    if codes.size and (codes.min() < 0 or codes.max() >= (1 << width)):
+        bad = (codes < 0) | (codes >= (1 << width))
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"code at index {index} is {codes[index]}; expected 0..{(1 << wbits) - 1}")
+        raise ValueError(f"code at index {index} is {codes[index]}; expected 0..{(1 << width) - 1}")
     m, k = codes.shape
-    nwords = words_per_row(k, wbits)
-    bits = ((codes.astype(np.uint64)[:, :, None] >> np.arange(wbits, dtype=np.uint64)) & 1)
+    nwords = -(-k * width // WORD_BITS)
+    bits = ((codes.astype(np.uint64)[:, :, None] >> np.arange(width, dtype=np.uint64)) & 1)
     stream = np.zeros((m, nwords * WORD_BITS), dtype=np.uint64)
-    stream[:, :k * wbits] = bits.reshape(m, k * wbits)
+    stream[:, :k * width] = bits.reshape(m, k * width)
     stream = stream.reshape(m, nwords, WORD_BITS)
     weights = np.uint64(1) << np.arange(WORD_BITS, dtype=np.uint64)
     return (stream * weights).sum(axis=2).astype(np.uint32)
 
 
-def unpack_codes(words, k: int, wbits: int) -> np.ndarray:
-    """Inverse of :func:`pack_codes`: ``(M, words)`` uint32 -> ``(M, K)`` uint8 codes."""
-    wbits = check_wbits(wbits)
+def unpack_bits(words, k: int, width: int) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: ``(M, words)`` uint32 -> ``(M, K)`` uint8 codes. The word
+    count must match and the padding bits must be zero."""
+    width = _check_width(width)
     words = np.asarray(words)
     if words.ndim != 2 or words.dtype != np.uint32:
         raise ValueError(f"packed words must be a 2-D uint32 array, not {words.dtype} "
                          f"with shape {words.shape}")
     if not isinstance(k, (int, np.integer)) or k < 0:
         raise ValueError(f"K must be a non-negative integer, not {k!r}")
-    need = words_per_row(k, wbits)
+    need = -(-k * width // WORD_BITS)
     if words.shape[1] != need:
-        raise ValueError(f"{words.shape[1]} words per row, expected {need} for K={k}, B={wbits}")
+        raise ValueError(f"{words.shape[1]} words per row, expected {need} for K={k}, "
+                         f"B={width}")
     m = words.shape[0]
     bits = (words.astype(np.uint64)[:, :, None] >> np.arange(WORD_BITS, dtype=np.uint64)) & 1
     bits = bits.reshape(m, -1)
-    if (bits[:, k * wbits:] != 0).any():
+    if (bits[:, k * width:] != 0).any():
         raise ValueError("packed words have non-zero padding bits beyond the last code")
-    bits = bits[:, :k * wbits].reshape(m, k, wbits)
-    return (bits << np.arange(wbits, dtype=np.uint64)).sum(axis=2).astype(np.uint8)
+    bits = bits[:, :k * width].reshape(m, k, width)
+    return (bits << np.arange(width, dtype=np.uint64)).sum(axis=2).astype(np.uint8)
+
+
+def pack_codes(codes, wbits: int) -> np.ndarray:
+    """Pack a ``(M, K)`` array of codes into ``(M, words_per_row(K, B))`` uint32 words
+    (format version 1, see the module documentation)."""
+    return pack_bits(codes, check_wbits(wbits))
+
+
+def unpack_codes(words, k: int, wbits: int) -> np.ndarray:
+    """Inverse of :func:`pack_codes`: ``(M, words)`` uint32 -> ``(M, K)`` uint8 codes."""
+    return unpack_bits(words, k, check_wbits(wbits))

@@ -34,7 +34,8 @@ from pathlib import Path
 
 from .cli import UserError
 
-HELP = "bit-exact DenseShift GEMM on .npy files (golden model or simulated hardware)"
+HELP = ("bit-exact DenseShift (or, with --arith branches, multi-branch) GEMM on .npy files "
+        "(golden model or simulated hardware)")
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,20 @@ def register_backend(name: str, fn: Callable[[GemmJob, object], object]) -> None
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--fmt", required=True, metavar="FMT",
-                   help="activation format: fp16, bf16, fp32, fp8_e5m2")
-    p.add_argument("--wbits", required=True, metavar="B", help="weight code width B, 2..5")
+    p.add_argument("--arith", default="shift", choices=("shift", "branches"),
+                   help="shift: DenseShift codes, float activations (default); branches: "
+                        "multi-branch {-1,+1} codes (densehw/gemm_branches.py)")
+    p.add_argument("--fmt", metavar="FMT",
+                   help="activation format: fp16, bf16, fp32, fp8_e5m2 (required for shift)")
+    p.add_argument("--wbits", required=True, metavar="B",
+                   help="weight code width B, 2..5 (branches: weight branches, 1..8)")
+    p.add_argument("--abits", metavar="K", help="branches: activation branches, 1..8")
+    p.add_argument("--scale-x", metavar="S",
+                   help="branches: scale of X (float path; with --scale-w)")
+    p.add_argument("--scale-w", metavar="S|SW.npy",
+                   help="branches: scale of W, one value or (M,) per channel (float path)")
+    p.add_argument("--scale-fmt", metavar="FMT",
+                   help="branches: format the scales must be exact in (default fp32)")
     p.add_argument("--x", required=True, type=Path, metavar="X.npy",
                    help="activations (N, K): float values or raw unsigned bit patterns")
     p.add_argument("--w", required=True, type=Path, metavar="W.npy",
@@ -84,7 +96,8 @@ def add_arguments(p) -> None:
     p.add_argument("--bias", type=Path, metavar="B.npy",
                    help="bias (M,) in the output format: float values or raw bit patterns")
     p.add_argument("--relu", action="store_true", help="apply ReLU to the outputs")
-    p.add_argument("--out-fmt", metavar="FMT", help="output and bias format (default: --fmt)")
+    p.add_argument("--out-fmt", metavar="FMT",
+                   help="output and bias format (default: --fmt; branches: fp32)")
     p.add_argument("--per-channel-e0", action="store_true",
                    help="one weight offset e0 per output row instead of per tensor")
     p.add_argument("--backend", default="golden", metavar="NAME",
@@ -207,6 +220,15 @@ def save_atomic(path: Path, arr) -> None:
 def run(args) -> int:
     import numpy as np
 
+    if args.arith == "branches":
+        from .gemm_branches import run as run_branches
+
+        return run_branches(args)
+    for option in ("abits", "scale_x", "scale_w", "scale_fmt"):
+        if getattr(args, option) is not None:
+            raise UserError(f"--{option.replace('_', '-')} needs --arith branches")
+    if args.fmt is None:
+        raise UserError("--fmt is required (the activation format) unless --arith branches")
     backend = BACKENDS.get(args.backend)
     if backend is None:
         raise UserError(f"unknown backend {args.backend!r}; expected one of "
