@@ -7,6 +7,8 @@
 * ``densehw_params.h``: C macros for drivers (configuration, register offsets and fields,
   framing), generated from the same data as the register block's gateware;
 * ``densehw_params.vh``: the same constants as Verilog ``\\`define`` macros for SoC wrappers;
+* ``densehw_driver.h``, ``densehw_driver.c``: the C driver library (``densehw/driver/``, the
+  same text for every configuration: it takes every constant from ``densehw_params.h``);
 * ``densehw.core``: a FuseSoC CAPI2 core file listing the files above.
 
 Every function is pure and deterministic: the same configuration gives the same bytes (no
@@ -16,6 +18,7 @@ dates, paths, host names or tool versions in the output).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from contract.array import (
     ARRAY_VERSION,
@@ -28,13 +31,16 @@ from contract.array import (
 )
 from contract.weights import PACK_VERSION, WORD_BITS
 
-__all__ = ["FILES", "TOP", "generate_files", "metadata", "metadata_json", "c_header",
-           "verilog_header", "fusesoc_core", "ports", "macros"]
+__all__ = ["FILES", "DRIVER_FILES", "TOP", "generate_files", "driver_sources", "metadata",
+           "metadata_json", "c_header", "verilog_header", "fusesoc_core", "ports", "macros"]
 
 TOP = "densehw_array"
 #: Output files in the order they are written.
 FILES = ("densehw_array.v", "densehw_array.json", "densehw_params.h", "densehw_params.vh",
-         "densehw.core")
+         "densehw_driver.h", "densehw_driver.c", "densehw.core")
+#: The C driver library: copied verbatim beside the generated header it includes.
+DRIVER_DIR = Path(__file__).resolve().parent / "driver"
+DRIVER_FILES = ("densehw_driver.h", "densehw_driver.c")
 CHANNEL_HEADER_WORDS = 2
 
 
@@ -288,6 +294,8 @@ def fusesoc_core(config: ArrayConfig) -> str:
         "  sw:",
         "    files:",
         "      - densehw_params.h: {is_include_file: true}",
+        "      - densehw_driver.h: {is_include_file: true}",
+        "      - densehw_driver.c",
         "    file_type: cSource",
         "  metadata:",
         "    files:",
@@ -310,15 +318,23 @@ def fusesoc_core(config: ArrayConfig) -> str:
     ])
 
 
+def driver_sources() -> dict[str, str]:
+    """``{file name: text}`` of the C driver library (:data:`DRIVER_FILES`)."""
+    return {name: (DRIVER_DIR / name).read_text(encoding="utf-8") for name in DRIVER_FILES}
+
+
 def generate_files(config: ArrayConfig) -> dict[str, str]:
     """``{file name: text}`` for every output file, in :data:`FILES` order."""
     _check(config)
     from hw.array_top import generate_array_verilog
 
-    return {
+    files = {
         "densehw_array.v": generate_array_verilog(config, name=TOP),
         "densehw_array.json": metadata_json(config),
         "densehw_params.h": c_header(config),
         "densehw_params.vh": verilog_header(config),
+        **driver_sources(),
         "densehw.core": fusesoc_core(config),
     }
+    assert tuple(files) == FILES
+    return files
