@@ -57,6 +57,13 @@ def _write(cfg, folder):
     return folder
 
 
+def _first_difference(got, want):
+    if len(got) != len(want):
+        return f"{len(got)} words, expected {len(want)}"
+    i = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+    return f"word {i}: {got[i]:#010x}, expected {want[i]:#010x}"
+
+
 def test_driver_files_are_shipped(tmp_path):
     files = generate_files(ArrayConfig(rows=2, cols=2, depth=16))
     for name in DRIVER_FILES:
@@ -97,15 +104,14 @@ def test_driver_matches_the_contract(name, tmp_path):
         want_wgt = [w for w, _ in weight_stream(cfg, codes, e0s if per_channel else e0_all,
                                                 bias if has_bias else None)]
         got_wgt = [int(v, 16) for v in lines["wgt"]]
-        assert got_wgt == want_wgt, f"{where}: weight image differs at word " \
-            f"{next(i for i, (a, b) in enumerate(zip(got_wgt, want_wgt)) if a != b)}"
+        assert got_wgt == want_wgt, f"{where}: weights {_first_difference(got_wgt, want_wgt)}"
         beat_words = -(-cfg.act_tdata_width // 32)
         want_act = []
         for tdata, _ in activation_stream(cfg, x, m):
             want_act += [(tdata >> (32 * i)) & 0xFFFFFFFF for i in range(beat_words)]
         got_act = [int(v, 16) for v in lines["act"]]
-        assert got_act == want_act, f"{where}: activation image differs at word " \
-            f"{next(i for i, (a, b) in enumerate(zip(got_act, want_act)) if a != b)}"
+        assert got_act == want_act, f"{where}: activations " \
+            f"{_first_difference(got_act, want_act)}"
         want_y = np.zeros((n, m), dtype=np.int64)
         for (nn, mm, _), v in zip(result_order(cfg, n, k, m), res, strict=True):
             want_y[nn, mm] = v
