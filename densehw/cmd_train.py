@@ -5,6 +5,7 @@ Subcommands::
     densehw train digits  [--method M] [--wbits B] [--seed S] [--epochs E] [--lr LR]
                           [--width W] [--init lowvar|he] [--exact-grad] [--export FILE]
     densehw train table|freezing|init|speech|all  [--out DIR] [--seeds N] [--jobs J] [--smoke]
+    densehw train branches [--out DIR] [--seeds N] [--jobs J] [--smoke]   (multi-branch table)
     densehw train smoke   [--out DIR]           (every experiment, tiny, in seconds)
     densehw train speech-data [--smoke] [--rebuild]
     densehw train inspect FILE                  (summary of an export file)
@@ -66,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        ("freezing", "weight-freezing curves"),
                        ("init", "low-variance vs He init, incl. transfer 0-4 -> 5-9"),
                        ("speech", "spoken commands, FP32 vs DenseShift 3-bit"),
+                       ("branches", "multi-branch {-1,+1} networks on digits and speech"),
                        ("all", "every experiment"),
                        ("smoke", "every experiment, tiny (seconds; numbers mean nothing)")]:
         p = sub.add_parser(name, help=text)
@@ -114,6 +116,15 @@ def run(args) -> int:
     out = args.out or ("build/results-smoke" if smoke else "build/results")
     seeds = getattr(args, "seeds", 1)
     kw = {"seeds": seeds, "jobs": args.jobs, "smoke": smoke, "command": _command_line()}
+    if what == "branches":
+        from sw.branch_experiments import branches
+
+        payload = branches(out, **kw)
+        print(f"branches: {payload['seconds']:.0f} s -> {out}/branches.{{json,md,png}}")
+        for row in payload["rows"]:
+            print(f"  {row['label']:45s} digits {row['digits']['test']['mean']:6.2f}, "
+                  f"speech {row['speech']['test']['mean']:6.2f}")
+        return 0
     if what in ("all", "smoke"):
         results = experiments.run_all(out, **kw)
     else:

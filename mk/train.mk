@@ -2,12 +2,13 @@
 TRAIN_OUT ?= build/results
 SEEDS     ?= 5
 
-.PHONY: train train-smoke train-table train-freezing train-init train-speech speech-data help-train
+.PHONY: train train-smoke train-table train-freezing train-init train-speech train-branches speech-data help-train
 
 help-train:
 	@echo "make train        every experiment, $(SEEDS) seeds, $(JOBS) processes -> $(TRAIN_OUT) (TRAIN_OUT=docs/results to refresh the docs)"
 	@echo "make train-smoke  every experiment in a tiny version (seconds) -> build/results-smoke"
 	@echo "make train-table | train-freezing | train-init | train-speech   one experiment"
+	@echo "make train-branches  multi-branch {-1,+1} table, digits and speech (BRANCH_SEEDS=3 seeds)"
 	@echo "make speech-data  synthesise and cache the espeak-ng spoken-command set (build/data)"
 
 train: setup
@@ -27,6 +28,10 @@ train-init: setup
 
 train-speech: setup speech-data
 	$(PY) -m densehw train speech --out $(TRAIN_OUT) --seeds $(SEEDS) --jobs $(JOBS)
+
+BRANCH_SEEDS ?= 3
+train-branches: setup speech-data
+	$(PY) -m densehw train branches --out $(TRAIN_OUT) --seeds $(BRANCH_SEEDS) --jobs $(JOBS)
 
 speech-data: setup
 	$(PY) -m densehw train speech-data

@@ -72,7 +72,7 @@ def run_digits(spec: dict) -> dict:
     data = digits()
     if spec.get("classes"):
         data = class_subset(data, spec["classes"])
-    qkw = {k: spec[k] for k in ("init", "surrogate") if k in spec}
+    qkw = {k: spec[k] for k in ("init", "surrogate", "abits") if k in spec}
     set_seed(spec["seed"])
     model = DigitsCNN(method=spec["method"], wbits=spec["wbits"], width=spec["width"],
                       num_classes=data.num_classes, **qkw)
@@ -122,7 +122,8 @@ def run_speech(spec: dict) -> dict:
                            cache_dir=spec.get("cache_dir"))
     set_seed(spec["seed"])
     model = SpeechResNet(method=spec["method"], wbits=spec["wbits"], width=spec["width"],
-                         n_mels=data.x_train.shape[1], num_classes=data.num_classes)
+                         n_mels=data.x_train.shape[1], num_classes=data.num_classes,
+                         **{k: spec[k] for k in ("abits",) if k in spec})
     cfg = TrainConfig(epochs=spec["epochs"], lr=spec["lr"], seed=spec["seed"],
                       progress=spec.get("progress", False), desc=spec.get("desc", "speech"))
     hist = _train(model, data, cfg)

@@ -9,7 +9,8 @@ and :meth:`quantized_weight` returns exactly the tensor its forward pass multipl
 * :class:`ShiftConv2d`, :class:`ShiftConv1d`, :class:`ShiftLinear` -- any ``method`` of
   :data:`sw.quant.METHODS` (the baselines: ``fp``, ``s3``, ``deepshift_q``, ``deepshift_ps``,
   ``ternary``).
-* :func:`quantize_model` converts chosen layers of an existing model in place.
+* :func:`quantize_model` converts chosen layers of an existing model in place (also into the
+  multi-branch layers of :mod:`sw.branch_layers`, ``method="branches"``).
 * :func:`snapshot_weights` / :func:`weight_changes` -- the weight-freezing metric: the fraction of
   shift weights whose sign / value differ from a snapshot (taken at init).
 """
@@ -157,10 +158,12 @@ def _matches(name, patterns):
 
 
 def quantize_model(model: nn.Module, *, wbits: int = 3, method: str = "denseshift",
-                   include=None, exclude=(), from_weights: bool = False,
+                   include=None, exclude=(), from_weights: bool = False, abits=None,
                    **qkwargs) -> nn.Module:
     """Replace ``nn.Conv1d``/``nn.Conv2d``/``nn.Linear`` layers of ``model`` in place by shift
-    layers; returns ``model``.
+    layers; returns ``model``. ``method="branches"`` makes multi-branch layers instead
+    (:mod:`sw.branch_layers`: ``wbits`` weight and ``abits`` activation branches, 1..8 each; the
+    float weights become their latent weights).
 
     Parameters
     ----------
@@ -176,8 +179,15 @@ def quantize_model(model: nn.Module, *, wbits: int = 3, method: str = "denseshif
 
     Biases are copied. Raises ``ValueError`` when ``include`` names no convertible layer.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    branches = method == "branches"
+    if method not in METHODS and not branches:
+        raise ValueError(f"unknown method {method!r}; expected one of "
+                         f"{', '.join([*METHODS, 'branches'])}")
+    if branches and (abits is None or qkwargs):
+        raise TypeError(f"method='branches' needs abits= and takes no quantizer options, not "
+                        f"abits={abits!r}, {sorted(qkwargs)}")
+    if not branches and abits is not None:
+        raise TypeError(f"abits= is an option of method='branches', not of {method!r}")
     if isinstance(include, str) or isinstance(exclude, str):
         raise TypeError("include/exclude must be iterables of names, not a single string")
     targets = []
@@ -200,7 +210,14 @@ def quantize_model(model: nn.Module, *, wbits: int = 3, method: str = "denseshif
             kw = {"stride": old.stride, "padding": old.padding, "dilation": old.dilation,
                   "groups": old.groups, "bias": old.bias is not None,
                   "padding_mode": old.padding_mode}
-        if method == "denseshift":
+        if branches:
+            from .branch_layers import BRANCH_TYPES
+
+            new = BRANCH_TYPES[type(old)](*args, wbits=wbits, abits=abits, **kw)
+            with torch.no_grad():
+                new.weight.copy_(old.weight)
+            new.wquant.init_from(new.weight)
+        elif method == "denseshift":
             new = _DENSE[type(old)](*args, wbits=wbits, **kw, **qkwargs)
             if from_weights:
                 new.quantizer.set_from_weight(old.weight)

@@ -5,7 +5,8 @@
 * :class:`DigitsCNN` -- a narrow CNN for the 8x8 digits.
 * :class:`SpeechResNet` -- a small 1-D conv ResNet over log-mel frames (spoken commands).
 
-``method="fp"`` gives the full-precision baseline with the same architecture.
+``method="fp"`` gives the full-precision baseline with the same architecture;
+``method="branches"`` with ``abits=`` gives multi-branch layers (:mod:`sw.branch_layers`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,27 @@ from torch import nn
 from .layers import ShiftConv1d, ShiftConv2d
 
 __all__ = ["DigitsCNN", "SpeechResNet", "build_model"]
+
+
+def _conv(cls, method, wbits, abits, qkwargs):
+    """A factory of the model's quantized convs: ``cls(...)`` (a shift layer of ``method``), or
+    a multi-branch layer (``method="branches"``, with ``abits``)."""
+    if method == "branches":
+        from .branch_layers import BranchConv1d, BranchConv2d
+
+        branch = BranchConv2d if cls is ShiftConv2d else BranchConv1d
+        if abits is None:
+            raise TypeError("method='branches' needs abits=")
+
+        def make(*args, **kw):
+            return branch(*args, wbits=wbits, abits=abits, **kw)
+        return make
+    if abits is not None:
+        raise TypeError(f"abits= is an option of method='branches', not of {method!r}")
+
+    def make(*args, **kw):
+        return cls(*args, method=method, wbits=wbits, **kw, **qkwargs)
+    return make
 
 
 def _arithmetic_options(qkwargs):
@@ -35,18 +57,19 @@ class DigitsCNN(nn.Module):
     """
 
     def __init__(self, *, method: str = "denseshift", wbits: int = 3, width: int = 8,
-                 num_classes: int = 10, **qkwargs):
+                 num_classes: int = 10, abits=None, **qkwargs):
         super().__init__()
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, not {width!r}")
         w = width
+        conv = _conv(ShiftConv2d, method, wbits, abits, qkwargs)
 
         def shift(cin, cout):
-            return ShiftConv2d(cin, cout, 3, padding=1, bias=False, method=method, wbits=wbits,
-                               **qkwargs)
+            return conv(cin, cout, 3, padding=1, bias=False)
 
         self.config = {"model": "digits_cnn", "method": method, "wbits": wbits, "width": width,
-                       "num_classes": num_classes, **_arithmetic_options(qkwargs)}
+                       "num_classes": num_classes, **_arithmetic_options(qkwargs),
+                       **({"abits": abits} if abits is not None else {})}
         self.features = nn.Sequential(
             nn.Conv2d(1, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
             shift(w, w), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
@@ -83,17 +106,18 @@ class SpeechResNet(nn.Module):
     w, 2w, 2w; strides 1, 2, 2) -> global average pool -> FP linear."""
 
     def __init__(self, *, method: str = "denseshift", wbits: int = 3, n_mels: int = 40,
-                 width: int = 24, num_classes: int = 10, **qkwargs):
+                 width: int = 24, num_classes: int = 10, abits=None, **qkwargs):
         super().__init__()
+        make = _conv(ShiftConv1d, method, wbits, abits, qkwargs)
 
         def conv(cin, cout, k, stride, pad):
-            return ShiftConv1d(cin, cout, k, stride=stride, padding=pad, bias=False,
-                               method=method, wbits=wbits, **qkwargs)
+            return make(cin, cout, k, stride=stride, padding=pad, bias=False)
 
         w = width
         self.config = {"model": "speech_resnet", "method": method, "wbits": wbits,
                        "n_mels": n_mels, "width": width, "num_classes": num_classes,
-                       **_arithmetic_options(qkwargs)}
+                       **_arithmetic_options(qkwargs),
+                       **({"abits": abits} if abits is not None else {})}
         self.stem = nn.Sequential(nn.Conv1d(n_mels, w, 3, padding=1, bias=False),
                                   nn.BatchNorm1d(w), nn.ReLU())
         self.blocks = nn.Sequential(_Block(w, w, 1, conv), _Block(w, 2 * w, 2, conv),
