@@ -1,138 +1,202 @@
-"""Lowering of an exported DenseShift model (:mod:`sw.export`) to a program (:mod:`sw.program`).
+"""Lowering of a model to a program (:mod:`sw.program`) for one array configuration.
 
-The export's ``model`` config rebuilds the PyTorch module (:func:`sw.models.build_model`), whose
-``torch.fx`` graph gives the structure; shift layers are leaves and take their codes and ``e0``
-from the export file, every other parameter comes from the file's full-precision tensors.
+Sources (:func:`load_graph`): a densehw export (``sw.export``; version 2 holds the graph
+recorded with ``torch.export``, version 1 is rebuilt from its model config), a ``torch.export``
+``.pt2`` file, or an ONNX file (:mod:`sw.onnx_import`). Each becomes a :class:`sw.graph.Graph`.
 
-Lowering rules (``docs/deployment.md`` has the arithmetic):
+Rules (``docs/deployment.md`` has the arithmetic):
 
-* shift ``Linear``/``Conv1d``/``Conv2d`` -> one **array** step (im2col for convolutions:
-  stride, padding, dilation; ``groups`` must be 1), with the layer's BatchNorm and ReLU fused:
-  for BN ``z = s*y + t`` (``s = gamma / sqrt(var + eps)``, ``t = beta - mean*s``, float64) and
-  layer bias ``b``, ``c = s*b + t``; the weight codes of channels with ``s < 0`` get their sign
-  bit flipped, the array adds the bias ``c / |s|`` (rounded once to ``out_fmt``), applies the
-  ReLU, and a host ``affine`` step multiplies by ``|s|`` (rounded to fp32), because
+* a ``conv`` (1-D, 2-D; any stride, padding, dilation, groups) or ``linear`` (matmuls with a
+  constant operand included) whose weights are shift weights -> one **array** step (im2col;
+  one GEMM per group), with the BatchNorm and the ReLU that follow it fused: for BN
+  ``z = s*y + t`` and layer bias ``b``, ``c = s*b + t``; the codes of channels with ``s < 0``
+  get their sign bit flipped, the array adds ``c / |s|`` (rounded once to ``out_fmt``) and
+  applies the ReLU, and a host ``affine`` step multiplies by ``|s|`` (rounded to fp32), because
   ``relu(s*y + c) = |s| * relu(sign(s)*y + c/|s|)``. A channel with ``s = 0`` gets scale 0 and
-  the constant ``relu(c)`` as a host shift. When the layer's largest weight ``2**(e0 + p)``
-  exceeds ``2**WEIGHT_EXP_LIMIT``, ``k`` powers of two move from the weights into the host
-  scale (``e0 - k``, bias ``c / (|s| 2**k)``, scale ``|s| 2**k``; exact), so that wide codes
-  (B = 5) do not overflow fp16 outputs.
-* full-precision ``Linear``/``Conv`` (first and last layers) -> host ``fp_*`` step with BN and
-  ReLU fused; BatchNorm alone -> host ``affine``; ``MaxPool``, ``AdaptiveAvgPool(1)``,
-  residual ``+``, ``ReLU``, ``Flatten`` -> host steps.
-* activations between steps are ``config.in_fmt`` patterns; array outputs are ``out_fmt``;
-  the logits of a host head are fp32.
+  the constant ``relu(c)`` as host shift. Powers of two move between ``e0`` and the host scale
+  (exactly) when the layer's largest weight exceeds ``2**WEIGHT_EXP_LIMIT`` or ``e0`` lies
+  outside the array's range. ReLU6 / clamp after the layer: the ReLU on the array, the upper
+  bound a host ``clamp`` step.
+* Shift weights: the packed codes of a densehw export; in ``.pt2`` files the weights of densehw
+  shift layers; in ONNX files every convolution / Gemm / MatMul weight, which must then be
+  exactly ``±2**e`` (else an error naming the initialiser). Layers kept in floating point (plain
+  ``nn`` layers of a PyTorch model, or named by ``host=`` patterns) -> host ``fp_*`` steps with
+  BN and ReLU fused.
+* BatchNorm alone -> host ``affine``; ReLU, clamp, residual add, concat, max / average /
+  adaptive-average pooling, reshape / flatten, permute, softmax -> host steps; dropout and
+  identity vanish. Anything else was refused by the importer, naming the node and the op.
+* activations between steps are ``config.in_fmt`` patterns; array outputs are ``out_fmt``; the
+  model's output, when a host step makes it, is fp32.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
-import operator
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from contract import make_code, max_exponent_code, pack_codes, split_code
+from contract import encode_weights, make_code, max_exponent_code, pack_codes, split_code
 from contract.array import ArrayConfig
 
-from .export import FORMAT_VERSION as EXPORT_VERSION
+from .export import MAGIC as EXPORT_MAGIC
 from .export import ExportedModel, ExportError
-from .export import load as load_export
-from .layers import is_shift_layer
+from .graph import Graph, GraphError, layer_macs
 from .program import Program, ProgramError
 from .runtime import round_to_format
 
-#: Largest weight exponent ``e0 + p`` a compiled array layer keeps when its BatchNorm can absorb
-#: the excess (see :meth:`_Lowering.shift_layer`): weights up to 2**7 keep the outputs of
-#: formats with five exponent bits (fp16, fp8_e5m2) clear of overflow for unit-scale activations.
+#: Largest weight exponent ``e0 + p`` a compiled array layer keeps when a BatchNorm (or a host
+#: scale step) can absorb the excess: weights up to 2**7 keep the outputs of formats with five
+#: exponent bits (fp16, fp8_e5m2) clear of overflow for unit-scale activations.
 WEIGHT_EXP_LIMIT = 7
 
-__all__ = ["CompileError", "compile_model", "default_input", "LOGITS_FMT"]
+__all__ = ["CompileError", "compile_model", "load_graph", "load_graph_bytes", "default_input",
+           "LOGITS_FMT",
+           "WEIGHT_EXP_LIMIT", "SOURCE_KINDS"]
 
 LOGITS_FMT = "fp32"
+#: Source kinds and the file name their copy gets inside a program directory.
+SOURCE_KINDS = {"dshw": "source.dshw", "pt2": "source.pt2", "onnx": "source.onnx"}
 
 
 class CompileError(ProgramError):
     """A model the compiler cannot lower (names the layer and the reason)."""
 
 
-def default_input(model_config: dict) -> tuple[str | None, list]:
-    """``(dataset, per-sample input shape)`` for the models of :mod:`sw.models`."""
-    kind = (model_config or {}).get("model")
-    if kind == "digits_cnn":
-        return "digits", [1, 8, 8]
-    if kind == "speech_resnet":
-        from .data import SpeechSpec
+def default_input(model_config):
+    """``(dataset, per-sample input shape)`` of the built-in models (:mod:`sw.models`)."""
+    from .models import default_input as _default
 
-        spec = SpeechSpec()
-        frames = int(spec.sample_rate * spec.seconds) // spec.hop + 1
-        return "speech", [int(model_config.get("n_mels", spec.n_mels)), frames]
-    return None, []
+    return _default(model_config)
 
 
-def _tuple(v, dims):
-    return list(v) if isinstance(v, (tuple, list)) else [int(v)] * dims
+# -- sources ------------------------------------------------------------------------------------
+
+def source_kind(path: Path, raw: bytes) -> str:
+    """``dshw``, ``pt2`` or ``onnx`` from the file's magic bytes and suffix."""
+    if raw[:len(EXPORT_MAGIC)] == EXPORT_MAGIC:
+        return "dshw"
+    if raw[:2] == b"PK":
+        return "pt2"
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    if path.suffix.lower() in (".dshw", ".pt2"):
+        raise ExportError(f"{path}: not a {path.suffix} file (bad magic bytes)")
+    raise ExportError(f"{path}: unknown model file; expected a densehw export (.dshw), a "
+                      f"torch.export file (.pt2) or an ONNX file (.onnx)")
 
 
-def _is_relu(node, modules) -> bool:
-    if node.op == "call_module":
-        return isinstance(modules[node.target], nn.ReLU)
-    if node.op == "call_function":
-        return node.target in (F.relu, torch.relu)
-    return node.op == "call_method" and node.target == "relu"
+def _legacy_program(exported: ExportedModel, shape=None):
+    """``torch.export`` program of an export rebuilt from its model config (version 1, or
+    another input ``shape``)."""
+    import io
+
+    from .export import frozen_model, record_graph
+    from .models import build_model
+
+    if not exported.model:
+        raise CompileError("the export has no model config and no recorded graph; export it "
+                           "again with sw.export_model(model, path, example_input=x)")
+    try:
+        model = build_model(exported.model)
+    except (TypeError, ValueError) as exc:
+        raise CompileError(f"cannot rebuild the model from the export's config: {exc}") from None
+    exported.load_into(model)
+    shape = shape or default_input(exported.model)[1]
+    data = record_graph(frozen_model(model.eval(), exported.layers), torch.zeros((2, *shape)))
+    return torch.export.load(io.BytesIO(data))
 
 
-def _is_bn(node, modules) -> bool:
-    return node.op == "call_module" and isinstance(modules[node.target], _BatchNorm)
+def load_graph(source, *, input_shape=None):
+    """``(graph, info)`` of a model file or an :class:`~sw.export.ExportedModel`; ``info``
+    holds ``kind``, ``raw`` (the file's bytes or None), ``exported`` (densehw exports) and
+    ``dataset``. Raises :class:`~sw.export.ExportError` for unreadable files and
+    :class:`CompileError` for graphs that cannot be imported."""
+    if isinstance(source, ExportedModel):
+        return _graph_of_export(source, input_shape, {"kind": "dshw", "raw": None})
+    path = Path(source)
+    if not path.is_file():
+        raise ExportError(f"{path}: model file does not exist")
+    raw = path.read_bytes()
+    return load_graph_bytes(raw, source_kind(path, raw), input_shape=input_shape, name=path)
 
 
-def _sole_user(node, pred):
-    users = list(node.users)
-    if len(users) == 1 and pred(users[0]):
-        return users[0]
-    return None
+def load_graph_bytes(raw: bytes, kind: str, *, input_shape=None, name="model"):
+    """:func:`load_graph` of a file's bytes of a known ``kind`` (``dshw``, ``pt2``, ``onnx``)."""
+    import io
+
+    from .export import loads
+    from .torch_import import import_exported_program
+
+    info = {"kind": kind, "raw": raw, "exported": None, "dataset": None}
+    try:
+        if kind == "onnx":
+            from .onnx_import import import_onnx_bytes
+
+            return import_onnx_bytes(raw, input_shape=input_shape, name=name), info
+        if kind == "pt2":
+            try:
+                ep = torch.export.load(io.BytesIO(raw))
+            except Exception as exc:         # torch raises many kinds for a bad archive
+                raise ExportError(f"{name}: not a readable torch.export file "
+                                  f"({str(exc).strip().splitlines()[0]})") from None
+            return import_exported_program(ep), info
+    except GraphError as exc:
+        raise CompileError(str(exc)) from None
+    return _graph_of_export(loads(raw, name), input_shape, info)
 
 
-def _bn_affine(bn: _BatchNorm) -> tuple[np.ndarray, np.ndarray]:
+def _graph_of_export(exported: ExportedModel, input_shape, info):
+    from .torch_import import import_exported_program
+
+    info["exported"] = exported
+    info["dataset"] = default_input(exported.model)[0]
+    shape = None
+    if input_shape is not None and exported.model and (
+            exported.graph is None or list(input_shape) != exported.input_shape):
+        shape = list(input_shape)          # built-in model: record it again at this shape
+    try:
+        ep = (exported.exported_program() if exported.graph is not None and shape is None
+              else _legacy_program(exported, shape))
+        graph = import_exported_program(ep, shift_layers=exported.layers)
+    except GraphError as exc:
+        raise CompileError(str(exc)) from None
+    return graph, info
+
+
+# -- lowering -----------------------------------------------------------------------------------
+
+def _bn_affine(a: dict) -> tuple[np.ndarray, np.ndarray]:
     """``(s, t)`` in float64 with ``bn(y) = s*y + t`` (eval mode, running statistics)."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise CompileError(f"BatchNorm {bn} has no running statistics; cannot fold it")
-    mean = bn.running_mean.detach().double().numpy()
-    var = bn.running_var.detach().double().numpy()
-    gamma = (bn.weight.detach().double().numpy() if bn.weight is not None
-             else np.ones_like(mean))
-    beta = bn.bias.detach().double().numpy() if bn.bias is not None else np.zeros_like(mean)
-    s = gamma / np.sqrt(var + float(bn.eps))
+    mean = np.asarray(a["mean"], dtype=np.float64)
+    var = np.asarray(a["var"], dtype=np.float64)
+    gamma = np.ones_like(mean) if a.get("gamma") is None else np.asarray(a["gamma"], np.float64)
+    beta = np.zeros_like(mean) if a.get("beta") is None else np.asarray(a["beta"], np.float64)
+    s = gamma / np.sqrt(var + float(a["eps"]))
     return s, beta - mean * s
 
 
 class _Lowering:
-    def __init__(self, exported: ExportedModel, config: ArrayConfig, gm, modules):
-        self.exp, self.cfg, self.gm, self.modules = exported, config, gm, modules
+    def __init__(self, graph: Graph, config: ArrayConfig, host_patterns):
+        self.g, self.cfg = graph, config
+        self.users = graph.users()
+        self.host_patterns = tuple(host_patterns or ())
         self.steps, self.values, self.blobs = [], {}, {}
         self.value_of = {}
         self.consumed = set()
         self.act = config.in_fmt.name
+        self.matched_patterns = set()
 
     # -- helpers --------------------------------------------------------------------------------
-    def shape(self, node) -> list:
-        meta = node.meta.get("tensor_meta")
-        if meta is None:
-            raise CompileError(f"no shape for node {node.name}")
-        return [int(d) for d in meta.shape[1:]]
-
     def new_value(self, shape, fmt) -> str:
         name = f"v{len(self.values)}"
         self.values[name] = {"shape": list(shape), "fmt": fmt}
         return name
 
     def blob(self, name, arr) -> str:
-        key = name
-        i = 1
+        key, i = name, 1
         while key in self.blobs:
             key = f"{name}#{i}"
             i += 1
@@ -146,329 +210,342 @@ class _Lowering:
                            **fields})
         return out
 
-    def out_fmt_host(self, last) -> str:
-        return LOGITS_FMT if any(u.op == "output" for u in last.users) else self.act
+    def is_output(self, node) -> bool:
+        return node.name == self.g.output
 
-    def array_input(self, node, name) -> str:
-        v = self.value_of[node]
+    def out_fmt_host(self, node) -> str:
+        return LOGITS_FMT if self.is_output(node) else self.act
+
+    def value(self, name) -> str:
+        return self.value_of[name]
+
+    def act_value(self, name, label) -> str:
+        v = self.value_of[name]
         if self.values[v]["fmt"] != self.act:
             v = self.emit("convert", "host", [v], self.values[v]["shape"], self.act, [],
-                          name=f"{name}.convert")
+                          name=f"{label}.convert")
         return v
 
-    def arg(self, node, i=0):
-        a = node.args[i]
-        if not isinstance(a, torch.fx.Node) or a not in self.value_of:
-            raise CompileError(f"{node.name}: argument {i} ({a!r}) is not a lowered tensor")
-        return a
+    def sole_user(self, node, ops):
+        users = self.users[node.name]
+        if len(users) == 1 and users[0].op in ops and not self.is_output(node):
+            return users[0]
+        return None
 
-    def fuse(self, node):
-        """Following BatchNorm and ReLU (each the sole user): ``(bn module, last node, relu,
-        torch names)``."""
-        names, bn, last, relu = [], None, node, False
-        user = _sole_user(last, lambda u: _is_bn(u, self.modules))
-        if user is not None:
-            bn, last = self.modules[user.target], user
-            names.append(str(user.target))
-            self.consumed.add(user)
-        user = _sole_user(last, lambda u: _is_relu(u, self.modules))
-        if user is not None:
+    def fuse(self, node, *, fold_bn=True):
+        """The BatchNorm, ReLU and clamp that follow ``node`` (each the sole user of the one
+        before): ``(bn node, relu, clamp node, last fused node, names)``."""
+        names, bn, last, relu, clamp = [], None, node, False, None
+        if fold_bn:
+            user = self.sole_user(last, ("batchnorm",))
+            if user is not None and (node.op != "linear" or len(node.shape) == 1):
+                bn, last = user, user
+                names.append(user.name)
+                self.consumed.add(user.name)
+        user = self.sole_user(last, ("relu", "clamp"))
+        if user is not None and user.op == "relu":
             last, relu = user, True
-            names.append(str(user.target) if user.op == "call_module" else "relu")
-            self.consumed.add(user)
-        return bn, last, relu, names
+            names.append(user.name)
+            self.consumed.add(user.name)
+        elif user is not None and user.attrs.get("lo") == 0.0:
+            last, relu, clamp = user, True, user
+            names.append(user.name)
+            self.consumed.add(user.name)
+        return bn, relu, clamp, last, names
+
+    def kept_fp(self, node) -> bool:
+        for p in self.host_patterns:
+            if fnmatch.fnmatchcase(node.name, p) or (
+                    node.attrs.get("weight_name") and fnmatch.fnmatchcase(
+                        node.attrs["weight_name"], p)):
+                self.matched_patterns.add(p)
+                return True
+        return bool(node.attrs.get("keep_fp"))
+
+    def geometry(self, node) -> dict:
+        a = node.attrs
+        if node.op == "linear":
+            return {}
+        return {"kernel": list(a["weight"].shape[2:]), "stride": list(a["stride"]),
+                "padding": list(a["padding"]), "dilation": list(a["dilation"]),
+                "groups": int(a["groups"])}
+
+    def kind(self, node) -> str:
+        return "linear" if node.op == "linear" else f"conv{node.attrs['dims']}d"
 
     # -- layers ---------------------------------------------------------------------------------
-    def conv_geometry(self, mod, kind, name):
-        if kind == "linear":
-            return {}
-        dims = 2 if kind == "conv2d" else 1
-        if mod.groups != 1:
-            raise CompileError(f"layer {name}: groups={mod.groups}; the compiler lowers only "
-                               f"groups=1 convolutions")
-        if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
-            raise CompileError(f"layer {name}: padding {mod.padding!r} mode "
-                               f"{mod.padding_mode!r}; expected explicit zero padding")
-        return {"kernel": _tuple(mod.kernel_size, dims), "stride": _tuple(mod.stride, dims),
-                "padding": _tuple(mod.padding, dims), "dilation": _tuple(mod.dilation, dims)}
-
-    def shift_layer(self, node, mod):
-        name = str(node.target)
-        rec = self.exp.layers.get(name)
-        if rec is None:
-            raise CompileError(f"shift layer {name} is not in the export file")
-        kind = rec.kind
-        geo = self.conv_geometry(mod, kind, name)
-        codes = rec.codes()
-        m, k = codes.shape
+    def codes_of(self, node):
+        """``(codes (M, K) uint8 at the array's width, e0)`` of a shift layer."""
         cfg = self.cfg
-        sign, p = split_code(codes, rec.wbits)
-        if int(p.max()) > max_exponent_code(cfg.wbits):
-            raise CompileError(f"layer {name}: exponent code p={int(p.max())} does not fit the "
-                               f"array's {cfg.wbits}-bit codes (config {cfg.name})")
+        a = node.attrs
+        w = a["weight"]
+        m = w.shape[0]
+        label = f"layer {node.name}"
+        if a.get("weight_name") and a["weight_name"] != node.name:
+            label += f" (weight {a['weight_name']})"
+        if "codes" in a:
+            rec = a["codes"]
+            codes, wbits, e0 = rec["codes"], rec["wbits"], int(rec["e0"])
+            sign, p = split_code(codes, wbits)
+            if int(p.max()) > max_exponent_code(cfg.wbits):
+                raise CompileError(f"{label}: exponent code p={int(p.max())} does not fit the "
+                                   f"array's {cfg.wbits}-bit codes (config {cfg.name})")
+            return make_code(sign, p, cfg.wbits), e0
+        try:
+            codes, e0 = encode_weights(w, cfg.wbits)      # errors give the index in w's shape
+            codes = codes.reshape(m, -1)
+        except ValueError as exc:
+            raise CompileError(f"{label}: the weights are not shift weights for the array's "
+                               f"{cfg.wbits}-bit codes: {exc}; keep the layer in floating point "
+                               f"on the host with host=[{node.name!r}] (densehw compile --host "
+                               f"{node.name})") from None
+        return codes, int(e0)
+
+    def shift_layer(self, node):
+        cfg = self.cfg
+        name = node.name
+        kind = self.kind(node)
+        geo = self.geometry(node)
+        codes, e0 = self.codes_of(node)
+        m, k = codes.shape
         if k > cfg.depth:
             raise CompileError(f"layer {name}: K={k} exceeds the array depth {cfg.depth} "
                                f"(config {cfg.name}); a longer dot product cannot be split "
-                               f"without a second rounding")
-        bn, last, relu, names = self.fuse(node)
-        # With a BatchNorm to fold, a power of two of its scale can move into e0 for free
-        # (exact: weights and bias times 2**-k, host scale times 2**k). Done when the layer's
-        # largest weight exceeds 2**WEIGHT_EXP_LIMIT, which would push the array's outputs
-        # towards the top of narrow formats (fp16 overflows with 5-bit codes at e0 = 0).
-        e0 = int(rec.e0)
-        e0_shift = 0
-        if bn is not None:
-            e0_shift = max(0, min(e0 + int(p.max()) - WEIGHT_EXP_LIMIT, e0 - cfg.e0_min))
-            e0 -= e0_shift
-        if not cfg.e0_min <= e0 <= cfg.e0_max:
-            raise CompileError(f"layer {name}: e0={e0} is outside the array's range "
-                               f"[{cfg.e0_min}, {cfg.e0_max}] (config {cfg.name})")
-        bias = None if mod.bias is None else mod.bias.detach().double().numpy()
+                               f"without a second rounding: use a configuration with depth "
+                               f">= {k}")
+        sign, p = split_code(codes, cfg.wbits)
+        bn, relu, clamp, last, names = self.fuse(node)
+        # Powers of two move between e0 and the host scale (exact): when the largest weight
+        # exceeds 2**WEIGHT_EXP_LIMIT (fp16 outputs would overflow with 5-bit codes at e0 = 0)
+        # or when e0 lies outside the array's range.
+        e0_shift = max(0, min(e0 + int(p.max()) - WEIGHT_EXP_LIMIT, e0 - cfg.e0_min))
+        if e0 - e0_shift < cfg.e0_min:
+            e0_shift = e0 - cfg.e0_min
+        elif e0 - e0_shift > cfg.e0_max:
+            e0_shift = e0 - cfg.e0_max
+        if bn is None and e0_shift > 0 and cfg.e0_min <= e0 <= cfg.e0_max:
+            e0_shift = 0                 # no host scale to absorb a shift that is not needed
+        e0 -= e0_shift
+        bias = node.attrs.get("bias")
+        bias = None if bias is None else np.asarray(bias, dtype=np.float64)
         scale = shift = None
         if bn is not None:
-            s, t = _bn_affine(bn)
+            s, t = _bn_affine(bn.attrs)
             c = t if bias is None else s * bias + t
-            neg = s < 0
-            sign = sign ^ neg[:, None].astype(np.uint8)
+            sign = sign ^ (s < 0)[:, None].astype(np.uint8)
             mag = np.abs(s)
             zero = mag == 0
             bias = np.where(zero, 0.0, c / np.where(zero, 1.0, mag)) * 2.0 ** -e0_shift
             scale = mag.astype(np.float32).astype(np.float64) * 2.0 ** e0_shift   # RNE to fp32
             if zero.any():
                 shift = np.where(zero, np.maximum(c, 0.0) if relu else c, 0.0)
+        elif e0_shift:
+            bias = None if bias is None else bias * 2.0 ** -e0_shift
+            scale = np.full(m, 2.0 ** e0_shift)
         codes = make_code(sign, p, cfg.wbits)
         bias_bits = None
         if bias is not None:
             bias_bits = round_to_format(torch.from_numpy(bias), cfg.out_fmt).numpy()
-        out_shape = self.shape(last)
-        n = int(np.prod(out_shape[1:])) if kind != "linear" else 1
-        x = self.array_input(self.arg(node), name)
+        out_shape = list(last.shape)
+        n = (int(np.prod(out_shape[1:])) if kind != "linear"
+             else int(np.prod(out_shape[:-1] or [1])))
+        x = self.act_value(node.inputs[0], name)
         fields = {"name": name, "n": n, "k": int(k), "m": int(m), "wbits": cfg.wbits,
-                  "e0": e0,
+                  "e0": int(e0),
                   "weights": self.blob(f"{name}.codes", pack_codes(codes, cfg.wbits)),
                   "bias": None if bias_bits is None else self.blob(
                       f"{name}.bias", bias_bits.astype("<u4")),
-                  "relu": relu, **geo}
-        if bn is not None:
-            fields["bn_fold"] = {"negated_channels": int((s < 0).sum()),
-                                 "zero_scale_channels": int((s == 0).sum()),
+                  "relu": relu, "macs": layer_macs(node), **geo}
+        if bn is not None or e0_shift:
+            fields["bn_fold"] = {"negated_channels": int((s < 0).sum()) if bn else 0,
+                                 "zero_scale_channels": int((s == 0).sum()) if bn else 0,
                                  "e0_shift": e0_shift}
-        v = self.emit(kind, "array", [x], out_shape, cfg.out_fmt.name, [name] + names, **fields)
-        if bn is None:
-            self.steps[-1]["torch_node"] = last.name
-        else:
-            v = self.emit("affine", "host", [v], out_shape, self.out_fmt_host(last),
-                          [names[0]], name=f"{names[0]}.scale", torch_node=last.name,
-                          scale=self.blob(f"{names[0]}.scale", scale.astype("<f8")),
+        plain = scale is None and clamp is None      # the array's output is ``last``'s value
+        v = self.emit(kind, "array", [x], out_shape, cfg.out_fmt.name,
+                      [name] + names, torch_node=last.name if plain else None, **fields)
+        if scale is not None:
+            label = bn.name if bn is not None else f"{name}.e0_shift"
+            v = self.emit("affine", "host", [v], out_shape,
+                          self.out_fmt_host(last) if clamp is None else self.act,
+                          [label], name=f"{label}.scale",
+                          torch_node=None if clamp is not None else last.name,
+                          scale=self.blob(f"{label}.scale", scale.astype("<f8")),
                           shift=None if shift is None else self.blob(
-                              f"{names[0]}.shift", shift.astype("<f8")),
-                          relu=False)
-        self.value_of[last] = v
+                              f"{label}.shift", shift.astype("<f8")), relu=False)
+        if clamp is not None:
+            v = self.emit("clamp", "host", [v], out_shape, self.out_fmt_host(last),
+                          [clamp.name], name=clamp.name, torch_node=clamp.name,
+                          lo=None, hi=clamp.attrs.get("hi"))
+        self.value_of[last.name] = v
 
-    def fp_layer(self, node, mod):
-        name = str(node.target)
-        kind = ("linear" if isinstance(mod, nn.Linear) else
-                "conv2d" if isinstance(mod, nn.Conv2d) else "conv1d")
-        geo = self.conv_geometry(mod, kind, name)
-        bn, last, relu, names = self.fuse(node)
-        w = mod.weight.detach().float().numpy()
+    def fp_layer(self, node):
+        name = node.name
+        kind = self.kind(node)
+        geo = self.geometry(node)
+        bn, relu, clamp, last, names = self.fuse(node)
+        w = np.asarray(node.attrs["weight"], dtype=np.float32)
         scale = shift = None
         if bn is not None:
-            s, t = _bn_affine(bn)
-            scale, shift = self.blob(f"{names[0]}.scale", s.astype("<f8")), self.blob(
-                f"{names[0]}.shift", t.astype("<f8"))
+            s, t = _bn_affine(bn.attrs)
+            scale = self.blob(f"{bn.name}.scale", s.astype("<f8"))
+            shift = self.blob(f"{bn.name}.shift", t.astype("<f8"))
+        bias = node.attrs.get("bias")
+        out_fmt = self.out_fmt_host(last) if clamp is None else self.act
         v = self.emit(
-            f"fp_{kind}", "host", [self.value_of[self.arg(node)]], self.shape(last),
-            self.out_fmt_host(last), [name] + names, name=name,
+            f"fp_{kind}", "host", [self.value(node.inputs[0])], list(last.shape), out_fmt,
+            [name] + names, name=name,
             weights=self.blob(f"{name}.weight", w.reshape(w.shape[0], -1).astype("<f4")),
-            bias=None if mod.bias is None else self.blob(
-                f"{name}.bias", mod.bias.detach().float().numpy().astype("<f4")),
-            scale=scale, shift=shift, relu=relu, torch_node=last.name, **geo)
-        self.value_of[last] = v
+            bias=None if bias is None else self.blob(
+                f"{name}.bias", np.asarray(bias, dtype=np.float32).astype("<f4")),
+            scale=scale, shift=shift, relu=relu,
+            torch_node=last.name if clamp is None else None, macs=layer_macs(node), **geo)
+        if clamp is not None:
+            v = self.emit("clamp", "host", [v], list(last.shape), self.out_fmt_host(last),
+                          [clamp.name], name=clamp.name, torch_node=clamp.name, lo=None,
+                          hi=clamp.attrs.get("hi"))
+        self.value_of[last.name] = v
 
-    def batchnorm(self, node, mod):
-        name = str(node.target)
-        s, t = _bn_affine(mod)
-        relu_node = _sole_user(node, lambda u: _is_relu(u, self.modules))
+    def batchnorm(self, node):
+        s, t = _bn_affine(node.attrs)
+        relu_node = self.sole_user(node, ("relu",))
         last = relu_node or node
         if relu_node is not None:
-            self.consumed.add(relu_node)
-        self.value_of[last] = self.emit(
-            "affine", "host", [self.value_of[self.arg(node)]], self.shape(last),
-            self.out_fmt_host(last), [name] + (["relu"] if relu_node is not None else []),
-            name=name, scale=self.blob(f"{name}.scale", s.astype("<f8")),
-            shift=self.blob(f"{name}.shift", t.astype("<f8")), relu=relu_node is not None,
-            torch_node=last.name)
+            self.consumed.add(relu_node.name)
+        self.value_of[last.name] = self.emit(
+            "affine", "host", [self.value(node.inputs[0])], list(last.shape),
+            self.out_fmt_host(last), [node.name] + ([relu_node.name] if relu_node else []),
+            name=node.name, scale=self.blob(f"{node.name}.scale", s.astype("<f8")),
+            shift=self.blob(f"{node.name}.shift", t.astype("<f8")),
+            relu=relu_node is not None, torch_node=last.name)
 
-    def simple(self, node, op, name, **fields):
-        self.value_of[node] = self.emit(op, "host", [self.value_of[self.arg(node)]],
-                                        self.shape(node), self.out_fmt_host(node), [name],
-                                        name=name, torch_node=node.name, **fields)
+    def simple(self, node, op, **fields):
+        self.value_of[node.name] = self.emit(
+            op, "host", [self.value(i) for i in node.inputs], list(node.shape),
+            self.out_fmt_host(node), [node.name], name=node.name, torch_node=node.name,
+            **fields)
 
-    def pool(self, node, mod, name):
-        dims = 2 if isinstance(mod, nn.MaxPool2d) else 1
-        if mod.ceil_mode or mod.return_indices or _tuple(mod.dilation, dims) != [1] * dims:
-            raise CompileError(f"{name}: max pooling with ceil_mode, return_indices or "
-                               f"dilation is not supported")
-        stride = mod.stride if mod.stride is not None else mod.kernel_size
-        self.simple(node, f"maxpool{dims}d", name, kernel=_tuple(mod.kernel_size, dims),
-                    stride=_tuple(stride, dims), padding=_tuple(mod.padding, dims))
+    def add(self, node):
+        relu_node = self.sole_user(node, ("relu",))
+        last = relu_node or node
+        if relu_node is not None:
+            self.consumed.add(relu_node.name)
+        self.value_of[last.name] = self.emit(
+            "add", "host", [self.value(i) for i in node.inputs], list(last.shape),
+            self.out_fmt_host(last), [node.name] + ([relu_node.name] if relu_node else []),
+            name=node.name, relu=relu_node is not None, torch_node=last.name)
 
-    def module(self, node):
-        mod = self.modules[node.target]
-        name = str(node.target)
-        if is_shift_layer(mod):
-            return self.shift_layer(node, mod)
-        if type(mod) in (nn.Linear, nn.Conv1d, nn.Conv2d):
-            return self.fp_layer(node, mod)
-        if isinstance(mod, _BatchNorm):
-            return self.batchnorm(node, mod)
-        if isinstance(mod, nn.ReLU):
-            return self.simple(node, "relu", name)
-        if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
-            return self.pool(node, mod, name)
-        if isinstance(mod, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
-            size = mod.output_size
-            if _tuple(size, 1 if isinstance(mod, nn.AdaptiveAvgPool1d) else 2) not in ([1],
-                                                                                       [1, 1]):
-                raise CompileError(f"{name}: adaptive average pooling to {size!r}; only global "
-                                   f"pooling (output size 1) is supported")
-            return self.simple(node, "avgpool", name)
-        if isinstance(mod, nn.Flatten):
-            if mod.start_dim != 1 or mod.end_dim != -1:
-                raise CompileError(f"{name}: Flatten({mod.start_dim}, {mod.end_dim}); only "
-                                   f"Flatten(1, -1) is supported")
-            return self.simple(node, "flatten", name)
-        if isinstance(mod, (nn.Identity, nn.Dropout)):
-            self.value_of[node] = self.value_of[self.arg(node)]
+    def node(self, node):
+        a = node.attrs
+        op = node.op
+        if op in ("conv", "linear"):
+            return self.fp_layer(node) if self.kept_fp(node) else self.shift_layer(node)
+        if op == "batchnorm":
+            return self.batchnorm(node)
+        if op == "relu":
+            return self.simple(node, "relu")
+        if op == "clamp":
+            return self.simple(node, "clamp", lo=a.get("lo"), hi=a.get("hi"))
+        if op == "add":
+            return self.add(node)
+        if op == "concat":
+            return self.simple(node, "concat", axis=int(a["axis"]))
+        if op == "maxpool":
+            return self.simple(node, f"maxpool{a['dims']}d", kernel=list(a["kernel"]),
+                               stride=list(a["stride"]), padding=list(a["padding"]),
+                               dilation=list(a["dilation"]), ceil_mode=bool(a["ceil_mode"]))
+        if op == "avgpool":
+            return self.simple(node, f"avgpool{a['dims']}d", kernel=list(a["kernel"]),
+                               stride=list(a["stride"]), padding=list(a["padding"]),
+                               ceil_mode=bool(a["ceil_mode"]),
+                               count_include_pad=bool(a["count_include_pad"]))
+        if op == "adaptive_avgpool":
+            if list(a["output_size"]) == [1] * a["dims"]:
+                return self.simple(node, "avgpool")
+            return self.simple(node, "adaptive_avgpool", output_size=list(a["output_size"]))
+        if op == "reshape":
+            return self.simple(node, "flatten" if len(node.shape) == 1 else "reshape")
+        if op == "permute":
+            return self.simple(node, "permute", perm=list(a["perm"]))
+        if op == "softmax":
+            return self.simple(node, "softmax", axis=int(a["axis"]))
+        if op == "identity":
+            self.value_of[node.name] = self.value(node.inputs[0])
             return None
-        raise CompileError(f"cannot lower module {name} of type {type(mod).__name__}")
+        raise CompileError(f"{node.describe()}: cannot be lowered")
 
-    def function(self, node):
-        target = node.target
-        if node.op == "call_function" and target in (operator.add, torch.add):
-            a, b = self.arg(node, 0), self.arg(node, 1)
-            relu_node = _sole_user(node, lambda u: _is_relu(u, self.modules))
-            last = relu_node or node
-            if relu_node is not None:
-                self.consumed.add(relu_node)
-            if self.shape(a) != self.shape(b):
-                raise CompileError(f"{node.name}: add of shapes {self.shape(a)} and "
-                                   f"{self.shape(b)} (broadcasting is not supported)")
-            self.value_of[last] = self.emit(
-                "add", "host", [self.value_of[a], self.value_of[b]], self.shape(last),
-                self.out_fmt_host(last), ["+"] + (["relu"] if relu_node is not None else []),
-                name=node.name, relu=relu_node is not None, torch_node=last.name)
-            return
-        if _is_relu(node, self.modules):
-            return self.simple(node, "relu", node.name)
-        if (node.op == "call_function" and target is torch.flatten) or (
-                node.op == "call_method" and target == "flatten"):
-            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-            end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-            if start != 1 or end != -1:
-                raise CompileError(f"{node.name}: flatten({start}, {end}); only flatten(1, -1) "
-                                   f"is supported")
-            return self.simple(node, "flatten", node.name)
-        raise CompileError(f"cannot lower {node.op} {getattr(target, '__name__', target)!r} "
-                           f"({node.name})")
-
-    def run(self, input_shape):
-        output = None
-        for node in self.gm.graph.nodes:
-            if node in self.consumed:
+    def run(self):
+        for node in self.g.nodes:
+            if node.name in self.consumed:
                 continue
-            if node.op == "placeholder":
-                v = self.emit("input", "host", [], input_shape, self.act, ["input"],
-                              name="input", torch_node=node.name)
-                self.value_of[node] = v
-            elif node.op == "call_module":
-                self.module(node)
-            elif node.op in ("call_function", "call_method"):
-                self.function(node)
-            elif node.op == "output":
-                out = node.args[0]
-                if not isinstance(out, torch.fx.Node):
-                    raise CompileError("the model must return one tensor (the logits)")
-                output = self.value_of[out]
-            else:
-                raise CompileError(f"cannot lower graph node {node.op} {node.name}")
-        return output
+            if node.op == "input":
+                self.value_of[node.name] = self.emit(
+                    "input", "host", [], list(node.shape), self.act, ["input"], name="input",
+                    torch_node=node.name)
+                continue
+            self.node(node)
+        unused = set(self.host_patterns) - self.matched_patterns
+        if unused:
+            raise CompileError(f"host pattern {sorted(unused)[0]!r} matches no convolution or "
+                               f"linear layer")
+        return self.value_of[self.g.output]
 
 
-class _Tracer(torch.fx.Tracer):
-    def is_leaf_module(self, m, name):
-        return is_shift_layer(m) or super().is_leaf_module(m, name)
-
-
-def torch_node_outputs(model: nn.Module, x: torch.Tensor) -> dict:
-    """Output of every ``torch.fx`` node of ``model`` on ``x`` (in the model's own dtype), by
-    node name as in a step's ``torch_node``."""
-    gm = torch.fx.GraphModule(model, _Tracer().trace(model))
-    outputs = {}
-
-    class _Recorder(torch.fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            if isinstance(out, torch.Tensor):
-                outputs[n.name] = out.detach()
-            return out
-
-    with torch.no_grad():
-        _Recorder(gm).run(x)
-    return outputs
-
-
-def compile_model(source, config: ArrayConfig, *, input_shape=None) -> Program:
-    """Lower an export (a path, or an :class:`~sw.export.ExportedModel`) for ``config``.
+def compile_model(source, config: ArrayConfig, *, input_shape=None, host=()) -> Program:
+    """Lower a model file (densehw export, ``.pt2``, ``.onnx``) or an
+    :class:`~sw.export.ExportedModel` for ``config``. ``host``: ``fnmatch`` patterns of layer
+    (or ONNX initialiser) names to keep in floating point on the host.
 
     Raises :class:`CompileError` (a ``ValueError``) for a model that cannot be lowered or does
-    not fit ``config``, and :class:`~sw.export.ExportError` for a bad export file."""
-    from torch.fx.passes.shape_prop import ShapeProp
-
-    from .models import build_model
-
+    not fit ``config``, and :class:`~sw.export.ExportError` for a bad model file."""
     if not isinstance(config, ArrayConfig):
         raise TypeError(f"config must be an ArrayConfig, not {config!r}")
-    raw = None
-    if isinstance(source, ExportedModel):
-        exported = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ExportError(f"{path}: export file does not exist")
-        raw = path.read_bytes()
-        exported = load_export(path)
-    if not exported.model:
-        raise CompileError("the export has no model config; cannot rebuild the network to "
-                           "lower it")
-    try:
-        model = build_model(exported.model)
-    except (TypeError, ValueError) as exc:
-        raise CompileError(f"cannot rebuild the model from the export's config: {exc}") from None
-    exported.load_into(model)
-    model.eval()
-    dataset, default_shape = default_input(exported.model)
-    shape = list(input_shape) if input_shape is not None else default_shape
-    if not shape:
-        raise CompileError(f"model {exported.model.get('model')!r}: give the input shape")
-    gm = torch.fx.GraphModule(model, _Tracer().trace(model))
-    with torch.no_grad():
-        ShapeProp(gm).propagate(torch.zeros((1, *shape)))
-    lowering = _Lowering(exported, config, gm, dict(gm.named_modules()))
-    output = lowering.run(shape)
+    if isinstance(host, str):
+        raise TypeError("host must be an iterable of name patterns, not a single string")
+    graph, info = load_graph(source, input_shape=input_shape)
+    shape = list(graph.input_shape)
+    if input_shape is not None and list(input_shape) != shape:
+        if info["kind"] != "onnx":
+            raise CompileError(f"the model was recorded for inputs of shape {shape}, not "
+                               f"{list(input_shape)}; export it again with an example input "
+                               f"of that shape")
+    lowering = _Lowering(graph, config, host)
+    output = lowering.run()
+    raw = info["raw"]
     source_info = {}
     if raw is not None:
-        source_info = {"file": "source.dshw", "sha256": hashlib.sha256(raw).hexdigest(),
-                       "export_version": EXPORT_VERSION}
+        kind = info["kind"]
+        source_info = {"file": SOURCE_KINDS[kind], "kind": kind,
+                       "sha256": hashlib.sha256(raw).hexdigest()}
+        if kind == "dshw":
+            source_info["export_version"] = info["exported"].version
+    exported = info["exported"]
+    meta = {"export_meta": exported.meta if exported is not None else {},
+            "graph": graph_table(graph, lowering.steps)}
     program = Program(config=config, steps=lowering.steps, values=lowering.values,
                       blobs=lowering.blobs,
                       input={"value": lowering.steps[0]["output"], "shape": shape,
                              "dtype": "float32"},
-                      output=output, model=exported.model, dataset=dataset,
-                      source=source_info, source_bytes=raw,
-                      meta={"export_meta": exported.meta})
+                      output=output, model=exported.model if exported is not None else None,
+                      dataset=info["dataset"], source=source_info, source_bytes=raw,
+                      meta=meta)
     from .program import validate
 
     validate(program)
     return program
+
+
+def graph_table(graph: Graph, steps: list) -> list:
+    """Every graph node: ``{"node", "op", "source", "where", "step", "macs"}``; ``where`` is
+    ``array``, ``host``, or ``fused`` / ``none`` for nodes with no step of their own."""
+    step_of = {}
+    for s in steps:
+        for name in s.get("torch", []):
+            step_of.setdefault(name, s)
+    out = []
+    for n in graph.nodes:
+        s = step_of.get(n.name)
+        where = s["where"] if s is not None else ("none" if n.op == "identity" else "fused")
+        out.append({"node": n.name, "op": n.op, "source": n.source,
+                    "where": where, "step": None if s is None else s["id"],
+                    "macs": layer_macs(n)})
+    return out

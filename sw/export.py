@@ -1,10 +1,10 @@
 """Export of a trained shift network for the hardware: packed weight codes, ``e0`` per layer and
 the full-precision parameters, in one versioned file.
 
-File format, version 1 (all integers little-endian)::
+File format, version 2 (all integers little-endian; version 1 files are still read)::
 
     offset 0   8 bytes   magic b"DSHWEXP\\0"
-    offset 8   uint32    format version (1)
+    offset 8   uint32    format version (2)
     offset 12  uint32    header length H
     offset 16  H bytes   header, UTF-8 JSON (see below)
     then       P bytes   payload: the arrays, each at the offset its header record names
@@ -12,7 +12,15 @@ File format, version 1 (all integers little-endian)::
 
 Header keys: ``format`` ("densehw-export"), ``version``, ``pack_version`` (the
 :mod:`contract.weights` packing version of the codes), ``payload_bytes``, ``model`` (the model's
-``config`` dict, or null), ``meta`` (free JSON), ``layers`` and ``tensors``.
+``config`` dict, or null), ``meta`` (free JSON), ``layers``, ``tensors``, and from version 2
+``graph`` and ``input_shape``.
+
+* ``graph`` (version 2): ``{"format": "torch.export", "offset", "nbytes"}``, the model's graph
+  recorded with ``torch.export`` (dynamic batch axis) and saved with ``torch.export.save``, with
+  every shift layer replaced by the plain ``nn`` layer of the same geometry whose weight is the
+  decoded codes (exact ``±2**e`` in float32). ``torch.export.load`` gives it back without the
+  model's Python class; :mod:`sw.torch_import` lowers it. ``input_shape``: the per-sample shape
+  of the example input it was recorded with.
 
 * ``layers``: one record per shift layer, in module order: ``name``, ``kind`` (``conv1d``,
   ``conv2d``, ``linear``), ``weight_shape``, ``wbits``, ``e0`` (int; weight value is
@@ -31,6 +39,8 @@ Loading checks the magic, the version, the length and the checksum, and raises
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import struct
 import zlib
@@ -53,11 +63,13 @@ from contract.weights import (
 
 from .layers import shift_layers
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "ExportError", "ShiftLayerExport", "ExportedModel",
-           "export_model", "save", "load"]
+__all__ = ["FORMAT_VERSION", "READ_VERSIONS", "MAGIC", "ExportError", "ShiftLayerExport",
+           "ExportedModel", "export_model", "frozen_model", "record_graph", "save", "load",
+           "loads"]
 
 MAGIC = b"DSHWEXP\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 _PREFIX = struct.Struct("<8sII")
 
 
@@ -103,6 +115,15 @@ class ExportedModel:
     tensors: dict
     model: dict | None = None
     meta: dict = field(default_factory=dict)
+    graph: bytes | None = None
+    input_shape: list | None = None
+    version: int = FORMAT_VERSION
+
+    def exported_program(self):
+        """The recorded ``torch.export.ExportedProgram`` (version 2), or None."""
+        if self.graph is None:
+            return None
+        return torch.export.load(io.BytesIO(self.graph))
 
     def float_state_dict(self) -> dict:
         """``state_dict``-style mapping with every shift layer's weight decoded to float32 under
@@ -156,12 +177,62 @@ def _kind(layer) -> str:
     return "linear"
 
 
+def _plain_layer(layer, weight: np.ndarray) -> nn.Module:
+    """The ``nn`` layer of ``layer``'s geometry with ``weight`` (float32) and its bias."""
+    if isinstance(layer, nn.Linear):
+        plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    else:
+        cls = nn.Conv2d if isinstance(layer, nn.Conv2d) else nn.Conv1d
+        plain = cls(layer.in_channels, layer.out_channels, layer.kernel_size,
+                    stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                    groups=layer.groups, bias=layer.bias is not None,
+                    padding_mode=layer.padding_mode)
+    with torch.no_grad():
+        plain.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
+        if layer.bias is not None:
+            plain.bias.copy_(layer.bias.detach())
+    return plain
+
+
+def frozen_model(model: nn.Module, layers: dict) -> nn.Module:
+    """A copy of ``model`` in eval mode whose shift layers are plain ``nn`` layers holding the
+    decoded weights of ``layers`` (``{name: ShiftLayerExport}``)."""
+    frozen = copy.deepcopy(model).cpu().eval()
+    for name, rec in layers.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = frozen.get_submodule(parent_name) if parent_name else frozen
+        setattr(parent, child, _plain_layer(getattr(parent, child), rec.weight()))
+    return frozen
+
+
+def record_graph(model: nn.Module, example_input: torch.Tensor) -> bytes:
+    """``torch.export`` of ``model`` (eval mode) on ``example_input`` with a dynamic batch
+    axis where the model allows it, saved to bytes."""
+    x = example_input.detach().float().cpu()
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ExportError(f"example_input must have a batch axis, not shape {tuple(x.shape)}")
+    if x.shape[0] == 1:                 # a batch of one would specialise the batch axis
+        x = torch.cat([x, x])
+    try:
+        ep = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    except Exception as exc:            # torch raises many kinds; report the first line
+        raise ExportError(f"torch.export could not record the model's graph: "
+                          f"{str(exc).strip().splitlines()[0]}") from None
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    return buf.getvalue()
+
+
 @torch.no_grad()
-def export_model(model: nn.Module, path=None, *, meta: dict | None = None) -> ExportedModel:
+def export_model(model: nn.Module, path=None, *, example_input: torch.Tensor | None = None,
+                 meta: dict | None = None) -> ExportedModel:
     """Encode every shift layer of ``model`` into codes (DenseShift: ``p = S``, the layer's
-    ``e0``; other zero-free power-of-two weights: the smallest exponent as ``e0``) and collect
-    the full-precision tensors; write them to ``path`` if given. Raises :class:`ExportError` for
-    a layer whose weights are not all ``±2**e`` (zeros included: the codes have no zero)."""
+    ``e0``; other zero-free power-of-two weights: the smallest exponent as ``e0``), collect the
+    full-precision tensors and record the graph with ``torch.export`` on ``example_input`` (a
+    batch of float32 inputs; by default zeros of the input shape of the built-in models); write
+    them to ``path`` if given. Raises :class:`ExportError` for a layer whose weights are not all
+    ``±2**e`` (zeros included: the codes have no zero) or a model ``torch.export`` cannot
+    record."""
     layers = {}
     for name, layer in shift_layers(model):
         w = layer.quantized_weight().detach().cpu().double().numpy()
@@ -185,8 +256,21 @@ def export_model(model: nn.Module, path=None, *, meta: dict | None = None) -> Ex
         if any(key.startswith(f"{n}.quantizer.") for n in layers):
             continue
         tensors[key] = value.detach().cpu().numpy().copy()
-    exported = ExportedModel(layers=layers, tensors=tensors,
-                             model=getattr(model, "config", None), meta=dict(meta or {}))
+    config = getattr(model, "config", None)
+    if example_input is None:
+        from .models import default_input_shape
+
+        shape = default_input_shape(config)
+        if shape is None:
+            raise ExportError("give example_input= (a batch of inputs): the model's input "
+                              "shape is needed to record its graph")
+        example_input = torch.zeros((2, *shape))
+    if not isinstance(example_input, torch.Tensor):
+        raise ExportError(f"example_input must be a torch.Tensor, not {type(example_input)}")
+    graph = record_graph(frozen_model(model, layers), example_input)
+    exported = ExportedModel(layers=layers, tensors=tensors, model=config,
+                             meta=dict(meta or {}), graph=graph,
+                             input_shape=[int(d) for d in example_input.shape[1:]])
     if path is not None:
         save(exported, path)
     return exported
@@ -223,13 +307,19 @@ def save(exported: ExportedModel, path) -> None:
         start, nbytes = add(arr)
         tensor_recs.append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
                             "offset": start, "nbytes": nbytes})
+    fields = {}
+    if exported.graph is not None:
+        start, nbytes = add(np.frombuffer(exported.graph, dtype=np.uint8))
+        fields = {"graph": {"format": "torch.export", "offset": start, "nbytes": nbytes},
+                  "input_shape": list(exported.input_shape or [])}
+    version = FORMAT_VERSION if exported.graph is not None else 1
     payload = b"".join(chunks)
     header = json.dumps({
-        "format": "densehw-export", "version": FORMAT_VERSION, "pack_version": PACK_VERSION,
+        "format": "densehw-export", "version": version, "pack_version": PACK_VERSION,
         "payload_bytes": len(payload), "model": exported.model, "meta": exported.meta,
-        "layers": layer_recs, "tensors": tensor_recs}, sort_keys=True).encode()
+        "layers": layer_recs, "tensors": tensor_recs, **fields}, sort_keys=True).encode()
     body = header + payload
-    blob = (_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + body +
+    blob = (_PREFIX.pack(MAGIC, version, len(header)) + body +
             struct.pack("<I", zlib.crc32(body)))
     write_atomic(path, blob)
 
@@ -237,17 +327,20 @@ def save(exported: ExportedModel, path) -> None:
 def load(path) -> ExportedModel:
     """Read an export file; raises :class:`ExportError` naming the file and the problem."""
     path = Path(path)
-    blob = path.read_bytes()
+    return loads(path.read_bytes(), path)
 
+
+def loads(blob: bytes, path="export") -> ExportedModel:
+    """:func:`load` of the file's bytes (``path`` names it in messages)."""
     def bad(msg):
         return ExportError(f"{path}: {msg}")
 
     if len(blob) < _PREFIX.size or blob[:8] != MAGIC:
         raise bad("not a densehw export file (bad magic)")
     _, version, hlen = _PREFIX.unpack_from(blob)
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise bad(f"export format version {version} is not supported "
-                  f"(this densehw reads version {FORMAT_VERSION})")
+                  f"(this densehw reads versions {', '.join(map(str, READ_VERSIONS))})")
     if len(blob) < _PREFIX.size + hlen + 4:
         raise bad(f"truncated export file ({len(blob)} bytes, header alone needs "
                   f"{_PREFIX.size + hlen + 4})")
@@ -259,8 +352,8 @@ def load(path) -> ExportedModel:
         header = json.loads(body[:hlen].decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise bad(f"corrupt header ({exc})") from None
-    if header.get("format") != "densehw-export" or header.get("version") != FORMAT_VERSION:
-        raise bad("header does not describe a version-1 densehw export")
+    if header.get("format") != "densehw-export" or header.get("version") != version:
+        raise bad(f"header does not describe a version-{version} densehw export")
     if header.get("pack_version") != PACK_VERSION:
         raise bad(f"weight packing version {header.get('pack_version')} is not supported "
                   f"(expected {PACK_VERSION})")
@@ -289,6 +382,13 @@ def load(path) -> ExportedModel:
             layers[r["name"]].codes()        # validates padding bits and sizes
         tensors = {t["name"]: array(t["offset"], t["nbytes"], t["dtype"], tuple(t["shape"]))
                    for t in header["tensors"]}
+        graph = input_shape = None
+        if version >= 2:
+            g = header["graph"]
+            if g.get("format") != "torch.export":
+                raise bad(f"graph format {g.get('format')!r} is not supported")
+            graph = array(g["offset"], g["nbytes"], "<u1", (g["nbytes"],)).tobytes()
+            input_shape = [int(d) for d in header["input_shape"]]
     except (KeyError, TypeError) as exc:
         raise bad(f"corrupt header (missing or malformed field {exc})") from None
     except ValueError as exc:
@@ -296,4 +396,5 @@ def load(path) -> ExportedModel:
             raise
         raise bad(f"corrupt layer data ({exc})") from None
     return ExportedModel(layers=layers, tensors=tensors, model=header.get("model"),
-                         meta=header.get("meta") or {})
+                         meta=header.get("meta") or {}, graph=graph, input_shape=input_shape,
+                         version=version)

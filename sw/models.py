@@ -15,7 +15,7 @@ from torch import nn
 
 from .layers import ShiftConv1d, ShiftConv2d
 
-__all__ = ["DigitsCNN", "SpeechResNet", "build_model"]
+__all__ = ["DigitsCNN", "SpeechResNet", "build_model", "default_input", "default_input_shape"]
 
 
 def _conv(cls, method, wbits, abits, qkwargs):
@@ -138,3 +138,22 @@ def build_model(config: dict) -> nn.Module:
     if kind == "speech_resnet":
         return SpeechResNet(**config)
     raise ValueError(f"unknown model {kind!r}; expected 'digits_cnn' or 'speech_resnet'")
+
+
+def default_input(model_config: dict | None) -> tuple[str | None, list]:
+    """``(dataset, per-sample input shape)`` of the models above (``(None, [])`` otherwise)."""
+    kind = (model_config or {}).get("model")
+    if kind == "digits_cnn":
+        return "digits", [1, 8, 8]
+    if kind == "speech_resnet":
+        from .data import SpeechSpec
+
+        spec = SpeechSpec()
+        frames = int(spec.sample_rate * spec.seconds) // spec.hop + 1
+        return "speech", [int(model_config.get("n_mels", spec.n_mels)), frames]
+    return None, []
+
+
+def default_input_shape(model_config: dict | None) -> list | None:
+    """The per-sample input shape of a built-in model, or None."""
+    return default_input(model_config)[1] or None

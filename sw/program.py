@@ -61,27 +61,37 @@ BLOBS = "blobs.bin"
 SOURCE = "source.dshw"
 BLOB_DTYPES = ("<u4", "<i8", "<f4", "<f8")
 
-# op -> (where, required fields beyond id/op/where/inputs/output, number of inputs)
+# op -> (where, required fields beyond id/op/where/inputs/output, number of inputs; -1: one or
+# more). Optional fields: ``groups`` (convolutions, default 1), ``macs``, ``dilation`` and
+# ``ceil_mode`` (max pooling), ``torch_node``.
+_CONV = ("kernel", "stride", "padding", "dilation")
+_ARRAY = ("n", "k", "m", "wbits", "e0", "weights", "bias", "relu")
+_FP = ("weights", "bias", "scale", "shift", "relu")
+_AVG = ("kernel", "stride", "padding", "ceil_mode", "count_include_pad")
 OPS: dict[str, tuple[str, tuple[str, ...], int]] = {
-    "linear": ("array", ("n", "k", "m", "wbits", "e0", "weights", "bias", "relu"), 1),
-    "conv1d": ("array", ("n", "k", "m", "wbits", "e0", "weights", "bias", "relu", "kernel",
-                         "stride", "padding", "dilation"), 1),
-    "conv2d": ("array", ("n", "k", "m", "wbits", "e0", "weights", "bias", "relu", "kernel",
-                         "stride", "padding", "dilation"), 1),
+    "linear": ("array", _ARRAY, 1),
+    "conv1d": ("array", _ARRAY + _CONV, 1),
+    "conv2d": ("array", _ARRAY + _CONV, 1),
     "input": ("host", (), 0),
     "convert": ("host", (), 1),
-    "fp_linear": ("host", ("weights", "bias", "scale", "shift", "relu"), 1),
-    "fp_conv1d": ("host", ("weights", "bias", "scale", "shift", "relu", "kernel", "stride",
-                           "padding", "dilation"), 1),
-    "fp_conv2d": ("host", ("weights", "bias", "scale", "shift", "relu", "kernel", "stride",
-                           "padding", "dilation"), 1),
+    "fp_linear": ("host", _FP, 1),
+    "fp_conv1d": ("host", _FP + _CONV, 1),
+    "fp_conv2d": ("host", _FP + _CONV, 1),
     "affine": ("host", ("scale", "shift", "relu"), 1),
     "relu": ("host", (), 1),
+    "clamp": ("host", ("lo", "hi"), 1),
     "add": ("host", ("relu",), 2),
+    "concat": ("host", ("axis",), -1),
     "maxpool1d": ("host", ("kernel", "stride", "padding"), 1),
     "maxpool2d": ("host", ("kernel", "stride", "padding"), 1),
+    "avgpool1d": ("host", _AVG, 1),
+    "avgpool2d": ("host", _AVG, 1),
     "avgpool": ("host", (), 1),
+    "adaptive_avgpool": ("host", ("output_size",), 1),
     "flatten": ("host", (), 1),
+    "reshape": ("host", (), 1),
+    "permute": ("host", ("perm",), 1),
+    "softmax": ("host", ("axis",), 1),
 }
 ARRAY_OPS = tuple(op for op, spec in OPS.items() if spec[0] == "array")
 
@@ -317,8 +327,9 @@ def validate(program: Program, where: str = "program") -> None:
         for key in required:
             _need(step, key, None, what)
         inputs = _need(step, "inputs", list, what)
-        if len(inputs) != n_in:
-            raise ProgramError(f"{what}: {len(inputs)} inputs, expected {n_in}")
+        if len(inputs) != n_in and not (n_in == -1 and inputs):
+            raise ProgramError(f"{what}: {len(inputs)} inputs, expected "
+                               f"{n_in if n_in >= 0 else 'one or more'}")
         for name in inputs:
             if name not in defined:
                 raise ProgramError(f"{what}: reads value {name!r} before any step writes it")
@@ -333,15 +344,18 @@ def validate(program: Program, where: str = "program") -> None:
             if ref is not None and ref not in program.blobs:
                 raise ProgramError(f"{what}: {key} blob {ref!r} does not exist")
         for key in ("kernel", "stride", "padding", "dilation"):
-            if key in required:
+            if key in required or (key in step and op.startswith("maxpool")):
                 dims = 1 if op.endswith("1d") else 2
                 _int_list(step[key], dims, f"{what} {key}")
                 lo = 0 if key == "padding" else 1
                 if any(v < lo for v in step[key]):
                     raise ProgramError(f"{what}: {key} {step[key]!r} must be >= {lo}")
-        for key in ("relu",):
-            if key in required and not isinstance(step[key], bool):
+        for key in ("relu", "ceil_mode", "count_include_pad"):
+            if key in step and not isinstance(step[key], bool):
                 raise ProgramError(f"{what}: {key} is {step[key]!r}; expected true or false")
+        groups = step.get("groups", 1)
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+            raise ProgramError(f"{what}: groups is {groups!r}; expected a positive integer")
         if place == "array":
             _check_array_step(program, step, what)
         elif op.startswith("fp_"):
@@ -390,15 +404,19 @@ def _check_array_step(program: Program, step: dict, what: str) -> None:
                            f"{words.shape}; expected uint32 {want} (packing v1)")
     src_shape = program.values[step["inputs"][0]]["shape"]
     dst_shape = program.values[step["output"]]["shape"]
+    groups = step.get("groups", 1)
     if step["op"] == "linear":
-        geometry_ok = int(np.prod(src_shape)) == k and dst_shape == [m] and n == 1
+        geometry_ok = (bool(src_shape) and src_shape[-1] == k
+                       and dst_shape == src_shape[:-1] + [m]
+                       and n == int(np.prod(src_shape[:-1] or [1])))
     else:
         geometry_ok = (len(src_shape) == len(step["kernel"]) + 1
-                       and src_shape[0] * int(np.prod(step["kernel"])) == k
+                       and src_shape[0] % groups == 0 and m % groups == 0
+                       and src_shape[0] // groups * int(np.prod(step["kernel"])) == k
                        and dst_shape[0] == m and int(np.prod(dst_shape[1:])) == n)
     if not geometry_ok:
         raise ProgramError(f"{what}: n={n}, k={k}, m={m} do not match its input shape "
-                           f"{src_shape} and output shape {dst_shape}")
+                           f"{src_shape} and output shape {dst_shape} (groups={groups})")
     if step["bias"] is not None:
         bias = program.blobs[step["bias"]]
         if (bias.dtype != np.dtype("<u4") or bias.shape != (m,)
@@ -418,7 +436,8 @@ def _check_fp_step(program: Program, step: dict, what: str) -> None:
     w = program.blobs[step["weights"]]
     src = program.values[step["inputs"][0]]["shape"]
     dst = program.values[step["output"]]["shape"]
-    k = int(np.prod(src)) if step["op"] == "fp_linear" else src[0] * int(
+    groups = step.get("groups", 1)
+    k = src[-1] if step["op"] == "fp_linear" else src[0] // groups * int(
         np.prod(step["kernel"]))
     if w.ndim != 2 or w.shape != (dst[0], k):
         raise ProgramError(f"{what}: weight blob {step['weights']!r} has shape {w.shape}; "

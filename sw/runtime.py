@@ -189,15 +189,22 @@ def _host_fp_layer(program, step, a):
     w = torch.from_numpy(program.blob(step["weights"])).to(torch.float64)
     w = w.reshape(w.shape[0], -1)
     s = x.shape[0]
+    bias = step["bias"]
+    bias = None if bias is None else torch.from_numpy(program.blob(bias)).to(torch.float64)
     if step["op"] == "fp_linear":
-        acc = _seq_dot(x.reshape(s, -1), w)
+        acc = _seq_dot(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[0])
+        if bias is not None:
+            acc = acc + bias
     else:
-        cols = im2col(x, step["kernel"], step["stride"], step["padding"], step["dilation"])
+        groups = step.get("groups", 1)
+        cg, mg = x.shape[1] // groups, w.shape[0] // groups
+        acc = torch.cat([_seq_dot(im2col(x[:, g * cg:(g + 1) * cg], step["kernel"],
+                                         step["stride"], step["padding"], step["dilation"]),
+                                  w[g * mg:(g + 1) * mg]) for g in range(groups)], dim=1)
         spatial = tuple(program.values[step["output"]]["shape"][1:])
-        acc = _to_channels_first(_seq_dot(cols, w), s, spatial)
-    if step["bias"] is not None:
-        acc = acc + _channel(torch.from_numpy(program.blob(step["bias"])).to(torch.float64),
-                             acc.ndim)
+        acc = _to_channels_first(acc, s, spatial)
+        if bias is not None:
+            acc = acc + _channel(bias, acc.ndim)
     return _affine_relu(program, step, acc)
 
 
@@ -223,8 +230,11 @@ def _host_maxpool(program, step, a):
     fmt = program.fmt(step["inputs"][0])
     out_fmt = program.fmt(step["output"])
     pool = F.max_pool1d if step["op"] == "maxpool1d" else F.max_pool2d
+    dims = 1 if step["op"] == "maxpool1d" else 2
     kw = {"kernel_size": tuple(step["kernel"]), "stride": tuple(step["stride"]),
-          "padding": tuple(step["padding"])}
+          "padding": tuple(step["padding"]),
+          "dilation": tuple(step.get("dilation", [1] * dims)),
+          "ceil_mode": bool(step.get("ceil_mode", False))}
     key = pool(_order_key(a, fmt).to(torch.float64), **kw).to(torch.int64)
     nan = pool(_is_nan(a, fmt).to(torch.float64), **kw) > 0
     y = torch.where(nan, fmt.canonical_nan, _from_key(key, fmt))
@@ -233,52 +243,155 @@ def _host_maxpool(program, step, a):
     return y
 
 
+def _sum_last(t: torch.Tensor) -> torch.Tensor:
+    """``((0 + t[..., 0]) + t[..., 1]) + ...`` in float64 (ascending index)."""
+    acc = torch.zeros(t.shape[:-1], dtype=torch.float64)
+    for i in range(t.shape[-1]):
+        acc = acc + t[..., i]
+    return acc
+
+
 def _host_avgpool(program, step, a):
+    """Global average: the sum in ascending position (exact for formats of at most 16 bits),
+    divided by the count in float64, rounded to the output format."""
     x = decode(a, program.fmt(step["inputs"][0]))
     flat = x.reshape(x.shape[0], x.shape[1], -1)
-    acc = torch.zeros(flat.shape[:2], dtype=torch.float64)
-    for t in range(flat.shape[2]):
-        acc = acc + flat[:, :, t]
-    acc = acc / float(flat.shape[2])
-    y = acc.reshape(x.shape[0], x.shape[1], *([1] * (x.ndim - 2)))
-    y = y.reshape((x.shape[0], *program.values[step["output"]]["shape"]))
+    acc = _sum_last(flat) / float(flat.shape[2])
+    y = acc.reshape((x.shape[0], *program.values[step["output"]]["shape"]))
     return round_to_format(y, program.fmt(step["output"]))
+
+
+def _pool_windows(size, kernel, stride, pad, ceil_mode):
+    """``[(start, end)]`` of each output window along one axis, in padded coordinates (as
+    PyTorch's pooling: with ``ceil_mode`` a last window must start inside the input or the
+    left padding)."""
+    span = size + 2 * pad - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return [(i * stride - pad, i * stride - pad + kernel) for i in range(out)]
+
+
+def _host_avgpool_nd(program, step, a):
+    """Window average: the exact sum of the window's inputs (ascending position), divided in
+    float64 by the count (the padded window size clipped to the padded input, or the inputs
+    alone without ``count_include_pad``), rounded to the output format."""
+    x = decode(a, program.fmt(step["inputs"][0]))
+    dims = 1 if step["op"] == "avgpool1d" else 2
+    spatial = x.shape[2:]
+    windows = [_pool_windows(spatial[d], step["kernel"][d], step["stride"][d],
+                             step["padding"][d], step["ceil_mode"]) for d in range(dims)]
+    out = torch.zeros((*x.shape[:2], *[len(w) for w in windows]), dtype=torch.float64)
+    for idx in np.ndindex(*[len(w) for w in windows]):
+        sl, count = [], 1
+        for d, i in enumerate(idx):
+            lo, hi = windows[d][i]
+            sl.append(slice(max(lo, 0), min(hi, spatial[d])))
+            if step["count_include_pad"]:
+                count *= min(hi, spatial[d] + step["padding"][d]) - lo
+            else:
+                count *= min(hi, spatial[d]) - max(lo, 0)
+        win = x[(slice(None), slice(None), *sl)].reshape(x.shape[0], x.shape[1], -1)
+        out[(slice(None), slice(None), *idx)] = _sum_last(win) / float(count)
+    return round_to_format(out, program.fmt(step["output"]))
+
+
+def _host_adaptive_avgpool(program, step, a):
+    """PyTorch's adaptive windows (``floor(i*L/O)`` to ``ceil((i+1)*L/O)``), each averaged as
+    in :func:`_host_avgpool_nd` (exact sum, one float64 division, rounded)."""
+    x = decode(a, program.fmt(step["inputs"][0]))
+    sizes = step["output_size"]
+    spatial = x.shape[2:]
+    windows = [[(i * spatial[d] // o, -(-(i + 1) * spatial[d] // o)) for i in range(o)]
+               for d, o in enumerate(sizes)]
+    out = torch.zeros((*x.shape[:2], *sizes), dtype=torch.float64)
+    for idx in np.ndindex(*sizes):
+        sl = [slice(*windows[d][i]) for d, i in enumerate(idx)]
+        count = int(np.prod([windows[d][i][1] - windows[d][i][0] for d, i in enumerate(idx)]))
+        win = x[(slice(None), slice(None), *sl)].reshape(x.shape[0], x.shape[1], -1)
+        out[(slice(None), slice(None), *idx)] = _sum_last(win) / float(count)
+    return round_to_format(out, program.fmt(step["output"]))
 
 
 def _host_flatten(program, step, a):
     fmt, out = program.fmt(step["inputs"][0]), program.fmt(step["output"])
-    a = a.reshape(a.shape[0], -1)
+    a = a.reshape(a.shape[0], *program.values[step["output"]]["shape"])
     return a if fmt == out else round_to_format(decode(a, fmt), out)
+
+
+def _host_permute(program, step, a):
+    fmt, out = program.fmt(step["inputs"][0]), program.fmt(step["output"])
+    a = a.permute(0, *[p + 1 for p in step["perm"]]).contiguous()
+    return a if fmt == out else round_to_format(decode(a, fmt), out)
+
+
+def _host_concat(program, step, *parts):
+    vals = [decode(p, program.fmt(v)) for p, v in zip(parts, step["inputs"], strict=True)]
+    return round_to_format(torch.cat(vals, dim=step["axis"] + 1), program.fmt(step["output"]))
+
+
+def _host_clamp(program, step, a):
+    """``x < lo -> lo``, ``x > hi -> hi`` on exact values (NaN stays NaN, ``-0`` stays
+    ``-0``), rounded to the output format."""
+    x = decode(a, program.fmt(step["inputs"][0]))
+    if step["lo"] is not None:
+        x = torch.where(x < step["lo"], torch.tensor(float(step["lo"]), dtype=x.dtype), x)
+    if step["hi"] is not None:
+        x = torch.where(x > step["hi"], torch.tensor(float(step["hi"]), dtype=x.dtype), x)
+    return round_to_format(x, program.fmt(step["output"]))
+
+
+def _host_softmax(program, step, a):
+    """``e = exp(x - max)`` (float64 ``exp``), ``e / sum(e)`` with the sum in ascending index,
+    rounded to the output format."""
+    x = decode(a, program.fmt(step["inputs"][0]))
+    axis = step["axis"] + 1
+    x = x.movedim(axis, -1)
+    e = torch.exp(x - x.amax(dim=-1, keepdim=True))
+    y = (e / _sum_last(e).unsqueeze(-1)).movedim(-1, axis)
+    return round_to_format(y, program.fmt(step["output"]))
 
 
 _HOST = {"input": _host_input, "convert": _host_convert, "fp_linear": _host_fp_layer,
          "fp_conv1d": _host_fp_layer, "fp_conv2d": _host_fp_layer, "affine": _host_affine,
-         "relu": _host_relu, "add": _host_add, "maxpool1d": _host_maxpool,
-         "maxpool2d": _host_maxpool, "avgpool": _host_avgpool, "flatten": _host_flatten}
+         "relu": _host_relu, "clamp": _host_clamp, "add": _host_add, "concat": _host_concat,
+         "maxpool1d": _host_maxpool, "maxpool2d": _host_maxpool, "avgpool": _host_avgpool,
+         "avgpool1d": _host_avgpool_nd, "avgpool2d": _host_avgpool_nd,
+         "adaptive_avgpool": _host_adaptive_avgpool, "flatten": _host_flatten,
+         "reshape": _host_flatten, "permute": _host_permute, "softmax": _host_softmax}
 
 
 def argmax_logits(bits: torch.Tensor, fmt) -> torch.Tensor:
     """Index of the largest logit per row; NaN ranks below every number, ties go to the lowest
     index."""
     v = decode(bits, fmt)
+    v = v.reshape(v.shape[0], -1)
     v = torch.where(torch.isnan(v), torch.tensor(float("-inf"), dtype=torch.float64), v)
     return torch.argmax(v, dim=1)
 
 
 # -- array steps --------------------------------------------------------------------------------
 
-def array_operands(program: Program, step: dict, a: torch.Tensor):
-    """``(x_bits (N, K), codes (M, K), e0, bias_bits)`` of an array step on input bits ``a``."""
-    s = a.shape[0]
+def array_operands(program: Program, step: dict, a: torch.Tensor, group: int = 0):
+    """``(x_bits (N, K), codes (M, K), e0, bias_bits)`` of group ``group`` of an array step on
+    input bits ``a`` (convolutions with ``groups`` > 1 are one GEMM per group: input channels
+    ``[g*C/G, (g+1)*C/G)``, output channels ``[g*M/G, (g+1)*M/G)``)."""
+    groups = step.get("groups", 1)
+    m = step["m"]
+    mg = m // groups
+    rows = slice(group * mg, (group + 1) * mg)
     if step["op"] == "linear":
-        x = a.reshape(s, -1)
+        x = a.reshape(-1, a.shape[-1])
     else:
-        x = im2col(a, step["kernel"], step["stride"], step["padding"], step["dilation"])
-    codes = unpack_codes(program.blob(step["weights"]), step["k"], step["wbits"])
-    e0 = step["e0"] if isinstance(step["e0"], int) else np.asarray(step["e0"], dtype=np.int64)
+        cg = a.shape[1] // groups
+        x = im2col(a[:, group * cg:(group + 1) * cg], step["kernel"], step["stride"],
+                   step["padding"], step["dilation"])
+    codes = unpack_codes(program.blob(step["weights"]), step["k"], step["wbits"])[rows]
+    e0 = step["e0"] if isinstance(step["e0"], int) else np.asarray(step["e0"],
+                                                                    dtype=np.int64)[rows]
     bias = program.blob(step["bias"])
     if bias is not None:
-        bias = bias.astype(np.int64)
+        bias = bias.astype(np.int64)[rows]
     return x, codes, e0, bias
 
 
@@ -420,6 +533,10 @@ def run_program(program: Program, x: torch.Tensor, *, backend: str = "golden",
     preds, logits_bits, kept = [], [], {}
     start = time.perf_counter()
     total = x.shape[0]
+    last_use = {}
+    for i, s in enumerate(program.steps):
+        for v in s["inputs"]:
+            last_use[v] = i
     with _threads(1):
         for b0 in range(0, total, batch_size):
             xb = x[b0:b0 + batch_size]
@@ -436,12 +553,14 @@ def run_program(program: Program, x: torch.Tensor, *, backend: str = "golden",
                 rec.seconds += time.perf_counter() - t0
                 rec.nonfinite += _nonfinite(out, program.fmt(step["output"]))
                 values[step["output"]] = out
+                if keep_values:
+                    kept.setdefault(step["output"], []).append(out)
+                for v in step["inputs"]:       # free what no later step reads
+                    if last_use.get(v) == step["id"] and v != program.output:
+                        values.pop(v, None)
             out_bits = values[program.output]
             logits_bits.append(out_bits)
             preds.append(argmax_logits(out_bits, program.fmt(program.output)))
-            if keep_values:
-                for k, v in values.items():
-                    kept.setdefault(k, []).append(v)
             if progress is not None:
                 progress(min(b0 + batch_size, total), total)
     lb = torch.cat(logits_bits)
@@ -453,31 +572,39 @@ def run_program(program: Program, x: torch.Tensor, *, backend: str = "golden",
 
 
 def _run_array(program, step, rec, a, fn, compare, sample0):
-    x, codes, e0, bias = array_operands(program, step, a)
-    y, stats = _call_backend(fn, program, step, x, codes, e0, bias)
-    if stats is not None:
-        rec.backend_stats.append(stats)
-    if compare:
-        cfg = program.config
-        want = gemm_golden(x, codes, e0, in_fmt=cfg.in_fmt, wbits=cfg.wbits,
-                           out_fmt=cfg.out_fmt, bias_bits=bias, relu=bool(step["relu"]),
-                           config=cfg.dot_config)
-        bad = y != want
-        rec.compared += y.numel()
-        count = int(bad.sum())
-        if count and rec.first_mismatch is None:
-            r, c = (int(i) for i in torch.nonzero(bad)[0])
-            per = step["n"]
-            rec.first_mismatch = {
-                "sample": sample0 + r // per, "row": r, "output_channel": c,
-                "got": f"{int(y[r, c]):#x}", "want": f"{int(want[r, c]):#x}",
-                "x_bits": _hexrow(torch.as_tensor(x[r]), cfg.in_fmt.width),
-                "codes": [int(v) for v in codes[c]],
-                "e0": int(e0 if isinstance(e0, int) else e0[c]),
-                "bias": None if bias is None else f"{int(bias[c]):#x}"}
-        rec.mismatches += count
-    spatial = tuple(program.values[step["output"]]["shape"][1:])
+    groups = step.get("groups", 1)
+    mg = step["m"] // groups
+    ys = []
+    for g in range(groups):
+        x, codes, e0, bias = array_operands(program, step, a, g)
+        y, stats = _call_backend(fn, program, step, x, codes, e0, bias)
+        if stats is not None:
+            rec.backend_stats.append(stats)
+        if compare:
+            _compare(program, step, rec, x, codes, e0, bias, y, sample0, g * mg)
+        ys.append(y)
+    y = ys[0] if groups == 1 else torch.cat(ys, dim=1)
+    out_shape = program.values[step["output"]]["shape"]
     if step["op"] == "linear":
-        return y
-    return _to_channels_first(y, a.shape[0], spatial)
+        return y.reshape(a.shape[0], *out_shape)
+    return _to_channels_first(y, a.shape[0], tuple(out_shape[1:]))
 
+
+def _compare(program, step, rec, x, codes, e0, bias, y, sample0, channel0):
+    cfg = program.config
+    want = gemm_golden(x, codes, e0, in_fmt=cfg.in_fmt, wbits=cfg.wbits, out_fmt=cfg.out_fmt,
+                       bias_bits=bias, relu=bool(step["relu"]), config=cfg.dot_config)
+    bad = y != want
+    rec.compared += y.numel()
+    count = int(bad.sum())
+    if count and rec.first_mismatch is None:
+        r, c = (int(i) for i in torch.nonzero(bad)[0])
+        per = step["n"]
+        rec.first_mismatch = {
+            "sample": sample0 + r // per, "row": r, "output_channel": channel0 + c,
+            "got": f"{int(y[r, c]):#x}", "want": f"{int(want[r, c]):#x}",
+            "x_bits": _hexrow(torch.as_tensor(x[r]), cfg.in_fmt.width),
+            "codes": [int(v) for v in codes[c]],
+            "e0": int(e0 if isinstance(e0, int) else e0[c]),
+            "bias": None if bias is None else f"{int(bias[c]):#x}"}
+    rec.mismatches += count

@@ -176,10 +176,15 @@ def test_narrower_codes_are_widened_and_wider_ones_refused(tmp_path):
 
 
 def test_configuration_limits(digits_export):
+    """An ``e0`` outside the array's range moves into the folded BatchNorm's host scale (a power
+    of two, exact: the same output bits); ``K > depth`` is refused."""
     path, _ = digits_export
-    with pytest.raises(CompileError, match=r"features\.3: e0=0 is outside the array's range "
-                                           r"\[1, 4\]"):
-        compile_model(path, ArrayConfig(e0_min=1, e0_max=4))
+    prog = compile_model(path, ArrayConfig(e0_min=1, e0_max=4))
+    base = compile_model(path, ArrayConfig())
+    for step in prog.array_steps():
+        assert step["e0"] == 1 and step["bn_fold"]["e0_shift"] == -1, step["name"]
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(run_program(prog, x).logits_bits, run_program(base, x).logits_bits)
     with pytest.raises(CompileError, match=r"features\.10: K=72 exceeds the array depth 64"):
         compile_model(path, ArrayConfig(depth=64))
 
@@ -264,15 +269,15 @@ def test_damaged_program_files(digits_export, tmp_path, capsys):
 def test_wrong_version_export_and_cli_errors(digits_export, tmp_path, capsys):
     path, _ = digits_export
     blob = bytearray(path.read_bytes())
-    struct.pack_into("<I", blob, 8, 2)
-    bad = tmp_path / "v2.dshw"
+    struct.pack_into("<I", blob, 8, 3)
+    bad = tmp_path / "v3.dshw"
     bad.write_bytes(bytes(blob))
-    with pytest.raises(ExportError, match="export format version 2 is not supported"):
+    with pytest.raises(ExportError, match="export format version 3 is not supported"):
         compile_model(bad, ArrayConfig())
     out = tmp_path / "out.prog"
     rc = main(["compile", str(bad), "-o", str(out), "--config", "default"])
     err = capsys.readouterr().err
-    assert rc == 2 and "export format version 2 is not supported" in err
+    assert rc == 2 and "export format version 3 is not supported" in err
     assert err.count("\n") == 1 and not out.exists()
     assert list(tmp_path.iterdir()) == [bad]          # no partial output
     # a corrupted payload (CRC mismatch)

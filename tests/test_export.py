@@ -61,7 +61,7 @@ def test_codes_follow_the_contract(tmp_path):
     model = nn.Sequential(DenseShiftLinear(7, 3, e0=-2, wbits=3))
     layer = model[0]
     q = layer.quantizer
-    export_model(model, tmp_path / "l.dshw")
+    export_model(model, tmp_path / "l.dshw", example_input=torch.zeros(2, 7))
     rec = load(tmp_path / "l.dshw").layers["0"]
     sign = (q.sign_latent < 0).numpy().astype(np.uint8)
     s = q.exponent().detach().numpy().astype(np.uint8)
@@ -101,7 +101,7 @@ def test_wrong_version_is_refused(good_file):
     blob = bytearray(good_file.read_bytes())
     blob[8:12] = struct.pack("<I", FORMAT_VERSION + 1)
     with pytest.raises(ExportError, match=f"export format version {FORMAT_VERSION + 1} is not "
-                                          f"supported \\(this densehw reads version 1\\)"):
+                                          f"supported \\(this densehw reads versions 1, 2\\)"):
         load(_rewrite(good_file, bytes(blob)))
 
 

@@ -263,3 +263,67 @@ def test_unknown_backend_and_bad_inputs(program):
         run_program(prog, torch.zeros(1, 1, 8, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match="already registered"):
         register_backend("golden", lambda c: gemm_golden)
+
+
+# -- host ops of imported models (pooling with padding, adaptive pooling, softmax, clamp ...) ---
+
+class _Stub:
+    """The two members of a Program the host ops read."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def fmt(self, name):
+        from contract import get_format
+
+        return get_format(self.values[name]["fmt"])
+
+
+def _fp16(t):
+    return runtime.round_to_format(t.to(torch.float64), "fp16")
+
+
+@pytest.mark.parametrize("kw", [
+    {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1], "ceil_mode": False,
+     "count_include_pad": True},
+    {"kernel": [3, 2], "stride": [2, 2], "padding": [1, 0], "ceil_mode": True,
+     "count_include_pad": False},
+    {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0], "ceil_mode": True,
+     "count_include_pad": True}])
+def test_avgpool_matches_pytorch_in_float64(kw):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 7, 5, generator=g).half().double()
+    ref = F.avg_pool2d(x, tuple(kw["kernel"]), tuple(kw["stride"]), tuple(kw["padding"]),
+                       kw["ceil_mode"], kw["count_include_pad"])
+    step = {"op": "avgpool2d", "inputs": ["a"], "output": "y", **kw}
+    prog = _Stub({"a": {"fmt": "fp16", "shape": [3, 7, 5]},
+                  "y": {"fmt": "fp16", "shape": list(ref.shape[1:])}})
+    got = runtime._host_avgpool_nd(prog, step, _fp16(x))
+    assert torch.equal(got, _fp16(ref))
+
+
+def test_adaptive_avgpool_softmax_clamp_concat_permute():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 7, 5, generator=g).half().double()
+    bits = _fp16(x)
+    vals = {"a": {"fmt": "fp16", "shape": [3, 7, 5]}, "y": {"fmt": "fp16", "shape": [3, 3, 2]}}
+    got = runtime._host_adaptive_avgpool(_Stub(vals), {"inputs": ["a"], "output": "y",
+                                                       "output_size": [3, 2]}, bits)
+    assert torch.equal(got, _fp16(F.adaptive_avg_pool2d(x, (3, 2))))
+    vals["y"] = {"fmt": "fp32", "shape": [3, 7, 5]}
+    got = runtime._host_softmax(_Stub(vals), {"inputs": ["a"], "output": "y", "axis": 0}, bits)
+    want = runtime.round_to_format(torch.softmax(x, dim=1), "fp32")
+    diff = (runtime.decode(got, "fp32") - runtime.decode(want, "fp32")).abs()
+    assert float(diff.max()) <= 2.0 ** -23           # at most one fp32 ulp below 1
+    vals["y"] = {"fmt": "fp16", "shape": [3, 7, 5]}
+    got = runtime._host_clamp(_Stub(vals), {"inputs": ["a"], "output": "y", "lo": 0.0,
+                                            "hi": 0.5}, bits)
+    assert torch.equal(got, _fp16(torch.clamp(x, 0.0, 0.5)))
+    vals.update(b={"fmt": "fp16", "shape": [3, 7, 5]}, y={"fmt": "fp16", "shape": [6, 7, 5]})
+    got = runtime._host_concat(_Stub(vals), {"inputs": ["a", "b"], "output": "y", "axis": 0},
+                               bits, bits)
+    assert torch.equal(got, torch.cat([bits, bits], dim=1))
+    vals["y"] = {"fmt": "fp16", "shape": [5, 3, 7]}
+    got = runtime._host_permute(_Stub(vals), {"inputs": ["a"], "output": "y",
+                                              "perm": [2, 0, 1]}, bits)
+    assert torch.equal(got, bits.permute(0, 3, 1, 2))

