@@ -1,0 +1,391 @@
+"""Floating-point MAC baselines built like a pipelined FPU: fused multiply-add PEs whose
+accumulation loop is broken by interleaved partial sums, in an output-stationary array.
+
+A PE (:class:`FmaCore`) multiplies exactly (:class:`boards.fpmul.Product`, one multiplier
+block) and adds the product into an accumulator with one rounding (:class:`boards.fpadd.FmaAdd`,
+``STAGES`` pipeline stages). The adder's output register feeds its own input, so the loop holds
+``L = STAGES`` partial sums: beat ``k`` of a dot product updates partial sum ``k mod L`` and the
+PE takes one MAC per clock. :mod:`boards.fpref` defines the result bit for bit (partial sums
+start at ``-0``, dot products shorter than ``L`` are padded, the partial sums are added in the
+order they were last written).
+
+:class:`FmaArray` (``rows x cols`` PEs, the streaming interface of
+:class:`boards.baselines.MacArray`): one :class:`boards.fpmul.Unpack` per row and per column;
+a sequencer that starts the partial sums afresh, pads short dot products and flushes the loop
+when the input pauses; per PE ``L`` capture registers that take the finished partial sums as
+the next dot product pushes them out of the loop; one :class:`Reducer` (a further
+:class:`FmaAdd`) that adds each PE's ``L`` partial sums while the next dot product runs and
+streams the results row-major. The reducer needs ``L * max(rows * cols, L)`` clocks per dot
+product: shorter dot products wait for it.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from boards.fpadd import STAGES, FmaAdd, acc_addend_range
+from boards.fpmul import (
+    MULTIPLIERS,
+    Product,
+    Unpack,
+    addend_layout,
+    operand_layout,
+    product_exponent_range,
+)
+from boards.fpref import check_formats
+
+__all__ = ["FmaCore", "FmaPE", "Reducer", "FmaArray", "SLOTS"]
+
+#: Partial sums per PE (the depth of the accumulation loop).
+SLOTS = STAGES
+
+
+def _check_dims(**dims):
+    for name, v in dims.items():
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError(f"{name} must be an integer, not {v!r}")
+        if not 1 <= v <= 64:
+            raise ValueError(f"{name} must be in [1, 64], not {v}")
+
+
+class FmaCore(wiring.Component):
+    """One PE: exact product of two unpacked operands, fused into the accumulation loop.
+
+    Members
+    -------
+    en : In(1)
+        Pipeline advance.
+    a, b : In(operand_layout(in_fmt))
+        Unpacked operands (:class:`boards.fpmul.Unpack`).
+    clear : In(1)
+        In the advance before an operand pair reaches the adder: start its partial sum afresh
+        (the loop register loads ``-0``; the finished sum is on ``r`` meanwhile).
+    r : Out(unsigned(acc_fmt.width))
+        The partial sum leaving the adder (combinational).
+    o : Out(unsigned(acc_fmt.width))
+        The loop register.
+    """
+
+    def __init__(self, *, in_fmt="fp16", acc_fmt="fp16", mult="dsp"):
+        self._in, self._acc = check_formats(in_fmt, acc_fmt)
+        if mult not in MULTIPLIERS:
+            raise ValueError(f"mult must be one of {', '.join(MULTIPLIERS)}, not {mult!r}")
+        self._mult = mult
+        layout = operand_layout(self._in)
+        w = self._acc.width
+        super().__init__({"en": In(1), "a": In(layout), "b": In(layout), "clear": In(1),
+                          "r": Out(unsigned(w)), "o": Out(unsigned(w))})
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._in.frac_bits + 1
+        m.submodules.prod = prod = Product(fmt=self._in, mult=self._mult)
+        lo, hi = product_exponent_range(self._in)
+        m.submodules.add = add = FmaAdd(acc_fmt=self._acc, b_width=2 * p, t_lo=lo, t_hi=hi)
+        m.d.comb += [prod.en.eq(self.en), prod.a.eq(self.a), prod.b.eq(self.b),
+                     add.en.eq(self.en), add.b.eq(prod.o), add.c.eq(add.o),
+                     add.clear.eq(self.clear), self.r.eq(add.r), self.o.eq(add.o)]
+        return m
+
+
+class FmaPE(wiring.Component):
+    """A stand-alone PE with its own unpackers: raw operand bits in, the loop register out.
+    Operands enter with ``en`` (unpack 2 advances, product 1, then the adder); their
+    ``clear`` is presented two advances after them (see :class:`FmaCore`).
+
+    Members
+    -------
+    en, clear : In(1)
+    a, b : In(unsigned(in_fmt.width))
+    o : Out(unsigned(acc_fmt.width))
+    """
+
+    def __init__(self, *, in_fmt="fp16", acc_fmt="fp16", mult="dsp"):
+        self._in, self._acc = check_formats(in_fmt, acc_fmt)
+        self._mult = mult
+        FmaCore(in_fmt=in_fmt, acc_fmt=acc_fmt, mult=mult)        # validates mult
+        w = self._in.width
+        super().__init__({"en": In(1), "clear": In(1), "a": In(unsigned(w)),
+                          "b": In(unsigned(w)), "o": Out(unsigned(self._acc.width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ua = ua = Unpack(fmt=self._in)
+        m.submodules.ub = ub = Unpack(fmt=self._in)
+        m.submodules.core = core = FmaCore(in_fmt=self._in, acc_fmt=self._acc, mult=self._mult)
+        m.d.comb += [ua.en.eq(self.en), ub.en.eq(self.en), ua.x.eq(self.a), ub.x.eq(self.b),
+                     core.en.eq(self.en), core.a.eq(ua.o), core.b.eq(ub.o),
+                     core.clear.eq(self.clear), self.o.eq(core.o)]
+        return m
+
+
+def unpack_acc(m, bits, fmt):
+    """An accumulation-format value as an :func:`boards.fpmul.addend_layout` addend
+    (combinational)."""
+    F, E = fmt.frac_bits, fmt.exp_bits
+    e, f = bits[F:F + E], bits[:F]
+    norm, special = e.any(), e == fmt.exp_max_field
+    out = Signal(addend_layout(F + 1, *acc_addend_range(fmt)))
+    m.d.comb += [out.m.eq(Cat(f, norm)), out.t.eq(Mux(norm, e, 1) - fmt.bias),
+                 out.sign.eq(bits[-1]), out.zero.eq(~norm & ~f.any()),
+                 out.inf.eq(special & ~f.any()), out.nan.eq(special & f.any())]
+    return out
+
+
+class Reducer(wiring.Component):
+    """Adds ``slots`` values per input, for ``n`` inputs, with one pipelined adder.
+
+    After ``start``, it reads ``v[0] .. v[n-1]`` (one per clock) for ``slots`` rounds, raising
+    ``shift`` after each round (the inputs then present their next value), and accumulates
+    ``r_q = ((-0 + v_q^(0)) + v_q^(1)) + ...`` in a ring of ``R = max(n, STAGES)`` registers
+    (the adder's stages and ``R - STAGES`` more). The last round's sums stream out on ``o``
+    in input order. ``busy`` is 1 from ``start`` until the last value has been read. A full
+    ``o`` (``valid`` and not ``ready``) stops the whole reducer.
+
+    Members
+    -------
+    start : In(1)
+    v : In(data.ArrayLayout(unsigned(acc_fmt.width), n))
+    shift, busy : Out(1)
+    o : Out(stream.Signature(unsigned(acc_fmt.width)))
+    """
+
+    def __init__(self, *, acc_fmt="fp16", n=4, slots=SLOTS):
+        _check_dims(n=n, slots=slots)
+        from contract import get_format
+
+        self._acc, self._n, self._slots = get_format(acc_fmt), n, slots
+        w = self._acc.width
+        super().__init__({"start": In(1), "v": In(data.ArrayLayout(unsigned(w), n)),
+                          "shift": Out(1), "busy": Out(1),
+                          "o": Out(stream.Signature(unsigned(w)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        acc, n, slots = self._acc, self._n, self._slots
+        ring = max(n, STAGES)
+        en = ~(self.o.valid & ~self.o.ready)
+        q = Signal(range(ring), name="q")
+        j = Signal(range(slots), name="j")
+        reading = self.busy
+        with m.If(self.start):
+            m.d.sync += reading.eq(1)
+        # read: one value per clock, registered with its round flags
+        rd = Signal(acc.width, name="rd")
+        meta = data.StructLayout({"valid": 1, "first": 1, "final": 1})
+        rd_meta = Signal(meta, name="rd_meta")
+        with m.If(en):
+            m.d.sync += [rd.eq(self.v[q] if n > 1 else self.v[0]),
+                         rd_meta.valid.eq(reading & (q < n)),
+                         rd_meta.first.eq(j == 0), rd_meta.final.eq(j == slots - 1)]
+            with m.If(reading):
+                m.d.sync += q.eq(Mux(q == ring - 1, 0, q + 1))
+                with m.If(q == ring - 1):
+                    m.d.comb += self.shift.eq(1)
+                    m.d.sync += j.eq(Mux(j == slots - 1, 0, j + 1))
+                    with m.If(j == slots - 1):
+                        m.d.sync += reading.eq(0)
+        # accumulate in the ring
+        m.submodules.add = add = FmaAdd(acc_fmt=acc, b_width=acc.frac_bits + 1,
+                                        t_lo=acc_addend_range(acc)[0],
+                                        t_hi=acc_addend_range(acc)[1], b_lead_zero=False)
+        tail = add.o
+        for i in range(ring - STAGES):
+            nxt = Signal(acc.width, name=f"ring{i}")
+            with m.If(en):
+                m.d.sync += nxt.eq(tail)
+            tail = nxt
+        m.d.comb += [add.en.eq(en), add.clear.eq(0),
+                     add.c.eq(Mux(rd_meta.first, 1 << (acc.width - 1), tail)),
+                     add.b.eq(unpack_acc(m, rd, acc))]
+        out_meta = rd_meta
+        for i in range(STAGES):
+            nxt = Signal(meta, name=f"meta{i}")
+            with m.If(en):
+                m.d.sync += nxt.eq(out_meta)
+            out_meta = nxt
+        m.d.comb += [self.o.valid.eq(out_meta.valid & out_meta.final),
+                     self.o.payload.eq(add.o)]
+        return m
+
+
+class FmaArray(wiring.Component):
+    """A ``rows x cols`` output-stationary array of fused-MAC PEs (see the module docstring).
+
+    ``dsps``: how many PEs use a multiplier block (``*``); the others (the last ones,
+    row-major) use LUT multipliers. Default: all.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({x, w, last})))
+        ``x``: ``rows`` activations, ``w``: ``cols`` weights (raw ``in_fmt`` bits); ``last``
+        ends the dot products.
+    o : Out(stream.Signature(unsigned(acc_fmt.width)))
+        ``rows * cols`` results per dot product, row-major.
+    """
+
+    def __init__(self, *, rows, cols, in_fmt="fp16", acc_fmt="fp16", dsps=None):
+        _check_dims(rows=rows, cols=cols)
+        self._in, self._acc = check_formats(in_fmt, acc_fmt)
+        n = rows * cols
+        if dsps is None:
+            dsps = n
+        if not isinstance(dsps, int) or isinstance(dsps, bool) or dsps < 0:
+            raise ValueError(f"dsps must be a non-negative integer, not {dsps!r}")
+        self._rows, self._cols, self._dsps = rows, cols, min(dsps, n)
+        layout = data.StructLayout({
+            "x": data.ArrayLayout(unsigned(self._in.width), rows),
+            "w": data.ArrayLayout(unsigned(self._in.width), cols),
+            "last": unsigned(1),
+        })
+        super().__init__({"i": In(stream.Signature(layout)),
+                          "o": Out(stream.Signature(unsigned(self._acc.width)))})
+
+    @property
+    def macs_per_cycle(self):
+        return self._rows * self._cols
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols, L = self._rows, self._cols, SLOTS
+        n = rows * cols
+        fmt = self._in
+        m.submodules.seq = seq = _Sequencer(slots=L)
+        m.submodules.red = red = Reducer(acc_fmt=self._acc, n=n, slots=L)
+        wiring.connect(m, wiring.flipped(self.o), red.o)
+        m.d.comb += [seq.valid.eq(self.i.valid), seq.last.eq(self.i.payload.last),
+                     self.i.ready.eq(seq.ready), seq.red_busy.eq(red.busy),
+                     red.start.eq(seq.red_start)]
+        en = seq.advance
+        # input register: the beat, or the product -0 * +0 for padding and flush beats
+        neg0 = 1 << (fmt.width - 1)
+        unpacked = []
+        for name, count, values, noop in (("x", rows, self.i.payload.x, neg0),
+                                          ("w", cols, self.i.payload.w, 0)):
+            ops = []
+            for k in range(count):
+                reg = Signal(fmt.width, name=f"{name}{k}_in")
+                with m.If(en):
+                    m.d.sync += reg.eq(Mux(seq.noop, noop, values[k]))
+                m.submodules[f"unpack_{name}{k}"] = u = Unpack(fmt=fmt)
+                m.d.comb += [u.en.eq(en), u.x.eq(reg)]
+                ops.append(u.o)
+            unpacked.append(ops)
+        xs, ws = unpacked
+        # PEs and their capture registers (shift in the finished partial sums)
+        shift = (en & seq.capture) | red.shift
+        for r in range(rows):
+            for c in range(cols):
+                idx = r * cols + c
+                m.submodules[f"pe_{r}_{c}"] = pe = FmaCore(
+                    in_fmt=fmt, acc_fmt=self._acc, mult="dsp" if idx < self._dsps else "lut")
+                m.d.comb += [pe.en.eq(en), pe.a.eq(xs[r]), pe.b.eq(ws[c]),
+                             pe.clear.eq(seq.clear)]
+                prev = pe.r
+                for s in range(L):
+                    cap = Signal(self._acc.width, name=f"cap_{r}_{c}_{s}")
+                    with m.If(shift):
+                        m.d.sync += cap.eq(prev)
+                    prev = cap
+                m.d.comb += red.v[idx].eq(prev)
+        return m
+
+
+class _Sequencer(wiring.Component):
+    """Beat control of :class:`FmaArray`: which beat enters the pipeline each clock (input,
+    padding, flush, or none), and when partial sums start afresh and are captured.
+
+    The pipeline from the input register to the adder is 4 advances deep (input register,
+    unpack 2, product 1); ``clear`` and ``capture`` apply in the advance that moves a beat
+    from the unpackers into the product register."""
+
+    def __init__(self, *, slots):
+        self._slots = slots
+        super().__init__({
+            "valid": In(1), "last": In(1), "ready": Out(1),
+            "red_busy": In(1), "red_start": Out(1),
+            "advance": Out(1), "noop": Out(1), "clear": Out(1), "capture": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L = self._slots
+        idx = Signal(range(L + 1))          # beats of the current dot product (saturates at L)
+        pad = Signal(range(L))               # padding beats still to insert
+        capcount = Signal(range(L + 1))      # beats still to inject that capture a partial sum
+        ncap = Signal(range(L))              # captures done in the current window
+        reserved = Signal()                  # capture registers in use (filling or being read)
+        reading = Signal()                   # ... and the reducer has started on them
+        meta = data.StructLayout({"fresh": 1, "cap": 1})
+        pipe = [Signal(meta, name=f"meta{i}") for i in range(3)]
+        pending = Cat(*(p.cap for p in pipe)).any()
+        # the first capture of a window waits until the reducer has read the previous one
+        blocked = pipe[2].cap & (ncap == 0) & reserved
+        flush = (idx == 0) & ((capcount != 0) | pending)
+        m.d.comb += [
+            self.ready.eq(~blocked & (pad == 0)),
+            self.advance.eq(~blocked & ((pad != 0) | self.valid | flush)),
+            self.noop.eq((pad != 0) | ~self.valid),
+            self.clear.eq(pipe[2].fresh),
+            self.capture.eq(pipe[2].cap),
+        ]
+        real = self.valid & (pad == 0)
+        with m.If(self.advance):
+            m.d.sync += [pipe[0].fresh.eq(idx < L), pipe[0].cap.eq(capcount != 0),
+                         pipe[1].eq(pipe[0]), pipe[2].eq(pipe[1])]
+            with m.If(capcount != 0):
+                m.d.sync += capcount.eq(capcount - 1)
+            ends = Signal()
+            with m.If(pad != 0):
+                m.d.sync += pad.eq(pad - 1)
+                m.d.comb += ends.eq(pad == 1)
+            with m.Elif(real):
+                with m.If(self.last & (idx + 1 < L)):
+                    m.d.sync += pad.eq(L - 1 - idx)
+                with m.Else():
+                    m.d.comb += ends.eq(self.last)
+            with m.If(ends):
+                m.d.sync += [idx.eq(0), capcount.eq(L)]
+            with m.Elif((pad != 0) | real):
+                m.d.sync += idx.eq(Mux(idx == L, L, idx + 1))
+            # captures happen as a beat leaves the unpackers
+            with m.If(pipe[2].cap):
+                m.d.sync += ncap.eq(Mux(ncap == L - 1, 0, ncap + 1))
+                with m.If(ncap == 0):
+                    m.d.sync += reserved.eq(1)
+                with m.If(ncap == L - 1):
+                    m.d.comb += self.red_start.eq(1)
+        with m.If(self.red_start):
+            m.d.sync += reading.eq(1)            # the reducer's busy rises at the same edge
+        with m.Elif(reading & ~self.red_busy):
+            m.d.sync += [reading.eq(0), reserved.eq(0)]
+        return m
+
+
+def fma_design(spec: dict):
+    """A :class:`boards.flow.Design` (top ``densehw_baseline``) for ``{"kind": "fma-pe",
+    "in_fmt", "acc_fmt", "mult"}`` (one stand-alone PE) or ``{"kind": "fma-array", "in_fmt",
+    "acc_fmt", "rows", "cols", "dsps"}``."""
+    from boards.flow import Design
+    from hw.emit import to_verilog
+
+    kind = spec.get("kind")
+    in_fmt, acc_fmt = spec.get("in_fmt", "fp16"), spec.get("acc_fmt", "fp16")
+    if kind == "fma-pe":
+        mult = spec.get("mult", "dsp")
+        top, macs = FmaPE(in_fmt=in_fmt, acc_fmt=acc_fmt, mult=mult), 1
+        name = f"fmape_{in_fmt}_{acc_fmt}_{mult}"
+    elif kind == "fma-array":
+        rows, cols = spec.get("rows", 4), spec.get("cols", 4)
+        top = FmaArray(rows=rows, cols=cols, in_fmt=in_fmt, acc_fmt=acc_fmt,
+                       dsps=spec.get("dsps"))
+        macs = top.macs_per_cycle
+        dsps = "" if spec.get("dsps") is None else f"_d{spec['dsps']}"
+        name = f"fma_{in_fmt}_{acc_fmt}_{rows}x{cols}{dsps}"
+    else:
+        raise ValueError(f"unknown FMA design kind {kind!r}; expected fma-pe or fma-array")
+    return Design(name=name, top="densehw_baseline",
+                  verilog=to_verilog(top, name="densehw_baseline"),
+                  config={k: spec[k] for k in sorted(spec)}, macs_per_cycle=macs, kind=kind)

@@ -1,0 +1,182 @@
+"""The multiply half of the floating-point MAC baselines: operand unpacking and the exact product.
+
+* :class:`Unpack` (two pipeline stages) decodes one IEEE operand and normalises a subnormal
+  significand (leading-zero count, left shift), so that every finite nonzero operand reaches the
+  multiplier as ``m * 2**(e - F)`` with ``m`` in ``[2**F, 2**(F+1))``. In an array one unpacker
+  serves a whole row (activations) or column (weights).
+* :class:`Product` (one stage) multiplies two unpacked operands exactly: a ``2(F+1)``-bit
+  significand product (on the device's multiplier block where synthesis maps ``*``; with
+  ``mult="lut"`` as an explicit LUT adder tree), the exponent sum and the special-value flags.
+  Its output is the addend of :class:`boards.fpadd.FmaAdd`.
+
+Every register of both components is enabled by ``en`` (the pipeline advances when it is 1).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from boards.lutmul import lut_multiply
+from contract import FloatFormat, get_format
+
+__all__ = ["operand_layout", "addend_layout", "leading_zeros", "Unpack", "Product",
+           "product_exponent_range", "MULTIPLIERS"]
+
+MULTIPLIERS = ("dsp", "lut")
+
+
+def _signed_for(lo: int, hi: int):
+    """The narrowest signed shape holding ``lo .. hi``."""
+    return signed(max(abs(lo).bit_length(), abs(hi).bit_length()) + 1)
+
+
+def _exp_range(fmt: FloatFormat):
+    """Unbiased exponent of the leading significand bit of a normalised finite operand."""
+    emin, emax = 1 - fmt.bias, fmt.bias
+    return emin - fmt.frac_bits, emax
+
+
+def product_exponent_range(fmt: FloatFormat):
+    """``t`` (weight exponent of the top bit of the ``2p``-bit product) over all operands."""
+    lo, hi = _exp_range(fmt)
+    return 2 * lo + 1, 2 * hi + 1
+
+
+def operand_layout(fmt) -> data.StructLayout:
+    """An unpacked operand: ``m`` normalised significand (0 for zeros), ``e`` unbiased exponent
+    of its top bit, sign and class bits (``inf``, ``nan`` leave ``m`` and ``e`` undefined)."""
+    fmt = get_format(fmt)
+    return data.StructLayout({
+        "m": unsigned(fmt.frac_bits + 1),
+        "e": _signed_for(*_exp_range(fmt)),
+        "sign": 1, "zero": 1, "inf": 1, "nan": 1,
+    })
+
+
+def addend_layout(width: int, t_lo: int, t_hi: int) -> data.StructLayout:
+    """An exact addend ``(-1)**sign * m * 2**(t - width + 1)``: ``t`` is the weight exponent of
+    the top bit of the ``width``-bit ``m`` (``m`` may have leading zeros; 0 when ``zero``), with
+    the class bits of the value (``inf``/``nan`` leave ``m`` and ``t`` undefined)."""
+    return data.StructLayout({
+        "m": unsigned(width), "t": _signed_for(t_lo, t_hi),
+        "sign": 1, "zero": 1, "inf": 1, "nan": 1,
+    })
+
+
+def leading_zeros(value):
+    """Number of leading zero bits of ``value`` (``len(value)`` when it is 0), as a tree of
+    2:1 choices (depth ``log2``)."""
+    n = len(value)
+    size = 1 << max(0, (n - 1).bit_length())
+    if size > n:                                 # pad below with a one: an all-zero value
+        value = Cat(Const(0, size - n - 1), Const(1, 1), value)   # then counts exactly n
+
+    def tree(v):                                 # -> (all zero, count of the lower log2 bits)
+        if len(v) == 1:
+            return ~v[0], Const(0, 0)
+        half = len(v) // 2
+        zh, ch = tree(v[half:])
+        zl, cl = tree(v[:half])
+        return zh & zl, Cat(Mux(zh, cl, ch), zh)
+
+    zero, count = tree(value)
+    if size > n:
+        return count
+    return Mux(zero, n, count)
+
+
+class Unpack(wiring.Component):
+    """Decode and normalise one operand, two pipeline stages (fields and leading-zero count;
+    normalising shift and exponent).
+
+    Members
+    -------
+    en : In(1)
+        Pipeline advance.
+    x : In(unsigned(fmt.width))
+        Raw operand bits, consumed in the clock ``en`` is 1.
+    o : Out(operand_layout(fmt))
+        The unpacked operand, two advances later.
+    """
+
+    def __init__(self, *, fmt="fp16"):
+        self._fmt = get_format(fmt)
+        super().__init__({"en": In(1), "x": In(unsigned(self._fmt.width)),
+                          "o": Out(operand_layout(self._fmt))})
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt = self._fmt
+        F, p = fmt.frac_bits, fmt.frac_bits + 1
+        x = self.x
+        exp, frac = x[F:fmt.width - 1], x[:F]
+        normal = exp.any()
+        special = exp == fmt.exp_max_field
+        # stage 1: fields, classes, leading zeros of the significand (0 for normal numbers)
+        sig1 = Signal(p, name="sig1")
+        lz1 = Signal(range(p + 1), name="lz1")
+        emax1 = Signal(range(fmt.exp_max_field + 1), name="ebase1")    # max(E, 1)
+        cls1 = Signal(data.StructLayout({"sign": 1, "zero": 1, "inf": 1, "nan": 1}),
+                      name="cls1")
+        with m.If(self.en):
+            m.d.sync += [
+                sig1.eq(Cat(frac, normal)),
+                lz1.eq(leading_zeros(Cat(frac, normal))),
+                emax1.eq(Mux(normal, exp, 1)),
+                cls1.sign.eq(x[-1]),
+                cls1.zero.eq(~normal & ~frac.any()),
+                cls1.inf.eq(special & ~frac.any()),
+                cls1.nan.eq(special & frac.any()),
+            ]
+        # stage 2: normalising shift, exponent of the top bit
+        with m.If(self.en):
+            m.d.sync += [
+                self.o.m.eq((sig1 << lz1)[:p]),
+                self.o.e.eq(emax1 - fmt.bias - lz1),
+                self.o.sign.eq(cls1.sign), self.o.zero.eq(cls1.zero),
+                self.o.inf.eq(cls1.inf), self.o.nan.eq(cls1.nan),
+            ]
+        return m
+
+
+class Product(wiring.Component):
+    """The exact product of two unpacked operands, one pipeline stage.
+
+    Members
+    -------
+    en : In(1)
+    a, b : In(operand_layout(fmt))
+    o : Out(addend_layout(2 * (F + 1), *product_exponent_range(fmt)))
+        ``a * b`` exactly: sign, ``2(F+1)``-bit significand product, ``t = e_a + e_b + 1``;
+        ``nan`` for a NaN operand or ``inf * 0``; ``inf`` for an infinite product; ``zero``
+        for a zero product.
+    """
+
+    def __init__(self, *, fmt="fp16", mult="dsp"):
+        self._fmt = get_format(fmt)
+        if mult not in MULTIPLIERS:
+            raise ValueError(f"mult must be one of {', '.join(MULTIPLIERS)}, not {mult!r}")
+        self._mult = mult
+        p = self._fmt.frac_bits + 1
+        layout = operand_layout(self._fmt)
+        super().__init__({"en": In(1), "a": In(layout), "b": In(layout),
+                          "o": Out(addend_layout(2 * p, *product_exponent_range(self._fmt)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        a, b = self.a, self.b
+        prod = (a.m * b.m) if self._mult == "dsp" else lut_multiply(m, a.m, b.m, name="pm")
+        nan = a.nan | b.nan | (a.inf & b.zero) | (a.zero & b.inf)
+        inf = (a.inf | b.inf) & ~nan
+        with m.If(self.en):
+            m.d.sync += [
+                self.o.m.eq(prod),
+                self.o.t.eq(a.e + b.e + 1),
+                self.o.sign.eq(a.sign ^ b.sign),
+                self.o.nan.eq(nan),
+                self.o.inf.eq(inf),
+                self.o.zero.eq((a.zero | b.zero) & ~nan & ~inf),
+            ]
+        return m

@@ -1,0 +1,166 @@
+"""INT8 x INT8 -> INT32 MAC baselines: a pipelined PE and an output-stationary array.
+
+A PE registers its operands, multiplies them (a device multiplier block where synthesis maps
+``*``; with ``mult="lut"`` partial products summed by LUT adders, :mod:`boards.lutmul`),
+registers the 16-bit product and adds it into a 32-bit accumulator (two's complement, wrapping
+modulo ``2**32``). The integer loop closes in one clock, so no interleaving is needed.
+
+:class:`IntMacArray` has the streaming interface of :class:`boards.baselines.MacArray`: each
+beat carries ``rows`` activations and ``cols`` weights (signed 8-bit), PE ``(r, c)`` accumulates
+``x[r] * w[c]``; the beat with ``last`` ends the dot products, whose sums move into a shadow
+chain and drain one per clock (row-major) while the next dot products run. One MAC per PE per
+clock; a dot product shorter than ``rows * cols`` beats waits for the drain.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from boards.lutmul import lut_multiply
+
+__all__ = ["IntMacPE", "IntMacArray", "int_design"]
+
+MULTIPLIERS = ("dsp", "lut")
+
+
+def _check_mult(mult):
+    if mult not in MULTIPLIERS:
+        raise ValueError(f"mult must be one of {', '.join(MULTIPLIERS)}, not {mult!r}")
+
+
+class IntMacPE(wiring.Component):
+    """One INT8 MAC: ``acc <- (first ? 0 : acc) + a * b``, operands in, sum out three
+    advances later (operand registers, product register, accumulator).
+
+    Members
+    -------
+    en : In(1)
+        Pipeline advance.
+    a, b : In(signed(8))
+    first : In(1)
+        With the operands: this product starts a new sum.
+    acc : Out(signed(32))
+    """
+
+    def __init__(self, *, mult="dsp"):
+        _check_mult(mult)
+        self._mult = mult
+        super().__init__({"en": In(1), "a": In(signed(8)), "b": In(signed(8)),
+                          "first": In(1), "acc": Out(signed(32))})
+
+    def elaborate(self, platform):
+        m = Module()
+        en = self.en
+        a, b = Signal(signed(8)), Signal(signed(8))
+        first1, first2 = Signal(), Signal()
+        prod = Signal(signed(16))
+        if self._mult == "dsp":
+            p = a * b
+        else:
+            p = lut_multiply(m, a.as_unsigned(), b.as_unsigned(), signed=True).as_signed()
+        with m.If(en):
+            m.d.sync += [a.eq(self.a), b.eq(self.b), first1.eq(self.first),
+                         prod.eq(p), first2.eq(first1),
+                         self.acc.eq(Mux(first2, 0, self.acc) + prod)]
+        return m
+
+
+class IntMacArray(wiring.Component):
+    """A ``rows x cols`` INT8 MAC array (see the module docstring).
+
+    ``dsps``: how many PEs (the first ones, row-major) use a multiplier block with
+    ``mult="dsp"``; the others use LUT multipliers. Default: all of them.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({x, w, last})))
+    o : Out(stream.Signature(unsigned(32)))
+    """
+
+    def __init__(self, *, rows, cols, mult="dsp", dsps=None):
+        for name, v in (("rows", rows), ("cols", cols)):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"{name} must be an integer, not {v!r}")
+            if not 1 <= v <= 64:
+                raise ValueError(f"{name} must be in [1, 64], not {v}")
+        _check_mult(mult)
+        n = rows * cols
+        if dsps is None:
+            dsps = n if mult == "dsp" else 0
+        if not isinstance(dsps, int) or isinstance(dsps, bool) or dsps < 0:
+            raise ValueError(f"dsps must be a non-negative integer, not {dsps!r}")
+        self._rows, self._cols = rows, cols
+        self._dsps = min(dsps, n) if mult == "dsp" else 0
+        layout = data.StructLayout({"x": data.ArrayLayout(signed(8), rows),
+                                    "w": data.ArrayLayout(signed(8), cols),
+                                    "last": unsigned(1)})
+        super().__init__({"i": In(stream.Signature(layout)),
+                          "o": Out(stream.Signature(unsigned(32)))})
+
+    @property
+    def macs_per_cycle(self):
+        return self._rows * self._cols
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self._rows, self._cols
+        n = rows * cols
+        # control: the beat's flags travel beside the PE pipeline (3 advances)
+        first = Signal(init=1)
+        lasts = [Signal(name=f"last{k}") for k in range(3)]
+        shadow = [Signal(32, name=f"shadow{j}") for j in range(n)]
+        pending = Signal(range(n + 1))
+        # a dot product may end only when the previous results have drained
+        stall = lasts[2] & (pending != 0)
+        advance = ~stall & self.i.valid
+        m.d.comb += self.i.ready.eq(~stall)
+        flush = Signal()          # advance with an empty beat while an end is in the pipeline
+        m.d.comb += flush.eq(~stall & ~self.i.valid & (lasts[0] | lasts[1] | lasts[2]))
+        en = advance | flush
+        with m.If(en):
+            m.d.sync += [lasts[0].eq(advance & self.i.payload.last),
+                         lasts[1].eq(lasts[0]), lasts[2].eq(lasts[1])]
+            with m.If(advance):
+                m.d.sync += first.eq(self.i.payload.last)
+        for r in range(rows):
+            for c in range(cols):
+                j = r * cols + c
+                m.submodules[f"pe_{r}_{c}"] = pe = IntMacPE(
+                    mult="dsp" if j < self._dsps else "lut")
+                m.d.comb += [pe.en.eq(en), pe.first.eq(first),
+                             pe.a.eq(Mux(advance, self.i.payload.x[r], 0)),
+                             pe.b.eq(Mux(advance, self.i.payload.w[c], 0))]
+                with m.If(en & lasts[2]):
+                    m.d.sync += shadow[j].eq(pe.acc)
+        m.d.comb += [self.o.valid.eq(pending != 0), self.o.payload.eq(shadow[0])]
+        with m.If(self.o.valid & self.o.ready):
+            for j in range(n - 1):
+                m.d.sync += shadow[j].eq(shadow[j + 1])
+            m.d.sync += pending.eq(pending - 1)
+        with m.If(en & lasts[2]):
+            m.d.sync += pending.eq(n)
+        return m
+
+
+def int_design(spec: dict):
+    """A :class:`boards.flow.Design` (top ``densehw_baseline``) for ``{"kind": "int8-pe",
+    "mult"}`` or ``{"kind": "int8-array", "rows", "cols", "mult", "dsps"}``."""
+    from boards.flow import Design
+    from hw.emit import to_verilog
+
+    kind, mult = spec.get("kind"), spec.get("mult", "dsp")
+    if kind == "int8-pe":
+        top, macs, name = IntMacPE(mult=mult), 1, f"int8pe_{mult}"
+    elif kind == "int8-array":
+        rows, cols = spec.get("rows", 4), spec.get("cols", 4)
+        top = IntMacArray(rows=rows, cols=cols, mult=mult, dsps=spec.get("dsps"))
+        macs = top.macs_per_cycle
+        dsps = "" if spec.get("dsps") is None else f"_d{spec['dsps']}"
+        name = f"int8_{mult}_{rows}x{cols}{dsps}"
+    else:
+        raise ValueError(f"unknown int8 design kind {kind!r}; expected int8-pe or int8-array")
+    return Design(name=name, top="densehw_baseline",
+                  verilog=to_verilog(top, name="densehw_baseline"),
+                  config={k: spec[k] for k in sorted(spec)}, macs_per_cycle=macs, kind=kind)
