@@ -610,6 +610,8 @@ def read_config_file(path, *, fmt: str | None = None) -> dict:
         data = tomllib.loads(raw.decode()) if fmt == "toml" else json.loads(raw)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{where}: invalid {fmt.upper()}: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{where}: invalid {fmt.upper()}: nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a {'table' if fmt == 'toml' else 'JSON object'}, "
                          f"not {type(data).__name__}")

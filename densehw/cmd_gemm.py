@@ -112,17 +112,12 @@ def add_arguments(p) -> None:
 # -- loading and conversion ---------------------------------------------------------------------
 
 def _load(path: Path, what: str):
-    import numpy as np
+    from contract.files import NpyError, load_npy
 
     try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UserError(f"{what} file {str(path)!r} does not exist") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"cannot read {what} file {str(path)!r} as .npy: {exc}") from None
-    if not isinstance(arr, np.ndarray):
-        raise UserError(f"{what} file {str(path)!r} holds an archive, expected one .npy array")
-    return arr
+        return load_npy(path, what)
+    except NpyError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _raw_dtype(fmt):

@@ -120,11 +120,13 @@ def load_inputs(path: Path, program):
     import numpy as np
     import torch
 
+    from contract.files import NpyError, load_npy
+
+    if not Path(path).exists():
+        raise UserError(f"--inputs file {str(path)!r} does not exist")
     try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UserError(f"--inputs file {str(path)!r} does not exist") from None
-    except (OSError, ValueError) as exc:
+        x = load_npy(path, "--inputs")
+    except NpyError as exc:
         raise UserError(f"--inputs {str(path)!r} is not a NumPy .npy array ({exc})") from None
     if x.dtype not in (np.float32, np.float16):
         raise UserError(f"--inputs {str(path)!r} has dtype {x.dtype}; expected float32 or "

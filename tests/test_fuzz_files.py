@@ -1,0 +1,260 @@
+"""Files a user feeds densehw, corrupted: every case ends in exit code 0 with the right result
+or exit code 2 with one line on stderr naming the problem (never a traceback, never a
+partial output file).
+
+Corruptions (seeded, the seed and case are in every failure message): bit flips in the header
+and in the data, truncation, random bytes, appended bytes, and hand-made headers (huge, negative
+and overflowing shapes, object/complex/structured/big-endian dtypes, Fortran order); for
+configurations, valid TOML/JSON with wrong types or absurd values as well.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from contract.array import ArrayConfig
+from contract.files import NpyError, load_npy
+from densehw import cli
+
+SEED = 26
+
+
+def mutations(data: bytes, rng: random.Random, count: int, *, header: int = 0):
+    """``count`` corrupted copies of ``data`` as ``(label, bytes)``; ``header``: length of a
+    header whose bytes get half of the bit flips."""
+    for i in range(count):
+        b = bytearray(data)
+        kind = rng.choice(["flip", "flip", "truncate", "byte", "append"])
+        if kind == "flip":
+            for _ in range(rng.randint(1, 3)):
+                j = rng.randrange(header) if header and rng.random() < 0.5 else rng.randrange(
+                    len(b))
+                b[j] ^= 1 << rng.randrange(8)
+        elif kind == "truncate":
+            b = b[:rng.randrange(len(b))]
+        elif kind == "byte":
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        else:
+            b += bytes(rng.randrange(256) for _ in range(rng.randint(1, 9)))
+        yield f"case {i} ({kind})", bytes(b)
+
+
+def npy_bytes(arr) -> bytes:
+    import io
+
+    f = io.BytesIO()
+    np.save(f, arr, allow_pickle=False)
+    return f.getvalue()
+
+
+def header_variants(arr) -> list[tuple[str, bytes]]:
+    """Hand-made headers around ``arr``'s data: what a careless writer produces."""
+    raw = npy_bytes(arr)
+    text = raw[10:raw.index(b"\n") + 1].decode("latin1")
+    shape = str(tuple(arr.shape)).replace(",)", ",)")
+    descr = repr(arr.dtype.str)
+
+    def with_header(new: str) -> bytes:
+        body = new.ljust(len(text) - 1)[:len(text) - 1] + "\n"
+        return raw[:10] + body.encode("latin1") + raw[10 + len(text):]
+
+    out = []
+    for label, old, new in [
+        ("huge shape", shape, "(300000000000, 400000000)"),
+        ("overflowing shape", shape, "(99999999999999999999999, 4)"),
+        ("negative shape", shape, f"({-arr.shape[0]}, {arr.shape[-1]})"),
+        ("object dtype", descr, "'|O'"),
+        ("complex dtype", descr, "'<c16'"),
+        ("structured dtype", descr, "[('a', '<f4')]"),
+        ("bool dtype", descr, "'|b1'"),
+        ("big-endian dtype", descr, repr(arr.dtype.newbyteorder(">").str)),
+        ("fortran order", "False", "True"),
+        ("bad key", "'descr'", "'dexcr'"),
+        ("not a dict", "{", "["),
+    ]:
+        assert old in text, (label, old, text)
+        out.append((label, with_header(text.replace(old, new, 1))))
+    out.append(("empty file", b""))
+    out.append(("text file", b"1,2,3\n4,5,6\n"))
+    out.append(("npz archive", b"PK\x03\x04" + bytes(60)))
+    return out
+
+
+def expect_clean(rc, err, label, *, command):
+    """Exit code 0, or 2 with exactly one line naming the command (no traceback)."""
+    assert "Traceback" not in err, f"seed {SEED} {label}: traceback\n{err}"
+    assert rc in (0, 2), f"seed {SEED} {label}: exit code {rc}: {err}"
+    if rc == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"densehw {command}: error: "), \
+            f"seed {SEED} {label}: {err!r}"
+
+
+def run_cli(argv, capsys):
+    try:
+        rc = cli.main(argv)
+    except BaseException as exc:          # a traceback would reach the user
+        import traceback
+
+        pytest.fail(f"{argv}: {type(exc).__name__} escaped:\n{traceback.format_exc()}")
+    captured = capsys.readouterr()
+    return rc, captured.err
+
+
+# -- load_npy -------------------------------------------------------------------------------------
+
+def test_load_npy_refuses_before_allocating(tmp_path):
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    good = tmp_path / "a.npy"
+    good.write_bytes(npy_bytes(arr))
+    assert np.array_equal(load_npy(good, "X"), arr)
+    expected = {
+        "huge shape": "is truncated: its header says (300000000000, 400000000) float32",
+        "overflowing shape": "is truncated",
+        "negative shape": "invalid shape",
+        "object dtype": "holds dtype object; expected a plain numeric array",
+        "complex dtype": "is truncated",
+        "structured dtype": "expected a plain numeric array",
+        "bool dtype": "has trailing bytes",
+        "big-endian dtype": None,
+        "fortran order": None,
+        "bad key": "cannot read X file",
+        "not a dict": "cannot read X file",
+        "empty file": "cannot read X file",
+        "text file": "cannot read X file",
+        "npz archive": "cannot read X file",
+    }
+    for label, data in header_variants(arr):
+        path = tmp_path / "v.npy"
+        path.write_bytes(data)
+        if expected[label] is None:
+            assert load_npy(path, "X").shape in ((3, 4),)
+            continue
+        with pytest.raises(NpyError, match=expected[label].replace("(", r"\(").replace(
+                ")", r"\)")) as info:
+            load_npy(path, "X")
+        assert "X file" in str(info.value) and str(path) in str(info.value)
+    with pytest.raises(NpyError, match="does not exist"):
+        load_npy(tmp_path / "missing.npy", "X")
+    with pytest.raises(NpyError, match="is a directory"):
+        load_npy(tmp_path, "X")
+    # big-endian raw patterns read as native integers of the same values
+    path = tmp_path / "be.npy"
+    np.save(path, np.array([1, 0x3C00], dtype=">u2"))
+    got = load_npy(path, "X")
+    assert got.dtype == np.uint16 and got.dtype.byteorder in "=|<" and got.tolist() == [1, 0x3C00]
+
+
+# -- densehw gemm on corrupted .npy inputs ---------------------------------------------------------
+
+def _gemm_inputs(tmp_path):
+    rng = np.random.default_rng(SEED)
+    x = rng.integers(-8, 9, (3, 5)).astype(np.float16)
+    w = (2.0 ** rng.integers(-2, 2, (4, 5)) * rng.choice([-1, 1], (4, 5))).astype(np.float32)
+    b = rng.integers(-4, 5, 4).astype(np.float16)
+    return {"x": x, "w": w, "bias": b}
+
+
+@pytest.mark.parametrize("target", ["x", "w", "bias"])
+def test_gemm_corrupted_npy(tmp_path, capsys, target):
+    """Each input of ``densehw gemm`` corrupted in ~120 ways: exit 2 with one line naming the
+    file, or exit 0 with the golden result of what the file holds."""
+    from sw.golden import gemm_golden
+
+    arrays = _gemm_inputs(tmp_path)
+    paths = {}
+    for name, arr in arrays.items():
+        paths[name] = tmp_path / f"{name}.npy"
+        np.save(paths[name], arr)
+    clean = npy_bytes(arrays[target])
+    header = clean.index(b"\n") + 1
+    out = tmp_path / "y.npy"
+    argv = ["gemm", "--fmt", "fp16", "--wbits", "3", "--x", str(paths["x"]), "--w",
+            str(paths["w"]), "--bias", str(paths["bias"]), "--out", str(out)]
+    rng = random.Random(SEED)
+    cases = list(mutations(clean, rng, 100, header=header)) + header_variants(arrays[target])
+    errors = 0
+    for label, data in cases:
+        label = f"{target} {label}"
+        paths[target].write_bytes(data)
+        out.unlink(missing_ok=True)
+        rc, err = run_cli(argv, capsys)
+        expect_clean(rc, err, label, command="gemm")
+        if rc == 2:
+            errors += 1
+            assert not out.exists(), f"{label}: output left behind"
+            assert target in err or paths[target].name in err, f"{label}: {err}"
+            continue
+        # accepted: the result is the golden model's on what numpy reads from the files
+        from contract import encode_weights
+
+        x, w, b = (np.load(paths[n]) for n in ("x", "w", "bias"))
+        codes, e0 = encode_weights(w.astype(np.float64), 3)
+        from sw.fpbits import to_bits
+
+        want = gemm_golden(to_bits(x.astype(np.float16), "fp16"), codes, int(e0),
+                           in_fmt="fp16", wbits=3, bias_bits=to_bits(b.astype(np.float16),
+                                                                     "fp16")).numpy()
+        assert np.array_equal(np.load(out).astype(np.int64), want), label
+    assert errors > len(cases) // 3          # the corruptions do hit
+
+
+# -- configurations --------------------------------------------------------------------------------
+
+WRONG = [None, True, -1, 0, 1.5, "x", [], {}, 10**30, 2**63, 1e308, "fp16",
+         {"name": "x", "exp_bits": 100, "frac_bits": 100},
+         {"name": "x", "exp_bits": 0, "frac_bits": 0}, {"name": 1}]
+
+
+def test_config_files_fuzzed(tmp_path):
+    """``--config`` files (TOML and JSON): bit flips, truncation, random bytes, and every key
+    set to wrong types and absurd values: a valid configuration or a UserError naming the
+    file, nothing else."""
+    from densehw.cli import UserError, load_config
+
+    rng = random.Random(SEED)
+    toml = (cli.CONFIGS / "default.toml").read_bytes()
+    cases = [(f"toml {lb}", d, ".toml") for lb, d in mutations(toml, rng, 400)]
+    js = json.dumps(ArrayConfig().to_dict()).encode()
+    cases += [(f"json {lb}", d, ".json") for lb, d in mutations(js, rng, 400)]
+    for key in ArrayConfig._KEYS:
+        for value in WRONG:
+            d = ArrayConfig().to_dict()
+            d[key] = value
+            cases.append((f"json {key}={value!r}", json.dumps(d).encode(), ".json"))
+    accepted = refused = 0
+    for label, data, suffix in cases:
+        path = tmp_path / f"cfg{suffix}"
+        path.write_bytes(data)
+        try:
+            cfg = load_config(str(path))
+        except UserError as exc:
+            assert str(path) in str(exc) and "\n" not in str(exc), f"{label}: {exc}"
+            refused += 1
+            continue
+        except Exception as exc:                      # noqa: BLE001 (any other is the bug)
+            pytest.fail(f"seed {SEED} {label}: {type(exc).__name__}: {exc}")
+        assert isinstance(cfg, ArrayConfig)
+        # an accepted file means what it says: the configuration round-trips
+        assert ArrayConfig.from_dict(cfg.to_dict()) == cfg
+        accepted += 1
+    assert refused > len(cases) // 2 and accepted > 0
+
+
+def test_config_errors_through_the_cli(tmp_path, capsys):
+    """A few corrupted configurations end to end: exit code 2, one line."""
+    bad = {"rows.json": '{"rows": "4"}', "huge.json": '{"depth": 1e400}',
+           "trunc.toml": 'in_fmt = "fp16"\nrows = ', "nan.json": '{"rows": NaN}',
+           "deep.json": "[" * 100000 + "]" * 100000, "bin.toml": "\x00\xff\xfe"}
+    for name, text in bad.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="latin1")
+        out = tmp_path / "gen"
+        rc, err = run_cli(["generate", "--config", str(path), "-o", str(out)], capsys)
+        expect_clean(rc, err, name, command="generate")
+        assert rc == 2 and name in err, err
+        assert not out.exists()
