@@ -9,7 +9,7 @@ import tempfile
 __all__ = ["write_atomic", "source_fingerprint", "RTL_SOURCES", "load_npy", "NpyError"]
 
 #: The sources that decide the array RTL: the contract and the Amaranth generators.
-RTL_SOURCES = ("contract/*.py", "hw/*.py")
+RTL_SOURCES = ("contract/*.py", "hw/**/*.py")
 
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -26,12 +26,15 @@ class UserError(Exception):
     """A problem with the user's input; printed as one line, exit code 2."""
 
 
-def load_config(text):
+def load_config(text, *, branches=False):
     """The :class:`~contract.array.ArrayConfig` a ``--config`` names: a TOML or JSON file
     (:func:`contract.array.load_array_config`), ``default`` (``ArrayConfig()``), or the name of
-    a file in ``configs/`` without its suffix (``ecp5_25f``, ``ice40_up5k`` ...). Problems
-    raise :class:`UserError` naming the file."""
-    from contract.array import ArrayConfig, load_array_config
+    a file in ``configs/`` without its suffix (``ecp5_25f``, ``ice40_up5k`` ...). With
+    ``branches``, a file with ``arith = "branches"`` gives a
+    :class:`~contract.branch_array.BranchArrayConfig` (commands that build either array); without
+    it such a file is an error. Problems raise :class:`UserError` naming the file."""
+    from contract.array import ArrayConfig, load_array_config, read_config_file
+    from contract.branch_array import is_branch_config, load_branch_array_config
 
     text = str(text)
     if text == "default":
@@ -44,6 +47,12 @@ def load_config(text):
         raise UserError(f"config file {text!r} does not exist (give a .toml or .json file, "
                         f"'default' or one of: {named})")
     try:
+        if is_branch_config(read_config_file(path)):
+            if not branches:
+                raise UserError(f"config file {text!r} describes a multi-branch array (arith = "
+                                f"\"branches\"); this command takes a shift array "
+                                f"configuration")
+            return load_branch_array_config(path)
         return load_array_config(path)
     except ValueError as exc:
         raise UserError(str(exc)) from None

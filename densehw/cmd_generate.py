@@ -16,9 +16,12 @@ optional; missing ones take the defaults)::
     accumulator = "exact"
 
 Writes ``DIR/densehw_array.v``, ``densehw_array.json``, ``densehw_params.h``,
-``densehw_params.vh`` and ``densehw.core`` (see :mod:`densehw.emit`). Everything is generated
-in memory first; each file is then written to a temporary file in ``DIR`` and renamed, so an
-error leaves no partial file. Output is byte-identical across runs for the same configuration.
+``densehw_params.vh`` and ``densehw.core`` (see :mod:`densehw.emit`). A file with
+``arith = "branches"`` holds :class:`contract.branch_array.BranchArrayConfig` fields instead and
+gives the multi-branch array's files (:mod:`densehw.emit_branches`, ``docs/branches.md``).
+Everything is generated in memory first; each file is then written to a temporary file in
+``DIR`` and renamed, so an error leaves no partial file. Output is byte-identical across runs
+for the same configuration.
 """
 
 from __future__ import annotations
@@ -79,8 +82,13 @@ def write_outputs(files: dict[str, str], out_dir) -> list[Path]:
 
 
 def run(args) -> int:
-    config = load_config(args.config)
-    from .emit import generate_files
+    from contract.branch_array import BranchArrayConfig
+
+    config = load_config(args.config, branches=True)
+    if isinstance(config, BranchArrayConfig):
+        from .emit_branches import generate_branch_files as generate_files
+    else:
+        from .emit import generate_files
 
     files = generate_files(config)
     written = write_outputs(files, args.output)

@@ -14,10 +14,16 @@ File conventions
     ``round_out(sx * sw[m] * (X @ W.T)[n, m])`` in ``--out-fmt`` (default fp32) as an unsigned
     integer array of its width. Written atomically.
 
+``--relu`` sets negative results to 0 (integers) or ``+0`` (float path).
+
 Backends
 --------
 :data:`BACKENDS` maps a name to ``callable(job: BranchJob, args) -> (N, M) array`` (int64
-results, or raw output patterns when ``job.scaled``).
+results, or raw output patterns when ``job.scaled``): ``golden`` (:mod:`sw.branches`), and
+``icarus`` / ``verilator``, the generated ``densehw_branch_array`` simulated through its AXI
+ports (:func:`sim.branch_driver.branch_gemm_rtl`) on the ``--array-config`` file (``arith =
+"branches"``) or a default array for the job (4x4 PEs, 8 lanes, depth the next power of two
+``>= K``), with ``--stall P``.
 """
 
 from __future__ import annotations
@@ -62,10 +68,56 @@ def _golden(job: BranchJob, args):
                                   scale_x=job.scale_x, scale_w=job.scale_w,
                                   scale_fmt=job.scale_fmt, out_fmt=job.out_fmt,
                                   relu=job.relu).numpy()
-    return branch_gemm(job.x_codes, job.w_codes, wbits=job.wbits, abits=job.abits).numpy()
+    return branch_gemm(job.x_codes, job.w_codes, wbits=job.wbits, abits=job.abits,
+                       relu=job.relu).numpy()
 
 
-BACKENDS: dict[str, Callable[[BranchJob, object], object]] = {"golden": _golden}
+def array_config_for(job: BranchJob, args):
+    """The branch array to simulate ``job`` on: ``--array-config`` (a file with ``arith =
+    "branches"``, checked against the job) or :func:`sim.branch_driver.default_branch_config`."""
+    from contract.branch_array import load_branch_array_config
+    from sim.branch_driver import default_branch_config
+
+    k = int(job.x_codes.shape[1])
+    path = getattr(args, "array_config", None)
+    if path is None:
+        return default_branch_config(wbits=job.wbits, abits=job.abits, k=k,
+                                     out_fmt=job.out_fmt, scale_fmt=job.scale_fmt)
+    cfg = load_branch_array_config(path)
+    where = f"array config {str(path)!r}"
+    for what, have, want in (("wbits", cfg.wbits, job.wbits), ("abits", cfg.abits, job.abits)):
+        if have != want:
+            raise UserError(f"{where} has {what} {have} but the GEMM uses --{what} {want}")
+    if job.scaled:
+        if not cfg.float_path:
+            raise UserError(f"{where} has no float path (out_fmt none) but the GEMM has scales")
+        for what, have, want in (("out_fmt", cfg.out_fmt, job.out_fmt),
+                                 ("scale_fmt", cfg.scale_fmt, job.scale_fmt)):
+            if have != want:
+                raise UserError(f"{where} has {what} {have.name} but the GEMM needs "
+                                f"{want.name}")
+    return cfg
+
+
+def _rtl(sim: str):
+    def fn(job: BranchJob, args):
+        from sim.branch_driver import branch_gemm_rtl
+
+        cfg = array_config_for(job, args)
+        y, st = branch_gemm_rtl(job.x_codes, job.w_codes, config=cfg, scale_x=job.scale_x,
+                                scale_w=job.scale_w, relu=job.relu, sim=sim,
+                                stall=float(getattr(args, "stall", 0.0) or 0.0))
+        print(f"gemm: {sim} densehw_branch_array {cfg.rows}x{cfg.cols}x{cfg.lanes} lanes depth "
+              f"{cfg.depth} ({cfg.name}): {st['macs']} MACs in {st['cycles_busy']} cycles busy, "
+              f"MAC utilization {st['mac_utilization']:.1%} (build {st['build_s']:.1f} s, "
+              f"simulator {st['sim_s']:.1f} s)", file=sys.stdout)
+        return y
+    fn.__name__ = f"{sim}_branch_backend"
+    return fn
+
+
+BACKENDS: dict[str, Callable[[BranchJob, object], object]] = {
+    "golden": _golden, "icarus": _rtl("icarus"), "verilator": _rtl("verilator")}
 
 
 def register_backend(name: str, fn: Callable[[BranchJob, object], object]) -> None:
@@ -170,11 +222,11 @@ def prepare(args) -> BranchJob:
     x_codes = _codes(x, abits, "X", args.x)
     w_codes = _codes(w, wbits, "W", args.w)
     if args.scale_x is None:
-        for option in ("out_fmt", "scale_fmt", "relu"):
+        for option in ("out_fmt", "scale_fmt"):
             if getattr(args, option, None):
                 raise UserError(f"--{option.replace('_', '-')} needs the float path "
                                 f"(--scale-x, --scale-w)")
-        return BranchJob(x_codes, w_codes, wbits, abits)
+        return BranchJob(x_codes, w_codes, wbits, abits, relu=bool(args.relu))
     try:
         scale_fmt = check_scale_fmt(args.scale_fmt or DEFAULT_SCALE_FMT, "--scale-fmt")
     except ValueError as exc:

@@ -1,4 +1,6 @@
-"""AXI4-Lite control/status register block generated from ``contract.array.REGISTERS``.
+"""AXI4-Lite control/status register block generated from a register map as data
+(``contract.array.REGISTERS``; the branch array passes ``contract.branch_array.BRANCH_REGISTERS``,
+which has the same ``CTRL``, ``STATUS``, ``ERROR`` and ``IRQ_EN`` conventions).
 
 Every register of the map becomes hardware by its access type, so the map in
 ``contract/array.py`` (and the documentation and header generated from it) cannot drift from
@@ -27,7 +29,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from contract.array import CSR_ADDR_WIDTH, REGISTER_BY_NAME, REGISTERS, ArrayConfig
+from contract.array import CSR_ADDR_WIDTH, REGISTERS, ArrayConfig
 
 __all__ = ["AXI4LiteSignature", "CSRBlock"]
 
@@ -45,12 +47,12 @@ def AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH, data_width=32):
     })
 
 
-def _rw_names():
-    return [r.name for r in REGISTERS if r.access == "rw"]
+def _rw_names(registers=REGISTERS):
+    return [r.name for r in registers if r.access == "rw"]
 
 
-def _rc_names():
-    return [r.name for r in REGISTERS if r.access == "rc"]
+def _rc_names(registers=REGISTERS):
+    return [r.name for r in registers if r.access == "rc"]
 
 
 class CSRBlock(wiring.Component):
@@ -73,33 +75,38 @@ class CSRBlock(wiring.Component):
         Counter increments, in register map order.
     """
 
-    def __init__(self, *, config):
-        if not isinstance(config, ArrayConfig):
-            raise TypeError(f"config must be an ArrayConfig, not {config!r}")
-        self._config = config
-        error = next(r for r in REGISTERS if r.name == "ERROR")
-        self._n_err = len(error.fields)
+    def __init__(self, *, config, registers=REGISTERS):
+        from contract.branch_array import BranchArrayConfig
+
+        if not isinstance(config, (ArrayConfig, BranchArrayConfig)):
+            raise TypeError(f"config must be an ArrayConfig or a BranchArrayConfig, not "
+                            f"{config!r}")
+        self._config, self._registers = config, tuple(registers)
+        self._by_name = {r.name: r for r in self._registers}
+        self._n_err = len(self._by_name["ERROR"].fields)
         members = {"bus": In(AXI4LiteSignature()), "start": Out(1), "irq": Out(1)}
-        for name in _rw_names():
+        for name in _rw_names(self._registers):
             members[name.lower()] = Out(unsigned(32))
         members.update({"busy": In(1), "done": In(1), "err": In(self._n_err),
-                        "ev": In(len(_rc_names()))})
+                        "ev": In(len(_rc_names(self._registers)))})
         super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
+        registers, by_name = self._registers, self._by_name
         resets = self._config.register_resets()
-        word = {r.name: r.offset >> 2 for r in REGISTERS}
+        word = {r.name: r.offset >> 2 for r in registers}
         abits = CSR_ADDR_WIDTH - 2
 
-        stored = {name: getattr(self, name.lower()) for name in _rw_names()}
+        stored = {name: getattr(self, name.lower()) for name in _rw_names(registers)}
         regs = {name: Signal(32, name=f"reg_{name.lower()}") for name in stored}
         for name, port in stored.items():
             if name != "CTRL":
                 m.d.comb += port.eq(regs[name])
         error = Signal(self._n_err)
-        counters = {name: Signal(32, name=f"cnt_{name.lower()}") for name in _rc_names()}
+        counters = {name: Signal(32, name=f"cnt_{name.lower()}")
+                    for name in _rc_names(registers)}
 
         # write channel: a write is taken into registers, applied in the next clock and then
         # answered on b (so the register decode starts from flip-flops: a short path)
@@ -154,12 +161,11 @@ class CSRBlock(wiring.Component):
                 m.d.sync += cnt.eq(cnt + 1)
 
         # STATUS (field order of the map) and the interrupt it drives through IRQ_EN
-        status = Signal(len(REGISTER_BY_NAME["STATUS"].fields))
+        status = Signal(len(by_name["STATUS"].fields))
         m.d.comb += status.eq(Cat(self.busy, self.done, error.any(), self.irq))
-        assert [f.name for f in REGISTER_BY_NAME["STATUS"].fields] == \
-            ["BUSY", "DONE", "ERROR", "IRQ"]
-        irq_en = REGISTER_BY_NAME["IRQ_EN"]
-        enabled = [status[REGISTER_BY_NAME["STATUS"].field(f.name).lsb] & regs["IRQ_EN"][f.lsb]
+        assert [f.name for f in by_name["STATUS"].fields] == ["BUSY", "DONE", "ERROR", "IRQ"]
+        irq_en = by_name["IRQ_EN"]
+        enabled = [status[by_name["STATUS"].field(f.name).lsb] & regs["IRQ_EN"][f.lsb]
                    for f in irq_en.fields]
         m.d.sync += self.irq.eq(Cat(*enabled).any())
 
@@ -173,7 +179,7 @@ class CSRBlock(wiring.Component):
         # per register, then the selected value is picked by an AND-OR tree, so that no path
         # crosses the whole read multiplexer (and the stages cost 1 flip-flop per register, not
         # one per data bit)
-        by_word = {reg.offset >> 2: values.get(reg.name, 0) for reg in REGISTERS}
+        by_word = {reg.offset >> 2: values.get(reg.name, 0) for reg in registers}
         rvalid = Signal()
         rstage = Signal(2)                         # one-hot: address held, address decoded
         rdata = Signal(32)

@@ -87,8 +87,8 @@ def _rtl_key(config) -> str:
     h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
     h.update(amaranth.__version__.encode())
     for folder in ("hw", "contract"):
-        for src in sorted((ROOT / folder).glob("*.py")):
-            h.update(src.name.encode())
+        for src in sorted((ROOT / folder).rglob("*.py")):
+            h.update(src.relative_to(ROOT).as_posix().encode())
             h.update(src.read_bytes())
     return h.hexdigest()
 

@@ -74,10 +74,14 @@ def _planes(c: torch.Tensor, kbits: int) -> torch.Tensor:
     return (((c[None] >> shifts) & 1) * 2 - 1).to(torch.float64)
 
 
-def branch_gemm(x_codes, w_codes, *, wbits: int, abits: int) -> torch.Tensor:
+def branch_gemm(x_codes, w_codes, *, wbits: int, abits: int, relu: bool = False
+                ) -> torch.Tensor:
     """Exact ``Y[n, m] = sum_k x[n, k] * w[m, k]`` (int64, shape (N, M)) of activation codes
     ``x_codes`` (N, K) with ``abits`` branches and weight codes ``w_codes`` (M, K) with ``wbits``
-    branches, through the branch decomposition (xnor-popcounts of every branch pair)."""
+    branches, through the branch decomposition (xnor-popcounts of every branch pair).
+    ``relu``: negative results become 0."""
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"relu must be a bool, not {relu!r}")
     x, w, wbits, abits = _check(x_codes, w_codes, wbits, abits)
     with _one_thread():
         xa, ww = _planes(x, abits), _planes(w, wbits)
@@ -88,7 +92,7 @@ def branch_gemm(x_codes, w_codes, *, wbits: int, abits: int) -> torch.Tensor:
                 # <W_i, A_j> = 2 * popcount(xnor) - K; as ±1 vectors it is their dot product
                 agree = (xa[j] @ ww[i].T + k) / 2          # popcount(xnor(W_i, A_j))
                 out += (2 * agree.to(torch.int64) - k) << (i + j)
-        return out
+        return out.clamp(min=0) if relu else out
 
 
 def _scales(bits, fmt, count, what) -> tuple[torch.Tensor, torch.Tensor]:
