@@ -9,7 +9,9 @@ signature order, first member in the lowest bits. That covers ``lib.stream`` por
 (``aw``, ``w``, ``b``, ``ar``, ``r``) alike. Input channels (the design receives) and output
 channels are numbered separately, in signature order (:func:`channels`).
 
-Protocol (bytes; data little-endian, ``ceil(width / 8)`` bytes per beat):
+Protocol (bytes; data little-endian, ``ceil(width / 8)`` bytes per beat). The host sends one
+command and reads its whole answer before it sends the next: the bridge has no receive buffer,
+and bytes that arrive while it waits or answers are dropped (or end the wait, see below).
 
 * ``'P' ch d0 d1 ...``: load one beat into the holding register of input channel ``ch`` and
   raise its ``valid`` until the design takes it; the board answers ``'P'`` as soon as the beat
@@ -17,15 +19,22 @@ Protocol (bytes; data little-endian, ``ceil(width / 8)`` bytes per beat):
   hold beats at once (an AXI4-Lite write needs ``aw`` and ``w`` together).
 * ``'G' ch``: wait for one beat on output channel ``ch``, take it and send its bytes.
 * ``'I'``: answers ``'D'`` (link check).
+* ``'R'``: resets the design (its ``sync`` domain, for :data:`RESET_CYCLES` clocks) and drops
+  the beats the holding registers still hold; answers ``'R'`` when done.
 
-Unknown commands and channel numbers are ignored (the byte is dropped).
+A byte that arrives while ``'P'`` waits for its channel or ``'G'`` waits for a beat ends the
+wait: the command is dropped without an answer and the byte is consumed. So a host that gave up
+on an answer can always bring the bridge back: send more bytes than the longest command (e.g.
+``'I'``s), drop what comes back, then expect ``'D'`` for one more ``'I'``; then ``'R'`` to
+restart the design from a clean state. Unknown commands and channel numbers are ignored (the
+byte is dropped).
 """
 
 
 import os
 import pathlib
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Signal, Value
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, ResetInserter, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,9 +43,12 @@ from hw.emit import pinned_yosys
 from .flow import KEEP_REPLICAS
 
 __all__ = ["UARTRx", "UARTTx", "StreamBridge", "LinkTop", "BoardTop", "channels", "BOARDS",
-           "build_board", "CMD_PUSH", "CMD_GET", "CMD_INFO"]
+           "build_board", "CMD_PUSH", "CMD_GET", "CMD_INFO", "CMD_RESET", "INFO_ANSWER",
+           "RESET_CYCLES"]
 
-CMD_PUSH, CMD_GET, CMD_INFO = ord("P"), ord("G"), ord("I")
+CMD_PUSH, CMD_GET, CMD_INFO, CMD_RESET = ord("P"), ord("G"), ord("I"), ord("R")
+INFO_ANSWER = ord("D")          # the answer to CMD_INFO
+RESET_CYCLES = 4                # clocks of design reset for CMD_RESET
 
 
 class UARTRx(wiring.Component):
@@ -142,10 +154,12 @@ def channels(component) -> tuple[list, list]:
 
 
 class StreamBridge(Elaboratable):
-    """UART command decoder driving the channels of ``design`` (see the module docstring)."""
+    """UART command decoder driving the channels of ``design`` (see the module docstring).
+    ``design_rst`` is high while ``'R'`` resets the design (the owner applies it)."""
 
     def __init__(self, design, *, divisor):
         self.design = design
+        self.design_rst = Signal()
         self.rx = UARTRx(divisor=divisor)
         self.tx = UARTTx(divisor=divisor)
         self.ins, self.outs = channels(design)
@@ -163,7 +177,8 @@ class StreamBridge(Elaboratable):
         count = Signal(range(max(max(nbytes_in), max(nbytes_out)) + 2))
         want_in = Array(Const(n, count.shape()) for n in nbytes_in)
         want_out = Array(Const(n, count.shape()) for n in nbytes_out)
-        getting, load = Signal(), Signal()
+        getting, load, drop = Signal(), Signal(), Signal()
+        rst_count = Signal(range(RESET_CYCLES + 1))
         got_valid, got_data = Signal(), Signal(len(obuf))
         top = max(nbytes_in)
         busy = Signal(len(self.ins) or 1)       # bit j: input channel j holds a beat
@@ -177,6 +192,8 @@ class StreamBridge(Elaboratable):
                 # top nbytes_in[j] bytes once they have all arrived
                 base = 8 * (top - nbytes_in[j])
                 m.d.sync += [hold.eq(ibuf[base:base + width]), busy[j].eq(1)]
+        with m.If(drop):
+            m.d.sync += busy.eq(0)
         for j, (_, valid, ready, data, _width) in enumerate(self.outs):
             sel = ch == j
             m.d.comb += ready.eq(getting & sel)
@@ -190,8 +207,17 @@ class StreamBridge(Elaboratable):
                     with m.If((rx.data == CMD_PUSH) | (rx.data == CMD_GET)):
                         m.next = "CH"
                     with m.Elif(rx.data == CMD_INFO):
-                        m.d.sync += obuf.eq(ord("D")), count.eq(1)
+                        m.d.sync += obuf.eq(INFO_ANSWER), count.eq(1)
                         m.next = "SEND"
+                    with m.Elif(rx.data == CMD_RESET):
+                        m.d.sync += rst_count.eq(RESET_CYCLES)
+                        m.next = "RESET"
+            with m.State("RESET"):
+                m.d.comb += [self.design_rst.eq(1), drop.eq(1)]
+                m.d.sync += rst_count.eq(rst_count - 1)
+                with m.If(rst_count == 1):
+                    m.d.sync += [obuf.eq(CMD_RESET), count.eq(1)]
+                    m.next = "SEND"
             with m.State("CH"):
                 with m.If(rx.valid):
                     m.d.sync += [ch.eq(rx.data), count.eq(0)]
@@ -211,11 +237,15 @@ class StreamBridge(Elaboratable):
                     m.d.comb += load.eq(1)
                     m.d.sync += [obuf.eq(CMD_PUSH), count.eq(1)]
                     m.next = "SEND"
+                with m.Elif(rx.valid):                      # the host gave up: drop the beat
+                    m.next = "CMD"
             with m.State("GET"):
                 m.d.comb += getting.eq(1)
                 with m.If(got_valid):
                     m.d.sync += [obuf.eq(got_data), count.eq(want_out[ch])]
                     m.next = "SEND"
+                with m.Elif(rx.valid):                      # the host gave up
+                    m.next = "CMD"
             with m.State("SEND"):
                 m.d.comb += [tx.valid.eq(1), tx.data.eq(obuf[:8])]
                 with m.If(tx.ready):
@@ -226,7 +256,8 @@ class StreamBridge(Elaboratable):
 
 
 class LinkTop(wiring.Component):
-    """Design + UART bridge with plain ``rx``/``tx`` pins (simulation and board top)."""
+    """Design + UART bridge with plain ``rx``/``tx`` pins (simulation and board top); the
+    bridge's ``'R'`` command resets the design."""
 
     rx: In(1, init=1)
     tx: Out(1, init=1)
@@ -238,7 +269,7 @@ class LinkTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.design = self.design
+        m.submodules.design = ResetInserter(self.bridge.design_rst)(self.design)
         m.submodules.bridge = self.bridge
         m.d.comb += [self.bridge.rx.rx.eq(self.rx), self.tx.eq(self.bridge.tx.tx)]
         return m

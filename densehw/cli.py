@@ -5,7 +5,10 @@ Each subcommand lives in its own module ``densehw.cmd_<name>`` exposing ``HELP``
 amaranth, cocotb) inside ``run`` so that ``densehw --help`` stays fast.
 
 Errors meant for the user are raised as :class:`UserError` (or ``ValueError``/``OSError``) and
-printed as one line on stderr with a non-zero exit code, never as a traceback.
+printed as one line on stderr with a non-zero exit code, never as a traceback. A backend that
+cannot run here (``sw.backends.BackendUnavailable``: its simulator is not installed, the board
+does not answer) exits with :data:`EXIT_UNAVAILABLE`, so scripts can tell "not available" from
+"wrong".
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ import importlib
 import sys
 from pathlib import Path
 
-COMMANDS = ["gemm", "generate", "sim", "synth", "sweep", "train", "compile", "run"]
+COMMANDS = ["gemm", "generate", "sim", "synth", "sweep", "train", "compile", "run", "board"]
+
+#: Modules that register array backends in ``sw.backends`` when imported (cheap imports).
+BACKEND_PROVIDERS = ("sim.backends", "boards.board_backend")
+EXIT_UNAVAILABLE = 3
 
 #: Example and board-default array configurations (``<board>_<device>.toml`` are the defaults
 #: of ``densehw synth``).
@@ -57,6 +64,28 @@ def load_config(text, *, branches=False):
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
+def backend_factory(name: str):
+    """The factory of the array backend ``name`` (after importing :data:`BACKEND_PROVIDERS`).
+    An unknown name is a :class:`UserError`; a registered backend that cannot run here raises
+    ``sw.backends.BackendUnavailable``."""
+    from sw.backends import get_backend, load_providers, registered_backends
+
+    notes = load_providers(BACKEND_PROVIDERS)
+    if name not in registered_backends():
+        raise UserError(f"unknown backend {name!r}; expected one of "
+                        f"{', '.join(registered_backends())}"
+                        + (f" (not loaded: {'; '.join(notes)})" if notes else ""))
+    return get_backend(name)
+
+
+def add_backend_arguments(parser, *, only=None, exclude=()) -> None:
+    """The options of the array backends (all, or those named in ``only``: ``--stall``,
+    ``--port`` ...) for ``parser``."""
+    from sw.backends import add_arguments, load_providers
+
+    load_providers(BACKEND_PROVIDERS)
+    add_arguments(parser, only=only, exclude=exclude)
+
 
 def _load(name):
     try:
@@ -83,10 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from sw.backends import BackendUnavailable
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except BackendUnavailable as exc:
+        print(f"densehw {args.command}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except (UserError, ValueError, OSError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"densehw {args.command}: error: {msg}", file=sys.stderr)

@@ -17,9 +17,12 @@ File conventions
 
 Backends
 --------
-:data:`BACKENDS` maps a name to ``callable(job: GemmJob, args) -> (N, M) integer array``;
-``golden`` is the reference model. Simulation backends register themselves the same way and may
-add their own options in :func:`add_arguments` (read them from ``args``).
+``--backend NAME`` picks a backend of the registry :mod:`sw.backends` (``golden``, the reference
+model; ``icarus``/``verilator``, the simulated array; ``board``, a board image over a serial
+port), which offer their own options (``--stall``, ``--port`` ...). ``--array-config`` names the
+array: the simulators build it, a board must hold it; without it a simulator builds one that
+fits the GEMM and a board uses its own. A backend that cannot run here (simulator not installed,
+board not answering) exits with code 3.
 """
 
 from __future__ import annotations
@@ -28,11 +31,10 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import UserError
+from .cli import UserError, add_backend_arguments, backend_factory
 
 HELP = ("bit-exact DenseShift (or, with --arith branches, multi-branch) GEMM on .npy files "
         "(golden model or simulated hardware)")
@@ -54,27 +56,9 @@ class GemmJob:
     relu: bool
 
 
-def _golden(job: GemmJob, args) -> object:
-    from sw.golden import gemm_golden
-
-    return gemm_golden(job.x_bits, job.codes, job.e0, in_fmt=job.in_fmt, wbits=job.wbits,
-                       out_fmt=job.out_fmt, bias_bits=job.bias_bits, relu=job.relu).numpy()
-
-
-BACKENDS: dict[str, Callable[[GemmJob, object], object]] = {"golden": _golden}
-
-# The RTL backends (icarus, verilator): cheap to import, they load cocotb only when they run.
-from sim.backend import BACKENDS as _SIM_BACKENDS  # noqa: E402
-
-BACKENDS.update(_SIM_BACKENDS)
-
-
-def register_backend(name: str, fn: Callable[[GemmJob, object], object]) -> None:
-    """Make ``--backend name`` run ``fn(job, args)``."""
-    BACKENDS[name] = fn
-
-
-def add_arguments(p) -> None:
+def add_arguments(p, *, backend: bool = True) -> None:
+    """The options of ``densehw gemm`` (``backend=False``: without ``--backend`` and the
+    backends' options, for ``densehw board gemm``)."""
     p.add_argument("--arith", default="shift", choices=("shift", "branches"),
                    help="shift: DenseShift codes, float activations (default); branches: "
                         "multi-branch {-1,+1} codes (densehw/gemm_branches.py)")
@@ -100,13 +84,19 @@ def add_arguments(p) -> None:
                    help="output and bias format (default: --fmt; branches: fp32)")
     p.add_argument("--per-channel-e0", action="store_true",
                    help="one weight offset e0 per output row instead of per tensor")
-    p.add_argument("--backend", default="golden", metavar="NAME",
-                   help=f"what computes Y (default golden; known: {', '.join(BACKENDS)})")
     p.add_argument("--out", required=True, type=Path, metavar="Y.npy",
                    help="output (N, M): raw bit patterns, unsigned integers of the output width")
-    from sim.backend import add_arguments as _sim_arguments
+    p.add_argument("--array-config", type=Path, metavar="CFG.toml|CFG.json",
+                   help="the array (ArrayConfig fields): simulators build it, a board must "
+                        "hold it (default: simulators build 4x4 PEs with depth = next power of "
+                        "two >= K; a board uses its own)")
+    if backend:
+        from sw.backends import registered_backends
 
-    _sim_arguments(p)
+        add_backend_arguments(p)
+        p.add_argument("--backend", default="golden", metavar="NAME",
+                       help=f"what computes Y (default golden; registered: "
+                            f"{', '.join(registered_backends())})")
 
 
 # -- loading and conversion ---------------------------------------------------------------------
@@ -212,6 +202,41 @@ def save_atomic(path: Path, arr) -> None:
         raise
 
 
+def array_config_for(job: GemmJob, path):
+    """The ``--array-config`` file's ArrayConfig, checked against the job's formats and ``B``
+    (``None`` without a file)."""
+    if path is None:
+        return None
+    from contract.array import load_array_config
+
+    cfg = load_array_config(path)
+    for what, have, want in (("in_fmt", cfg.in_fmt, job.in_fmt),
+                             ("out_fmt", cfg.out_fmt, job.out_fmt)):
+        if have != want:
+            raise UserError(f"array config {str(path)!r} has {what} {have.name} but the GEMM "
+                            f"needs {want.name}")
+    if cfg.wbits != job.wbits:
+        raise UserError(f"array config {str(path)!r} has wbits {cfg.wbits} but the GEMM uses "
+                        f"--wbits {job.wbits}")
+    return cfg
+
+
+def stats_line(name: str, shape, stats: dict) -> str | None:
+    """One line of what a backend measured (``None`` when it reports no cycles)."""
+    if not isinstance(stats, dict) or "cycles_busy" not in stats:
+        return None
+    n, k, m = shape
+    line = (f"gemm: {name} {stats.get('array', '')}: ({n}, {k}, {m}) = {n * k * m} MACs in "
+            f"{stats['cycles_busy']} cycles busy, MAC utilization "
+            f"{stats.get('mac_utilization', 0.0):.1%}")
+    if "stall_act" in stats:
+        line += (f", stalls act/wgt/res/drain {stats['stall_act']}/{stats['stall_wgt']}/"
+                 f"{stats['stall_res']}/{stats['stall_drain']}")
+    if stats.get("detail"):
+        line += f", {stats['detail']}"
+    return line
+
+
 def run(args) -> int:
     import numpy as np
 
@@ -224,19 +249,29 @@ def run(args) -> int:
             raise UserError(f"--{option.replace('_', '-')} needs --arith branches")
     if args.fmt is None:
         raise UserError("--fmt is required (the activation format) unless --arith branches")
-    backend = BACKENDS.get(args.backend)
-    if backend is None:
-        raise UserError(f"unknown backend {args.backend!r}; expected one of "
-                        f"{', '.join(BACKENDS)}")
+    from sw.backends import options_from
+
+    factory = backend_factory(args.backend)
     job = prepare(args)
+    cfg = array_config_for(job, getattr(args, "array_config", None))
+    gemm = factory(cfg, **options_from(args.backend, args))
     start = time.perf_counter()
-    y = np.asarray(backend(job, args))
+    out = gemm(job.x_bits, job.codes, job.e0, in_fmt=job.in_fmt, wbits=job.wbits,
+               out_fmt=job.out_fmt, bias_bits=job.bias_bits, relu=job.relu,
+               config=None if cfg is None else cfg.dot_config)
     seconds = time.perf_counter() - start
-    n, m = job.x_bits.shape[0], job.codes.shape[0]
+    y, stats = out if isinstance(out, tuple) else (out, None)
+    if hasattr(y, "detach"):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    n, k = job.x_bits.shape
+    m = job.codes.shape[0]
     if y.shape != (n, m):
         raise UserError(f"backend {args.backend!r} returned shape {y.shape}, expected {(n, m)}")
+    line = stats_line(args.backend, (n, k, m), stats)
+    if line:
+        print(line, file=sys.stdout)
     save_atomic(args.out, y.astype(_raw_dtype(job.out_fmt)))
-    k = job.x_bits.shape[1]
     print(f"gemm: ({n}, {k}) x ({m}, {k}) -> {args.out} ({n}, {m}) {job.out_fmt.name} raw bits, "
           f"backend {args.backend}, {seconds:.3f} s", file=sys.stdout)
     return 0

@@ -7,11 +7,11 @@ bit-exactness against the golden model, and projected images/s on the default bo
 ``(N, *output_shape)``, the program's outputs (written atomically; nothing is left behind on an
 error).
 
-Backends: ``golden`` (built in) and any backend registered with
-``sw.runtime.register_backend`` (simulation backends register themselves when
-:data:`PROVIDERS` modules are imported), or a ``densehw gemm`` backend of
-``densehw.cmd_gemm.BACKENDS`` (adapted). An RTL backend (``icarus``, ``verilator``) that is not
-available exits with code 3 and one line on stderr, so scripts can tell "not built yet" from
+Backends: any backend of the registry :mod:`sw.backends` (``golden``, built in; ``icarus`` and
+``verilator`` from ``sim.backends``; ``board`` from ``boards.board_backend``; the modules of
+``densehw.cli.BACKEND_PROVIDERS`` register theirs when imported), with its options (``--stall``,
+``--port`` ...). A registered backend that cannot run here (simulator not installed, board not
+answering) exits with code 3 and one line on stderr, so scripts can tell "not available" from
 "wrong"; an unknown name is an ordinary error (code 2). A run with bit mismatches exits 1.
 
 The JSON report (``--report``) holds ``samples``, ``accuracy``, ``torch_accuracy``,
@@ -24,22 +24,22 @@ arrays), ``rounding`` (the host steps and their rounding) and the list of ``ops`
 from __future__ import annotations
 
 import glob
-import importlib
 import json
 import sys
 import time
 from pathlib import Path
 
-from .cli import UserError, load_config
+from .cli import EXIT_UNAVAILABLE, UserError, add_backend_arguments, backend_factory, load_config
 
-HELP = "run a compiled program on a data set (golden model or simulated RTL) and report"
+HELP = "run a compiled program on a data set (golden model, simulated RTL or a board)"
 
-PROVIDERS = ("sim.backends",)        # modules that register RTL backends when imported
-EXIT_UNAVAILABLE = 3
 ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["EXIT_UNAVAILABLE", "HELP", "add_arguments", "run", "summarize"]
 
 
-def add_arguments(p) -> None:
+def add_arguments(p, *, backend: bool = True) -> None:
+    """The options of ``densehw run`` (``backend=False``: without ``--backend`` and the
+    backends' options, for ``densehw board run``)."""
     p.add_argument("program", type=Path, metavar="PROGRAM_DIR", help="from `densehw compile`")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", choices=["digits", "speech"],
@@ -48,8 +48,11 @@ def add_arguments(p) -> None:
                      help="your inputs: float32/float16 array (N, *input_shape)")
     p.add_argument("--out", type=Path, metavar="Y.npy",
                    help="write the outputs: float32 array (N, *output_shape)")
-    p.add_argument("--backend", default="golden", metavar="NAME",
-                   help="golden (default), icarus, verilator, or another registered backend")
+    if backend:
+        p.add_argument("--backend", default="golden", metavar="NAME",
+                       help="golden (default), icarus, verilator, board, or another "
+                            "registered backend")
+        add_backend_arguments(p)
     p.add_argument("--limit", type=int, metavar="N", help="first N samples only")
     p.add_argument("--report", type=Path, metavar="R.json", help="write the JSON report")
     p.add_argument("--batch-size", type=int, metavar="B",
@@ -65,39 +68,6 @@ def add_arguments(p) -> None:
                    help="board reports for the projection (default build/reports)")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar on stderr (auto: when stderr is a terminal)")
-
-
-# -- backends -----------------------------------------------------------------------------------
-
-class Unavailable(Exception):
-    pass
-
-
-def resolve_backend(name: str, args):
-    """The gemm callable factory for ``name``; raises :class:`Unavailable`."""
-    from sw import runtime
-
-    if name in runtime.available_backends():
-        return runtime.get_backend(name)
-    tried = []
-    for module in PROVIDERS:
-        try:
-            importlib.import_module(module)
-            known = ", ".join(runtime.available_backends())
-            tried.append(f"{module} (imported; registered: {known})")
-        except ImportError as exc:
-            missing = isinstance(exc, ModuleNotFoundError) and (
-                exc.name == module or module.startswith(f"{exc.name}."))
-            tried.append(f"{module} (not present)" if missing else
-                         f"{module} (import failed: {exc})")
-        if name in runtime.available_backends():
-            return runtime.get_backend(name)
-    if name in ("icarus", "verilator"):
-        raise Unavailable(f"backend {name!r} is not available yet: no RTL array backend is "
-                          f"registered (looked in sw.runtime, {'; '.join(tried)}); "
-                          f"use --backend golden")
-    known = sorted(runtime.available_backends())
-    raise Unavailable(f"unknown backend {name!r}; available: {', '.join(known)}")
 
 
 # -- data and reference -------------------------------------------------------------------------
@@ -444,13 +414,7 @@ def run(args) -> int:
             check_config(program, load_config(args.config))
     except ProgramError as exc:
         raise UserError(str(exc)) from None
-    try:
-        factory = resolve_backend(args.backend, args)
-    except Unavailable as exc:
-        if args.backend not in ("icarus", "verilator"):
-            raise UserError(str(exc)) from None
-        print(f"densehw run: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    factory = backend_factory(args.backend)
     y = None
     if args.data is not None:
         if program.dataset is not None and program.dataset != args.data:
@@ -474,7 +438,9 @@ def run(args) -> int:
     ref_model = None if args.no_reference else reference_of(program)
     ref = None if ref_model is None else ref_model.outputs(x).double()
     t_torch = time.perf_counter() - t0
-    fn = factory(program.config)
+    from sw.backends import options_from
+
+    fn = factory(program.config, **options_from(args.backend, args))
     compare = args.backend != "golden" and not args.no_compare
     bar, update = _progress(args, len(x))
     try:

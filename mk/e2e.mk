@@ -23,8 +23,8 @@ $(E2E_DIR)/digits.dshw: | setup
 	$(DENSEHW) train digits --method denseshift --wbits 3 --seed $(E2E_SEED) \
 	  --epochs $(E2E_EPOCHS) --export $@ --no-progress
 
-# Exit code 3 from `densehw run` means "backend not available" (sim/backends.py registers
-# `verilator`/`icarus` only when the simulator is installed): reported, not a failure.
+# Exit code 3 from `densehw run` means "backend not available" (sim/backends.py: `verilator` or
+# `icarus` without its simulator installed): reported, not a failure.
 # Any other failure of the RTL run (bit mismatches included) fails the target.
 # All samples go through each array layer in one simulator launch (--batch-size = the limit).
 define e2e_rtl
@@ -32,7 +32,7 @@ define e2e_rtl
 	$(DENSEHW) run $(1) --data $(3) --backend $(E2E_RTL) --limit $(4) --batch-size $(4) \
 	  --report $(2); rc=$$?; \
 	if [ $$rc = 3 ]; then \
-	  echo "e2e: RTL part SKIPPED: no '$(E2E_RTL)' array backend is registered yet (see the line above); only the golden model ran"; \
+	  echo "e2e: RTL part SKIPPED: the '$(E2E_RTL)' backend is not available here (see the line above); only the golden model ran"; \
 	elif [ $$rc != 0 ]; then \
 	  echo "e2e: RTL run on $(E2E_RTL) FAILED (exit $$rc)" >&2; exit $$rc; \
 	fi

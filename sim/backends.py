@@ -1,20 +1,24 @@
-"""``verilator`` and ``icarus`` runtime backends: program array steps on the simulated PE array.
+"""``icarus`` and ``verilator`` backends: array GEMMs on the simulated PE array RTL.
 
-Importing this module registers both names with :func:`sw.runtime.register_backend` (when the
-simulator's executable is on ``PATH``; otherwise the name stays unregistered and
-``densehw run --backend NAME`` reports it unavailable). ``densehw run`` imports it through
-``densehw.cmd_run.PROVIDERS``.
+Importing this module registers both names in :mod:`sw.backends` (``densehw gemm``, ``densehw
+run`` and :func:`sw.runtime.run_program` use them). A backend whose simulator executable is
+neither on ``PATH`` nor beside the running Python (the venv's ``bin``) stays registered but
+unavailable: ``--backend NAME`` then exits with code 3 and one line saying so.
 
-A factory call ``factory(array_config)`` builds the ``densehw_array`` RTL of the program's
-:class:`~contract.array.ArrayConfig` once (cached under ``build/sim_array/<config>/<sim>/build``
-and reused by later runs while the RTL and the tool are unchanged) and returns
-``gemm(x_bits, codes, e0, *, in_fmt, wbits, out_fmt, bias_bits, relu, config)`` with the
-signature of :func:`sw.golden.gemm_golden`. Each call runs the whole GEMM (every sample of the
-runtime's batch: ``N = samples * output positions``) in one simulator process through
-:func:`sim.array_driver.gemm_rtl` and returns ``(bits, stats)``; ``stats`` holds the array's
-counters (``cycles`` = ``cycles_busy``, stalls, ``mac_utilization``) and the seconds spent.
-Since one simulator launch costs seconds, run programs with a large ``batch_size`` (the
-runtime's default 256 puts up to 256 samples into each launch).
+The factory ``factory(array_config, *, stall=0.0)`` returns ``gemm(x_bits, codes, e0, *,
+in_fmt, wbits, out_fmt, bias_bits, relu, config)`` with the signature of
+:func:`sw.golden.gemm_golden`. With an :class:`~contract.array.ArrayConfig` (a program's, or
+``densehw gemm --array-config``) it builds that array's ``densehw_array`` RTL once (cached under
+``build/sim_array/<config>/<sim>/build`` and reused while the RTL and the tool are unchanged)
+and refuses GEMMs of other formats, code widths or ``DotConfig``; with ``None`` each GEMM runs on
+:func:`sim.array_driver.default_config` for it (4x4 PEs, the smallest power-of-two depth that
+holds ``K``). Each call runs the whole GEMM (for the runtime, every sample of its batch: ``N =
+samples * output positions``) in one simulator process through
+:func:`sim.array_driver.gemm_rtl` and returns ``(bits, stats)``: the array's counters
+(``cycles`` = ``cycles_busy``, stalls, ``mac_utilization``), ``array`` and ``detail`` (what ran,
+simulation speed) and the seconds spent. One simulator launch costs seconds, so run programs
+with a large ``batch_size``. ``--stall P`` holds each stream's valid/ready low with probability
+``P`` per clock.
 """
 
 from __future__ import annotations
@@ -24,10 +28,16 @@ import shutil
 import sys
 
 from contract.array import ArrayConfig
+from sw.backends import Option, register_backend
 
-__all__ = ["SIMULATORS", "make_factory", "simulator_present", "register"]
+__all__ = ["SIMULATORS", "OPTIONS", "make_factory", "simulator_present", "register"]
 
 SIMULATORS = {"verilator": "verilator", "icarus": "iverilog"}
+OPTIONS = (Option("--stall", "hold each stream's valid/ready low with probability P per clock "
+                  "(default 0)", type=float, default=0.0, metavar="P"),)
+_KEEP = ("cycles", "cycles_busy", "cycles_active", "stall_act", "stall_wgt", "stall_res",
+         "stall_drain", "bench_cycles", "macs", "mac_utilization", "sim", "config", "build_s",
+         "sim_s", "layer_s", "wall_s")
 
 
 def simulator_present(sim: str) -> bool:
@@ -44,43 +54,55 @@ def simulator_present(sim: str) -> bool:
     return True
 
 
-def make_factory(sim: str, *, stall: float = 0.0):
-    """``factory(array_config) -> gemm`` running every GEMM on ``sim``'s RTL of that config.
-    ``stall``: probability per clock that the bench holds a stream's valid/ready low."""
+def make_factory(sim: str):
+    """``factory(array_config, *, stall=0.0) -> gemm`` running every GEMM on ``sim``'s RTL (see
+    the module docstring)."""
     if sim not in SIMULATORS:
         raise ValueError(f"unknown simulator {sim!r}; expected one of {', '.join(SIMULATORS)}")
-    if not 0 <= stall <= 0.9:
-        raise ValueError(f"stall must be in [0, 0.9], not {stall!r}")
 
-    def factory(array_config: ArrayConfig):
-        from sim.array_driver import build_array, gemm_rtl
+    def factory(array_config: ArrayConfig | None, *, stall: float = 0.0):
+        from sim.array_driver import build_array
 
-        if not isinstance(array_config, ArrayConfig):
+        if array_config is not None and not isinstance(array_config, ArrayConfig):
             raise TypeError(f"the {sim} backend needs an ArrayConfig, not {array_config!r}")
-        build_array(array_config, sim)          # once per RTL content; cached on disk
+        stall = float(stall or 0.0)
+        if not 0 <= stall <= 0.9:
+            raise ValueError(f"--stall must be in [0, 0.9], not {stall!r}")
+        if array_config is not None:
+            build_array(array_config, sim)          # once per RTL content; cached on disk
         calls = [0]
 
         def gemm(x_bits, codes, e0, *, in_fmt, wbits, out_fmt, bias_bits, relu, config):
-            for what, have, want in (("in_fmt", in_fmt, array_config.in_fmt),
-                                     ("out_fmt", out_fmt, array_config.out_fmt),
-                                     ("wbits", wbits, array_config.wbits),
-                                     ("config", config, array_config.dot_config)):
+            from sim.array_driver import default_config, gemm_rtl
+
+            e0 = _np(e0) if _is_array(e0) else int(e0)
+            cfg = array_config
+            if cfg is None:
+                cfg = default_config(in_fmt=in_fmt, out_fmt=out_fmt, wbits=wbits,
+                                     k=int(_np(x_bits).shape[1]), e0=e0)
+            for what, have, want in (("in_fmt", in_fmt, cfg.in_fmt),
+                                     ("out_fmt", out_fmt, cfg.out_fmt),
+                                     ("wbits", wbits, cfg.wbits)):
                 if have != want:
-                    raise ValueError(f"{sim} backend built for {array_config.name}: GEMM has "
+                    raise ValueError(f"{sim} backend built for {cfg.name}: GEMM has "
                                      f"{what}={have!r}, the array has {want!r}")
+            if config is not None and config != cfg.dot_config:
+                raise ValueError(f"{sim} backend built for {cfg.name}: GEMM has "
+                                 f"config={config!r}, the array has {cfg.dot_config!r}")
             calls[0] += 1
-            y, stats = gemm_rtl(_np(x_bits), _np(codes), _np(e0) if _is_array(e0) else int(e0),
-                                config=array_config,
+            y, stats = gemm_rtl(_np(x_bits), _np(codes), e0, config=cfg,
                                 bias_bits=None if bias_bits is None else _np(bias_bits),
                                 relu=bool(relu), sim=sim, stall=stall,
                                 tag=f"runtime-{os.getpid()}-{calls[0]}")
-            keep = ("cycles", "cycles_busy", "cycles_active", "stall_act", "stall_wgt",
-                    "stall_res", "stall_drain", "bench_cycles", "macs", "mac_utilization",
-                    "sim", "config", "build_s", "sim_s", "layer_s", "wall_s")
-            out = {k: stats[k] for k in keep if k in stats}
+            out = {k: stats[k] for k in _KEEP if k in stats}
             for k in ("build_s", "sim_s", "layer_s", "wall_s"):
                 if k in out:
                     out[k] = round(float(out[k]), 3)
+            layer_s = max(float(stats.get("layer_s", 0.0)), 1e-9)
+            out["array"] = f"densehw_array {cfg.rows}x{cfg.cols} depth {cfg.depth} ({cfg.name})"
+            out["detail"] = (f"simulated {stats['macs'] / layer_s:.3g} MAC/s "
+                             f"({stats['cycles_busy'] / layer_s:.3g} clocks/s; build "
+                             f"{stats['build_s']:.1f} s, simulator {stats['sim_s']:.1f} s)")
             return y, out
 
         gemm.__name__ = f"{sim}_gemm"
@@ -102,18 +124,23 @@ def _np(v):
     return np.asarray(v, dtype=np.int64)
 
 
-def register() -> list[str]:
-    """Register the backends whose simulator is present; returns their names."""
-    from sw.runtime import available_backends, register_backend
-
-    done = []
-    for sim in SIMULATORS:
+def _missing(sim: str):
+    def missing():
         if simulator_present(sim):
-            if sim not in available_backends():
-                register_backend(sim, make_factory(sim),
-                                 description=f"densehw_array RTL simulated by {sim} (cocotb)")
-            done.append(sim)
-    return done
+            return None
+        return (f"{SIMULATORS[sim]} is not installed (make setup installs it); use "
+                f"--backend golden")
+    return missing
+
+
+def register() -> list[str]:
+    """Register both backends (again, if they were removed); returns the names of those whose
+    simulator is present."""
+    for sim in SIMULATORS:
+        register_backend(sim, make_factory(sim), replace=True, options=OPTIONS,
+                         missing=_missing(sim),
+                         description=f"densehw_array RTL simulated by {sim} (cocotb)")
+    return [sim for sim in SIMULATORS if simulator_present(sim)]
 
 
 register()

@@ -6,10 +6,10 @@ ReLU fused) go to a *backend*: a callable with the signature of :func:`sw.golden
     fn(x_bits, codes, e0, *, in_fmt, wbits, out_fmt, bias_bits, relu, config) -> (N, M) bits
 
 returning raw ``out_fmt`` patterns (torch or NumPy integers), or ``(bits, stats)`` with a dict
-of measurements (``{"cycles": int, ...}``). Backends are registered by name with
-:func:`register_backend` as *factories* ``factory(array_config) -> fn`` so that a simulation
-backend can build its RTL for the program's :class:`~contract.array.ArrayConfig` once; ``config``
-passed to ``fn`` is ``array_config.dot_config``. ``golden`` is built in.
+of measurements (``{"cycles": int, ...}``). Backends are registered by name in
+:mod:`sw.backends` as *factories* ``factory(array_config) -> fn``, so that a simulation backend
+builds its RTL for the program's :class:`~contract.array.ArrayConfig` once; ``config`` passed to
+``fn`` is ``array_config.dot_config``. ``golden`` is built in.
 
 Host steps compute on exact values with IEEE binary64 (float64) operations in a fixed order and
 round once to the step's output format with :func:`round_to_format` (nearest even, overflow to
@@ -36,52 +36,14 @@ from torch.nn import functional as F
 from contract import FloatFormat, get_format, unpack_codes
 from contract.array import ArrayConfig
 
+from .backends import get_backend
 from .conv import im2col_tensor as im2col
 from .fpbits import from_bits
 from .golden import gemm_golden
 from .program import Program, ProgramError
 
-__all__ = ["register_backend", "get_backend", "available_backends", "BackendUnavailable",
-           "round_to_format", "decode", "relu_bits", "im2col", "run_program", "RunResult",
+__all__ = ["round_to_format", "decode", "relu_bits", "im2col", "run_program", "RunResult",
            "StepRecord", "cycle_model"]
-
-
-# -- backends -----------------------------------------------------------------------------------
-
-class BackendUnavailable(LookupError):
-    """The named backend is not registered (not built or not implemented yet)."""
-
-
-_BACKENDS: dict[str, tuple[Callable, str]] = {}
-
-
-def register_backend(name: str, factory: Callable[[ArrayConfig], Callable], *,
-                     description: str = "", replace: bool = False) -> None:
-    """Register ``factory(array_config) -> gemm callable`` under ``name``."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"backend name must be a non-empty string, not {name!r}")
-    if not callable(factory):
-        raise TypeError(f"backend factory must be callable, not {factory!r}")
-    if name in _BACKENDS and not replace:
-        raise ValueError(f"backend {name!r} is already registered")
-    _BACKENDS[name] = (factory, description)
-
-
-def available_backends() -> dict[str, str]:
-    """``{name: description}`` of the registered backends."""
-    return {k: v[1] for k, v in _BACKENDS.items()}
-
-
-def get_backend(name: str) -> Callable[[ArrayConfig], Callable]:
-    """The factory registered under ``name``; raises :class:`BackendUnavailable`."""
-    if name not in _BACKENDS:
-        raise BackendUnavailable(f"backend {name!r} is not registered (available: "
-                                 f"{', '.join(_BACKENDS)})")
-    return _BACKENDS[name][0]
-
-
-register_backend("golden", lambda config: gemm_golden,
-                 description="sw.golden.gemm_golden, the bit-exact reference")
 
 
 # -- exact host arithmetic ----------------------------------------------------------------------

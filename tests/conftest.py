@@ -30,3 +30,15 @@ def formal_root(request):
             shutil.rmtree(run, ignore_errors=True)
         if not any(path.iterdir()):
             path.rmdir()
+
+
+@pytest.fixture(scope="module")
+def simulated_board():
+    """The default array's board image (``LinkTop``) under Verilator on a pseudo-terminal
+    (:class:`boards.board_sim.SimulatedBoard`); skipped without Verilator."""
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator not installed")
+    from boards.board_sim import SimulatedBoard
+
+    with SimulatedBoard() as board:
+        yield board

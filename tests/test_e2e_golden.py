@@ -12,7 +12,7 @@ import torch
 from contract.array import ArrayConfig
 from densehw import cmd_run
 from densehw.cli import main
-from sw import runtime
+from sw import backends
 from sw.data import digits
 from sw.export import export_model
 from sw.golden import gemm_golden
@@ -86,7 +86,7 @@ def test_stand_in_rtl_backend_is_compared_layer_by_layer(compiled, capsys):
             return torch.cat(rows).numpy(), {"cycles": 1000 + len(seen)}
         return gemm
 
-    runtime.register_backend("test-rtl", factory, replace=True)
+    backends.register_backend("test-rtl", factory, replace=True)
     rep_path = compiled / "report-rtl.json"
     assert main(["run", str(compiled / "prog"), "--data", "digits", "--backend", "test-rtl",
                  "--limit", "12", "--report", str(rep_path)]) == 0
@@ -105,15 +105,23 @@ def test_stand_in_rtl_backend_is_compared_layer_by_layer(compiled, capsys):
 
 
 def test_rtl_backend_missing_is_reported(compiled, capsys, monkeypatch):
-    monkeypatch.setattr(cmd_run, "PROVIDERS", ())
-    if "verilator" in runtime.available_backends():
-        pytest.skip("a verilator backend is registered")
+    """A registered backend that cannot run here (its simulator is not installed) is one line
+    and exit code 3, no report; an unknown backend is an ordinary error (2)."""
+    from sim import backends as sim_backends
+
+    monkeypatch.setattr(sim_backends, "simulator_present", lambda sim: False)
     rc = main(["run", str(compiled / "prog"), "--data", "digits", "--backend", "verilator",
                "--report", str(compiled / "r-v.json")])
     err = capsys.readouterr().err
-    assert rc == cmd_run.EXIT_UNAVAILABLE
-    assert "backend 'verilator' is not available yet" in err and err.count("\n") == 1
+    assert rc == cmd_run.EXIT_UNAVAILABLE == 3
+    assert "backend 'verilator' is not available: verilator is not installed" in err
+    assert err.count("\n") == 1
     assert not (compiled / "r-v.json").exists()
+    rc = main(["run", str(compiled / "prog"), "--data", "digits", "--backend", "nope",
+               "--report", str(compiled / "r-v.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown backend 'nope'; expected one of golden" in err
+    assert err.count("\n") == 1 and not (compiled / "r-v.json").exists()
     assert main(["run", str(compiled / "prog"), "--data", "speech"]) == 2
     assert "compiled for digits inputs, not --data speech" in capsys.readouterr().err
 

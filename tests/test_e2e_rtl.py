@@ -1,5 +1,5 @@
 """End to end on the RTL: a small trained digits model, compiled for the default array, runs a few
-test images through the ``verilator`` runtime backend (:mod:`sim.backends`); every array step's
+test images through the ``verilator`` backend (:mod:`sim.backends`); every array step's
 output bits must equal the golden model's, and so must the predictions. Also: the backend and
 ``densehw run`` refuse GEMMs and programs made for another array configuration."""
 
@@ -19,7 +19,7 @@ pytest.importorskip("cocotb")
 from contract import get_format  # noqa: E402
 from contract.array import ArrayConfig  # noqa: E402
 from densehw.cli import main  # noqa: E402
-from sw import runtime  # noqa: E402
+from sw import backends, runtime  # noqa: E402
 from sw.data import digits  # noqa: E402
 from sw.export import export_model  # noqa: E402
 from sw.models import DigitsCNN  # noqa: E402
@@ -37,15 +37,15 @@ IMAGES = 4
 
 
 @pytest.fixture(scope="module", autouse=True)
-def backends():
-    """Register the RTL backends for this module only (other modules test the registry without
-    them), then restore the registry."""
-    saved = dict(runtime._BACKENDS)
+def sim_backends():
+    """Register the RTL backends (a test elsewhere may have changed the registry), then restore
+    the registry."""
+    saved = dict(backends._REGISTRY)
     from sim import backends as module
     module.register()
     yield module
-    runtime._BACKENDS.clear()
-    runtime._BACKENDS.update(saved)
+    backends._REGISTRY.clear()
+    backends._REGISTRY.update(saved)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +61,10 @@ def program_dir(tmp_path_factory):
     return tmp
 
 
-def test_backends_registered(backends):
-    assert {"verilator", "icarus"} <= set(runtime.available_backends()) or \
-        not backends.simulator_present("icarus")
-    assert "verilator" in runtime.available_backends()
+def test_backends_registered(sim_backends):
+    assert {"verilator", "icarus"} <= set(backends.available_backends()) or \
+        not sim_backends.simulator_present("icarus")
+    assert "verilator" in backends.available_backends()
 
 
 def test_digits_on_verilator_bit_exact_per_layer(program_dir):
@@ -118,7 +118,7 @@ def test_cli_report_on_verilator(program_dir, capsys):
 
 def test_backend_refuses_gemm_for_another_config():
     cfg = ArrayConfig()
-    gemm = runtime.get_backend("verilator")(cfg)
+    gemm = backends.get_backend("verilator")(cfg)
     x = np.zeros((2, 3), dtype=np.int64)
     codes = np.zeros((4, 3), dtype=np.int64)
     with pytest.raises(ValueError, match=r"built for fp16_b3_4x4_d512_\w+: GEMM has "
@@ -134,7 +134,7 @@ def test_backend_refuses_gemm_for_another_config():
              wbits=cfg.wbits, out_fmt=cfg.out_fmt, bias_bits=None, relu=False,
              config=cfg.dot_config)
     with pytest.raises(TypeError, match="needs an ArrayConfig"):
-        runtime.get_backend("verilator")(cfg.dot_config)
+        backends.get_backend("verilator")(cfg.dot_config)
 
 
 def test_cli_refuses_program_for_another_config_on_rtl(program_dir, capsys):

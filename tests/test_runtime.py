@@ -13,7 +13,8 @@ from torch.nn import functional as F
 
 from contract import BF16, FP8_E5M2, FP16, FP32
 from contract.array import ArrayConfig
-from sw import runtime
+from sw import backends, runtime
+from sw.backends import register_backend
 from sw.compile import compile_model
 from sw.export import export_model
 from sw.golden import gemm_golden
@@ -22,7 +23,6 @@ from sw.runtime import (
     argmax_logits,
     decode,
     im2col,
-    register_backend,
     relu_bits,
     round_to_format,
     run_program,
@@ -255,7 +255,7 @@ def test_faulty_backend_is_caught_layer_by_layer(program):
 
 def test_unknown_backend_and_bad_inputs(program):
     prog, _ = program
-    with pytest.raises(runtime.BackendUnavailable, match="'nope' is not registered"):
+    with pytest.raises(backends.BackendUnavailable, match="'nope' is not registered"):
         run_program(prog, torch.zeros(1, 1, 8, 8), backend="nope")
     with pytest.raises(ValueError, match=r"per-sample shape \(1, 8, 9\)"):
         run_program(prog, torch.zeros(1, 1, 8, 9))

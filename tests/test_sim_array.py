@@ -300,14 +300,11 @@ def _gemm_files(tmp_path, rng, fmt, wbits, n, k, m, *, per_channel):
 
 @needs_icarus
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_cli_gemm_icarus_equals_golden(tmp_path, monkeypatch, capsys, per_channel):
+def test_cli_gemm_icarus_equals_golden(tmp_path, capsys, per_channel):
     """``densehw gemm --backend icarus`` writes the golden backend's bytes and reports cycles
-    and MAC utilization (backends registered here until densehw.cmd_gemm imports them)."""
-    from densehw import cli, cmd_gemm
-    from sim.backend import BACKENDS
+    and MAC utilization."""
+    from densehw import cli
 
-    for name, fn in BACKENDS.items():
-        monkeypatch.setitem(cmd_gemm.BACKENDS, name, fn)
     x, w, b = _gemm_files(tmp_path, np.random.default_rng(31 + per_channel), "fp16", 4, 6, 9,
                           5, per_channel=per_channel)
     args = ["gemm", "--fmt", "fp16", "--wbits", "4", "--x", x, "--w", w, "--bias", b, "--relu"]
@@ -324,28 +321,26 @@ def test_cli_gemm_icarus_equals_golden(tmp_path, monkeypatch, capsys, per_channe
 @needs_icarus
 def test_backend_with_array_config(tmp_path, capsys):
     """``--array-config`` (TOML) picks the array; a mismatching config is a clear error."""
-    import argparse
-
-    from densehw import cmd_gemm
-    from sim.backend import BACKENDS, load_array_config
+    from contract.array import load_array_config
+    from densehw import cli
 
     x, w, b = _gemm_files(tmp_path, np.random.default_rng(41), "fp16", 3, 5, 7, 6,
                           per_channel=False)
     toml = tmp_path / "cfg.toml"
     toml.write_text('in_fmt = "fp16"\nwbits = 3\nrows = 3\ncols = 2\ndepth = 16\n')
-    ns = argparse.Namespace(fmt="fp16", wbits="3", x=Path(x), w=Path(w), bias=Path(b),
-                            relu=False, out_fmt=None, per_channel_e0=False, array_config=toml,
-                            stall=0.4)
-    job = cmd_gemm.prepare(ns)
-    got = BACKENDS["icarus"](job, ns)
-    want = cmd_gemm.BACKENDS["golden"](job, ns)
-    assert np.array_equal(np.asarray(got), np.asarray(want))
+    args = ["gemm", "--fmt", "fp16", "--wbits", "3", "--x", x, "--w", w, "--bias", b]
+    assert cli.main(args + ["--out", str(tmp_path / "g.npy")]) == 0
+    assert cli.main(args + ["--backend", "icarus", "--array-config", str(toml), "--stall",
+                            "0.4", "--out", str(tmp_path / "r.npy")]) == 0
     assert "3x2 depth 16" in capsys.readouterr().out
+    assert np.array_equal(np.load(tmp_path / "g.npy"), np.load(tmp_path / "r.npy"))
     bad = tmp_path / "bad.toml"
     bad.write_text('in_fmt = "fp16"\nwbits = 2\n')
-    ns.array_config = bad
-    with pytest.raises(ValueError, match=r"has wbits 2 but the GEMM uses --wbits 3"):
-        BACKENDS["icarus"](job, ns)
+    assert cli.main(args + ["--backend", "icarus", "--array-config", str(bad), "--out",
+                            str(tmp_path / "bad.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "has wbits 2 but the GEMM uses --wbits 3" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad.npy").exists()
     (tmp_path / "c.json").write_text('{"config": {"in_fmt": "bf16", "rows": 2}}')
     assert load_array_config(tmp_path / "c.json").in_fmt.name == "bf16"
     (tmp_path / "d.json").write_text('{"rows": 0}')
@@ -360,22 +355,19 @@ def test_backend_with_array_config(tmp_path, capsys):
     ("fp16", 4, (50, 333, 27)), ("bf16", 2, (3, 512, 64)), ("fp8_e5m2", 4, (64, 200, 9)),
 ])
 def test_cli_backend_verilator_done_when(tmp_path, capsys, fmt, wbits, shape):
-    """The ``densehw gemm --backend verilator`` path (file loading, weight encoding, default
-    array for the job, 35% stalls) equals ``--backend golden`` up to 64x512x64."""
-    import argparse
-
-    from densehw import cmd_gemm
-    from sim.backend import BACKENDS
+    """``densehw gemm --backend verilator`` (file loading, weight encoding, default array for
+    the job, 35% stalls) equals ``--backend golden`` up to 64x512x64."""
+    from densehw import cli
 
     n, k, m = shape
     x, w, b = _gemm_files(tmp_path, np.random.default_rng(k + wbits), fmt, wbits, n, k, m,
                           per_channel=bool(wbits % 2))
-    ns = argparse.Namespace(fmt=fmt, wbits=str(wbits), x=Path(x), w=Path(w), bias=Path(b),
-                            relu=bool(n % 2), out_fmt=None, per_channel_e0=bool(wbits % 2),
-                            array_config=None, stall=0.35)
-    job = cmd_gemm.prepare(ns)
-    got = np.asarray(BACKENDS["verilator"](job, ns))
-    want = np.asarray(cmd_gemm.BACKENDS["golden"](job, ns))
+    args = ["gemm", "--fmt", fmt, "--wbits", str(wbits), "--x", x, "--w", w, "--bias", b]
+    args += (["--relu"] if n % 2 else []) + (["--per-channel-e0"] if wbits % 2 else [])
+    assert cli.main(args + ["--out", str(tmp_path / "g.npy")]) == 0
+    assert cli.main(args + ["--backend", "verilator", "--stall", "0.35", "--out",
+                            str(tmp_path / "r.npy")]) == 0
+    want, got = np.load(tmp_path / "g.npy"), np.load(tmp_path / "r.npy")
     bad = np.argwhere(got != want)
     assert not bad.size, f"{bad.shape[0]} mismatches, first at {bad[0].tolist()}: " \
         f"golden {int(want[tuple(bad[0])]):#x} rtl {int(got[tuple(bad[0])]):#x}"
