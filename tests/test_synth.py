@@ -638,6 +638,55 @@ def test_board_link_one_transaction():
     assert replies == [ord("D"), CMD_PUSH, (x * w) & 0xFFFFFFFF], replies
 
 
+def test_board_link_abort_and_reset():
+    """A byte ends a get that waits for a beat (no answer, the byte is consumed), and ``'R'``
+    resets the design: a result it held is gone, so a later get waits again (and is ended the
+    same way). Without either, the link checks below get no ``'D'``."""
+    from amaranth.sim import Simulator
+
+    from boards.baselines import MacArray
+    from boards.boards import CMD_GET, CMD_INFO, CMD_PUSH, CMD_RESET, LinkTop
+
+    dut = LinkTop(MacArray(arith="int8", rows=1, cols=1), divisor=DIV)
+    beat = 3 | (5 << 8) | (1 << 16)
+    replies = []
+
+    async def silent(ctx, clocks=600):
+        try:
+            return await _uart_recv(ctx, dut.tx, timeout=clocks)
+        except AssertionError:
+            return None
+
+    async def host(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(5)
+        for b in (CMD_GET, 0):                          # nothing to get: the bridge waits
+            await _uart_send(ctx, dut.rx, b)
+        replies.append(await silent(ctx))
+        await _uart_send(ctx, dut.rx, CMD_INFO)         # ends the wait, consumed
+        replies.append(await silent(ctx))
+        await _uart_send(ctx, dut.rx, CMD_INFO)
+        replies.append(await _uart_recv(ctx, dut.tx))
+        for b in [CMD_PUSH, 0] + list(beat.to_bytes(3, "little")):
+            await _uart_send(ctx, dut.rx, b)
+        replies.append(await _uart_recv(ctx, dut.tx))
+        await ctx.tick().repeat(50)                     # the MAC holds its result
+        await _uart_send(ctx, dut.rx, CMD_RESET)
+        replies.append(await _uart_recv(ctx, dut.tx))
+        for b in (CMD_GET, 0):                          # the result went with the reset
+            await _uart_send(ctx, dut.rx, b)
+        replies.append(await silent(ctx))
+        await _uart_send(ctx, dut.rx, CMD_INFO)
+        await _uart_send(ctx, dut.rx, CMD_INFO)
+        replies.append(await _uart_recv(ctx, dut.tx))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.run()
+    assert replies == [None, None, ord("D"), CMD_PUSH, CMD_RESET, None, ord("D")], replies
+
+
 # -- sweep machinery, CLI --------------------------------------------------------------------
 
 def test_sweep_jobs_cache_and_pareto(tmp_path):
