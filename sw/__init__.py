@@ -11,6 +11,8 @@ _LAZY = {
     # golden model
     "gemm_golden": "sw.golden",
     "dot_golden": "sw.golden",
+    "conv_golden": "sw.golden",
+    "gemm_reference": "sw.golden",
     "to_bits": "sw.fpbits",
     "from_bits": "sw.fpbits",
     # training library

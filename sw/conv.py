@@ -114,17 +114,23 @@ def conv2d_golden(x_bits, codes, e0, *, in_fmt, wbits, kernel, stride=1, padding
                   out_fmt=None, bias_bits=None, relu=False, config=None):
     """Bit-exact 2-D convolution (definition in the module docstring): ``x_bits``
     (S, C, H, W), ``codes`` (M, C*kh*kw) or (M, C, kh, kw). Returns (S, M, OH, OW) int64
-    raw ``out_fmt`` patterns; arguments as :func:`sw.golden.gemm_golden`."""
-    from .golden import gemm_golden
+    raw ``out_fmt`` patterns; arguments as :func:`sw.golden.gemm_golden`. Computed by
+    :func:`sw.golden.conv_golden` (the same GEMM, a block of samples at a time)."""
+    from .golden import conv_golden
 
     c = np.asarray(codes)
     x = np.asarray(x_bits)
+    if x.ndim != 4:
+        raise ValueError(f"X must have shape (S, C, H, W), not {x.shape}")
+    if x.dtype.kind not in "iu":
+        raise ValueError(f"X must hold raw integer bit patterns, not dtype {x.dtype}")
+    kh, kw = _pair(kernel, "kernel")
+    conv_geometry(x.shape[2], x.shape[3], kernel=(kh, kw), stride=stride, padding=padding)
     if c.ndim == 4:
         c = c.reshape(c.shape[0], -1)
-    cols, (s, oh, ow) = im2col(x, kernel=kernel, stride=stride, padding=padding)
-    if c.ndim != 2 or c.shape[1] != cols.shape[1]:
-        raise ValueError(f"codes have shape {np.shape(codes)}; expected (M, {cols.shape[1]}) "
-                         f"for C={x.shape[1]} and kernel {_pair(kernel, 'kernel')}")
-    y = gemm_golden(cols, c, e0, in_fmt=in_fmt, wbits=wbits, out_fmt=out_fmt,
-                    bias_bits=bias_bits, relu=relu, config=config).numpy()
-    return col2out(y, s, oh, ow)
+    if c.ndim != 2 or c.shape[1] != x.shape[1] * kh * kw:
+        raise ValueError(f"codes have shape {np.shape(codes)}; expected (M, "
+                         f"{x.shape[1] * kh * kw}) for C={x.shape[1]} and kernel {(kh, kw)}")
+    return conv_golden(x, c, e0, in_fmt=in_fmt, wbits=wbits, kernel=(kh, kw),
+                       stride=_pair(stride, "stride"), padding=_pair(padding, "padding"),
+                       out_fmt=out_fmt, bias_bits=bias_bits, relu=relu, config=config).numpy()

@@ -11,11 +11,13 @@ taken from the ``B``-bit weight codes. The contract (see ``docs/arithmetic.md``)
 * an exact zero sum is ``-0`` only if every term, the bias included when given, is ``-0``;
 * ``relu``: any result with the sign bit set becomes ``+0`` (``-0`` and ``-inf`` included).
 
-How: each finite activation is an integer significand times a power of two. Products against
-the ``{±2**p}`` weight matrix are accumulated exactly in a multi-limb fixed-point number whose
-limbs are narrow enough that float64 BLAS sums are exact integers; limbs are then carried in
-int64, the bias is added at its position, and one vectorised round-to-nearest-even extracts the
-result. Special values are counted with indicator matrix products. Pure PyTorch (no Amaranth).
+How: :mod:`sw.golden_blas` splits the activations into parts whose float64 matrix products
+against the ``{±2**p}`` weights are exact by construction (one part for typical inputs, a
+proof in its docstring), rounds the exact sum plus bias once, and counts special values with
+indicator matrix products. :func:`gemm_reference` is the multi-limb implementation it replaced,
+kept as the slow reference (activations cut into fixed-point limbs, limbs carried in int64, one
+vectorised round-to-nearest-even); formats and offsets beyond float64's reach use it. Pure
+PyTorch (no Amaranth); results never depend on the thread count or the blocking.
 """
 
 from __future__ import annotations
@@ -27,13 +29,19 @@ import torch
 
 from contract import DotConfig, FloatFormat, check_wbits, get_format, max_exponent_code
 
+from . import golden_blas
 from .fpbits import MAX_WIDTH, check_bits, classify, significand
+from .golden_blas import gemm_blas
+from .limbs import carry as _carry
+from .limbs import limb as _limb
+from .limbs import round_limbs as _round
 
-__all__ = ["gemm_golden", "dot_golden", "MAX_K", "E0_LIMIT"]
+__all__ = ["gemm_golden", "gemm_reference", "conv_golden", "dot_golden", "MAX_K", "E0_LIMIT"]
 
 MAX_K = 1 << 24            # keeps float64 limb sums exact with useful limb widths
 E0_LIMIT = 1 << 20         # |e0| bound (any realistic offset; keeps exponent arithmetic small)
 CHUNK_OUTPUTS = 1 << 20    # outputs computed at once (rows of X are processed in blocks)
+CHUNK_TERMS = 1 << 22      # activations of one block (fast path)
 
 
 # -- argument checking ------------------------------------------------------------------------
@@ -62,6 +70,27 @@ def _int_tensor(a, what) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.int64, copy=False))
 
 
+def _within(t: torch.Tensor, top: int) -> bool:
+    lo, hi = torch.aminmax(t)
+    return int(lo) >= 0 and int(hi) < top
+
+
+def _bits(bits, fmt: FloatFormat, what: str) -> torch.Tensor:
+    """:func:`sw.fpbits.check_bits` with one pass over valid integer input (it reports the
+    errors)."""
+    if isinstance(bits, torch.Tensor) and not (bits.dtype.is_floating_point
+                                               or bits.dtype.is_complex
+                                               or bits.dtype == torch.bool):
+        t = bits.to(torch.int64)
+    elif isinstance(bits, np.ndarray) and bits.dtype.kind in "iu" and bits.dtype != np.uint64:
+        t = torch.from_numpy(bits.astype(np.int64, copy=False))
+    else:
+        return check_bits(bits, fmt, what)
+    if t.numel() and not _within(t, 1 << fmt.width):
+        return check_bits(t, fmt, what)
+    return t
+
+
 def _first(mask: torch.Tensor, t: torch.Tensor) -> tuple[str, int]:
     index = torch.nonzero(mask)[0].tolist()
     where = str(index[0]) if len(index) == 1 else str(tuple(index))
@@ -74,7 +103,7 @@ def _check_args(x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits, relu, conf
     wbits = check_wbits(wbits)
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"relu must be a bool, not {relu!r}")
-    x = check_bits(x_bits, in_fmt, "activation")
+    x = _bits(x_bits, in_fmt, "activation")
     if x.ndim != 2:
         raise ValueError(f"x_bits must have shape (N, K), not {tuple(x.shape)}")
     c = _int_tensor(codes, "weight codes")
@@ -87,7 +116,7 @@ def _check_args(x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits, relu, conf
                          f"{tuple(x.shape)}: expected codes of shape ({m}, {k})")
     if not 1 <= k <= MAX_K:
         raise ValueError(f"K={k} terms per dot product; expected 1..{MAX_K}")
-    if c.numel():
+    if c.numel() and not _within(c, 1 << wbits):
         bad = (c < 0) | (c >= (1 << wbits))
         if bool(bad.any()):
             where, value = _first(bad, c)
@@ -129,80 +158,27 @@ def _check_args(x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits, relu, conf
     return x, c, e, b, in_fmt, out_fmt, wbits, bool(relu)
 
 
-# -- multi-limb helpers -------------------------------------------------------------------------
-
-def _limb(sig: torch.Tensor, sh: torch.Tensor, j: int, lb: int) -> torch.Tensor:
-    """Bits ``[j*lb, (j+1)*lb)`` of ``sig * 2**sh`` (``0 <= sig < 2**62``, ``sh >= 0``)."""
-    t = j * lb - sh                                   # bit of sig that lands on the limb's LSB
-    right = (sig >> t.clamp(0, 63)) & ((1 << lb) - 1)
-    u = (-t).clamp(0, lb)
-    left = (sig & ((1 << (lb - u)) - 1)) << u
-    return torch.where(t >= 0, right, left)
-
-
-def _carry(limbs: torch.Tensor, lb: int) -> torch.Tensor:
-    """Normalise limbs (axis 0, least significant first): all but the top in ``[0, 2**lb)``,
-    the top one signed. The value is unchanged."""
-    out = torch.empty_like(limbs)
-    carry = torch.zeros_like(limbs[0])
-    mask = (1 << lb) - 1
-    for j in range(limbs.shape[0] - 1):
-        v = limbs[j] + carry
-        out[j] = v & mask
-        carry = v >> lb
-    out[-1] = limbs[-1] + carry
-    return out
-
-
-def _round(mag: torch.Tensor, lsb: int, lb: int, fmt: FloatFormat) -> torch.Tensor:
-    """Round the nonnegative multi-limb integers ``mag * 2**lsb`` (``mag``: normalised limbs,
-    axis 0) to ``fmt``, nearest even, overflow to ``+inf``; returns unsigned patterns (zero
-    for zero)."""
-    jstar = torch.zeros(mag.shape[1:], dtype=torch.int64)
-    lead = torch.zeros(mag.shape[1:], dtype=torch.int64)
-    for j in range(mag.shape[0]):
-        nz = mag[j] != 0
-        jstar = torch.where(nz, j, jstar)
-        lead = torch.where(nz, mag[j], lead)
-    _, e = torch.frexp(lead.to(torch.float64))        # lead < 2**53: exact
-    top = jstar * lb + e.to(torch.int64) - 1          # leading one's bit index
-    exp = top + lsb                                   # its weight 2**exp
-    binade = exp.clamp(min=fmt.emin)
-    sh = binade - fmt.frac_bits - 1 - lsb             # guard bit's index
-    window = torch.zeros_like(top)                    # floor(mag / 2**sh): kept bits + guard
-    sticky = torch.zeros(top.shape, dtype=torch.bool)
-    for j in range(mag.shape[0]):
-        limb = mag[j]
-        t = j * lb - sh
-        up = limb << t.clamp(0, 62)
-        down = limb >> (-t).clamp(0, 63)
-        window += torch.where(t >= 0, up, down)
-        low = (1 << (-t).clamp(0, lb)) - 1
-        sticky |= (t < 0) & ((limb & low) != 0)
-    kept = window >> 1
-    kept += (window & 1) & ((kept & 1) | sticky.to(torch.int64))
-    body = ((binade - fmt.emin).clamp(max=fmt.emax - fmt.emin) << fmt.frac_bits) + kept
-    return torch.where((binade > fmt.emax) | (body >= fmt.pos_inf), fmt.pos_inf, body)
-
-
 # -- the model ----------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _one_thread():
-    """Run torch single-threaded: the model is a few dozen elementwise passes over (N, M)
-    arrays, where intra-op threads cost far more than they give on a busy machine."""
+def _threads(count):
+    """Run torch with ``count`` intra-op threads (None: leave the setting alone)."""
+    if count is None:
+        yield
+        return
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
+        raise TypeError(f"threads must be a positive integer or None, not {count!r}")
+    if count < 1:
+        raise ValueError(f"threads must be a positive integer or None, not {count!r}")
     saved = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(count))
     try:
         yield
     finally:
         torch.set_num_threads(saved)
 
 
-def gemm_golden(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=None, relu=False,
-                config=None) -> torch.Tensor:
-    """Bit-exact ``Y = round_out(X @ W.T + bias)`` on raw patterns.
-
+_DOC_PARAMS = """
     Parameters
     ----------
     x_bits : (N, K) integers (torch or NumPy)
@@ -219,6 +195,9 @@ def gemm_golden(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=Non
         Apply ReLU (sign bit set -> ``+0``) to the outputs.
     config : DotConfig, optional
         When given, formats and ``wbits`` must match it and ``K``, ``e0`` must lie in its domain.
+    threads : int, optional
+        torch intra-op threads for the call (``1`` pins it to one core); default: torch's
+        current setting (``torch.get_num_threads()``). Results never depend on it.
 
     Returns
     -------
@@ -228,17 +207,138 @@ def gemm_golden(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=Non
     ------
     ValueError, TypeError
         On bad shapes, patterns, codes or offsets, naming the value and what was expected.
+"""
+
+
+def _row_blocks(n_out: int, k: int) -> int:
+    """Rows per block: bounds the (rows, M) and (rows, K) work arrays."""
+    return max(1, min(CHUNK_OUTPUTS // max(1, n_out), CHUNK_TERMS // max(1, k)))
+
+
+def gemm_golden(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=None, relu=False,
+                config=None, threads=None) -> torch.Tensor:
+    with _threads(threads):
+        x, c, e0t, b, in_fmt, out_fmt, wbits, relu = _check_args(
+            x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits, relu, config)
+        y = gemm_blas(x, c, e0t, b, in_fmt, out_fmt, wbits, relu,
+                      rows_per_block=_row_blocks(c.shape[0], c.shape[1]))
+        if y is not None:
+            return y
+        return _gemm_blocks(x, c, e0t, b, in_fmt, out_fmt, wbits, relu)
+
+
+gemm_golden.__doc__ = """Bit-exact ``Y = round_out(X @ W.T + bias)`` on raw patterns.
+
+    Computed by float64 BLAS matrix products that are exact by construction
+    (:mod:`sw.golden_blas`); formats or offsets beyond float64's reach take the multi-limb path
+    of :func:`gemm_reference`. Both give the same bits.
+""" + _DOC_PARAMS
+
+
+def gemm_reference(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=None,
+                   relu=False, config=None, threads=1) -> torch.Tensor:
+    with _threads(threads):
+        return _gemm_blocks(*_check_args(x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits,
+                                         relu, config))
+
+
+gemm_reference.__doc__ = """The reference implementation of :func:`gemm_golden` (same contract,
+    same bits, several times slower): activations cut into fixed-point limbs, one float64
+    product per limb, limbs carried in int64 and rounded once. The independent check of the
+    fast path; ``threads`` defaults to 1.
+""" + _DOC_PARAMS
+
+
+def _tuple(value, dims: int, what: str) -> tuple[int, ...]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value),) * dims
+    try:
+        out = tuple(value)
+    except TypeError:
+        out = None
+    if out is None or len(out) != dims or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in out):
+        raise TypeError(f"{what} must be an int or {dims} ints, not {value!r}")
+    return tuple(int(v) for v in out)
+
+
+def conv_golden(x_bits, codes, e0, *, in_fmt, wbits, kernel, stride=1, padding=0, dilation=1,
+                out_fmt=None, bias_bits=None, relu=False, config=None,
+                threads=None) -> torch.Tensor:
+    """Bit-exact 1-D or 2-D convolution on raw patterns, as :func:`gemm_golden` over the
+    im2col patches (:func:`sw.conv.im2col_tensor`: zero padding enters as ``+0`` activations,
+    real terms of every dot product) but with bounded memory: the patches are built and
+    multiplied a block of samples at a time.
+
+    ``x_bits`` (S, C, L) or (S, C, H, W) integers; ``codes`` (M, C * prod(kernel)) or
+    (M, C, *kernel); ``kernel``, ``stride``, ``padding``, ``dilation`` ints or one int per
+    spatial axis. Returns (S, M, *output spatial) int64 raw ``out_fmt`` patterns. Other
+    arguments as :func:`gemm_golden`.
     """
-    with _one_thread():
-        x, *rest = _check_args(x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits, relu,
-                               config)
-        step = max(1, CHUNK_OUTPUTS // max(1, rest[0].shape[0]))   # bounds the limb arrays
-        if x.shape[0] <= step:
-            return _gemm(x, *rest)
-        return torch.cat([_gemm(x[i:i + step], *rest) for i in range(0, x.shape[0], step)])
+    from .conv import im2col_tensor
+
+    with _threads(threads):
+        in_f = _format(in_fmt, "in_fmt")
+        x = _bits(x_bits, in_f, "activation")
+        if x.ndim not in (3, 4):
+            raise ValueError(f"x_bits must have shape (S, C, L) or (S, C, H, W), not "
+                             f"{tuple(x.shape)}")
+        dims = x.ndim - 2
+        geo = [_tuple(v, dims, name) for v, name in ((kernel, "kernel"), (stride, "stride"),
+                                                     (padding, "padding"),
+                                                     (dilation, "dilation"))]
+        ker, st, pad, dil = geo
+        if min(ker) < 1 or min(st) < 1 or min(dil) < 1 or min(pad) < 0:
+            raise ValueError(f"kernel, stride and dilation must be >= 1 and padding >= 0, not "
+                             f"kernel={ker} stride={st} padding={pad} dilation={dil}")
+        out_sp = tuple((size + 2 * p - d * (kk - 1) - 1) // s + 1
+                       for size, kk, s, p, d in zip(x.shape[2:], ker, st, pad, dil, strict=True))
+        if min(out_sp) < 1:
+            raise ValueError(f"kernel {ker} (dilation {dil}) is larger than the padded input "
+                             f"{tuple(v + 2 * p for v, p in zip(x.shape[2:], pad, strict=True))}")
+        samples, channels = x.shape[:2]
+        ckk = channels * int(np.prod(ker))
+        c = _int_tensor(codes, "weight codes")
+        if c.ndim == 2 + dims and tuple(c.shape[1:]) == (channels, *ker):
+            c = c.reshape(c.shape[0], -1)
+        _, c, e0t, b, in_f, out_f, wbits, relu = _check_args(
+            torch.zeros((0, ckk), dtype=torch.int64), c, e0, in_f, wbits, out_fmt, bias_bits,
+            relu, config)
+        m = c.shape[0]
+        positions = int(np.prod(out_sp))
+        out = torch.empty((samples, m, positions), dtype=torch.int64)
+        if samples == 0 or m == 0 or positions == 0:
+            return out.reshape(samples, m, *out_sp)
+        prep = golden_blas.prepare(c, e0t, b, in_f, out_f, wbits)
+        x64 = None
+        if prep is not None:
+            x64 = golden_blas.decode(x, in_f)
+            if not bool(torch.isfinite(x64.sum())):
+                x64 = None                       # infinities or NaNs: patches of patterns
+        step = max(1, CHUNK_TERMS // (positions * ckk))
+        for i in range(0, samples, step):
+            if x64 is not None:
+                cols = im2col_tensor(x64[i:i + step], ker, st, pad, dil)
+                y = golden_blas.rows_from_values(cols, None, prep, relu)
+            else:
+                cols = im2col_tensor(x[i:i + step], ker, st, pad, dil)
+                y = None if prep is None else golden_blas.rows_from_bits(cols, prep, relu)
+                if y is None:
+                    y = _gemm_blocks(cols, c, e0t, b, in_f, out_f, wbits, relu)
+            n = y.shape[0] // positions
+            out[i:i + n] = y.reshape(n, positions, m).transpose(1, 2)
+        return out.reshape(samples, m, *out_sp)
+
+
+def _gemm_blocks(x, c, *rest):
+    step = max(1, CHUNK_OUTPUTS // max(1, c.shape[0]))   # bounds the limb arrays
+    if x.shape[0] <= step:
+        return _gemm(x, c, *rest)
+    return torch.cat([_gemm(x[i:i + step], c, *rest) for i in range(0, x.shape[0], step)])
 
 
 def _gemm(x, c, e0t, b, in_fmt, out_fmt, wbits, relu):
+    """The reference: one block of rows."""
     n, k = x.shape
     m = c.shape[0]
     out = torch.zeros((n, m), dtype=torch.int64)
