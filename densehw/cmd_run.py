@@ -234,7 +234,7 @@ def board_projection(program, reports_dir: Path) -> list:
         entry = {"board": board, "device": device, "label": label,
                  "array": f"{cfg.rows}x{cfg.cols} PEs, depth {cfg.depth}",
                  "cycles_per_sample": cycles,
-                 "images_per_s_per_mhz": round(1e6 / cycles, 3) if cycles else None,
+                 "images_per_s_per_mhz": float(f"{1e6 / cycles:.4g}") if cycles else None,
                  "fmax_mhz": None, "images_per_s": None, "report": None}
         notes = []
         if depth != base.depth:
@@ -484,10 +484,12 @@ def run(args) -> int:
                 disagreements_with_torch=int((tpred != result.predictions).sum()))
             report["torch_accuracy"] = (None if y is None else round(
                 100.0 * float((tpred == y).sum()) / n, 4))
-        report["layers_vs_torch"] = layer_deviation(program, ref_model, x)
+        first = min(64, batch, n)
+        report["layers_vs_torch"] = layer_deviation(program, ref_model, x, first)
         report["layers_vs_torch_note"] = (
-            "golden-model values (in_fmt activations) minus the floating-point reference at the "
-            "same graph node, first 64 samples; max_diff_rel_to_max = max |diff| / max |ref|")
+            f"golden-model values (in_fmt activations) minus the floating-point reference at "
+            f"the same graph node, first {first} samples; max_diff_rel_to_max = max |diff| / "
+            f"max |ref|")
     else:
         report.update(torch_accuracy=None, torch_note="no reference: the program has no "
                       "source model file" if ref_model is None and not args.no_reference

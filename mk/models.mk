@@ -2,7 +2,7 @@
 # architectures), and the ResNet-18 / MobileNetV2 runs (docs/deployment.md).
 MODELS_DIR ?= build/models
 
-.PHONY: setup-models help-models
+.PHONY: setup-models help-models help-models-run
 
 help-models:
 	@echo "make setup-models  install requirements-models.txt (onnx, torchvision) into the venv"
@@ -15,3 +15,12 @@ $(VENV)/.setup-models-done: requirements-models.txt | setup
 
 # The test suite imports ONNX files and torchvision models.
 test test-slow: setup-models
+
+.PHONY: models
+help-models: help-models-run
+help-models-run:
+	@echo "make models        digits ResNet, ResNet-18 and MobileNetV2 (32x32, 224x224) through export ->"
+	@echo "                   compile -> run (golden, Verilator tiles) -> $(MODELS_DIR)/models.{json,md} (~10 min)"
+
+models: setup setup-models
+	$(PY) benchmarks/models.py --out $(MODELS_DIR) $(MODELS_ARGS)

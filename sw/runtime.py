@@ -43,7 +43,7 @@ from .golden import gemm_golden
 from .program import Program, ProgramError
 
 __all__ = ["round_to_format", "decode", "relu_bits", "im2col", "run_program", "RunResult",
-           "StepRecord", "cycle_model"]
+           "StepRecord", "cycle_model", "sample_array_step"]
 
 
 # -- exact host arithmetic ----------------------------------------------------------------------
@@ -570,3 +570,39 @@ def _compare(program, step, rec, x, codes, e0, bias, y, sample0, channel0):
             "e0": int(e0 if isinstance(e0, int) else e0[c]),
             "bias": None if bias is None else f"{int(bias[c]):#x}"}
     rec.mismatches += count
+
+
+def sample_array_step(program: Program, step: dict, a: torch.Tensor, fn: Callable, *,
+                      rows: int = 16, channels: int = 8, seed: int = 0) -> dict:
+    """Run sampled output tiles of one array step on the backend ``fn`` and on the golden
+    model, on the step's input bits ``a``: ``rows`` random GEMM rows (output positions) and
+    ``channels`` random output channels (for grouped convolutions: the channels of
+    ``channels`` random groups, each group one GEMM). Returns ``{"compared", "mismatches",
+    "first_mismatch", "rows", "channels", "backend_stats"}``."""
+    g = torch.Generator().manual_seed(seed)
+    groups = step.get("groups", 1)
+    mg = step["m"] // groups
+    rec = StepRecord(step["id"], step.get("name", ""), step["op"], step["where"], [])
+    if groups == 1:
+        pick = [(0, torch.randperm(mg, generator=g)[:channels].sort().values)]
+    else:
+        pick = [(int(grp), torch.arange(mg))
+                for grp in torch.randperm(groups, generator=g)[:channels].sort().values]
+    chosen_rows = None
+    for grp, chans in pick:
+        x, codes, e0, bias = array_operands(program, step, a, grp)
+        if chosen_rows is None:
+            chosen_rows = torch.randperm(x.shape[0], generator=g)[:rows].sort().values
+        x = torch.as_tensor(x)[chosen_rows]
+        idx = chans.numpy()
+        codes = codes[idx]
+        e0s = e0 if isinstance(e0, int) else e0[idx]
+        b = None if bias is None else bias[idx]
+        y, stats = _call_backend(fn, program, step, x, codes, e0s, b)
+        if stats is not None:
+            rec.backend_stats.append(stats)
+        _compare(program, step, rec, x, codes, e0s, b, y, 0, grp * mg)
+    return {"compared": rec.compared, "mismatches": rec.mismatches,
+            "first_mismatch": rec.first_mismatch, "rows": int(len(chosen_rows)),
+            "channels": int(sum(len(c) for _, c in pick)), "groups": len(pick),
+            "backend_stats": rec.backend_stats}

@@ -1,0 +1,276 @@
+"""``make models``: real networks through the user's path (export -> ``densehw compile`` ->
+``densehw run --inputs``), measured.
+
+1. The digits ResNet (``sw.zoo.DigitsResNet``: residual blocks, a strided conv, global average
+   pooling) trained on the 8x8 digits: accuracy of PyTorch and of the program on the golden
+   model (all test images), agreement, and the RTL (Verilator) on the first ``--rtl-images``
+   test images: bit mismatches against golden per array step.
+2. torchvision's ``resnet18`` and ``mobilenet_v2`` (``weights=None``, 3-bit DenseShift, BN
+   calibrated on synthetic inputs; ``sw.zoo.torchvision_model``) at 32x32 and 224x224 on the
+   ``deep_4x4`` configuration: golden vs PyTorch (argmax agreement, relative L2 error of the
+   outputs) on random inputs, time and peak memory of ``densehw run``, MACs and cycles, the
+   projections on the default boards; at 32x32, sampled output tiles of one array layer of each
+   kind (3x3 conv, strided conv, 1x1 conv, depthwise conv, linear) on Verilator against golden.
+
+Writes ``<out>/models.json`` and ``<out>/models.md``. Heavy: run it under
+``flock /work/heavy.lock`` on shared machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIG = "deep_4x4"
+
+
+def densehw(*args) -> float:
+    """Run ``densehw`` in a subprocess (its own peak memory); returns the wall seconds."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "densehw", *map(str, args)], check=True, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def layer_kind(step) -> str:
+    if step["op"] == "linear":
+        return "linear"
+    kernel, stride, groups = step["kernel"], step["stride"], step.get("groups", 1)
+    if groups > 1 and step["k"] == int(np.prod(kernel)):
+        return "depthwise conv"
+    if any(s > 1 for s in stride):
+        return "strided conv"
+    if all(k == 1 for k in kernel):
+        return "1x1 conv"
+    if all(k == 3 for k in kernel):
+        return "3x3 conv"
+    return "other conv"
+
+
+def rtl_tiles(program, x, kinds_done: set, *, rows: int, channels: int) -> list:
+    """Sampled tiles of the first array step of each kind not yet in ``kinds_done``."""
+    from sw import runtime
+
+    res = runtime.run_program(program, x[:1], keep_values=True)
+    fn = runtime.get_backend("verilator")(program.config)
+    out = []
+    for step in program.array_steps():
+        kind = layer_kind(step)
+        if kind in kinds_done:
+            continue
+        kinds_done.add(kind)
+        t0 = time.perf_counter()
+        r = runtime.sample_array_step(program, step, res.values[step["inputs"][0]], fn,
+                                      rows=rows, channels=channels)
+        out.append({"kind": kind, "layer": step["name"], "k": step["k"], "m": step["m"],
+                    "groups": step.get("groups", 1), "kernel": step.get("kernel"),
+                    "stride": step.get("stride"), "compared": r["compared"],
+                    "mismatches": r["mismatches"], "first_mismatch": r["first_mismatch"],
+                    "seconds": round(time.perf_counter() - t0, 1)})
+        print(f"  verilator {kind:15s} {step['name']:28s} {r['compared']:5d} outputs, "
+              f"{r['mismatches']} mismatches", flush=True)
+    return out
+
+
+def digits_part(out: Path, args) -> dict:
+    from sw.data import digits
+    from sw.export import export_model
+    from sw.train import TrainConfig, evaluate, set_seed, train
+    from sw.zoo import digits_resnet
+
+    d = digits()
+    set_seed(args.seed)
+    model = digits_resnet(width=8)
+    t0 = time.perf_counter()
+    train(model, d, TrainConfig(epochs=args.digits_epochs, lr=5e-3, seed=args.seed,
+                                progress=False))
+    t_train = time.perf_counter() - t0
+    model.eval()
+    export_model(model, out / "digits_resnet.dshw", example_input=d.x_test[:2],
+                 meta={"test_acc": evaluate(model, d.x_test, d.y_test)})
+    densehw("compile", out / "digits_resnet.dshw", "-o", out / "digits_resnet.prog",
+            "--config", "default", "-q")
+    densehw("run", out / "digits_resnet.prog", "--data", "digits", "--report",
+            out / "digits_resnet-golden.json", "--progress", "off")
+    gold = json.loads((out / "digits_resnet-golden.json").read_text())
+    res = {"epochs": args.digits_epochs, "train_seconds": round(t_train, 1),
+           "samples": gold["samples"], "accuracy": gold["accuracy"],
+           "torch_accuracy": gold["torch_accuracy"],
+           "agreement_with_torch": gold["agreement_with_torch"],
+           "rel_l2_error": gold["outputs_vs_torch"]["rel_l2_error"],
+           "array_steps": len(gold["cycles"]["per_layer"]),
+           "cycles_per_sample": gold["cycles"]["total_per_sample"]}
+    if args.rtl:
+        rep = out / "digits_resnet-verilator.json"
+        n = args.rtl_images
+        secs = densehw("run", out / "digits_resnet.prog", "--data", "digits", "--backend",
+                       "verilator", "--limit", n, "--batch-size", n, "--report", rep,
+                       "--progress", "off")
+        r = json.loads(rep.read_text())
+        res["rtl"] = {"backend": "verilator", "samples": r["samples"],
+                      "accuracy": r["accuracy"], "mismatches": r["mismatches"],
+                      "compared": sum(o.get("compared_outputs", 0) for o in r["ops"]),
+                      "measured_cycles_per_sample": r["cycles"].get(
+                          "measured_total_per_sample"),
+                      "seconds": round(secs, 1)}
+    return res
+
+
+def torchvision_part(out: Path, name: str, size: int, n: int, args, kinds_done) -> dict:
+    from contract.array import ArrayConfig
+    from sw.compile import compile_model
+    from sw.export import export_model
+    from sw.reference import reference_of
+    from sw.runtime import run_program
+    from sw.zoo import torchvision_model
+
+    tag = f"{name}_{size}"
+    t0 = time.perf_counter()
+    model = torchvision_model(name, image_size=size, seed=args.seed,
+                              quantize_classifier=name == "mobilenet_v2",
+                              calib_batches=8 if size <= 64 else 4,
+                              calib_batch_size=16 if size <= 64 else 8)
+    x = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(args.seed + 1))
+    np.save(out / f"{tag}-x.npy", x.numpy())
+    export_model(model, out / f"{tag}.dshw", example_input=x[:2])
+    t_build = time.perf_counter() - t0
+    t_compile = densehw("compile", out / f"{tag}.dshw", "-o", out / f"{tag}.prog", "--config",
+                        CONFIG, "-q")
+    batch = 8 if size > 64 else n
+    t_run = densehw("run", out / f"{tag}.prog", "--inputs", out / f"{tag}-x.npy", "--out",
+                    out / f"{tag}-y.npy", "--batch-size", batch, "--report",
+                    out / f"{tag}-golden.json", "--progress", "off")
+    r = json.loads((out / f"{tag}-golden.json").read_text())
+    res = {"model": name, "image_size": size, "samples": n, "batch_size": batch,
+           "agreement_with_torch": r["agreement_with_torch"],
+           "rel_l2_error": r["outputs_vs_torch"]["rel_l2_error"],
+           "max_abs_diff": r["outputs_vs_torch"]["max_abs_diff"],
+           "array_macs_per_sample": r["cycles"]["macs_per_sample"],
+           "host_macs_per_sample": r["cycles"]["host_macs_per_sample"],
+           "array_steps": len(r["cycles"]["per_layer"]),
+           "host_steps": sum(1 for o in r["ops"] if o["where"] == "host"),
+           "cycles_per_sample": r["cycles"]["total_per_sample"],
+           "mac_utilization": r["cycles"]["mac_utilization"],
+           "boards": [{k: b[k] for k in ("label", "array", "cycles_per_sample",
+                                         "images_per_s_per_mhz", "images_per_s")}
+                      for b in r["boards"]],
+           "seconds": {"build_and_export": round(t_build, 1), "compile": round(t_compile, 1),
+                       "run_wall": round(t_run, 1), "golden_run": r["seconds"]["run"],
+                       "torch_reference": r["seconds"]["torch_reference"]},
+           "peak_rss_mb": r["peak_rss_mb"]}
+    print(f"{tag}: agreement {100 * res['agreement_with_torch']:.1f} %, rel L2 "
+          f"{res['rel_l2_error']:.2e}, golden {res['seconds']['golden_run']} s for {n}, peak "
+          f"{res['peak_rss_mb']} MB", flush=True)
+    if size <= 64 and name == "mobilenet_v2":
+        # the same network with fp32 activations: what fp16 rounding alone costs
+        from sw.program import load
+
+        prog = load(out / f"{tag}.prog")
+        cfg32 = ArrayConfig(in_fmt="fp32", out_fmt="fp32", depth=prog.config.depth,
+                            e0_min=-16, e0_max=15)
+        p32 = compile_model(out / f"{tag}.dshw", cfg32)
+        got = run_program(p32, x, batch_size=n)
+        ref = reference_of(p32).outputs(x).double()
+        res["fp32_activations"] = {
+            "config": cfg32.name,
+            "agreement_with_torch": float((got.predictions == ref.argmax(1)).float().mean()),
+            "rel_l2_error": float((got.logits - ref).norm() / ref.norm())}
+    if args.rtl and size <= 64:
+        from sw.program import load
+
+        res["rtl_tiles"] = rtl_tiles(load(out / f"{tag}.prog"), x, kinds_done,
+                                     rows=args.tile_rows, channels=args.tile_channels)
+    return res
+
+
+def markdown(results: dict) -> str:
+    lines = [f"commit {results['commit']}, {results['date']}", ""]
+    d = results.get("digits_resnet")
+    if d:
+        lines += ["| digits ResNet | samples | accuracy | PyTorch | agreement | rel L2 |",
+                  "|---|---|---|---|---|---|",
+                  f"| golden | {d['samples']} | {d['accuracy']:.2f} % | "
+                  f"{d['torch_accuracy']:.2f} % | {100 * d['agreement_with_torch']:.2f} % | "
+                  f"{d['rel_l2_error']:.2e} |"]
+        if "rtl" in d:
+            r = d["rtl"]
+            lines.append(f"| verilator | {r['samples']} | {r['accuracy']:.2f} % | | "
+                         f"{r['mismatches']} mismatches / {r['compared']} outputs | |")
+        lines.append("")
+    lines += ["| model | input | samples | agreement | rel L2 | array MACs | host MACs | "
+              "cycles (4x4) | golden s | peak MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["torchvision"]:
+        lines.append(f"| {r['model']} | {r['image_size']}x{r['image_size']} | {r['samples']} | "
+                     f"{100 * r['agreement_with_torch']:.1f} % | {r['rel_l2_error']:.2e} | "
+                     f"{r['array_macs_per_sample']:,} | {r['host_macs_per_sample']:,} | "
+                     f"{r['cycles_per_sample']:,} | {r['seconds']['golden_run']} | "
+                     f"{r['peak_rss_mb']} |")
+    tiles = [t for r in results["torchvision"] for t in r.get("rtl_tiles", [])]
+    if tiles:
+        lines += ["", "| layer kind | layer | K | M | groups | outputs compared | mismatches |",
+                  "|---|---|---|---|---|---|---|"]
+        for t in tiles:
+            lines.append(f"| {t['kind']} | {t['layer']} | {t['k']} | {t['m']} | "
+                         f"{t['groups']} | {t['compared']} | {t['mismatches']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=ROOT / "build" / "models")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--digits-epochs", type=int, default=30)
+    p.add_argument("--images-32", type=int, default=100)
+    p.add_argument("--images-224", type=int, default=8)
+    p.add_argument("--sizes", default="32,224")
+    p.add_argument("--rtl-images", type=int, default=50)
+    p.add_argument("--tile-rows", type=int, default=16)
+    p.add_argument("--tile-channels", type=int, default=8)
+    p.add_argument("--no-rtl", dest="rtl", action="store_false")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    venv_bin = str(Path(sys.executable).parent)
+    if args.rtl and shutil.which("verilator") is None and shutil.which(
+            "verilator", path=venv_bin) is None:
+        print("models: verilator not found; the RTL parts are skipped", file=sys.stderr)
+        args.rtl = False
+    if args.rtl:
+        from sim import backends
+
+        backends.register()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    results = {"commit": commit, "date": time.strftime("%Y-%m-%d"), "config": CONFIG}
+    t0 = time.perf_counter()
+    results["digits_resnet"] = digits_part(out, args)
+    print(f"digits ResNet: {results['digits_resnet']}", flush=True)
+    results["torchvision"] = []
+    kinds = set()
+    for size in [int(s) for s in args.sizes.split(",")]:
+        for name in ("resnet18", "mobilenet_v2"):
+            n = args.images_32 if size <= 64 else args.images_224
+            results["torchvision"].append(torchvision_part(out, name, size, n, args, kinds))
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "models.json").write_text(json.dumps(results, indent=1) + "\n")
+    text = markdown(results)
+    (out / "models.md").write_text(text)
+    print(text)
+    bad = results["digits_resnet"].get("rtl", {}).get("mismatches", 0) + sum(
+        t["mismatches"] for r in results["torchvision"] for t in r.get("rtl_tiles", []))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
