@@ -71,6 +71,7 @@ __all__ = ["gemm_blas", "prepare", "rows_from_bits", "rows_from_values", "eligib
            "weight_values", "parts_needed", "split_parts", "round_float64",
            "static_one_part"]
 
+_MAG = (1 << 63) - 1           # magnitude bits of a float64 pattern
 LIMIT = 1000                    # |exponents| stay below this: far from float64's 1023 and -1074
 _FLOAT32_SUB = {(8, 23), (8, 7)}  # formats whose subnormals are float32 subnormals
 _VIEWS = {(5, 10): (torch.int16, torch.float16), (8, 7): (torch.int16, torch.bfloat16),
@@ -132,8 +133,10 @@ def parts_needed(x64: torch.Tensor, in_fmt: FloatFormat, pmax: int):
     n, k = x64.shape
     ax = x64.abs()
     a = ax.sum(dim=1) * (1.0 + 2.0 ** -20)
-    mn = ax.masked_fill(ax == 0, float("inf")).amin(dim=1)
-    _, e = torch.frexp(torch.where(torch.isinf(mn), 1.0, mn))      # mn in [2**(e-1), 2**e)
+    # smallest nonzero |x| per row (rows of zeros: -0.0, unused): the bit patterns of
+    # nonnegative floats are ordered, and (pattern - 1) mod 2**63 sends +0 above all others
+    mn = (ax.view(torch.int64) - 1).bitwise_and_(_MAG).amin(dim=1).add_(1).view(torch.float64)
+    _, e = torch.frexp(mn)                                          # mn in [2**(e-1), 2**e)
     u = ((e.to(torch.int64) - 1).clamp(min=in_fmt.emin) - in_fmt.frac_bits)
     one = a <= torch.ldexp(torch.ones(n, dtype=torch.float64),
                            (53 + u - pmax).to(torch.float64))
@@ -169,9 +172,6 @@ def split_parts(x64: torch.Tensor, u: torch.Tensor, j_count: int, pmax: int, k: 
 
 
 # -- rounding -------------------------------------------------------------------------------
-
-_MAG = (1 << 63) - 1
-
 
 _DTYPES = {(5, 10): (torch.float16, torch.int16), (8, 7): (torch.bfloat16, torch.int16),
            (8, 23): (torch.float32, torch.int32), (5, 2): (torch.float8_e5m2, torch.uint8)}
@@ -425,17 +425,27 @@ class _Prepared:
         self.scale = 2.0 ** lo if lo == hi else torch.ldexp(
             torch.ones(e0t.shape, dtype=torch.float64), e0t.to(torch.float64))
         self.static_one = static_one_part(in_fmt, self.k, self.pmax)
-        self.bcl = self.bias64 = self.bias_info = self.bias_negzero = None
+        self.bcl = self.bias64 = self.bias_negzero = self._bias_info = None
         if b is not None:
-            self.bias_info = _bias_parts(b, out_fmt)
-            self.bcl = self.bias_info[0]
-            self.bias64 = decode(b, out_fmt).masked_fill(~(self.bcl.finite_nonzero
-                                                           | self.bcl.zero), 0.0)
-            self.bias_negzero = self.bcl.zero & self.bcl.sign
-            self.bias_max = float(self.bias64.abs().max())
+            v = decode(b, out_fmt)
+            finite = torch.isfinite(v)
+            if not bool(finite.all()):                    # infinities or NaNs: classes
+                self.bcl = classify(b, out_fmt)
+                v = v.masked_fill(~finite, 0.0)
+            self.bias64 = v
+            self.bias_negzero = (v == 0) & torch.signbit(v)
+            self.bias_max = float(v.abs().max())
             # P = S * 2**e0 is a multiple of 2**(in lsb + e0), the bias of 2**(out lsb)
             g = min(in_fmt.lsb_exp + int(e0t.min()), out_fmt.lsb_exp)
             self.exact_add_bound = 2.0 ** (52 + g)            # half: room for rounding
+
+
+    @property
+    def bias_info(self):
+        """(classes, significands, lsb exponents) of the bias, for the integer path."""
+        if self._bias_info is None:
+            self._bias_info = _bias_parts(self.b, self.out_fmt)
+        return self._bias_info
 
 
 def prepare(codes, e0t, b, in_fmt, out_fmt, wbits) -> _Prepared | None:
