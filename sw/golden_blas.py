@@ -68,7 +68,7 @@ from .fpbits import classify, significand
 from .limbs import carry, limb, round_limbs
 
 __all__ = ["gemm_blas", "prepare", "rows_from_bits", "rows_from_values", "eligible", "decode",
-           "weight_values", "parts_needed", "split_parts", "round_float64",
+           "weight_values", "part_counts", "parts_needed", "split_parts", "round_float64",
            "static_one_part"]
 
 _MAG = (1 << 63) - 1           # magnitude bits of a float64 pattern
@@ -127,9 +127,9 @@ def static_one_part(in_fmt: FloatFormat, k: int, pmax: int) -> bool:
         <= 1 << 53
 
 
-def parts_needed(x64: torch.Tensor, in_fmt: FloatFormat, pmax: int):
-    """``(J, u)``: parts needed for the rows of ``x64`` (finite values, shape (N, K)) and each
-    row's unit exponent ``u`` (N,), as in the module docstring."""
+def part_counts(x64: torch.Tensor, in_fmt: FloatFormat, pmax: int):
+    """``(J, u)`` per row of ``x64`` (finite values, shape (N, K)): the parts each row needs
+    and its unit exponent, both (N,) int64, as in the module docstring."""
     n, k = x64.shape
     ax = x64.abs()
     a = ax.sum(dim=1) * (1.0 + 2.0 ** -20)
@@ -141,12 +141,19 @@ def parts_needed(x64: torch.Tensor, in_fmt: FloatFormat, pmax: int):
     one = a <= torch.ldexp(torch.ones(n, dtype=torch.float64),
                            (53 + u - pmax).to(torch.float64))
     if bool(one.all()):
-        return 1, u
+        return torch.ones(n, dtype=torch.int64), u
     lb = _limb_bits(pmax, k)
     q = a * (2.0 ** pmax / ((1 << 52) - k * (1 << (pmax - 1)))) * (1.0 + 2.0 ** -40)
     _, eq = torch.frexp(q)                                          # q < 2**eq
     j = (-((u - eq.to(torch.int64)) // lb)).clamp(min=1)            # ceil((eq - u) / lb)
-    return int(torch.where(one, 1, j + 1).max()), u
+    return torch.where(one, 1, j + 1), u
+
+
+def parts_needed(x64: torch.Tensor, in_fmt: FloatFormat, pmax: int):
+    """``(J, u)``: the parts the rows of ``x64`` need together (the most any row needs) and
+    each row's unit exponent (N,)."""
+    counts, u = part_counts(x64, in_fmt, pmax)
+    return int(counts.max()) if counts.numel() else 1, u
 
 
 def _limb_bits(pmax: int, k: int) -> int:
@@ -467,20 +474,33 @@ def rows_from_bits(x: torch.Tensor, prep: _Prepared, relu: bool) -> torch.Tensor
     return rows_from_values(x64, xc, prep, relu)
 
 
+def _several_parts(x64, counts, u, prep):
+    parts = split_parts(x64, u, int(counts.max()), prep.pmax, prep.k)
+    return _multi_part(parts, prep)
+
+
 def rows_from_values(x64: torch.Tensor, xc, prep: _Prepared, relu: bool) -> torch.Tensor:
     """Output patterns (N, M) of finite activation values ``x64`` (N, K) float64 (``-0.0``
     kept); ``xc``: the classes of the original patterns when some were infinite or NaN (their
     values in ``x64`` are then 0), else None."""
-    in_fmt, out_fmt = prep.in_fmt, prep.out_fmt
+    out_fmt = prep.out_fmt
     if prep.static_one:
-        j_count = 1
+        out, zero = _one_part(x64 @ prep.w64.T, prep)
     else:
-        j_count, u = parts_needed(x64, in_fmt, prep.pmax)
-    if j_count == 1:
-        s = x64 @ prep.w64.T
-        out, zero = _one_part(s, prep)
-    else:
-        out, zero = _multi_part(split_parts(x64, u, j_count, prep.pmax, prep.k), prep)
+        counts, u = part_counts(x64, prep.in_fmt, prep.pmax)
+        ones = counts == 1
+        n_one = int(ones.sum())
+        if n_one == x64.shape[0]:
+            out, zero = _one_part(x64 @ prep.w64.T, prep)
+        elif n_one == 0:
+            out, zero = _several_parts(x64, counts, u, prep)
+        else:                                         # one part where a row allows it
+            out = torch.empty((x64.shape[0], prep.codes.shape[0]), dtype=torch.int64)
+            zero = torch.empty(out.shape, dtype=torch.bool)
+            rows = torch.nonzero(ones).flatten()
+            out[rows], zero[rows] = _one_part(x64[rows] @ prep.w64.T, prep)
+            rows = torch.nonzero(~ones).flatten()
+            out[rows], zero[rows] = _several_parts(x64[rows], counts[rows], u[rows], prep)
     _signed_zeros(out, zero, x64, prep.codes, prep.wbits, prep.bias_negzero, out_fmt)
     out = _specials(out, xc, prep.codes, prep.wbits, prep.bcl, out_fmt)
     if relu:

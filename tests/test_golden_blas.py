@@ -157,11 +157,12 @@ def test_part_count_thresholds(fmt):
                                        fmt, pmax)[0] for i in range(0, len(x), 2)]
     assert counts[:4] == [1, 1, 1, 2] and counts == sorted(counts), counts
     assert counts[-1] == (3 if fmt != FP16 else 2), counts
+    whole = same(fmt.width, x, codes, 0, in_fmt=fmt, wbits=wbits, out_fmt=FP32)  # mixed
     for i, d in enumerate(ds):                             # one call per d: its own count
         y = same(d, x[2 * i:2 * i + 2], codes, 0, in_fmt=fmt, wbits=wbits, out_fmt=FP32)
         for r in range(2):
             want = exact(x[2 * i + r], codes[0], 0, None, fmt, FP32, wbits)
-            assert int(y[r, 0]) == want, f"{fmt} d={d} J={counts[i]}"
+            assert int(y[r, 0]) == want == int(whole[2 * i + r, 0]), f"{fmt} d={d} J={counts[i]}"
 
 
 @pytest.mark.parametrize("fmt,out_fmt,e0", [(FP16, FP32, -1), (FP8, FP32, -1), (BF16, BF16, -32),
