@@ -310,24 +310,51 @@ def conv_golden(x_bits, codes, e0, *, in_fmt, wbits, kernel, stride=1, padding=0
         if samples == 0 or m == 0 or positions == 0:
             return out.reshape(samples, m, *out_sp)
         prep = golden_blas.prepare(c, e0t, b, in_f, out_f, wbits)
-        x64 = None
         if prep is not None:
             x64 = golden_blas.decode(x, in_f)
-            if not bool(torch.isfinite(x64.sum())):
-                x64 = None                       # infinities or NaNs: patches of patterns
-        step = max(1, CHUNK_TERMS // (positions * ckk))
+            if bool(torch.isfinite(x64.sum())):
+                _conv_values(x64, prep, relu, ker, st, pad, dil, out_sp, out)
+                return out.reshape(samples, m, *out_sp)
+        step = max(1, CHUNK_TERMS // (positions * ckk))  # infinities, NaNs or wide formats
         for i in range(0, samples, step):
-            if x64 is not None:
-                cols = im2col_tensor(x64[i:i + step], ker, st, pad, dil)
-                y = golden_blas.rows_from_values(cols, None, prep, relu)
-            else:
-                cols = im2col_tensor(x[i:i + step], ker, st, pad, dil)
-                y = None if prep is None else golden_blas.rows_from_bits(cols, prep, relu)
-                if y is None:
-                    y = _gemm_blocks(cols, c, e0t, b, in_f, out_f, wbits, relu)
+            cols = im2col_tensor(x[i:i + step], ker, st, pad, dil)
+            y = None if prep is None else golden_blas.rows_from_bits(cols, prep, relu)
+            if y is None:
+                y = _gemm_blocks(cols, c, e0t, b, in_f, out_f, wbits, relu)
             n = y.shape[0] // positions
             out[i:i + n] = y.reshape(n, positions, m).transpose(1, 2)
         return out.reshape(samples, m, *out_sp)
+
+
+def _conv_values(x64, prep, relu, ker, st, pad, dil, out_sp, out):
+    """The BLAS path of :func:`conv_golden` on decoded finite values ``x64`` (S, C, *spatial):
+    patches of whole samples, or of bands of output rows of one sample, at most about
+    ``CHUNK_TERMS`` activations at a time; writes ``out`` (S, M, positions)."""
+    from torch.nn import functional as F
+
+    if len(ker) == 1:                                 # 1-D: a 2-D image of width 1
+        x64 = x64.unsqueeze(-1)
+        ker, st, pad, dil, out_sp = ((ker[0], 1), (st[0], 1), (pad[0], 0), (dil[0], 1),
+                                     (out_sp[0], 1))
+    xp = F.pad(x64, (pad[1], pad[1], pad[0], pad[0]))  # +0.0: zero padding is +0 terms
+    samples, channels = x64.shape[:2]
+    ckk = channels * ker[0] * ker[1]
+    out_h, out_w = out_sp
+    m = out.shape[1]
+    per_row = out_w * ckk
+    if out_h * per_row <= CHUNK_TERMS:
+        blocks = [(i, min(samples, i + max(1, CHUNK_TERMS // (out_h * per_row))), 0, out_h)
+                  for i in range(0, samples, max(1, CHUNK_TERMS // (out_h * per_row)))]
+    else:
+        band = max(1, CHUNK_TERMS // per_row)
+        blocks = [(i, i + 1, r, min(out_h, r + band)) for i in range(samples)
+                  for r in range(0, out_h, band)]
+    for s0, s1, r0, r1 in blocks:
+        rows = xp[s0:s1, :, r0 * st[0]:(r1 - 1) * st[0] + dil[0] * (ker[0] - 1) + 1]
+        cols = F.unfold(rows, kernel_size=ker, dilation=dil, stride=st)   # (s, ckk, L)
+        y = golden_blas.rows_from_values(cols.transpose(1, 2).reshape(-1, ckk), None, prep,
+                                         relu)
+        out[s0:s1, :, r0 * out_w:r1 * out_w] = y.reshape(s1 - s0, -1, m).transpose(1, 2)
 
 
 def _gemm_blocks(x, c, *rest):

@@ -409,11 +409,14 @@ def test_conv_matches_im2col_gemm(dims, monkeypatch):
                           dilation=dilation, **kw)
         assert got.shape[:2] == (3, 5) and int(np.prod(got.shape[2:])) == want.shape[2]
         assert torch.equal(got.reshape(want.shape), want), f"seed={40 + dims} case {t}"
-        monkeypatch.setattr(sw.golden, "CHUNK_TERMS", 1)         # one sample per block
-        again = conv_golden(x, codes.reshape(5, -1), -2, kernel=kernel, stride=stride,
-                            padding=padding, dilation=dilation, **kw)
-        monkeypatch.undo()
-        assert torch.equal(again, got)
+        ckk = int(np.prod(codes.shape[1:]))
+        row = ckk * (got.shape[3] if dims == 2 else 1)     # activations of one output row
+        for chunk in (1, 2 * row, 2 * ckk * int(np.prod(got.shape[2:]))):
+            monkeypatch.setattr(sw.golden, "CHUNK_TERMS", chunk)   # 1 and 2 rows, 2 samples
+            again = conv_golden(x, codes.reshape(5, -1), -2, kernel=kernel, stride=stride,
+                                padding=padding, dilation=dilation, **kw)
+            monkeypatch.undo()
+            assert torch.equal(again, got), f"seed={40 + dims} case {t} CHUNK_TERMS={chunk}"
 
 
 def test_conv2d_golden_goes_through_conv_golden():
