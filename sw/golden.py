@@ -160,18 +160,22 @@ def _check_args(x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits, relu, conf
 
 # -- the model ----------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _threads(count):
-    """Run torch with ``count`` intra-op threads (None: leave the setting alone)."""
+def _thread_count(count) -> int:
+    """The validated ``threads`` argument (None: torch's current setting)."""
     if count is None:
-        yield
-        return
+        return torch.get_num_threads()
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
         raise TypeError(f"threads must be a positive integer or None, not {count!r}")
     if count < 1:
         raise ValueError(f"threads must be a positive integer or None, not {count!r}")
+    return int(count)
+
+
+@contextlib.contextmanager
+def _threads(count: int):
+    """Run torch with ``count`` intra-op threads, then restore the caller's setting."""
     saved = torch.get_num_threads()
-    torch.set_num_threads(int(count))
+    torch.set_num_threads(count)
     try:
         yield
     finally:
@@ -196,8 +200,9 @@ _DOC_PARAMS = """
     config : DotConfig, optional
         When given, formats and ``wbits`` must match it and ``K``, ``e0`` must lie in its domain.
     threads : int, optional
-        torch intra-op threads for the call (``1`` pins it to one core); default: torch's
-        current setting (``torch.get_num_threads()``). Results never depend on it.
+        torch intra-op threads for the float64 matrix products of the call (``1`` pins it to
+        one core; the elementwise work always runs on one); default: torch's current setting
+        (``torch.get_num_threads()``). Results never depend on it.
 
     Returns
     -------
@@ -217,11 +222,12 @@ def _row_blocks(n_out: int, k: int) -> int:
 
 def gemm_golden(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=None, relu=False,
                 config=None, threads=None) -> torch.Tensor:
-    with _threads(threads):
+    count = _thread_count(threads)
+    with _threads(1):
         x, c, e0t, b, in_fmt, out_fmt, wbits, relu = _check_args(
             x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits, relu, config)
         y = gemm_blas(x, c, e0t, b, in_fmt, out_fmt, wbits, relu,
-                      rows_per_block=_row_blocks(c.shape[0], c.shape[1]))
+                      rows_per_block=_row_blocks(c.shape[0], c.shape[1]), threads=count)
         if y is not None:
             return y
         return _gemm_blocks(x, c, e0t, b, in_fmt, out_fmt, wbits, relu)
@@ -237,7 +243,7 @@ gemm_golden.__doc__ = """Bit-exact ``Y = round_out(X @ W.T + bias)`` on raw patt
 
 def gemm_reference(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=None,
                    relu=False, config=None, threads=1) -> torch.Tensor:
-    with _threads(threads):
+    with _threads(_thread_count(threads)):
         return _gemm_blocks(*_check_args(x_bits, codes, e0, in_fmt, wbits, out_fmt, bias_bits,
                                          relu, config))
 
@@ -277,7 +283,8 @@ def conv_golden(x_bits, codes, e0, *, in_fmt, wbits, kernel, stride=1, padding=0
     """
     from .conv import im2col_tensor
 
-    with _threads(threads):
+    count = _thread_count(threads)
+    with _threads(1):
         in_f = _format(in_fmt, "in_fmt")
         x = _bits(x_bits, in_f, "activation")
         if x.ndim not in (3, 4):
@@ -309,7 +316,7 @@ def conv_golden(x_bits, codes, e0, *, in_fmt, wbits, kernel, stride=1, padding=0
         out = torch.empty((samples, m, positions), dtype=torch.int64)
         if samples == 0 or m == 0 or positions == 0:
             return out.reshape(samples, m, *out_sp)
-        prep = golden_blas.prepare(c, e0t, b, in_f, out_f, wbits)
+        prep = golden_blas.prepare(c, e0t, b, in_f, out_f, wbits, count)
         if prep is not None:
             x64 = golden_blas.decode(x, in_f)
             if bool(torch.isfinite(x64.sum())):

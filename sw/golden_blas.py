@@ -279,7 +279,7 @@ def _multi_part(parts, prep):
     0``, ``(h, l) = TwoSum(t, w)`` gives ``V = h + l`` and the rounding-to-odd of :func:`_one_part`.
     Elsewhere (``f != 0``: the bias and the products far apart) and for J >= 3, the limbs
     ``S_j / 2**s_j`` are combined in integers (:func:`_limbs_round`)."""
-    sums = [xp @ prep.w64.T for xp, _ in parts]
+    sums = [_product(xp, prep) for xp, _ in parts]
     u = parts[0][1]
     n, m = sums[0].shape
     if len(parts) == 2:
@@ -455,13 +455,30 @@ class _Prepared:
         return self._bias_info
 
 
-def prepare(codes, e0t, b, in_fmt, out_fmt, wbits) -> _Prepared | None:
+def prepare(codes, e0t, b, in_fmt, out_fmt, wbits, threads: int = 1) -> _Prepared | None:
     """Weights, offsets and bias of a GEMM (validated int64 tensors), or ``None`` when
-    :func:`eligible` refuses the formats and offsets."""
+    :func:`eligible` refuses the formats and offsets. The matrix products run on ``threads``
+    torch threads; call the rest with torch set to one thread (:func:`gemm_blas` does)."""
     pmax = max_exponent_code(wbits)
     if not eligible(in_fmt, out_fmt, pmax, int(e0t.min()), int(e0t.max())):
         return None
-    return _Prepared(codes, e0t, b, in_fmt, out_fmt, wbits)
+    prep = _Prepared(codes, e0t, b, in_fmt, out_fmt, wbits)
+    prep.threads = threads
+    return prep
+
+
+def _product(x64: torch.Tensor, prep: _Prepared) -> torch.Tensor:
+    """``x64 @ W.T`` (float64 BLAS) on ``prep.threads`` threads. Everything else runs on one:
+    a few dozen elementwise passes, each a parallel region that waits for every thread, cost
+    more than they gain when other processes share the cores."""
+    if prep.threads == 1:
+        return x64 @ prep.w64.T
+    saved = torch.get_num_threads()
+    torch.set_num_threads(prep.threads)
+    try:
+        return x64 @ prep.w64.T
+    finally:
+        torch.set_num_threads(saved)
 
 
 def rows_from_bits(x: torch.Tensor, prep: _Prepared, relu: bool) -> torch.Tensor:
@@ -485,20 +502,20 @@ def rows_from_values(x64: torch.Tensor, xc, prep: _Prepared, relu: bool) -> torc
     values in ``x64`` are then 0), else None."""
     out_fmt = prep.out_fmt
     if prep.static_one:
-        out, zero = _one_part(x64 @ prep.w64.T, prep)
+        out, zero = _one_part(_product(x64, prep), prep)
     else:
         counts, u = part_counts(x64, prep.in_fmt, prep.pmax)
         ones = counts == 1
         n_one = int(ones.sum())
         if n_one == x64.shape[0]:
-            out, zero = _one_part(x64 @ prep.w64.T, prep)
+            out, zero = _one_part(_product(x64, prep), prep)
         elif n_one == 0:
             out, zero = _several_parts(x64, counts, u, prep)
         else:                                         # one part where a row allows it
             out = torch.empty((x64.shape[0], prep.codes.shape[0]), dtype=torch.int64)
             zero = torch.empty(out.shape, dtype=torch.bool)
             rows = torch.nonzero(ones).flatten()
-            out[rows], zero[rows] = _one_part(x64[rows] @ prep.w64.T, prep)
+            out[rows], zero[rows] = _one_part(_product(x64[rows], prep), prep)
             rows = torch.nonzero(~ones).flatten()
             out[rows], zero[rows] = _several_parts(x64[rows], counts[rows], u[rows], prep)
     _signed_zeros(out, zero, x64, prep.codes, prep.wbits, prep.bias_negzero, out_fmt)
@@ -508,14 +525,16 @@ def rows_from_values(x64: torch.Tensor, xc, prep: _Prepared, relu: bool) -> torc
     return out
 
 
-def gemm_blas(x, codes, e0t, b, in_fmt, out_fmt, wbits, relu, *, rows_per_block: int):
+def gemm_blas(x, codes, e0t, b, in_fmt, out_fmt, wbits, relu, *, rows_per_block: int,
+              threads: int = 1):
     """The fast path on validated arguments (int64 tensors: ``x`` (N, K) patterns, ``codes``
-    (M, K), ``e0t`` (M,), ``b`` (M,) or None). Returns (N, M) int64 patterns, or ``None`` when
+    (M, K), ``e0t`` (M,), ``b`` (M,) or None), matrix products on ``threads`` threads, to be
+    called with torch set to one thread. Returns (N, M) int64 patterns, or ``None`` when
     :func:`eligible` refuses the formats and offsets."""
     n, m = x.shape[0], codes.shape[0]
     if m == 0 or n == 0:
         return torch.zeros((n, m), dtype=torch.int64)
-    prep = prepare(codes, e0t, b, in_fmt, out_fmt, wbits)
+    prep = prepare(codes, e0t, b, in_fmt, out_fmt, wbits, threads)
     if prep is None:
         return None
     if n <= rows_per_block:
