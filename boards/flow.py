@@ -160,7 +160,11 @@ def load_spec(path) -> dict:
     from contract.array import read_config_file
 
     data = read_config_file(path)
-    return data if "kind" in data else {"kind": "array", "config": data}
+    if "kind" in data:
+        return data
+    from contract.branch_array import is_branch_config
+
+    return {"kind": "branch-array" if is_branch_config(data) else "array", "config": data}
 
 
 def spec_hash(spec: dict) -> str:
@@ -189,6 +193,9 @@ def make_design(spec: dict, *, board: str | None = None) -> Design:
     portable Verilog). Kinds:
 
     * ``{"kind": "array", "config": ArrayConfig dict}``: the shift PE array (``densehw_array``);
+    * ``{"kind": "branch-array", "config": BranchArrayConfig dict}``: the multi-branch array
+      (``densehw_branch_array``; one MAC is one ``wbits`` x ``abits`` product, ``lanes`` per PE
+      per clock);
     * ``{"kind": "dot", "config": DotConfig dict}``: the single dot-product unit;
     * ``{"kind": "fp-mac" | "int8-mac" | "shift-fpadd", ...}``: baselines (``boards.baselines``);
     * ``{"kind": "verilog", "path", "top", "macs_per_cycle"}``.
@@ -205,6 +212,15 @@ def make_design(spec: dict, *, board: str | None = None) -> Design:
                       verilog=generate_array_verilog(cfg, family=BOARD_FAMILY.get(board)),
                       config=cfg.to_dict(),
                       macs_per_cycle=cfg.rows * cfg.cols, kind="shift-array")
+    if kind == "branch-array":
+        from contract.branch_array import BranchArrayConfig
+        from hw.branches.top import BRANCH_TOP_NAME, generate_branch_verilog
+
+        cfg = BranchArrayConfig.from_dict(spec.get("config", {}))
+        return Design(name=f"branch_{cfg.name}", top=BRANCH_TOP_NAME,
+                      verilog=generate_branch_verilog(cfg, family=BOARD_FAMILY.get(board)),
+                      config=cfg.to_dict(), macs_per_cycle=cfg.rows * cfg.cols * cfg.lanes,
+                      kind="branch-array")
     if kind == "dot":
         from contract import DotConfig
         from hw.gen import generate_verilog
@@ -219,8 +235,8 @@ def make_design(spec: dict, *, board: str | None = None) -> Design:
     if kind == "verilog":
         return design_from_verilog(spec["path"], top=spec["top"],
                                    macs_per_cycle=spec["macs_per_cycle"], name=spec.get("name"))
-    raise ValueError(f"unknown design kind {kind!r}; expected array, dot, fp-mac, int8-mac, "
-                     f"shift-fpadd or verilog")
+    raise ValueError(f"unknown design kind {kind!r}; expected array, branch-array, dot, fp-mac, "
+                     f"int8-mac, shift-fpadd or verilog")
 
 
 # -- Verilog ports and the I/O harness ---------------------------------------------------------

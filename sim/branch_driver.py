@@ -45,7 +45,12 @@ class BranchRunError(RuntimeError):
 class BranchLayer:
     """One GEMM for the branch array: ``x_codes`` (N, K) activation codes, ``w_codes`` (M, K)
     weight codes; for the float path raw ``scale_fmt`` patterns ``scale_x`` (int) and
-    ``scale_w`` (int or (M,)); ``relu``; ``stall`` overrides the run's stall probability."""
+    ``scale_w`` (int or (M,)); ``relu``; ``stall`` overrides the run's stall probability.
+
+    ``abort_after``: start the layer, stream for that many clocks, then pulse ``rst`` (no result;
+    the next layer must run cleanly). ``merge_frames``: ``"act"`` or ``"wgt"`` sends that stream
+    as one frame (``tlast`` on its last beat only): the results must still be right and
+    ``ERROR.ACT_FRAMING`` / ``WGT_FRAMING`` set (then cleared)."""
 
     x_codes: object
     w_codes: object
@@ -53,6 +58,8 @@ class BranchLayer:
     scale_w: object = None
     relu: bool = False
     stall: float | None = None
+    abort_after: int | None = None
+    merge_frames: str | None = None
 
     @property
     def scaled(self) -> bool:
@@ -90,6 +97,12 @@ def check_branch_layer(config: BranchArrayConfig, layer: BranchLayer) -> None:
             body = value & ~fmt.sign_mask
             if value >> fmt.width or value & fmt.sign_mask or body == 0 or body >= fmt.pos_inf:
                 raise ValueError(f"scale {value:#x} is not a finite positive {fmt.name} value")
+    if layer.abort_after is not None and (not isinstance(layer.abort_after, int)
+                                          or layer.abort_after < 1):
+        raise ValueError(f"abort_after must be a positive int, not {layer.abort_after!r}")
+    if layer.merge_frames not in (None, "act", "wgt"):
+        raise ValueError(f"merge_frames must be None, 'act' or 'wgt', not "
+                         f"{layer.merge_frames!r}")
     if layer.stall is not None and not 0 <= layer.stall <= 0.9:
         raise ValueError(f"stall must be in [0, 0.9], not {layer.stall!r}")
 
@@ -145,7 +158,8 @@ def _write_job(run_dir, config, layers, *, seed, stall, probes):
                 np.asarray(layer.scale_w, dtype=np.int64), (m,)).copy())
         entries.append({"n": n, "k": k, "m": m, "relu": bool(layer.relu),
                         "scale_x": int(layer.scale_x) if layer.scaled else None,
-                        "stall": stall if layer.stall is None else float(layer.stall)})
+                        "stall": stall if layer.stall is None else float(layer.stall),
+                        "abort_after": layer.abort_after, "merge_frames": layer.merge_frames})
     (run_dir / "job.json").write_text(json.dumps(
         {"config": config.to_dict(), "seed": int(seed), "layers": entries,
          "probes": bool(probes)}, indent=1))
@@ -175,6 +189,8 @@ def _collect(run_dir, config, layers, entries):
         res.bench_cycles = int(e.get("bench_cycles", 0))
         res.wall_s = float(e.get("wall_s", 0.0))
         res.problems += e.get("problems", [])
+        if layer.abort_after:
+            continue
         beats = np.load(run_dir / f"res{i}.npy")
         frames = np.load(run_dir / f"frames{i}.npy").tolist()
         order = result_order(config, n, k, m)

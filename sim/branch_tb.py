@@ -21,6 +21,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotbext.axi import AxiStreamFrame
 
 from contract.branch_array import (
     BRANCH_CTRL,
@@ -92,10 +93,32 @@ class BranchBench(ArrayBench):
             await self.write(name, value)
         await self.write("CTRL", ctrl)
         start = self.cycle
-        for frame in _frames(branch_weight_stream(cfg, w, sw)):
+        wgt_frames = _frames(branch_weight_stream(cfg, w, sw))
+        act_frames = _frames(branch_activation_stream(cfg, x, m))
+        expect_error = 0
+        merge = entry.get("merge_frames")
+        if merge == "act" and len(act_frames) > 1:      # tlast only on the very last beat
+            act_frames = [AxiStreamFrame(tdata=[v for f in act_frames for v in f.tdata])]
+            expect_error |= BRANCH_ERROR["ACT_FRAMING"]
+        if merge == "wgt" and len(wgt_frames) > 1:
+            wgt_frames = [AxiStreamFrame(tdata=[v for f in wgt_frames for v in f.tdata])]
+            expect_error |= BRANCH_ERROR["WGT_FRAMING"]
+        for frame in wgt_frames:
             self.wgt.send_nowait(frame)
-        for frame in _frames(branch_activation_stream(cfg, x, m)):
+        for frame in act_frames:
             self.act.send_nowait(frame)
+        if entry.get("abort_after"):
+            await ClockCycles(self.dut.clk, entry["abort_after"])
+            await self.reset()
+            await ClockCycles(self.dut.clk, 20)
+            status, error = await self.read("STATUS"), await self.read("ERROR")
+            if status & (BRANCH_STATUS["BUSY"] | BRANCH_STATUS["DONE"]) or error:
+                problems.append(f"after reset STATUS={status:#x} ERROR={error:#x}, expected "
+                                f"idle and no error")
+            late = sum(len(f.tdata) for f in self._drain_sink())
+            if late:
+                problems.append(f"{late} result beats after the reset")
+            return {"problems": problems, "status": status, "error": error, "aborted": True}
         total = n * m
         chunks = cfg.chunks(k)
         period = max(chunks, cfg.rows * cfg.cols) + cfg.cols * (chunks * 2 + 4) + 200
@@ -120,9 +143,12 @@ class BranchBench(ArrayBench):
         if not status & BRANCH_STATUS["DONE"]:
             problems.append(f"STATUS={status:#x}: DONE not set after the last result")
         error = await self.read("ERROR")
+        if error != expect_error:
+            problems.append(f"ERROR={error:#x} after the layer, expected {expect_error:#x}")
         if error:
-            problems.append(f"ERROR={error:#x} after the layer")
             await self.write("ERROR", error)
+            if await self.read("ERROR"):
+                problems.append("ERROR not cleared by writing its bits")
         counters = await self.counters()
         self.set_stall(0.0, rng)
         await ClockCycles(self.dut.clk, 2 * cfg.rows * cfg.cols + 50)

@@ -28,7 +28,8 @@ def _layers(cfg, seed, *, scaled):
     out = []
     for n, k, m, stall in ((cfg.rows * 2 + 1, 2 * cfg.lanes + 3, cfg.cols + 1, 0.0),
                            (1, 1, 1, 0.0), (cfg.rows, cfg.depth, cfg.cols, 0.2),
-                           (3, cfg.lanes, 2 * cfg.cols, 0.4)):
+                           (3, cfg.lanes, 2 * cfg.cols, 0.4),
+                           (4 * cfg.rows + 3, cfg.depth - cfg.lanes + 1, 3 * cfg.cols + 2, 0.1)):
         out.append(BranchLayer(rng.integers(0, ta + 1, (n, k)), rng.integers(0, tw + 1, (m, k)),
                                stall=stall))
     k = cfg.depth - 1                               # extremes: the largest sums of both signs
@@ -41,7 +42,7 @@ def _layers(cfg, seed, *, scaled):
         xs = rng.integers(0, ta + 1, (cfg.rows + 1, 2 * cfg.lanes + 1))
         ws = rng.integers(0, tw + 1, (cfg.cols + 2, xs.shape[1]))
         for sx, sw, relu in ((0.375, [1.5, 2.0 ** -9, 3.0, 1.25, 7.0], False),
-                             (2.0 ** 100, [2.0 ** 27, 1.0, 2.0 ** -140, 1.5, 2.0], True),
+                             (2.0 ** 100, [2.0 ** 27, 1.0, 2.0 ** -130, 1.5, 2.0], True),
                              (2.0 ** -120, [2.0 ** -20, 0.75, 2.0 ** -6, 1.0, 3.5], False)):
             sw = np.resize(np.asarray(sw), ws.shape[0])
             out.append(BranchLayer(xs, ws, int(to_bits(np.float64(sx), fmt)),
@@ -49,6 +50,21 @@ def _layers(cfg, seed, *, scaled):
         out.append(BranchLayer(x, w, int(to_bits(np.float64(1.0), fmt)),
                                int(to_bits(np.float64(2.0 ** -30), fmt))))
     return out
+
+
+def _robustness_layers(cfg, seed):
+    """Misframed streams (results still right, ERROR bits set), a reset in the middle of a
+    layer, and a clean layer after it."""
+    rng = np.random.default_rng(seed)
+    ta, tw = (1 << cfg.abits) - 1, (1 << cfg.wbits) - 1
+
+    def layer(n, k, m, **kw):
+        return BranchLayer(rng.integers(0, ta + 1, (n, k)), rng.integers(0, tw + 1, (m, k)),
+                           **kw)
+    return [layer(cfg.rows + 1, 2 * cfg.lanes + 1, 2 * cfg.cols, merge_frames="act"),
+            layer(cfg.rows, cfg.lanes + 2, cfg.cols + 1, merge_frames="wgt"),
+            layer(2 * cfg.rows, cfg.depth, 2 * cfg.cols, abort_after=40),
+            layer(cfg.rows + 2, 3 * cfg.lanes - 1, cfg.cols + 2, stall=0.2)]
 
 
 def _expect(cfg, layer):
@@ -65,8 +81,10 @@ def _expect(cfg, layer):
     return np.maximum(y, 0) if layer.relu else y
 
 
-def _run(cfg, sim, seed, *, scaled, probes=False):
+def _run(cfg, sim, seed, *, scaled, probes=False, robustness=False):
     layers = _layers(cfg, seed, scaled=scaled)
+    if robustness:
+        layers += _robustness_layers(cfg, seed)
     print(f"{sim} {cfg.name} seed {seed}")
     results, info = run_branch_layers(cfg, layers, sim=sim, seed=seed, probes=probes,
                                       tag=f"test-{seed}")
@@ -74,6 +92,8 @@ def _run(cfg, sim, seed, *, scaled, probes=False):
     vectors = 0
     for layer, res in zip(layers, results, strict=True):
         assert not res.problems, (res.shape, res.problems, info["log"])
+        if layer.abort_after:
+            continue
         want = _expect(cfg, layer)
         bad = np.argwhere(res.y != want)
         assert not bad.size, (f"{sim} {cfg.name} seed {seed} layer {res.index} {res.shape}: "
@@ -99,10 +119,11 @@ def test_icarus_pairs(wbits, abits):
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_float_path_and_probes(sim):
-    """The float path (fp32 scales, fp16 out), both modes in one array, START errors."""
+    """The float path (fp32 scales, fp16 out), both modes in one array, START errors,
+    misframed streams and a reset in the middle of a layer."""
     cfg = BranchArrayConfig(wbits=2, abits=8, rows=2, cols=2, lanes=4, depth=32,
                             out_fmt=FP16, scale_fmt=FP32)
-    _run(cfg, sim, 7, scaled=True, probes=True)
+    _run(cfg, sim, 7, scaled=True, probes=True, robustness=True)
 
 
 def test_verilator_integers_wide_lanes():
@@ -111,7 +132,7 @@ def test_verilator_integers_wide_lanes():
         pytest.skip("verilator not installed")
     cfg = BranchArrayConfig(wbits=1, abits=1, rows=3, cols=2, lanes=16, depth=64, out_fmt=None,
                             scale_fmt=None)
-    _run(cfg, "verilator", 3, scaled=False, probes=True)
+    _run(cfg, "verilator", 3, scaled=False, probes=True, robustness=True)
 
 
 @pytest.mark.slow

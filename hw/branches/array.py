@@ -258,7 +258,7 @@ class BranchArray(wiring.Component):
         ch_r, ch_c = Signal(range(max(2, R))), Signal(range(max(2, C)))
         t_drain = Signal(comp["tile"])
         m.submodules.finalizer = fin = BranchFinalizer(config=cfg)
-        fifo_depth = fin.stages + 2
+        fifo_depth = fin.stages + 4      # an entry is in flight for stages + 3 clocks
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=result_layout(cfg).size, depth=fifo_depth)
         inflight = Signal(range(fifo_depth + 1))
