@@ -5,7 +5,8 @@
   ``±1`` plane products (float64 BLAS sums of integers below ``2**53``: exact).
 * :func:`branch_gemm_scaled` -- ``round_out(sx * sw[m] * Y)``: the exact product of the integer
   result and the two scale significands is formed in 30-bit limbs and rounded once
-  (:func:`sw.golden` rounding), so the result is the correctly rounded value.
+  (:func:`sw.limbs.round_limbs`, the DenseShift golden model's rounding), so the result is the
+  correctly rounded value.
 
 Both take codes (``c = (q + 2**k - 1) / 2``, see :mod:`contract.branches`); raw scale and result
 patterns are int64 like the DenseShift golden model's.
@@ -26,7 +27,7 @@ from contract.branches import (
 )
 
 from .fpbits import check_bits, classify, significand
-from .golden import _carry, _one_thread, _round
+from .limbs import carry, round_limbs
 
 __all__ = ["branch_gemm", "branch_gemm_scaled", "scale_product", "LIMB_BITS"]
 
@@ -83,16 +84,15 @@ def branch_gemm(x_codes, w_codes, *, wbits: int, abits: int, relu: bool = False
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"relu must be a bool, not {relu!r}")
     x, w, wbits, abits = _check(x_codes, w_codes, wbits, abits)
-    with _one_thread():
-        xa, ww = _planes(x, abits), _planes(w, wbits)
-        k = x.shape[1]
-        out = torch.zeros((x.shape[0], w.shape[0]), dtype=torch.int64)
-        for i in range(wbits):
-            for j in range(abits):
-                # <W_i, A_j> = 2 * popcount(xnor) - K; as ±1 vectors it is their dot product
-                agree = (xa[j] @ ww[i].T + k) / 2          # popcount(xnor(W_i, A_j))
-                out += (2 * agree.to(torch.int64) - k) << (i + j)
-        return out.clamp(min=0) if relu else out
+    xa, ww = _planes(x, abits), _planes(w, wbits)
+    k = x.shape[1]
+    out = torch.zeros((x.shape[0], w.shape[0]), dtype=torch.int64)
+    for i in range(wbits):
+        for j in range(abits):
+            # <W_i, A_j> = 2 * popcount(xnor) - K; as ±1 vectors it is their dot product
+            agree = (xa[j] @ ww[i].T + k) / 2          # popcount(xnor(W_i, A_j))
+            out += (2 * agree.to(torch.int64) - k) << (i + j)
+    return out.clamp(min=0) if relu else out
 
 
 def _scales(bits, fmt, count, what) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,10 +126,10 @@ def scale_product(acc: torch.Tensor, sig_x, exp_x, sig_w, exp_w, out_fmt) -> tor
     mag = acc.abs()
     limbs = torch.stack([(mag >> (j * lb)) & ((1 << lb) - 1) for j in range(5)])
     for sig in (sig_x, sig_w):                  # two exact multiplications by < 2**31
-        limbs = _carry(limbs * torch.as_tensor(sig, dtype=torch.int64), lb)
+        limbs = carry(limbs * torch.as_tensor(sig, dtype=torch.int64), lb)
     lsb = torch.as_tensor(exp_x, dtype=torch.int64) + torch.as_tensor(exp_w, dtype=torch.int64)
     lsb = lsb.expand(acc.shape) if lsb.ndim else torch.full(acc.shape, int(lsb))
-    y = _round(limbs, lsb, lb, out_fmt)
+    y = round_limbs(limbs, lsb, lb, out_fmt)
     y = y | ((acc < 0).to(torch.int64) << (out_fmt.width - 1))
     return torch.where(acc == 0, 0, y)
 
@@ -153,8 +153,7 @@ def branch_gemm_scaled(x_codes, w_codes, *, wbits: int, abits: int, scale_x, sca
     m = acc.shape[1]
     sig_x, exp_x = _scales(scale_x, scale_fmt, 1, "scale_x")
     sig_w, exp_w = _scales(scale_w, scale_fmt, m, "scale_w")
-    with _one_thread():
-        y = scale_product(acc, sig_x[0], exp_x[0], sig_w, exp_w, out_fmt)
+    y = scale_product(acc, sig_x[0], exp_x[0], sig_w, exp_w, out_fmt)
     if relu:
         y = torch.where((y & out_fmt.sign_mask) != 0, 0, y)
     return y
