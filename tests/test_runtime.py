@@ -327,3 +327,50 @@ def test_adaptive_avgpool_softmax_clamp_concat_permute():
     got = runtime._host_permute(_Stub(vals), {"inputs": ["a"], "output": "y",
                                               "perm": [2, 0, 1]}, bits)
     assert torch.equal(got, bits.permute(0, 3, 1, 2))
+
+
+def test_grouped_and_sampled_array_steps(tmp_path):
+    """A depthwise and a grouped convolution run as one GEMM per group and equal PyTorch's
+    float64 convolution rounded once; ``sample_array_step`` compares sampled tiles of a step
+    with golden and catches a backend that flips one output bit."""
+    from torch import nn
+
+    from sw import quantize_model
+
+    torch.manual_seed(SEED)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False),
+                          nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2))
+    quantize_model(model, from_weights=True, e0=-3)
+    model.eval()
+    x = torch.rand(3, 4, 7, 7, generator=torch.Generator().manual_seed(SEED))
+    export_model(model, tmp_path / "g.dshw", example_input=x[:2])
+    prog = compile_model(tmp_path / "g.dshw", ArrayConfig())
+    dw, grouped = prog.array_steps()
+    assert (dw["groups"], dw["k"], grouped["groups"], grouped["k"]) == (4, 9, 2, 18)
+    res = run_program(prog, x, keep_values=True)
+    from contract import decode_weights
+
+    for step in (dw, grouped):
+        a = res.values[step["inputs"][0]]
+        codes = np.concatenate([runtime.array_operands(prog, step, a, g)[1]
+                                for g in range(step["groups"])])
+        w = torch.from_numpy(decode_weights(codes, 3, step["e0"])).reshape(
+            step["m"], -1, *step["kernel"])
+        y = F.conv2d(decode(a, FP16), w, stride=step["stride"], padding=step["padding"],
+                     dilation=step["dilation"], groups=step["groups"])
+        if step["bias"] is not None:
+            y = y + decode(torch.from_numpy(prog.blob(step["bias"]).astype(np.int64)),
+                           FP16).reshape(1, -1, 1, 1)
+        assert torch.equal(res.values[step["output"]], round_to_format(y, FP16)), step["name"]
+    good = runtime.sample_array_step(prog, dw, res.values[dw["inputs"][0]], gemm_golden,
+                                     rows=5, channels=2)
+    assert (good["compared"], good["mismatches"], good["groups"]) == (10, 0, 2)
+
+    def flipping(x_bits, codes, e0, **kw):
+        y = gemm_golden(x_bits, codes, e0, **kw)
+        y[0, 0] ^= 1
+        return y
+
+    bad = runtime.sample_array_step(prog, grouped, res.values[grouped["inputs"][0]], flipping,
+                                    rows=4, channels=3)
+    assert bad["mismatches"] == 2 and bad["first_mismatch"]["row"] == 0
