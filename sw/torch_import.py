@@ -155,6 +155,10 @@ class _Importer:
                 else:
                     self.fail(fx, f"input kind {kind} is not supported")
             elif fx.op == "call_function":
+                val = fx.meta.get("val")
+                if isinstance(val, (torch.SymInt, torch.SymFloat, torch.SymBool, int, float,
+                                    bool)):
+                    continue          # symbolic sizes: shapes come from the tensors' metadata
                 args_const = self.is_const(list(fx.args)) and self.is_const(
                     list(fx.kwargs.values()))
                 if args_const:
@@ -480,6 +484,8 @@ HANDLERS = {
     _aten.lift_fresh_copy.default: _identity,
     _aten._softmax.default: _softmax, _aten.softmax.int: _softmax,
     _aten._assert_tensor_metadata.default: _assert,
+    _aten._assert_scalar.default: _assert,
+    _aten.sym_constrain_range_for_size.default: _assert,
 }
 
 

@@ -231,3 +231,33 @@ def test_user_model_on_verilator_equals_golden(user):
     assert main(["run", str(tmp / "prog"), "--inputs", str(tmp / "x.npy"), "--limit", "2",
                  "--out", str(tmp / "y-gold.npy")]) == 0
     assert np.array_equal(np.load(tmp / "y-rtl.npy"), np.load(tmp / "y-gold.npy"))
+
+
+class _MatMuls(nn.Module):
+    """``x @ W`` and ``V @ y`` with constant power-of-two buffers, a batch-size reshape."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(SEED)
+        for name, shape in (("W", (6, 5)), ("V", (4, 3))):
+            sign = torch.randint(0, 2, shape, generator=g) * 2 - 1
+            self.register_buffer(name, sign * 2.0 ** torch.randint(-3, 1, shape, generator=g))
+
+    def forward(self, x):                       # (N, 3, 6)
+        y = torch.relu(x @ self.W)              # (N, 3, 5)
+        z = self.V @ y                          # (N, 4, 5)
+        return z.permute(0, 2, 1).reshape(x.shape[0], -1)
+
+
+def test_matmuls_with_constant_shift_weights(tmp_path):
+    model = _MatMuls().eval()
+    x = torch.randn(5, 3, 6, generator=torch.Generator().manual_seed(SEED))
+    sw.export_model(model, tmp_path / "mm.dshw", example_input=x[:2])
+    prog = compile_model(tmp_path / "mm.dshw", ArrayConfig())
+    arr = prog.array_steps()
+    assert [(s["op"], s["n"], s["k"], s["m"], s["relu"]) for s in arr] == [
+        ("linear", 3, 6, 5, True), ("linear", 5, 3, 4, False)]
+    res = run_program(prog, x)
+    with torch.no_grad():
+        ref = model(x).double()
+    assert float((res.logits - ref).abs().max()) < 2e-3
