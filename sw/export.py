@@ -123,7 +123,11 @@ class ExportedModel:
         """The recorded ``torch.export.ExportedProgram`` (version 2), or None."""
         if self.graph is None:
             return None
-        return torch.export.load(io.BytesIO(self.graph))
+        try:
+            return torch.export.load(io.BytesIO(self.graph))
+        except Exception as exc:   # noqa: BLE001 (a damaged archive fails in many ways)
+            raise ExportError(f"the recorded graph cannot be loaded ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
     def float_state_dict(self) -> dict:
         """``state_dict``-style mapping with every shift layer's weight decoded to float32 under
@@ -324,6 +328,11 @@ def save(exported: ExportedModel, path) -> None:
     write_atomic(path, blob)
 
 
+#: Bounds of what a header may declare: sizes and offsets, weight offsets.
+MAX_SIZE = 1 << 40
+MAX_E0 = 1 << 10
+
+
 def load(path) -> ExportedModel:
     """Read an export file; raises :class:`ExportError` naming the file and the problem."""
     path = Path(path)
@@ -361,7 +370,28 @@ def loads(blob: bytes, path="export") -> ExportedModel:
     if len(payload) != header.get("payload_bytes"):
         raise bad(f"payload is {len(payload)} bytes, header says {header.get('payload_bytes')}")
 
+    def integer(value, what, lo=0, hi=MAX_SIZE):
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise bad(f"corrupt header ({what} is {value!r}; expected an integer in "
+                      f"[{lo}, {hi}])")
+        return value
+
+    def dims(value, what):
+        if not isinstance(value, list):
+            raise bad(f"corrupt header ({what} is {value!r}; expected a list of sizes)")
+        return tuple(integer(v, what) for v in value)
+
     def array(offset, nbytes, dtype, shape):
+        integer(offset, "an array offset")
+        integer(nbytes, "an array size")
+        try:
+            ok = (isinstance(dtype, str) and np.dtype(dtype).kind in "biuf"
+                  and np.dtype(dtype).str[0] in "<|" and np.dtype(dtype).fields is None)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise bad(f"corrupt header (dtype {dtype!r}; expected a little-endian numeric "
+                      f"NumPy dtype such as '<f4')")
         if offset < 0 or offset + nbytes > len(payload):
             raise bad(f"array at offset {offset} ({nbytes} bytes) is outside the payload")
         arr = np.frombuffer(payload, dtype=np.dtype(dtype), count=nbytes // np.dtype(dtype)
@@ -372,24 +402,42 @@ def loads(blob: bytes, path="export") -> ExportedModel:
 
     try:
         layers = {}
+        if not isinstance(header.get("layers"), list) or not isinstance(
+                header.get("tensors"), list):
+            raise bad("corrupt header (layers and tensors must be lists)")
         for r in header["layers"]:
-            m, wpr = r["rows"], r["words_per_row"]
+            name = r["name"]
+            if not isinstance(name, str) or name in layers:
+                raise bad(f"corrupt header (layer name {name!r})")
+            if r["kind"] not in ("conv1d", "conv2d", "linear"):
+                raise bad(f"corrupt header (layer {name}: kind {r['kind']!r})")
+            shape = dims(r["weight_shape"], f"layer {name} weight_shape")
+            m, wpr = integer(r["rows"], "rows"), integer(r["words_per_row"], "words_per_row")
+            wbits, e0 = integer(r["wbits"], "wbits", 2, 5), integer(r["e0"], "e0", -MAX_E0, MAX_E0)
+            if not shape or shape[0] != m:
+                raise bad(f"corrupt header (layer {name}: weight_shape {list(shape)} and rows {m})")
+            if r.get("bias") is not None and not isinstance(r["bias"], str):
+                raise bad(f"corrupt header (layer {name}: bias {r['bias']!r})")
             words = array(r["words_offset"], m * wpr * 4, "<u4", (m, wpr)).astype(np.uint32)
             attrs = {k: r[k] for k in ("stride", "padding", "dilation", "groups") if k in r}
-            layers[r["name"]] = ShiftLayerExport(
-                name=r["name"], kind=r["kind"], weight_shape=tuple(r["weight_shape"]),
-                wbits=r["wbits"], e0=r["e0"], words=words, bias=r.get("bias"), attrs=attrs)
-            layers[r["name"]].codes()        # validates padding bits and sizes
-        tensors = {t["name"]: array(t["offset"], t["nbytes"], t["dtype"], tuple(t["shape"]))
-                   for t in header["tensors"]}
+            layers[name] = ShiftLayerExport(
+                name=name, kind=r["kind"], weight_shape=shape, wbits=wbits, e0=e0, words=words,
+                bias=r.get("bias"), attrs=attrs)
+            layers[name].codes()        # validates padding bits and sizes
+        tensors = {}
+        for t in header["tensors"]:
+            if not isinstance(t["name"], str) or t["name"] in tensors:
+                raise bad(f"corrupt header (tensor name {t['name']!r})")
+            tensors[t["name"]] = array(t["offset"], t["nbytes"], t["dtype"],
+                                       dims(t["shape"], f"tensor {t['name']} shape"))
         graph = input_shape = None
         if version >= 2:
             g = header["graph"]
             if g.get("format") != "torch.export":
                 raise bad(f"graph format {g.get('format')!r} is not supported")
             graph = array(g["offset"], g["nbytes"], "<u1", (g["nbytes"],)).tobytes()
-            input_shape = [int(d) for d in header["input_shape"]]
-    except (KeyError, TypeError) as exc:
+            input_shape = list(dims(header["input_shape"], "input_shape"))
+    except (KeyError, TypeError, AttributeError) as exc:
         raise bad(f"corrupt header (missing or malformed field {exc})") from None
     except ValueError as exc:
         if isinstance(exc, ExportError):

@@ -21,6 +21,9 @@ Header (``format`` ``"densehw-program"``, ``version`` 1)::
     blobs           {name: {"dtype", "shape", "offset", "nbytes"}}
     blobs_sha256    SHA-256 of blobs.bin
     source          {"file", "sha256", "export_version"}
+    program_sha256  SHA-256 of every other header field (canonical JSON, :func:`header_digest`):
+                    with blobs_sha256 it covers everything that decides a result, so a program
+                    changed after compilation is refused
 
 A step is a dict with ``id`` (its index), ``op``, ``where`` (``"array"`` or ``"host"``),
 ``inputs`` (value names), ``output`` (a value name), ``torch`` (the PyTorch modules/functions it
@@ -52,7 +55,7 @@ from contract.array import ArrayConfig
 
 __all__ = ["PROGRAM_FORMAT", "PROGRAM_VERSION", "HEADER", "BLOBS", "SOURCE", "OPS",
            "ARRAY_OPS", "BLOB_DTYPES", "ProgramError", "Program", "save", "load",
-           "check_config"]
+           "check_config", "header_digest", "MAX_DIM"]
 
 PROGRAM_FORMAT = "densehw-program"
 PROGRAM_VERSION = 1
@@ -60,6 +63,10 @@ HEADER = "program.json"
 BLOBS = "blobs.bin"
 SOURCE = "source.dshw"
 BLOB_DTYPES = ("<u4", "<i8", "<f4", "<f8")
+#: The largest size of one dimension (of a value, a blob, a kernel, stride, padding or dilation)
+#: and of a whole value or blob (elements) that a program may declare.
+MAX_DIM = 1 << 24
+MAX_ELEMENTS = 1 << 31
 
 # op -> (where, required fields beyond id/op/where/inputs/output, number of inputs; -1: one or
 # more). Optional fields: ``groups`` (convolutions, default 1), ``macs``, ``dilation`` and
@@ -172,6 +179,7 @@ def save(program: Program, directory) -> Path:
     header = program.header()
     header["blobs"] = records
     header["blobs_sha256"] = hashlib.sha256(data).hexdigest()
+    header["program_sha256"] = header_digest(header)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         (tmp / BLOBS).write_bytes(data)
@@ -194,6 +202,14 @@ def save(program: Program, directory) -> Path:
     return directory
 
 
+def header_digest(header: dict) -> str:
+    """SHA-256 of ``header`` without its ``program_sha256`` field, as canonical JSON (sorted
+    keys, no spaces)."""
+    body = {k: v for k, v in header.items() if k != "program_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # -- load and validation ------------------------------------------------------------------------
 
 def _need(d: dict, key: str, types, where: str):
@@ -213,6 +229,26 @@ def _int_list(value, length, what):
     return value
 
 
+def _dims(value, what):
+    """A shape: a list of integers in ``[0, MAX_DIM]``."""
+    if not isinstance(value, list):
+        raise ProgramError(f"{what} is {value!r}; expected a list of integers")
+    _int_list(value, len(value), what)
+    if any(not 0 <= v <= MAX_DIM for v in value):
+        raise ProgramError(f"{what} is {value!r}; expected sizes in [0, {MAX_DIM}]")
+    return value
+
+
+def _count(shape, what):
+    count = 1
+    for d in shape:
+        count *= d
+    if count > MAX_ELEMENTS:
+        raise ProgramError(f"{what}: shape {shape} holds {count} elements, more than "
+                           f"{MAX_ELEMENTS}")
+    return count
+
+
 def load(directory) -> Program:
     """Read and validate a program directory; raises :class:`ProgramError` naming the
     directory and the problem."""
@@ -227,6 +263,8 @@ def load(directory) -> Program:
         header = json.loads(head.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProgramError(f"{where}/{HEADER}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ProgramError(f"{where}/{HEADER}: not valid JSON (nested too deeply)") from None
     if not isinstance(header, dict) or header.get("format") != PROGRAM_FORMAT:
         raise ProgramError(f"{where}/{HEADER}: not a densehw program (format "
                            f"{header.get('format') if isinstance(header, dict) else None!r}, "
@@ -238,6 +276,13 @@ def load(directory) -> Program:
     if header.get("pack_version") != PACK_VERSION:
         raise ProgramError(f"{where}: weight packing version {header.get('pack_version')!r} is "
                            f"not supported (expected {PACK_VERSION})")
+    digest = header.get("program_sha256")
+    if not isinstance(digest, str):
+        raise ProgramError(f"{where}/{HEADER}: no program_sha256 (written by an older densehw); "
+                           f"recompile the model")
+    if header_digest(header) != digest:
+        raise ProgramError(f"{where}/{HEADER}: SHA-256 mismatch: the header was changed after "
+                           f"compilation; recompile the model")
     try:
         config = ArrayConfig.from_dict(_need(header, "config", dict, where))
     except (TypeError, ValueError) as exc:
@@ -258,20 +303,25 @@ def load(directory) -> Program:
         if dtype not in BLOB_DTYPES:
             raise ProgramError(f"{what}: dtype {dtype!r}; expected one of "
                                f"{', '.join(BLOB_DTYPES)}")
-        shape = _need(rec, "shape", list, what)
+        shape = _dims(_need(rec, "shape", list, what), f"{what} shape")
         offset = _need(rec, "offset", int, what)
         nbytes = _need(rec, "nbytes", int, what)
-        count = int(np.prod(shape)) if shape else 1
+        count = _count(shape, what)
         if nbytes != count * np.dtype(dtype).itemsize or offset < 0 or offset + nbytes > len(
-                data):
+                data) or offset % np.dtype(dtype).itemsize:
             raise ProgramError(f"{what}: {nbytes} bytes at offset {offset} do not hold shape "
                                f"{shape} of {dtype} inside {BLOBS} ({len(data)} bytes)")
         blobs[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(
             shape).copy()
     source_bytes = None
     source = header.get("source") or {}
+    if not isinstance(source, dict):
+        raise ProgramError(f"{where}: field 'source' is {source!r}; expected an object")
     if source.get("file"):
-        src = directory / source["file"]
+        name = source["file"]
+        if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+            raise ProgramError(f"{where}: source file {name!r} is not a file name")
+        src = directory / name
         if src.is_file():
             source_bytes = src.read_bytes()
             if hashlib.sha256(source_bytes).hexdigest() != source.get("sha256"):
@@ -297,15 +347,14 @@ def validate(program: Program, where: str = "program") -> None:
     values = program.values
     for name, v in values.items():
         what = f"{where}: value {name!r}"
-        _int_list(_need(v, "shape", list, what), len(v["shape"]), f"{what} shape")
+        _count(_dims(_need(v, "shape", list, what), f"{what} shape"), what)
         if _need(v, "fmt", str, what) not in FORMATS:
             raise ProgramError(f"{what}: unknown format {v['fmt']!r}; expected one of "
                                f"{', '.join(FORMATS)}")
     inp = program.input
     if _need(inp, "value", str, f"{where}: input") not in values:
         raise ProgramError(f"{where}: input value {inp['value']!r} is not declared")
-    _int_list(_need(inp, "shape", list, f"{where}: input"), len(inp["shape"]),
-              f"{where}: input shape")
+    _dims(_need(inp, "shape", list, f"{where}: input"), f"{where}: input shape")
     if program.output not in values:
         raise ProgramError(f"{where}: output value {program.output!r} is not declared")
     if not program.steps:
@@ -327,6 +376,8 @@ def validate(program: Program, where: str = "program") -> None:
         for key in required:
             _need(step, key, None, what)
         inputs = _need(step, "inputs", list, what)
+        if not all(isinstance(name, str) for name in inputs):
+            raise ProgramError(f"{what}: inputs {inputs!r}; expected value names")
         if len(inputs) != n_in and not (n_in == -1 and inputs):
             raise ProgramError(f"{what}: {len(inputs)} inputs, expected "
                                f"{n_in if n_in >= 0 else 'one or more'}")
@@ -341,20 +392,24 @@ def validate(program: Program, where: str = "program") -> None:
         defined.add(out)
         for key in ("weights", "bias", "scale", "shift"):
             ref = step.get(key)
-            if ref is not None and ref not in program.blobs:
+            if ref is not None and (not isinstance(ref, str) or ref not in program.blobs):
                 raise ProgramError(f"{what}: {key} blob {ref!r} does not exist")
         for key in ("kernel", "stride", "padding", "dilation"):
             if key in required or (key in step and op.startswith("maxpool")):
                 dims = 1 if op.endswith("1d") else 2
                 _int_list(step[key], dims, f"{what} {key}")
                 lo = 0 if key == "padding" else 1
-                if any(v < lo for v in step[key]):
-                    raise ProgramError(f"{what}: {key} {step[key]!r} must be >= {lo}")
+                if any(not lo <= v <= MAX_DIM for v in step[key]):
+                    raise ProgramError(f"{what}: {key} {step[key]!r} must be in [{lo}, "
+                                       f"{MAX_DIM}]")
         for key in ("relu", "ceil_mode", "count_include_pad"):
             if key in step and not isinstance(step[key], bool):
                 raise ProgramError(f"{what}: {key} is {step[key]!r}; expected true or false")
+        macs = step.get("macs", 0)
+        if not isinstance(macs, int) or isinstance(macs, bool) or macs < 0:
+            raise ProgramError(f"{what}: macs is {macs!r}; expected a count")
         groups = step.get("groups", 1)
-        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        if not isinstance(groups, int) or isinstance(groups, bool) or not 1 <= groups <= MAX_DIM:
             raise ProgramError(f"{what}: groups is {groups!r}; expected a positive integer")
         if place == "array":
             _check_array_step(program, step, what)
@@ -374,10 +429,15 @@ def validate(program: Program, where: str = "program") -> None:
     del cfg
 
 
+def _window_count(size, kernel, stride, padding, dilation) -> int:
+    """Output positions of a convolution along one axis (PyTorch's formula)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
 def _check_array_step(program: Program, step: dict, what: str) -> None:
     cfg = program.config
     n, k, m = (_need(step, key, int, what) for key in ("n", "k", "m"))
-    if n < 1 or m < 1:
+    if not (1 <= n <= MAX_DIM and 1 <= m <= MAX_DIM):
         raise ProgramError(f"{what}: n={n}, m={m}; expected positive sizes")
     if not 1 <= k <= cfg.depth:
         raise ProgramError(f"{what}: K={k} is outside the array's range [1, {cfg.depth}] "
@@ -414,6 +474,11 @@ def _check_array_step(program: Program, step: dict, what: str) -> None:
                        and src_shape[0] % groups == 0 and m % groups == 0
                        and src_shape[0] // groups * int(np.prod(step["kernel"])) == k
                        and dst_shape[0] == m and int(np.prod(dst_shape[1:])) == n)
+    if geometry_ok and step["op"] != "linear":
+        want = [_window_count(size, *(step[key][d] for key in ("kernel", "stride", "padding",
+                                                                 "dilation")))
+                for d, size in enumerate(src_shape[1:])]
+        geometry_ok = dst_shape[1:] == want
     if not geometry_ok:
         raise ProgramError(f"{what}: n={n}, k={k}, m={m} do not match its input shape "
                            f"{src_shape} and output shape {dst_shape} (groups={groups})")

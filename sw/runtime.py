@@ -465,6 +465,20 @@ def _threads(n):
         torch.set_num_threads(saved)
 
 
+def _host_step(program, step, args):
+    """A host step; a step whose parameters do not fit its input (e.g. a window larger than the
+    padded input) is a malformed program, reported as :class:`ProgramError` naming it."""
+    try:
+        return _HOST[step["op"]](program, step, *args)
+    except (RuntimeError, ValueError, IndexError, OverflowError) as exc:
+        if isinstance(exc, ProgramError):
+            raise
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ProgramError(f"step {step['id']} ({step['op']} {step.get('name')}) cannot run on "
+                           f"its input of per-sample shape {list(args[0].shape[1:])}: "
+                           f"{text}") from None
+
+
 def run_program(program: Program, x: torch.Tensor, *, backend: str = "golden",
                 compare: bool | None = None, batch_size: int = 256, keep_values: bool = False,
                 progress: Callable[[int, int], None] | None = None,
@@ -508,10 +522,15 @@ def run_program(program: Program, x: torch.Tensor, *, backend: str = "golden",
                 if step["op"] == "input":
                     out = _host_input(program, step, xb)
                 elif step["where"] == "host":
-                    out = _HOST[step["op"]](program, step, *(values[v] for v in step["inputs"]))
+                    out = _host_step(program, step, [values[v] for v in step["inputs"]])
                 else:
                     out = _run_array(program, step, rec, values[step["inputs"][0]], fn, compare,
                                      b0)
+                declared = program.values[step["output"]]["shape"]
+                if list(out.shape[1:]) != list(declared):
+                    raise ProgramError(f"step {step['id']} ({step['op']} {step.get('name')}): "
+                                       f"gives per-sample shape {list(out.shape[1:])}, the "
+                                       f"program declares {declared}")
                 rec.seconds += time.perf_counter() - t0
                 rec.nonfinite += _nonfinite(out, program.fmt(step["output"]))
                 values[step["output"]] = out

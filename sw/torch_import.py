@@ -499,6 +499,7 @@ def import_exported_program(ep, *, shift_layers: dict | None = None,
     ``keep_fp_classes``, every other ``nn`` convolution or linear layer stays in floating point
     (``keep_fp``). A bare matmul with a constant operand always goes to the array."""
     graph = _Importer(ep).run()
+    matched = set()
     for node in graph.nodes:
         if node.op not in ("conv", "linear"):
             continue
@@ -506,6 +507,7 @@ def import_exported_program(ep, *, shift_layers: dict | None = None,
         if shift_layers is not None:
             rec = shift_layers.get(node.module) if "matmul" not in node.attrs else None
             if rec is not None:
+                matched.add(node.module)
                 w = rec.weight().reshape(node.attrs["weight"].shape)
                 if not np.array_equal(w, node.attrs["weight"]):
                     raise GraphError(f"layer {node.name}: the graph's weights differ from the "
@@ -517,5 +519,11 @@ def import_exported_program(ep, *, shift_layers: dict | None = None,
             node.attrs["shift_class"] = cls
         elif keep_fp_classes and "matmul" not in node.attrs:
             node.attrs["keep_fp"] = True
+    unmatched = sorted(map(str, set(shift_layers or {}) - matched))
+    if unmatched:
+        # a shift layer of the export that no module of the graph uses would silently run in
+        # floating point instead
+        raise GraphError(f"shift layer {unmatched[0]!r} of the export matches no layer of its "
+                         f"graph (corrupt export)")
     infer_shapes(graph)
     return graph

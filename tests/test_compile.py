@@ -205,10 +205,16 @@ def test_program_for_another_config_is_refused(digits_export, tmp_path):
     assert rc == 2
 
 
-def _edit_header(directory, fn):
+def _edit_header(directory, fn, rehash=True):
+    """Edit program.json; ``rehash``: recompute its program_sha256 as a careless tool would, so
+    that the validation behind the hash is tested."""
+    from sw.program import header_digest
+
     head = directory / "program.json"
     h = json.loads(head.read_text())
     fn(h)
+    if rehash:
+        h["program_sha256"] = header_digest(h)
     head.write_text(json.dumps(h))
 
 
@@ -243,6 +249,22 @@ def test_malformed_programs_fail_clearly(digits_export, tmp_path, edit, message)
     save(compile_model(path, ArrayConfig()), tmp_path / "p")
     _edit_header(tmp_path / "p", edit)
     with pytest.raises(ProgramError, match=message):
+        load(tmp_path / "p")
+
+
+def test_edited_header_is_refused(digits_export, tmp_path):
+    """Any change to program.json after compilation (here ReLU off on one step, which would
+    run and give other results) is refused by the header's SHA-256."""
+    path, _ = digits_export
+    save(compile_model(path, ArrayConfig()), tmp_path / "p")
+    load(tmp_path / "p")
+    _edit_header(tmp_path / "p", lambda h: h["steps"][2].update(relu=not h["steps"][2]["relu"]),
+                 rehash=False)
+    with pytest.raises(ProgramError, match=r"program\.json: SHA-256 mismatch: the header was "
+                                           r"changed after compilation"):
+        load(tmp_path / "p")
+    _edit_header(tmp_path / "p", lambda h: h.pop("program_sha256"), rehash=False)
+    with pytest.raises(ProgramError, match=r"no program_sha256"):
         load(tmp_path / "p")
 
 

@@ -258,3 +258,148 @@ def test_config_errors_through_the_cli(tmp_path, capsys):
         expect_clean(rc, err, name, command="generate")
         assert rc == 2 and name in err, err
         assert not out.exists()
+
+
+# -- exports and compiled programs -----------------------------------------------------------------
+
+def _leaves(obj, path=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, path + (i,))
+    else:
+        yield path
+
+
+ABSURD = [None, True, -1, 0, 2**31, 10**12, 2**64, 1.5, float("nan"), "x", [], {}, [10**9] * 4,
+          -10**12, "conv3d", "<f8", "|O"]
+
+
+def _mutate(obj, rng):
+    """A deep copy of ``obj`` with one leaf set to an absurd value; ``(copy, label)``."""
+    import copy
+
+    path = rng.choice(list(_leaves(obj)))
+    value = rng.choice(ABSURD)
+    out = copy.deepcopy(obj)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return out, f"{'/'.join(map(str, path))}={value!r}"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """A small digits model: its export, its program, an input file."""
+    import torch
+
+    from sw.compile import compile_model
+    from sw.export import export_model
+    from sw.models import DigitsCNN
+    from sw.program import save
+
+    torch.manual_seed(SEED)
+    d = tmp_path_factory.mktemp("fuzz")
+    model = DigitsCNN(method="denseshift", wbits=3, width=4).eval()
+    export_model(model, d / "m.dshw")
+    save(compile_model(d / "m.dshw", ArrayConfig()), d / "good.prog")
+    np.save(d / "x.npy", np.random.default_rng(SEED).standard_normal((2, 1, 8, 8))
+            .astype(np.float32))
+    return d
+
+
+def _same_program(a, b) -> bool:
+    ha, hb = (json.loads((p / "program.json").read_text()) for p in (a, b))
+    return ((a / "blobs.bin").read_bytes() == (b / "blobs.bin").read_bytes()
+            and all(ha[k] == hb[k] for k in ("steps", "values", "input", "output", "config")))
+
+
+def test_export_fuzzed(compiled, capsys):
+    """``densehw compile`` on ~250 corrupted exports: header fields set to wrong types and
+    absurd values (with the CRC recomputed, as a careless tool would), bit flips and
+    truncation: exit 2 with one line, or a program identical to the clean export's (the field
+    does not decide the program), never a traceback and never another program."""
+    import shutil
+    import struct
+    import zlib
+
+    d = compiled
+    blob = (d / "m.dshw").read_bytes()
+    magic, version, hlen = struct.unpack_from("<8sII", blob)
+    header = json.loads(blob[16:16 + hlen])
+    payload = blob[16 + hlen:-4]
+    rng = random.Random(SEED)
+    cases = []
+    for _ in range(180):
+        h, label = _mutate(header, rng)
+        hb = json.dumps(h, sort_keys=True).encode()
+        body = hb + payload
+        cases.append((label, struct.pack("<8sII", magic, version, len(hb)) + body
+                      + struct.pack("<I", zlib.crc32(body))))
+    cases += list(mutations(blob, rng, 70, header=16 + hlen))
+    out = d / "out.prog"
+    refused = 0
+    for label, data in cases:
+        (d / "bad.dshw").write_bytes(data)
+        shutil.rmtree(out, ignore_errors=True)
+        rc, err = run_cli(["compile", str(d / "bad.dshw"), "-o", str(out), "--config",
+                           "default", "-q"], capsys)
+        expect_clean(rc, err, label, command="compile")
+        if rc == 2:
+            refused += 1
+            assert not out.exists(), f"{label}: partial program left behind"
+        else:
+            assert _same_program(out, d / "good.prog"), f"seed {SEED} {label}: accepted, " \
+                f"and the program differs"
+    assert refused > len(cases) // 3
+
+
+def test_program_fuzzed(compiled, capsys):
+    """``densehw run`` on ~350 corrupted programs. A field changed after compilation is
+    refused by the header's SHA-256; the same changes with the hash recomputed meet the
+    validation (and the runtime's shape checks) instead; raw bit flips and truncation of
+    program.json, blobs.bin and source.dshw. Exit 2 with one line or a clean run, never a
+    traceback."""
+    import shutil
+
+    from sw.program import header_digest
+
+    d = compiled
+    good = d / "good.prog"
+    header = json.loads((good / "program.json").read_text())
+    rng = random.Random(SEED + 1)
+    bad_dir = d / "bad.prog"
+    argv = ["run", str(bad_dir), "--inputs", str(d / "x.npy"), "--out", str(d / "y.npy"),
+            "--no-reference"]
+    counts = {"hash": 0, "rehashed": 0}
+    for i in range(300):
+        h, label = _mutate(header, rng)
+        rehash = i % 3 != 0
+        if rehash:
+            h["program_sha256"] = header_digest(h)
+        shutil.rmtree(bad_dir, ignore_errors=True)
+        shutil.copytree(good, bad_dir)
+        (bad_dir / "program.json").write_text(json.dumps(h))
+        rc, err = run_cli(argv, capsys)
+        expect_clean(rc, err, label, command="run")
+        changed = h != dict(header, program_sha256=h["program_sha256"])
+        if not rehash and changed:
+            # (the format, version and packing version are read before the hash)
+            assert rc == 2 and ("SHA-256 mismatch" in err or "program_sha256" in err
+                                or label.split("=")[0] in ("format", "version",
+                                                           "pack_version")), f"{label}: {err}"
+            counts["hash"] += 1
+        counts["rehashed"] += rehash and rc == 2
+    for name in ("program.json", "blobs.bin", "source.dshw"):
+        data = (good / name).read_bytes()
+        for label, bad in mutations(data, rng, 20):
+            shutil.rmtree(bad_dir, ignore_errors=True)
+            shutil.copytree(good, bad_dir)
+            (bad_dir / name).write_bytes(bad)
+            rc, err = run_cli(argv, capsys)
+            expect_clean(rc, err, f"{name} {label}", command="run")
+            assert rc == 2, f"{name} {label}: a damaged file was accepted"
+    assert counts["hash"] > 50 and counts["rehashed"] > 50
