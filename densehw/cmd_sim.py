@@ -16,6 +16,8 @@ def add_arguments(parser) -> None:
                         help="dump FST waveforms (paths are printed at the end)")
     parser.add_argument("--quick", action="store_true", help="a short smoke regression")
     parser.add_argument("--seed", type=int, default=1, help="base seed (default 1)")
+    parser.add_argument("--jobs", type=int, default=2, metavar="N",
+                        help="configurations simulated at a time (default 2)")
     parser.add_argument("--config", metavar="JSON",
                         help="simulate this DotConfig (JSON as written by DotConfig.to_dict) "
                              "instead of the standard set")

@@ -33,7 +33,7 @@ from contract.array import ArrayConfig, result_order
 
 __all__ = ["Layer", "LayerResult", "RunOutcome", "ArrayRunError", "TOP", "BUILD_ROOT",
            "array_verilog", "build_array", "run_layers", "gemm_rtl", "conv2d_rtl",
-           "default_config", "check_layer", "perf_summary"]
+           "default_config", "check_layer", "perf_summary", "stall_triple"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "sim_array"
@@ -56,7 +56,8 @@ class Layer:
 
     ``abort_after``: start the layer, stream for that many clocks, then pulse ``rst`` (the layer
     yields no result; the next layer must run cleanly). ``stall``: per-layer override of the
-    run's stall probability (0..0.9). ``merge_frames``: ``"act"`` or ``"wgt"`` sends that
+    run's stall probability (0..0.9), one for every stream or three: activation, weight, result
+    streams. ``merge_frames``: ``"act"`` or ``"wgt"`` sends that
     stream as one frame (``tlast`` on its last beat only): the layer must still produce the
     right results and set ``ERROR.ACT_FRAMING`` / ``WGT_FRAMING`` (cleared afterwards)."""
 
@@ -127,8 +128,19 @@ def check_layer(config: ArrayConfig, layer: Layer) -> None:
     if layer.merge_frames not in (None, "act", "wgt"):
         raise ValueError(f"merge_frames must be None, 'act' or 'wgt', not "
                          f"{layer.merge_frames!r}")
-    if layer.stall is not None and not 0 <= layer.stall <= 0.9:
-        raise ValueError(f"stall must be in [0, 0.9], not {layer.stall!r}")
+    if layer.stall is not None:
+        stall_triple(layer.stall)
+
+
+def stall_triple(stall) -> tuple[float, float, float]:
+    """``stall`` (one probability, or one per stream: activation, weight, result) as three
+    floats in [0, 0.9]; ``ValueError`` otherwise."""
+    values = [stall] * 3 if isinstance(stall, (int, float)) else list(np.ravel(stall))
+    if len(values) != 3 or not all(isinstance(v, (int, float, np.floating, np.integer))
+                                   and 0 <= v <= 0.9 for v in values):
+        raise ValueError(f"stall must be a probability in [0, 0.9] or three of them "
+                         f"(activation, weight, result), not {stall!r}")
+    return tuple(float(v) for v in values)
 
 
 @dataclass
@@ -166,10 +178,11 @@ class RunOutcome:
     wall_s: float
     sim_s: float
     ident_problems: list = field(default_factory=list)
+    probe_problems: list = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
-        out = list(self.ident_problems)
+        out = list(self.ident_problems) + list(self.probe_problems)
         for r in self.results:
             out += [f"layer {r.index} {r.shape}: {p}" for p in r.problems]
         return out
@@ -237,7 +250,7 @@ def _write_job(run_dir: Path, config: ArrayConfig, layers, *, seed, stall, timeo
             "e0": None if layer.per_channel else int(layer.e0),
             "per_channel": layer.per_channel, "bias": layer.bias_bits is not None,
             "abort_after": layer.abort_after,
-            "stall": stall if layer.stall is None else float(layer.stall),
+            "stall": stall_triple(stall if layer.stall is None else layer.stall),
             "merge_frames": layer.merge_frames,
         })
     job = {"config": config.to_dict(), "seed": int(seed), "layers": entries,
@@ -293,13 +306,14 @@ def _collect(run_dir: Path, config: ArrayConfig, layers, entries: dict) -> list[
 
 
 def run_layers(config: ArrayConfig, layers, *, sim: str = "verilator", seed: int = 1,
-               stall: float = 0.0, tag: str = "run", waves: bool = False,
+               stall=0.0, tag: str = "run", waves: bool = False,
                timeout_factor: float = 1.0, check_ident: bool = True, probes: bool = False,
                raise_on_problem=False, verilog: str | None = None,
                variant: str | None = None) -> RunOutcome:
     """Run ``layers`` (:class:`Layer`) back to back on the RTL of ``config`` in one simulator
     process. ``stall``: probability that a source holds ``tvalid`` low and that the result sink
-    holds ``tready`` low on a clock (every stream; per-layer override ``Layer.stall``).
+    holds ``tready`` low on a clock (one for every stream, or three: activation, weight,
+    result; per-layer override ``Layer.stall``).
     ``check_ident``: compare the identification registers first; ``probes``: also check the
     ``ERROR`` bits of ``START`` with bad shapes/offsets and of ``START`` while busy.
     Returns a :class:`RunOutcome`; ``raise_on_problem`` raises :class:`ArrayRunError` on any
@@ -310,8 +324,7 @@ def run_layers(config: ArrayConfig, layers, *, sim: str = "verilator", seed: int
     layers = list(layers)
     if not layers:
         raise ValueError("run_layers needs at least one layer")
-    if not 0 <= stall <= 0.9:
-        raise ValueError(f"stall must be in [0, 0.9], not {stall!r}")
+    stall_triple(stall)
     for layer in layers:
         check_layer(config, layer)
     t0 = time.perf_counter()
@@ -338,7 +351,8 @@ def run_layers(config: ArrayConfig, layers, *, sim: str = "verilator", seed: int
     results = _collect(run_dir, config, layers, data.get("layers", {}))
     outcome = RunOutcome(sim=sim, config=config, results=results, run_dir=run_dir, log=log,
                          build_s=build_s, wall_s=time.perf_counter() - t0, sim_s=sim_s,
-                         ident_problems=list(data.get("ident_problems", [])))
+                         ident_problems=list(data.get("ident_problems", [])),
+                         probe_problems=list(data.get("probe_problems", [])))
     if error or data.get("fatal"):
         outcome.ident_problems.insert(0, data.get("fatal") or error)
     if raise_on_problem and outcome.problems:

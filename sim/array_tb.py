@@ -107,9 +107,11 @@ class ArrayBench:
             agent.clear()
         await ClockCycles(self.dut.clk, 2)
 
-    def set_stall(self, prob: float, rng: np.random.Generator):
-        """Pause each stream on about ``prob`` of the clocks (independent patterns)."""
-        for agent in (self.act, self.wgt, self.res):
+    def set_stall(self, probs, rng: np.random.Generator):
+        """Pause the activation, weight and result streams on about ``probs`` (one probability,
+        or one per stream in that order) of the clocks (independent patterns)."""
+        probs = [probs] * 3 if isinstance(probs, (int, float)) else list(probs)
+        for agent, prob in zip((self.act, self.wgt, self.res), probs, strict=True):
             if prob > 0:
                 pattern = (rng.random(_PAUSE_LEN) < prob).tolist()
                 agent.set_pause_generator(itertools.cycle(pattern))
@@ -250,7 +252,7 @@ class ArrayBench:
 
         total = n * m
         tile_period = max(k, cfg.rows * cfg.cols) + cfg.cols * (k + 2 + k) + 200
-        stall = entry["stall"]
+        stall = max(entry["stall"])
         budget = int(10 * tile_period / (1 - stall) * max(1.0, 2 * stall + 1)
                      * entry.get("timeout_factor", 1.0))
         beats: list[int] = []
@@ -315,7 +317,7 @@ async def run_job(dut):
     job = json.loads((folder / "job.json").read_text())
     cfg = ArrayConfig.from_dict(job["config"])
     seed = int(job["seed"])
-    results = {"layers": {}, "ident_problems": []}
+    results = {"layers": {}, "ident_problems": [], "probe_problems": []}
     out_file = folder / "results.json"
 
     def save():
@@ -340,8 +342,8 @@ async def run_job(dut):
         if job.get("check_ident", True):
             results["ident_problems"] = await bench.check_ident()
         if job.get("probes"):
-            results["ident_problems"] += await bench.probe_start_errors()
-            results["ident_problems"] += await bench.probe_start_busy()
+            results["probe_problems"] += await bench.probe_start_errors()
+            results["probe_problems"] += await bench.probe_start_busy()
         for i, entry in enumerate(job["layers"]):
             entry = dict(entry, timeout_factor=job.get("timeout_factor", 1.0))
             rng = np.random.default_rng([seed, i])

