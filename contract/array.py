@@ -78,7 +78,7 @@ class Register:
 
     ``access``: ``"ro"`` (read only), ``"rw"`` (read/write), ``"w1p"`` (write 1 to pulse, reads
     as 0 for pulse bits), ``"rw1c"`` (read; write 1 to clear), ``"rc"`` (read-only counter,
-    cleared by ``CTRL.START``).
+    restarted when a layer starts: a ``CTRL.START`` that is accepted).
     """
 
     name: str

@@ -195,6 +195,8 @@ class PEArray(wiring.Component):
     ev : Out(6)
         One-cycle counter events: busy, active, stall_act, stall_wgt, stall_res, stall_drain
         (the order of the ``rc`` registers).
+    started : Out(1)
+        Pulse: a layer starts (a START accepted; the register block restarts its counters).
 
     ``family``: ``"ecp5"`` builds the weight stores from ECP5 block RAM primitives
     (:class:`hw.wstore.WeightStore`); ``None`` (default) infers them. The behaviour is the same.
@@ -222,6 +224,7 @@ class PEArray(wiring.Component):
             "done": Out(1),
             "err": Out(6),
             "ev": Out(6),
+            "started": Out(1),
         })
 
     @property
@@ -417,11 +420,11 @@ class PEArray(wiring.Component):
                 m.d.comb += [err_k.eq(~k_ok), err_shape.eq(~shape_ok), err_e0.eq(~e0_ok)]
             if not wide:
                 with m.Else():
-                    m.d.comb += start_comb
+                    m.d.comb += start_comb + [self.started.eq(1)]
                     m.d.sync += start_sync
         if wide:
             with m.If(go):
-                m.d.comb += start_comb
+                m.d.comb += start_comb + [self.started.eq(1)]
                 m.d.sync += start_sync
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 

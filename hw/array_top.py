@@ -80,7 +80,7 @@ class ArrayTop(wiring.Component):
             core.n.eq(csr.n), core.k.eq(csr.k), core.m.eq(csr.m), core.e0.eq(csr.e0),
             core.relu.eq(csr.ctrl[1]), core.bias_en.eq(csr.ctrl[2]), core.e0_pc.eq(csr.ctrl[3]),
             csr.busy.eq(core.busy), csr.done.eq(core.done),
-            csr.err.eq(core.err), csr.ev.eq(core.ev),
+            csr.err.eq(core.err), csr.ev.eq(core.ev), csr.started.eq(core.started),
             self.irq.eq(csr.irq),
         ]
         return m

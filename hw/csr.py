@@ -13,7 +13,8 @@ the gateware:
   register in lower case (``n``, ``k``, ``m``, ``e0``, ``ctrl``); ``CTRL.START`` is not stored:
   writing it 1 pulses ``start`` for one clock;
 * ``rw1c`` (``ERROR``) bits are set by ``err`` pulses and cleared by writing 1;
-* ``rc`` counters count the ``ev`` bits (one per counter, in map order) and clear on ``START``;
+* ``rc`` counters count the ``ev`` bits (one per counter, in map order) and restart when a
+  layer starts (``started``: an accepted ``START``; a refused one leaves them alone);
 * ``irq`` is a registered level: high while a ``STATUS`` condition enabled in ``IRQ_EN`` holds
   (``STATUS.IRQ`` reads it).
 
@@ -73,6 +74,8 @@ class CSRBlock(wiring.Component):
         Pulses setting ``ERROR`` bits.
     ev : In(number of ``rc`` registers)
         Counter increments, in register map order.
+    started : In(1)
+        Pulse: a layer starts; the counters restart with this clock's ``ev``.
     """
 
     def __init__(self, *, config, registers=REGISTERS):
@@ -88,7 +91,7 @@ class CSRBlock(wiring.Component):
         for name in _rw_names(self._registers):
             members[name.lower()] = Out(unsigned(32))
         members.update({"busy": In(1), "done": In(1), "err": In(self._n_err),
-                        "ev": In(len(_rc_names(self._registers)))})
+                        "ev": In(len(_rc_names(self._registers))), "started": In(1)})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -152,11 +155,11 @@ class CSRBlock(wiring.Component):
         with m.If(w_pend & (w_word == word["ERROR"]) & w_strb[0]):
             m.d.comb += clear_err.eq(w_data[:self._n_err])
         m.d.sync += error.eq((error & ~clear_err) | self.err)
-        start_q = Signal()                        # counters clear one clock later (short path)
-        m.d.sync += start_q.eq(start)
+        # a layer start restarts the counters with that clock's events (a refused START, or
+        # one with bad registers, leaves them alone)
         for i, cnt in enumerate(counters.values()):
-            with m.If(start_q):
-                m.d.sync += cnt.eq(0)
+            with m.If(self.started):
+                m.d.sync += cnt.eq(self.ev[i])
             with m.Elif(self.ev[i]):
                 m.d.sync += cnt.eq(cnt + 1)
 

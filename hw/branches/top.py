@@ -75,6 +75,7 @@ class BranchArrayTop(wiring.Component):
             core.relu.eq(csr.ctrl[bit["RELU"]]),
             csr.busy.eq(core.busy), csr.done.eq(core.done), csr.err.eq(core.err),
             csr.ev.eq(core.ev), self.irq.eq(csr.irq),
+            csr.started.eq(csr.start),          # (counters restart at every START)
         ]
         return m
 
