@@ -261,3 +261,25 @@ def test_matmuls_with_constant_shift_weights(tmp_path):
     with torch.no_grad():
         ref = model(x).double()
     assert float((res.logits - ref).abs().max()) < 2e-3
+
+
+def test_batchnorm_after_a_linear_layer_is_folded(tmp_path):
+    torch.manual_seed(SEED)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.BatchNorm1d(8), nn.ReLU(),
+                          nn.Linear(8, 3))
+    sw.quantize_model(model, from_weights=True, e0=-3, exclude=["4"])
+    g = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        model[2].running_mean.uniform_(-0.3, 0.3, generator=g)
+        model[2].running_var.uniform_(0.5, 2.0, generator=g)
+        model[2].weight.uniform_(-1.5, 1.5, generator=g)
+    model.eval()
+    x = torch.randn(7, 3, 4, generator=g)
+    sw.export_model(model, tmp_path / "l.dshw", example_input=x[:2])
+    prog = compile_model(tmp_path / "l.dshw", ArrayConfig())
+    (lin,) = prog.array_steps()
+    assert lin["torch"] == ["1", "2", "3"] and lin["relu"] and lin["bn_fold"]["negated_channels"]
+    assert prog.steps[lin["id"] + 1]["op"] == "affine"
+    with torch.no_grad():
+        ref = model(x).double()
+    assert float((run_program(prog, x).logits - ref).abs().max()) < 2e-3
