@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-__all__ = ["Node", "Graph", "GraphError", "OPS", "reference", "infer_shapes", "layer_macs"]
+__all__ = ["Node", "Graph", "GraphError", "OPS", "evaluate_node", "reference", "infer_shapes",
+           "layer_macs"]
 
 OPS = ("input", "conv", "linear", "batchnorm", "relu", "clamp", "add", "concat", "maxpool",
        "avgpool", "adaptive_avgpool", "reshape", "permute", "identity", "softmax")
@@ -104,7 +105,7 @@ def _pool_args(a):
             "padding": tuple(a["padding"]), "ceil_mode": bool(a.get("ceil_mode", False))}
 
 
-def _eval(node: Node, args, dtype):
+def evaluate_node(node: Node, args, dtype):
     """One node in floating point (``dtype``) with PyTorch's operators; batch axis first."""
     a = node.attrs
     op = node.op
@@ -163,7 +164,7 @@ def reference(graph: Graph, x: torch.Tensor, *, record: bool = False, dtype=torc
         if n.op == "input":
             out = x.to(dtype)
         else:
-            out = _eval(n, [values[v] for v in n.inputs], dtype)
+            out = evaluate_node(n, [values[v] for v in n.inputs], dtype)
         values[n.name] = out
         if record:
             kept[n.name] = out
@@ -184,7 +185,7 @@ def infer_shapes(graph: Graph) -> None:
                 out = torch.zeros((1, *graph.input_shape))
             else:
                 try:
-                    out = _eval(n, [values[v] for v in n.inputs], torch.float32)
+                    out = evaluate_node(n, [values[v] for v in n.inputs], torch.float32)
                 except (RuntimeError, ValueError, IndexError, TypeError) as exc:
                     if isinstance(exc, GraphError):
                         raise

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .export import ExportError
-from .graph import Graph, GraphError, Node, _eval
+from .graph import Graph, GraphError, Node, evaluate_node
 
 __all__ = ["import_onnx_bytes", "import_onnx"]
 
@@ -69,7 +69,7 @@ class _Importer:
             value = torch.zeros((1, *self.input_shape))
         else:
             try:
-                value = _eval(node, [self.values[i] for i in node.inputs], torch.float32)
+                value = evaluate_node(node, [self.values[i] for i in node.inputs], torch.float32)
             except (RuntimeError, ValueError, IndexError, TypeError) as exc:
                 if isinstance(exc, GraphError):
                     raise
@@ -257,8 +257,8 @@ class _Importer:
                 if bias.reshape(-1).shape == (m,) and bias.shape[-len(want):] == want[
                         -bias.ndim:]:
                     prev.attrs["bias"] = bias.reshape(-1)
-                    self.values[prev.name] = _eval(prev, [self.values[prev.inputs[0]]],
-                                                   torch.float32)
+                    self.values[prev.name] = evaluate_node(
+                        prev, [self.values[prev.inputs[0]]], torch.float32)
                     self.names[node.output[0]] = prev.name
                     return
             self.fail(node, "adds a constant; only a residual add of two computed tensors, or "
