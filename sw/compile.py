@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -137,11 +138,16 @@ def load_graph_bytes(raw: bytes, kind: str, *, input_shape=None, name="model"):
 
             return import_onnx_bytes(raw, input_shape=input_shape, name=name), info
         if kind == "pt2":
+            quiet = logging.getLogger("torch.export")
+            level = quiet.level
+            quiet.setLevel(logging.CRITICAL)       # torch logs a traceback before raising
             try:
                 ep = torch.export.load(io.BytesIO(raw))
             except Exception as exc:         # torch raises many kinds for a bad archive
                 raise ExportError(f"{name}: not a readable torch.export file "
                                   f"({str(exc).strip().splitlines()[0]})") from None
+            finally:
+                quiet.setLevel(level)
             return import_exported_program(ep), info
     except GraphError as exc:
         raise CompileError(str(exc)) from None

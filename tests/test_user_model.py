@@ -283,3 +283,19 @@ def test_batchnorm_after_a_linear_layer_is_folded(tmp_path):
     with torch.no_grad():
         ref = model(x).double()
     assert float((run_program(prog, x).logits - ref).abs().max()) < 2e-3
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("m.pt2", b"PK not a zip archive", "not a readable torch.export file"),
+    ("m.onnx", bytes(range(256)) * 2, "not a readable ONNX file"),
+    ("m.bin", b"{}", "unknown model file"),
+    ("m.dshw", b"DSHWEXP\0" + b"\1" * 20, "export format version")])
+def test_unreadable_model_files_are_one_line(tmp_path, capsys, name, data, message):
+    if name.endswith(".onnx"):
+        pytest.importorskip("onnx", reason="make setup-models installs onnx")
+    (tmp_path / name).write_bytes(data)
+    rc = main(["compile", str(tmp_path / name), "-o", str(tmp_path / "p"), "--config",
+               "default"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "p").exists()
