@@ -117,6 +117,16 @@ def test_icarus_pairs(wbits, abits):
     _run(cfg, "icarus", 10 * wbits + abits, scaled=False)
 
 
+def test_icarus_wide_store_entries():
+    """Store entries wider than a word and not a multiple of it (16 lanes x 3 bits = 48): the
+    loader's gearbox splits words across entries; pipeline 1."""
+    if not simulator_present("icarus"):
+        pytest.skip("icarus not installed")
+    cfg = BranchArrayConfig(wbits=3, abits=2, rows=2, cols=2, lanes=16, depth=64, out_fmt=None,
+                            scale_fmt=None, pipeline=1)
+    _run(cfg, "icarus", 32, scaled=False, robustness=True)
+
+
 @pytest.mark.parametrize("sim", SIMS)
 def test_float_path_and_probes(sim):
     """The float path (fp32 scales, fp16 out), both modes in one array, START errors,
