@@ -25,7 +25,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .array import IRQ_EN, MAX_NM, REGISTER_BY_NAME, Field, Register, _bytes, _check_int
+from .array import (
+    IRQ_EN,
+    MAX_NM,
+    REGISTER_BY_NAME,
+    STATUS,
+    Field,
+    Register,
+    _bytes,
+    _check_int,
+)
 from .branches import BRANCH_PACK_VERSION, check_kbits, check_scale_fmt, max_value
 from .formats import FloatFormat, get_format
 from .weights import WORD_BITS
@@ -42,10 +51,11 @@ BRANCH_ID_MAGIC = 0x44534842          # "DSHB" (densehw branch array)
 BRANCH_ARRAY_VERSION = 1              # bump when the register map or the framing changes
 
 BRANCH_CTRL = {"START": 1 << 0, "SCALE": 1 << 1, "RELU": 1 << 2}
-BRANCH_STATUS = {"BUSY": 1 << 0, "DONE": 1 << 1, "ERROR": 1 << 2, "IRQ": 1 << 3}
+BRANCH_STATUS = dict(STATUS)
 BRANCH_IRQ_EN = dict(IRQ_EN)
-#: The interrupt enables, as the shift array's (``contract.array``).
-IRQ_EN_REGISTER = REGISTER_BY_NAME["IRQ_EN"]
+#: The registers that mean the same as the shift array's (``contract.array``): STATUS, IRQ_EN,
+#: the shape and most counters.
+_SHARED = REGISTER_BY_NAME
 BRANCH_ERROR = {"K_RANGE": 1 << 0, "SHAPE": 1 << 1, "SCALE_MODE": 1 << 2, "ACT_FRAMING": 1 << 3,
                 "WGT_FRAMING": 1 << 4, "START_BUSY": 1 << 5}
 
@@ -72,12 +82,7 @@ BRANCH_REGISTERS: tuple[Register, ...] = (
              (Field("START", 0, 1, "write 1: check the shape registers and start a layer"),
               Field("SCALE", 1, 1, "float path: results rounded to out_fmt after the scales"),
               Field("RELU", 2, 1, "apply ReLU to the results (negative -> 0, or +0)"))),
-    Register("STATUS", 0x24, "ro", "layer state",
-             (Field("BUSY", 0, 1, "a layer is running"),
-              Field("DONE", 1, 1, "the last result beat of the layer was accepted (cleared by "
-                                  "START)"),
-              Field("ERROR", 2, 1, "some ERROR bit is set"),
-              Field("IRQ", 3, 1, "the irq output (a clock after its condition)"))),
+    _SHARED["STATUS"],
     Register("ERROR", 0x28, "rw1c", "sticky error bits; write 1 to clear",
              (Field("K_RANGE", 0, 1, "START with K = 0 or K > DEPTH (layer not started)"),
               Field("SHAPE", 1, 1, "START with N or M outside 1..2**24-1 (layer not started)"),
@@ -86,19 +91,14 @@ BRANCH_REGISTERS: tuple[Register, ...] = (
               Field("ACT_FRAMING", 3, 1, "activation tlast not on the last chunk of a tile"),
               Field("WGT_FRAMING", 4, 1, "weight tlast not on the last word of a channel"),
               Field("START_BUSY", 5, 1, "START written while BUSY (ignored)"))),
-    IRQ_EN_REGISTER,
-    Register("N", 0x30, "rw", "activation rows (GEMM N), 1..2**24-1"),
-    Register("K", 0x34, "rw", "reduction length, 1..DEPTH"),
-    Register("M", 0x38, "rw", "output channels (GEMM M), 1..2**24-1"),
+    _SHARED["IRQ_EN"],
+    *(_SHARED[name] for name in ("N", "K", "M")),
     Register("SCALE_X", 0x3C, "rw", "raw scale_fmt bits of the activation scale (float path; a "
              "finite positive value)"),
-    Register("CYCLES_BUSY", 0x40, "rc", "clock cycles with BUSY set"),
+    _SHARED["CYCLES_BUSY"],
     Register("CYCLES_ACTIVE", 0x44, "rc", "cycles in which the array consumed an activation "
              "chunk (each is rows*cols*lanes MACs)"),
-    Register("STALL_ACT", 0x48, "rc", "busy cycles the array waited for an activation beat "
-             "(weights ready, drain free)"),
-    Register("STALL_WGT", 0x4C, "rc", "busy cycles the array waited for weights to load"),
-    Register("STALL_RES", 0x50, "rc", "cycles a result beat waited for tready"),
+    *(_SHARED[name] for name in ("STALL_ACT", "STALL_WGT", "STALL_RES")),
     Register("STALL_DRAIN", 0x54, "rc", "busy cycles the array waited for the drain chain "
              "(tile shorter than rows*cols chunks or results backpressured)"),
 )

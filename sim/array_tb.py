@@ -310,6 +310,24 @@ class ArrayBench:
         return got
 
 
+async def open_bench(dut, bench_class, config):
+    """Start the clock and return ``bench_class(dut, config)`` after a reset. Icarus starts
+    with X on the ports: they settle under reset before the agents sample them, then the agents
+    are created and see a reset pulse of their own."""
+    Clock(dut.clk, _PERIOD_NS, unit="ns").start()
+    dut.rst.value = 1
+    for name in ("s_axis_act__tvalid", "s_axis_wgt__tvalid", "m_axis_res__tready",
+                 "s_axil__awvalid", "s_axil__wvalid", "s_axil__bready", "s_axil__arvalid",
+                 "s_axil__rready"):
+        getattr(dut, name).value = 0
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    bench = bench_class(dut, config)
+    await bench.reset(5)
+    return bench
+
+
 @cocotb.test()
 async def run_job(dut):
     """Run every layer of the job folder; results go to ``results.json`` as they finish."""
@@ -325,19 +343,7 @@ async def run_job(dut):
         tmp.write_text(json.dumps(results, indent=1))
         tmp.replace(out_file)
 
-    # Icarus starts with X on the ports: settle them under reset before the agents sample them,
-    # then create the agents and pulse the reset they see.
-    Clock(dut.clk, _PERIOD_NS, unit="ns").start()
-    dut.rst.value = 1
-    for name in ("s_axis_act__tvalid", "s_axis_wgt__tvalid", "m_axis_res__tready",
-                 "s_axil__awvalid", "s_axil__wvalid", "s_axil__bready", "s_axil__arvalid",
-                 "s_axil__rready"):
-        getattr(dut, name).value = 0
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-    bench = ArrayBench(dut, cfg)
-    await bench.reset(5)
+    bench = await open_bench(dut, ArrayBench, cfg)
     try:
         if job.get("check_ident", True):
             results["ident_problems"] = await bench.check_ident()

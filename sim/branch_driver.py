@@ -19,15 +19,16 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from contract.array import result_order
 from contract.branch_array import BranchArrayConfig
+from sim.array_driver import LayerResult
 
-__all__ = ["BranchLayer", "BranchLayerResult", "BRANCH_TOP", "BRANCH_BUILD_ROOT",
+__all__ = ["BranchLayer", "BRANCH_TOP", "BRANCH_BUILD_ROOT",
            "branch_verilog", "build_branch_array", "run_branch_layers", "branch_gemm_rtl",
            "default_branch_config", "check_branch_layer", "BranchRunError"]
 
@@ -107,22 +108,6 @@ def check_branch_layer(config: BranchArrayConfig, layer: BranchLayer) -> None:
         raise ValueError(f"stall must be in [0, 0.9], not {layer.stall!r}")
 
 
-@dataclass
-class BranchLayerResult:
-    """What one layer did: ``y`` (N, M) int64 (exact integers, or raw ``out_fmt`` bits for the
-    float path), the counters, ``STATUS``/``ERROR`` after it, ``problems``."""
-
-    index: int
-    shape: tuple
-    y: np.ndarray | None
-    counters: dict = field(default_factory=dict)
-    status: int = 0
-    error: int = 0
-    bench_cycles: int = 0
-    problems: list = field(default_factory=list)
-    wall_s: float = 0.0
-
-
 def branch_verilog(config: BranchArrayConfig) -> str:
     """The top's Verilog for ``config``, cached under ``build/sim_branch``."""
     from sim.runner import cached_verilog
@@ -178,7 +163,7 @@ def _collect(run_dir, config, layers, entries):
     out = []
     for i, layer in enumerate(layers):
         n, k, m = layer.shape
-        res = BranchLayerResult(index=i, shape=(n, k, m), y=None)
+        res = LayerResult(index=i, shape=(n, k, m), y=None, aborted=bool(layer.abort_after))
         out.append(res)
         e = entries.get(str(i))
         if e is None:
@@ -215,7 +200,8 @@ def run_branch_layers(config: BranchArrayConfig, layers, *, sim: str = "verilato
                       seed: int = 1, stall: float = 0.0, tag: str = "run", probes: bool = False,
                       raise_on_problem: bool = False):
     """Run ``layers`` back to back on the RTL of ``config`` in one simulator process; returns
-    ``(results, info)`` with a :class:`BranchLayerResult` per layer and ``info`` (``build_s``,
+    ``(results, info)`` with a :class:`sim.array_driver.LayerResult` per layer (``y``: exact
+    integers, or raw ``out_fmt`` bits for the float path) and ``info`` (``build_s``,
     ``sim_s``, ``wall_s``, ``run_dir``, ``problems`` of the whole run: identification
     registers, START probes, a failed simulator)."""
     from sim.runner import check_sim, run_cocotb

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.triggers import ClockCycles, with_timeout
 from cocotbext.axi import AxiStreamFrame
 
 from contract.branch_array import (
@@ -32,7 +31,8 @@ from contract.branch_array import (
     branch_activation_stream,
     branch_weight_stream,
 )
-from sim.array_tb import _PERIOD_NS, ArrayBench, _frames
+from contract.files import write_atomic
+from sim.array_tb import _PERIOD_NS, ArrayBench, _frames, open_bench
 
 REG = {r.name: r.offset for r in BRANCH_REGISTERS}
 COUNTERS = [r.name for r in BRANCH_REGISTERS if r.access == "rc"]
@@ -168,24 +168,11 @@ async def run_branch_job(dut):
     job = json.loads((folder / "job.json").read_text())
     cfg = BranchArrayConfig.from_dict(job["config"])
     results = {"layers": {}, "ident_problems": []}
-    out_file = folder / "results.json"
 
     def save():
-        tmp = out_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(out_file)
+        write_atomic(folder / "results.json", json.dumps(results, indent=1))
 
-    Clock(dut.clk, _PERIOD_NS, unit="ns").start()
-    dut.rst.value = 1
-    for name in ("s_axis_act__tvalid", "s_axis_wgt__tvalid", "m_axis_res__tready",
-                 "s_axil__awvalid", "s_axil__wvalid", "s_axil__bready", "s_axil__arvalid",
-                 "s_axil__rready"):
-        getattr(dut, name).value = 0
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-    bench = BranchBench(dut, cfg)
-    await bench.reset(5)
+    bench = await open_bench(dut, BranchBench, cfg)
     try:
         results["ident_problems"] = await bench.check_ident()
         if job.get("probes"):

@@ -19,6 +19,7 @@ from .experiments import (
     _settings,
     _stats,
     _write,
+    best_lr,
     run_digits,
     run_speech,
 )
@@ -66,19 +67,9 @@ def branches(out, *, seeds: int = 3, jobs: int = 1, smoke: bool = False, command
     speech_runs = _map(run_speech, speech_specs, jobs, "branches speech")
     rows = []
     for key, label, method, wbits, abits in ROWS:
-        per_lr = {}
-        for lr in cfg["lrs"]:
-            rs = [r for r in digit_runs if r["spec"]["row"] == key and r["spec"]["lr"] == lr]
-            per_lr[lr] = {"val": _stats(r["val_acc"] for r in rs),
-                          "test": _stats(r["test_acc"] for r in rs),
-                          "seconds": sum(r["seconds"] for r in rs)}
-        best = max(cfg["lrs"], key=lambda lr: (per_lr[lr]["val"]["mean"], -lr))
         sp = [r for r in speech_runs if r["spec"]["row"] == key]
         rows.append({"key": key, "label": label, "method": method, "wbits": wbits,
-                     "abits": abits,
-                     "digits": {"lr": best, "val": per_lr[best]["val"],
-                                "test": per_lr[best]["test"],
-                                "by_lr": {str(lr): v for lr, v in per_lr.items()}},
+                     "abits": abits, "digits": best_lr(digit_runs, key, cfg["lrs"]),
                      "speech": {"lr": SPEECH["lr"], "val": _stats(r["val_acc"] for r in sp),
                                 "test": _stats(r["test_acc"] for r in sp),
                                 "seconds": sum(r["seconds"] for r in sp)}})

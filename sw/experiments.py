@@ -149,6 +149,20 @@ def _map(fn, specs, jobs, desc):
                          dynamic_ncols=True))
 
 
+def best_lr(results, key, lrs) -> dict:
+    """The runs of table row ``key`` summarised per learning rate, and the rate with the best
+    mean validation accuracy (ties: the smaller rate): ``{"lr", "val", "test", "by_lr"}``."""
+    per_lr = {}
+    for lr in lrs:
+        rs = [r for r in results if r["spec"]["row"] == key and r["spec"]["lr"] == lr]
+        per_lr[lr] = {"val": _stats(r["val_acc"] for r in rs),
+                      "test": _stats(r["test_acc"] for r in rs),
+                      "seconds": sum(r["seconds"] for r in rs)}
+    best = max(lrs, key=lambda lr: (per_lr[lr]["val"]["mean"], -lr))
+    return {"lr": best, "val": per_lr[best]["val"], "test": per_lr[best]["test"],
+            "by_lr": {str(lr): v for lr, v in per_lr.items()}}
+
+
 # -- output ---------------------------------------------------------------------------------------
 def _stats(values):
     values = list(values)
@@ -228,16 +242,8 @@ def table(out, *, seeds: int = 5, jobs: int = 1, smoke: bool = False, command: s
     rows = []
     for row in TABLE_ROWS:
         key, label, method, wbits, _ = row
-        per_lr = {}
-        for lr in cfg["lrs"]:
-            rs = [r for r in results if r["spec"]["row"] == key and r["spec"]["lr"] == lr]
-            per_lr[lr] = {"val": _stats(r["val_acc"] for r in rs),
-                          "test": _stats(r["test_acc"] for r in rs),
-                          "seconds": sum(r["seconds"] for r in rs)}
-        best = max(cfg["lrs"], key=lambda lr: (per_lr[lr]["val"]["mean"], -lr))
         rows.append({"key": key, "label": label, "method": method, "wbits": wbits,
-                     "lr": best, "val": per_lr[best]["val"], "test": per_lr[best]["test"],
-                     "by_lr": {str(lr): v for lr, v in per_lr.items()}})
+                     **best_lr(results, key, cfg["lrs"])})
     elapsed = time.perf_counter() - start
     by_key = {r["key"]: r for r in rows}
     payload = {"experiment": "digits_table", "smoke": smoke, "seeds": seed_list,

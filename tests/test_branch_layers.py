@@ -136,3 +136,18 @@ def test_models_with_branch_layers():
     with pytest.raises(TypeError, match="abits= is an option"):
         DigitsCNN(method="denseshift", wbits=3, abits=2)
     assert "abits" not in DigitsCNN(method="fp").config
+
+
+def test_training_table_smoke(tmp_path):
+    """``densehw train branches --smoke``: every row runs and the files are written (the numbers
+    of a smoke run mean nothing)."""
+    from densehw.cli import main
+
+    assert main(["train", "branches", "--smoke", "--out", str(tmp_path)]) == 0
+    import json
+
+    payload = json.loads((tmp_path / "branches.json").read_text())
+    assert [r["key"] for r in payload["rows"]] == ["fp32", "ds3", "b11", "b22", "b33", "b44",
+                                                  "b28"]
+    assert all(0 <= r["digits"]["test"]["mean"] <= 100 for r in payload["rows"])
+    assert (tmp_path / "branches.md").exists() and (tmp_path / "branches.png").exists()
