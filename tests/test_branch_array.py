@@ -164,7 +164,7 @@ def test_shift_only_commands_refuse_a_branch_config(tmp_path, capsys):
     assert "describes a multi-branch array" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+@pytest.mark.parametrize("sim", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
 def test_cli_gemm_on_the_rtl(sim, tmp_path, capsys):
     if not simulator_present(sim):
         pytest.skip(f"{sim} not installed")
