@@ -230,3 +230,16 @@ def test_scaled_errors():
     with pytest.raises(ValueError, match="fraction bits"):
         branch_gemm_scaled(x, w, wbits=1, abits=1, scale_x=one, scale_w=one,
                            scale_fmt=FP32.__class__("fp64", 11, 52))
+
+
+def test_scaled_ties_round_to_even():
+    """Exact halfway cases: 257 and 259 in bf16 (8 significant bits), 2049 and 2051 in fp16."""
+    enc = {v: (v + 255) // 2 for v in (1, 3, 255)}       # 8-bit codes of the values used
+    cases = ((BF16, [255, 1, 1], 256), (BF16, [255, 3, 1], 260),
+             (FP16, [255] * 8 + [1] * 9, 2048), (FP16, [255] * 8 + [1] * 8 + [3], 2052))
+    for fmt, xs, want in cases:
+        x = np.array([[enc[v] for v in xs]])
+        w = np.full((1, len(xs)), enc[1])
+        y = branch_gemm_scaled(x, w, wbits=8, abits=8, scale_x=int(_bits(1.0)),
+                               scale_w=int(_bits(1.0)), out_fmt=fmt)
+        assert int(y[0, 0]) == int(to_bits(np.float64(want), fmt)), (fmt.name, sum(xs))
