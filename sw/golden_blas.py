@@ -13,10 +13,13 @@ weight is ``±2**p`` with ``0 <= p <= pmax``, so every product ``x*w`` is exact 
 *Lemma.* Let ``u`` be an integer and ``t_1 .. t_K`` float64 numbers that are all integer
 multiples of ``2**u`` with ``sum |t_k| <= 2**(53+u)``. Then every summation order, with or
 without fused multiply-adds, returns the exact sum. *Proof:* every partial sum is an integer
-multiple of ``2**u`` of magnitude at most ``2**(53+u)``, hence a float64 number (53-bit
-significand; the exponent range is kept far from the limits by :func:`eligible`), so every
-rounded addition returns its exact result. An FMA ``a*b + c`` with ``a*b`` a product term also
-has an exact result of that kind. Blocked or threaded BLAS kernels only reorder the additions.
+multiple of ``2**u`` of magnitude at most ``2**(53+u)``, hence a float64 number (at most 53
+significant bits; :func:`eligible` keeps ``u`` and the magnitudes far inside float64's normal
+range, so flushing subnormals changes nothing either), so every rounded addition returns its
+exact result; an FMA ``a*b + c`` with ``a*b`` a product term has an exact result of the same
+kind. A BLAS ``dgemm`` computes each output as such a sum: blocked, vectorised or threaded
+kernels only regroup the additions (no Strassen-like algorithm, which changes the operations,
+is used by MKL or OpenBLAS).
 
 A row ``x`` of X has a *unit* ``u``: every activation of the row is a multiple of ``2**u``
 (``u = max(floor(log2 min|x_k|), emin) - frac_bits`` over its nonzero terms) and an L1 bound
@@ -43,15 +46,30 @@ A row ``x`` of X has a *unit* ``u``: every activation of the row is a multiple o
 
 How the parts are rounded
 -------------------------
-* ``J = 1``: ``P = S * 2**e0`` is exact (a power-of-two scale); with a bias ``B``,
-  ``t + err = P + B`` exactly (TwoSum), and ``t`` is moved one ulp towards ``err`` when ``err !=
-  0`` and ``t`` has an even significand: that is ``P + B`` rounded to odd at 53 bits. Rounding
-  that once more to nearest even at ``frac_bits + 1 <= 51`` bits gives the correctly rounded
-  result (round-to-odd then nearest with two more bits is exact rounding; Boldo & Melquiond,
-  IEEE TC 57(4), 2008), done with integer operations on the float64 bit patterns.
-* ``J >= 2``: the integers ``S_j / 2**s_j`` are the limbs of a fixed-point number (limb width
+Rows of a block that fit one part take one product; the others are split into the number of
+parts the widest of them needs (rows needing fewer parts are split on the same rule, their
+bounds only get looser).
+
+* ``J = 1``: ``P = S * 2**e0`` is exact (a power-of-two scale). With a bias ``B``: when both are
+  multiples of ``2**g`` (``g = min(lsb_in + e0, lsb_out)``) and ``max|P| + max|B| <= 2**(52+g)``
+  the float64 sum ``t = P + B`` is exact; otherwise TwoSum gives ``t + err = P + B`` exactly and
+  ``t`` is moved one ulp towards ``err`` when ``err != 0`` and its significand is even: that is
+  ``P + B`` rounded to odd at 53 bits. Rounding that once more to nearest even at ``frac_bits +
+  1 <= 51`` bits gives the correctly rounded sum (rounding to odd, then to nearest with at
+  least two bits fewer, is one correct rounding; Boldo and Melquiond, IEEE TC 57(4), 2008).
+* ``J = 2``: ``(s, e1) = TwoSum(P_1, P_0)``, ``(t, e2) = TwoSum(s, B)``, ``(w, f) =
+  TwoSum(e2, e1)`` leave ``P_1 + P_0 + B = t + w + f`` exactly. Where ``f == 0``, ``(h, l) =
+  TwoSum(t, w)`` gives the sum as ``h + l`` and it is rounded as for ``J = 1``; the outputs
+  with ``f != 0`` (bias and products far apart) take the integer path below.
+* ``J >= 3``: the integers ``S_j / 2**s_j`` are the limbs of a fixed-point number (limb width
   ``lb``) whose least significant bit weighs ``2**(u + e0)``; the bias is added at its position
   and the result rounded once, as the reference does (:mod:`sw.limbs`).
+
+The final rounding of a float64 ``t`` to an output format with a torch dtype adds and
+subtracts ``1.5 * 2**52`` output ulps of ``t``'s binade (float64 addition rounds to nearest
+even on that grid; exact below ``2**51`` ulps), then converts the now representable value
+exactly (or to ``±inf`` past the largest binade); other formats use integer operations on the
+float64 bit pattern. A sum is exactly zero exactly when ``t == 0``.
 
 Signed zeros, infinities and NaNs follow the contract with the same rules as the reference:
 a sum that is exactly zero is ``-0`` only in a row whose activations are all zeros when every
