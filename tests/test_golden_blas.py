@@ -378,6 +378,22 @@ def test_threads_do_not_change_results(monkeypatch):
             gemm_golden(x, codes, -5, threads=bad, **kw)
 
 
+def test_strided_and_fortran_inputs():
+    """Transposed torch views, strided slices and Fortran-ordered arrays give the same bits."""
+    rng = np.random.default_rng(8)
+    for fmt, wbits in ((FP16, 3), (BF16, 4), (FP32, 5)):
+        xt = gen_bits(rng, fmt, (300, 40), 0.02)
+        codes = rng.integers(0, 1 << wbits, size=(300, 17))
+        bias = gen_bits(rng, fmt, (34,), 0.1)
+        want = gemm_reference(np.ascontiguousarray(xt.T), np.ascontiguousarray(codes.T), -3,
+                              in_fmt=fmt, wbits=wbits, bias_bits=bias[::2].copy())
+        kw = dict(in_fmt=fmt, wbits=wbits)
+        assert torch.equal(gemm_golden(torch.from_numpy(xt).T, torch.from_numpy(codes).T, -3,
+                                       bias_bits=torch.from_numpy(bias)[::2], **kw), want)
+        assert torch.equal(gemm_golden(np.asfortranarray(xt.T), codes.T, -3,
+                                       bias_bits=bias[::2], **kw), want)
+
+
 # -- convolutions --------------------------------------------------------------------------------
 
 def _conv_by_gemm(x, codes, e0, kernel, stride, padding, dilation, **kw):
