@@ -15,7 +15,7 @@ help:
 	@echo "make sim        main job: generate RTL, cocotb regression vs golden model (SIM=icarus|verilator, WAVES=1)"
 	@echo "make test       the test suite (pytest, $(JOBS) workers)"
 	@echo "make test-slow  long sweeps and exhaustive checks (pytest -m slow)"
-	@echo "make bench      benchmarks: synthesis comparison, golden MAC/s, array simulation -> build/bench/"
+	@echo "make bench      benchmarks: synthesis comparison, golden model vs float32 matmul, array simulation -> build/bench/"
 	@echo "make formal     every formal proof"
 	@echo "make help-synth | help-train | help-e2e   targets of the synthesis, training and deployment areas"
 	@echo "make soak       thousands of random layers on the array under stalls and resets (SOAK_LAYERS=N, SOAK_SEED=n) -> build/soak"
@@ -45,7 +45,7 @@ test-slow: setup
 # bench-hw (mk/synth.mk) synthesises every design on every device: about an hour cold,
 # cached per configuration afterwards.
 bench: setup bench-hw
-	$(PY) benchmarks/bench_golden.py
+	$(PY) benchmarks/bench_golden.py --resnet18
 	$(PY) benchmarks/bench_array_sim.py
 
 lint: setup
