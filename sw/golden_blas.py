@@ -50,9 +50,10 @@ Rows of a block that fit one part take one product; the others are split into th
 parts the widest of them needs (rows needing fewer parts are split on the same rule, their
 bounds only get looser).
 
-* ``J = 1``: ``P = S * 2**e0`` is exact (a power-of-two scale). With a bias ``B``: when both are
-  multiples of ``2**g`` (``g = min(lsb_in + e0, lsb_out)``) and ``max|P| + max|B| <= 2**(52+g)``
-  the float64 sum ``t = P + B`` is exact; otherwise TwoSum gives ``t + err = P + B`` exactly and
+* ``J = 1``: ``P = S * 2**e0`` is exact (a power-of-two scale). With a bias ``B``: both are
+  multiples of ``2**g`` (``g``: the smaller of the rows' unit plus ``e0`` and the ulp of the
+  smallest nonzero bias); when ``max|P| + max|B| <= 2**(52+g)`` the float64 sum ``t = P + B`` is
+  exact; otherwise TwoSum gives ``t + err = P + B`` exactly and
   ``t`` is moved one ulp towards ``err`` when ``err != 0`` and its significand is even: that is
   ``P + B`` rounded to odd at 53 bits. Rounding that once more to nearest even at ``frac_bits +
   1 <= 51`` bits gives the correctly rounded sum (rounding to odd, then to nearest with at
@@ -252,15 +253,18 @@ def _round_to_odd(t: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _one_part(s: torch.Tensor, prep):
-    """J = 1: ``s`` exact sums (N, M), overwritten. Returns (patterns, exact-zero mask)."""
+def _one_part(s: torch.Tensor, prep, u_min: int):
+    """J = 1: ``s`` exact sums (N, M), overwritten, of activations that are all multiples of
+    ``2**u_min``. Returns (patterns, exact-zero mask)."""
     scale = prep.scale
     if not (isinstance(scale, float) and scale == 1.0):
         s.mul_(scale)
     if prep.bias64 is not None:
-        # P + B is exact when both are multiples of 2**g and their magnitudes sum below 2**(53+g)
-        bound = float(s.abs().amax()) + prep.bias_max
-        if bound <= prep.exact_add_bound:
+        # P = S * 2**e0 and B are multiples of 2**g: P + B is exact when it stays below
+        # 2**(53+g) (the bound below keeps a factor 2 for the rounding of its own sum)
+        g = min(u_min + prep.e0_min, prep.bias_lsb)
+        lo, hi = torch.aminmax(s)
+        if max(-float(lo), float(hi)) + prep.bias_max <= 2.0 ** (52 + g):
             s.add_(prep.bias64)
         else:
             t = s + prep.bias64
@@ -460,9 +464,11 @@ class _Prepared:
             self.bias64 = v
             self.bias_negzero = (v == 0) & torch.signbit(v)
             self.bias_max = float(v.abs().max())
-            # P = S * 2**e0 is a multiple of 2**(in lsb + e0), the bias of 2**(out lsb)
-            g = min(in_fmt.lsb_exp + int(e0t.min()), out_fmt.lsb_exp)
-            self.exact_add_bound = 2.0 ** (52 + g)            # half: room for rounding
+            # every bias is a multiple of 2**bias_lsb: its smallest nonzero magnitude's ulp
+            mn = (v.view(torch.int64) & _MAG).sub_(1).bitwise_and_(_MAG).min().add(1)
+            _, e = torch.frexp(mn.view(torch.float64))
+            self.bias_lsb = max(int(e) - 1, out_fmt.emin) - out_fmt.frac_bits
+        self.e0_min = lo
 
 
     @property
@@ -520,20 +526,20 @@ def rows_from_values(x64: torch.Tensor, xc, prep: _Prepared, relu: bool) -> torc
     values in ``x64`` are then 0), else None."""
     out_fmt = prep.out_fmt
     if prep.static_one:
-        out, zero = _one_part(_product(x64, prep), prep)
+        out, zero = _one_part(_product(x64, prep), prep, prep.in_fmt.lsb_exp)
     else:
         counts, u = part_counts(x64, prep.in_fmt, prep.pmax)
         ones = counts == 1
         n_one = int(ones.sum())
         if n_one == x64.shape[0]:
-            out, zero = _one_part(_product(x64, prep), prep)
+            out, zero = _one_part(_product(x64, prep), prep, int(u.min()))
         elif n_one == 0:
             out, zero = _several_parts(x64, counts, u, prep)
         else:                                         # one part where a row allows it
             out = torch.empty((x64.shape[0], prep.codes.shape[0]), dtype=torch.int64)
             zero = torch.empty(out.shape, dtype=torch.bool)
             rows = torch.nonzero(ones).flatten()
-            out[rows], zero[rows] = _one_part(_product(x64[rows], prep), prep)
+            out[rows], zero[rows] = _one_part(_product(x64[rows], prep), prep, int(u[rows].min()))
             rows = torch.nonzero(~ones).flatten()
             out[rows], zero[rows] = _several_parts(x64[rows], counts[rows], u[rows], prep)
     _signed_zeros(out, zero, x64, prep.codes, prep.wbits, prep.bias_negzero, out_fmt)

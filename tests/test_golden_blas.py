@@ -267,6 +267,18 @@ def test_tie_decided_far_below_by_round_to_odd():
         assert exact(x[n], codes[0], -26, 0x4C00, FP16, FP16, 4) == int(y[n, 0])
 
 
+def test_exact_addition_shortcut_edge():
+    """The bias is added in float64 without TwoSum only when the sum fits 53 bits on the grid
+    of the bias's smallest ulp: here 2**19 + 2**-5 - 2**-12 (products) plus
+    (1 + 2**-23) * 2**-12 (bias) needs 55 bits, and its lowest bit alone lifts an fp32 tie."""
+    x = to_bits(np.array([[2.0 ** 13, 2.0 ** -5, -(2.0 ** -12)]]), FP16)
+    codes = np.array([[6, 0, 0]], np.int64)                # 2**6, 1, 1 (B = 4)
+    bias = to_bits(np.array([(1 + 2.0 ** -23) * 2.0 ** -12], np.float32), FP32)
+    y = same(0, x, codes, 0, in_fmt=FP16, wbits=4, out_fmt=FP32, bias=bias)
+    want = exact(x[0], codes[0], 0, int(bias[0]), FP16, FP32, 4)
+    assert int(y[0, 0]) == want == int(to_bits(np.array([2.0 ** 19 + 2.0 ** -4]), FP32)[0])
+
+
 @pytest.mark.parametrize("fmt", [FP16, BF16, FP32, FP8, FloatFormat("e4m3", 4, 3),
                                  FloatFormat("e6m20", 6, 20)])
 def test_round_float64_matches_integer_rounding(fmt):
