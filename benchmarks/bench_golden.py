@@ -3,11 +3,12 @@
 Usage: ``python benchmarks/bench_golden.py [--repeat R] [--threads 1,2] [--resnet18]
 [--out build/bench/golden.json]``.
 
-For every case and every thread count (torch intra-op threads, set for the golden model and
-the float32 product alike) it prints the golden model's time (:func:`sw.golden.gemm_golden`,
-the BLAS path), the time of ``torch.mm`` on float32 matrices of the same shape, their ratio
-(best of ``R`` runs each; medians in the JSON) and, once per case at one thread, the multi-limb
-reference (:func:`sw.golden.gemm_reference`) it replaces. ``--resnet18`` adds the array
+For every case and every thread count (torch intra-op threads, given to the golden model's
+``threads=`` and set for the float32 product) it prints the golden model's time
+(:func:`sw.golden.gemm_golden`), the time of ``torch.mm`` on float32 matrices of the same
+shape, their ratio (best of ``R`` runs each, the two alternating so that both see the same
+machine; medians in the JSON) and, once per case, the multi-limb reference
+(:func:`sw.golden.gemm_reference`, one thread) it replaces. ``--resnet18`` adds the array
 layers of ResNet-18 at 224x224 (conv1 to fc, fp16, B=3, post-ReLU-like activations) through
 :func:`sw.golden.conv_golden`: seconds per image and the float32 ``torch.nn.functional``
 layers of the same shapes. Writes ``build/bench/golden.json``.
@@ -71,6 +72,20 @@ def _timed(fn, repeat):
     return min(times), float(np.median(times))
 
 
+def _timed_pair(fa, fb, repeat):
+    """Best and median of ``fa`` and ``fb``, run alternately so that both see the same
+    machine."""
+    fa()
+    fb()
+    ta, tb = [], []
+    for _ in range(repeat):
+        for fn, times in ((fa, ta), (fb, tb)):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    return (min(ta), float(np.median(ta))), (min(tb), float(np.median(tb)))
+
+
 def _activations(rng, shape, fmt_name, relu=False):
     v = rng.standard_normal(shape)
     if relu:
@@ -89,9 +104,9 @@ def _gemm_case(name, fmt_name, wbits, n, k, m, per_channel, threads, repeat, rng
     ref = None
     for t in threads:
         torch.set_num_threads(t)
-        g_best, g_med = _timed(lambda: gemm_golden(x, codes, e0, in_fmt=fmt, wbits=wbits,
-                                                   bias_bits=b), repeat)
-        f_best, f_med = _timed(lambda: torch.mm(a32, b32), repeat)
+        (g_best, g_med), (f_best, f_med) = _timed_pair(
+            lambda: gemm_golden(x, codes, e0, in_fmt=fmt, wbits=wbits, bias_bits=b),
+            lambda: torch.mm(a32, b32), repeat)
         if ref is None:
             want = gemm_reference(x, codes, e0, in_fmt=fmt, wbits=wbits, bias_bits=b)
             assert torch.equal(want, gemm_golden(x, codes, e0, in_fmt=fmt, wbits=wbits,
@@ -127,9 +142,10 @@ def _resnet18(threads, repeat, rng):
         macs = 0
         per_layer = []
         for name, times, x, codes, e0, b, kk, stride, pad, x32, w32 in layers:
-            g, _ = _timed(partial(conv_golden, x, codes, e0, in_fmt=fmt, wbits=3, kernel=kk,
-                                  stride=stride, padding=pad, bias_bits=b, relu=True), repeat)
-            f, _ = _timed(partial(F.conv2d, x32, w32, stride=stride, padding=pad), repeat)
+            (g, _), (f, _) = _timed_pair(
+                partial(conv_golden, x, codes, e0, in_fmt=fmt, wbits=3, kernel=kk,
+                        stride=stride, padding=pad, bias_bits=b, relu=True),
+                partial(F.conv2d, x32, w32, stride=stride, padding=pad), repeat)
             y = F.conv2d(x32, w32, stride=stride, padding=pad)
             mac = y.numel() * x32.shape[1] * kk * kk
             total_g += times * g
@@ -145,7 +161,7 @@ def _resnet18(threads, repeat, rng):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=int, default=9)
+    p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--threads", default=f"1,{torch.get_num_threads()}",
                    help="comma-separated torch thread counts (default: 1 and torch's default)")
     p.add_argument("--resnet18", action="store_true", help="add the ResNet-18 224x224 layers")
