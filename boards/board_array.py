@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The PE array of a board image, driven from the host over the UART bridge.
 
 A board image (``make bitstream``) is ``LinkTop(ArrayTop(config))``: every valid/ready channel of
