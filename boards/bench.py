@@ -3,15 +3,23 @@
 Builds, for every array size and device (iCE40 UP5K, ECP5-25F, generic ASIC gates):
 
 * ``shift-array``: the DenseShift PE array (exact accumulation, rounded once);
-* ``fp-mac fp16`` / ``fp-mac bf16``: multiplier + floating-point adder loop per PE;
-* ``int8-mac``: 8 x 8 -> 32-bit integer MAC per PE;
-* ``shift-fpadd``: shift product + naive fp16 adder loop per PE.
+* ``fma-array``: pipelined fused-MAC arrays (``boards.fpmac``): fp16 inputs with fp16 or fp32
+  accumulation, bf16 inputs with fp32 accumulation; one multiplier block per PE while the
+  device has them, LUT multipliers for the rest;
+* ``int8-array``: 8 x 8 -> 32-bit integer MACs (``boards.intmac``) on multiplier blocks, and
+  with LUT multipliers only;
+* ``shift-fpadd``: shift product + naive one-clock fp16 adder loop per PE (what exact
+  accumulation buys);
+
+and each stand-alone PE (``fma-pe``, ``int8-pe``), the unit compared with the HardFloat
+yardstick in ``docs/synthesis.md``.
 
 Writes ``build/bench/hw.json`` (every summary), ``hw.md`` (comparison table: LUTs or NAND2-eq per
-MAC, Fmax, GMAC/s, MMAC/s per kLUT, ratio to the fp16-multiplier baseline of the same size and
+MAC, Fmax, GMAC/s, MMAC/s per kLUT, ratio to the best fp16 FMA array of the same size and
 device) and PNG plots: ``resources_vs_size.png``, ``fmax_vs_size.png``,
 ``throughput_per_area.png``. Points are cached like the sweep (``build/sweep``-style hashes under
-``build/bench/cache``). Usage: ``python -m boards.bench [--sizes 2x2,4x4] [--jobs N]``.
+``build/bench/cache``). Usage: ``python -m boards.bench [--sizes 2x2,4x4] [--jobs N]
+[--no-pes]``.
 """
 
 from __future__ import annotations
@@ -30,51 +38,102 @@ __all__ = ["bench_specs", "bench_jobs", "compare", "comparison_table", "blocks_t
            "main"]
 
 DEVICES = (("ice40", "up5k"), ("ecp5", "25f"), ("asic", "generic"))
-LABELS = {"array": "shift array (exact)", "fp-mac:fp16": "fp16 mult + fp16 add",
-          "fp-mac:bf16": "bf16 mult + bf16 add", "int8-mac": "int8 x int8 -> int32",
-          "shift-fpadd": "shift + naive fp16 add"}
+#: The fp16 FMA arrays the shift array is compared with (``ratio_vs_fp16``: the best of them).
+FP16_FMA = (("fp16", "fp16"), ("fp16", "fp32"))
+FMA_FORMATS = (*FP16_FMA, ("bf16", "fp32"))
 
 
 def _label(spec):
     kind = spec["kind"]
-    return LABELS.get(f"{kind}:{spec.get('fmt')}", LABELS.get(kind, kind))
+    if kind in ("fma-array", "fma-pe"):
+        text = f"{spec.get('in_fmt', 'fp16')} FMA, {spec.get('acc_fmt', 'fp16')} acc"
+    elif kind in ("int8-array", "int8-pe"):
+        text = f"int8 MAC ({spec.get('mult', 'dsp').upper()})"
+    else:
+        text = {"array": "shift array (exact)", "shift-fpadd": "shift + naive fp16 add",
+                "fp-mac": f"{spec.get('fmt', 'fp16')} mult + one-clock add",
+                "int8-mac": "int8 x int8 -> int32"}.get(kind, kind)
+    return text + (" PE" if _is_pe(spec) else "")
 
 
-def bench_specs(rows, cols, *, depth=512):
+def bench_specs(rows, cols, *, depth=512, dsps=None):
+    """The designs of one array size; ``dsps``: multiplier blocks available (``None``: one
+    per PE)."""
+    extra = {} if dsps is None or dsps >= rows * cols else {"dsps": dsps}
     return [
         {"kind": "array", "config": {"in_fmt": "fp16", "wbits": 3, "rows": rows, "cols": cols,
                                      "depth": depth}},
-        {"kind": "fp-mac", "fmt": "fp16", "rows": rows, "cols": cols},
-        {"kind": "fp-mac", "fmt": "bf16", "rows": rows, "cols": cols},
-        {"kind": "int8-mac", "rows": rows, "cols": cols},
+        *({"kind": "fma-array", "in_fmt": i, "acc_fmt": a, "rows": rows, "cols": cols, **extra}
+          for i, a in FMA_FORMATS),
+        {"kind": "int8-array", "mult": "dsp", "rows": rows, "cols": cols, **extra},
+        {"kind": "int8-array", "mult": "lut", "rows": rows, "cols": cols},
         {"kind": "shift-fpadd", "fmt": "fp16", "wbits": 3, "rows": rows, "cols": cols},
     ]
 
 
+def pe_specs():
+    """The stand-alone PEs: each FMA format pair with a multiplier block, and int8 MACs."""
+    return [*({"kind": "fma-pe", "in_fmt": i, "acc_fmt": a, "mult": "dsp"}
+              for i, a in FMA_FORMATS),
+            {"kind": "int8-pe", "mult": "dsp"}, {"kind": "int8-pe", "mult": "lut"}]
+
+
 def bench_jobs(sizes, *, devices=DEVICES, seeds=(1, 2, 3), root="build/bench/cache",
-               depth=512, pnr_timeout=None):
-    return [make_job(spec, board, device, seeds=seeds, explore=True, root=root,
-                     pnr_timeout=pnr_timeout)
-            for board, device in devices for rows, cols in sizes
-            for spec in bench_specs(rows, cols, depth=depth)]
+               depth=512, pnr_timeout=None, pes=True):
+    from boards.flow import DEVICES as CAPACITY
+
+    jobs = []
+    for board, device in devices:
+        dsps = CAPACITY[board][device]["dsps"]
+        specs = [s for rows, cols in sizes for s in bench_specs(rows, cols, depth=depth,
+                                                               dsps=dsps)]
+        specs += pe_specs() if pes else []
+        jobs += [make_job(spec, board, device, seeds=seeds, explore=True, root=root,
+                          pnr_timeout=pnr_timeout) for spec in specs]
+    return jobs
+
+
+def _is_pe(spec):
+    return spec["kind"] in ("fma-pe", "int8-pe")
 
 
 def _size(r):
     spec = r["spec"]
+    if _is_pe(spec):
+        return "PE"
     cfg = spec.get("config", spec)
     return cfg.get("rows", 4), cfg.get("cols", 4)
 
 
+def _size_text(r):
+    size = _size(r)
+    return size if isinstance(size, str) else "x".join(map(str, size))
+
+
+def _efficiency(r):
+    """Higher is better: MMAC/s per kLUT (FPGA), MACs per NAND2-eq (ASIC)."""
+    if r["board"] == "asic":
+        return 1.0 / r["nand2_per_mac"] if r.get("nand2_per_mac") else None
+    return r.get("mmacs_per_klut")
+
+
 def compare(results):
-    """Rows of the comparison table, with ratios to the fp16-multiplier baseline."""
+    """Rows of the comparison table, with ratios to the best fp16 FMA array (fp16 or fp32
+    accumulation, by MMAC/s per kLUT; ASIC: by MACs per NAND2-eq) of the same size and
+    device."""
     base = {}
     for r in results:
-        if r["spec"]["kind"] == "fp-mac" and r["spec"].get("fmt") == "fp16" and not r.get("error"):
-            base[(r["board"], r["device"], _size(r))] = r
+        spec = r["spec"]
+        if (spec["kind"] != "fma-array" or r.get("error") or _efficiency(r) is None
+                or (spec.get("in_fmt", "fp16"), spec.get("acc_fmt", "fp16")) not in FP16_FMA):
+            continue
+        key = (r["board"], r["device"], _size(r))
+        if key not in base or _efficiency(r) > _efficiency(base[key]):
+            base[key] = r
     rows = []
     for r in results:
         row = {"design": _label(r["spec"]), "board": r["board"], "device": r.get("device"),
-               "size": "x".join(map(str, _size(r))), "error": r.get("error")}
+               "size": _size_text(r), "error": r.get("error")}
         if not r.get("error"):
             b = base.get((r["board"], r["device"], _size(r)))
             row.update({k: r.get(k) for k in (
@@ -82,13 +141,8 @@ def compare(results):
                 "fmax_mhz", "fmax_spread_mhz", "gmacs", "mmacs_per_klut", "fits", "nand2_eq",
                 "nand2_per_mac", "logic_depth", "gates", "gemm_rel_error", "pnr_error",
                 "synth_note")})
-            if r["board"] == "asic":
-                row["ratio_vs_fp16"] = (round(b["nand2_per_mac"] / r["nand2_per_mac"], 2)
-                                        if b and r.get("nand2_per_mac") else None)
-            else:
-                row["ratio_vs_fp16"] = (round(r["mmacs_per_klut"] / b["mmacs_per_klut"], 2)
-                                        if b and r.get("mmacs_per_klut")
-                                        and b.get("mmacs_per_klut") else None)
+            row["ratio_vs_fp16"] = (round(_efficiency(r) / _efficiency(b), 2)
+                                    if b and _efficiency(r) else None)
         rows.append(row)
     return rows
 
@@ -115,7 +169,7 @@ def comparison_table(rows) -> str:
                            f"{_fmt(r.get('gemm_rel_error'), '{:.1e}')} |")
         else:
             out.append("| design | size | LUTs | FFs | DSPs | BRAMs | LUTs/MAC | Fmax MHz "
-                       "(spread) | GMAC/s | MMAC/s per kLUT | vs fp16 | fits | GEMM rel. "
+                       "(spread) | GMAC/s | MMAC/s per kLUT | vs best fp16 FMA | fits | GEMM rel. "
                        "error |")
             out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             for r in sub:
@@ -238,6 +292,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("build/bench"))
     p.add_argument("--force", action="store_true", help="ignore cached points")
+    p.add_argument("--no-pes", action="store_true", help="arrays only, no stand-alone PEs")
     p.add_argument("--pnr-timeout", type=float, metavar="SECONDS",
                    help="stop a place-and-route seed after this long (default 3600 s)")
     args = p.parse_args(argv)
@@ -255,7 +310,7 @@ def main(argv=None) -> int:
               f"{args.pnr_timeout:g}", file=sys.stderr)
         return 2
     jobs = bench_jobs(sizes, devices=devices, seeds=seeds, root=args.out / "cache",
-                      pnr_timeout=args.pnr_timeout)
+                      pnr_timeout=args.pnr_timeout, pes=not args.no_pes)
     results = run_jobs(jobs, workers=args.jobs, force=args.force)
     attach_error(results)
     rows = compare(results)

@@ -49,9 +49,9 @@ def window_width(b_width: int, acc_fmt, *, lead_zero: bool = True) -> int:
 
 
 def acc_addend_range(acc_fmt):
-    """``t`` range of an accumulator value used as the addend (``FmaAdd(b_width=p)``)."""
+    """``e`` range of an accumulator value used as the addend (``FmaAdd(b_width=p)``)."""
     fmt = get_format(acc_fmt)
-    return 1 - fmt.bias, fmt.bias + 1
+    return 1, fmt.exp_max_field
 
 
 def _reg(m, en, value, name):
@@ -61,9 +61,28 @@ def _reg(m, en, value, name):
     return reg
 
 
-def _mask_upto(amount, width):
-    """``width`` bits, bit ``j`` set when ``j <= amount``."""
-    return Cat(*(amount >= j for j in range(width)))
+def _shift_right_sticky(value, amount):
+    """``value >> amount`` with bit 0 replaced by the OR of every bit that lands at or below
+    it: a logarithmic shifter, largest step first, each step ORing the bits it drops."""
+    width, sticky = len(value), Const(0, 1)
+    for k in reversed(range(len(amount))):
+        step = 1 << k
+        dropped = value[:min(step, width)].any()
+        sticky = sticky | (amount[k] & dropped)
+        value = Mux(amount[k], value >> step if step < width else Const(0, width), value)
+    return Cat(sticky | value[0], value[1:])
+
+
+def _one_hot_below(value, top):
+    """``top + 1`` bits, bit ``i`` set when ``value == top - i`` (``value`` unsigned-valued,
+    wider than needed): a two-level decode of the low bits, gated by the high bits being 0."""
+    n = top.bit_length()
+    low, high_zero = value[:n], ~value[n:].any()
+    lo_bits = min(n, 3)
+    lo = [low[:lo_bits] == v for v in range(1 << lo_bits)]
+    hi = [high_zero & (low[lo_bits:] == v) for v in range(1 << (n - lo_bits))]
+    return Cat(*(lo[(top - i) & ((1 << lo_bits) - 1)] & hi[(top - i) >> lo_bits]
+                 for i in range(top + 1)))
 
 
 class FmaAdd(wiring.Component):
@@ -75,7 +94,7 @@ class FmaAdd(wiring.Component):
         Pipeline advance.
     c : In(unsigned(acc_fmt.width))
         Accumulator operand, raw bits.
-    b : In(addend_layout(b_width, t_lo, t_hi))
+    b : In(addend_layout(b_width, e_lo, e_hi))
         Exact addend, consumed with ``c``: normalised, or with one leading zero when
         ``b_lead_zero``, or subnormal with ``t = emin`` of the accumulation format.
     clear : In(1)
@@ -87,20 +106,20 @@ class FmaAdd(wiring.Component):
         ``r`` registered (or ``-0``, see ``clear``): ``STAGES`` advances after the operands.
     """
 
-    def __init__(self, *, acc_fmt="fp16", b_width=22, t_lo=-47, t_hi=31, b_lead_zero=True):
+    def __init__(self, *, acc_fmt="fp16", b_width=22, e_lo=-32, e_hi=46, b_lead_zero=True):
         self._acc = get_format(acc_fmt)
         self._lead_zero = bool(b_lead_zero)
-        for name, v in (("b_width", b_width), ("t_lo", t_lo), ("t_hi", t_hi)):
+        for name, v in (("b_width", b_width), ("e_lo", e_lo), ("e_hi", e_hi)):
             if not isinstance(v, int) or isinstance(v, bool):
                 raise TypeError(f"{name} must be an integer, not {v!r}")
         if b_width < 2:
             raise ValueError(f"b_width must be at least 2, not {b_width}")
-        if t_lo > t_hi:
-            raise ValueError(f"t_lo must not exceed t_hi, not {t_lo} > {t_hi}")
-        self._bw, self._t = b_width, (t_lo, t_hi)
+        if e_lo > e_hi:
+            raise ValueError(f"e_lo must not exceed e_hi, not {e_lo} > {e_hi}")
+        self._bw, self._e = b_width, (e_lo, e_hi)
         w = self._acc.width
         super().__init__({"en": In(1), "c": In(unsigned(w)),
-                          "b": In(addend_layout(b_width, t_lo, t_hi)),
+                          "b": In(addend_layout(b_width, e_lo, e_hi)),
                           "clear": In(1), "r": Out(unsigned(w)), "o": Out(unsigned(w))})
 
     @property
@@ -111,34 +130,36 @@ class FmaAdd(wiring.Component):
         m = Module()
         acc, en = self._acc, self.en
         F, E = acc.frac_bits, acc.exp_bits
-        p, emin = F + 1, 1 - acc.bias
+        p = F + 1
         W, wb = self.window, self._bw
-        t_lo = min(self._t[0], emin)
-        t_hi = max(self._t[1], acc.bias + 1)
-        t_shape = signed(max(abs(t_lo).bit_length(), abs(t_hi).bit_length()) + 2)
-        d_shape = unsigned(W.bit_length())
+        e_lo, e_hi = min(self._e[0], 1), max(self._e[1], acc.exp_max_field)
+        e_shape = signed(max(abs(e_lo).bit_length(), abs(e_hi).bit_length(),
+                             (W + 1).bit_length()) + 2)
+        d_bits = W.bit_length()                   # shift amounts up to 2**d_bits - 1 >= W
 
         # -- stage 1: decode c, compare exponents, swap --------------------------------------
+        # exponents are biased (the accumulation format's bias): c's top bit has max(E, 1)
         c, b = self.c, self.b
         ce, cf, cs = c[F:F + E], c[:F], c[-1]
         c_norm = ce.any()
         c_special = ce == acc.exp_max_field
         c_zero = ~c_norm & ~cf.any()
-        t_c = Signal(t_shape)
-        m.d.comb += t_c.eq(Mux(c_norm, ce, 1) - acc.bias)
-        d_bc, d_cb = Signal(t_shape), Signal(t_shape)
-        m.d.comb += [d_bc.eq(b.t - t_c), d_cb.eq(t_c - b.t)]
-        x_is_b = (d_bc > 0) & ~b.zero
-        d = Mux(x_is_b, d_bc, d_cb)
-        d_sat = Mux((d < 0) | (d > W), W, d[:d_shape.width])
+        ec = Cat(ce[0] | ~c_norm, ce[1:])
+        d_bc, d_cb = Signal(e_shape), Signal(e_shape)
+        m.d.comb += [d_bc.eq(b.e - ec), d_cb.eq(ec - b.e)]
+        x_is_b = d_cb[-1] & ~b.zero                       # b's top bit is the higher one
+
+        def clamp(d):                                     # >= the window: all bits to sticky
+            return Mux(d[d_bits:].any(), (1 << d_bits) - 1, d[:d_bits])
+
         mb_top = Cat(Const(0, W - wb), b.m)
         mc_top = Cat(Const(0, W - p), cf, c_norm)
         nan1 = b.nan | (c_special & cf.any()) | (b.inf & c_special & ~cf.any() & (b.sign ^ cs))
         inf1 = (b.inf | (c_special & ~cf.any())) & ~nan1
         x1 = _reg(m, en, Mux(x_is_b, mb_top, mc_top), "x1")
         y1 = _reg(m, en, Mux(x_is_b, mc_top, mb_top), "y1")
-        d1 = _reg(m, en, d_sat, "d1")
-        tx1 = _reg(m, en, Mux(x_is_b, b.t, t_c), "tx1")
+        d1 = _reg(m, en, Mux(x_is_b, clamp(d_bc), clamp(d_cb)), "d1")
+        ex1 = _reg(m, en, Mux(x_is_b, b.e, ec), "ex1")
         sx1 = _reg(m, en, Mux(x_is_b, b.sign, cs), "sx1")
         sub1 = _reg(m, en, b.sign ^ cs, "sub1")
         # specials and the sign of an exact zero ride along to stage 6
@@ -146,10 +167,9 @@ class FmaAdd(wiring.Component):
                                  b.zero & c_zero & b.sign & cs), "flags1")
 
         # -- stage 2: align y -----------------------------------------------------------------
-        sticky2 = (y1 & _mask_upto(d1, W)).any()
         x2 = _reg(m, en, x1, "x2")
-        y2 = _reg(m, en, Cat(sticky2, (y1 >> d1)[1:W]), "y2")
-        tx2 = _reg(m, en, tx1, "tx2")
+        y2 = _reg(m, en, _shift_right_sticky(y1, d1), "y2")
+        ex2 = _reg(m, en, ex1, "ex2")
         sx2 = _reg(m, en, sx1, "sx2")
         sub2 = _reg(m, en, sub1, "sub2")
         flags2 = _reg(m, en, flags1, "flags2")
@@ -163,16 +183,16 @@ class FmaAdd(wiring.Component):
         m.d.comb += rdiff.eq(y2 - x2)
         mag3 = _reg(m, en, Mux(neg, rdiff, t3[:W + 1]), "mag3")
         s3 = _reg(m, en, sx2 ^ neg, "s3")
-        lim3 = _reg(m, en, tx2 + 1 - emin, "lim3")          # >= 1: tx >= t_c >= emin
-        tx3 = _reg(m, en, tx2, "tx3")
+        # the normalising shift stops at emin: at most ex (the biased exponent of the window
+        # top, >= 1) bits; a marker bit there makes the leading-zero count stop at it
+        marker3 = _reg(m, en, _one_hot_below(ex2.as_unsigned(), W), "marker3")
+        ex3 = _reg(m, en, ex2, "ex3")
         flags3 = _reg(m, en, flags2, "flags3")
 
         # -- stage 4: leading zeros, limited at emin ------------------------------------------
-        lz = leading_zeros(mag3)
-        sh = Mux(lz > lim3, lim3, lz)[:(W + 1).bit_length()]
-        sh4 = _reg(m, en, sh, "sh4")
+        sh4 = _reg(m, en, leading_zeros(mag3 | marker3), "sh4")
         mag4 = _reg(m, en, mag3, "mag4")
-        ebias4 = _reg(m, en, (tx3 + 1 + acc.bias - sh).as_signed(), "ebias4")
+        ex4 = _reg(m, en, ex3, "ex4")
         zero4 = _reg(m, en, mag3 == 0, "zero4")
         s4 = _reg(m, en, s3, "s4")
         flags4 = _reg(m, en, flags3, "flags4")
@@ -184,8 +204,10 @@ class FmaAdd(wiring.Component):
         sticky5 = (mag4[:low] & Cat(*(sh4 <= low - 1 - j for j in range(low)))).any() \
             if low > 0 else Const(0, 1)
         lead = mant[p - 1]
-        ovf = lead & (ebias4 >= acc.exp_max_field)
-        packed = Cat(mant[:F], Mux(lead, ebias4[:E], 0))
+        ebias = Signal(e_shape)                  # biased exponent of the leading bit
+        m.d.comb += ebias.eq(ex4 + 1 - sh4)
+        ovf = lead & (ebias >= acc.exp_max_field)
+        packed = Cat(mant[:F], Mux(lead, ebias[:E], 0))
         packed5 = _reg(m, en, packed, "packed5")
         rnd5 = _reg(m, en, guard & (sticky5 | mant[0]), "rnd5")
         ovf5 = _reg(m, en, ovf, "ovf5")

@@ -81,9 +81,10 @@ class FmaCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self._in.frac_bits + 1
-        m.submodules.prod = prod = Product(fmt=self._in, mult=self._mult)
-        lo, hi = product_exponent_range(self._in)
-        m.submodules.add = add = FmaAdd(acc_fmt=self._acc, b_width=2 * p, t_lo=lo, t_hi=hi)
+        bias = self._acc.bias
+        m.submodules.prod = prod = Product(fmt=self._in, mult=self._mult, bias=bias)
+        lo, hi = product_exponent_range(self._in, bias)
+        m.submodules.add = add = FmaAdd(acc_fmt=self._acc, b_width=2 * p, e_lo=lo, e_hi=hi)
         m.d.comb += [prod.en.eq(self.en), prod.a.eq(self.a), prod.b.eq(self.b),
                      add.en.eq(self.en), add.b.eq(prod.o), add.c.eq(add.o),
                      add.clear.eq(self.clear), self.r.eq(add.r), self.o.eq(add.o)]
@@ -104,11 +105,16 @@ class FmaPE(wiring.Component):
 
     def __init__(self, *, in_fmt="fp16", acc_fmt="fp16", mult="dsp"):
         self._in, self._acc = check_formats(in_fmt, acc_fmt)
+        if mult not in MULTIPLIERS:
+            raise ValueError(f"mult must be one of {', '.join(MULTIPLIERS)}, not {mult!r}")
         self._mult = mult
-        FmaCore(in_fmt=in_fmt, acc_fmt=acc_fmt, mult=mult)        # validates mult
         w = self._in.width
         super().__init__({"en": In(1), "clear": In(1), "a": In(unsigned(w)),
                           "b": In(unsigned(w)), "o": Out(unsigned(self._acc.width))})
+
+    @property
+    def macs_per_cycle(self):
+        return 1
 
     def elaborate(self, platform):
         m = Module()
@@ -128,7 +134,7 @@ def unpack_acc(m, bits, fmt):
     e, f = bits[F:F + E], bits[:F]
     norm, special = e.any(), e == fmt.exp_max_field
     out = Signal(addend_layout(F + 1, *acc_addend_range(fmt)))
-    m.d.comb += [out.m.eq(Cat(f, norm)), out.t.eq(Mux(norm, e, 1) - fmt.bias),
+    m.d.comb += [out.m.eq(Cat(f, norm)), out.e.eq(Mux(norm, e, 1)),
                  out.sign.eq(bits[-1]), out.zero.eq(~norm & ~f.any()),
                  out.inf.eq(special & ~f.any()), out.nan.eq(special & f.any())]
     return out
@@ -189,8 +195,8 @@ class Reducer(wiring.Component):
                         m.d.sync += reading.eq(0)
         # accumulate in the ring
         m.submodules.add = add = FmaAdd(acc_fmt=acc, b_width=acc.frac_bits + 1,
-                                        t_lo=acc_addend_range(acc)[0],
-                                        t_hi=acc_addend_range(acc)[1], b_lead_zero=False)
+                                        e_lo=acc_addend_range(acc)[0],
+                                        e_hi=acc_addend_range(acc)[1], b_lead_zero=False)
         tail = add.o
         for i in range(ring - STAGES):
             nxt = Signal(acc.width, name=f"ring{i}")

@@ -38,10 +38,11 @@ def _exp_range(fmt: FloatFormat):
     return emin - fmt.frac_bits, emax
 
 
-def product_exponent_range(fmt: FloatFormat):
-    """``t`` (weight exponent of the top bit of the ``2p``-bit product) over all operands."""
+def product_exponent_range(fmt: FloatFormat, bias: int = 0):
+    """``e`` (exponent of the top bit of the ``2p``-bit product, plus ``bias``) over all
+    operands."""
     lo, hi = _exp_range(fmt)
-    return 2 * lo + 1, 2 * hi + 1
+    return 2 * lo + 1 + bias, 2 * hi + 1 + bias
 
 
 def operand_layout(fmt) -> data.StructLayout:
@@ -55,12 +56,13 @@ def operand_layout(fmt) -> data.StructLayout:
     })
 
 
-def addend_layout(width: int, t_lo: int, t_hi: int) -> data.StructLayout:
-    """An exact addend ``(-1)**sign * m * 2**(t - width + 1)``: ``t`` is the weight exponent of
-    the top bit of the ``width``-bit ``m`` (``m`` may have leading zeros; 0 when ``zero``), with
-    the class bits of the value (``inf``/``nan`` leave ``m`` and ``t`` undefined)."""
+def addend_layout(width: int, e_lo: int, e_hi: int) -> data.StructLayout:
+    """An exact addend ``(-1)**sign * m * 2**(e - bias - width + 1)`` for the accumulation
+    format's ``bias``: ``e`` is the biased exponent of the top bit of the ``width``-bit ``m``
+    (``m`` may have leading zeros; 0 when ``zero``), with the class bits of the value
+    (``inf``/``nan`` leave ``m`` and ``e`` undefined)."""
     return data.StructLayout({
-        "m": unsigned(width), "t": _signed_for(t_lo, t_hi),
+        "m": unsigned(width), "e": _signed_for(e_lo, e_hi),
         "sign": 1, "zero": 1, "inf": 1, "nan": 1,
     })
 
@@ -148,21 +150,25 @@ class Product(wiring.Component):
     -------
     en : In(1)
     a, b : In(operand_layout(fmt))
-    o : Out(addend_layout(2 * (F + 1), *product_exponent_range(fmt)))
-        ``a * b`` exactly: sign, ``2(F+1)``-bit significand product, ``t = e_a + e_b + 1``;
+    o : Out(addend_layout(2 * (F + 1), *product_exponent_range(fmt, bias)))
+        ``a * b`` exactly: sign, ``2(F+1)``-bit significand product, ``e = e_a + e_b + 1 +
+        bias`` (``bias``: the accumulation format's);
         ``nan`` for a NaN operand or ``inf * 0``; ``inf`` for an infinite product; ``zero``
         for a zero product.
     """
 
-    def __init__(self, *, fmt="fp16", mult="dsp"):
+    def __init__(self, *, fmt="fp16", mult="dsp", bias=15):
         self._fmt = get_format(fmt)
         if mult not in MULTIPLIERS:
             raise ValueError(f"mult must be one of {', '.join(MULTIPLIERS)}, not {mult!r}")
-        self._mult = mult
+        if not isinstance(bias, int) or isinstance(bias, bool):
+            raise TypeError(f"bias must be an integer, not {bias!r}")
+        self._mult, self._bias = mult, bias
         p = self._fmt.frac_bits + 1
         layout = operand_layout(self._fmt)
         super().__init__({"en": In(1), "a": In(layout), "b": In(layout),
-                          "o": Out(addend_layout(2 * p, *product_exponent_range(self._fmt)))})
+                          "o": Out(addend_layout(2 * p,
+                                                 *product_exponent_range(self._fmt, bias)))})
 
     def elaborate(self, platform):
         m = Module()
@@ -173,7 +179,7 @@ class Product(wiring.Component):
         with m.If(self.en):
             m.d.sync += [
                 self.o.m.eq(prod),
-                self.o.t.eq(a.e + b.e + 1),
+                self.o.e.eq(a.e + b.e + (1 + self._bias)),
                 self.o.sign.eq(a.sign ^ b.sign),
                 self.o.nan.eq(nan),
                 self.o.inf.eq(inf),

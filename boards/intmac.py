@@ -50,6 +50,10 @@ class IntMacPE(wiring.Component):
         super().__init__({"en": In(1), "a": In(signed(8)), "b": In(signed(8)),
                           "first": In(1), "acc": Out(signed(32))})
 
+    @property
+    def macs_per_cycle(self):
+        return 1
+
     def elaborate(self, platform):
         m = Module()
         en = self.en

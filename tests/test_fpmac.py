@@ -160,10 +160,10 @@ class _FmaUnit(wiring.Component):
         m = Module()
         m.submodules.ux = ux = Unpack(fmt=self.i)
         m.submodules.uy = uy = Unpack(fmt=self.i)
-        m.submodules.p = p = Product(fmt=self.i)
-        lo, hi = product_exponent_range(self.i)
+        m.submodules.p = p = Product(fmt=self.i, bias=self.a.bias)
+        lo, hi = product_exponent_range(self.i, self.a.bias)
         m.submodules.add = add = FmaAdd(acc_fmt=self.a, b_width=2 * (self.i.frac_bits + 1),
-                                        t_lo=lo, t_hi=hi)
+                                        e_lo=lo, e_hi=hi)
         m.d.comb += [ux.en.eq(1), uy.en.eq(1), p.en.eq(1), add.en.eq(1),
                      ux.x.eq(self.x), uy.x.eq(self.y), p.a.eq(ux.o), p.b.eq(uy.o),
                      add.b.eq(p.o), add.c.eq(self.c), self.o.eq(add.o)]
@@ -181,7 +181,7 @@ class _AddUnit(wiring.Component):
         m = Module()
         lo, hi = acc_addend_range(self.a)
         m.submodules.add = add = FmaAdd(acc_fmt=self.a, b_width=self.a.frac_bits + 1,
-                                        t_lo=lo, t_hi=hi, b_lead_zero=False)
+                                        e_lo=lo, e_hi=hi, b_lead_zero=False)
         m.d.comb += [add.en.eq(1), add.b.eq(unpack_acc(m, self.x, self.a)), add.c.eq(self.c),
                      self.o.eq(add.o)]
         return m
@@ -412,3 +412,28 @@ def test_bad_arguments():
         Reducer(n=2, slots=0)
     with pytest.raises(ValueError, match="slots must be a positive integer"):
         fpref.dot([0], [0], slots=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("in_fmt,acc_fmt", [("fp16", "fp16"), ("bf16", "fp32")])
+def test_array_verilator(tmp_path, in_fmt, acc_fmt):
+    """The generated Verilog of a 2x2 array on Verilator (cocotb, ``sim/fma_tb.py``):
+    random dot products against ``fpref.dot``."""
+    import json
+
+    from hw.emit import to_verilog
+    from sim.runner import BUILD_ROOT, build_top, run_cocotb
+
+    cfg = {"in_fmt": in_fmt, "acc_fmt": acc_fmt, "rows": 2, "cols": 2}
+    top = FmaArray(rows=2, cols=2, in_fmt=in_fmt, acc_fmt=acc_fmt, dsps=2)
+    runner, bdir, _ = build_top("densehw_baseline", to_verilog(top, name="densehw_baseline"),
+                                BUILD_ROOT / f"fma_{in_fmt}_{acc_fmt}", "verilator")
+    result = tmp_path / "result.json"
+    err = run_cocotb(runner, top="densehw_baseline", test_module="sim.fma_tb", build_dir=bdir,
+                     run_dir=tmp_path, testcases=["test_random_dot_products"],
+                     env={"DENSEHW_FMA": json.dumps(cfg), "DENSEHW_SEED": "7",
+                          "DENSEHW_DOTS": "1500", "DENSEHW_RESULT": str(result)},
+                     log=tmp_path / "sim.log", results_xml=tmp_path / "results.xml")
+    assert err is None, err
+    report = json.loads(result.read_text())
+    assert report["received"] == report["vectors"] and report["mismatches"] == 0, report
