@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--digits-epochs", type=int, default=30)
     p.add_argument("--images-32", type=int, default=100)
-    p.add_argument("--images-224", type=int, default=8)
+    p.add_argument("--images-224", type=int, default=100)
     p.add_argument("--sizes", default="32,224")
     p.add_argument("--rtl-images", type=int, default=50)
     p.add_argument("--tile-rows", type=int, default=16)
