@@ -436,7 +436,7 @@ def run(args) -> int:
     batch = args.batch_size or auto_batch_size(program)
     t0 = time.perf_counter()
     ref_model = None if args.no_reference else reference_of(program)
-    ref = None if ref_model is None else ref_model.outputs(x).double()
+    ref = None if ref_model is None else ref_model.outputs(x, chunk=min(64, batch)).double()
     t_torch = time.perf_counter() - t0
     from sw.backends import options_from
 
