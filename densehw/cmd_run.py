@@ -484,7 +484,9 @@ def run(args) -> int:
                 disagreements_with_torch=int((tpred != result.predictions).sum()))
             report["torch_accuracy"] = (None if y is None else round(
                 100.0 * float((tpred == y).sum()) / n, 4))
-        first = min(64, batch, n)
+        # every value of the first samples is kept: at most ~5e7 of them (a few hundred MB)
+        per_sample = sum(int(np.prod(v["shape"] or [1])) for v in program.values.values())
+        first = max(1, min(64, batch, n, int(5e7 // max(per_sample, 1))))
         report["layers_vs_torch"] = layer_deviation(program, ref_model, x, first)
         report["layers_vs_torch_note"] = (
             f"golden-model values (in_fmt activations) minus the floating-point reference at "
