@@ -167,3 +167,24 @@ def test_model_trained_with_an_offset_rebuilds_from_its_export(tmp_path, e0):
     assert all(mod.e0 == e0 for mod in rebuilt.modules() if hasattr(mod, "quantized_weight"))
     x = torch.rand(8, 1, 8, 8)
     assert torch.equal(rebuilt(x), model(x))
+
+
+def test_version_1_exports_still_compile(tmp_path):
+    """An export without a recorded graph (format version 1, as older densehw wrote) of a
+    built-in model compiles to the same program as its version-2 export."""
+    import dataclasses
+
+    from contract.array import ArrayConfig
+    from sw.compile import compile_model
+    from sw.export import save
+    from sw.runtime import run_program
+
+    model = _trained_digits()
+    v2 = export_model(model, tmp_path / "v2.dshw")
+    save(dataclasses.replace(v2, graph=None, input_shape=None), tmp_path / "v1.dshw")
+    assert load(tmp_path / "v1.dshw").version == 1 and load(tmp_path / "v2.dshw").version == 2
+    a = compile_model(tmp_path / "v1.dshw", ArrayConfig())
+    b = compile_model(tmp_path / "v2.dshw", ArrayConfig())
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    assert [s["op"] for s in a.steps] == [s["op"] for s in b.steps]
+    assert torch.equal(run_program(a, x).logits_bits, run_program(b, x).logits_bits)
