@@ -5,7 +5,7 @@ array (``sw.compile``; format in ``sw.program``).
 or an ONNX file (``.onnx``). ``--config``: a TOML or JSON ``ArrayConfig`` file, ``default``, or a
 name in ``configs/`` (``densehw.cli.load_config``). ``--host PATTERN`` (repeatable) keeps the
 matching layers in floating point on the host. Prints every graph node, where it runs and its
-MACs (also in ``program.json``'s ``meta.graph``).
+MACs (also in ``program.json``'s ``meta.graph``), and the rounding of each host op used.
 """
 
 from __future__ import annotations
@@ -58,6 +58,15 @@ def node_table(program) -> list[str]:
     return lines
 
 
+def rounding_lines(program) -> list[str]:
+    """One line per host op of the program: its rounding (``densehw.cmd_run.ROUNDING``)."""
+    from .cmd_run import ROUNDING
+
+    ops = dict.fromkeys(s["op"] for s in program.steps if s["where"] == "host")
+    width = max([len(op) for op in ops] + [2])
+    return [f"  {op:{width}s} {ROUNDING.get(op, 'see docs/deployment.md')}" for op in ops]
+
+
 def run(args) -> int:
     import torch
 
@@ -93,4 +102,6 @@ def run(args) -> int:
               f"{program.values[s['output']]['fmt']} {shape_out}{extra}")
     print("graph nodes:")
     print("\n".join(node_table(program)))
+    print("host-step rounding:")
+    print("\n".join(rounding_lines(program)))
     return 0

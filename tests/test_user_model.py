@@ -116,6 +116,19 @@ def test_compile_places_every_node(user, capsys):
     assert nodes["block.dw"]["macs"] == 8 * 4 * 4 * 9 and nodes["block.dw"]["where"] == "array"
     assert nodes["block.bn1"]["where"] == "array"           # folded into block.dw
     assert "graph nodes:" in out and "block.dw" in out
+    from densehw.cmd_run import ROUNDING
+
+    rounding = out.split("host-step rounding:\n", 1)[1].splitlines()
+    host_ops = {s["op"] for s in prog.steps if s["where"] == "host"}
+    assert {line.split()[0] for line in rounding} == host_ops
+    assert all(ROUNDING[line.split()[0]] in line for line in rounding)
+
+
+def test_every_host_op_states_its_rounding():
+    from densehw.cmd_run import ROUNDING
+    from sw.runtime import _HOST
+
+    assert set(_HOST) == set(ROUNDING)
 
 
 def test_golden_run_with_user_inputs_and_outputs(user):
@@ -299,3 +312,115 @@ def test_unreadable_model_files_are_one_line(tmp_path, capsys, name, data, messa
     err = capsys.readouterr().err
     assert rc == 2 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "p").exists()
+
+
+class _SignalNet(nn.Module):
+    """A 1-D network written with densehw's layer classes directly (no ``quantize_model``):
+    DenseShift Conv1d (dilated, strided), BatchNorm1d, max pooling, a residual add, global
+    average pooling, a DenseShift linear classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = sw.DenseShiftConv1d(2, 8, 5, padding=2, bias=False, e0=-4)
+        self.bn1 = nn.BatchNorm1d(8)
+        self.pool = nn.MaxPool1d(2)
+        self.conv2 = sw.DenseShiftConv1d(8, 8, 3, padding=2, dilation=2, e0=-4)
+        self.conv3 = sw.DenseShiftConv1d(8, 12, 3, stride=2, padding=1, e0=-4)
+        self.gap = nn.AdaptiveAvgPool1d(1)
+        self.fc = sw.DenseShiftLinear(12, 4, e0=-3)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.bn1(self.conv1(x))))
+        x = torch.relu(x + self.conv2(x))
+        x = torch.relu(self.conv3(x))
+        return self.fc(torch.flatten(self.gap(x), 1))
+
+
+@pytest.fixture(scope="module")
+def signal(tmp_path_factory):
+    """_SignalNet trained by a plain PyTorch loop on generated two-channel tones (class =
+    frequency), exported and compiled by ``densehw compile``; 64 held-out inputs in x.npy."""
+    tmp = tmp_path_factory.mktemp("signal")
+    torch.manual_seed(SEED)
+    model = _SignalNet()
+    g = torch.Generator().manual_seed(SEED)
+    t = torch.linspace(0, 1, 32)
+    freq = torch.randint(0, 4, (256,), generator=g)
+    x = torch.stack([torch.sin(2 * torch.pi * (freq[:, None] + 1) * 2 * t),
+                     torch.cos(2 * torch.pi * (freq[:, None] + 1) * 2 * t)], 1)
+    x = x + 0.1 * torch.randn(x.shape, generator=g)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        F.cross_entropy(model(x[:192]), freq[:192]).backward()
+        opt.step()
+    model.eval()
+    sw.export_model(model, tmp / "sig.dshw", example_input=x[:2])
+    np.save(tmp / "x.npy", x[192:].numpy())
+    assert main(["compile", str(tmp / "sig.dshw"), "-o", str(tmp / "prog"), "--config",
+                 "default", "-q"]) == 0
+    return tmp, model, x[192:], freq[192:]
+
+
+def test_model_of_densehw_layers_trained_by_a_plain_loop(signal):
+    """``densehw run --inputs/--out`` on golden: the outputs track PyTorch; every shift layer
+    is an array step."""
+    tmp, model, x, labels = signal
+    rep = tmp / "r.json"
+    assert main(["run", str(tmp / "prog"), "--inputs", str(tmp / "x.npy"), "--out",
+                 str(tmp / "y.npy"), "--report", str(rep), "--progress", "off"]) == 0
+    y = np.load(tmp / "y.npy")
+    with torch.no_grad():
+        ref = model(x).numpy()
+    r = json.loads(rep.read_text())
+    assert y.shape == (64, 4) and y.dtype == np.float32
+    assert r["agreement_with_torch"] >= 0.98, r["agreement_with_torch"]
+    assert r["outputs_vs_torch"]["rel_l2_error"] < 5e-3
+    assert np.abs(y - ref).max() < 0.05 * np.abs(ref).max()
+    assert float((torch.from_numpy(ref).argmax(1) == labels).float().mean()) > 0.5  # trained
+    assert {x["name"] for x in r["cycles"]["per_layer"]} == {"conv1", "conv2", "conv3", "fc"}
+
+
+@needs_verilator
+def test_model_of_densehw_layers_on_verilator_equals_golden(signal):
+    pytest.importorskip("cocotb")
+    tmp, _, _, _ = signal
+    rep = tmp / "r-verilator.json"
+    assert main(["run", str(tmp / "prog"), "--inputs", str(tmp / "x.npy"), "--limit", "4",
+                 "--batch-size", "4", "--backend", "verilator", "--out",
+                 str(tmp / "y-rtl.npy"), "--report", str(rep), "--progress", "off"]) == 0
+    r = json.loads(rep.read_text())
+    assert r["mismatches"] == 0 and r["compared_with_golden"] is True
+    assert all(o["compared_outputs"] > 0 for o in r["ops"] if o["where"] == "array")
+    assert main(["run", str(tmp / "prog"), "--inputs", str(tmp / "x.npy"), "--limit", "4",
+                 "--out", str(tmp / "y-gold.npy"), "--progress", "off"]) == 0
+    assert np.array_equal(np.load(tmp / "y-rtl.npy"), np.load(tmp / "y-gold.npy"))
+
+
+def test_worked_example_of_the_deployment_guide_runs_as_shown(tmp_path, monkeypatch):
+    """docs/deployment.md's worked example, verbatim: its Python block, then each command of
+    the shell block after it (the Verilator line when Verilator is installed)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    part = doc.split("## Worked example", 1)[1]
+    code = re.search(r"```python\n(.*?)```", part, re.S).group(1)
+    commands = re.search(r"```sh\n(.*?)```", part, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(SEED)
+    exec(compile(code, "deployment.md", "exec"), {"__name__": "worked_example"})
+    ran = 0
+    for line in commands.splitlines():
+        args = shlex.split(line.split("#", 1)[0])
+        assert args[0] == "densehw", line
+        if "verilator" in args and needs_verilator.args[0]:
+            continue
+        assert main(args[1:]) == 0, line
+        ran += 1
+    y = np.load(tmp_path / "y.npy")
+    assert ran >= 2 and y.shape == (16, 5) and y.dtype == np.float32
+    assert np.allclose(y.sum(1), 1.0, atol=1e-3)                       # softmax outputs
+    if (tmp_path / "y-rtl.npy").exists():
+        assert np.array_equal(np.load(tmp_path / "y-rtl.npy"), y[:4])
