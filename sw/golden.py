@@ -248,10 +248,10 @@ def gemm_reference(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=
                                          relu, config))
 
 
-gemm_reference.__doc__ = """The reference implementation of :func:`gemm_golden` (same contract,
-    same bits, several times slower): activations cut into fixed-point limbs, one float64
-    product per limb, limbs carried in int64 and rounded once. The independent check of the
-    fast path; ``threads`` defaults to 1.
+gemm_reference.__doc__ = """The previous implementation of :func:`gemm_golden`, kept as its
+    slow reference (same contract, same bits): activations cut into fixed-point limbs, one
+    float64 product per limb, limbs carried in int64 and rounded once. Here ``threads``
+    (default 1) applies to all of the work.
 """ + _DOC_PARAMS
 
 
