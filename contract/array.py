@@ -24,7 +24,8 @@ import json
 from dataclasses import dataclass
 
 from .config import DotConfig
-from .formats import FP16, FloatFormat, get_format
+from .formats import FP16, FloatFormat, carrier_format, format_to_dict, get_format
+from .mx import MX_BLOCK, SCALE_BITS
 from .weights import PACK_VERSION, WORD_BITS, check_wbits, max_exponent_code
 
 __all__ = [
@@ -204,9 +205,11 @@ class ArrayConfig:
     Parameters
     ----------
     in_fmt : FloatFormat or str
-        Activation format (default fp16), at most 32 bits wide.
+        Activation format (default fp16), at most 32 bits wide: any format of
+        :mod:`contract.formats` (``fp8_e4m3fn`` and the MX element formats enter through their
+        carrier, :attr:`pe_fmt`).
     out_fmt : FloatFormat or str, optional
-        Output and bias format (default ``in_fmt``), at most 32 bits wide.
+        Output and bias format (default ``in_fmt``), an ``"ieee"`` format at most 32 bits wide.
     wbits : int
         Weight code width ``B``, 2..5.
     rows, cols : int
@@ -221,6 +224,13 @@ class ArrayConfig:
         Changes latency and clock rate, never results.
     accumulator : str
         ``"exact"`` (the only policy: every partial sum exact, rounded once).
+    mx_block : int
+        0 (default): plain activations. 32: OCP MX block-scaled activations, every block of 32
+        consecutive ``k`` of a row shares an E8M0 scale that travels beside each element
+        (:attr:`lane_width`) and is folded into its exponent on the way in.
+    scale_min, scale_max : int
+        MX only: the unbiased scale exponents the array accepts, within [-127, 127] (default
+        [-8, 7]); a block whose scale is outside them, or NaN (0xFF), reads as NaN.
     """
 
     in_fmt: FloatFormat = FP16
@@ -233,6 +243,9 @@ class ArrayConfig:
     e0_max: int = 7
     pipeline: int = 2
     accumulator: str = "exact"
+    mx_block: int = 0
+    scale_min: int = -8
+    scale_max: int = 7
 
     def __post_init__(self):
         for key in ("in_fmt", "out_fmt"):
@@ -249,6 +262,22 @@ class ArrayConfig:
             if fmt.width > 32:
                 raise ValueError(f"{key} {fmt.name} is {fmt.width} bits wide; the array "
                                  f"supports formats of at most 32 bits")
+        if not self.out_fmt.is_ieee:
+            raise ValueError(f"out_fmt {self.out_fmt.name} has no infinities; the array's "
+                             f"outputs are IEEE formats (fp16, bf16, fp32, fp8_e5m2)")
+        _check_int("mx_block", self.mx_block, 0, MX_BLOCK)
+        if self.mx_block not in (0, MX_BLOCK):
+            raise ValueError(f"mx_block must be 0 (no block scales) or {MX_BLOCK}, not "
+                             f"{self.mx_block}")
+        _check_int("scale_min", self.scale_min, -127, 127)
+        _check_int("scale_max", self.scale_max, -127, 127)
+        if self.scale_min > self.scale_max:
+            raise ValueError(f"scale_min ({self.scale_min}) must not exceed scale_max "
+                             f"({self.scale_max})")
+        if self.lane_width > 32 or self.pe_fmt.width > 32:
+            raise ValueError(f"in_fmt {self.in_fmt.name}: an activation lane of "
+                             f"{self.lane_width} bits and a carrier of {self.pe_fmt.width} bits "
+                             f"must fit in 32")
         check_wbits(self.wbits)
         _check_int("rows", self.rows, 1, 64)
         _check_int("cols", self.cols, 1, 64)
@@ -272,12 +301,26 @@ class ArrayConfig:
     def dot_config(self) -> DotConfig:
         """The arithmetic domain as a :class:`DotConfig` (``max_k = depth``): pass it to
         ``gemm_golden(config=...)``; its accumulator geometry is the finalizer's."""
-        return DotConfig(in_fmt=self.in_fmt, out_fmt=self.out_fmt, wbits=self.wbits, lanes=1,
+        return DotConfig(in_fmt=self.pe_fmt, out_fmt=self.out_fmt, wbits=self.wbits, lanes=1,
                          pipeline=4, max_k=self.depth, e0_min=self.e0_min, e0_max=self.e0_max)
 
     @property
     def pmax(self) -> int:
         return max_exponent_code(self.wbits)
+
+    @property
+    def pe_fmt(self) -> FloatFormat:
+        """The format the PEs work in: :func:`~contract.formats.carrier_format` of ``in_fmt``
+        (over the scale window for MX); ``in_fmt`` itself for IEEE formats without scales."""
+        if self.mx_block:
+            return carrier_format(self.in_fmt, self.scale_min, self.scale_max)
+        return carrier_format(self.in_fmt)
+
+    @property
+    def lane_width(self) -> int:
+        """Bits of one activation lane: the ``in_fmt`` pattern, then (MX) its block's E8M0
+        scale above it."""
+        return self.in_fmt.width + (SCALE_BITS if self.mx_block else 0)
 
     @property
     def max_k(self) -> int:
@@ -286,7 +329,7 @@ class ArrayConfig:
     @property
     def align_width(self) -> int:
         """Width of a row's aligned activation magnitude ``sig << (max(E, 1) - 1)``."""
-        fmt = self.in_fmt
+        fmt = self.pe_fmt
         return fmt.frac_bits + 1 + fmt.exp_max_field - 2
 
     @property
@@ -294,7 +337,7 @@ class ArrayConfig:
         """Two's complement width of a PE accumulator (products only, no bias). Its LSB weighs
         ``2**(e0 + in_fmt.lsb_exp)``, i.e. accumulator bit ``dot_config.product_shift_base``
         of the finalizer."""
-        largest = ((1 << (self.in_fmt.frac_bits + 1)) - 1) << (self.in_fmt.exp_max_field - 2
+        largest = ((1 << (self.pe_fmt.frac_bits + 1)) - 1) << (self.pe_fmt.exp_max_field - 2
                                                                + self.pmax)
         return (self.depth * largest).bit_length() + 1
 
@@ -397,8 +440,9 @@ class ArrayConfig:
     # -- ports ---------------------------------------------------------------------------------
     @property
     def act_tdata_width(self) -> int:
-        """Activation beat: ``rows`` lanes of ``in_fmt`` bits, lane 0 lowest, padded to bytes."""
-        return _bytes(self.rows * self.in_fmt.width)
+        """Activation beat: ``rows`` lanes of :attr:`lane_width` bits, lane 0 lowest, padded to
+        bytes."""
+        return _bytes(self.rows * self.lane_width)
 
     @property
     def wgt_tdata_width(self) -> int:
@@ -445,16 +489,18 @@ class ArrayConfig:
 
     # -- serialisation ------------------------------------------------------------------------
     _KEYS = ("in_fmt", "out_fmt", "wbits", "rows", "cols", "depth", "e0_min", "e0_max",
-             "pipeline", "accumulator")
+             "pipeline", "accumulator", "mx_block", "scale_min", "scale_max")
     _DERIVED = ("pe_acc_width", "acc_width", "acc_lsb_exp", "e0_bits", "act_tdata_width",
                 "wgt_tdata_width", "res_tdata_width", "csr_addr_width", "version")
 
     def to_dict(self) -> dict:
-        def fmt(f):
-            return {"name": f.name, "exp_bits": f.exp_bits, "frac_bits": f.frac_bits}
-
+        fmt = format_to_dict
+        # MX keys only when they say something (the descriptions of plain arrays stay)
+        mx = ({"mx_block": self.mx_block, "scale_min": self.scale_min,
+               "scale_max": self.scale_max}
+              if self.mx_block or (self.scale_min, self.scale_max) != (-8, 7) else {})
         return {
-            "in_fmt": fmt(self.in_fmt), "out_fmt": fmt(self.out_fmt), "wbits": self.wbits,
+            "in_fmt": fmt(self.in_fmt), "out_fmt": fmt(self.out_fmt), "wbits": self.wbits, **mx,
             "rows": self.rows, "cols": self.cols, "depth": self.depth, "e0_min": self.e0_min,
             "e0_max": self.e0_max, "pipeline": self.pipeline, "accumulator": self.accumulator,
             "pe_acc_width": self.pe_acc_width, "acc_width": self.acc_width,
@@ -477,17 +523,21 @@ class ArrayConfig:
         for key in ("in_fmt", "out_fmt"):
             v = args.get(key)
             if isinstance(v, dict):
-                try:
-                    args[key] = FloatFormat(v["name"], v["exp_bits"], v["frac_bits"])
-                except KeyError as exc:
+                missing = [f for f in ("name", "exp_bits", "frac_bits") if f not in v]
+                if missing:
                     raise ValueError(f"{key} needs name, exp_bits and frac_bits; missing "
-                                     f"{exc.args[0]}") from None
+                                     f"{missing[0]}")
+                try:
+                    args[key] = get_format(v)
+                except ValueError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
         return cls(**args)
 
     @property
     def name(self) -> str:
         """Short filesystem-safe identifier."""
         out = "" if self.out_fmt == self.in_fmt else f"_{self.out_fmt.name}"
+        out += f"_mx{self.mx_block}" if self.mx_block else ""
         digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
         return (f"{self.in_fmt.name}{out}_b{self.wbits}_{self.rows}x{self.cols}"
                 f"_d{self.depth}_{digest[:8]}")
@@ -524,7 +574,7 @@ class ArrayConfig:
                 for r in REGISTERS],
             "streams": {
                 "s_axis_act": {"tdata_width": self.act_tdata_width, "lanes": self.rows,
-                               "lane_width": self.in_fmt.width},
+                               "lane_width": self.lane_width},
                 "s_axis_wgt": {"tdata_width": self.wgt_tdata_width,
                                "channel_header_words": 2, "pack_version": PACK_VERSION},
                 "m_axis_res": {"tdata_width": self.res_tdata_width,
@@ -559,17 +609,43 @@ def weight_stream(config: ArrayConfig, codes, e0, bias_bits=None) -> list[tuple[
     return out
 
 
-def activation_stream(config: ArrayConfig, x_bits, m_total: int) -> list[tuple[int, int]]:
-    """The activation stream of a layer as ``(tdata, tlast)`` pairs (lanes past ``N`` are 0)."""
+def activation_lanes(config: ArrayConfig, x_bits, scales=None):
+    """``(N, K)`` lane values: the ``in_fmt`` patterns, with (MX) the E8M0 scale of each
+    element's block above them. ``scales``: ``(N, ceil(K / mx_block))`` E8M0 patterns (MX
+    arrays only)."""
     import numpy as np
 
-    x = np.asarray(x_bits)
+    x = np.asarray(x_bits, dtype=np.int64)
+    if not config.mx_block:
+        if scales is not None:
+            raise ValueError("scales are given but the array has no block scales (mx_block 0)")
+        return x
+    n_total, k = x.shape
+    blocks = -(-k // config.mx_block)
+    if scales is None:
+        raise ValueError(f"an MX array needs the block scales: ({n_total}, {blocks}) E8M0 "
+                         f"patterns")
+    s = np.asarray(scales)
+    if s.shape != (n_total, blocks):
+        raise ValueError(f"scales have shape {s.shape}; expected ({n_total}, {blocks}): one "
+                         f"E8M0 scale per row and block of {config.mx_block}")
+    if s.dtype.kind not in "iu" or (s.size and (int(s.min()) < 0 or int(s.max()) > 0xFF)):
+        raise ValueError("scales must be integers 0..255 (E8M0 patterns)")
+    per_k = np.repeat(s.astype(np.int64), config.mx_block, axis=1)[:, :k]
+    return x | (per_k << config.in_fmt.width)
+
+
+def activation_stream(config: ArrayConfig, x_bits, m_total: int,
+                      scales=None) -> list[tuple[int, int]]:
+    """The activation stream of a layer as ``(tdata, tlast)`` pairs (lanes past ``N`` are 0);
+    ``scales`` as in :func:`activation_lanes`."""
+    x = activation_lanes(config, x_bits, scales)
     n_total, k = x.shape
     out = []
     for n0, rows, _, _ in config.tiles(n_total, k, m_total):
         block = x[n0:n0 + rows]
         for kk in range(k):
-            word = pack_activation_beat(block[:, kk], config.in_fmt.width)
+            word = pack_activation_beat(block[:, kk], config.lane_width)
             out.append((word, int(kk == k - 1)))
     return out
 
@@ -638,10 +714,11 @@ def load_array_config(path, *, fmt: str | None = None) -> ArrayConfig:
                          f"{', '.join(ArrayConfig._KEYS)})")
     for key in ("in_fmt", "out_fmt"):
         if isinstance(data.get(key), dict):
-            extra = sorted(set(data[key]) - {"name", "exp_bits", "frac_bits"})
+            extra = sorted(set(data[key]) - {"name", "exp_bits", "frac_bits", "exp_bias",
+                                             "specials"})
             if extra:
                 raise ValueError(f"{where}: {key}: unknown key {extra[0]!r} (allowed: name, "
-                                 f"exp_bits, frac_bits)")
+                                 f"exp_bits, frac_bits, exp_bias, specials)")
     try:
         return ArrayConfig.from_dict(data)
     except (TypeError, ValueError) as exc:

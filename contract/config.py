@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .formats import FP16, FloatFormat, get_format
+from .formats import FP16, FloatFormat, format_to_dict, get_format
 from .weights import check_wbits, max_exponent_code
 
 __all__ = ["DotConfig"]
@@ -66,6 +66,12 @@ class DotConfig:
         object.__setattr__(self, "in_fmt", get_format(self.in_fmt))
         object.__setattr__(self, "out_fmt",
                            self.in_fmt if self.out_fmt is None else get_format(self.out_fmt))
+        for key in ("in_fmt", "out_fmt"):
+            fmt = getattr(self, key)
+            if not fmt.is_ieee:
+                raise ValueError(f"{key} {fmt.name} has no infinities; the datapath works on "
+                                 f"IEEE formats: use its carrier "
+                                 f"(contract.formats.carrier_format)")
         check_wbits(self.wbits)
         _check_int("lanes", self.lanes, 1, 64)
         _check_int("pipeline", self.pipeline, 1, 4)
@@ -133,10 +139,7 @@ class DotConfig:
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
-            "in_fmt": {"name": self.in_fmt.name, "exp_bits": self.in_fmt.exp_bits,
-                       "frac_bits": self.in_fmt.frac_bits},
-            "out_fmt": {"name": self.out_fmt.name, "exp_bits": self.out_fmt.exp_bits,
-                        "frac_bits": self.out_fmt.frac_bits},
+            "in_fmt": format_to_dict(self.in_fmt), "out_fmt": format_to_dict(self.out_fmt),
             "wbits": self.wbits, "lanes": self.lanes, "pipeline": self.pipeline,
             "max_k": self.max_k, "e0_min": self.e0_min, "e0_max": self.e0_max,
             "acc_width": self.acc_width, "acc_lsb_exp": self.acc_lsb_exp,
@@ -145,8 +148,6 @@ class DotConfig:
     @classmethod
     def from_dict(cls, d: dict) -> DotConfig:
         def fmt(v):
-            if isinstance(v, dict):
-                return FloatFormat(v["name"], v["exp_bits"], v["frac_bits"])
             return get_format(v)
 
         known = {"in_fmt", "out_fmt", "wbits", "lanes", "pipeline", "max_k", "e0_min", "e0_max"}

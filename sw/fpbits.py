@@ -91,9 +91,15 @@ def classify(bits: torch.Tensor, fmt) -> Classes:
     fmt = _fmt(fmt)
     s, e, f = fields(bits, fmt)
     top = e == fmt.exp_max_field
+    zero = (e == 0) & (f == 0)
+    if fmt.specials == "fn":                 # one NaN magnitude, no infinity
+        nan = top & (f == fmt.frac_mask)
+        return Classes(s.bool(), nan, torch.zeros_like(nan), zero, ~(nan | zero))
+    if fmt.specials == "finite":
+        none = torch.zeros_like(zero)
+        return Classes(s.bool(), none, none, zero, ~zero)
     nan = top & (f != 0)
     inf = top & (f == 0)
-    zero = (e == 0) & (f == 0)
     return Classes(s.bool(), nan, inf, zero, ~(top | zero))
 
 
@@ -124,7 +130,8 @@ def to_bits(values, fmt):
     """Exact values (float16/bfloat16/float32/float64, NumPy or torch) -> int64 raw patterns of
     ``fmt`` (NumPy in, NumPy out; torch in, torch out). ``-0.0`` keeps its sign, infinities map
     to infinities, every NaN to the canonical NaN. Raises ``ValueError`` naming the first value
-    that ``fmt`` cannot represent exactly."""
+    that ``fmt`` cannot represent exactly (an infinity in a format without infinities, a NaN in
+    one without NaNs, 480 in ``fp8_e4m3fn`` ...)."""
     fmt = _fmt(fmt)
     v, was_torch = _as_float64(values)
     sign = np.signbit(v).astype(np.int64) << (fmt.width - 1)
@@ -136,7 +143,13 @@ def to_bits(values, fmt):
     binade = np.maximum(lead, fmt.emin)
     sig = np.ldexp(safe, (fmt.frac_bits - binade).astype(np.int32))
     ok = (lead <= fmt.emax) & (sig == np.floor(sig))
-    bad = finite & ~ok
+    if not fmt.is_ieee:                      # the top binade stops below the NaN pattern
+        ok &= ~((lead == fmt.emax) & (sig > (fmt.max_finite & fmt.frac_mask)
+                                      + (1 << fmt.frac_bits)))
+    special = np.isinf(v) if fmt.has_inf else ~np.isfinite(v) & ~np.isnan(v)
+    if not fmt.has_nan:
+        special |= np.isnan(v)
+    bad = (finite & ~ok) | (special if not fmt.has_inf else np.zeros_like(finite))
     if bad.any():
         index = np.argwhere(bad)[0]
         value = float(v[tuple(index)])
@@ -146,8 +159,12 @@ def to_bits(values, fmt):
     normal = finite & (lead >= fmt.emin)
     expf = np.where(normal, binade + fmt.bias, 0).astype(np.int64)
     body = (expf << fmt.frac_bits) + np.where(normal, sig_i - (1 << fmt.frac_bits), sig_i)
-    body = np.where(np.isinf(v), fmt.pos_inf, body)
-    out = np.where(np.isnan(v), fmt.canonical_nan, sign | body).astype(np.int64)
+    if fmt.has_inf:
+        body = np.where(np.isinf(v), fmt.pos_inf, body)
+    if fmt.has_nan:
+        body = np.where(np.isnan(v), fmt.canonical_nan, body)
+        sign = np.where(np.isnan(v), 0, sign)
+    out = (sign | body).astype(np.int64)
     return torch.from_numpy(out) if was_torch else out
 
 

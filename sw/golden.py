@@ -27,7 +27,14 @@ import contextlib
 import numpy as np
 import torch
 
-from contract import DotConfig, FloatFormat, check_wbits, get_format, max_exponent_code
+from contract import (
+    DotConfig,
+    FloatFormat,
+    carrier_format,
+    check_wbits,
+    get_format,
+    max_exponent_code,
+)
 
 from . import golden_blas
 from .fpbits import MAX_WIDTH, check_bits, classify, significand
@@ -192,7 +199,10 @@ _DOC_PARAMS = """
     e0 : int or (M,) integers
         Weight offset, per tensor or per output channel.
     in_fmt, out_fmt : FloatFormat or name
-        Activation format; output and bias format (default ``in_fmt``).
+        Activation format; output and bias format (default ``in_fmt``). ``fp8_e4m3fn`` and
+        the MX element formats enter through their carriers (:mod:`sw.mx`; ``config`` then
+        names the carriers); an ``fp8_e4m3fn`` output saturates to ±448, an infinite or NaN
+        result gives its NaN ``0x7F``.
     bias_bits : (M,) integers, optional
         Raw ``out_fmt`` patterns of the bias.
     relu : bool
@@ -220,6 +230,35 @@ def _row_blocks(n_out: int, k: int) -> int:
     return max(1, min(CHUNK_OUTPUTS // max(1, n_out), CHUNK_TERMS // max(1, k)))
 
 
+def _narrow(fn):
+    """Lets ``fn`` take formats without infinities (``fp8_e4m3fn``, MX elements): activations
+    and bias enter as their carriers (:mod:`sw.mx`), results leave saturated."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=None, **kw):
+        in_f = _format(in_fmt, "in_fmt")
+        out_f = in_f if out_fmt is None else _format(out_fmt, "out_fmt")
+        if in_f.is_ieee and out_f.is_ieee:
+            return fn(x_bits, codes, e0, in_fmt=in_f, wbits=wbits, out_fmt=out_f,
+                      bias_bits=bias_bits, **kw)
+        from . import mx
+
+        if not out_f.has_nan:
+            raise ValueError(f"out_fmt {out_f.name} has no NaN; it is an input (element) "
+                             f"format only")
+        in_c, out_c = carrier_format(in_f), carrier_format(out_f)
+        x = mx.to_carrier(x_bits, in_f, in_c)
+        b = None if bias_bits is None else mx.to_carrier(bias_bits, out_f, out_c)
+        y = fn(x, codes, e0, in_fmt=in_c, wbits=wbits, out_fmt=out_c, bias_bits=b, **kw)
+        if out_f.is_ieee:
+            return y
+        return torch.from_numpy(mx.from_carrier(y.numpy(), out_c, out_f))
+
+    return wrapper
+
+
+@_narrow
 def gemm_golden(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=None, relu=False,
                 config=None, threads=None) -> torch.Tensor:
     count = _thread_count(threads)
@@ -241,6 +280,7 @@ gemm_golden.__doc__ = """Bit-exact ``Y = round_out(X @ W.T + bias)`` on raw patt
 """ + _DOC_PARAMS
 
 
+@_narrow
 def gemm_reference(x_bits, codes, e0, *, in_fmt, wbits, out_fmt=None, bias_bits=None,
                    relu=False, config=None, threads=1) -> torch.Tensor:
     with _threads(_thread_count(threads)):

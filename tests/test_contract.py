@@ -69,7 +69,8 @@ def test_format_geometry():
     assert (FP8.width, FP8.canonical_nan, FP8.max_finite, FP8.lsb_exp) == (8, 0x7E, 0x7B, -16)
     assert FP16.fields(0xBC01) == (1, 15, 1)
     assert FP16.is_nan(0x7C01) and not FP16.is_nan(0x7C00) and FP16.is_inf(0xFC00)
-    assert set(FORMATS) == {"fp16", "bf16", "fp32", "fp8_e5m2"}
+    assert set(FORMATS) == {"fp16", "bf16", "fp32", "fp8_e5m2", "fp8_e4m3fn", "fp6_e3m2",
+                            "fp6_e2m3", "fp4_e2m1"}
     assert get_format("bf16") is BF16 and get_format(E3M4) is E3M4
     with pytest.raises(ValueError, match=r"Unknown format 'fp64'; expected one of fp16, bf16"):
         get_format("fp64")
