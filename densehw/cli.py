@@ -18,7 +18,8 @@ import importlib
 import sys
 from pathlib import Path
 
-COMMANDS = ["gemm", "generate", "sim", "synth", "sweep", "train", "compile", "run", "board"]
+COMMANDS = ["gemm", "generate", "sim", "synth", "sweep", "train", "compile", "run", "board",
+            "seq"]
 
 #: Modules that register array backends in ``sw.backends`` when imported (cheap imports).
 BACKEND_PROVIDERS = ("sim.backends", "boards.board_backend")

@@ -26,6 +26,13 @@ _LAZY = {
     "snapshot_weights": "sw.layers",
     "weight_changes": "sw.layers",
     "export_model": "sw.export",
+    # recurrent layers and tensor trains
+    "DenseShiftLSTM": "sw.recurrent",
+    "DenseShiftGRU": "sw.recurrent",
+    "ShiftLSTM": "sw.recurrent",
+    "ShiftGRU": "sw.recurrent",
+    "MPSLinear": "sw.mps",
+    "MPOLinear": "sw.mps",
 }
 
 __all__ = sorted(_LAZY)

@@ -161,7 +161,8 @@ def quantize_model(model: nn.Module, *, wbits: int = 3, method: str = "denseshif
                    include=None, exclude=(), from_weights: bool = False, abits=None,
                    **qkwargs) -> nn.Module:
     """Replace ``nn.Conv1d``/``nn.Conv2d``/``nn.Linear`` layers of ``model`` in place by shift
-    layers; returns ``model``. ``method="branches"`` makes multi-branch layers instead
+    layers, ``nn.LSTM``/``nn.GRU`` by :class:`sw.recurrent.ShiftLSTM`/``ShiftGRU``; returns
+    ``model``. ``method="branches"`` makes multi-branch layers instead
     (:mod:`sw.branch_layers`: ``wbits`` weight and ``abits`` activation branches, 1..8 each; the
     float weights become their latent weights).
 
@@ -190,9 +191,10 @@ def quantize_model(model: nn.Module, *, wbits: int = 3, method: str = "denseshif
         raise TypeError(f"abits= is an option of method='branches', not of {method!r}")
     if isinstance(include, str) or isinstance(exclude, str):
         raise TypeError("include/exclude must be iterables of names, not a single string")
+    recurrent = (nn.LSTM, nn.GRU)          # -> sw.recurrent.ShiftLSTM / ShiftGRU
     targets = []
     for name, module in model.named_modules():
-        if type(module) not in _CONVERT or not name:
+        if (type(module) not in _CONVERT and type(module) not in recurrent) or not name:
             continue
         if include is not None and not _matches(name, include):
             continue
@@ -200,8 +202,19 @@ def quantize_model(model: nn.Module, *, wbits: int = 3, method: str = "denseshif
             continue
         targets.append((name, module))
     if include is not None and not targets:
-        raise ValueError(f"include={list(include)!r} matches no Conv1d/Conv2d/Linear layer")
+        raise ValueError(f"include={list(include)!r} matches no Conv1d/Conv2d/Linear layer "
+                         f"or LSTM/GRU")
     for name, old in targets:
+        if isinstance(old, recurrent):
+            if branches:
+                raise ValueError(f"layer {name}: method='branches' has no recurrent layers")
+            from .recurrent import from_torch  # sw.recurrent imports this module
+
+            new = from_torch(old, method=method, wbits=wbits, from_weights=from_weights,
+                             **qkwargs)
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+            continue
         if isinstance(old, nn.Linear):
             args = (old.in_features, old.out_features)
             kw = {"bias": old.bias is not None}
