@@ -30,7 +30,7 @@ from .weights import PACK_VERSION, WORD_BITS, check_wbits, max_exponent_code
 
 __all__ = [
     "ArrayConfig", "Field", "Register", "REGISTERS", "REGISTER_BY_NAME", "CSR_ADDR_WIDTH",
-    "CSR_DATA_WIDTH", "MAX_NM", "WIDE_COLS", "FINAL_CARRY_BITS", "PE_CARRY_BITS", "ID_MAGIC",
+    "CSR_DATA_WIDTH", "MAX_NM", "FLOORPLANS", "FINAL_CARRY_BITS", "PE_CARRY_BITS", "ID_MAGIC",
     "ARRAY_VERSION", "CTRL",
     "STATUS", "ERROR", "IRQ_EN", "STREAMS",
     "channel_words", "pack_activation_beat", "weight_stream", "activation_stream",
@@ -41,10 +41,11 @@ ID_MAGIC = 0x44534841          # "DSHA" (densehw array)
 ARRAY_VERSION = 2              # bump when the register map or the framing changes
 CSR_ADDR_WIDTH = 8             # byte address bits of the AXI4-Lite register block
 CSR_DATA_WIDTH = 32
-#: Arrays with more columns than this get the timing structures of large devices: a register
-#: inside the row aligner (:attr:`ArrayConfig.aligner_cut`) and, in ``hw.array``, a ring of
-#: registers instead of a multiplexer for the bias of the drained channel.
-WIDE_COLS = 4
+#: Values of :attr:`ArrayConfig.floorplan`: ``"compact"`` for a small device, where every block
+#: of the array sits close to the others; ``"spread"`` for a large one, where the rows, the
+#: columns, the drain and the output port sit far apart (extra register stages and register
+#: copies, see :attr:`ArrayConfig.spread`).
+FLOORPLANS = ("compact", "spread")
 MAX_NM = (1 << 24) - 1         # largest N and M of one layer (24-bit registers)
 #: The longest carry chain the finalizer puts into one clock: its two wide additions (bias,
 #: magnitude) are split into pieces of at most this many bits, one register stage each, so that
@@ -231,6 +232,11 @@ class ArrayConfig:
     scale_min, scale_max : int
         MX only: the unbiased scale exponents the array accepts, within [-127, 127] (default
         [-8, 7]); a block whose scale is outside them, or NaN (0xFF), reads as NaN.
+    floorplan : str
+        ``"compact"`` (default: small devices such as the iCE40 UP5K, no register to spare) or
+        ``"spread"`` (large devices such as the ECP5: register cuts on the paths that cross the
+        device and register copies of the large fan-outs, for clock rate; more flip-flops and
+        a few clocks of latency, see :attr:`spread`). Never changes results.
     """
 
     in_fmt: FloatFormat = FP16
@@ -246,6 +252,7 @@ class ArrayConfig:
     mx_block: int = 0
     scale_min: int = -8
     scale_max: int = 7
+    floorplan: str = "compact"
 
     def __post_init__(self):
         for key in ("in_fmt", "out_fmt"):
@@ -295,6 +302,11 @@ class ArrayConfig:
             raise TypeError(f"accumulator must be a string, not {self.accumulator!r}")
         if self.accumulator != "exact":
             raise ValueError(f"accumulator must be 'exact', not {self.accumulator!r}")
+        if not isinstance(self.floorplan, str):
+            raise TypeError(f"floorplan must be a string, not {self.floorplan!r}")
+        if self.floorplan not in FLOORPLANS:
+            raise ValueError(f"floorplan must be one of {', '.join(map(repr, FLOORPLANS))}, "
+                             f"not {self.floorplan!r}")
 
     # -- arithmetic domain --------------------------------------------------------------------
     @property
@@ -350,7 +362,8 @@ class ArrayConfig:
     def e0_bits(self) -> int:
         return self.dot_config.e0_bits
 
-    # -- timing (the register stages of ``hw/array.py``; ``sw/perfmodel.py`` models them) -----
+    # -- timing (the register stages of ``hw/``'s array components; ``sw/perfmodel.py`` models
+    # them) -------------------------------------------------------------------------------------
     @property
     def capture_latency(self) -> int:
         """Clocks from a tile's last accepted beat to the capture of the accumulators into the
@@ -360,41 +373,43 @@ class ArrayConfig:
         return 3 + self.aligner_cut + self.pipeline
 
     @property
+    def spread(self) -> int:
+        """1 for the ``"spread"`` floorplan, else 0. It adds, each costing flip-flops: the
+        register cuts :attr:`aligner_cut`, :attr:`final_cut`, :attr:`fifo_cut`,
+        :attr:`done_cut` and :attr:`release_cut` (latency), and in the sequencing registered
+        copies of the large fan-outs, a ring of registers for the drained channel's bias and
+        ``e0``, and registered forms of the control's comparisons (no change of latency)."""
+        return int(self.floorplan == "spread")
+
+    @property
     def aligner_cut(self) -> int:
-        """1 when the row aligner's barrel shifter has a register after its first half: in
-        arrays wider than :data:`WIDE_COLS` columns, whose rows reach across a large device
-        (a clock of latency and about 25 flip-flops per row, which small devices cannot
-        spare), else 0."""
-        return int(self.cols > WIDE_COLS)
+        """1 (``"spread"``) when the row aligner's barrel shifter has a register after its first
+        half, one clock of latency and about 25 flip-flops per row; else 0."""
+        return self.spread
 
     @property
     def final_cut(self) -> int:
-        """1 when the finalizer has a plain register stage between its leading-one stage and
-        its rounding window: in arrays wider than :data:`WIDE_COLS` columns, where the
-        finalizer reaches from the drain chain's head to the output port across a large device
-        (a clock of latency), else 0."""
-        return int(self.cols > WIDE_COLS)
+        """1 (``"spread"``) when the finalizer's rounder has a plain register stage after its
+        shift amount (one clock of latency); else 0."""
+        return self.spread
 
     @property
     def fifo_cut(self) -> int:
-        """1 when the finalizer's results reach the output FIFO through a plain register stage
-        (one clock of latency): in arrays wider than :data:`WIDE_COLS` columns, where the
-        FIFO's storage sits by its level and the result port, far from the finalizer, else 0."""
-        return int(self.cols > WIDE_COLS)
+        """1 (``"spread"``) when the finalizer's results reach the output FIFO through a plain
+        register stage (one clock of latency, one more FIFO entry); else 0."""
+        return self.spread
 
     @property
     def done_cut(self) -> int:
-        """1 when taking the layer's last result beat reaches ``BUSY`` and ``DONE`` through a
-        register (one clock later): in arrays wider than :data:`WIDE_COLS` columns, whose
-        output FIFO sits by the result port, far from the control, else 0."""
-        return int(self.cols > WIDE_COLS)
+        """1 (``"spread"``) when taking the layer's last result beat reaches ``BUSY`` and
+        ``DONE`` through a register (one clock later); else 0."""
+        return self.spread
 
     @property
     def release_cut(self) -> int:
-        """1 when the weight loader sees a bank released by the drain through a register of its
-        own (one clock later): in arrays wider than :data:`WIDE_COLS` columns, whose loader
-        and drain sit far apart, else 0."""
-        return int(self.cols > WIDE_COLS)
+        """1 (``"spread"``) when the weight loader sees a bank released by the drain through a
+        register of its own (one clock later); else 0."""
+        return self.spread
 
     @property
     def pe_pieces(self) -> int:
@@ -422,17 +437,17 @@ class ArrayConfig:
     @property
     def bias_wait_stages(self) -> tuple[int, int]:
         """Registers that delay the accumulator after its carry resolution, and the bias after
-        its two decode and alignment stages, so that the two paths meet in the finalizer
-        (the carry resolution and the bias alignment run side by side)."""
+        its alignment (two stages after the entry's), so that the two paths meet in the
+        finalizer (the carry resolution and the bias alignment run side by side)."""
         return max(0, 2 - self.pe_resolve_stages), max(0, self.pe_resolve_stages - 2)
 
     @property
     def final_latency(self) -> int:
         """Clocks from an entry shifting out of the drain chain to the clock its result beat is
         accepted (``tready`` high): nine single register stages (entry, the aligned bias,
-        two leading-one stages, shift amount, two rounding window stages, rounding,
+        two leading-zero stages, shift amount, two rounding window stages, rounding,
         specials), the registers of :attr:`final_cut` and :attr:`fifo_cut`, the longer of the
-        pending-carry resolution and the bias's two decode stages, the two pipelined additions
+        pending-carry resolution and the bias's two alignment stages, the two pipelined additions
         (the exact total; its magnitude) and the output FIFO's two."""
         return (9 + self.final_cut + self.fifo_cut + max(self.pe_resolve_stages, 2)
                 + 2 * self.final_add_stages + 2)
@@ -489,7 +504,8 @@ class ArrayConfig:
 
     # -- serialisation ------------------------------------------------------------------------
     _KEYS = ("in_fmt", "out_fmt", "wbits", "rows", "cols", "depth", "e0_min", "e0_max",
-             "pipeline", "accumulator", "mx_block", "scale_min", "scale_max")
+             "pipeline", "accumulator", "mx_block", "scale_min", "scale_max",
+             "floorplan")
     _DERIVED = ("pe_acc_width", "acc_width", "acc_lsb_exp", "e0_bits", "act_tdata_width",
                 "wgt_tdata_width", "res_tdata_width", "csr_addr_width", "version")
 
@@ -503,6 +519,7 @@ class ArrayConfig:
             "in_fmt": fmt(self.in_fmt), "out_fmt": fmt(self.out_fmt), "wbits": self.wbits, **mx,
             "rows": self.rows, "cols": self.cols, "depth": self.depth, "e0_min": self.e0_min,
             "e0_max": self.e0_max, "pipeline": self.pipeline, "accumulator": self.accumulator,
+            "floorplan": self.floorplan,
             "pe_acc_width": self.pe_acc_width, "acc_width": self.acc_width,
             "acc_lsb_exp": self.dot_config.acc_lsb_exp, "e0_bits": self.e0_bits,
             "act_tdata_width": self.act_tdata_width, "wgt_tdata_width": self.wgt_tdata_width,

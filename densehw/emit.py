@@ -139,6 +139,7 @@ def macros(config: ArrayConfig) -> list[tuple[str, int | str, str]]:
         ("E0_MAX", c.e0_max, "largest accepted weight offset"),
         ("PIPELINE", c.pipeline, "PE pipeline depth"),
         ("ACCUMULATOR_EXACT", 1, "accumulator policy: exact"),
+        ("FLOORPLAN_SPREAD", c.spread, "floorplan: 1 spread (large devices), 0 compact"),
         ("", "", "derived widths"),
         ("PE_ACC_WIDTH", d["pe_acc_width"], "PE accumulator bits (products only)"),
         ("ACC_WIDTH", d["acc_width"], "finalizer accumulator bits (products and bias)"),

@@ -46,7 +46,7 @@ from amaranth.lib.wiring import In, Out
 
 from contract import FloatFormat, get_format
 
-from .rounding import count_leading_zeros, select_result
+from .rounding import block_zeros, merge_zeros, select_result
 
 __all__ = ["BinRounder", "LATENCY"]
 
@@ -155,19 +155,16 @@ class BinRounder(wiring.Component):
         blocks = -(-len(x) // _BLOCK)
         pad = blocks * _BLOCK - len(x)
         x = Cat(Const(0, pad), x)
-        zs, counts = [], []
-        for k in range(blocks):                                # block 0 is the top one
-            top = len(x) - k * _BLOCK
-            z, count = count_leading_zeros(m, x[top - _BLOCK:top], f"lz{k}")
-            zs.append(reg(f"s1_z{k}", z))
-            counts.append(reg(f"s1_count{k}", count))
+        found = block_zeros(m, x, "lz", block=_BLOCK)           # block 0 is the top one
+        nzs = [reg(f"s1_nz{k}", nz) for k, (nz, _) in enumerate(found)]
+        counts = [reg(f"s1_count{k}", count) for k, (_, count) in enumerate(found)]
         s1_c = reg("s1_c", self.lsb + self.e0 + self._c_base, signed(self._c_bits))
         s1_u = reg("s1_u", self._u_base - self.lsb - self.e0, signed(self._u_bits))
         s1_total = reg("s1_total", self.total)
         s1_flags = reg("s1_flags", Cat(self.nan, self.pinf, self.ninf, self.neg0, self.relu))
 
         # -- stage 2: lz from the blocks; d = c - lz --------------------------------------------
-        lz = _first_block(m, zs, counts)
+        _, lz = merge_zeros(list(zip(nzs, counts, strict=True)), block=_BLOCK)
         d = Signal(signed(self._d_bits))
         m.d.comb += d.eq(s1_c - lz)
         s2_d = reg("s2_d", d, d.shape())
@@ -176,7 +173,7 @@ class BinRounder(wiring.Component):
         s2_total = reg("s2_total", s1_total)
         s2_flags = reg("s2_flags", s1_flags)
         # total == 0: total >= 0 and every block of x zero but for the appended 1
-        s2_zero = reg("s2_zero", ~s1_total[width] & Cat(*zs[:-1]).all()
+        s2_zero = reg("s2_zero", ~s1_total[width] & ~Cat(*nzs[:-1]).any()
                       & (counts[-1] == _BLOCK - 1 - pad))
 
         # -- stage 3: the shift amount, the exponent field; shifter levels ----------------------
@@ -247,26 +244,6 @@ class BinRounder(wiring.Component):
             valid = r
         m.d.comb += self.out_valid.eq(valid)
         return m
-
-
-def _first_block(m, zs, counts):
-    """The leading-zero count from per-block results (block 0 the top one; ``z``: the block is
-    all zeros, ``count``: its own count): the first nonzero block's index above its count, by
-    a tree like :func:`hw.rounding.count_leading_zeros`'s. Padding blocks count as zeros."""
-    size = 1 << max(0, (len(zs) - 1).bit_length())
-    nodes = list(zip(zs, counts, strict=True))
-    nodes += [(Const(1, 1), Const(0, len(counts[0])))] * (size - len(zs))
-    level = 0
-    while len(nodes) > 1:
-        merged = []
-        for i in range(0, len(nodes), 2):
-            (z_hi, c_hi), (z_lo, c_lo) = nodes[i], nodes[i + 1]
-            z = Signal(name=f"lzb{level}_{i // 2}_z")
-            c = Signal(len(c_hi) + 1, name=f"lzb{level}_{i // 2}_c")
-            m.d.comb += [z.eq(z_hi & z_lo), c.eq(Cat(Mux(z_hi, c_lo, c_hi), z_hi))]
-            merged.append((z, c))
-        nodes, level = merged, level + 1
-    return nodes[0][1]
 
 
 def _shift_right(m, window, shift, levels, keep, sticky):

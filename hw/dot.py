@@ -16,7 +16,7 @@ depend on it). ``|`` marks a register::
     pipeline 1:  lanes, tree, accumulate | finalize -> o        (o.payload is combinational)
     pipeline 2:  lanes, tree, accumulate | finalize | o
     pipeline 3:  lanes | tree, accumulate | finalize | o
-    pipeline 4:  lanes | tree, accumulate | sign, leading one | round | o
+    pipeline 4:  lanes | tree, accumulate | magnitude, leading zeros, shift | round | o
 
 The accumulator register doubles as the result register of the accumulate stage. Latency:
 the result of a dot product is valid on ``o`` ``pipeline`` clock cycles after the clock edge
@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 from contract import DotConfig
 
 from .lanes import BiasAligner, ProductLanes, add_aligned, bias_geometry, lane_geometry, sum_terms
-from .rounding import LeadingOne, Rounder
+from .rounding import Rounder
 
 __all__ = ["ShiftDotUnit", "in_layout"]
 
@@ -211,28 +211,29 @@ class ShiftDotUnit(wiring.Component):
             with m.Else():
                 m.d.sync += done.eq(0)
 
-        # -- finalizer -------------------------------------------------------------------------
-        m.submodules.leading = leading = LeadingOne(config=cfg)
-        m.submodules.rounder = rounder = Rounder(config=cfg)
-        m.d.comb += [leading.total.eq(acc), leading.e0.eq(e0)]
-        front = [leading.sign, leading.zero, leading.mag, leading.shift, leading.field_m1,
-                 nan, pinf, ninf, neg0, relu]
-        back = [rounder.sign, rounder.zero, rounder.mag, rounder.shift, rounder.field_m1,
-                rounder.nan, rounder.pinf, rounder.ninf, rounder.neg0, rounder.relu]
+        # -- finalizer (hw.rounding.Rounder): sign and magnitude of the exact sum, rounded once;
+        # with pipeline 4 a register after the rounder's shift amount, which holds while the
+        # output register is full
+        sign = acc[cfg.acc_width - 1]
+        mag = Signal(cfg.acc_width - 1)
+        m.d.comb += mag.eq(Mux(sign, -acc, acc))
+        m.submodules.rounder = rounder = Rounder(
+            config=cfg, cuts=("shift",) if stages == 4 else (), stall=stages == 4)
+        s = rounder.i.payload.sum
+        m.d.comb += [s.sign.eq(sign), s.mag.eq(mag), s.e0.eq(e0), s.relu.eq(relu),
+                     s.flags.eq(Cat(nan, pinf, ninf, neg0)), rounder.i.valid.eq(done)]
         if stages == 4:
-            held = Signal(len(Cat(*front)), reset_less=True)
+            m.d.comb += rounder.en.eq(n_accept)
             with m.If(n_accept):
-                m.d.sync += [n_valid.eq(done), held.eq(Cat(*front))]
-            m.d.comb += Cat(*back).eq(held)
+                m.d.sync += n_valid.eq(done)
             result_valid = n_valid
         else:
-            m.d.comb += Cat(*back).eq(Cat(*front))
             result_valid = done
 
         if stages == 1:
-            m.d.comb += [self.o.valid.eq(done), self.o.payload.eq(rounder.bits)]
+            m.d.comb += [self.o.valid.eq(done), self.o.payload.eq(rounder.o.payload.bits)]
         else:
             with m.If(out_accept):
-                m.d.sync += [out_valid.eq(result_valid), out_bits.eq(rounder.bits)]
+                m.d.sync += [out_valid.eq(result_valid), out_bits.eq(rounder.o.payload.bits)]
             m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out_bits)]
         return m

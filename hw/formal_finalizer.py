@@ -5,13 +5,16 @@
     every ``e0`` in ``[e0_min, e0_max]``) and every setting of the layer options ``bias_en``
     and ``relu`` (held steady, as the array holds them while entries are in flight), the
     finalizer's result, ``stages`` clocks after the entry, has the same bits, ``last`` and
-    ``last_layer`` as the unpipelined reference: the PE sum with its pending carries
-    (``hw.pe.pe_sum``) plus the bias aligned by :class:`hw.lanes.BiasAligner` (proved exact by
-    ``BiasAlignerProof``), rounded by :class:`hw.rounding.LeadingOne` and
-    :class:`hw.rounding.Rounder` (the dot unit's finalizer, checked against the golden model in
-    simulation; ``RoundingProof`` proves them against the contract's rounding), and ``o.valid``
+    ``meta`` as the unpipelined reference: the PE sum with its pending carries
+    (``hw.pe.pe_sum``) plus the bias aligned by a :class:`hw.lanes.BiasAligner` without
+    register stages (proved exact by ``BiasAlignerProof``), rounded by a
+    :class:`hw.rounding.Rounder` without register stages (the dot unit's, checked against the
+    golden model in simulation; ``RoundingProof`` proves it against the contract's rounding),
+    and ``o.valid``
     follows ``i.valid`` at that latency. It also asserts that the exact total never reaches
-    ``-2**(acc_width - 1)``, the one pattern outside ``RoundingProof``'s domain.
+    ``-2**(acc_width - 1)``, the one pattern outside ``RoundingProof``'s domain. The
+    pipelined finalizer's aligner and rounder have every register stage: the proof covers the
+    cut variants of both against their combinational forms.
 
     Why one entry suffices: every register of the finalizer loads on every clock (it never
     stalls) and no register feeds back (:func:`feedforward_problems` checks both on the
@@ -43,7 +46,7 @@ from .finalizer import Finalizer, entry_layout, result_layout
 from .formal import _check_fault
 from .lanes import BiasAligner
 from .pe import pe_carry_vector
-from .rounding import LeadingOne, Rounder
+from .rounding import Rounder
 
 __all__ = ["FINALIZER_FAULTS", "ROUNDING_FAULTS", "FinalizerProof", "RoundingProof",
            "feedforward_problems"]
@@ -196,27 +199,25 @@ class FinalizerProof(wiring.Component):
         ]
         # the reference: exact total, one rounding
         m.submodules.bias = bias = BiasAligner(config=dot)
-        m.submodules.lead = lead = LeadingOne(config=dot)
         m.submodules.rnd = rnd = Rounder(config=dot)
         width = cfg.pe_acc_width
         pe_sum = Signal(signed(width))
         total = Signal(signed(cfg.acc_width))
+        s = rnd.i.payload.sum
         m.d.comb += [
             bias.bias.eq(entry.bias), bias.e0.eq(entry.e0), bias.enable.eq(self.bias_en),
             pe_sum.eq(entry.acc.as_unsigned() + pe_carry_vector(cfg, entry.carries)),
             total.eq((pe_sum << dot.product_shift_base)
                      + ((bias.value + bias.neg) << bias.offset)),
-            lead.total.eq(total), lead.e0.eq(entry.e0),
-            rnd.sign.eq(lead.sign), rnd.zero.eq(lead.zero), rnd.mag.eq(lead.mag),
-            rnd.shift.eq(lead.shift), rnd.field_m1.eq(lead.field_m1),
-            rnd.nan.eq(entry.flags.nan | bias.nan), rnd.pinf.eq(entry.flags.pinf | bias.pinf),
-            rnd.ninf.eq(entry.flags.ninf | bias.ninf),
-            rnd.neg0.eq(entry.flags.neg0 & bias.neg0), rnd.relu.eq(self.relu),
+            s.sign.eq(total[-1]), s.mag.eq(Mux(total[-1], -total, total)), s.e0.eq(entry.e0),
+            s.flags.nan.eq(entry.flags.nan | bias.nan),
+            s.flags.pinf.eq(entry.flags.pinf | bias.pinf),
+            s.flags.ninf.eq(entry.flags.ninf | bias.ninf),
+            s.flags.neg0.eq(entry.flags.neg0 & bias.neg0), s.relu.eq(self.relu),
         ]
         # the reference result, delayed like the finalizer's
         expected = Signal(result_layout(cfg))
-        m.d.comb += [expected.bits.eq(rnd.bits), expected.last.eq(entry.last),
-                     expected.last_layer.eq(entry.last_layer)]
+        m.d.comb += [expected.bits.eq(rnd.o.payload.bits), expected.meta.eq(entry.meta)]
         ref_valid, ref = self.valid, expected.as_value()
         for k in range(self.stages):
             v = Signal(name=f"ref_valid{k}")
@@ -225,7 +226,7 @@ class FinalizerProof(wiring.Component):
             ref_valid, ref = v, r
         m.d.comb += [
             Assert(total != -(1 << (cfg.acc_width - 1)),
-                   "the exact total reaches -2**(acc_width - 1), outside LeadingOne's domain"),
+                   "the exact total reaches -2**(acc_width - 1), outside the rounder's domain"),
             Assert(dut.o.valid == ref_valid, "o.valid differs from i.valid delayed by stages"),
             Assert(~ref_valid | (dut.o.payload.as_value() == ref),
                    "result differs from the reference rounding of the exact total"),
@@ -234,10 +235,10 @@ class FinalizerProof(wiring.Component):
 
 
 class RoundingProof(wiring.Component):
-    """Harness: :class:`hw.rounding.LeadingOne` into :class:`hw.rounding.Rounder` give the
-    contract's result for every exact total, every ``e0`` in ``[e0_min, e0_max]``, every
-    combination of the flags and ReLU. Combinational: :func:`hw.formal.run_sat` proves it for
-    all inputs.
+    """Harness: :class:`hw.rounding.Rounder` (without register stages), given the sign and
+    magnitude of an exact total, gives the contract's result for every exact total, every
+    ``e0`` in ``[e0_min, e0_max]``, every combination of the flags and ReLU. Combinational:
+    :func:`hw.formal.run_sat` proves it for all inputs.
 
     The specification is written out without a normalizing shifter: a case split over ``e0``
     and the position ``k`` of the leading one of ``|total|`` gives, as constants, the result
@@ -256,8 +257,8 @@ class RoundingProof(wiring.Component):
     this of the array's totals).
 
     ``fault``: ``sticky`` hands the rounder the magnitude without its LSB (a lost sticky bit);
-    ``e0`` gives the leading-one stage ``e0 - 1`` except at ``e0_min`` (every exponent field
-    and the subnormal limit one off).
+    ``e0`` gives it ``e0 - 1`` except at ``e0_min`` (every exponent field and the subnormal
+    limit one off).
     """
 
     def __init__(self, *, config, fault=None):
@@ -277,22 +278,22 @@ class RoundingProof(wiring.Component):
             Assume((self.e0 >= cfg.e0_min) & (self.e0 <= cfg.e0_max)),
             Assume(self.total != -(1 << (width - 1))),
         ]
-        # the units under test
-        m.submodules.lead = lead = LeadingOne(config=cfg)
+        # the unit under test
         m.submodules.rnd = rnd = Rounder(config=cfg)
         e0_in = self.e0
         if self._fault == "e0":
             e0_in = Signal(signed(cfg.e0_bits))
             m.d.comb += e0_in.eq(Mux(self.e0 == cfg.e0_min, self.e0, self.e0 - 1))
+        mag_in = Signal(width - 1)
+        m.d.comb += mag_in.eq(Mux(self.total[width - 1], -self.total, self.total))
+        s = rnd.i.payload.sum
         m.d.comb += [
-            lead.total.eq(self.total), lead.e0.eq(e0_in),
-            rnd.sign.eq(lead.sign), rnd.zero.eq(lead.zero),
-            rnd.mag.eq(lead.mag & ~1 if self._fault == "sticky" else lead.mag),
-            rnd.shift.eq(lead.shift), rnd.field_m1.eq(lead.field_m1),
-            rnd.nan.eq(self.nan), rnd.pinf.eq(self.pinf), rnd.ninf.eq(self.ninf),
-            rnd.neg0.eq(self.neg0), rnd.relu.eq(self.relu),
+            s.sign.eq(self.total[width - 1]), s.e0.eq(e0_in),
+            s.mag.eq(mag_in & ~1 if self._fault == "sticky" else mag_in),
+            s.flags.nan.eq(self.nan), s.flags.pinf.eq(self.pinf), s.flags.ninf.eq(self.ninf),
+            s.flags.neg0.eq(self.neg0), s.relu.eq(self.relu),
         ]
-        got = rnd.bits
+        got = rnd.o.payload.bits
         # the specification
         sign = self.total[width - 1]
         mag = Signal(width - 1)

@@ -30,7 +30,8 @@ from amaranth.lib.wiring import In, Out
 
 from contract import DotConfig
 
-__all__ = ["ProductLanes", "BiasAligner", "lane_geometry", "bias_geometry", "sum_terms"]
+__all__ = ["ProductLanes", "BiasAligner", "BIAS_CUTS", "lane_geometry", "bias_geometry",
+           "sum_terms"]
 
 
 def _check_config(config):
@@ -153,35 +154,62 @@ class ProductLanes(wiring.Component):
         return m
 
 
+#: The register stages a :class:`BiasAligner` may have, in pipeline order: ``terms`` after the
+#: bias bits and the two terms of the shift amount, ``amount`` after their sum (and the
+#: decoded significand, sign and flags), ``half`` after the first half of the shifter's levels.
+BIAS_CUTS = ("terms", "amount", "half")
+
+
 class BiasAligner(wiring.Component):
-    """Decode and align the bias (raw ``out_fmt`` bits) against ``2**e0``.
+    """Decode and align the bias (raw ``out_fmt`` bits) against ``2**e0``, with register stages
+    where ``cuts`` says (a subset of :data:`BIAS_CUTS`; none: combinational). Every register
+    loads every clock; the data registers have no reset.
 
     Members
     -------
     bias : In(unsigned(out_fmt.width)); e0 : In(signed(e0_bits)); enable : In(1)
         The bias takes part only when ``enable`` is set.
+    valid, meta : In(1), In(meta_layout)
+        Carried beside the bias (``meta_layout``: default none) to ``o_valid`` and ``o_meta``.
     value, neg : Out
         Ones' complement aligned bias (units of accumulator bit ``offset``) and its ``+1``.
     nan, pinf, ninf : Out(1)
         The (enabled) bias is NaN / +inf / -inf.
     neg0 : Out(1)
         The bias is absent or is -0 (it does not spoil the all-terms-are--0 rule).
+    o_valid, o_meta : Out(1), Out(meta_layout)
+
+    The outputs follow the inputs ``latency`` clocks (the number of cuts) later.
     """
 
-    def __init__(self, *, config):
+    def __init__(self, *, config, cuts=(), meta_layout=None):
         _check_config(config)
-        self._config = config
+        if isinstance(cuts, str):
+            raise TypeError(f"cuts must be an iterable of stage names, not {cuts!r}")
+        cuts = frozenset(cuts)
+        unknown = sorted(cuts - set(BIAS_CUTS))
+        if unknown:
+            raise ValueError(f"cuts must be among {', '.join(BIAS_CUTS)}, not {unknown[0]!r}")
+        if meta_layout is None:
+            meta_layout = data.StructLayout({})
+        if not isinstance(meta_layout, data.Layout):
+            raise TypeError(f"meta_layout must be a data.Layout, not {meta_layout!r}")
+        self._config, self._cuts = config, cuts
         self._amount_max, self._width, self._offset = bias_geometry(config)
         super().__init__({
             "bias": In(unsigned(config.out_fmt.width)),
             "e0": In(signed(config.e0_bits)),
             "enable": In(1),
+            "valid": In(1),
+            "meta": In(meta_layout),
             "value": Out(signed(self._width)),
             "neg": Out(1),
             "nan": Out(1),
             "pinf": Out(1),
             "ninf": Out(1),
             "neg0": Out(1),
+            "o_valid": Out(1),
+            "o_meta": Out(meta_layout),
         })
 
     @property
@@ -192,26 +220,74 @@ class BiasAligner(wiring.Component):
     def offset(self):
         return self._offset
 
+    @property
+    def latency(self):
+        return len(self._cuts)
+
+    def _stage(self, m, cut, name, fields):
+        if cut not in self._cuts:
+            return fields
+        regs = {}
+        for key, value in fields.items():
+            shape = value.shape() if isinstance(value, data.View) else len(value)
+            regs[key] = Signal(shape, name=f"{name}_{key}", reset_less=key != "valid")
+            m.d.sync += regs[key].eq(value)
+        return regs
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        sign, exp, sig, finite, is_nan, is_inf, is_zero = _decode(cfg.out_fmt, self.bias)
-        en = self.enable
-        active = en & finite
+        fmt = cfg.out_fmt
         amount_bits = self._amount_max.bit_length()
-        # max(E_b, 1) - 1 + (e0_max - e0); the constant bias_shift_base - e0_max is the offset.
-        amount = (Mux(exp.any(), exp - 1, 0) + (cfg.e0_max - self.e0))[:amount_bits]
+        # terms: the shift amount max(E_b, 1) - 1 + (e0_max - e0) as its two terms (modulo
+        # 2**amount_bits), so that one carry chain adds them; the constant
+        # bias_shift_base - e0_max is the offset
+        exp = self.bias[fmt.frac_bits:fmt.width - 1]
+        f = self._stage(m, "terms", "bt", {
+            "bias": self.bias, "enable": self.enable, "valid": self.valid, "meta": self.meta,
+            "exp_m1": Mux(exp.any(), exp - 1, 0)[:fmt.exp_bits],
+            "e0_off": (cfg.e0_max - self.e0)[:amount_bits]})
+        # amount: the sum; the significand, sign and flags decoded
+        sign, _, sig, finite, is_nan, is_inf, is_zero = _decode(fmt, f["bias"])
+        en = f["enable"]
+        active = en & finite
         neg = sign & active
+        amount = Signal(amount_bits, name="bias_amount")
+        m.d.comb += amount.eq(f["exp_m1"] + f["e0_off"])
+        f = self._stage(m, "amount", "ba", {
+            "valid": f["valid"], "meta": f["meta"], "amount": amount,
+            "sig": Mux(active, sig, 0), "neg": neg,
+            "nan": en & is_nan, "pinf": en & is_inf & ~sign, "ninf": en & is_inf & sign,
+            "neg0": ~en | (is_zero & sign)})
+        # the shifter, (sig << amount) ^ -neg, its levels cut in two halves
+        half = amount_bits // 2
+        value = f["sig"]
+        for k in range(half):
+            value = _shift_level(m, value, f["amount"][k], k, self._width)
+        flags = ("valid", "meta", "neg", "nan", "pinf", "ninf", "neg0")
+        f = self._stage(m, "half", "bh", {**{key: f[key] for key in flags}, "value": value,
+                                          "amount_hi": f["amount"][half:]})
+        value = f["value"]
+        for k in range(half, amount_bits):
+            value = _shift_level(m, value, f["amount_hi"][k - half], k, self._width)
+        width = self._width
         m.d.comb += [
-            self.value.eq(_shift_ones_complement(m, Mux(active, sig, 0), amount, neg,
-                                                 self._width, "bias")),
-            self.neg.eq(neg),
-            self.nan.eq(en & is_nan),
-            self.pinf.eq(en & is_inf & ~sign),
-            self.ninf.eq(en & is_inf & sign),
-            self.neg0.eq(~en | (is_zero & sign)),
+            self.value.eq(Cat(value, Const(0, width - len(value))) ^ f["neg"].replicate(width)),
+            self.neg.eq(f["neg"]), self.nan.eq(f["nan"]), self.pinf.eq(f["pinf"]),
+            self.ninf.eq(f["ninf"]), self.neg0.eq(f["neg0"]),
+            self.o_valid.eq(f["valid"]), self.o_meta.eq(f["meta"]),
         ]
         return m
+
+
+def _shift_level(m, value, take, k, width):
+    """One level of the bias shifter: ``value << 2**k`` when ``take``, kept to the bits that can
+    reach a ``width``-bit two's complement result (a named signal, so that the simulator
+    shares it instead of copying it)."""
+    shifted = Mux(take, value << (1 << k), value)
+    level = Signal(min(len(shifted), width - 1), name=f"bias_sh{k}")
+    m.d.comb += level.eq(shifted)
+    return level
 
 
 def _add(a, b, cin=None):

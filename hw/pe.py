@@ -26,8 +26,10 @@ from amaranth.lib.wiring import In, Out
 
 from contract.array import ArrayConfig
 
+from .rounding import flags_layout
+
 __all__ = ["RowAligner", "RowDecoder", "RowShifter", "ShiftPE", "row_decode_layout",
-           "row_layout", "pe_flags_layout", "pe_sum", "pe_carry_vector"]
+           "row_layout", "pe_flags_layout", "pe_state_layout", "pe_sum", "pe_carry_vector"]
 
 
 def _check(config):
@@ -49,8 +51,17 @@ def row_layout(config):
 
 def pe_flags_layout():
     """Special-value state of a PE (and of its shadow): some NaN term, some +inf / -inf
-    product, every term so far is -0."""
-    return data.StructLayout({"nan": 1, "pinf": 1, "ninf": 1, "neg0": 1})
+    product, every term so far is -0 (the layout of ``hw.rounding.flags_layout``)."""
+    return flags_layout()
+
+
+def pe_state_layout(config):
+    """What a PE holds at a tile's end (its drain entry): the accumulator, its pending carries
+    and the flags (:func:`pe_sum` gives the exact sum)."""
+    _check(config)
+    return data.StructLayout({"acc": signed(config.pe_acc_width),
+                              "carries": unsigned(config.pe_pieces - 1),
+                              "flags": pe_flags_layout()})
 
 
 def pe_carry_vector(config, carries):

@@ -1,71 +1,102 @@
-"""Finalizer of the shift-add dot-product unit: exact accumulator -> one rounded output float.
+"""The one rounding pipeline: an exact sum's magnitude -> one rounded output float.
 
-The accumulator holds the exact sum ``S`` as a ``W``-bit two's complement integer whose LSB
-weighs ``2**(e0 + acc_lsb_exp)``. Rounding it to ``out_fmt`` (precision ``F`` fraction bits)
-takes two combinational halves, so that a pipeline register may sit between them:
+The exact sum ``S`` is given as its sign and magnitude ``mag = |S|`` (``W - 1`` bits for an
+accumulator of ``W = acc_width`` bits, top bit index ``T = W - 2``), whose LSB weighs
+``2**(e0 + acc_lsb_exp)``. The output's subnormal LSB (weight ``2**out_fmt.lsb_exp``) sits at
+magnitude bit ``sub = bias_shift_base - e0``, so a normal result needs its leading one at or
+above bit ``sub + F`` (``F = out_fmt.frac_bits``). With ``lz`` the leading-zero count of
+``mag``, normalizing moves the leading one up to bit ``T``, but never more than
+``cap = T - F - sub`` places (the subnormal limit)::
 
-:class:`LeadingOne` (sign, magnitude, exponent)
-    ``mag = |S|`` (``W - 1`` bits, top bit index ``T = W - 2``) and its leading-zero count
-    ``lz``. The output's subnormal LSB (weight ``2**out_fmt.lsb_exp``) sits at accumulator bit
-    ``sub = bias_shift_base - e0``, so a normal result needs its leading one at or above bit
-    ``sub + F``. Normalizing means moving the leading one up to bit ``T``, but never more
-    than ``cap = T - F - sub`` places (the subnormal limit)::
+    lsh = min(lz, cap)           # how far a left-normalizer would move mag
+    r   = T - F - lsh            # the result LSB is mag bit r (``shift``)
+    field - hidden = cap - lsh   # biased exponent field minus the hidden bit (``field_m1``)
 
-        lsh = min(lz, cap)           # how far a left-normalizer would move mag
-        r   = T - F - lsh            # equivalently: the result LSB is mag bit r
-        field - hidden = cap - lsh   # biased exponent field minus the hidden bit
+(For a normal result the leading one lands on ``T`` and ``field = cap - lsh + 1``; for a
+subnormal one ``lsh = cap``, the bit on ``T`` is 0 and ``field = 0``.)
 
-    (For a normal result the leading one lands on ``T`` and ``field = cap - lsh + 1``; for a
-    subnormal one ``lsh = cap``, the bit on ``T`` is 0 and ``field = 0``.)
+A narrow right shifter then extracts ``q = mag[r : r+F+1]`` and the guard bit ``mag[r-1]``;
+the bits it shifts out below the guard bit, ORed level by level, are the sticky bit (no wide
+mask or trailing-zero count). The rounded pattern is ``((field - hidden) << F) + q + inc`` with
+``inc = guard & (sticky | q[0])``: a carry out of the significand walks into the exponent field
+on its own (which also turns the largest subnormal into the smallest normal), and a field that
+reaches all ones is an overflow to infinity. A nonzero sum that rounds to 0 keeps its sign.
+Then the specials (NaN, infinities, exact zero with the -0 rule) and ReLU override the number
+(:func:`select_result`).
 
-:class:`Rounder` (round to nearest even, specials)
-    A narrow right shifter extracts ``q = mag[r : r+F+1]`` and the guard bit ``mag[r-1]``;
-    the bits it shifts out below the guard bit, ORed level by level, are the sticky bit
-    (no wide mask or trailing-zero count needed). The rounded pattern is
-    ``((field - hidden) << F) + q + inc`` with ``inc = guard & (sticky | q[0])``:
-    a carry out of the significand walks into the exponent field on its own (which also
-    turns the largest subnormal into the smallest normal), and a field that reaches all ones
-    is an overflow to infinity. A nonzero sum that rounds to 0 keeps its sign. Then the
-    specials (NaN, infinities, exact zero with the -0 rule) and ReLU override the number.
+:class:`Rounder` is that algorithm as a pipeline whose register stages are a parameter
+(``cuts``): none for the dot-product unit's combinational finalizer, all of them for the
+array's finalizer. :func:`block_zeros` and :func:`merge_zeros` are the leading-zero counter
+(used by the rounder and by anything else that counts leading zeros).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from contract import DotConfig
 
-__all__ = ["LeadingOne", "Rounder", "count_leading_zeros", "finalizer_geometry", "select_result"]
+__all__ = ["Rounder", "ROUNDER_CUTS", "rounder_layout", "flags_layout", "block_zeros",
+           "merge_zeros", "finalizer_geometry", "select_result"]
+
+#: The register stages a :class:`Rounder` may have, in pipeline order: ``blocks`` after the
+#: leading-zero count of each 8-bit block, ``count`` after the merged count, ``shift`` after
+#: the shift amount and exponent field, ``hop`` a plain register after ``shift`` (it also finds
+#: the bits the window's upper levels will drop, so that the next stage's sticky bit is a
+#: short OR), ``window_hi`` after the upper half of the window shifter, ``window`` after the
+#: whole window, ``round`` after the rounding adder, ``out`` after the specials and ReLU.
+ROUNDER_CUTS = ("blocks", "count", "shift", "hop", "window_hi", "window", "round", "out")
+
+_BLOCK = 8          # bits per block of the leading-zero counter's first half
 
 
-def count_leading_zeros(m, value, name):
-    """Log-depth leading-zero counter. Returns ``(zero, count)``: ``zero`` is set when
-    ``value`` is 0 (``count`` is then meaningless). Every tree node is a named signal (the
-    simulator would otherwise copy shared subexpressions once per use)."""
-    width = len(value)
-    size = 1 << max(1, (width - 1).bit_length())
-    padded = Signal(size, name=f"{name}_in")
-    m.d.comb += padded.eq(Cat(Const(0, size - width), value))  # zeros below the LSB: same count
+def flags_layout():
+    """Special-value flags of a sum: some NaN term, some +inf / -inf term, every term -0."""
+    return data.StructLayout({"nan": 1, "pinf": 1, "ninf": 1, "neg0": 1})
 
-    def tree(bits, path):
-        z = Signal(name=f"{name}_z{path}")
-        if len(bits) == 2:
-            m.d.comb += z.eq(~(bits[0] | bits[1]))
-            return z, ~bits[1]
-        half = len(bits) // 2
-        z_lo, c_lo = tree(bits[:half], path + "0")
-        z_hi, c_hi = tree(bits[half:], path + "1")
-        c = Signal(len(c_lo) + 1, name=f"{name}_c{path}")
-        m.d.comb += [z.eq(z_lo & z_hi), c.eq(Cat(Mux(z_hi, c_lo, c_hi), z_hi))]
-        return z, c
 
-    return tree(padded, "")
+def block_zeros(m, value, name, *, block=_BLOCK):
+    """First half of the leading-zero counter: ``value`` cut into ``block``-bit blocks from
+    the top (the lowest block padded with zeros below the LSB, which does not change the
+    count), and for each block, top block first, ``(nonzero, count)``: whether it holds a 1
+    and the leading zeros of its bits (meaningless when it holds none). Combinational."""
+    if block < 2 or block & (block - 1):
+        raise ValueError(f"block must be a power of two of at least 2, not {block!r}")
+    count = -(-len(value) // block)
+    padded = Cat(Const(0, count * block - len(value)), value)
+    width = (block - 1).bit_length()
+    out = []
+    for j in range(count):                                 # block 0 is the top one
+        bits = padded[len(padded) - block * (j + 1):len(padded) - block * j]
+        lzc = Const(block, width + 1)
+        for i in range(block):                             # the highest set bit wins
+            lzc = Mux(bits[i], block - 1 - i, lzc)
+        nz = Signal(name=f"{name}_nz{j}")
+        lz = Signal(width, name=f"{name}_lz{j}")
+        m.d.comb += [nz.eq(bits.any()), lz.eq(lzc[:width])]
+        out.append((nz, lz))
+    return out
+
+
+def merge_zeros(blocks, *, block=_BLOCK):
+    """Second half of the leading-zero counter: ``(nonzero, count)`` of the whole value from
+    :func:`block_zeros`'s per-block results (top block first), by a tree that takes the upper
+    part's count when it holds a 1, else the lower part's plus the upper part's width."""
+    def tree(lo, hi):                                      # [lo, hi) blocks
+        if hi - lo == 1:
+            return blocks[lo]
+        size = 1 << ((hi - lo - 1).bit_length() - 1)
+        nz_a, lz_a = tree(lo, lo + size)
+        nz_b, lz_b = tree(lo + size, hi)
+        return nz_a | nz_b, Mux(nz_a, lz_a, size * block + lz_b)
+
+    return tree(0, len(blocks))
 
 
 def finalizer_geometry(config):
-    """Constants of the finalizer: ``dict`` with ``T`` (top magnitude bit), ``cap_base``
+    """Constants of the rounding: ``dict`` with ``T`` (top magnitude bit), ``cap_base``
     (``cap = cap_base + e0``), ``cap_max`` and ``r_max``."""
     top = config.acc_width - 2
     frac = config.out_fmt.frac_bits
@@ -75,123 +106,12 @@ def finalizer_geometry(config):
             "r_max": top - frac}
 
 
-def _check_config(config):
-    if not isinstance(config, DotConfig):
-        raise TypeError(f"config must be a DotConfig, not {config!r}")
-
-
-class LeadingOne(wiring.Component):
-    """Sign/magnitude, leading-one detection and the subnormal-limited exponent.
-
-    Members
-    -------
-    total : In(signed(acc_width)); e0 : In(signed(e0_bits))
-    sign, zero : Out(1)
-        Sign of the sum; the sum is exactly 0.
-    mag : Out(unsigned(acc_width - 1))
-    shift : Out
-        ``r``: the result LSB is ``mag`` bit ``r``.
-    field_m1 : Out
-        Biased exponent field minus the hidden bit (before rounding).
-    """
-
-    def __init__(self, *, config):
-        _check_config(config)
-        self._config = config
-        self._geo = geo = finalizer_geometry(config)
-        super().__init__({
-            "total": In(signed(config.acc_width)),
-            "e0": In(signed(config.e0_bits)),
-            "sign": Out(1),
-            "zero": Out(1),
-            "mag": Out(unsigned(config.acc_width - 1)),
-            "shift": Out(unsigned(geo["r_max"].bit_length())),
-            "field_m1": Out(unsigned(geo["cap_max"].bit_length())),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        geo = self._geo
-        width = self._config.acc_width
-        frac = self._config.out_fmt.frac_bits
-        total = self.total
-        sign = total[width - 1]
-        mag = Signal(width - 1)
-        m.d.comb += mag.eq(Mux(sign, -total, total))
-        zero, lz = count_leading_zeros(m, mag, "lz")
-        cap_bits = max(geo["cap_max"].bit_length(), len(lz))
-        cap = Signal(cap_bits)
-        m.d.comb += cap.eq(geo["cap_base"] + self.e0)  # >= 0 for e0 in [e0_min, e0_max]
-        lsh = Mux(lz < cap, lz, cap)
-        r = (geo["T"] - frac - lsh)[:len(self.shift)]
-        m.d.comb += [
-            self.sign.eq(sign),
-            self.zero.eq(zero),
-            self.mag.eq(mag),
-            self.shift.eq(r),
-            self.field_m1.eq(cap - lsh),
-        ]
-        return m
-
-
-class Rounder(wiring.Component):
-    """Round to nearest even, overflow, specials and ReLU; produces the output bits.
-
-    Members
-    -------
-    sign, zero, mag, shift, field_m1 : In
-        From :class:`LeadingOne`.
-    nan, pinf, ninf, neg0, relu : In(1)
-        Dot-product flags: some NaN term; some +inf / -inf term; every term is -0; ReLU.
-    bits : Out(unsigned(out_fmt.width))
-    """
-
-    def __init__(self, *, config):
-        _check_config(config)
-        self._config = config
-        geo = finalizer_geometry(config)
-        super().__init__({
-            "sign": In(1),
-            "zero": In(1),
-            "mag": In(unsigned(config.acc_width - 1)),
-            "shift": In(unsigned(geo["r_max"].bit_length())),
-            "field_m1": In(unsigned(geo["cap_max"].bit_length())),
-            "nan": In(1),
-            "pinf": In(1),
-            "ninf": In(1),
-            "neg0": In(1),
-            "relu": In(1),
-            "bits": Out(unsigned(config.out_fmt.width)),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        fmt = self._config.out_fmt
-        frac = fmt.frac_bits
-        keep = frac + 2                                  # guard + F + 1 significand bits
-        # Narrow right shifter: window = (mag << 1) >> r, bit 0 = guard bit mag[r-1]. Levels go
-        # from the largest step down; after the step 2**k only keep + 2**k - 1 bits can still
-        # reach the window, and the 2**k bits a taken step drops are all below the guard bit.
-        window = Cat(Const(0, 1), self.mag)
-        dropped = []
-        for k in reversed(range(len(self.shift))):
-            step = 1 << k
-            dropped.append(self.shift[k] & window[:step].any())
-            shifted = Mux(self.shift[k], window >> step, window)
-            window = Signal(min(len(shifted), keep + step - 1), name=f"window{k}")
-            m.d.comb += window.eq(shifted)
-        sticky = Cat(*dropped).any()
-        guard = window[0]
-        q = window[1:keep]
-        inc = guard & (sticky | q[0])
-        packed = Cat(q[:frac], self.field_m1 + q[frac]) + inc
-        overflow = (packed >> frac) >= fmt.exp_max_field
-        number = Mux(overflow, fmt.pos_inf, packed[:fmt.width - 1])
-        result = Cat(number[:fmt.width - 1], self.sign)
-        m.d.comb += self.bits.eq(select_result(
-            m, fmt, nan=self.nan, pinf=self.pinf, ninf=self.ninf, zero=self.zero,
-            neg0=self.neg0, number=result, relu=self.relu))
-        return m
+def rounder_layout(config):
+    """What a :class:`Rounder` rounds: the sign and magnitude of an exact sum, its ``e0``, the
+    flags of its terms and whether ReLU applies."""
+    return data.StructLayout({
+        "sign": 1, "mag": config.acc_width - 1, "e0": signed(config.e0_bits),
+        "flags": flags_layout(), "relu": 1})
 
 
 def select_result(m, fmt, *, nan, pinf, ninf, zero, neg0, number, relu):
@@ -211,3 +131,201 @@ def select_result(m, fmt, *, nan, pinf, ninf, zero, neg0, number, relu):
     with m.Else():
         m.d.comb += bits.eq(number)
     return Mux(relu & bits[fmt.width - 1], 0, bits)
+
+
+class Rounder(wiring.Component):
+    """Round an exact sum once to nearest even, then the specials and ReLU (the module's
+    algorithm), with register stages where ``cuts`` says.
+
+    Parameters
+    ----------
+    config : DotConfig
+        Accumulator geometry, output format and ``e0`` range.
+    cuts : iterable of str
+        The register stages, a subset of :data:`ROUNDER_CUTS` (``hop`` only with ``shift``).
+        The latency is their number.
+    meta_layout : data.Layout
+        Side data carried beside each sum and given back with its result (default: none).
+    stall : bool
+        ``True``: the registers load only in clocks with ``en`` high (a pipeline that holds
+        under back-pressure); ``False``: every register loads every clock (a feed-forward
+        pipeline).
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"sum": rounder_layout(config), "meta": meta_layout})))
+        ``sum.e0`` must be in ``[e0_min, e0_max]`` and ``sum.mag`` below ``2**(acc_width-1)``.
+        Always ready.
+    o : Out(stream.Signature(StructLayout({"bits": out_fmt.width, "meta": meta_layout})))
+        The result ``latency`` clocks (loads) after its sum, with its ``meta``. Not
+        back-pressured (``stall`` holds the whole pipeline instead).
+    en : In(1)
+        Only with ``stall``.
+    """
+
+    def __init__(self, *, config, cuts=(), meta_layout=None, stall=False):
+        if not isinstance(config, DotConfig):
+            raise TypeError(f"config must be a DotConfig, not {config!r}")
+        if isinstance(cuts, str):
+            raise TypeError(f"cuts must be an iterable of stage names, not {cuts!r}")
+        cuts = frozenset(cuts)
+        unknown = sorted(cuts - set(ROUNDER_CUTS))
+        if unknown:
+            raise ValueError(f"cuts must be among {', '.join(ROUNDER_CUTS)}, not {unknown[0]!r}")
+        if "hop" in cuts and "shift" not in cuts:
+            raise ValueError("cut 'hop' needs cut 'shift'")
+        if meta_layout is None:
+            meta_layout = data.StructLayout({})
+        if not isinstance(meta_layout, data.Layout):
+            raise TypeError(f"meta_layout must be a data.Layout, not {meta_layout!r}")
+        if not isinstance(stall, bool):
+            raise TypeError(f"stall must be a bool, not {stall!r}")
+        geo = finalizer_geometry(config)
+        if geo["r_max"].bit_length() < 2:
+            raise ValueError(f"accumulator of {config.acc_width} bits is too narrow to round "
+                             f"to {config.out_fmt.name}")
+        self._config, self._cuts, self._stall = config, cuts, stall
+        self._meta_layout = meta_layout
+        members = {
+            "i": In(stream.Signature(data.StructLayout({
+                "sum": rounder_layout(config), "meta": meta_layout}), always_ready=True)),
+            "o": Out(stream.Signature(data.StructLayout({
+                "bits": config.out_fmt.width, "meta": meta_layout}), always_ready=True)),
+        }
+        if stall:
+            members["en"] = In(1)
+        super().__init__(members)
+
+    @property
+    def cuts(self):
+        return self._cuts
+
+    @property
+    def latency(self):
+        """Register stages from ``i`` to ``o``."""
+        return len(self._cuts)
+
+    def _stage(self, m, cut, name, fields, *, valid):
+        """``fields`` (a dict of values) and ``valid`` through a register when ``cut`` is one of
+        the cuts, else as they are. The data registers have no reset; ``valid``'s has."""
+        if cut not in self._cuts:
+            return fields, valid
+        regs = {}
+        for key, value in fields.items():
+            if isinstance(value, data.View):
+                regs[key] = Signal(value.shape(), name=f"{name}_{key}", reset_less=True)
+            else:
+                regs[key] = Signal(len(value), name=f"{name}_{key}", reset_less=True)
+        v = Signal(name=f"{name}_valid")
+        stmts = [v.eq(valid)] + [regs[key].eq(value) for key, value in fields.items()]
+        if self._stall:
+            with m.If(self.en):
+                m.d.sync += stmts
+        else:
+            m.d.sync += stmts
+        return regs, v
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        fmt = cfg.out_fmt
+        frac = fmt.frac_bits
+        geo = finalizer_geometry(cfg)
+        top = geo["T"]
+        payload = self.i.payload
+        s = payload.sum
+
+        # blocks: leading zeros per block; cap = cap_base + e0 (the subnormal limit)
+        blocks = block_zeros(m, s.mag, "lz")
+        lz_bits = (len(blocks) * _BLOCK).bit_length()
+        cap_w = max(geo["cap_max"].bit_length(), lz_bits) + 1
+        cap = Signal(cap_w, name="cap")
+        m.d.comb += cap.eq(geo["cap_base"] + s.e0)
+        side = {"mag": s.mag, "cap": cap, "sign": s.sign, "flags": s.flags, "relu": s.relu,
+                "meta": payload.meta}
+        nz = {f"nz{j}": b[0] for j, b in enumerate(blocks)}
+        lz = {f"lz{j}": b[1] for j, b in enumerate(blocks)}
+        f, valid = self._stage(m, "blocks", "l1", {**side, **nz, **lz}, valid=self.i.valid)
+        blocks = [(f[f"nz{j}"], f[f"lz{j}"]) for j in range(len(blocks))]
+
+        # count: the leading-zero count and whether the magnitude is zero
+        any_nz, count = merge_zeros(blocks)
+        side = {k: f[k] for k in ("mag", "cap", "sign", "flags", "relu", "meta")}
+        f, valid = self._stage(m, "count", "l2", {**side, "lz": count, "zero": ~any_nz},
+                               valid=valid)
+
+        # shift: lsh = min(lz, cap) with both outcomes computed beside the comparison (carry
+        # chains side by side and a multiplexer); r = T - F - lsh; field - 1 = cap - lsh
+        lz_first = f["lz"] < f["cap"]
+        shift_w, field_w = geo["r_max"].bit_length(), geo["cap_max"].bit_length()
+        shift, field_m1 = Signal(shift_w, name="shift"), Signal(field_w, name="field_m1")
+        m.d.comb += [shift.eq(Mux(lz_first, top - frac - f["lz"], top - frac - f["cap"])),
+                     field_m1.eq(Mux(lz_first, f["cap"] - f["lz"], 0))]
+        keep_fields = ("mag", "zero", "sign", "flags", "relu", "meta")
+        f, valid = self._stage(m, "shift", "c", {**{k: f[k] for k in keep_fields},
+                                                 "shift": shift, "field_m1": field_m1},
+                               valid=valid)
+
+        # hop: a plain register; it also finds which bits the window's upper levels drop, in
+        # blocks of 2**split: block j of the window goes when shift >> split exceeds j, so the
+        # next stage's sticky bit is the OR of these few flags, not a tree behind its shifter
+        split = shift_w // 2
+        drops = None
+        if "hop" in self._cuts:
+            grain = 1 << split
+            window0 = Cat(Const(0, 1), f["mag"])
+            count = min(1 << (shift_w - split), -(-len(window0) // grain))
+            found = Cat(window0[j * grain:(j + 1) * grain].any() & (f["shift"][split:] > j)
+                        for j in range(count))
+            f, valid = self._stage(m, "hop", "hop", {**f, "drops": found}, valid=valid)
+            drops = f["drops"]
+
+        # window_hi, window: the narrow right shifter, window = (mag << 1) >> r, bit 0 = the
+        # guard bit mag[r-1]. Levels go from the largest step down; after the step 2**k only
+        # keep + 2**k - 1 bits can still reach the window, and the 2**k bits a taken step
+        # drops are all below the guard bit.
+        keep = frac + 2                                   # guard + F + 1 significand bits
+        window = Cat(Const(0, 1), f["mag"])
+        dropped = []
+        shift = f["shift"]
+        later = {k: f[k] for k in ("field_m1", "sign", "zero", "flags", "relu", "meta")}
+        for k in reversed(range(shift_w)):
+            if k == split - 1:
+                sticky = drops.any() if drops is not None else Cat(*dropped).any()
+                f, valid = self._stage(m, "window_hi", "r1",
+                                       {**later, "window": window, "low": shift[:split],
+                                        "sticky": sticky}, valid=valid)
+                later = {key: f[key] for key in later}
+                window, dropped, shift = f["window"], [f["sticky"]], f["low"]
+            step = 1 << k
+            dropped.append(shift[k] & window[:step].any())
+            shifted = Mux(shift[k], window >> step, window)
+            window = Signal(min(len(shifted), keep + step - 1), name=f"window{k}")
+            m.d.comb += window.eq(shifted)
+        f, valid = self._stage(m, "window", "r2", {**later, "window": window[:keep],
+                                                   "sticky": Cat(*dropped).any()}, valid=valid)
+
+        # round: to nearest even; the overflow from the short exponent sum, beside the carry
+        # chain rather than after it
+        guard = f["window"][0]
+        q = f["window"][1:keep]
+        inc = guard & (f["sticky"] | q[0])
+        biased = f["field_m1"] + q[frac]                # the exponent field before the increment
+        packed = Cat(q[:frac], biased) + inc
+        mant_carry = inc & q[:frac].all()
+        overflow = (biased >= fmt.exp_max_field) | (mant_carry
+                                                    & (biased == fmt.exp_max_field - 1))
+        later = {k: f[k] for k in ("sign", "zero", "flags", "relu", "meta")}
+        f, valid = self._stage(m, "round", "p", {**later, "number": packed[:fmt.width - 1],
+                                                 "overflow": overflow}, valid=valid)
+
+        # out: specials and ReLU
+        number = Mux(f["overflow"], fmt.pos_inf, f["number"])
+        fl = f["flags"]
+        bits = select_result(m, fmt, nan=fl.nan, pinf=fl.pinf, ninf=fl.ninf, zero=f["zero"],
+                             neg0=fl.neg0, number=Cat(number[:fmt.width - 1], f["sign"]),
+                             relu=f["relu"])
+        f, valid = self._stage(m, "out", "o", {"bits": bits, "meta": f["meta"]}, valid=valid)
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.bits.eq(f["bits"]),
+                     self.o.payload.meta.eq(f["meta"])]
+        return m

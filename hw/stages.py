@@ -1,14 +1,103 @@
-"""Register-stage helpers shared by the array's sequencing and its finalizer.
+"""Register-stage and small-logic helpers shared by the array's components.
 
-Each takes the ``Module`` to add its registers to and names them after ``name``, so that the
-generated Verilog and the place-and-route reports say where a register belongs.
+Each helper that makes registers takes the ``Module`` to add them to and names them after
+``name``, so that the generated Verilog and the place-and-route reports say where a register
+belongs.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Signal
+from amaranth.hdl import Array, Cat, Const, Mux, Signal
 
-__all__ = ["registered", "delayed", "pipelined_add", "sext"]
+__all__ = ["registered", "delayed", "pipelined_add", "sext", "replicas", "KEEP", "pick",
+           "is_const", "min_const", "times_const", "minus_floor0", "tile_size", "reduce_groups"]
+
+#: Yosys's ``keep`` attribute (see :func:`replicas`).
+KEEP = {"keep": 1}
+
+
+def replicas(m, value, count, name, *, shape=1, reset_less=False):
+    """``count`` registers of ``shape`` that all take ``value``: copies of one register, so that
+    each drives a part of a large fan-out and can sit near it. They carry Yosys's ``keep``
+    attribute; ``boards.flow`` passes it on to the flip-flops so that synthesis does not merge
+    the copies back into one. Where ``value`` is itself also registered (a copy of an existing
+    register), that register needs ``keep`` too (:data:`KEEP`): otherwise Yosys merges it into
+    a copy, which then drives both fan-outs."""
+    copies = [Signal(shape, name=f"{name}_rep{i}", attrs=KEEP, reset_less=reset_less)
+              for i in range(count)]
+    for copy in copies:
+        m.d.sync += copy.eq(value)
+    return copies
+
+
+def pick(values, index):
+    """``values[index]``, the list padded to ``2**len(index)`` entries (a fully covered case)."""
+    values = list(values)
+    size = 1 << len(index)
+    return Array(values + [values[-1]] * (size - len(values)))[index]
+
+
+def is_const(value, const):
+    """``value == const``; for 0 as a reduction (lints clean where ``!x`` would not)."""
+    return ~value.any() if const == 0 else value == const
+
+
+def min_const(value, const):
+    """``min(value, const)``."""
+    return Mux(value < const, value, const)
+
+
+def times_const(value, const):
+    """``value * const`` as a sum of shifted copies: the array has no multiplier anywhere (a
+    ``*`` would be mapped to a DSP block)."""
+    terms = [value << i for i in range(const.bit_length()) if const >> i & 1]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def minus_floor0(m, value, const, name, *, registered):
+    """``max(value - const, 0)``. ``registered``: a register, with the comparison registered a
+    clock earlier (one carry chain per clock; ``value`` must hold still for two clocks before
+    the result is used); else combinational."""
+    if not registered:                   # value > const, split as ``tile_size`` splits
+        w = const.bit_length()
+        more = value[w:].any()
+        if const != (1 << w) - 1:            # (else no w-bit value exceeds it)
+            more = more | (value[:w] > const)
+        return Mux(more, value - const, 0)
+    more = Signal(name=f"{name}_more")
+    result = Signal(len(value), name=name)
+    m.d.sync += [more.eq(value > const), result.eq(Mux(more, value - const, 0))]
+    return result
+
+
+def tile_size(m, rem, size, name, high=None):
+    """``min(rem, size)``, ``rem <= size`` and the mask of the first ``min(rem, size)`` lanes,
+    registered. ``rem`` is split at ``size.bit_length()`` bits: ``high`` (given, when a
+    register already holds it) says its upper part is not zero, so that no wide comparison
+    remains."""
+    low = rem[:size.bit_length()]
+    if high is None:
+        high = rem[size.bit_length():].any()
+    valid, last = Signal(range(size + 1), name=f"{name}_valid"), Signal(name=f"{name}_last")
+    mask = Signal(size, name=f"{name}_mask")
+    full = size == (1 << len(low)) - 1          # every value of ``low`` is <= size
+    m.d.sync += [valid.eq(Mux(high, size, low if full else min_const(low, size))),
+                 last.eq(~high if full else ~high & (low <= size)),
+                 mask.eq(Cat(high | (low > i) for i in range(size)))]
+    return valid, last, mask
+
+
+def reduce_groups(m, bits, kind):
+    """``bits`` reduced (``kind``: ``"any"`` or ``"all"``) in groups of four, registered: a
+    short path now, and a narrow reduction of the result later."""
+    out = Signal(max(1, -(-len(bits) // 4)), name=f"grp_{kind}")
+    for i in range(0, len(bits), 4):
+        part = bits[i:i + 4]
+        m.d.sync += out[i // 4].eq(part.any() if kind == "any" else part.all())
+    return out
 
 
 def registered(m, value, name, *, reset_less=False):

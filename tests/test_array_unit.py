@@ -383,22 +383,22 @@ def _start_pulses(cfg, gaps, *, k=4):
     return out
 
 
-@pytest.mark.parametrize("cols", [2, 5], ids=["narrow", "wide"])
+@pytest.mark.parametrize("floorplan", ["compact", "spread"])
 @pytest.mark.parametrize("gap", [0, 1, 2, 6])
-def test_start_pulses_while_starting(cols, gap):
+def test_start_pulses_while_starting(floorplan, gap):
     """A second START pulse while the first one's layer is starting or running (the next clock
-    on) is refused with one START_BUSY pulse, and the first layer goes on (wide arrays decide
+    on) is refused with one START_BUSY pulse, and the first layer goes on ("spread" decides
     the start a clock ahead, into a register: a start already decided counts as busy)."""
-    cfg = ArrayConfig(rows=2, cols=cols, depth=16)
+    cfg = ArrayConfig(rows=2, cols=5, depth=16, floorplan=floorplan)
     out = _start_pulses(cfg, [gap])
     assert out["errors"] == [ERROR["START_BUSY"]], (gap, out["errors"])
     assert out["busy"] == 1
 
 
-@pytest.mark.parametrize("cols", [2, 5], ids=["narrow", "wide"])
-def test_start_pulse_with_bad_arguments_does_not_start(cols):
+@pytest.mark.parametrize("floorplan", ["compact", "spread"])
+def test_start_pulse_with_bad_arguments_does_not_start(floorplan):
     """A START whose K is out of range sets K_RANGE only, and the core stays idle."""
-    cfg = ArrayConfig(rows=2, cols=cols, depth=16)
+    cfg = ArrayConfig(rows=2, cols=5, depth=16, floorplan=floorplan)
     out = _start_pulses(cfg, [], k=0)
     assert out["errors"] == [ERROR["K_RANGE"]]
     assert out["busy"] == 0
@@ -483,14 +483,14 @@ def _run_with_e0_words(cfg, e0_words):
     return out["error"], out["status"], len(out["res"])
 
 
-@pytest.mark.parametrize("cols", [2, 5], ids=["narrow", "wide"])
+@pytest.mark.parametrize("floorplan", ["compact", "spread"])
 @pytest.mark.parametrize("bad", ["above", "below", "high_bits", "none"])
-def test_channel_e0_range_error(cols, bad):
+def test_channel_e0_range_error(floorplan, bad):
     """A channel header's e0 outside the configured range sets ERROR.E0_RANGE (the layer still
-    completes by count); in-range words at both ends of the range do not (narrow arrays check
-    the word as it is taken, wide ones over two clocks)."""
+    completes by count); in-range words at both ends of the range do not ("compact" checks the
+    word as it is taken, "spread" over two clocks)."""
     # a range that does not fill its field (e0_bits = 4): the comparisons decide, not the width
-    cfg = ArrayConfig(rows=2, cols=cols, depth=16, e0_min=-5, e0_max=6)
+    cfg = ArrayConfig(rows=2, cols=2, depth=16, e0_min=-5, e0_max=6, floorplan=floorplan)
     lo, hi = cfg.e0_min, cfg.e0_max
     assert cfg.e0_bits == 4
     words = [lo, hi, 0]

@@ -71,8 +71,8 @@ def _entry(cfg, rng):
 
 
 @pytest.mark.parametrize("cfg", [
-    ArrayConfig(rows=2, cols=2, depth=512),                   # narrow: no final_cut/fifo_cut
-    ArrayConfig(rows=2, cols=8, depth=64),                    # wide: final_cut
+    ArrayConfig(rows=2, cols=2, depth=512),                   # compact: no final_cut
+    ArrayConfig(rows=2, cols=8, depth=64, floorplan="spread"),  # final_cut
     ArrayConfig(rows=2, cols=2, depth=32, in_fmt="bf16", wbits=4),
     ArrayConfig(rows=2, cols=2, depth=16, in_fmt="fp32", e0_min=-20, e0_max=20),
 ], ids=["fp16_narrow", "fp16_wide", "bf16_b4", "fp32"])
@@ -100,13 +100,13 @@ def _run_layer(cfg, cases, bias_en, relu):
         ctx.set(dut.relu, relu)
         for i in range(count + dut.stages + 2):
             if i < count:
-                ctx.set(dut.i.payload, {**cases[i][0], "last": i % 7 == 0,
-                                        "last_layer": i % 11 == 0})
+                ctx.set(dut.i.payload, {**cases[i][0], "meta": {"last": i % 7 == 0,
+                                                                 "last_layer": i % 11 == 0}})
             ctx.set(dut.i.valid, i < count)
             await ctx.tick()
             if ctx.get(dut.o.valid):
-                got.append((i, ctx.get(dut.o.payload.bits), ctx.get(dut.o.payload.last),
-                            ctx.get(dut.o.payload.last_layer)))
+                got.append((i, ctx.get(dut.o.payload.bits), ctx.get(dut.o.payload.meta.last),
+                            ctx.get(dut.o.payload.meta.last_layer)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

@@ -45,8 +45,8 @@ def _signed(value, bits):
 # -- the pipelined finalizer against the reference ---------------------------------------------
 
 @pytest.mark.parametrize("kw", [
-    dict(FP8_ARRAY, rows=2, cols=2),                           # narrow: no final_cut
-    dict(FP8_ARRAY, rows=1, cols=8),                           # wide: final_cut, ReLU register
+    dict(FP8_ARRAY, rows=2, cols=2),                           # compact: no final_cut
+    dict(FP8_ARRAY, rows=1, cols=8, floorplan="spread"),       # final_cut
     pytest.param(dict(FP8_ARRAY, rows=2, cols=2, wbits=5, out_fmt="fp16"),  # a wider bias
                  marks=pytest.mark.slow),
 ], ids=["fp8-2x2", "fp8-1x8", "fp8-b5-fp16out"])
@@ -57,8 +57,8 @@ def test_finalizer_equals_reference_small(kw, root):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kw", [
-    dict(rows=2, cols=2),                       # the UP5K default: narrow
-    dict(rows=8, cols=8),                       # the ECP5 default: wide
+    dict(rows=2, cols=2),                       # the UP5K default: compact
+    dict(rows=8, cols=8, floorplan="spread"),   # the ECP5 default
     dict(rows=2, cols=2, wbits=5),              # three accumulator pieces: the bias waits
 ], ids=["fp16-2x2", "fp16-8x8", "fp16-b5"])
 def test_finalizer_equals_reference_fp16(kw, root):
@@ -67,7 +67,8 @@ def test_finalizer_equals_reference_fp16(kw, root):
     _prove_finalizer(cfg, f"fin_fp16_{cfg.rows}x{cfg.cols}_b{cfg.wbits}", root)
 
 
-@pytest.mark.parametrize("kw", [dict(rows=2, cols=2), dict(rows=8, cols=8), dict(wbits=5)])
+@pytest.mark.parametrize("kw", [dict(rows=2, cols=2), dict(rows=8, cols=8, floorplan="spread"),
+                                dict(wbits=5)])
 def test_finalizer_is_feedforward(kw):
     """The bounded proof's one-entry argument: no register holds or feeds back. The check
     itself finds both in a PE (its accumulator)."""

@@ -106,10 +106,10 @@ CASES = [
     (dict(rows=4, cols=4, depth=64, pipeline=1), (16, 20, 9)),
     # more PEs than the finalizer's latency: the drain must not wait for output credits
     (dict(rows=8, cols=4, depth=32), (16, 8, 8)),
-    # wider than WIDE_COLS: the row aligner's middle register (capture_latency + 1)
-    (dict(rows=2, cols=6, depth=32), (6, 24, 13)),
+    # "spread": the row aligner's middle register (capture_latency + 1)
+    (dict(rows=2, cols=6, depth=32, floorplan="spread"), (6, 24, 13)),
     # ... where the loader waits for a bank the drain releases (release_cut: one clock later)
-    (dict(rows=2, cols=6, depth=32), (3, 4, 18)),
+    (dict(rows=2, cols=6, depth=32, floorplan="spread"), (3, 4, 18)),
 ]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.array import WIDE_COLS, ArrayConfig
+from contract.array import ArrayConfig
 from sim.array_driver import Layer, check_layer, conv2d_rtl, gemm_rtl, run_layers
 from sim.array_layers import golden, layer_mix, mismatches, random_layer
 from sim.payload import random_group
@@ -415,18 +415,19 @@ def ecp5_verilog(cfg: ArrayConfig, regmode="OUTREG") -> str:
 
 
 @needs_icarus
-@pytest.mark.parametrize("wbits,rows,cols", [
-    (5, 2, 3),      # the DP16KD's 9-bit mode
-    (3, 2, 6),      # wider than WIDE_COLS: aligner cut, bias ring, register copies
-], ids=["b5_2x3", "b3_2x6_wide"])
-def test_ecp5_block_ram_rtl_icarus(wbits, rows, cols):
+@pytest.mark.parametrize("wbits,rows,cols,floorplan", [
+    (5, 2, 3, "compact"),   # the DP16KD's 9-bit mode
+    (3, 2, 6, "spread"),    # aligner cut, bias ring, register copies
+], ids=["b5_2x3", "b3_2x6_spread"])
+def test_ecp5_block_ram_rtl_icarus(wbits, rows, cols, floorplan):
     """The RTL built for ECP5 (each weight store a DP16KD with its output register) gives
     the golden model's bits: ragged layers, every flavor, stalls, a reset mid-layer; also
-    with the timing structures of wide arrays."""
+    with the timing structures of the "spread" floorplan."""
     seed = 23 + cols
     rng = np.random.default_rng(seed)
-    cfg = ArrayConfig(in_fmt="fp16", wbits=wbits, rows=rows, cols=cols, depth=32)
-    assert cfg.aligner_cut == (cols > WIDE_COLS)
+    cfg = ArrayConfig(in_fmt="fp16", wbits=wbits, rows=rows, cols=cols, depth=32,
+                      floorplan=floorplan)
+    assert cfg.aligner_cut == (floorplan == "spread")
     layers = layer_mix(cfg, rng, 4, nmax=5, kmax=32, mmax=2 * cols + 1, abort_at=2)
     out = run_layers(cfg, layers, sim="icarus", seed=seed, stall=STALL,
                      tag=f"ecp5-{rows}x{cols}", verilog=ecp5_verilog(cfg),

@@ -256,8 +256,9 @@ def test_real_asic_flow_small_shift_array_blocks():
     bd = s["breakdown"]
     assert bd["error"] is None and bd["unit"] == "nand2_eq"
     blocks = {b["block"]: b for b in bd["blocks"]}
-    assert blocks["core.pe"]["instances"] == 2 and blocks["core.align"]["instances"] == 1
-    assert {"core", "core.finalizer", "core.drain", "csr"} <= set(blocks)
+    assert blocks["core.grid.pe"]["instances"] == 2
+    assert blocks["core.grid.align"]["instances"] == 1
+    assert {"core", "core.finalizer", "core.drain", "core.loader", "csr"} <= set(blocks)
     assert abs(bd["total"] - s["nand2_eq"]) <= 0.2 * s["nand2_eq"], (bd["total"], s["nand2_eq"])
     # only the flat netlist merges equal flip-flops of different modules: a handful
     assert 0 <= sum(b["ffs"] for b in bd["blocks"]) - s["ffs"] <= 0.01 * s["ffs"]
@@ -904,19 +905,19 @@ def test_cmd_sweep_argument_errors():
 
 
 def test_flow_keeps_register_copies_apart():
-    """``hw.array._replicas`` copies stay separate flip-flops through the flow's Yosys script
+    """``hw.stages.replicas`` copies stay separate flip-flops through the flow's Yosys script
     (``flow.KEEP_REPLICAS``), while ordinary duplicate registers are still merged."""
     from amaranth.back import verilog
     from amaranth.hdl import Module, Signal
 
-    from hw.array import _replicas
+    from hw.stages import replicas
 
     m = Module()
     a, b = Signal(), Signal()
     outs = {}
     for kind in ("copy", "plain"):
         if kind == "copy":
-            enables = _replicas(m, a & b, 4, "en")
+            enables = replicas(m, a & b, 4, "en")
         else:
             enables = [Signal(name=f"plain{i}") for i in range(4)]
             m.d.sync += [e.eq(a ^ b) for e in enables]
@@ -1026,15 +1027,15 @@ def test_ecp5_int8_4x4_harness_synthesises_and_places(monkeypatch):
 
 
 @needs_yowasp
-def test_wide_array_register_copies_survive_synthesis():
-    """In a wide array the copies of existing registers (the loader's ``ld_free`` and
+def test_spread_array_register_copies_survive_synthesis():
+    """With the "spread" floorplan the copies of existing registers (the loader's ``ld_free`` and
     ``ld_fill``, each PE's pending carries and addend sign) stay separate flip-flops from
     their originals through the flow's Yosys script: a copy whose original lacks ``keep`` is
     merged into it, and then one flip-flop drives both fan-outs again."""
     from contract.array import ArrayConfig
     from hw.array_top import generate_array_verilog
 
-    cfg = ArrayConfig(rows=1, cols=5, depth=16)
+    cfg = ArrayConfig(rows=1, cols=5, depth=16, floorplan="spread")
     work = pathlib.Path("build/test_keep_wide")
     work.mkdir(parents=True, exist_ok=True)
     (work / "design.v").write_text(generate_array_verilog(cfg))
@@ -1044,9 +1045,12 @@ def test_wide_array_register_copies_survive_synthesis():
     flow._run([flow._tool("yosys"), "-q", "-l", "keep.log", "-s", "keep.ys"], work.resolve(),
               "keep.log", 600)
     nets = json.loads((work / "net.json").read_text())["modules"]["densehw_array"]["netnames"]
-    pairs = [("core.ld_free", "core.ld_free_w_rep0"), ("core.ld_fill", "core.ld_fill_c_rep0")]
-    pairs += [(f"core.pe_0_{c}.pending", f"core.pe_0_{c}.carries_copy") for c in range(5)]
-    pairs += [(f"core.pe_0_{c}.sign_cin", f"core.pe_0_{c}.sign_ext") for c in range(5)]
+    pairs = [("core.loader.ld_free", "core.loader.ld_free_w_rep0"),
+             ("core.loader.ld_fill", "core.loader.ld_fill_c_rep0")]
+    pairs += [(f"core.grid.pe_0_{c}.pending", f"core.grid.pe_0_{c}.carries_copy")
+              for c in range(5)]
+    pairs += [(f"core.grid.pe_0_{c}.sign_cin", f"core.grid.pe_0_{c}.sign_ext")
+              for c in range(5)]
     for original, copy in pairs:
         assert original in nets and copy in nets, (original, copy)
         assert nets[original]["bits"] != nets[copy]["bits"], \

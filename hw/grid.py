@@ -1,0 +1,158 @@
+"""The PE grid of the array: the weight stores, the row aligners and the ``rows x cols`` PEs.
+
+Structure (``|`` is a register)::
+
+    beat | x_reg -> RowDecoder | dec_reg -> RowShifter (| inside with aligner_cut) | row copies
+    | address -> weight store (2-clock read) ------------------------------ | code copies
+        -> ShiftPE (| addend, pipeline 2) | acc
+
+A beat's side data (:func:`hw.sequencer.beat_layout`) travels beside it through the same
+registers. The data registers of the product path have no reset (a reset's fan-out would
+reach every one of them): bubbles reach the PEs as zero activations, and a layer start
+restarts the accumulators. The PE inputs are register copies (``hw.stages.replicas``): the
+aligned activation once per :data:`ROW_SHARE` PEs of a row, the weight code once per
+:data:`CODE_SHARE` PEs of a column, so that no register drives a whole row or column of PEs
+spread over the device.
+
+At a tile's end the PEs' states go to the drain chain: :data:`CaptureSignature` says when
+(``now``, at the accumulator stage) and a clock ahead (``next``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from contract.array import ArrayConfig
+
+from .layer import addr_bits
+from .loader import StoreWriteSignature
+from .pe import RowDecoder, RowShifter, ShiftPE, pe_state_layout, row_decode_layout, row_layout
+from .sequencer import BeatSignature
+from .stages import replicas
+from .wstore import FAMILIES, WeightStore
+
+__all__ = ["PEGrid", "CaptureSignature", "ROW_SHARE", "CODE_SHARE"]
+
+#: PEs of a row fed by one copy of the row's aligned-activation register, and PEs of a
+#: column fed by one copy of the column's weight-code register.
+ROW_SHARE = 4
+CODE_SHARE = 2
+
+#: A tile's end at the accumulator stage: ``now`` the PEs show the finished tile, ``next`` in
+#: the next clock they will (a register's next value).
+CaptureSignature = wiring.Signature({"now": Out(1), "next": Out(1)})
+
+
+class PEGrid(wiring.Component):
+    """The product path of the array (see the module docstring).
+
+    Members
+    -------
+    beat : In(BeatSignature(config))
+    store : In(StoreWriteSignature(config))
+        Writes into every column's weight store.
+    entries : Out(ArrayLayout(pe_state_layout(config), rows * cols))
+        The PEs' states, row-major.
+    capture : Out(CaptureSignature)
+
+    ``family``: the weight stores' device family (:data:`hw.wstore.FAMILIES`).
+    """
+
+    def __init__(self, *, config, family=None):
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
+        self._config, self._family = config, family
+        super().__init__({
+            "beat": In(BeatSignature(config)),
+            "store": In(StoreWriteSignature(config)),
+            "entries": Out(data.ArrayLayout(pe_state_layout(config), config.rows * config.cols)),
+            "capture": Out(CaptureSignature),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        R, C, B = cfg.rows, cfg.cols, cfg.wbits
+        meta = self.beat.meta
+
+        # stage 0 -> 1: activations and the weight-store address. x_reg takes every beat's
+        # payload (no enable: the accept fans out to few registers); ``live`` says which rows
+        # hold a real term, and the decoded activations of the others are zeroed one stage
+        # later (bubbles and padding rows reach the PEs as 0)
+        x_reg = [Signal(cfg.in_fmt.width, name=f"x_reg{r}", reset_less=True) for r in range(R)]
+        v1, last1, clr1 = Signal(), Signal(), Signal()
+        live = Signal(R)
+        for r in range(R):
+            m.d.sync += x_reg[r].eq(self.beat.x[r])
+        m.d.sync += [live.eq(meta.live), v1.eq(meta.valid), last1.eq(meta.last),
+                     clr1.eq(meta.clear)]
+        # (with the aligner's middle register the read starts a clock later, in step)
+        r_addr = meta.addr
+        if cfg.aligner_cut:
+            r_addr_q = Signal(addr_bits(cfg) + 1, reset_less=True)
+            m.d.sync += r_addr_q.eq(r_addr)
+            r_addr = r_addr_q
+        stores = []
+        for c in range(C):
+            store = WeightStore(width=B, depth=2 * cfg.depth, family=self._family)
+            m.submodules[f"wmem{c}"] = store
+            m.d.comb += [store.r_addr.eq(r_addr), store.w_addr.eq(self.store.addr),
+                         store.w_data.eq(self.store.data), store.w_en.eq(self.store.en[c])]
+            stores.append(store)
+
+        # stage 1 -> 1b: activations decoded (per row); weight-store read
+        dec_reg = [Signal(row_decode_layout(cfg), name=f"dec_reg{r}", reset_less=True)
+                   for r in range(R)]
+        for r in range(R):
+            decoder = RowDecoder(config=cfg)
+            m.submodules[f"decode{r}"] = decoder
+            m.d.comb += decoder.x.eq(x_reg[r])
+            m.d.sync += dec_reg[r].eq(Mux(live[r], decoder.o.as_value(), 0))
+        v1b, last1b, clr1b = Signal(), Signal(), Signal()
+        m.d.sync += [v1b.eq(v1), last1b.eq(last1), clr1b.eq(clr1)]
+
+        # stage 1b -> 2: alignment (per row; with aligner_cut in two halves, with a register
+        # inside the shifter); the codes leave the store's two-clock read (per column)
+        row_reg, code_reg = [None] * R, [None] * C
+        levels = row_decode_layout(cfg)["amount"].shape.width
+        for r in range(R):
+            shifter = RowShifter(config=cfg, cut=(levels + 1) // 2 if cfg.aligner_cut else None)
+            m.submodules[f"align{r}"] = shifter
+            m.d.comb += shifter.i.eq(dec_reg[r])
+            row_reg[r] = replicas(m, shifter.o, -(-C // ROW_SHARE), f"row{r}",
+                                  shape=row_layout(cfg), reset_less=True)
+        for c in range(C):
+            code_reg[c] = replicas(m, stores[c].r_data, -(-R // CODE_SHARE), f"code{c}",
+                                   shape=B, reset_less=True)
+        v1c, last1c, clr1c = v1b, last1b, clr1b
+        if cfg.aligner_cut:
+            v1c, last1c, clr1c = Signal(), Signal(), Signal()
+            m.d.sync += [v1c.eq(v1b), last1c.eq(last1b), clr1c.eq(clr1b)]
+        v2, last2 = Signal(), Signal()
+        # restart: the bubble after a tile's last term (or the layer start) at the PE input;
+        # the tile ending there is captured at the accumulator stage (a clear only zeroes)
+        restart2 = Signal()
+        m.d.sync += [v2.eq(v1c), last2.eq(last1c), restart2.eq(clr1c | (v2 & last2))]
+        capture2 = Signal()
+        m.d.sync += capture2.eq(v2 & last2)
+
+        for r in range(R):
+            for c in range(C):
+                pe = ShiftPE(config=cfg, carry_copy=bool(cfg.spread))
+                m.submodules[f"pe_{r}_{c}"] = pe
+                m.d.comb += [pe.row.eq(row_reg[r][c // ROW_SHARE]),
+                             pe.code.eq(code_reg[c][r // CODE_SHARE]),
+                             pe.valid.eq(v2), pe.restart.eq(restart2),
+                             self.entries[r * C + c].eq(Cat(pe.acc, pe.carries, pe.flags))]
+        # capture at the accumulator stage (pipeline 2: a copy, kept apart from the chain's
+        # copies of it)
+        capture = capture2
+        if cfg.pipeline == 2:
+            capture = replicas(m, capture2, 1, "capture")[0]
+        m.d.comb += [self.capture.now.eq(capture),
+                     self.capture.next.eq(capture2 if cfg.pipeline == 2 else v2 & last2)]
+        return m
