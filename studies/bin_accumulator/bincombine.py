@@ -1,6 +1,6 @@
 """One lane's bins combined into one exact two's-complement number: a study for small FPGAs.
 
-**Not used by the array.** It completes the :mod:`hw.binlane` study: a lane's value is
+**Not used by the array.** It completes the :mod:`binlane` study: a lane's value is
 ``sum(bin[b] * 2**b)``, one signed bin per exponent ``b``, and rounding needs that value as one
 number. :class:`BinCombiner` takes the bins one per clock, lowest exponent first, and gives the
 exact sum as an integer and the exponent of its least significant bit.
@@ -50,7 +50,7 @@ def _positive(name, value):
 
 class BinCombiner(wiring.Component):
     """Bins ``value * 2^(start + i)``, one per valid clock, summed exactly into ``out_total *
-    2^out_lsb``; the contract is the module's (:mod:`hw.bincombine`).
+    2^out_lsb``; the contract is the module's (:mod:`bincombine`).
 
     Ports: ``valid``, ``value``, ``first``, ``last``, ``start`` in; ``out_valid`` (one clock
     after the ``last`` bin), ``out_total``, ``out_lsb`` out."""

@@ -1,7 +1,7 @@
 """One lane's exact sum rounded to an output float: a study for small FPGAs.
 
-**Not used by the array.** It completes the :mod:`hw.binlane` study: a column's
-:class:`hw.bincombine.BinCombiner` gives a lane's exact sum as ``out_total * 2**out_lsb`` in
+**Not used by the array.** It completes the :mod:`binlane` study: a column's
+:class:`bincombine.BinCombiner` gives a lane's exact sum as ``out_total * 2**out_lsb`` in
 units of the lane's bins, and the columns of a grid would share one :class:`BinRounder` that
 turns such sums into output float bits, one per clock.
 
@@ -45,8 +45,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from contract import FloatFormat, get_format
-
-from .rounding import block_zeros, merge_zeros, select_result
+from hw.rounding import block_zeros, merge_zeros, select_result
 
 __all__ = ["BinRounder", "LATENCY"]
 
@@ -78,7 +77,7 @@ def _signed_bits(low, high):
 
 class BinRounder(wiring.Component):
     """``total * 2**(lsb + e0 + offset)`` rounded to ``out_fmt``, then the specials and ReLU;
-    the contract is the module's (:mod:`hw.binround`).
+    the contract is the module's (:mod:`binround`).
 
     Ports: ``valid``, ``total``, ``lsb``, ``e0``, ``nan``, ``pinf``, ``ninf``, ``neg0``,
     ``relu`` in; ``out_valid`` and ``bits`` out, :data:`LATENCY` clocks later.

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""hw.bincombine.BinCombiner: a lane's bins combined into one exact number (value, exponent)."""
+"""bincombine.BinCombiner: a lane's bins combined into one exact number (value, exponent)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.sim import Simulator
 
-from hw.bincombine import BinCombiner
+from studies.bin_accumulator.bincombine import BinCombiner
+
+pytestmark = pytest.mark.study
 
 
 def _exact(start, values):

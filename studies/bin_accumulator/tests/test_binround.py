@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""hw.binround.BinRounder (the bin-lane study's rounder): exact sums rounded to output floats."""
+"""binround.BinRounder (the bin-lane study's rounder): exact sums rounded to output floats."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from amaranth.sim import Simulator
 from hw_reference import with_specials
 
 from contract import get_format, make_code
-from hw.binround import LATENCY, BinRounder
+from studies.bin_accumulator.binround import LATENCY, BinRounder
+
+pytestmark = pytest.mark.study
 
 FLAGS = ("nan", "pinf", "ninf", "neg0", "relu")
 DEFAULTS = {"total_bits": 81, "lsb_range": (-63, 63), "e0_range": (-8, 7), "offset": -25,

@@ -1,9 +1,10 @@
-"""Study: how often a grid of block-RAM lanes (``hw.binlane``) stalls for carries, measured.
+"""Study: how often a grid of block-RAM lanes (``binlane``) stalls for carries, measured.
 
-Usage: ``python benchmarks/study_bin_carries.py [--k 512,4096] [--trials 4] [--seed 1]``.
+Usage: ``python -m studies.bin_accumulator.study_bin_carries [--k 512,4096] [--trials 4]
+[--seed 1]``.
 
 A lane's 16-bit bin gives up a carry when its sum leaves ``[-2^15, 2^15)``, and the whole grid
-then stalls one clock while the lane adds it 15 bins up (``hw.binlane.BinLane``). How often
+then stalls one clock while the lane adds it 15 bins up (``binlane.BinLane``). How often
 depends on the data: this script runs the lanes' arithmetic (the same rule, in NumPy) over a
 4x6 grid for K terms and counts the clocks in which some lane carried, for activations of
 several distributions against random weight codes (both signs, shifts 0-3). Writes
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ROWS, COLS, BINS, BIN_BITS = 4, 6, 64, 16
 
 

@@ -1,16 +1,16 @@
-"""Study: exact accumulation in the iCE40 UP5K's block RAMs (``hw.binlane``), measured.
+"""Study: exact accumulation in the iCE40 UP5K's block RAMs (``binlane``), measured.
 
-Usage: ``python benchmarks/study_bin_lanes.py [--sizes 2x2,4x6] [--combine no,yes,round]
-[--seeds 1,2,3] [--jobs N]``.
+Usage: ``python -m studies.bin_accumulator.study_bin_lanes [--sizes 2x2,4x6]
+[--combine no,yes,round] [--seeds 1,2,3] [--jobs N]``.
 
 The array's PEs keep their exact accumulators in flip-flops and carry chains: 190.5 LUT4 per
 MAC on the UP5K with the drain entry (``docs/array.md``). That is too many for the issue's
 UP5K targets (>= 300 MMAC/s per kLUT, >= 1 GMAC/s). This study synthesises, places and routes
-a grid of :class:`hw.binlane.BinLaneGrid` lanes for the UP5K with the flow of ``make synth``
+a grid of :class:`binlane.BinLaneGrid` lanes for the UP5K with the flow of ``make synth``
 (``boards.flow``, the serial I/O harness, nextpnr in exploration mode). Each lane keeps one
 16-bit bin per exponent in its own EBR and sinks its own carries (the grid stalls a clock per
 carry); with ``--combine yes`` each column also sums its lanes' bins into one exact number
-(:class:`hw.bincombine.BinCombiner`), and with ``round`` a shared :class:`hw.binround.BinRounder`
+(:class:`bincombine.BinCombiner`), and with ``round`` a shared :class:`binround.BinRounder`
 rounds the sums to fp16. The grid is a datapath: no sequencing, no control. So
 its figures are a **lower bound** on the LUT4s such an array would need, and show whether the
 lanes alone fit the targets.
@@ -26,12 +26,12 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from boards import flow  # noqa: E402
-from hw.binlane import BinLaneGrid  # noqa: E402
 from hw.emit import to_verilog  # noqa: E402
+from studies.bin_accumulator.binlane import BinLaneGrid  # noqa: E402
 
 TOP = "bin_lane_grid"
 
@@ -65,7 +65,8 @@ def measure(rows, cols, *, parts, seeds, jobs, build, pnr_timeout=None):
     grid = BinLaneGrid(rows=rows, cols=cols, combine=combine, rounding=rounding)
     design = flow.Design(name=f"bin_lanes_{rows}x{cols}{suffix}",
                          top=TOP, verilog=to_verilog(grid, name=TOP),
-                         config={"study": "hw.binlane.BinLaneGrid", "rows": rows, "cols": cols,
+                         config={"study": "studies.bin_accumulator.binlane.BinLaneGrid",
+                                 "rows": rows, "cols": cols,
                                  "combine": combine, "rounding": rounding,
                                  "format": "fp16", "weight_bits": 3, "bin_bits": 16},
                          macs_per_cycle=rows * cols)
@@ -130,7 +131,7 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bin_lanes.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "bin_lanes.md").write_text(
-        "# Exact accumulation in UP5K block RAM: lane grids alone (hw.binlane)\n\n"
+        "# Exact accumulation in UP5K block RAM: lane grids alone (binlane)\n\n"
         + table(results) + "\n")
     print(f"wrote {args.out / 'bin_lanes.md'}")
 

@@ -1,9 +1,8 @@
 """Exact accumulation in block RAM, one bin per exponent: a study for small FPGAs.
 
-**Not used by the array.** ``benchmarks/study_bin_lanes.py`` synthesises a grid of these
-lanes for the iCE40 UP5K, to measure what accumulating in the device's 16-bit block RAMs
-would cost against the array's flip-flop accumulators (``docs/synthesis.md``, the UP5K
-reading).
+**Not used by the array.** ``study_bin_lanes.py`` synthesises a grid of these lanes for the
+iCE40 UP5K, to measure what accumulating in the device's 16-bit block RAMs would cost against
+the array's flip-flop accumulators (``README.md`` of this study).
 
 A lane adds products ``±mag · 2^(exp + shift)`` (an fp16 significand times a power-of-two
 weight) exactly. It keeps one signed 16-bit bin per exponent in a memory with one read and one
@@ -18,9 +17,9 @@ After a carry a bin needs at least ``(2^15 - max(mag)) / max(mag)`` more terms (
 stalls its grid for at most one clock per 15 of its terms. (Giving up ``±2^16``, the wrap of two's
 complement, would not do: a sum just over the top wraps to just over the bottom, and the next
 term carries back.) In the hardware the rest costs nothing: the written bin is the sum's low
-15 bits under its true sign. :class:`hw.bincombine.BinCombiner` sums a lane's drained bins into
+15 bits under its true sign. :class:`bincombine.BinCombiner` sums a lane's drained bins into
 one exact number (a :class:`BinLaneGrid` with ``combine=True`` has one per column) and
-:class:`hw.binround.BinRounder` rounds it (``rounding=True``). There is no sequencing here:
+:class:`binround.BinRounder` rounds it (``rounding=True``). There is no sequencing here:
 the grid is the datapath that such an array would have.
 """
 
@@ -31,8 +30,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.bincombine import BinCombiner
-from hw.binround import BinRounder
+from studies.bin_accumulator.bincombine import BinCombiner
+from studies.bin_accumulator.binround import BinRounder
 
 __all__ = ["BinLane", "BinLaneGrid"]
 
@@ -189,12 +188,12 @@ class BinLaneGrid(wiring.Component):
     its flags.
 
     With ``combine=True`` each column also sums the bins it shows with a
-    :class:`hw.bincombine.BinCombiner`: a drain with ``drain_first`` starts a sequence of bins
+    :class:`bincombine.BinCombiner`: a drain with ``drain_first`` starts a sequence of bins
     (``drain_bin`` its lowest), one with ``drain_last`` ends it. ``out_valid``, ``out_total``
     and ``out_lsb`` give column ``out_sel``'s exact sums, one clock after its combiner's (the
     multiplexer in front of a rounder that the columns would share).
 
-    With ``rounding=True`` as well, that rounder is there: a :class:`hw.binround.BinRounder`
+    With ``rounding=True`` as well, that rounder is there: a :class:`binround.BinRounder`
     turns the shown sums into fp16 bits (``out_valid``, ``out_bits``, instead of ``out_total``
     and ``out_lsb``) with the offset ``e0`` and the flags ``round_flags`` (NaN, +inf, -inf,
     -0 and ReLU, as the rounder takes them) given as inputs: the lanes' flags are not routed

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""hw.binlane (the block-RAM accumulator study): exact sums, carries, stalls, bypass, drain."""
+"""binlane (the block-RAM accumulator study): exact sums, carries, stalls, bypass, drain."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from hw.binlane import BinLane
+from studies.bin_accumulator.binlane import BinLane
+
+pytestmark = pytest.mark.study
 
 WIDTH = 16
 #: the lane's contract: drains start at least eight operations after the last term (fp16's
@@ -312,7 +314,7 @@ def test_grid_lanes_sum_their_row_times_their_column(row_sel):
     """A 2x3 grid on random fp16 activations and weight codes: after draining every bin, each
     shown lane's bins give its exact sum (the grid stalled for the carries), and its flags
     its specials."""
-    from hw.binlane import BinLaneGrid
+    from studies.bin_accumulator.binlane import BinLaneGrid
 
     seed = 10 + row_sel
     rng = random.Random(seed)
@@ -335,7 +337,7 @@ def test_grid_combines_a_column_exactly(seed):
     """A combining 2x2 grid: the bins drained as two sequences (a random split, the second
     starting right after the first's last bin) come out of the shown column's combiner as two
     exact sums that add up to the lane's exact total."""
-    from hw.binlane import BinLaneGrid
+    from studies.bin_accumulator.binlane import BinLaneGrid
 
     rng = random.Random(seed)
     print(f"seed {seed}")
@@ -364,7 +366,7 @@ def test_grid_rounds_a_column_as_the_golden_model(seed):
     """A rounding 2x2 grid (lanes, combiners, the shared rounder): on finite fp16 terms, the
     shown lane's result bits equal the golden model's dot product (``sw.golden``) for a
     random ``e0``; with ReLU set in the second run."""
-    from hw.binlane import BinLaneGrid
+    from studies.bin_accumulator.binlane import BinLaneGrid
     from sw.golden import dot_golden
 
     rng = random.Random(seed)
@@ -385,19 +387,13 @@ def test_grid_rounds_a_column_as_the_golden_model(seed):
 
 
 def test_carry_study_counts_the_grids_stalls():
-    """``benchmarks/study_bin_carries.py`` counts a grid's carry stalls with the lanes' rule
-    in NumPy: on finite data it gives the simulated grid's count of stalled clocks."""
-    import importlib.util
-    from pathlib import Path
-
+    """``study_bin_carries.py`` counts a grid's carry stalls with the lanes' rule in NumPy: on
+    finite data it gives the simulated grid's count of stalled clocks."""
     import numpy as np
 
-    from hw.binlane import BinLaneGrid
+    from studies.bin_accumulator import study_bin_carries as study
+    from studies.bin_accumulator.binlane import BinLaneGrid
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "study_bin_carries.py"
-    spec = importlib.util.spec_from_file_location("study_bin_carries", path)
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
     rng = random.Random(30)
     print("seed 30")
     rows, cols = 2, 3
@@ -411,7 +407,7 @@ def test_carry_study_counts_the_grids_stalls():
 
 
 def test_grid_rejects_bad_parameters():
-    from hw.binlane import BinLaneGrid
+    from studies.bin_accumulator.binlane import BinLaneGrid
 
     with pytest.raises(ValueError, match="rows must be a positive integer, not 0"):
         BinLaneGrid(rows=0, cols=2)
