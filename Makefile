@@ -50,7 +50,7 @@ bench: setup bench-hw
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -p no:xdist tests/test_hw_gen.py -k lint
+	$(PY) -m pytest -q -p no:xdist tests/test_gen.py -k lint
 
 clean:
 	rm -rf build sim_build .pytest_cache

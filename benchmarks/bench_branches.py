@@ -72,7 +72,7 @@ def _design(spec, board):
         from boards.intmac import int_design
 
         return int_design(spec)
-    from boards.flow import make_design
+    from boards.specs import make_design
 
     return make_design(spec, board=board)
 
@@ -86,7 +86,8 @@ def _key(spec, board, device, seeds):
 def measure(spec, board, device, *, seeds, root, force=False, jobs=1) -> dict:
     """The report summary of one design (cached under ``root``), with the encoded-width MAC
     figures added for branch arrays."""
-    from boards.flow import FlowError, run_flow
+    from boards.errors import FlowError
+    from boards.flow import run_flow
     from boards.report import summarise, write_atomic
 
     spec = dict(spec)

@@ -21,15 +21,20 @@ saturate to infinity), and every addition is rounded (the sum depends on the ord
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from contract import FloatFormat, check_wbits, get_format
+from hw.emit import to_verilog
 
-__all__ = ["MacArray", "fp_mul", "fp_add", "shift_mul", "baseline_design", "BASELINE_KINDS"]
+from .design import Design
 
-BASELINE_KINDS = ("fp-mac", "int8-mac", "shift-fpadd")
+__all__ = ["MacArray", "fp_mul", "fp_add", "shift_mul", "Baseline", "BASELINES",
+           "baseline_array", "baseline_name", "baseline_design"]
 
 
 # -- combinational floating-point operators (FTZ, round to nearest even) ----------------------
@@ -233,36 +238,58 @@ class MacArray(wiring.Component):
         return m
 
 
-def baseline_array(spec: dict) -> MacArray:
-    """The :class:`MacArray` a spec describes: ``{"kind": "fp-mac", "fmt", "rows", "cols"}``,
-    ``{"kind": "int8-mac", "rows", "cols"}``, ``{"kind": "shift-fpadd", "fmt", "wbits",
-    "rows", "cols"}``."""
+@dataclass(frozen=True)
+class Baseline:
+    """How to build one kind of baseline from its spec: ``build(spec)`` gives the component
+    (with ``macs_per_cycle`` and the :class:`MacArray` streaming interface), ``name(spec)`` a
+    filesystem-safe name."""
+
+    build: Callable[[dict], wiring.Component]
+    name: Callable[[dict], str]
+
+
+def _dims(spec):
+    return spec.get("rows", 4), spec.get("cols", 4)
+
+
+#: The baselines by spec ``kind``; a new baseline is one more entry.
+BASELINES: dict[str, Baseline] = {
+    "fp-mac": Baseline(
+        build=lambda s: MacArray(arith="fp", rows=_dims(s)[0], cols=_dims(s)[1],
+                                 fmt=s.get("fmt", "fp16")),
+        name=lambda s: f"fpmac_{s.get('fmt', 'fp16')}_{_dims(s)[0]}x{_dims(s)[1]}"),
+    "int8-mac": Baseline(
+        build=lambda s: MacArray(arith="int8", rows=_dims(s)[0], cols=_dims(s)[1]),
+        name=lambda s: f"int8mac_{_dims(s)[0]}x{_dims(s)[1]}"),
+    "shift-fpadd": Baseline(
+        build=lambda s: MacArray(arith="shift", rows=_dims(s)[0], cols=_dims(s)[1],
+                                 fmt=s.get("fmt", "fp16"), wbits=s.get("wbits", 3)),
+        name=lambda s: (f"shiftfpadd_{s.get('fmt', 'fp16')}_b{s.get('wbits', 3)}"
+                        f"_{_dims(s)[0]}x{_dims(s)[1]}")),
+}
+
+
+def _baseline(spec: dict) -> Baseline:
     kind = spec.get("kind")
-    rows, cols = spec.get("rows", 4), spec.get("cols", 4)
-    if kind == "fp-mac":
-        return MacArray(arith="fp", rows=rows, cols=cols, fmt=spec.get("fmt", "fp16"))
-    if kind == "int8-mac":
-        return MacArray(arith="int8", rows=rows, cols=cols)
-    if kind == "shift-fpadd":
-        return MacArray(arith="shift", rows=rows, cols=cols, fmt=spec.get("fmt", "fp16"),
-                        wbits=spec.get("wbits", 3))
-    raise ValueError(f"unknown baseline kind {kind!r}; expected one of {', '.join(BASELINE_KINDS)}")
+    if kind not in BASELINES:
+        raise ValueError(f"unknown baseline kind {kind!r}; expected one of "
+                         f"{', '.join(BASELINES)}")
+    return BASELINES[kind]
+
+
+def baseline_array(spec: dict) -> wiring.Component:
+    """The component a baseline spec describes (:data:`BASELINES`), e.g.
+    ``{"kind": "fp-mac", "fmt", "rows", "cols"}``, ``{"kind": "int8-mac", "rows", "cols"}``,
+    ``{"kind": "shift-fpadd", "fmt", "wbits", "rows", "cols"}``."""
+    return _baseline(spec).build(spec)
 
 
 def baseline_name(spec: dict) -> str:
-    kind, rows, cols = spec["kind"], spec.get("rows", 4), spec.get("cols", 4)
-    if kind == "int8-mac":
-        return f"int8mac_{rows}x{cols}"
-    if kind == "fp-mac":
-        return f"fpmac_{spec.get('fmt', 'fp16')}_{rows}x{cols}"
-    return f"shiftfpadd_{spec.get('fmt', 'fp16')}_b{spec.get('wbits', 3)}_{rows}x{cols}"
+    return _baseline(spec).name(spec)
 
 
-def baseline_design(spec: dict):
-    """A :class:`boards.flow.Design` (Verilog top ``densehw_baseline``) for a baseline spec."""
-    from boards.flow import Design
-    from hw.emit import to_verilog
-
+def baseline_design(spec: dict) -> Design:
+    """A :class:`boards.design.Design` (Verilog top ``densehw_baseline``) for a baseline spec."""
     top = baseline_array(spec)
     cfg = {k: spec[k] for k in sorted(spec)}
     return Design(name=baseline_name(spec), top="densehw_baseline",

@@ -30,7 +30,7 @@ import pathlib
 import sys
 import time
 
-from boards.flow import DEFAULT_TARGET_MHZ
+from boards.devices import DEFAULT_TARGET_MHZ
 from boards.report import write_atomic
 from boards.sweep import attach_error, make_job, run_jobs
 

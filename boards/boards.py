@@ -389,7 +389,7 @@ def main(argv=None) -> int:
     p.add_argument("--build-dir", default="build/boards")
     p.add_argument("--baud", type=int, default=115200)
     args = p.parse_args(argv)
-    from boards.flow import default_spec, load_spec
+    from boards.specs import default_spec, load_spec
 
     try:
         if args.config:

@@ -371,10 +371,10 @@ class _Sequencer(wiring.Component):
 
 
 def fma_design(spec: dict):
-    """A :class:`boards.flow.Design` (top ``densehw_baseline``) for ``{"kind": "fma-pe",
+    """A :class:`boards.design.Design` (top ``densehw_baseline``) for ``{"kind": "fma-pe",
     "in_fmt", "acc_fmt", "mult"}`` (one stand-alone PE) or ``{"kind": "fma-array", "in_fmt",
     "acc_fmt", "rows", "cols", "dsps"}``."""
-    from boards.flow import Design
+    from boards.design import Design
     from hw.emit import to_verilog
 
     kind = spec.get("kind")

@@ -149,9 +149,9 @@ class IntMacArray(wiring.Component):
 
 
 def int_design(spec: dict):
-    """A :class:`boards.flow.Design` (top ``densehw_baseline``) for ``{"kind": "int8-pe",
+    """A :class:`boards.design.Design` (top ``densehw_baseline``) for ``{"kind": "int8-pe",
     "mult"}`` or ``{"kind": "int8-array", "rows", "cols", "mult", "dsps"}``."""
-    from boards.flow import Design
+    from boards.design import Design
     from hw.emit import to_verilog
 
     kind, mult = spec.get("kind"), spec.get("mult", "dsp")

@@ -8,7 +8,7 @@ the design's name (configuration name plus a hash). Derived figures:
   FPGA area efficiency; DSP blocks and block RAMs are reported beside it, not converted;
 * ASIC: ``nand2_eq`` (NAND2 equivalents of logic and flip-flops, memories excluded),
   ``nand2_per_mac`` and ``logic_depth`` (gates on the longest flip-flop to flip-flop path);
-* ``breakdown``: resources per block (``boards.flow.resource_blocks``: the processing
+* ``breakdown``: resources per block (``boards.logs.resource_blocks``: the processing
   elements, the row aligners, the weight stores, the control and finalizer, the register
   block...) from an unflattened synthesis of the same design, so that the cost of one PE and
   the fixed cost of the array can be read apart; its ``total`` is close to the headline count,

@@ -35,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from boards import flow
 from boards.report import markdown_table, write_atomic
+from boards.specs import spec_hash
 
 __all__ = ["sweep_jobs", "make_job", "run_jobs", "gemm_error", "pareto_front", "plot_pareto",
            "job_key",
@@ -47,10 +48,12 @@ __all__ = ["sweep_jobs", "make_job", "run_jobs", "gemm_error", "pareto_front", "
 #: generators, the contract they follow and the flow scripts. Part of every cache key, so that a
 #: cached point is never reused after its RTL changed (and a baseline, which imports nothing
 #: from ``hw``, is not rebuilt when only the shift array changed).
+FLOW_SOURCES = ("boards/design.py", "boards/devices.py", "boards/errors.py", "boards/flow.py",
+                "boards/harness.py", "boards/logs.py", "boards/specs.py", "boards/tools.py")
 GENERATOR_SOURCES = {
-    "array": ("contract/*.py", "hw/*.py", "boards/flow.py"),
-    "dot": ("contract/*.py", "hw/*.py", "boards/flow.py"),
-    "baseline": ("contract/*.py", "boards/baselines.py", "boards/flow.py"),
+    "array": ("contract/*.py", "hw/*.py", *FLOW_SOURCES),
+    "dot": ("contract/*.py", "hw/*.py", *FLOW_SOURCES),
+    "baseline": ("contract/*.py", "boards/baselines.py", *FLOW_SOURCES),
 }
 
 
@@ -71,7 +74,7 @@ def job_key(job: dict) -> str:
     if job.get("pnr_timeout") is not None:       # a stopped seed depends on the limit
         keyed["pnr_timeout"] = job["pnr_timeout"]
     keyed["generator"] = generator_fingerprint((job.get("spec") or {}).get("kind", "array"))
-    return flow.spec_hash(keyed)
+    return spec_hash(keyed)
 
 
 def sweep_jobs(*, wbits=(3,), formats=("fp16",), shapes=((4, 4),), devices=(("ice40", "up5k"),),

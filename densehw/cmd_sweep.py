@@ -78,7 +78,7 @@ def _shapes(text):
 
 
 def _devices(text):
-    from boards.flow import DEFAULT_DEVICE, DEVICES
+    from boards.devices import DEFAULT_DEVICE, DEVICES
 
     out = []
     for part in text.split(","):

@@ -1,10 +1,10 @@
 """``densehw synth``: synthesise (and place and route) one design; write its report.
 
-The design is the shift PE array by default, in the configuration :func:`boards.flow.default_spec`
+The design is the shift PE array by default, in the configuration :func:`boards.specs.default_spec`
 gives for the device (the largest measured to fit). ``--config FILE`` (TOML or JSON) holds either
 array configuration keys (``rows = 8``, ``cols = 8``, ``in_fmt = "fp16"`` ...) or a design spec
 with a ``kind`` (``array``, ``dot``, ``fp-mac``, ``int8-mac``, ``shift-fpadd``, ``verilog``; see
-``boards.flow.make_design``). Reports go to ``<out>/<board>/<design>/summary.json`` and
+``boards.specs.make_design``). Reports go to ``<out>/<board>/<design>/summary.json`` and
 ``summary.md``.
 """
 
@@ -56,16 +56,17 @@ def check_pnr_timeout(seconds: float | None) -> None:
 
 
 def run(args) -> int:
-    from boards import flow, report
+    from boards import flow, report, specs
+    from boards.errors import FlowError
 
     seeds = parse_seeds(args.seeds)
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
     check_pnr_timeout(args.pnr_timeout)
-    spec = (flow.load_spec(args.config) if args.config
-            else flow.default_spec(args.board, args.device))
+    spec = (specs.load_spec(args.config) if args.config
+            else specs.default_spec(args.board, args.device))
     try:
-        design = flow.make_design(spec, board=args.board)
+        design = specs.make_design(spec, board=args.board)
     except (TypeError, KeyError) as exc:
         raise UserError(f"bad design configuration: {exc}") from None
     workdir = args.build_dir / args.board / design.name
@@ -76,7 +77,7 @@ def run(args) -> int:
                             seeds=seeds, target_mhz=args.target_mhz, explore=args.explore,
                             pnr=not args.no_pnr, pnr_timeout=args.pnr_timeout,
                             pnr_jobs=args.jobs)
-    except flow.FlowError as exc:
+    except FlowError as exc:
         raise UserError(str(exc)) from None
     summary = report.summarise(res)
     folder = report.write_report(summary, args.out)

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from boards import flow
+from boards import specs
+from boards.devices import DEVICES
 from contract.array import ArrayConfig, load_array_config, read_config_file
 from densehw.cli import CONFIGS, UserError, load_config, main
 
@@ -22,9 +23,9 @@ def test_toml_and_json_give_the_same_config(tmp_path):
 
 
 def test_board_defaults_are_files_and_named_configs():
-    for board, devices in flow.DEVICES.items():
+    for board, devices in DEVICES.items():
         for device in devices:
-            spec = flow.default_spec(board, device)
+            spec = specs.default_spec(board, device)
             cfg = load_config(f"{board}_{device}")
             assert cfg == ArrayConfig.from_dict(spec["config"])
     # the UP5K default is the largest array that places there: 2x2

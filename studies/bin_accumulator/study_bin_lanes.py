@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from boards import flow  # noqa: E402
+from boards.design import Design  # noqa: E402
 from hw.emit import to_verilog  # noqa: E402
 from studies.bin_accumulator.binlane import BinLaneGrid  # noqa: E402
 
@@ -63,7 +64,7 @@ def _parts(text):
 def measure(rows, cols, *, parts, seeds, jobs, build, pnr_timeout=None):
     combine, rounding, suffix = PARTS[parts]
     grid = BinLaneGrid(rows=rows, cols=cols, combine=combine, rounding=rounding)
-    design = flow.Design(name=f"bin_lanes_{rows}x{cols}{suffix}",
+    design = Design(name=f"bin_lanes_{rows}x{cols}{suffix}",
                          top=TOP, verilog=to_verilog(grid, name=TOP),
                          config={"study": "studies.bin_accumulator.binlane.BinLaneGrid",
                                  "rows": rows, "cols": cols,
