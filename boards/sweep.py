@@ -15,8 +15,8 @@ Accuracy axis of the Pareto plot (:func:`attach_accuracy`, :func:`plot_axis`):
 
 * ``digits`` (default of ``densehw sweep``): the test accuracy on scikit-learn's digits of a
   DenseShift CNN with the point's weight bits, compiled for ``ArrayConfig(in_fmt, wbits)`` and
-  run through the array's golden model, the ``make e2e`` path (:func:`digits_accuracy`; cached
-  under ``<root>/accuracy/``). Array shape does not change it. The MAC baselines have no
+  run through the array's golden model by the deployment path (``sw.deploy``, the ``make e2e``
+  path; :func:`digits_accuracy` caches it under ``<root>/accuracy/``). Array shape does not change it. The MAC baselines have no
   trained model on their arithmetic, hence no task accuracy: they are drawn as efficiency lines
   and are not on the front.
 * ``gemm-error``: the numerical error of each arithmetic against float64 on random GEMMs
@@ -252,8 +252,9 @@ DEFAULT_ACCURACY_EPOCHS = 40
 
 #: Sources that decide a trained export (model, quantiser, training loop, data split, export
 #: encoding, the table's hyper-parameters); an export trained under other sources is retrained.
-TRAIN_SOURCES = ("sw/data.py", "sw/experiments.py", "sw/export.py", "sw/layers.py",
-                 "sw/models.py", "sw/quant.py", "sw/train.py", "contract/weights.py")
+TRAIN_SOURCES = ("sw/data.py", "sw/deploy.py", "sw/experiments.py", "sw/export.py",
+                 "sw/layers.py", "sw/models.py", "sw/quant.py", "sw/train.py",
+                 "contract/weights.py")
 #: Sources that decide an accuracy record (training, compiler, runtime, golden model, formats,
 #: this file).
 ACCURACY_SOURCES = ("contract/*.py", "sw/*.py", "boards/sweep.py")
@@ -280,37 +281,13 @@ def accuracy_paths(fmt_name: str, wbits: int, *, epochs: int = DEFAULT_ACCURACY_
 
 
 def _train_digits(wbits: int, epochs: int, seed: int, path, sources: str) -> dict:
-    """Train the DenseShift digits CNN as ``densehw train digits --method denseshift --wbits B
-    --epochs E --seed S --export path`` does (table width and learning rate, low-variance
-    init, surrogate gradient, batch 64, one thread) and write the export; returns
-    ``{"val_acc", "test_acc", "seconds"}``."""
-    import torch
+    """Train and export through the deployment path (:func:`sw.deploy.export_digits`, as
+    ``densehw train digits --method denseshift --export`` does), marking the export with the
+    training sources."""
+    from sw.deploy import export_digits
 
-    from sw.data import digits
-    from sw.experiments import DIGITS
-    from sw.export import export_model
-    from sw.models import DigitsCNN
-    from sw.train import TrainConfig, evaluate, set_seed, train
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        data = digits()
-        set_seed(seed)
-        model = DigitsCNN(method="denseshift", wbits=wbits, width=DIGITS["width"],
-                          init="lowvar", surrogate=True)
-        cfg = TrainConfig(epochs=epochs, batch_size=64, lr=DIGITS["default_lr"], seed=seed,
-                          progress=False, desc=f"denseshift {wbits}-bit")
-        hist = train(model, data, cfg)
-        test = evaluate(model, data.x_test, data.y_test)
-        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-        export_model(model, path, meta={"val_acc": hist["val_acc"], "test_acc": test,
-                                        "seed": seed, "train": cfg.to_dict(),
-                                        "train_sources": sources,
-                                        "train_seconds": hist["seconds"]})
-    finally:
-        torch.set_num_threads(threads)
-    return {"val_acc": hist["val_acc"], "test_acc": test, "seconds": hist["seconds"]}
+    return export_digits(path, wbits=wbits, epochs=epochs, seed=seed,
+                         meta={"train_sources": sources})
 
 
 def _usable_export(path, wbits, epochs, seed, sources):
@@ -367,13 +344,7 @@ def digits_accuracy(fmt_name: str, wbits: int, *, epochs: int = DEFAULT_ACCURACY
         if isinstance(rec, dict) and rec.get("sources") == sources:
             return {**rec, "cached": True}
 
-    import torch
-
-    from sw.compile import compile_model
-    from sw.data import digits
-    from sw.models import build_model
-    from sw.runtime import run_program
-    from sw.train import evaluate
+    from sw.deploy import digits_accuracy as deployed_accuracy
 
     start = time.perf_counter()
     train_sources = _fingerprint(TRAIN_SOURCES)
@@ -388,31 +359,14 @@ def digits_accuracy(fmt_name: str, wbits: int, *, epochs: int = DEFAULT_ACCURACY
     base = ArrayConfig()
     config = ArrayConfig(in_fmt=fmt, wbits=wbits, e0_min=min([base.e0_min, *e0s]),
                          e0_max=max([base.e0_max, *e0s]))
-    data = digits()
-    x, y = data.x_test.float().contiguous(), data.y_test
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        program = compile_model(paths["export"], config)
-        result = run_program(program, x, backend="golden", batch_size=256)
-        model = build_model(exp.model)
-        exp.load_into(model)
-        with torch.no_grad():
-            torch_pred = model.eval()(x).argmax(1)
-        torch_acc = evaluate(model, x, y)
-    finally:
-        torch.set_num_threads(threads)
-    n = len(y)
+    run = deployed_accuracy(paths["export"], config)
     rec = {"task": "digits", "fmt": fmt.name, "wbits": wbits, "epochs": epochs, "seed": seed,
            "method": "denseshift", "export": str(paths["export"]), "trained": trained,
            "train_seconds": round(float(exp.meta.get("train_seconds") or 0.0), 2),
-           "config": config.to_dict(), "config_name": config.name, "samples": n,
-           "golden_accuracy": round(100.0 * float((result.predictions == y).sum()) / n, 4),
-           "torch_accuracy": round(torch_acc, 4),
-           "agreement": round(float((result.predictions == torch_pred).float().mean()), 6),
-           "val_acc": exp.meta.get("val_acc"),
-           "nonfinite_array_outputs": sum(st.nonfinite for st in result.steps
-                                          if st.where == "array"),
+           "config": config.to_dict(), "config_name": config.name, "samples": run["samples"],
+           "golden_accuracy": run["golden_accuracy"], "torch_accuracy": run["torch_accuracy"],
+           "agreement": run["agreement"], "val_acc": exp.meta.get("val_acc"),
+           "nonfinite_array_outputs": run["nonfinite_array_outputs"],
            "seconds": round(time.perf_counter() - start, 2), "sources": sources,
            "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     write_file(paths["json"], json.dumps(rec, indent=2, sort_keys=True) + "\n",

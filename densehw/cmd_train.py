@@ -143,11 +143,9 @@ def run(args) -> int:
 def _digits(args, UserError) -> int:
     import json
 
-    from sw.data import digits
-    from sw.experiments import DIGITS
+    from sw.deploy import train_digits
     from sw.export import export_model
-    from sw.models import DigitsCNN
-    from sw.train import TrainConfig, evaluate, init_distributed, set_seed, train
+    from sw.train import init_distributed
 
     if not 2 <= args.wbits <= 5:
         raise UserError(f"--wbits must be in 2..5, not {args.wbits}")
@@ -157,21 +155,10 @@ def _digits(args, UserError) -> int:
         raise UserError(f"--export needs zero-free weights (denseshift), not --method "
                         f"{args.method}")
     rank, size = init_distributed()
-    data = digits()
-    set_seed(args.seed)
-    qkw = {}
-    if args.method in ("denseshift", "s3"):
-        qkw["init"] = args.init
-    if args.method == "denseshift":
-        qkw["surrogate"] = not args.exact_grad
-    model = DigitsCNN(method=args.method, wbits=args.wbits, width=args.width or DIGITS["width"],
-                      **qkw)
-    cfg = TrainConfig(epochs=args.epochs or DIGITS["epochs"], batch_size=args.batch_size,
-                      lr=args.lr or DIGITS["default_lr"], seed=args.seed,
-                      reg=DIGITS["s3_reg"] if args.method == "s3" else 0.0,
-                      progress=not args.no_progress, desc=f"{args.method} {args.wbits}-bit")
-    hist = train(model, data, cfg)
-    test = evaluate(model, data.x_test, data.y_test)
+    model, hist, test, cfg = train_digits(
+        method=args.method, wbits=args.wbits, seed=args.seed, epochs=args.epochs, lr=args.lr,
+        width=args.width, batch_size=args.batch_size, init=args.init,
+        surrogate=not args.exact_grad, progress=not args.no_progress)
     if rank == 0:
         name = "fp32" if args.method == "fp" else f"{args.method} {args.wbits}-bit"
         print(f"{name} seed {args.seed}: val {hist['val_acc']:.2f} %, "
