@@ -16,9 +16,9 @@ Accuracy axis of the Pareto plot (:func:`attach_accuracy`, :func:`plot_axis`):
 * ``digits`` (default of ``densehw sweep``): the test accuracy on scikit-learn's digits of a
   DenseShift CNN with the point's weight bits, compiled for ``ArrayConfig(in_fmt, wbits)`` and
   run through the array's golden model by the deployment path (``sw.deploy``, the ``make e2e``
-  path; :func:`digits_accuracy` caches it under ``<root>/accuracy/``). Array shape does not change it. The MAC baselines have no
-  trained model on their arithmetic, hence no task accuracy: they are drawn as efficiency lines
-  and are not on the front.
+  path; :func:`digits_accuracy` caches it under ``<root>/accuracy/``). Array shape does not
+  change it. The MAC baselines have no trained model on their arithmetic, hence no task
+  accuracy: they are drawn as efficiency lines and are not on the front.
 * ``gemm-error``: the numerical error of each arithmetic against float64 on random GEMMs
   (:func:`gemm_error`): the relative RMS error of the outputs, with the same quantised
   activations and power-of-two weights given to both. The shift array rounds once (its error is
