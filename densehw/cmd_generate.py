@@ -36,7 +36,7 @@ HELP = "generate the PE-array Verilog, metadata JSON, C header and FuseSoC core 
 
 #: Keys a configuration file may hold (the ArrayConfig fields).
 CONFIG_KEYS = ("in_fmt", "out_fmt", "wbits", "rows", "cols", "depth", "e0_min", "e0_max",
-               "pipeline", "accumulator")
+               "pipeline", "accumulator", "floorplan")
 
 
 def add_arguments(parser) -> None:

@@ -170,7 +170,8 @@ class BiasAligner(wiring.Component):
     bias : In(unsigned(out_fmt.width)); e0 : In(signed(e0_bits)); enable : In(1)
         The bias takes part only when ``enable`` is set.
     valid, meta : In(1), In(meta_layout)
-        Carried beside the bias (``meta_layout``: default none) to ``o_valid`` and ``o_meta``.
+        Carried beside the bias to ``o_valid`` and ``o_meta`` (``meta`` and ``o_meta`` only
+        with a ``meta_layout``).
     value, neg : Out
         Ones' complement aligned bias (units of accumulator bit ``offset``) and its ``+1``.
     nan, pinf, ninf : Out(1)
@@ -190,18 +191,17 @@ class BiasAligner(wiring.Component):
         unknown = sorted(cuts - set(BIAS_CUTS))
         if unknown:
             raise ValueError(f"cuts must be among {', '.join(BIAS_CUTS)}, not {unknown[0]!r}")
-        if meta_layout is None:
-            meta_layout = data.StructLayout({})
-        if not isinstance(meta_layout, data.Layout):
-            raise TypeError(f"meta_layout must be a data.Layout, not {meta_layout!r}")
-        self._config, self._cuts = config, cuts
+        if meta_layout is not None and not isinstance(meta_layout, data.Layout):
+            raise TypeError(f"meta_layout must be a data.Layout or None, not {meta_layout!r}")
+        self._config, self._cuts, self._meta_layout = config, cuts, meta_layout
         self._amount_max, self._width, self._offset = bias_geometry(config)
+        meta = {} if meta_layout is None else {"meta": In(meta_layout),
+                                                  "o_meta": Out(meta_layout)}
         super().__init__({
             "bias": In(unsigned(config.out_fmt.width)),
             "e0": In(signed(config.e0_bits)),
             "enable": In(1),
             "valid": In(1),
-            "meta": In(meta_layout),
             "value": Out(signed(self._width)),
             "neg": Out(1),
             "nan": Out(1),
@@ -209,7 +209,7 @@ class BiasAligner(wiring.Component):
             "ninf": Out(1),
             "neg0": Out(1),
             "o_valid": Out(1),
-            "o_meta": Out(meta_layout),
+            **meta,
         })
 
     @property
@@ -243,8 +243,9 @@ class BiasAligner(wiring.Component):
         # 2**amount_bits), so that one carry chain adds them; the constant
         # bias_shift_base - e0_max is the offset
         exp = self.bias[fmt.frac_bits:fmt.width - 1]
+        meta = {} if self._meta_layout is None else {"meta": self.meta}
         f = self._stage(m, "terms", "bt", {
-            "bias": self.bias, "enable": self.enable, "valid": self.valid, "meta": self.meta,
+            "bias": self.bias, "enable": self.enable, "valid": self.valid, **meta,
             "exp_m1": Mux(exp.any(), exp - 1, 0)[:fmt.exp_bits],
             "e0_off": (cfg.e0_max - self.e0)[:amount_bits]})
         # amount: the sum; the significand, sign and flags decoded
@@ -255,7 +256,7 @@ class BiasAligner(wiring.Component):
         amount = Signal(amount_bits, name="bias_amount")
         m.d.comb += amount.eq(f["exp_m1"] + f["e0_off"])
         f = self._stage(m, "amount", "ba", {
-            "valid": f["valid"], "meta": f["meta"], "amount": amount,
+            "valid": f["valid"], **{k: f[k] for k in ("meta",) if k in f}, "amount": amount,
             "sig": Mux(active, sig, 0), "neg": neg,
             "nan": en & is_nan, "pinf": en & is_inf & ~sign, "ninf": en & is_inf & sign,
             "neg0": ~en | (is_zero & sign)})
@@ -265,7 +266,8 @@ class BiasAligner(wiring.Component):
         for k in range(half):
             value = _shift_level(m, value, f["amount"][k], k, self._width)
         flags = ("valid", "meta", "neg", "nan", "pinf", "ninf", "neg0")
-        f = self._stage(m, "half", "bh", {**{key: f[key] for key in flags}, "value": value,
+        f = self._stage(m, "half", "bh", {**{key: f[key] for key in flags if key in f},
+                                          "value": value,
                                           "amount_hi": f["amount"][half:]})
         value = f["value"]
         for k in range(half, amount_bits):
@@ -275,8 +277,10 @@ class BiasAligner(wiring.Component):
             self.value.eq(Cat(value, Const(0, width - len(value))) ^ f["neg"].replicate(width)),
             self.neg.eq(f["neg"]), self.nan.eq(f["nan"]), self.pinf.eq(f["pinf"]),
             self.ninf.eq(f["ninf"]), self.neg0.eq(f["neg0"]),
-            self.o_valid.eq(f["valid"]), self.o_meta.eq(f["meta"]),
+            self.o_valid.eq(f["valid"]),
         ]
+        if "meta" in f:
+            m.d.comb += self.o_meta.eq(f["meta"])
         return m
 
 

@@ -144,8 +144,9 @@ class Rounder(wiring.Component):
     cuts : iterable of str
         The register stages, a subset of :data:`ROUNDER_CUTS` (``hop`` only with ``shift``).
         The latency is their number.
-    meta_layout : data.Layout
-        Side data carried beside each sum and given back with its result (default: none).
+    meta_layout : data.Layout or None
+        Side data carried beside each sum and given back with its result (default: none, and
+        the streams have no ``meta`` field).
     stall : bool
         ``True``: the registers load only in clocks with ``en`` high (a pipeline that holds
         under back-pressure); ``False``: every register loads every clock (a feed-forward
@@ -174,10 +175,8 @@ class Rounder(wiring.Component):
             raise ValueError(f"cuts must be among {', '.join(ROUNDER_CUTS)}, not {unknown[0]!r}")
         if "hop" in cuts and "shift" not in cuts:
             raise ValueError("cut 'hop' needs cut 'shift'")
-        if meta_layout is None:
-            meta_layout = data.StructLayout({})
-        if not isinstance(meta_layout, data.Layout):
-            raise TypeError(f"meta_layout must be a data.Layout, not {meta_layout!r}")
+        if meta_layout is not None and not isinstance(meta_layout, data.Layout):
+            raise TypeError(f"meta_layout must be a data.Layout or None, not {meta_layout!r}")
         if not isinstance(stall, bool):
             raise TypeError(f"stall must be a bool, not {stall!r}")
         geo = finalizer_geometry(config)
@@ -186,11 +185,12 @@ class Rounder(wiring.Component):
                              f"to {config.out_fmt.name}")
         self._config, self._cuts, self._stall = config, cuts, stall
         self._meta_layout = meta_layout
+        meta = {} if meta_layout is None else {"meta": meta_layout}
         members = {
             "i": In(stream.Signature(data.StructLayout({
-                "sum": rounder_layout(config), "meta": meta_layout}), always_ready=True)),
+                "sum": rounder_layout(config), **meta}), always_ready=True)),
             "o": Out(stream.Signature(data.StructLayout({
-                "bits": config.out_fmt.width, "meta": meta_layout}), always_ready=True)),
+                "bits": config.out_fmt.width, **meta}), always_ready=True)),
         }
         if stall:
             members["en"] = In(1)
@@ -241,8 +241,9 @@ class Rounder(wiring.Component):
         cap_w = max(geo["cap_max"].bit_length(), lz_bits) + 1
         cap = Signal(cap_w, name="cap")
         m.d.comb += cap.eq(geo["cap_base"] + s.e0)
-        side = {"mag": s.mag, "cap": cap, "sign": s.sign, "flags": s.flags, "relu": s.relu,
-                "meta": payload.meta}
+        side = {"mag": s.mag, "cap": cap, "sign": s.sign, "flags": s.flags, "relu": s.relu}
+        if self._meta_layout is not None:
+            side["meta"] = payload.meta
         nz = {f"nz{j}": b[0] for j, b in enumerate(blocks)}
         lz = {f"lz{j}": b[1] for j, b in enumerate(blocks)}
         f, valid = self._stage(m, "blocks", "l1", {**side, **nz, **lz}, valid=self.i.valid)
@@ -250,7 +251,7 @@ class Rounder(wiring.Component):
 
         # count: the leading-zero count and whether the magnitude is zero
         any_nz, count = merge_zeros(blocks)
-        side = {k: f[k] for k in ("mag", "cap", "sign", "flags", "relu", "meta")}
+        side = {k: f[k] for k in ("mag", "cap", "sign", "flags", "relu", "meta") if k in f}
         f, valid = self._stage(m, "count", "l2", {**side, "lz": count, "zero": ~any_nz},
                                valid=valid)
 
@@ -262,7 +263,7 @@ class Rounder(wiring.Component):
         m.d.comb += [shift.eq(Mux(lz_first, top - frac - f["lz"], top - frac - f["cap"])),
                      field_m1.eq(Mux(lz_first, f["cap"] - f["lz"], 0))]
         keep_fields = ("mag", "zero", "sign", "flags", "relu", "meta")
-        f, valid = self._stage(m, "shift", "c", {**{k: f[k] for k in keep_fields},
+        f, valid = self._stage(m, "shift", "c", {**{k: f[k] for k in keep_fields if k in f},
                                                  "shift": shift, "field_m1": field_m1},
                                valid=valid)
 
@@ -288,7 +289,7 @@ class Rounder(wiring.Component):
         window = Cat(Const(0, 1), f["mag"])
         dropped = []
         shift = f["shift"]
-        later = {k: f[k] for k in ("field_m1", "sign", "zero", "flags", "relu", "meta")}
+        later = {k: f[k] for k in ("field_m1", "sign", "zero", "flags", "relu", "meta") if k in f}
         for k in reversed(range(shift_w)):
             if k == split - 1:
                 sticky = drops.any() if drops is not None else Cat(*dropped).any()
@@ -315,7 +316,7 @@ class Rounder(wiring.Component):
         mant_carry = inc & q[:frac].all()
         overflow = (biased >= fmt.exp_max_field) | (mant_carry
                                                     & (biased == fmt.exp_max_field - 1))
-        later = {k: f[k] for k in ("sign", "zero", "flags", "relu", "meta")}
+        later = {k: f[k] for k in ("sign", "zero", "flags", "relu", "meta") if k in f}
         f, valid = self._stage(m, "round", "p", {**later, "number": packed[:fmt.width - 1],
                                                  "overflow": overflow}, valid=valid)
 
@@ -325,7 +326,9 @@ class Rounder(wiring.Component):
         bits = select_result(m, fmt, nan=fl.nan, pinf=fl.pinf, ninf=fl.ninf, zero=f["zero"],
                              neg0=fl.neg0, number=Cat(number[:fmt.width - 1], f["sign"]),
                              relu=f["relu"])
-        f, valid = self._stage(m, "out", "o", {"bits": bits, "meta": f["meta"]}, valid=valid)
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.bits.eq(f["bits"]),
-                     self.o.payload.meta.eq(f["meta"])]
+        meta = {k: f[k] for k in ("meta",) if k in f}
+        f, valid = self._stage(m, "out", "o", {"bits": bits, **meta}, valid=valid)
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.bits.eq(f["bits"])]
+        if "meta" in f:
+            m.d.comb += self.o.payload.meta.eq(f["meta"])
         return m
