@@ -32,11 +32,9 @@ BOARDS = tuple(DEVICES)
 DEFAULT_DEVICE = {"ice40": "up5k", "ecp5": "25f", "asic": "generic"}
 #: The clock each board's builds are placed and routed against, and must meet outside
 #: ``--explore``. The default build must meet its clock on every seed: the ECP5-25F's default
-#: 8x8 reaches 135.3-160.3 MHz over seeds 1-5 (median 145.1 in session 10; the issue's 150 MHz
-#: goal is met by two of the five, ``docs/array.md``), so the ECP5 clock is 125 MHz, 8.0 GMAC/s
-#: for the 8x8.
-#: nextpnr's placement does not depend on ``--freq`` (the 8x8 placed identically at 125, 150
-#: and 165 MHz): the target decides pass or fail, not the Fmax measured.
+#: 8x8 ranges over about 130-160 MHz from seed to seed (``docs/synthesis.md``), so the ECP5
+#: clock is 125 MHz, 8.0 GMAC/s for the 8x8. nextpnr's placement does not depend on
+#: ``--freq``: the target decides pass or fail, not the Fmax measured.
 DEFAULT_TARGET_MHZ = {"ice40": 40.0, "ecp5": 125.0, "asic": None}
 
 #: Area of each generic gate in NAND2 equivalents: ratios of the X1 cells of the NanGate 45 nm

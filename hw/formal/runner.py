@@ -100,7 +100,7 @@ def _run(argv, workdir, timeout):
     """Run a tool in its own process group (killed as a whole on timeout)."""
     start = time.monotonic()
     proc = subprocess.Popen(argv, cwd=workdir, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, process_group=0)
     try:
         out, _ = proc.communicate(timeout=timeout)
         rc = proc.returncode
