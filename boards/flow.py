@@ -55,7 +55,7 @@ __all__ = ["run_flow", "run_job", "KEEP_REPLICAS", "ABC9_REINTEGRATE_ASSERT",
 
 
 # Yosys script lines: the flip-flops behind wires marked ``keep`` (the register copies of
-# ``hw.array._replicas``) get ``keep`` themselves, so that ``opt_merge`` leaves the copies apart.
+# ``hw.stages.replicas``) get ``keep`` themselves, so that ``opt_merge`` leaves the copies apart.
 # ``keep`` also stops ``opt_dff``, so it runs on them first: a kept register's synchronous reset
 # and enable then go into the flip-flop (ECP5: LSR, CE) rather than into a LUT before its D
 # input, which the original and its copy would share (a PE's pending carry and its copy, both

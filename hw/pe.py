@@ -250,7 +250,7 @@ class ShiftPE(wiring.Component):
     ``valid`` and ``restart`` are delayed along with it.
 
     ``carry_copy``: ``carries`` comes from a copy of the pending-carry flip-flops (marked
-    ``keep``, see ``hw.array._replicas``), so that the accumulator's own carry stays by its
+    ``keep``, see ``hw.stages.replicas``), so that the accumulator's own carry stays by its
     adder when the consumer of ``carries`` (the array's drain chain) sits elsewhere; with
     ``pipeline == 2`` the addend's sign also has two kept registers, one for the carry-in and
     one for the sign extension. The same values either way.
