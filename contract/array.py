@@ -418,10 +418,23 @@ class ArrayConfig:
 
     @property
     def pe_piece_bits(self) -> int:
-        """Bits per piece (the top piece may be narrower). A PE's exact sum is its accumulator
-        plus, for ``j`` in ``1 .. pe_pieces - 1``, pending carry ``j - 1`` times
-        ``2**(j * pe_piece_bits)``, modulo ``2**pe_acc_width`` (two's complement)."""
+        """Bits per piece (the top piece may be narrower)."""
         return -(-self.pe_acc_width // self.pe_pieces)
+
+    @property
+    def pe_carry_delay(self) -> int:
+        """Clocks a carry out of one accumulator piece takes to enter the piece above: 1, or 2
+        with the ``"spread"`` floorplan (a second register halfway, as the two pieces' carry
+        chains may be placed far apart). A PE's exact sum is its accumulator plus, for each
+        piece boundary ``j`` in ``0 .. pe_pieces - 2``, its ``pe_carry_delay`` pending carries
+        times ``2**((j + 1) * pe_piece_bits)``, modulo ``2**pe_acc_width`` (two's
+        complement)."""
+        return 1 + self.spread
+
+    @property
+    def pe_pending_bits(self) -> int:
+        """Pending-carry bits of a PE: ``(pe_pieces - 1) * pe_carry_delay``."""
+        return (self.pe_pieces - 1) * self.pe_carry_delay
 
     @property
     def pe_resolve_stages(self) -> int:

@@ -116,7 +116,7 @@ class Finalizer(wiring.Component):
         # A, AR: the accumulator registered, then its pending carries added
         # (pe_resolve_stages) and, when that is shorter than the bias path, held
         acc = Signal(signed(cfg.pe_acc_width), name="a_acc", reset_less=True)
-        carries = Signal(cfg.pe_pieces - 1, name="a_carries", reset_less=True)
+        carries = Signal(cfg.pe_pending_bits, name="a_carries", reset_less=True)
         m.d.sync += [acc.eq(entry.acc), carries.eq(entry.carries)]
         acc_r = acc.as_unsigned()
         if cfg.pe_resolve_stages:

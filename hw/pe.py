@@ -60,21 +60,28 @@ def pe_state_layout(config):
     and the flags (:func:`pe_sum` gives the exact sum)."""
     _check(config)
     return data.StructLayout({"acc": signed(config.pe_acc_width),
-                              "carries": unsigned(config.pe_pieces - 1),
+                              "carries": unsigned(config.pe_pending_bits),
                               "flags": pe_flags_layout()})
 
 
 def pe_carry_vector(config, carries):
-    """The pending carries of a PE (``carries``, ``pe_pieces - 1`` bits, or an int) placed at
-    their weights: an Amaranth value or an int of ``pe_acc_width`` bits."""
+    """The pending carries of a PE (``carries``, ``config.pe_pending_bits`` bits: the first
+    stage's carry of each piece boundary, then the second stage's when ``pe_carry_delay`` is
+    2; or an int) placed at their weights: an Amaranth value or an int of ``pe_acc_width``
+    bits. The carries of one boundary add up at its weight."""
     _check(config)
-    size, width = config.pe_piece_bits, config.pe_acc_width
+    size, width, n = config.pe_piece_bits, config.pe_acc_width, config.pe_pieces - 1
+    stages = config.pe_carry_delay
     if isinstance(carries, int):
-        return sum(((carries >> j) & 1) << ((j + 1) * size)
-                   for j in range(config.pe_pieces - 1)) & ((1 << width) - 1)
+        return sum(((carries >> (s * n + j)) & 1) << ((j + 1) * size)
+                   for j in range(n) for s in range(stages)) & ((1 << width) - 1)
     parts = [Const(0, size)]
-    for j in range(config.pe_pieces - 1):
-        parts += [carries[j], Const(0, size - 1)]
+    for j in range(n):
+        if stages == 1:
+            parts += [carries[j], Const(0, size - 1)]
+        else:                              # two carries of one weight: a 2-bit sum
+            a, b = carries[j], carries[n + j]
+            parts += [a ^ b, a & b, Const(0, size - 2)]
     return Cat(*parts)[:width]
 
 
@@ -239,9 +246,10 @@ class ShiftPE(wiring.Component):
         state is defined from its first restart on). The cycle must be a bubble (``valid = 0``,
         ``row.value = 0``): its term is not added. ``acc``/``flags`` show the finished tile
         during the restart cycle (at the accumulator stage).
-    acc : Out(signed(pe_acc_width)); carries : Out(unsigned(pe_pieces - 1))
-        The accumulator pieces and their pending carries: the exact sum of products so far
-        (LSB ``2**(e0 + in_fmt.lsb_exp)``) is :func:`pe_sum` of the two.
+    acc : Out(signed(pe_acc_width)); carries : Out(unsigned(pe_pending_bits))
+        The accumulator pieces and their pending carries (``config.pe_carry_delay`` per piece
+        boundary): the exact sum of products so far (LSB ``2**(e0 + in_fmt.lsb_exp)``) is
+        :func:`pe_sum` of the two.
     flags : Out(pe_flags_layout())
         Special-value flags of the terms so far.
 
@@ -268,7 +276,7 @@ class ShiftPE(wiring.Component):
             "valid": In(1),
             "restart": In(1),
             "acc": Out(signed(config.pe_acc_width)),
-            "carries": Out(unsigned(config.pe_pieces - 1)),
+            "carries": Out(unsigned(config.pe_pending_bits)),
             "flags": Out(pe_flags_layout()),
         })
 
@@ -308,28 +316,43 @@ class ShiftPE(wiring.Component):
         acc = Signal(signed(width), reset_less=True)
         # with a copy both carry Yosys's ``keep``: a copy without it is merged back into
         # the original (``opt_merge``), and the original's fan-out with it
-        carries = Signal(cfg.pe_pieces - 1, name="pending", reset_less=True,
-                         attrs={"keep": 1} if self._carry_copy else {})
-        carries_out = carries
+        n = cfg.pe_pieces - 1
+        kept = {"keep": 1} if self._carry_copy else {}
+        carries = Signal(n, name="pending", reset_less=True, attrs=kept)
+        # with pe_carry_delay 2 a second register between a piece's carry out and the piece
+        # above, so that each sits by its own carry chain
+        later = Signal(n, name="pending2", reset_less=True, attrs=kept) \
+            if cfg.pe_carry_delay == 2 else None
+        carries_out = carries if later is None else Cat(carries, later)
+        copy = copy2 = None
         if self._carry_copy:
-            carries_out = Signal(cfg.pe_pieces - 1, name="carries_copy", reset_less=True,
-                                 attrs={"keep": 1})
+            copy = Signal(n, name="carries_copy", reset_less=True, attrs={"keep": 1})
+            carries_out = copy
+            if later is not None:
+                copy2 = Signal(n, name="carries_copy2", reset_less=True, attrs={"keep": 1})
+                carries_out = Cat(copy, copy2)
+        entering = carries if later is None else later
         # (no reset: a layer start restarts the PE, so its state needs no reset fan-out)
         flags = Signal(pe_flags_layout(), init={"neg0": 1}, reset_less=True)
         size = cfg.pe_piece_bits
         with m.If(restart):
             m.d.sync += [acc.eq(0), carries.eq(0), flags.eq(flags.shape().const({"neg0": 1}))]
-            if self._carry_copy:
-                m.d.sync += carries_out.eq(0)
+            for reg in (later, copy, copy2):
+                if reg is not None:
+                    m.d.sync += reg.eq(0)
         with m.Else():
             for j in range(cfg.pe_pieces):         # one carry chain per piece
                 lo, hi = j * size, min(width, (j + 1) * size)
-                piece = acc[lo:hi] + add[lo:hi] + (cin if j == 0 else carries[j - 1])
+                piece = acc[lo:hi] + add[lo:hi] + (cin if j == 0 else entering[j - 1])
                 m.d.sync += acc[lo:hi].eq(piece[:hi - lo])
                 if j + 1 < cfg.pe_pieces:
                     m.d.sync += carries[j].eq(piece[hi - lo])
-                    if self._carry_copy:
-                        m.d.sync += carries_out[j].eq(piece[hi - lo])
+                    if copy is not None:
+                        m.d.sync += copy[j].eq(piece[hi - lo])
+            if later is not None:
+                m.d.sync += later.eq(carries)
+            if copy2 is not None:
+                m.d.sync += copy2.eq(copy)
             m.d.sync += [
                 flags.eq(Cat(flags.nan | n_nan, flags.pinf | n_pinf, flags.ninf | n_ninf,
                              flags.neg0 & n_neg0)),

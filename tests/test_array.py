@@ -557,18 +557,22 @@ def test_verilator_lint_clean(name, tmp_path):
     assert result.returncode == 0 and "%Warning" not in result.stderr, result.stderr[-4000:]
 
 
-@pytest.mark.parametrize("carry_copy", [False, True])
-def test_pe_products_exhaustive_fp8(carry_copy):
+@pytest.mark.parametrize("carry_copy,floorplan", [(False, "compact"), (True, "compact"),
+                                                 (True, "spread")])
+def test_pe_products_exhaustive_fp8(carry_copy, floorplan):
     """RowAligner + ShiftPE (pipeline 1): every fp8_e5m2 activation times every 3-bit code
     lands in the accumulator as the exact product in units of 2**(e0 + lsb_exp), with the
-    contract's flags (also with the pending carries read from their copy)."""
+    contract's flags (also with the pending carries read from their copy, and with two
+    registers per pending carry, "spread")."""
     from fractions import Fraction
 
     from amaranth.hdl import Module
 
     from hw.pe import RowAligner, ShiftPE, pe_sum
 
-    cfg = ArrayConfig(in_fmt="fp8_e5m2", wbits=3, rows=1, cols=1, depth=16, pipeline=1)
+    cfg = ArrayConfig(in_fmt="fp8_e5m2", wbits=3, rows=1, cols=1, depth=16, pipeline=1,
+                      floorplan=floorplan)
+    assert cfg.pe_pieces == 2
     f = cfg.in_fmt
     m = Module()
     m.submodules.al = al = RowAligner(config=cfg)

@@ -60,7 +60,7 @@ def _entry(cfg, rng):
             total += int(value)
             neg0 = neg0 and value == 0 and bool(sign)
     width = cfg.pe_acc_width
-    carries = int(rng.integers(0, 1 << (cfg.pe_pieces - 1)))
+    carries = int(rng.integers(0, 1 << cfg.pe_pending_bits))
     acc = (total - pe_carry_vector(cfg, carries)) % (1 << width)
     acc = acc - (1 << width) if acc >> (width - 1) else acc
     want = dot_reference(cfg.dot_config, xs, codes, e0, bias=bias, relu=relu)

@@ -353,8 +353,9 @@ def test_spread_array_register_copies_survive_synthesis():
     nets = json.loads((work / "net.json").read_text())["modules"]["densehw_array"]["netnames"]
     pairs = [("core.loader.ld_free", "core.loader.ld_free_w_rep0"),
              ("core.loader.ld_fill", "core.loader.ld_fill_c_rep0")]
-    pairs += [(f"core.grid.pe_0_{c}.pending", f"core.grid.pe_0_{c}.carries_copy")
-              for c in range(5)]
+    pairs += [(f"core.grid.pe_0_{c}.{a}", f"core.grid.pe_0_{c}.{b}")
+              for c in range(5) for a, b in (("pending", "carries_copy"),
+                                             ("pending2", "carries_copy2"))]
     pairs += [(f"core.grid.pe_0_{c}.sign_cin", f"core.grid.pe_0_{c}.sign_ext")
               for c in range(5)]
     for original, copy in pairs:

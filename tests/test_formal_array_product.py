@@ -22,17 +22,19 @@ def _prove_sby(harness, name, root, mode, depth):
     return result
 
 
-@pytest.mark.parametrize("wbits,pipeline", [
-    (2, 1), (3, 2),
-    pytest.param(4, 1, marks=pytest.mark.slow),
-    pytest.param(5, 2, marks=pytest.mark.slow),
+@pytest.mark.parametrize("wbits,pipeline,floorplan", [
+    (2, 1, "compact"), (3, 2, "compact"), (3, 2, "spread"),
+    pytest.param(4, 1, "compact", marks=pytest.mark.slow),
+    pytest.param(5, 2, "compact", marks=pytest.mark.slow),
 ])
-def test_array_product_path_fp8(wbits, pipeline, root):
-    """RowAligner -> ShiftPE accumulates exact products for all inputs (k-induction)."""
+def test_array_product_path_fp8(wbits, pipeline, floorplan, root):
+    """RowAligner -> ShiftPE accumulates exact products for all inputs (k-induction); with
+    "spread" its pending carries take two registers and the drain reads copies of them."""
     cfg = ArrayConfig(in_fmt="fp8_e5m2", wbits=wbits, rows=1, cols=1, depth=16,
-                      pipeline=pipeline)
-    _prove_sby(ArrayProductProof(config=cfg), f"array_fp8_b{wbits}_p{pipeline}", root,
-               "prove", 3)
+                      pipeline=pipeline, floorplan=floorplan)
+    assert cfg.pe_pieces == 2
+    _prove_sby(ArrayProductProof(config=cfg), f"array_fp8_b{wbits}_p{pipeline}_{floorplan}",
+               root, "prove", 3)
 
 
 @pytest.mark.slow

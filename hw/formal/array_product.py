@@ -52,7 +52,7 @@ class ArrayProductProof(wiring.Component):
         m = Module()
         cfg, fmt = self._config, self._config.in_fmt
         m.submodules.align = align = RowAligner(config=cfg)
-        m.submodules.pe = pe = ShiftPE(config=cfg)
+        m.submodules.pe = pe = ShiftPE(config=cfg, carry_copy=bool(cfg.spread))   # as hw.grid
         m.d.comb += Assume(~self.restart | ~self.valid)
         value = Mux(self.valid, align.o.value, 0)
         if self._fault == "align":
