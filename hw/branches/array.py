@@ -27,9 +27,8 @@ from amaranth.lib.wiring import In, Out
 from contract.array import MAX_NM
 from contract.branch_array import BranchArrayConfig
 
-from ..array import _eq, _pick, _times_const
 from ..drain import DrainChain
-from ..stages import delayed
+from ..stages import delayed, is_const, pick, times_const
 from ..wstore import FAMILIES, WeightStore
 from .finalizer import BranchFinalizer, corr_width, result_layout
 from .loader import NM_BITS, WeightLoader, wgt_layout
@@ -141,14 +140,14 @@ class BranchArray(wiring.Component):
         lane_mask = Signal(cfg.lanes)
         rem = k[:lg] if lg else 0
         m.d.sync += [chunks.eq((k + cfg.lanes - 1) >> lg),
-                     words.eq((_times_const(k, cfg.wbits) + 31) >> 5),
-                     lane_mask.eq(Cat(_eq(rem, 0) | (rem > lane) if lane < cfg.lanes - 1
-                                      else _eq(rem, 0) for lane in range(cfg.lanes))
+                     words.eq((times_const(k, cfg.wbits) + 31) >> 5),
+                     lane_mask.eq(Cat(is_const(rem, 0) | (rem > lane) if lane < cfg.lanes - 1
+                                      else is_const(rem, 0) for lane in range(cfg.lanes))
                                   if lg else 1)]
         corr = Signal(corr_width(cfg))
         span = Signal(cfg.depth.bit_length() + 2)          # 2 * chunks * lanes - K
         m.d.sync += [span.eq((chunks << (lg + 1)) - k),
-                     corr.eq(_times_const(span, cfg.q))]
+                     corr.eq(times_const(span, cfg.q))]
         go = delayed(m, start_ok, 3, "layer_go")
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
         return {"busy": busy, "done": done, "go": go, "n": n32[:NM_BITS], "m": m32[:NM_BITS],
@@ -213,7 +212,7 @@ class BranchArray(wiring.Component):
         x1 = Signal.like(self.act.payload.x, reset_less=True)
         x2 = Signal.like(self.act.payload.x, reset_less=True)
         v1, first1, last1 = Signal(), Signal(), Signal()
-        m.d.sync += [x1.eq(self.act.payload.x), v1.eq(accept), first1.eq(_eq(chunk, 0)),
+        m.d.sync += [x1.eq(self.act.payload.x), v1.eq(accept), first1.eq(is_const(chunk, 0)),
                      last1.eq(last_chunk)]
         keep = Cat(lay["lane_mask"][lane] | ~last1 for row in range(R) for lane in range(L)
                    for bit in range(ab))
@@ -291,8 +290,8 @@ class BranchArray(wiring.Component):
                      fin.relu.eq(lay["relu"])]
         if cfg.float_path:
             scales = [[loader.scales[b * C + c] for c in range(C)] for b in range(2)]
-            m.d.comb += [fin.i.payload.scale.eq(Mux(t_drain.bank, _pick(scales[1], ch_c),
-                                                    _pick(scales[0], ch_c))),
+            m.d.comb += [fin.i.payload.scale.eq(Mux(t_drain.bank, pick(scales[1], ch_c),
+                                                    pick(scales[0], ch_c))),
                          fin.scale_x.eq(lay["sx"][:cfg.scale_fmt.width])]
         w = cfg.res_tdata_width
         m.d.comb += [out_fifo.w_en.eq(fin.o.valid), out_fifo.w_data.eq(fin.o.payload),

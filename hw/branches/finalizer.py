@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from contract.branch_array import BranchArrayConfig
 
-from ..rounding import count_leading_zeros
+from ..rounding import block_zeros, merge_zeros
 
 __all__ = ["BranchFinalizer", "entry_layout", "result_layout", "corr_width", "EXP_BITS"]
 
@@ -177,7 +177,8 @@ class BranchFinalizer(wiring.Component):
                      d.last_layer.eq(c.last_layer), d.neg.eq(c.neg), d.p.eq(c.t * c.sig_w),
                      d.e.eq(c.e)]
         # E: leading one p of P; the shift max(p, emin - E) and the field max(p + E - emin, 0)
-        zero, lz = count_leading_zeros(m, d.p, "fin_lz")
+        nonzero, lz = merge_zeros(block_zeros(m, d.p, "fin_lz"))
+        zero = ~nonzero
         lead = Signal(signed(EXP_BITS), name="fin_lead")
         m.d.comb += lead.eq(pw - 1 - lz)
         floor_sh = Signal(signed(EXP_BITS), name="fin_floor")   # emin - E

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from contract.array import MAX_NM
 from contract.branch_array import BranchArrayConfig
 
-from ..array import _eq
+from ..stages import is_const
 
 __all__ = ["WeightLoader", "wgt_layout", "NM_BITS"]
 
@@ -118,7 +118,7 @@ class WeightLoader(wiring.Component):
         with m.If(take & hdr):
             for b in range(2):
                 for c in range(C):
-                    with m.If((bank == b) & _eq(col, c)):
+                    with m.If((bank == b) & is_const(col, c)):
                         m.d.sync += scales[b * C + c].eq(self.wgt.payload.word)
             m.d.sync += hdr.eq(0)
         with m.Elif(take):
