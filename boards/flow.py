@@ -174,6 +174,12 @@ def _synth_asic(design, workdir, timeout):
     return cells, parse_ltp(log), _memory_bits(workdir / "memories.json"), secs
 
 
+# Yosys 0.70's ABC reintegration asserts (``count_id(wire->name) == 0``) on some unflattened
+# modules where one net has several names (a register copy feeding several PEs' ports, as in
+# the array's PE grid); dropping the internal names first avoids it and changes no cell.
+BLOCKS_PREP = ("opt_clean -purge",)
+
+
 def _synth_blocks(design, board, dev, workdir, timeout) -> dict:
     """Resources per block: the design synthesised again without flattening (``blocks.ys``,
     ``blocks.log``), each module's own cells. Logic optimised across module boundaries in the
@@ -188,7 +194,8 @@ def _synth_blocks(design, board, dev, workdir, timeout) -> dict:
         synth = [f"{'synth_ice40' if board == 'ice40' else 'synth_ecp5'} -top {design.top} "
                  f"{' '.join(dev['synth_opts'])} -noflatten"]
     (workdir / "blocks.ys").write_text("\n".join(
-        ["read_verilog design.v", *KEEP_REPLICAS, *synth, "log DENSEHW_STAT_BLOCKS", "stat",
+        ["read_verilog design.v", *KEEP_REPLICAS, *BLOCKS_PREP, *synth, "log DENSEHW_STAT_BLOCKS",
+         "stat",
          ""]))
     try:
         _, log, secs = run_tool([tool("yosys"), "-q", "-l", "blocks.log", "-s", "blocks.ys"],

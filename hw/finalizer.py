@@ -125,7 +125,7 @@ class Finalizer(wiring.Component):
         acc_r = delayed(m, acc_r, cfg.bias_wait_stages[0], "acc_wait")
 
         # beside it the bias aligner (its entry register is A), with the side data
-        m.submodules.bias = bias = BiasAligner(config=dot, cuts=("terms", "amount", "half"),
+        m.submodules.aligner = bias = BiasAligner(config=dot, cuts=("terms", "amount", "half"),
                                                meta_layout=side_l)
         m.d.comb += [bias.bias.eq(entry.bias), bias.e0.eq(entry.e0),
                      bias.enable.eq(self.bias_en), bias.valid.eq(self.i.valid),

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from synth_data import ROOT, needs_yowasp  # noqa: E402  (tests/ helper)
 
-from boards import design, errors, flow, logs, report, specs, tools
+from boards import design, devices, errors, flow, logs, report, specs, tools
 from hw import emit
 
 
@@ -362,3 +362,21 @@ def test_spread_array_register_copies_survive_synthesis():
         assert original in nets and copy in nets, (original, copy)
         assert nets[original]["bits"] != nets[copy]["bits"], \
             f"{copy} was merged into {original} (one flip-flop drives both)"
+
+
+@needs_yowasp
+def test_array_blocks_on_ice40():
+    """The per-block synthesis of a 2x1 array on the UP5K gives every block: without the
+    flow's ``BLOCKS_PREP`` Yosys's ABC reintegration stops on the PE grid (a register copy
+    feeding two PEs' ports is one net with several names)."""
+    wd = ROOT / "build" / "test-synth" / "array21_blocks"
+    shutil.rmtree(wd, ignore_errors=True)
+    wd.mkdir(parents=True)
+    design = specs.make_design({"kind": "array", "config": {"rows": 2, "cols": 1}})
+    (wd / "design.v").write_text(design.verilog)
+    dev = devices.DEVICES["ice40"]["up5k"]
+    bd = flow._synth_blocks(design, "ice40", dev, wd, 600)
+    assert bd["error"] is None, bd["error"]
+    blocks = {b["block"]: b for b in bd["blocks"]}
+    assert blocks["core.grid.pe"]["instances"] == 2 and blocks["core.grid"]["luts"] >= 0
+    assert {"core.loader", "core.finalizer.rounder", "csr"} <= set(blocks)
