@@ -126,6 +126,8 @@ class ShiftDotUnit(wiring.Component):
             bias.bias.eq(payload.bias),
             bias.e0.eq(payload.e0),
             bias.enable.eq(payload.last & payload.has_bias),
+            bias.flags.nan.eq(lanes.nan), bias.flags.pinf.eq(lanes.pinf),
+            bias.flags.ninf.eq(lanes.ninf), bias.flags.neg0.eq(lanes.neg0),
         ]
         beat_in = Signal(_beat_layout(cfg))
         m.d.comb += [
@@ -133,10 +135,10 @@ class ShiftDotUnit(wiring.Component):
             beat_in.neg.eq(lanes.neg),
             beat_in.bias.eq(bias.value),
             beat_in.bias_neg.eq(bias.neg),
-            beat_in.nan.eq(lanes.nan | bias.nan),
-            beat_in.pinf.eq(lanes.pinf | bias.pinf),
-            beat_in.ninf.eq(lanes.ninf | bias.ninf),
-            beat_in.neg0.eq(lanes.neg0 & bias.neg0),
+            beat_in.nan.eq(bias.nan),               # (the lanes' flags merged in the aligner)
+            beat_in.pinf.eq(bias.pinf),
+            beat_in.ninf.eq(bias.ninf),
+            beat_in.neg0.eq(bias.neg0),
             beat_in.last.eq(payload.last),
             beat_in.relu.eq(payload.relu),
             beat_in.e0.eq(payload.e0),
@@ -217,11 +219,15 @@ class ShiftDotUnit(wiring.Component):
         sign = acc[cfg.acc_width - 1]
         mag = Signal(cfg.acc_width - 1)
         m.d.comb += mag.eq(Mux(sign, -acc, acc))
+        # (relu travels beside the sum, so that the output stage applies the result's own)
         m.submodules.rounder = rounder = Rounder(
-            config=cfg, cuts=("shift",) if stages == 4 else (), stall=stages == 4)
+            config=cfg, cuts=("shift",) if stages == 4 else (), stall=stages == 4,
+            meta_layout=data.StructLayout({"relu": 1}))
         s = rounder.i.payload.sum
-        m.d.comb += [s.sign.eq(sign), s.mag.eq(mag), s.e0.eq(e0), s.relu.eq(relu),
-                     s.flags.eq(Cat(nan, pinf, ninf, neg0)), rounder.i.valid.eq(done)]
+        m.d.comb += [s.sign.eq(sign), s.mag.eq(mag), s.e0.eq(e0),
+                     s.flags.eq(Cat(nan, pinf, ninf, neg0)), rounder.i.valid.eq(done),
+                     rounder.i.payload.meta.relu.eq(relu),
+                     rounder.relu.eq(rounder.o.payload.meta.relu)]
         if stages == 4:
             m.d.comb += rounder.en.eq(n_accept)
             with m.If(n_accept):

@@ -110,8 +110,7 @@ class Finalizer(wiring.Component):
         cfg = self._config
         dot = cfg.dot_config
         entry = self.i.payload
-        side_l = data.StructLayout({"flags": pe_flags_layout(), "e0": signed(cfg.e0_bits),
-                                    "meta": self._meta_layout})
+        side_l = data.StructLayout({"e0": signed(cfg.e0_bits), "meta": self._meta_layout})
 
         # A, AR: the accumulator registered, then its pending carries added
         # (pe_resolve_stages) and, when that is shorter than the bias path, held
@@ -124,13 +123,13 @@ class Finalizer(wiring.Component):
                                   stages=cfg.pe_resolve_stages, name="resolve")
         acc_r = delayed(m, acc_r, cfg.bias_wait_stages[0], "acc_wait")
 
-        # beside it the bias aligner (its entry register is A), with the side data
+        # beside it the bias aligner (its entry register is A), which also merges the entry's
+        # flags with the bias's, with the side data
         m.submodules.aligner = bias = BiasAligner(config=dot, cuts=("terms", "amount", "half"),
-                                               meta_layout=side_l)
-        m.d.comb += [bias.bias.eq(entry.bias), bias.e0.eq(entry.e0),
+                                                  meta_layout=side_l)
+        m.d.comb += [bias.bias.eq(entry.bias), bias.e0.eq(entry.e0), bias.flags.eq(entry.flags),
                      bias.enable.eq(self.bias_en), bias.valid.eq(self.i.valid),
-                     bias.meta.flags.eq(entry.flags), bias.meta.e0.eq(entry.e0),
-                     bias.meta.meta.eq(entry.meta)]
+                     bias.meta.e0.eq(entry.e0), bias.meta.meta.eq(entry.meta)]
         # (the bias waits for the carry resolution when that is the longer path)
         aligned = Cat(bias.o_valid, bias.o_meta, bias.value, bias.neg, bias.nan, bias.pinf,
                       bias.ninf, bias.neg0)
@@ -141,18 +140,18 @@ class Finalizer(wiring.Component):
         m.d.comb += Cat(b_valid, b_side, b_value, b_neg, b_nan, b_pinf, b_ninf,
                         b_neg0).eq(aligned)
 
-        # A2: the two paths meet; the bias's flags join the entry's
+        # A2: the two paths meet
+        side_l = data.StructLayout({"flags": pe_flags_layout(), "e0": signed(cfg.e0_bits),
+                                    "meta": self._meta_layout})
         a2_valid = Signal()
         a2_acc = Signal(cfg.pe_acc_width, name="a2_acc", reset_less=True)
         a2_bias = Signal(bias.width, name="a2_bias", reset_less=True)
         a2_neg = Signal(name="a2_neg", reset_less=True)
         a2_side = Signal(side_l, name="a2_side", reset_less=True)
-        fl = b_side.flags
         m.d.sync += [
             a2_valid.eq(b_valid), a2_acc.eq(acc_r), a2_bias.eq(b_value), a2_neg.eq(b_neg),
             a2_side.e0.eq(b_side.e0), a2_side.meta.eq(b_side.meta),
-            a2_side.flags.eq(Cat(fl.nan | b_nan, fl.pinf | b_pinf, fl.ninf | b_ninf,
-                                 fl.neg0 & b_neg0)),
+            a2_side.flags.eq(Cat(b_nan, b_pinf, b_ninf, b_neg0)),
         ]
 
         # B (final_add_stages registers): acc + bias. Both operands are aligned at the finer
@@ -181,13 +180,19 @@ class Finalizer(wiring.Component):
         m.d.comb += Cat(m_valid, m_sign, m_side).eq(
             delayed(m, Cat(b_valid, neg, b_side), stages, "m_side"))
 
-        # the rounding, its side data the caller's meta
+        # the rounding, its side data the caller's meta; ReLU, an option held while entries
+        # are in flight, with "spread" through a register of the finalizer's own (the layer's
+        # option register sits far from the output stage)
         m.submodules.rounder = rounder = Rounder(config=dot, cuts=self.rounder_cuts,
                                                  meta_layout=self._meta_layout)
+        relu = self.relu
+        if cfg.spread:
+            relu = Signal(name="relu_r", reset_less=True)
+            m.d.sync += relu.eq(self.relu)
         s = rounder.i.payload.sum
         m.d.comb += [
             rounder.i.valid.eq(m_valid), s.sign.eq(m_sign), s.mag.eq(mag),
-            s.e0.eq(m_side.e0), s.flags.eq(m_side.flags), s.relu.eq(self.relu),
+            s.e0.eq(m_side.e0), s.flags.eq(m_side.flags), rounder.relu.eq(relu),
             rounder.i.payload.meta.eq(m_side.meta),
             self.o.valid.eq(rounder.o.valid), self.o.payload.bits.eq(rounder.o.payload.bits),
             self.o.payload.meta.eq(rounder.o.payload.meta),

@@ -167,17 +167,23 @@ class BiasAligner(wiring.Component):
 
     Members
     -------
-    bias : In(unsigned(out_fmt.width)); e0 : In(signed(e0_bits)); enable : In(1)
-        The bias takes part only when ``enable`` is set.
+    bias : In(unsigned(out_fmt.width)); e0 : In(signed(e0_bits))
+    enable : In(1)
+        The bias takes part only when ``enable`` is set. Read by the ``amount`` stage: with
+        cuts, hold it steady while biases are in flight (an option of the whole sum).
+    flags : In(StructLayout({"nan", "pinf", "ninf", "neg0"}))
+        The flags of the sum's other terms, merged with the bias's into ``nan`` ... ``neg0``
+        (0 and ``neg0`` 1 for none).
     valid, meta : In(1), In(meta_layout)
         Carried beside the bias to ``o_valid`` and ``o_meta`` (``meta`` and ``o_meta`` only
         with a ``meta_layout``).
     value, neg : Out
         Ones' complement aligned bias (units of accumulator bit ``offset``) and its ``+1``.
     nan, pinf, ninf : Out(1)
-        The (enabled) bias is NaN / +inf / -inf.
+        A term (the enabled bias, or one of ``flags``) is NaN / +inf / -inf.
     neg0 : Out(1)
-        The bias is absent or is -0 (it does not spoil the all-terms-are--0 rule).
+        ``flags.neg0``, and the bias is absent or is -0 (it does not spoil the
+        all-terms-are--0 rule).
     o_valid, o_meta : Out(1), Out(meta_layout)
 
     The outputs follow the inputs ``latency`` clocks (the number of cuts) later.
@@ -201,6 +207,8 @@ class BiasAligner(wiring.Component):
             "bias": In(unsigned(config.out_fmt.width)),
             "e0": In(signed(config.e0_bits)),
             "enable": In(1),
+            "flags": In(data.StructLayout({"nan": 1, "pinf": 1, "ninf": 1, "neg0": 1}),
+                        init={"neg0": 1}),
             "valid": In(1),
             "value": Out(signed(self._width)),
             "neg": Out(1),
@@ -245,12 +253,13 @@ class BiasAligner(wiring.Component):
         exp = self.bias[fmt.frac_bits:fmt.width - 1]
         meta = {} if self._meta_layout is None else {"meta": self.meta}
         f = self._stage(m, "terms", "bt", {
-            "bias": self.bias, "enable": self.enable, "valid": self.valid, **meta,
+            "bias": self.bias, "flags": self.flags, "valid": self.valid, **meta,
             "exp_m1": Mux(exp.any(), exp - 1, 0)[:fmt.exp_bits],
             "e0_off": (cfg.e0_max - self.e0)[:amount_bits]})
         # amount: the sum; the significand, sign and flags decoded
         sign, _, sig, finite, is_nan, is_inf, is_zero = _decode(fmt, f["bias"])
-        en = f["enable"]
+        en = self.enable
+        fl = f["flags"]
         active = en & finite
         neg = sign & active
         amount = Signal(amount_bits, name="bias_amount")
@@ -258,8 +267,8 @@ class BiasAligner(wiring.Component):
         f = self._stage(m, "amount", "ba", {
             "valid": f["valid"], **{k: f[k] for k in ("meta",) if k in f}, "amount": amount,
             "sig": Mux(active, sig, 0), "neg": neg,
-            "nan": en & is_nan, "pinf": en & is_inf & ~sign, "ninf": en & is_inf & sign,
-            "neg0": ~en | (is_zero & sign)})
+            "nan": fl.nan | (en & is_nan), "pinf": fl.pinf | (en & is_inf & ~sign),
+            "ninf": fl.ninf | (en & is_inf & sign), "neg0": fl.neg0 & (~en | (is_zero & sign))})
         # the shifter, (sig << amount) ^ -neg, its levels cut in two halves
         half = amount_bits // 2
         value = f["sig"]

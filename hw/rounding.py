@@ -107,11 +107,11 @@ def finalizer_geometry(config):
 
 
 def rounder_layout(config):
-    """What a :class:`Rounder` rounds: the sign and magnitude of an exact sum, its ``e0``, the
-    flags of its terms and whether ReLU applies."""
+    """What a :class:`Rounder` rounds: the sign and magnitude of an exact sum, its ``e0`` and the
+    flags of its terms."""
     return data.StructLayout({
         "sign": 1, "mag": config.acc_width - 1, "e0": signed(config.e0_bits),
-        "flags": flags_layout(), "relu": 1})
+        "flags": flags_layout()})
 
 
 def select_result(m, fmt, *, nan, pinf, ninf, zero, neg0, number, relu):
@@ -160,6 +160,10 @@ class Rounder(wiring.Component):
     o : Out(stream.Signature(StructLayout({"bits": out_fmt.width, "meta": meta_layout})))
         The result ``latency`` clocks (loads) after its sum, with its ``meta``. Not
         back-pressured (``stall`` holds the whole pipeline instead).
+    relu : In(1)
+        Apply ReLU: read by the output stage (before its register, when ``out`` is a cut), so
+        it must belong to the result leaving the last stage: an option held steady while
+        results are in flight, or a bit of ``meta`` fed back from ``o.payload.meta``.
     en : In(1)
         Only with ``stall``.
     """
@@ -191,6 +195,7 @@ class Rounder(wiring.Component):
                 "sum": rounder_layout(config), **meta}), always_ready=True)),
             "o": Out(stream.Signature(data.StructLayout({
                 "bits": config.out_fmt.width, **meta}), always_ready=True)),
+            "relu": In(1),
         }
         if stall:
             members["en"] = In(1)
@@ -241,7 +246,7 @@ class Rounder(wiring.Component):
         cap_w = max(geo["cap_max"].bit_length(), lz_bits) + 1
         cap = Signal(cap_w, name="cap")
         m.d.comb += cap.eq(geo["cap_base"] + s.e0)
-        side = {"mag": s.mag, "cap": cap, "sign": s.sign, "flags": s.flags, "relu": s.relu}
+        side = {"mag": s.mag, "cap": cap, "sign": s.sign, "flags": s.flags}
         if self._meta_layout is not None:
             side["meta"] = payload.meta
         nz = {f"nz{j}": b[0] for j, b in enumerate(blocks)}
@@ -251,7 +256,7 @@ class Rounder(wiring.Component):
 
         # count: the leading-zero count and whether the magnitude is zero
         any_nz, count = merge_zeros(blocks)
-        side = {k: f[k] for k in ("mag", "cap", "sign", "flags", "relu", "meta") if k in f}
+        side = {k: f[k] for k in ("mag", "cap", "sign", "flags", "meta") if k in f}
         f, valid = self._stage(m, "count", "l2", {**side, "lz": count, "zero": ~any_nz},
                                valid=valid)
 
@@ -262,7 +267,7 @@ class Rounder(wiring.Component):
         shift, field_m1 = Signal(shift_w, name="shift"), Signal(field_w, name="field_m1")
         m.d.comb += [shift.eq(Mux(lz_first, top - frac - f["lz"], top - frac - f["cap"])),
                      field_m1.eq(Mux(lz_first, f["cap"] - f["lz"], 0))]
-        keep_fields = ("mag", "zero", "sign", "flags", "relu", "meta")
+        keep_fields = ("mag", "zero", "sign", "flags", "meta")
         f, valid = self._stage(m, "shift", "c", {**{k: f[k] for k in keep_fields if k in f},
                                                  "shift": shift, "field_m1": field_m1},
                                valid=valid)
@@ -289,7 +294,7 @@ class Rounder(wiring.Component):
         window = Cat(Const(0, 1), f["mag"])
         dropped = []
         shift = f["shift"]
-        later = {k: f[k] for k in ("field_m1", "sign", "zero", "flags", "relu", "meta") if k in f}
+        later = {k: f[k] for k in ("field_m1", "sign", "zero", "flags", "meta") if k in f}
         for k in reversed(range(shift_w)):
             if k == split - 1:
                 sticky = drops.any() if drops is not None else Cat(*dropped).any()
@@ -316,7 +321,7 @@ class Rounder(wiring.Component):
         mant_carry = inc & q[:frac].all()
         overflow = (biased >= fmt.exp_max_field) | (mant_carry
                                                     & (biased == fmt.exp_max_field - 1))
-        later = {k: f[k] for k in ("sign", "zero", "flags", "relu", "meta") if k in f}
+        later = {k: f[k] for k in ("sign", "zero", "flags", "meta") if k in f}
         f, valid = self._stage(m, "round", "p", {**later, "number": packed[:fmt.width - 1],
                                                  "overflow": overflow}, valid=valid)
 
@@ -325,7 +330,7 @@ class Rounder(wiring.Component):
         fl = f["flags"]
         bits = select_result(m, fmt, nan=fl.nan, pinf=fl.pinf, ninf=fl.ninf, zero=f["zero"],
                              neg0=fl.neg0, number=Cat(number[:fmt.width - 1], f["sign"]),
-                             relu=f["relu"])
+                             relu=self.relu)
         meta = {k: f[k] for k in ("meta",) if k in f}
         f, valid = self._stage(m, "out", "o", {"bits": bits, **meta}, valid=valid)
         m.d.comb += [self.o.valid.eq(valid), self.o.payload.bits.eq(f["bits"])]

@@ -207,10 +207,9 @@ class FinalizerProof(wiring.Component):
             total.eq((pe_sum << dot.product_shift_base)
                      + ((bias.value + bias.neg) << bias.offset)),
             s.sign.eq(total[-1]), s.mag.eq(Mux(total[-1], -total, total)), s.e0.eq(entry.e0),
-            s.flags.nan.eq(entry.flags.nan | bias.nan),
-            s.flags.pinf.eq(entry.flags.pinf | bias.pinf),
-            s.flags.ninf.eq(entry.flags.ninf | bias.ninf),
-            s.flags.neg0.eq(entry.flags.neg0 & bias.neg0), s.relu.eq(self.relu),
+            bias.flags.eq(entry.flags),
+            s.flags.nan.eq(bias.nan), s.flags.pinf.eq(bias.pinf), s.flags.ninf.eq(bias.ninf),
+            s.flags.neg0.eq(bias.neg0), rnd.relu.eq(self.relu),
         ]
         # the reference result, delayed like the finalizer's
         expected = Signal(result_layout(cfg))

@@ -86,7 +86,7 @@ class RoundingProof(wiring.Component):
             s.sign.eq(self.total[width - 1]), s.e0.eq(e0_in),
             s.mag.eq(mag_in & ~1 if self._fault == "sticky" else mag_in),
             s.flags.nan.eq(self.nan), s.flags.pinf.eq(self.pinf), s.flags.ninf.eq(self.ninf),
-            s.flags.neg0.eq(self.neg0), s.relu.eq(self.relu),
+            s.flags.neg0.eq(self.neg0), rnd.relu.eq(self.relu),
         ]
         got = rnd.o.payload.bits
         # the specification
