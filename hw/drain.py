@@ -210,16 +210,27 @@ class DrainControl(wiring.Component):
         if not self._config.spread:
             return ((ch_r < t_drain.rows) & (ch_c < t_drain.cols),
                     (ch_r == t_drain.rows - 1) & (ch_c == t_drain.cols - 1))
+        R, C = self._config.rows, self._config.cols
         in_tile, is_last = Signal(), Signal()
-        wrap = ch_c == self._config.cols - 1
+        wrap = ch_c == C - 1
+        # the tile's bounds as the comparisons need them (a tile has at least one row and one
+        # column), registered at the capture with t_drain: no adder before the flags
+        rows_m1, rows_m2 = (Signal(range(max(2, R)), name=f"drain_rows_m{j}") for j in (1, 2))
+        cols_m1, cols_m2 = (Signal(range(max(2, C)), name=f"drain_cols_m{j}") for j in (1, 2))
+        rows_ge2, cols_ge2, cols_is1 = (Signal(name=f"drain_{n}")
+                                        for n in ("rows_ge2", "cols_ge2", "cols_is1"))
         with m.If(capture):
             m.d.sync += [in_tile.eq((0 < t_pend.rows) & (0 < t_pend.cols)),
-                         is_last.eq((t_pend.rows == 1) & (t_pend.cols == 1))]
+                         is_last.eq((t_pend.rows == 1) & (t_pend.cols == 1)),
+                         rows_m1.eq(t_pend.rows - 1), rows_m2.eq(t_pend.rows - 2),
+                         cols_m1.eq(t_pend.cols - 1), cols_m2.eq(t_pend.cols - 2),
+                         rows_ge2.eq(t_pend.rows >= 2), cols_ge2.eq(t_pend.cols >= 2),
+                         cols_is1.eq(t_pend.cols == 1)]
         with m.Elif(shift):
             m.d.sync += [
-                in_tile.eq(Mux(wrap, (ch_r + 1 < t_drain.rows) & (0 < t_drain.cols),
-                               (ch_r < t_drain.rows) & (ch_c + 1 < t_drain.cols))),
-                is_last.eq(Mux(wrap, (ch_r + 1 == t_drain.rows - 1) & (t_drain.cols == 1),
-                               (ch_r == t_drain.rows - 1) & (ch_c + 1 == t_drain.cols - 1))),
+                in_tile.eq(Mux(wrap, (ch_r < rows_m1) & (0 < t_drain.cols),
+                               (ch_r < t_drain.rows) & (ch_c < cols_m1))),
+                is_last.eq(Mux(wrap, rows_ge2 & (ch_r == rows_m2) & cols_is1,
+                               (ch_r == rows_m1) & cols_ge2 & (ch_c == cols_m2))),
             ]
         return in_tile, is_last

@@ -308,19 +308,26 @@ class Rounder(wiring.Component):
             shifted = Mux(shift[k], window >> step, window)
             window = Signal(min(len(shifted), keep + step - 1), name=f"window{k}")
             m.d.comb += window.eq(shifted)
-        f, valid = self._stage(m, "window", "r2", {**later, "window": window[:keep],
+        # (the field's comparisons for the overflow, made a stage early: see below)
+        top_field = fmt.exp_max_field
+        fm = later["field_m1"]
+        ahead = {"f_ge": fm >= top_field, "f_eq1": fm == top_field - 1,
+                 "f_eq2": fm == top_field - 2}
+        f, valid = self._stage(m, "window", "r2", {**later, **ahead, "window": window[:keep],
                                                    "sticky": Cat(*dropped).any()}, valid=valid)
 
-        # round: to nearest even; the overflow from the short exponent sum, beside the carry
-        # chain rather than after it
+        # round: to nearest even. The field before the increment is field_m1 + q[F]; the
+        # overflow (that field reaching all ones, or all ones less one with a carry out of the
+        # significand) from the comparisons of field_m1 alone, beside the carry chain
         guard = f["window"][0]
         q = f["window"][1:keep]
         inc = guard & (f["sticky"] | q[0])
         biased = f["field_m1"] + q[frac]                # the exponent field before the increment
         packed = Cat(q[:frac], biased) + inc
         mant_carry = inc & q[:frac].all()
-        overflow = (biased >= fmt.exp_max_field) | (mant_carry
-                                                    & (biased == fmt.exp_max_field - 1))
+        q_top = q[frac]
+        overflow = (f["f_ge"] | (q_top & f["f_eq1"])
+                    | (mant_carry & Mux(q_top, f["f_eq2"], f["f_eq1"])))
         later = {k: f[k] for k in ("sign", "zero", "flags", "meta") if k in f}
         f, valid = self._stage(m, "round", "p", {**later, "number": packed[:fmt.width - 1],
                                                  "overflow": overflow}, valid=valid)
