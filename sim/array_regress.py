@@ -50,12 +50,12 @@ CATEGORIES = ("error path", "random layers", "specials", "90% stalls", "K = dept
 STALL_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 
 #: The arrays of ``make sim`` (and of the soak): the default 4x4 and three more that together
-#: cover every format as input and output, B = 2..5, an array wider than
-#: :data:`~contract.array.WIDE_COLS` columns and both PE pipelines.
+#: cover every format as input and output, B = 2..5, an array wider than 4 columns with the
+#: ``"spread"`` floorplan and both PE pipelines.
 ARRAY_CONFIGS = (
     ArrayConfig(),
     ArrayConfig(in_fmt="fp8_e5m2", out_fmt="fp16", wbits=2, rows=2, cols=6, depth=64,
-                e0_min=-4, e0_max=3, pipeline=1),
+                e0_min=-4, e0_max=3, pipeline=1, floorplan="spread"),
     ArrayConfig(in_fmt="bf16", out_fmt="fp32", wbits=5, rows=2, cols=3, depth=32,
                 e0_min=-16, e0_max=15),
     ArrayConfig(in_fmt="fp32", out_fmt="bf16", wbits=4, rows=3, cols=2, depth=16, pipeline=1),

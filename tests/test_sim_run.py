@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from contract.array import WIDE_COLS, ArrayConfig
+from contract.array import ArrayConfig
 from sim import array_regress, run
 from sim.array_driver import stall_triple
 from sim.array_regress import CATEGORIES, ArrayJob, job_layers, run_job
@@ -27,7 +27,7 @@ def test_array_plan_covers_formats_wbits_and_a_wide_array():
     assert fmts == {"fp16", "bf16", "fp32", "fp8_e5m2"}
     assert {c.in_fmt.name for c in cfgs} == {"fp16", "bf16", "fp32", "fp8_e5m2"}
     assert {c.wbits for c in cfgs} == {2, 3, 4, 5}
-    assert any(c.cols > WIDE_COLS for c in cfgs)
+    assert any(c.cols > 4 and c.floorplan == "spread" for c in cfgs)
     assert {c.pipeline for c in cfgs} == {1, 2}
     assert all(j.resets >= 2 and j.random >= 20 and j.error_path for j in jobs)
     assert run.array_plan("icarus") and run.array_plan("verilator", quick=True)
