@@ -83,7 +83,7 @@ class PEGrid(wiring.Component):
         # payload (no enable: the accept fans out to few registers); ``live`` says which rows
         # hold a real term, and the decoded activations of the others are zeroed one stage
         # later (bubbles and padding rows reach the PEs as 0)
-        x_reg = [Signal(cfg.in_fmt.width, name=f"x_reg{r}", reset_less=True) for r in range(R)]
+        x_reg = [Signal(cfg.lane_width, name=f"x_reg{r}", reset_less=True) for r in range(R)]
         v1, last1, clr1 = Signal(), Signal(), Signal()
         live = Signal(R)
         for r in range(R):

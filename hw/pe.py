@@ -4,7 +4,7 @@ The work of a product ``x * (-1)**s * 2**(e0 + p)`` is split three ways:
 
 * the **row aligner** (one per array row, shared by all PEs of the row) decodes the activation
   and moves its significand to ``sig << (max(E, 1) - 1)`` (``config.align_width`` bits, LSB
-  weight ``2**(e0 + in_fmt.lsb_exp)`` once the weight's ``2**e0`` is factored out); special
+  weight ``2**(e0 + pe_fmt.lsb_exp)`` once the weight's ``2**e0`` is factored out); special
   and zero activations align to 0 and are reported by class bits;
 * the **column** (one per array column) supplies the weight code;
 * the **PE** selects ``aligned << p`` (a ``2**(B-1)``-way choice), complements it when the
@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from contract.array import ArrayConfig
 
+from .actdecode import ActDecoder, needs_decoder
 from .rounding import flags_layout
 
 __all__ = ["RowAligner", "RowDecoder", "RowShifter", "ShiftPE", "row_decode_layout",
@@ -96,7 +97,7 @@ def pe_sum(config, acc, carries):
 def row_decode_layout(config):
     """A decoded activation: significand, alignment shift and class bits."""
     _check(config)
-    fmt = config.in_fmt
+    fmt = config.pe_fmt
     return data.StructLayout({
         "sig": unsigned(fmt.frac_bits + 1),      # 0 for specials
         "amount": unsigned((fmt.exp_max_field - 2).bit_length()),   # max(E, 1) - 1
@@ -105,12 +106,14 @@ def row_decode_layout(config):
 
 
 class RowDecoder(wiring.Component):
-    """First half of a row aligner: decode one activation (combinational).
+    """First half of a row aligner: decode one activation (combinational). A narrow or MX lane
+    (``fp8_e4m3fn``, MX elements with their scale) goes through
+    :class:`~hw.actdecode.ActDecoder` to its ``pe_fmt`` carrier first.
 
     Members
     -------
-    x : In(unsigned(in_fmt.width))
-        Raw activation bits.
+    x : In(unsigned(lane_width))
+        Raw activation lane (``in_fmt`` bits, and the MX scale above them).
     o : Out(row_decode_layout(config))
     """
 
@@ -118,14 +121,18 @@ class RowDecoder(wiring.Component):
         _check(config)
         self._config = config
         super().__init__({
-            "x": In(unsigned(config.in_fmt.width)),
+            "x": In(unsigned(config.lane_width)),
             "o": Out(row_decode_layout(config)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        fmt = self._config.in_fmt
+        fmt = self._config.pe_fmt
         x = self.x
+        if needs_decoder(self._config):
+            m.submodules.carrier = carrier = ActDecoder(config=self._config)
+            m.d.comb += carrier.x.eq(self.x)
+            x = carrier.y
         exp = x[fmt.frac_bits:fmt.width - 1]
         frac = x[:fmt.frac_bits]
         special = exp == fmt.exp_max_field
@@ -209,8 +216,8 @@ class RowAligner(wiring.Component):
 
     Members
     -------
-    x : In(unsigned(in_fmt.width))
-        Raw activation bits.
+    x : In(unsigned(lane_width))
+        Raw activation lane.
     o : Out(row_layout(config))
     """
 
@@ -218,7 +225,7 @@ class RowAligner(wiring.Component):
         _check(config)
         self._config = config
         super().__init__({
-            "x": In(unsigned(config.in_fmt.width)),
+            "x": In(unsigned(config.lane_width)),
             "o": Out(row_layout(config)),
         })
 
@@ -248,7 +255,7 @@ class ShiftPE(wiring.Component):
         during the restart cycle (at the accumulator stage).
     acc : Out(signed(pe_acc_width)); carries : Out(unsigned(pe_pending_bits))
         The accumulator pieces and their pending carries (``config.pe_carry_delay`` per piece
-        boundary): the exact sum of products so far (LSB ``2**(e0 + in_fmt.lsb_exp)``) is
+        boundary): the exact sum of products so far (LSB ``2**(e0 + pe_fmt.lsb_exp)``) is
         :func:`pe_sum` of the two.
     flags : Out(pe_flags_layout())
         Special-value flags of the terms so far.

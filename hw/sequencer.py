@@ -32,7 +32,7 @@ def act_layout(config):
     """An activation beat: ``rows`` lanes of ``in_fmt`` bits; ``last`` on beat ``K-1`` of
     every tile."""
     return data.StructLayout({
-        "x": data.ArrayLayout(config.in_fmt.width, config.rows), "last": 1})
+        "x": data.ArrayLayout(config.lane_width, config.rows), "last": 1})
 
 
 def beat_layout(config):
@@ -53,7 +53,7 @@ def tile_layout(config):
 def BeatSignature(config):
     """A beat into the grid, every clock: the activations and their side data."""
     return wiring.Signature({
-        "x": Out(data.ArrayLayout(config.in_fmt.width, config.rows)),
+        "x": Out(data.ArrayLayout(config.lane_width, config.rows)),
         "meta": Out(beat_layout(config))})
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.array import ArrayConfig, result_order
+from contract.array import ArrayConfig, activation_lanes, result_order
 
 __all__ = ["Layer", "LayerResult", "RunOutcome", "ArrayRunError", "TOP", "BUILD_ROOT",
            "array_verilog", "build_array", "run_layers", "gemm_rtl", "conv2d_rtl",
@@ -52,7 +52,8 @@ class ArrayRunError(RuntimeError):
 class Layer:
     """One GEMM for the array: raw ``x_bits`` (N, K), ``codes`` (M, K), ``e0`` (int: per tensor
     through register ``E0``; (M,) ints: per channel through the channel headers), optional
-    ``bias_bits`` (M,) raw ``out_fmt`` patterns, ``relu``.
+    ``bias_bits`` (M,) raw ``out_fmt`` patterns, ``relu``; on MX arrays ``scales``
+    (N, ceil(K / 32)) E8M0 patterns.
 
     ``abort_after``: start the layer, stream for that many clocks, then pulse ``rst`` (the layer
     yields no result; the next layer must run cleanly). ``stall``: per-layer override of the
@@ -69,6 +70,7 @@ class Layer:
     abort_after: int | None = None
     stall: float | None = None
     merge_frames: str | None = None
+    scales: object = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -103,6 +105,7 @@ def check_layer(config: ArrayConfig, layer: Layer) -> None:
     if x.size and (int(x.min()) < 0 or int(x.max()) >> fin.width):
         raise ValueError(f"X holds a value outside the raw {fin.name} patterns "
                          f"[0, {(1 << fin.width) - 1}]")
+    activation_lanes(config, x, layer.scales)            # raises on missing or bad scales
     if c.size and (int(c.min()) < 0 or int(c.max()) >> config.wbits):
         raise ValueError(f"codes hold a value outside [0, {(1 << config.wbits) - 1}] "
                          f"(B={config.wbits})")
@@ -245,10 +248,13 @@ def _write_job(run_dir: Path, config: ArrayConfig, layers, *, seed, stall, timeo
             np.save(run_dir / f"e0_{i}.npy", np.asarray(layer.e0, dtype=np.int64))
         if layer.bias_bits is not None:
             np.save(run_dir / f"bias{i}.npy", np.asarray(layer.bias_bits, dtype=np.uint64))
+        if layer.scales is not None:
+            np.save(run_dir / f"scales{i}.npy", np.asarray(layer.scales, dtype=np.int64))
         entries.append({
             "n": n, "k": k, "m": m, "relu": bool(layer.relu),
             "e0": None if layer.per_channel else int(layer.e0),
             "per_channel": layer.per_channel, "bias": layer.bias_bits is not None,
+            "scales": layer.scales is not None,
             "abort_after": layer.abort_after,
             "stall": stall_triple(stall if layer.stall is None else layer.stall),
             "merge_frames": layer.merge_frames,
@@ -381,7 +387,7 @@ def default_config(*, in_fmt, out_fmt=None, wbits, k, e0=0, rows=4, cols=4) -> A
 
 def gemm_rtl(x_bits, codes, e0, *, config: ArrayConfig, bias_bits=None, relu=False,
              sim: str = "verilator", stall: float = 0.0, seed: int = 1, tag: str | None = None,
-             waves: bool = False, keep: bool = False):
+             waves: bool = False, keep: bool = False, scales=None):
     """``Y`` (N, M) int64 raw ``out_fmt`` bits of one GEMM on the RTL, and a dict of stats
     (cycles, counters, MAC utilization; seconds: ``build_s``, ``sim_s`` the simulator process,
     ``layer_s`` the layer inside the bench, ``wall_s`` everything). The run folder (``tag``,
@@ -389,7 +395,8 @@ def gemm_rtl(x_bits, codes, e0, *, config: ArrayConfig, bias_bits=None, relu=Fal
     :class:`ArrayRunError` on any interface problem and ``ValueError`` on bad inputs."""
     e0 = np.asarray(e0, dtype=np.int64) if np.ndim(e0) else int(e0)
     layer = Layer(np.asarray(x_bits), np.asarray(codes), e0,
-                  None if bias_bits is None else np.asarray(bias_bits), bool(relu))
+                  None if bias_bits is None else np.asarray(bias_bits), bool(relu),
+                  scales=None if scales is None else np.asarray(scales))
     tag = tag or f"gemm-{os.getpid()}"
     out = run_layers(config, [layer], sim=sim, seed=seed, stall=stall, tag=tag, waves=waves,
                      raise_on_problem=True)

@@ -29,6 +29,9 @@ def random_layer(cfg: ArrayConfig, rng, n, k, m, *, flavor=None, per_channel=Non
     :data:`sim.payload.FLAVORS`), per-tensor or per-channel ``e0`` (drawn unless given), with or
     without bias (``True`` forces one), ReLU as drawn unless given; ``kw`` goes to
     :class:`~sim.array_driver.Layer` (``abort_after``, ``stall``, ``merge_frames``)."""
+    if cfg.pe_fmt != cfg.in_fmt or cfg.mx_block:
+        return _narrow_layer(cfg, rng, n, k, m, flavor=flavor, per_channel=per_channel,
+                             bias=bias, relu=relu, **kw)
     flavor = flavor or str(rng.choice(FLAVORS))
     g = random_group(rng, cfg.dot_config, k, n, m, flavor)
     per_channel = bool(rng.random() < 0.5) if per_channel is None else per_channel
@@ -41,10 +44,57 @@ def random_layer(cfg: ArrayConfig, rng, n, k, m, *, flavor=None, per_channel=Non
     return Layer(g.x.astype(np.uint64), g.codes, e0, b, g.relu if relu is None else relu, **kw)
 
 
+#: Value flavors of narrow and MX layers (every element pattern is drawn, NaN included).
+NARROW_FLAVORS = ("uniform", "large", "small", "zeros", "scales")
+
+
+def _narrow_layer(cfg, rng, n, k, m, *, flavor, per_channel, bias, relu, **kw) -> Layer:
+    """A random layer for an ``fp8_e4m3fn`` or MX array: element patterns drawn over the whole
+    pattern space (``large``: the top binades, towards overflow; ``small``: subnormals and
+    zeros; ``zeros``: signed zeros only; ``scales``: MX scales at and beyond the window's
+    edges and NaN), MX scales drawn inside the window, a few at its edges."""
+    fmt = cfg.in_fmt
+    flavor = flavor if flavor in NARROW_FLAVORS else str(rng.choice(NARROW_FLAVORS))
+    x = rng.integers(0, 1 << fmt.width, (n, k))
+    sign = (rng.integers(0, 2, (n, k)) << (fmt.width - 1))
+    if flavor == "large":
+        x = sign | (fmt.max_finite - rng.integers(0, 1 << fmt.frac_bits, (n, k)))
+    elif flavor == "small":
+        x = sign | rng.integers(0, 1 << fmt.frac_bits, (n, k))
+    elif flavor == "zeros":
+        x = sign
+    scales = None
+    if cfg.mx_block:
+        lo, hi = 127 + cfg.scale_min, 127 + cfg.scale_max
+        scales = rng.integers(lo, hi + 1, (n, -(-k // cfg.mx_block)))
+        edges = np.array([lo, hi, max(lo - 1, 0), min(hi + 1, 0xFF), 0xFF])
+        share = 0.5 if flavor == "scales" else 0.05
+        pick = rng.random(scales.shape) < share
+        scales = np.where(pick, rng.choice(edges, scales.shape), scales)
+    codes = rng.integers(0, 1 << cfg.wbits, (m, k))
+    e0s = rng.integers(cfg.e0_min, cfg.e0_max + 1, m)
+    per_channel = bool(rng.random() < 0.5) if per_channel is None else per_channel
+    e0 = e0s.astype(np.int64) if per_channel else int(e0s[0])
+    b = None
+    if bias is True or (bias is None and rng.random() < 0.5):
+        b = rng.integers(0, 1 << (cfg.out_fmt.width - 1), m).astype(np.uint64)
+    relu = bool(rng.random() < 0.3) if relu is None else relu
+    return Layer(x.astype(np.uint64), codes, e0, b, relu, scales=scales, **kw)
+
+
 def golden(cfg: ArrayConfig, layer: Layer) -> np.ndarray:
-    """``sw.golden.gemm_golden`` of ``layer``: (N, M) int64 raw ``out_fmt`` patterns."""
+    """``sw.golden.gemm_golden`` of ``layer``: (N, M) int64 raw ``out_fmt`` patterns (MX
+    layers through :func:`sw.mx.fold_scales`)."""
     from sw.golden import gemm_golden
 
+    if cfg.mx_block:
+        from sw.mx import fold_scales
+
+        x, fmt = fold_scales(np.asarray(layer.x_bits, dtype=np.int64), layer.scales,
+                             cfg.in_fmt, scale_min=cfg.scale_min, scale_max=cfg.scale_max)
+        return gemm_golden(x, layer.codes, layer.e0, in_fmt=fmt, wbits=cfg.wbits,
+                           out_fmt=cfg.out_fmt, bias_bits=layer.bias_bits, relu=layer.relu,
+                           config=cfg.dot_config).numpy()
     return gemm_golden(layer.x_bits, layer.codes, layer.e0, in_fmt=cfg.in_fmt, wbits=cfg.wbits,
                        out_fmt=cfg.out_fmt, bias_bits=layer.bias_bits, relu=layer.relu,
                        config=cfg.dot_config).numpy()

@@ -202,7 +202,8 @@ class ArrayBench:
         e0 = np.load(folder / f"e0_{index}.npy") if entry["per_channel"] else entry["e0"]
         bias = np.load(folder / f"bias{index}.npy") if entry["bias"] else None
         wgt_frames = _frames(weight_stream(cfg, codes, e0, bias))
-        act_frames = _frames(activation_stream(cfg, x, m))
+        scales = np.load(folder / f"scales{index}.npy") if entry.get("scales") else None
+        act_frames = _frames(activation_stream(cfg, x, m, scales))
         problems: list[str] = []
         out = {"problems": problems}
         expect_error = 0

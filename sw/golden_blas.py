@@ -107,6 +107,12 @@ def eligible(in_fmt: FloatFormat, out_fmt: FloatFormat, pmax: int, e0_lo: int,
             and in_fmt.msb_exp + pmax + 24 + max(e0_hi, 0) <= LIMIT)
 
 
+def _geometry(fmt: FloatFormat):
+    """``(exp_bits, frac_bits)`` of an IEEE format with the standard bias (the key of the torch
+    dtypes), ``None`` for any other (carriers with their own bias)."""
+    return (fmt.exp_bits, fmt.frac_bits) if fmt.is_ieee and fmt.exp_bias is None else None
+
+
 def _denormals_flushed() -> bool:
     t = torch.tensor([1], dtype=torch.int32).view(torch.float32).to(torch.float64)
     return bool(t[0] == 0)
@@ -114,7 +120,7 @@ def _denormals_flushed() -> bool:
 
 def decode(bits: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
     """int64 raw patterns -> exact float64 values (``±inf`` for infinities, NaN for NaNs)."""
-    view = _VIEWS.get((fmt.exp_bits, fmt.frac_bits))
+    view = _VIEWS.get(_geometry(fmt))
     if view is not None and not ((fmt.exp_bits, fmt.frac_bits) in _FLOAT32_SUB
                                  and _denormals_flushed()):
         itype, ftype = view
@@ -214,7 +220,7 @@ def round_float64(t: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
     (or to ``±inf`` past the largest binade). Other formats: integer operations on the bit
     patterns."""
     tb = t.view(torch.int64)
-    dtypes = _DTYPES.get((fmt.exp_bits, fmt.frac_bits))
+    dtypes = _DTYPES.get(_geometry(fmt))
     if dtypes is None or (dtypes[0] in (torch.float32, torch.bfloat16) and _denormals_flushed()):
         return _round_bits(tb, fmt)
     sign = (tb >> (64 - fmt.width)) & fmt.sign_mask

@@ -180,7 +180,7 @@ def test_e4m3fn_output_saturates_and_nans():
                     out_fmt=FP4_E2M1)
 
 
-@pytest.mark.parametrize("elem", [FP8_E4M3FN, FP8_E5M2, FP4_E2M1], ids=lambda f: f.name)
+@pytest.mark.parametrize("elem", [FP8_E4M3FN, FP8_E5M2, FP6_E3M2, FP4_E2M1], ids=lambda f: f.name)
 def test_mx_golden_matches_reference(elem):
     seed = 32
     rng = np.random.default_rng(seed)
