@@ -29,8 +29,8 @@ __all__ = ["TileSequencer", "act_layout", "beat_layout", "tile_layout", "BeatSig
 
 
 def act_layout(config):
-    """An activation beat: ``rows`` lanes of ``in_fmt`` bits; ``last`` on beat ``K-1`` of
-    every tile."""
+    """An activation beat: ``rows`` lanes of ``lane_width`` bits (``in_fmt``, the MX scale
+    above it); ``last`` on beat ``K-1`` of every tile."""
     return data.StructLayout({
         "x": data.ArrayLayout(config.lane_width, config.rows), "last": 1})
 
