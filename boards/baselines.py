@@ -16,7 +16,12 @@ Kinds (``arith``):
 
 These are honest conventional designs, not bit-exact to the DenseShift contract: subnormal inputs
 and results are flushed to zero, infinities and NaNs are not handled (finite inputs that overflow
-saturate to infinity), and every addition is rounded (the sum depends on the order).
+saturate to infinity), and every addition is rounded (the sum depends on the order). The
+one-clock adder loop of ``"fp"`` and ``"shift"`` is what limits their clock.
+
+:data:`BASELINES` also holds the competent baselines, built like a pipelined FPU and checked
+bit for bit against SoftFloat: ``fma-pe`` / ``fma-array`` (:mod:`boards.fpmac`) and ``int8-pe``
+/ ``int8-array`` (:mod:`boards.intmac`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from contract import FloatFormat, check_wbits, get_format
 from hw.emit import to_verilog
 
 from .design import Design
+from .fpmac import fma_name, fma_top
+from .intmac import int_name, int_top
 
 __all__ = ["MacArray", "fp_mul", "fp_add", "shift_mul", "Baseline", "BASELINES",
            "baseline_array", "baseline_name", "baseline_design"]
@@ -266,6 +273,11 @@ BASELINES: dict[str, Baseline] = {
                                  fmt=s.get("fmt", "fp16"), wbits=s.get("wbits", 3)),
         name=lambda s: (f"shiftfpadd_{s.get('fmt', 'fp16')}_b{s.get('wbits', 3)}"
                         f"_{_dims(s)[0]}x{_dims(s)[1]}")),
+    # pipelined fused-MAC PEs and arrays (boards.fpmac), int8 MACs (boards.intmac)
+    "fma-pe": Baseline(build=fma_top, name=fma_name),
+    "fma-array": Baseline(build=fma_top, name=fma_name),
+    "int8-pe": Baseline(build=int_top, name=int_name),
+    "int8-array": Baseline(build=int_top, name=int_name),
 }
 
 

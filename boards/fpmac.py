@@ -36,7 +36,7 @@ from boards.fpmul import (
 )
 from boards.fpref import check_formats
 
-__all__ = ["FmaCore", "FmaPE", "Reducer", "FmaArray", "SLOTS"]
+__all__ = ["FmaCore", "FmaPE", "Reducer", "FmaArray", "SLOTS", "fma_top", "fma_name"]
 
 #: Partial sums per PE (the depth of the accumulation loop).
 SLOTS = STAGES
@@ -370,28 +370,23 @@ class _Sequencer(wiring.Component):
         return m
 
 
-def fma_design(spec: dict):
-    """A :class:`boards.design.Design` (top ``densehw_baseline``) for ``{"kind": "fma-pe",
-    "in_fmt", "acc_fmt", "mult"}`` (one stand-alone PE) or ``{"kind": "fma-array", "in_fmt",
-    "acc_fmt", "rows", "cols", "dsps"}``."""
-    from boards.design import Design
-    from hw.emit import to_verilog
-
+def fma_top(spec: dict) -> wiring.Component:
+    """The component of ``{"kind": "fma-pe", "in_fmt", "acc_fmt", "mult"}`` (one stand-alone
+    PE) or ``{"kind": "fma-array", "in_fmt", "acc_fmt", "rows", "cols", "dsps"}``."""
     kind = spec.get("kind")
     in_fmt, acc_fmt = spec.get("in_fmt", "fp16"), spec.get("acc_fmt", "fp16")
     if kind == "fma-pe":
-        mult = spec.get("mult", "dsp")
-        top, macs = FmaPE(in_fmt=in_fmt, acc_fmt=acc_fmt, mult=mult), 1
-        name = f"fmape_{in_fmt}_{acc_fmt}_{mult}"
-    elif kind == "fma-array":
-        rows, cols = spec.get("rows", 4), spec.get("cols", 4)
-        top = FmaArray(rows=rows, cols=cols, in_fmt=in_fmt, acc_fmt=acc_fmt,
-                       dsps=spec.get("dsps"))
-        macs = top.macs_per_cycle
-        dsps = "" if spec.get("dsps") is None else f"_d{spec['dsps']}"
-        name = f"fma_{in_fmt}_{acc_fmt}_{rows}x{cols}{dsps}"
-    else:
-        raise ValueError(f"unknown FMA design kind {kind!r}; expected fma-pe or fma-array")
-    return Design(name=name, top="densehw_baseline",
-                  verilog=to_verilog(top, name="densehw_baseline"),
-                  config={k: spec[k] for k in sorted(spec)}, macs_per_cycle=macs, kind=kind)
+        return FmaPE(in_fmt=in_fmt, acc_fmt=acc_fmt, mult=spec.get("mult", "dsp"))
+    if kind == "fma-array":
+        return FmaArray(rows=spec.get("rows", 4), cols=spec.get("cols", 4), in_fmt=in_fmt,
+                        acc_fmt=acc_fmt, dsps=spec.get("dsps"))
+    raise ValueError(f"unknown FMA design kind {kind!r}; expected fma-pe or fma-array")
+
+
+def fma_name(spec: dict) -> str:
+    """Filesystem-safe name of an FMA spec (:func:`fma_top`)."""
+    in_fmt, acc_fmt = spec.get("in_fmt", "fp16"), spec.get("acc_fmt", "fp16")
+    if spec.get("kind") == "fma-pe":
+        return f"fmape_{in_fmt}_{acc_fmt}_{spec.get('mult', 'dsp')}"
+    dsps = "" if spec.get("dsps") is None else f"_d{spec['dsps']}"
+    return f"fma_{in_fmt}_{acc_fmt}_{spec.get('rows', 4)}x{spec.get('cols', 4)}{dsps}"

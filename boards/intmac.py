@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from boards.lutmul import lut_multiply
 
-__all__ = ["IntMacPE", "IntMacArray", "int_design"]
+__all__ = ["IntMacPE", "IntMacArray", "int_top", "int_name", "int_design"]
 
 MULTIPLIERS = ("dsp", "lut")
 
@@ -148,23 +148,30 @@ class IntMacArray(wiring.Component):
         return m
 
 
-def int_design(spec: dict):
-    """A :class:`boards.design.Design` (top ``densehw_baseline``) for ``{"kind": "int8-pe",
-    "mult"}`` or ``{"kind": "int8-array", "rows", "cols", "mult", "dsps"}``."""
-    from boards.design import Design
-    from hw.emit import to_verilog
-
+def int_top(spec: dict) -> wiring.Component:
+    """The component of ``{"kind": "int8-pe", "mult"}`` or ``{"kind": "int8-array", "rows",
+    "cols", "mult", "dsps"}``."""
     kind, mult = spec.get("kind"), spec.get("mult", "dsp")
     if kind == "int8-pe":
-        top, macs, name = IntMacPE(mult=mult), 1, f"int8pe_{mult}"
-    elif kind == "int8-array":
-        rows, cols = spec.get("rows", 4), spec.get("cols", 4)
-        top = IntMacArray(rows=rows, cols=cols, mult=mult, dsps=spec.get("dsps"))
-        macs = top.macs_per_cycle
-        dsps = "" if spec.get("dsps") is None else f"_d{spec['dsps']}"
-        name = f"int8_{mult}_{rows}x{cols}{dsps}"
-    else:
-        raise ValueError(f"unknown int8 design kind {kind!r}; expected int8-pe or int8-array")
-    return Design(name=name, top="densehw_baseline",
-                  verilog=to_verilog(top, name="densehw_baseline"),
-                  config={k: spec[k] for k in sorted(spec)}, macs_per_cycle=macs, kind=kind)
+        return IntMacPE(mult=mult)
+    if kind == "int8-array":
+        return IntMacArray(rows=spec.get("rows", 4), cols=spec.get("cols", 4), mult=mult,
+                           dsps=spec.get("dsps"))
+    raise ValueError(f"unknown int8 design kind {kind!r}; expected int8-pe or int8-array")
+
+
+def int_name(spec: dict) -> str:
+    """Filesystem-safe name of an int8 spec (:func:`int_top`)."""
+    mult = spec.get("mult", "dsp")
+    if spec.get("kind") == "int8-pe":
+        return f"int8pe_{mult}"
+    dsps = "" if spec.get("dsps") is None else f"_d{spec['dsps']}"
+    return f"int8_{mult}_{spec.get('rows', 4)}x{spec.get('cols', 4)}{dsps}"
+
+
+def int_design(spec: dict):
+    """A :class:`boards.design.Design` (top ``densehw_baseline``) of an int8 spec
+    (:func:`int_top`)."""
+    from boards.baselines import baseline_design
+
+    return baseline_design(spec)

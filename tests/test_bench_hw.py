@@ -1,0 +1,123 @@
+"""The whole-device search of ``benchmarks/bench_hw.py``: shapes, the resource fit, the step
+down on a shape that does not place, the ratios and the table (the flow replaced by a model
+of a device, so no tool runs here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench_hw", ROOT / "benchmarks" / "bench_hw.py")
+bench_hw = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_hw)
+
+
+def test_shapes_near_square_and_ordered():
+    s = bench_hw.shapes(300)
+    assert s[:6] == [(1, 1), (1, 2), (2, 2), (2, 3), (2, 4), (3, 3)]
+    ns = [r * c for r, c in s]
+    assert ns == sorted(ns) and len(set(ns)) == len(ns)
+    assert all(r <= c <= 2 * r for r, c in s)
+    assert (16, 16) in s and (17, 17) in s
+    assert (5, 5) in bench_hw.shapes(25) and (4, 6) in bench_hw.shapes(24)
+
+
+def test_design_specs():
+    sp = bench_hw.design_spec("fma16-32", 6, 6, dsps=28)
+    assert sp == {"kind": "fma-array", "in_fmt": "fp16", "acc_fmt": "fp32", "rows": 6,
+                  "cols": 6, "dsps": 28}
+    assert "dsps" not in bench_hw.design_spec("int8-dsp", 4, 4, dsps=28)
+    assert bench_hw.design_spec("shift", 2, 3, dsps=8)["config"]["cols"] == 3
+    with pytest.raises(ValueError, match="unknown design 'fp64'"):
+        bench_hw.design_spec("fp64", 2, 2, dsps=8)
+    assert bench_hw.stages(bench_hw.design_spec("fma16", 2, 2, dsps=8)) == 9
+    assert bench_hw.stages(bench_hw.design_spec("int8-lut", 2, 2, dsps=8)) == 3
+
+
+def test_usage_counts_carries_and_placer():
+    res = {"luts": 10000, "carries": 2000, "ffs": 9000, "brams": 4}
+    assert bench_hw.usage(res, "ecp5", "25f") == pytest.approx(14000 / 24288)
+    placed = dict(res, runs=[{"utilisation": {"TRELLIS_COMB": [20000, 24288],
+                                              "TRELLIS_FF": [9000, 24288]}}])
+    assert bench_hw.usage(placed, "ecp5", "25f") == pytest.approx(20000 / 24288)
+    assert bench_hw.usage({"luts": 3000, "ffs": 4000, "carries": 100, "brams": 0},
+                          "ice40", "up5k") == pytest.approx(4000 / 5280)
+
+
+def _fake_device(monkeypatch, *, per_pe, fixed, placeable):
+    """run_jobs replaced: LUTs = fixed + per_pe * PEs; P&R places up to ``placeable`` PEs."""
+    calls = []
+
+    def run_jobs(jobs, **_):
+        out = []
+        for job in jobs:
+            spec = job["spec"]
+            cfg = spec.get("config", spec)
+            n = cfg["rows"] * cfg["cols"]
+            calls.append((n, job["pnr"]))
+            res = {"spec": spec, "luts": fixed + per_pe * n, "ffs": 10 * n, "carries": 0,
+                   "dsps": 0, "brams": 0, "macs_per_cycle": n, "seeds": job["seeds"]}
+            if job["pnr"]:
+                fmax = 100.0 if n <= placeable else None
+                res.update(fmax_mhz=fmax, gmacs=None if fmax is None else n * fmax / 1000,
+                           pnr_error=None if fmax else "seed 1: no timing report")
+            out.append(res)
+        return out
+
+    monkeypatch.setattr(bench_hw, "run_jobs", run_jobs)
+    return calls
+
+
+def test_search_picks_largest_that_fits(monkeypatch, tmp_path):
+    # 24288 * 0.85 = 20644 LUT sites: (20644 - 1000) / 200 = 98 PEs -> 7x14 (98)
+    calls = _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000)
+    rec = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, log=lambda s: None).run()
+    assert (rec["rows"], rec["cols"]) == (7, 14) and rec["error"] is None
+    assert rec["gmacs"] == pytest.approx(9.8) and rec["meets_clock"] is False
+    assert [c for c in calls if c[1]] == [(98, True)]
+
+
+def test_search_steps_down_when_it_does_not_place(monkeypatch, tmp_path):
+    calls = _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=90)
+    rec = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, max_pnr=3, log=lambda s: None).run()
+    placed = [n for n, pnr in calls if pnr]
+    assert placed[0] == 98 and rec["rows"] * rec["cols"] <= 90
+    assert rec["rows"] * rec["cols"] == placed[-1]
+    assert [s["error"] is not None for s in rec["searched"]] == [True] * (len(placed) - 1) + [
+        False]
+
+
+def test_search_gives_up_after_max_pnr(monkeypatch, tmp_path):
+    _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=10)
+    rec = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, max_pnr=2, log=lambda s: None).run()
+    assert rec.get("gmacs") is None and "no timing report" in rec["error"]
+    assert len(rec["searched"]) == 2
+
+
+def test_ratios_and_table():
+    recs = [{"device": "25f", "board": "ecp5", "design": d, "label": bench_hw.DESIGNS[d],
+             "stages": 3, "rows": 2, "cols": 2, "luts": 1, "ffs": 1, "dsps": 0, "brams": 0,
+             "fmax_mhz": 100.0, "meets_clock": False, "target_mhz": 125.0, "gmacs": g,
+             "error": None}
+            for d, g in (("shift", 8.0), ("fma16", 2.0), ("fma16-32", 1.6), ("bf16", 4.0))]
+    recs.append({"device": "25f", "board": "ecp5", "design": "int8-lut", "stages": 3,
+                 "label": bench_hw.DESIGNS["int8-lut"], "error": "no shape placed"})
+    bench_hw.add_ratios(recs)
+    assert [r["ratio_vs_best_fp16"] for r in recs] == [4.0, 1.0, 0.8, 2.0, None]
+    md = bench_hw.table(recs)
+    assert "| LFE5U-25F-CABGA381 | shift array, exact fp16, B=3 | 2x2 |" in md
+    assert "4.00x" in md and "no shape placed" in md
+
+
+def test_bad_arguments(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench_hw.main(["--devices", "up5k,xc7"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("bench_hw: unknown device 'xc7'; expected some of up5k, 25f, 85f")
