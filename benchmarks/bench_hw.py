@@ -12,11 +12,12 @@ device has them and LUT multipliers to the rest.
 The search, per (device, design), every point a cached job of :mod:`boards.sweep` (the cache
 key holds the generator and flow sources, so a changed design is measured again):
 
-1. synthesise two probe sizes (no place and route) and fit each resource (LUT sites, flip-flops,
-   block RAMs) as a line in the number of PEs;
-2. take the largest candidate shape (:func:`shapes`, near-square) whose predicted use stays
-   under :data:`FILL` of the device, synthesise it and refit from the two largest points until
-   the synthesised shape is under the fill and the next larger one is predicted over it;
+1. measure two probe sizes (ECP5: synthesis alone; iCE40: place and route, whose logic-cell
+   count synthesis cannot predict) and fit the share of the device they use (the largest of
+   LUT sites, flip-flops, block RAMs) as a line in the number of PEs;
+2. take the largest candidate shape (:func:`shapes`, near-square) whose predicted share stays
+   under :data:`FILL`, measure it and refit from the two largest points until the measured
+   shape is under the fill and the next larger one is predicted over it;
 3. place and route it (exploration mode, against the device's default clock); a shape that
    does not place (no timing report) is replaced by the largest with at most
    :data:`STEP_DOWN` of its PEs, at most ``--max-pnr`` times.
@@ -65,8 +66,12 @@ FP16_DESIGNS = ("fma16", "fma16-32")
 FMA_FORMATS = {"fma16": ("fp16", "fp16"), "fma16-32": ("fp16", "fp32"),
                "bf16": ("bf16", "fp32")}
 
-#: Largest predicted share of a device's LUT sites or flip-flops a searched shape may use.
-FILL = {"ice40": 0.92, "ecp5": 0.85}
+#: Largest share of a device's LUT sites or flip-flops a searched shape may use: predicted
+#: from synthesis on the ECP5 (LUT4s and carry cells), counted by the placer on the iCE40
+#: (logic cells: a LUT and a flip-flop share one only when they connect).
+FILL = {"ice40": 0.94, "ecp5": 0.85}
+#: Whether the resource fit measures a shape by place and route (else synthesis alone).
+PROBE_PNR = {"ice40": True, "ecp5": False}
 #: A shape that does not place is replaced by the largest with at most this share of its PEs.
 STEP_DOWN = 0.9
 #: Probe sizes (PEs) of the resource fit, per board.
@@ -168,6 +173,10 @@ class Search:
             job["workdir"] = str(pathlib.Path(self.root) / job_key(job))
         return job
 
+    @staticmethod
+    def _placed(res):
+        return not res.get("error") and res.get("fmax_mhz") is not None
+
     def _run(self, rows, cols, pnr):
         t0 = time.monotonic()
         res = run_jobs([self._job(rows, cols, pnr)], force=self.force, progress=False)[0]
@@ -175,48 +184,61 @@ class Search:
         if res.get("error"):
             self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['error']}")
             return res
+        if pnr:
+            self.tried.append(res)
+        if pnr and not self._placed(res):
+            self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: "
+                     f"{res.get('pnr_error')}")
+            return res
         u = usage(res, self.board, self.device)
-        fmax = res.get("fmax_mhz")
         self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['luts']} LUT "
                  f"{res['ffs']} FF {res['dsps']} DSP {res['brams']} BRAM, {u:.0%} of the "
-                 f"device" + (f", {fmax} MHz" if pnr else "")
+                 f"device" + (f", {res['fmax_mhz']} MHz" if pnr else "")
                  + f" ({time.monotonic() - t0:.0f} s)")
-        if not pnr:
-            self.points[rows * cols] = u
+        self.points[rows * cols] = u
         return res
+
+    def _measure(self, rows, cols):
+        """The usage of a shape: synthesis alone on the ECP5; on the iCE40, whose logic cells
+        only the placer counts, place and route."""
+        return self._run(rows, cols, PROBE_PNR[self.board])
 
     def run(self) -> dict:
         cands = shapes()
         for r, c in PROBES[self.board]:
-            res = self._run(r, c, False)
-            if res.get("error"):
-                return self._record(None, res["error"])
+            res = self._measure(r, c)
+            if res.get("error") or r * c not in self.points:
+                return self._record(None, res.get("error") or res.get("pnr_error"))
         fill = FILL[self.board]
-        # the largest candidate predicted under the fill, confirmed by synthesis
+        ceiling = math.inf          # PEs of the smallest shape measured that did not place
         pick = None
-        for _ in range(4):
-            under = [s for s in cands if _predict(self.points, s[0] * s[1]) <= fill]
+        for _ in range(4):          # the largest shape predicted under the fill, measured
+            under = [s for s in cands if s[0] * s[1] < ceiling
+                     and _predict(self.points, s[0] * s[1]) <= fill]
             guess = under[-1] if under else cands[0]
-            if guess[0] * guess[1] in self.points:
+            n = guess[0] * guess[1]
+            if self.points.get(n, math.inf) <= fill:
                 pick = guess
                 break
-            res = self._run(*guess, False)
-            if res.get("error"):
+            res = self._measure(*guess)
+            if res.get("error") and not self.tried:
                 return self._record(None, res["error"])
-            if self.points[guess[0] * guess[1]] <= fill:
+            if n not in self.points:
+                ceiling = n
+                continue
+            if self.points[n] <= fill:
                 pick = guess
                 nxt = cands[cands.index(guess) + 1] if guess != cands[-1] else None
                 if nxt is None or _predict(self.points, nxt[0] * nxt[1]) > fill:
                     break
         if pick is None:
-            fits = [s for s in cands if self.points.get(s[0] * s[1], 2) <= fill]
+            fits = [s for s in cands if self.points.get(s[0] * s[1], math.inf) <= fill]
             pick = fits[-1] if fits else cands[0]
         # place and route, stepping down on a shape that does not place
         idx = cands.index(pick)
         for _ in range(self.max_pnr):
             res = self._run(*cands[idx], True)
-            self.tried.append(res)
-            if not res.get("error") and res.get("fmax_mhz") is not None:
+            if self._placed(res):
                 return self._record(res, None)
             smaller = [i for i in range(idx) if cands[i][0] * cands[i][1]
                        <= STEP_DOWN * cands[idx][0] * cands[idx][1]]
