@@ -113,13 +113,26 @@ def _channel(vec: torch.Tensor, ndim: int) -> torch.Tensor:
     return vec.reshape((1, -1) + (1,) * (ndim - 2))
 
 
+#: Rows per block of :func:`_seq_dot` (a block's float64 accumulator stays in cache).
+SEQ_DOT_ROWS = 4096
+
+
 def _seq_dot(cols: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``acc[n, m] = (((0 + c[n,0] w[m,0]) + c[n,1] w[m,1]) + ...)`` in float64, one IEEE
     multiply (exact here: at most 24 x 24 significand bits) and one IEEE add per term, in
-    ascending ``k``."""
-    acc = torch.zeros((cols.shape[0], w.shape[0]), dtype=torch.float64)
-    for k in range(cols.shape[1]):
-        acc = acc + cols[:, k:k + 1] * w[:, k]
+    ascending ``k``. Rows go in blocks of :data:`SEQ_DOT_ROWS`; every element sees the same
+    operation sequence whatever the blocking, so it never changes a bit."""
+    n, m = cols.shape[0], w.shape[0]
+    acc = torch.zeros((n, m), dtype=torch.float64)
+    wt = w.t().contiguous()                                        # (K, M)
+    prod = torch.empty((min(n, SEQ_DOT_ROWS), m), dtype=torch.float64)
+    for r0 in range(0, n, SEQ_DOT_ROWS):
+        a = acc[r0:r0 + SEQ_DOT_ROWS]
+        c = cols[r0:r0 + SEQ_DOT_ROWS].t().contiguous()            # (K, rows)
+        t = prod[:a.shape[0]]
+        for k in range(cols.shape[1]):
+            torch.mul(c[k][:, None], wt[k], out=t)                 # one IEEE multiply
+            a.add_(t)                                              # one IEEE add
     return acc
 
 

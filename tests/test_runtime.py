@@ -130,6 +130,21 @@ def test_sequential_dot_is_the_documented_float64_order():
             assert float(got[n, m]) == acc, (n, m)
 
 
+def test_sequential_dot_blocks_do_not_change_bits(monkeypatch):
+    """Rows in several blocks (the last one partial) give the bits of one block."""
+    rng = np.random.default_rng(SEED + 3)
+    cols = torch.from_numpy(rng.normal(size=(23, 17)) * 2.0 ** rng.integers(-30, 30, (23, 17)))
+    cols[0, 0], cols[1, 1], cols[2] = float("inf"), float("nan"), -0.0
+    w = torch.from_numpy(rng.normal(size=(4, 17)).astype(np.float32).astype(np.float64))
+    whole = runtime._seq_dot(cols, w)
+    monkeypatch.setattr(runtime, "SEQ_DOT_ROWS", 5)
+    assert torch.equal(runtime._seq_dot(cols, w).view(torch.int64), whole.view(torch.int64))
+    acc = np.zeros((23, 4))
+    for k in range(17):
+        acc = acc + cols[:, k:k + 1].numpy() * w[:, k].numpy()
+    assert np.array_equal(acc.view(np.int64), whole.numpy().view(np.int64))
+
+
 @pytest.mark.parametrize("dims", [1, 2])
 def test_im2col_matches_torch_convolution(dims):
     g = torch.Generator().manual_seed(SEED)
