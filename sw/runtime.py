@@ -36,9 +36,9 @@ from torch.nn import functional as F
 from contract import FloatFormat, get_format, unpack_codes
 from contract.array import ArrayConfig
 
+from . import golden_blas
 from .backends import get_backend
 from .conv import im2col_tensor as im2col
-from .fpbits import from_bits
 from .golden import gemm_golden
 from .program import Program, ProgramError
 
@@ -51,7 +51,19 @@ __all__ = ["round_to_format", "decode", "relu_bits", "im2col", "run_program", "R
 def round_to_format(v: torch.Tensor, fmt) -> torch.Tensor:
     """Round float64 values to raw ``fmt`` patterns (int64): nearest even, once; overflow to
     ``±inf``; subnormal results kept; a nonzero value that rounds to zero keeps its sign; NaN
-    gives the canonical NaN."""
+    gives the canonical NaN. Formats inside float64's range go through
+    :func:`sw.golden_blas.round_float64` (rounding on the value's grid by one float64 add and
+    subtract), the others through :func:`round_to_format_reference`: the same bits."""
+    fmt = get_format(fmt)
+    if not golden_blas.eligible(fmt, fmt, 0, 0, 0):
+        return round_to_format_reference(v, fmt)
+    v = v.to(torch.float64)
+    out = golden_blas.round_float64(v.clone(), fmt)
+    return torch.where(torch.isnan(v), fmt.canonical_nan, out)
+
+
+def round_to_format_reference(v: torch.Tensor, fmt) -> torch.Tensor:
+    """:func:`round_to_format` by frexp, scaling and ``torch.round`` on the significand."""
     fmt = get_format(fmt)
     v = v.to(torch.float64)
     sign = torch.signbit(v).to(torch.int64) << (fmt.width - 1)
@@ -74,8 +86,9 @@ def round_to_format(v: torch.Tensor, fmt) -> torch.Tensor:
 
 
 def decode(bits: torch.Tensor, fmt) -> torch.Tensor:
-    """Raw patterns -> exact float64 values (every format of at most 32 bits fits)."""
-    return from_bits(bits, get_format(fmt))
+    """Raw patterns -> exact float64 values (every format of at most 32 bits fits; NaN for
+    every NaN pattern)."""
+    return golden_blas.decode(bits.to(torch.int64), get_format(fmt))
 
 
 def relu_bits(bits: torch.Tensor, fmt) -> torch.Tensor:

@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from contract import BF16, FP8_E5M2, FP16, FP32
+from contract import BF16, FP8_E5M2, FP16, FP32, FloatFormat
 from contract.array import ArrayConfig
 from sw import backends, runtime
 from sw.backends import register_backend
 from sw.compile import compile_model
 from sw.export import export_model
+from sw.fpbits import from_bits
 from sw.golden import gemm_golden
 from sw.models import DigitsCNN
 from sw.runtime import (
@@ -75,6 +76,35 @@ def test_round_to_format_matches_exact_rationals(fmt):
             want = fmt.from_fraction(Fraction(v), negative_zero=math.copysign(1, v) < 0)
         assert int(got[i]) == want, (f"seed {SEED} index {i}: value {v!r} ({v.hex()}): got "
                                      f"{_hex(got[i])}, want {_hex(want)}")
+
+
+@pytest.mark.parametrize("fmt", [FP16, BF16, FP32, FP8_E5M2,
+                                 FloatFormat(exp_bits=4, frac_bits=3, name="e4m3_ieee"),
+                                 FloatFormat(exp_bits=6, frac_bits=9, name="e6m9")],
+                         ids=lambda f: f.name)
+def test_round_to_format_equals_its_reference(fmt):
+    """The float64 add/subtract rounding gives the bits of the frexp reference on random
+    float64 bit patterns, values around the format's range, exact ties of both signs and
+    specials; decode gives from_bits' values."""
+    g = torch.Generator().manual_seed(SEED)
+    n = 200_000
+    rand = torch.randint(-2**62, 2**62, (n,), generator=g, dtype=torch.int64).view(torch.float64)
+    e = torch.randint(fmt.lsb_exp - 4, fmt.msb_exp + 3, (n,), generator=g).to(torch.float64)
+    near = torch.randn(n, generator=g, dtype=torch.float64) * torch.pow(2.0, e)
+    k = torch.randint(0, 2 ** (fmt.frac_bits + 1), (n,), generator=g).to(torch.float64)
+    ties = (k + 0.5) * torch.pow(2.0, e - fmt.frac_bits)
+    special = torch.tensor([0.0, -0.0, math.inf, -math.inf, math.nan, -math.nan, 5e-324,
+                            -5e-324, 1e308, -1e308], dtype=torch.float64)
+    for name, v in (("random", rand), ("near", near), ("ties", ties), ("-ties", -ties),
+                    ("special", special)):
+        got, want = runtime.round_to_format(v, fmt), runtime.round_to_format_reference(v, fmt)
+        bad = (got != want).nonzero()
+        assert len(bad) == 0, (f"seed {SEED} {name}: {float(v[bad[0, 0]])!r} -> "
+                               f"{int(got[bad[0, 0]]):#x}, reference {int(want[bad[0, 0]]):#x}")
+    bits = torch.randint(0, 1 << fmt.width, (n,), generator=g, dtype=torch.int64)
+    a, b = runtime.decode(bits, fmt), from_bits(bits, fmt)
+    assert torch.equal(a.isnan(), b.isnan())
+    assert torch.equal(a.nan_to_num(0.0).view(torch.int64), b.nan_to_num(0.0).view(torch.int64))
 
 
 def test_round_to_fp16_matches_numpy():
