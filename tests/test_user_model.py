@@ -424,3 +424,33 @@ def test_worked_example_of_the_deployment_guide_runs_as_shown(tmp_path, monkeypa
     assert np.allclose(y.sum(1), 1.0, atol=1e-3)                       # softmax outputs
     if (tmp_path / "y-rtl.npy").exists():
         assert np.array_equal(np.load(tmp_path / "y-rtl.npy"), y[:4])
+
+
+def test_board_projection_uses_a_synthesis_report_when_present(user, tmp_path):
+    """images/s of a default board = its report's Fmax / the program's cycles on that board's
+    array; boards without a report give None and say so."""
+    import dataclasses
+
+    from contract.array import load_array_config
+    from densehw.cli import CONFIGS
+    from densehw.cmd_run import board_projection
+    from sw.program import load
+
+    tmp, _, _ = user
+    prog = load(tmp / "prog")
+    cfg = dataclasses.replace(load_array_config(CONFIGS / "ecp5_25f.toml"),
+                              in_fmt=prog.config.in_fmt, out_fmt=prog.config.out_fmt,
+                              wbits=prog.config.wbits)
+    rep = tmp_path / "ecp5" / "array_8x8" / "summary.json"
+    rep.parent.mkdir(parents=True)
+    rep.write_text(json.dumps({"kind": "shift-array", "device": "25f", "fmax_mhz": 100.0,
+                               "config": cfg.to_dict()}))
+    boards = {b["label"]: b for b in board_projection(prog, tmp_path)}
+    ecp5 = boards["ECP5-25F"]
+    assert ecp5["fmax_mhz"] == 100.0 and ecp5["report"] == str(rep)
+    assert ecp5["images_per_s"] == round(100e6 / ecp5["cycles_per_sample"], 1)
+    assert boards["UP5K"]["images_per_s"] is None and "no synthesis report" in boards["UP5K"][
+        "note"]
+    rep.write_text(json.dumps({"kind": "shift-array", "device": "25f", "fmax_mhz": 100.0,
+                               "config": dataclasses.replace(cfg, rows=4).to_dict()}))
+    assert board_projection(prog, tmp_path)[1]["images_per_s"] is None   # another array
