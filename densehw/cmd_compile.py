@@ -46,15 +46,15 @@ def _shape(text):
 
 
 def node_table(program) -> list[str]:
-    """Lines of the table of every graph node: where it runs, its step and its MACs."""
+    """Lines of the table of every graph node: where it runs, its steps and its MACs."""
     rows = program.meta.get("graph") or []
     width = max([len(r["node"]) for r in rows] + [4])
-    lines = [f"  {'node':{width}s} {'op':16s} {'where':6s} {'step':>4s} {'MACs/sample':>13s}"]
+    lines = [f"  {'node':{width}s} {'op':16s} {'where':10s} {'steps':>6s} {'MACs/sample':>13s}"]
     for r in rows:
-        step = "" if r["step"] is None else str(r["step"])
+        steps = r.get("steps", [] if r["step"] is None else [r["step"]])
         macs = f"{r['macs']:,}" if r["macs"] else ""
-        lines.append(f"  {r['node']:{width}s} {r['op']:16s} {r['where']:6s} {step:>4s} "
-                     f"{macs:>13s}")
+        lines.append(f"  {r['node']:{width}s} {r['op']:16s} {r['where']:10s} "
+                     f"{','.join(map(str, steps)):>6s} {macs:>13s}")
     return lines
 
 

@@ -541,17 +541,22 @@ def compile_model(source, config: ArrayConfig, *, input_shape=None, host=()) -> 
 
 
 def graph_table(graph: Graph, steps: list) -> list:
-    """Every graph node: ``{"node", "op", "source", "where", "step", "macs"}``; ``where`` is
-    ``array``, ``host``, or ``fused`` / ``none`` for nodes with no step of their own."""
-    step_of = {}
+    """Every graph node: ``{"node", "op", "source", "where", "step", "steps", "macs"}``;
+    ``where`` is ``array``, ``host``, ``array+host`` (a node split between an array step and a
+    host step: a folded BatchNorm's scale, ReLU6's upper clamp), or ``fused`` / ``none`` for
+    nodes with no step of their own; ``step`` is the first step, ``steps`` all of them."""
+    steps_of = {}
     for s in steps:
         for name in s.get("torch", []):
-            step_of.setdefault(name, s)
+            steps_of.setdefault(name, []).append(s)
     out = []
     for n in graph.nodes:
-        s = step_of.get(n.name)
-        where = s["where"] if s is not None else ("none" if n.op == "identity" else "fused")
-        out.append({"node": n.name, "op": n.op, "source": n.source,
-                    "where": where, "step": None if s is None else s["id"],
+        ss = steps_of.get(n.name, [])
+        if ss:
+            where = "+".join(w for w in ("array", "host") if any(s["where"] == w for s in ss))
+        else:
+            where = "none" if n.op == "identity" else "fused"
+        out.append({"node": n.name, "op": n.op, "source": n.source, "where": where,
+                    "step": ss[0]["id"] if ss else None, "steps": [s["id"] for s in ss],
                     "macs": layer_macs(n)})
     return out

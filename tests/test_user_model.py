@@ -114,7 +114,13 @@ def test_compile_places_every_node(user, capsys):
         assert op in ops, op
     nodes = {r["node"]: r for r in prog.meta["graph"]}
     assert nodes["block.dw"]["macs"] == 8 * 4 * 4 * 9 and nodes["block.dw"]["where"] == "array"
-    assert nodes["block.bn1"]["where"] == "array"           # folded into block.dw
+    bn1 = nodes["block.bn1"]                # folded: signs and bias on the array, |s| on the host
+    assert bn1["where"] == "array+host" and bn1["steps"][0] == dw["id"]
+    assert prog.steps[bn1["steps"][1]]["op"] == "affine"
+    relu6 = nodes["relu6"]                  # the array's ReLU, then a host clamp
+    assert relu6["where"] == "array+host" and prog.steps[relu6["steps"][1]]["op"] == "clamp"
+    assert all(r["where"] in ("array", "host", "array+host", "fused", "none")
+               for r in nodes.values())
     assert "graph nodes:" in out and "block.dw" in out
     from densehw.cmd_run import ROUNDING
 
