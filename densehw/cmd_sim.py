@@ -1,7 +1,7 @@
 """``densehw sim``: co-simulate the generated RTL against the golden model (cocotb).
 
 The same regression as ``make sim`` / ``python -m sim.run``; ``--config FILE`` runs the standard
-tests on one configuration given as DotConfig JSON instead.
+tests on one configuration given as a DotConfig TOML or JSON file instead.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="base seed (default 1)")
     parser.add_argument("--jobs", type=int, default=2, metavar="N",
                         help="configurations simulated at a time (default 2)")
-    parser.add_argument("--config", metavar="JSON",
-                        help="simulate this DotConfig (JSON as written by DotConfig.to_dict) "
-                             "instead of the standard set")
+    parser.add_argument("--config", metavar="CFG.toml|CFG.json",
+                        help="simulate this DotConfig (a TOML or JSON file with the keys of "
+                             "DotConfig.to_dict) instead of the standard set")
 
 
 def run(args) -> int:

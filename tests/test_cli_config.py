@@ -62,3 +62,14 @@ def test_read_config_file_errors(tmp_path):
         read_config_file(tmp_path / "c.json")
     with pytest.raises(UserError, match="does not exist"):
         load_config(tmp_path / "none.json")
+
+
+def test_sim_reads_toml_and_json_dot_configs(tmp_path, capsys):
+    """``densehw sim --config`` (a DotConfig) takes TOML or JSON too; a bad one is one line."""
+    for name, text in (("d.toml", "bogus = 1\n"), ("d.json", '{"bogus": 1}')):
+        (tmp_path / name).write_text(text)
+        assert main(["sim", "--config", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert "unknown configuration keys: bogus" in err and err.count("\n") == 1, err
+    assert main(["sim", "--config", str(tmp_path / "none.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
