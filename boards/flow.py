@@ -12,7 +12,10 @@ Flows (:func:`run_flow`):
   simple gate library (NOT, AND, NAND, OR, NOR, XOR, XNOR, ANDNOT, ORNOT, MUX); reports gate
   counts, NAND2 equivalents (:data:`boards.devices.NAND2_WEIGHTS`), flip-flops and the logic
   depth (``ltp -noff``: the longest path between flip-flops, in gates). Memories are kept as
-  macros and reported in bits, not gates.
+  macros and reported in bits, not gates. Then (unless ``pnr=False``) the liberty flow of
+  :mod:`boards.liberty`: the design mapped to the OSU 0.18 um standard cells and timed with
+  OpenSTA: area in um^2, the critical path and Fmax (``liberty`` in the result; when the
+  library or OpenSTA is not installed, ``liberty`` holds the error and how to install them).
 
 Every report also has the resources of each block (an unflattened synthesis of the same
 design). :func:`run_job` runs a picklable job (a design spec, :mod:`boards.specs`) in any
@@ -238,6 +241,17 @@ def _seed_failure(run: dict, workdir: pathlib.Path, seed_timeout: float) -> str 
     return None
 
 
+def _liberty(design: Design, workdir: pathlib.Path, timeout: float) -> dict:
+    """The liberty flow's result; ``{"error": ...}`` when its tools are not installed."""
+    from .liberty import LibertyError, library_path, run_liberty, sta_path
+
+    try:
+        library_path(), sta_path()
+    except LibertyError as exc:
+        return {"error": str(exc)}
+    return run_liberty(design.verilog, design.top, workdir / "liberty", timeout=timeout)
+
+
 def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
              seeds=(1, 2, 3), target_mhz: float | None = None, explore: bool = False,
              pnr: bool = True, timeout: float = 3600, pnr_timeout: float | None = None,
@@ -286,6 +300,8 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
                       memory_bits=mem_bits,
                       synth_seconds=round(secs, 1), seeds=[], runs=[],
                       breakdown=_synth_blocks(design, board, dev, workdir, timeout))
+        if pnr:
+            result["liberty"] = _liberty(design, workdir, timeout)
         result["seconds"] = round(time.monotonic() - t0, 1)
         return result
     target_mhz = float(target_mhz or DEFAULT_TARGET_MHZ[board])

@@ -8,6 +8,9 @@ the design's name (configuration name plus a hash). Derived figures:
   FPGA area efficiency; DSP blocks and block RAMs are reported beside it, not converted;
 * ASIC: ``nand2_eq`` (NAND2 equivalents of logic and flip-flops, memories excluded),
   ``nand2_per_mac`` and ``logic_depth`` (gates on the longest flip-flop to flip-flop path);
+  from the liberty flow (:mod:`boards.liberty`): ``area_um2`` (standard cells, memories
+  excluded), ``critical_path_ns``, ``fmax_mhz``, ``gmacs`` and ``gmacs_per_mm2``, with the
+  library, corner and critical path under ``liberty``;
 * ``breakdown``: resources per block (``boards.logs.resource_blocks``: the processing
   elements, the row aligners, the weight stores, the control and finalizer, the register
   block...) from an unflattened synthesis of the same design, so that the cost of one PE and
@@ -23,7 +26,7 @@ import pathlib
 from contract.files import write_atomic as _write_atomic
 
 __all__ = ["summarise", "write_atomic", "write_report", "markdown_table", "breakdown_markdown",
-           "endpoints_markdown",
+           "endpoints_markdown", "liberty_markdown",
            "COLUMNS"]
 
 
@@ -50,6 +53,14 @@ def summarise(res: dict) -> dict:
         out["nand2_per_mac"] = _round(res["nand2_eq"] / macs, 1)
         out.update(luts=None, carries=None, brams=None, dsps=None, fmax_mhz=None, gmacs=None,
                    mmacs_per_klut=None)
+        lib = res.get("liberty")
+        if lib and not lib.get("error"):
+            gmacs = macs * lib["fmax_mhz"] / 1000
+            out.update(area_um2=lib["area_um2"], std_cells=lib["cells"],
+                       critical_path_ns=lib["critical_path_ns"], fmax_mhz=lib["fmax_mhz"],
+                       gmacs=_round(gmacs, 3),
+                       gmacs_per_mm2=_round(gmacs / (lib["area_um2"] / 1e6), 2))
+        out["liberty"] = lib
         return out
     out.update({k: res.get(k) for k in ("luts", "ffs", "carries", "brams", "dsps", "lutrams",
                                         "capacity", "target_mhz")})
@@ -92,6 +103,8 @@ COLUMNS = [
     ("GMAC/s", "gmacs", "{:.3f}"), ("MMAC/s per kLUT", "mmacs_per_klut", "{:.1f}"),
     ("gates", "gates", "{}"), ("NAND2-eq", "nand2_eq", "{:.0f}"),
     ("NAND2/MAC", "nand2_per_mac", "{:.0f}"), ("depth", "logic_depth", "{}"),
+    ("area um^2", "area_um2", "{:.0f}"), ("critical path ns", "critical_path_ns", "{:.2f}"),
+    ("GMAC/s per mm^2", "gmacs_per_mm2", "{:.2f}"),
 ]
 
 
@@ -141,6 +154,28 @@ def breakdown_markdown(breakdown) -> list[str]:
     return lines + [""]
 
 
+def liberty_markdown(lib) -> list[str]:
+    """Lines of the ASIC report's "Standard cells and timing" section (none without it)."""
+    if not lib:
+        return []
+    if lib.get("error"):
+        return [f"Standard cells and timing: not run ({lib['error']}).", ""]
+    L = lib["library"]
+    cells = ", ".join(f"{n} {c}" for c, n in lib.get("path_cells", {}).items())
+    return ["## Standard cells and timing", "",
+            f"Library {L['name']} ({L['process']}, {L['package']}), corner {L['corner']}; "
+            f"Yosys `abc -liberty`, OpenSTA, ideal clock, no wire load (pre-layout); "
+            f"{lib['buffers_added']} BUFX4 added on nets of more than 16 loads; memories "
+            f"({lib['memory_bits']} bits) are macros outside the area and the timing.", "",
+            f"- area {lib['area_um2']:.0f} um^2 ({lib['cells']} cells, {lib['ffs']} flip-flops "
+            f"= {lib['ff_area_um2']:.0f} um^2)",
+            f"- critical path {lib['critical_path_ns']:.3f} ns (arrival "
+            f"{lib['arrival_ns']:.3f} + setup {lib['setup_ns'] or 0:.3f}): Fmax "
+            f"{lib['fmax_mhz']:.1f} MHz",
+            f"- from `{lib['startpoint']}` ({lib['start_kind']}) to `{lib['endpoint']}` "
+            f"({lib['end_kind']}), {lib['logic_levels']} logic levels: {cells}", ""]
+
+
 def endpoints_markdown(runs, top: int = 3) -> list[str]:
     """Lines of the report's "Slowest registers" section: per seed, the endpoints later than the
     target's period and the ``top`` slowest registers (none without endpoint listings)."""
@@ -187,6 +222,7 @@ def write_report(summary: dict, root="build/reports") -> pathlib.Path:
         md += [f"Place and route: {summary['pnr_error']}", ""]
     if summary.get("synth_note"):
         md += [f"Synthesis: {summary['synth_note']}", ""]
+    md += liberty_markdown(summary.get("liberty"))
     md += breakdown_markdown(summary.get("breakdown"))
     md += endpoints_markdown(summary.get("runs"))
     md += ["Configuration:", "", "```json", json.dumps(summary["config"], indent=2), "```", ""]

@@ -30,7 +30,15 @@ help-synth:
 	@echo "                  (SIZES=$(SIZES)) -> build/bench/hw.*"
 	@echo "make sweep        densehw sweep (SWEEP_ARGS=...) -> build/sweep"
 
-synth: setup
+# The ASIC timing flow's Debian packages (OpenSTA, the OSU 0.18 um cells), when missing.
+.PHONY: setup-asic
+setup-asic:
+	bash scripts/asic_setup.sh
+
+# The tests run the liberty flow on a small design.
+test test-slow: setup-asic
+
+synth: setup $(if $(filter asic,$(BOARD)),setup-asic,)
 	$(PY) -m densehw synth --board $(BOARD) $(if $(DEVICE),--device $(DEVICE),) \
 	    $(if $(CONFIG),--config $(CONFIG),) --seeds $(SEEDS) $(if $(filter 1,$(EXPLORE)),--explore,) \
 	    $(if $(PNR_TIMEOUT),--pnr-timeout $(PNR_TIMEOUT),)
