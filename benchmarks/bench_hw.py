@@ -6,8 +6,9 @@ Usage: ``python benchmarks/bench_hw.py [--devices up5k,25f,85f] [--designs shift
 Designs (:data:`DESIGNS`): the shift array (exact fp16 accumulation, B = 3 weights), the
 pipelined FMA arrays (``boards.fpmac``: fp16 inputs with fp16 or fp32 accumulation, bf16 inputs
 with fp32 accumulation), the int8 MAC arrays (``boards.intmac``) with multiplier blocks and with
-LUT multipliers only. The FMA and int8-DSP arrays give one multiplier block to each PE while the
-device has them and LUT multipliers to the rest.
+LUT multipliers only; and the shift product with a naive one-clock fp16 adder loop (``naive``,
+what exact accumulation buys). The FMA and int8-DSP arrays give one multiplier block to each PE
+while the device has them and LUT multipliers to the rest.
 
 The search, per (device, design), every point a cached job of :mod:`boards.sweep` (the cache
 key holds the generator and flow sources, so a changed design is measured again):
@@ -60,6 +61,7 @@ DESIGNS = {
     "bf16": "bf16 FMA, fp32 acc",
     "int8-dsp": "int8 MAC, DSP",
     "int8-lut": "int8 MAC, LUT",
+    "naive": "shift + naive one-clock fp16 adder",
 }
 #: The competent fp16 designs the shift array is compared with (the best on each device).
 FP16_DESIGNS = ("fma16", "fma16-32")
@@ -94,6 +96,8 @@ def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 51
         return {"kind": "int8-array", "mult": "dsp", "rows": rows, "cols": cols, **extra}
     if design == "int8-lut":
         return {"kind": "int8-array", "mult": "lut", "rows": rows, "cols": cols}
+    if design == "naive":
+        return {"kind": "shift-fpadd", "fmt": "fp16", "wbits": 3, "rows": rows, "cols": cols}
     raise ValueError(f"unknown design {design!r}; expected one of {', '.join(DESIGNS)}")
 
 
@@ -106,10 +110,12 @@ def stages(spec: dict) -> int:
         from contract.array import ArrayConfig
 
         return ArrayConfig.from_dict(spec["config"]).capture_latency
-    if spec["kind"] == "fma-array":
+    if spec["kind"] in ("fma-array", "fma-pe"):
         from boards.fpadd import STAGES
 
         return 3 + STAGES
+    if spec["kind"] == "shift-fpadd":
+        return 2                    # product register, one-clock adder loop
     return 3
 
 
@@ -156,10 +162,11 @@ class Search:
     point."""
 
     def __init__(self, board, device, design, *, seeds, root, pnr_timeout, max_pnr=3,
-                 force=False, log=print):
+                 force=False, cached_only=False, log=print):
         self.board, self.device, self.design = board, device, design
         self.seeds, self.root, self.pnr_timeout = tuple(seeds), root, pnr_timeout
         self.max_pnr, self.force, self.log = max_pnr, force, log
+        self.cached_only = cached_only
         self.dsps = DEVICES[board][device]["dsps"]
         self.points = {}        # PEs -> usage (synthesis)
         self.tried = []         # every placed or failed P&R result
@@ -179,8 +186,12 @@ class Search:
 
     def _run(self, rows, cols, pnr):
         t0 = time.monotonic()
-        res = run_jobs([self._job(rows, cols, pnr)], force=self.force, progress=False)[0]
+        job = self._job(rows, cols, pnr)
         what = "P&R" if pnr else "synth"
+        if self.cached_only and not (pathlib.Path(job["workdir"]) / "result.json").exists():
+            return {"spec": job["spec"], "error": f"{rows}x{cols} {what} not measured "
+                                                  f"(--cached-only)"}
+        res = run_jobs([job], force=self.force, progress=False)[0]
         if res.get("error"):
             self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['error']}")
             return res
@@ -270,6 +281,46 @@ class Search:
                        meets_clock=res["fmax_mhz"] >= DEFAULT_TARGET_MHZ[self.board],
                        tool_versions=res.get("tool_versions"), spec=res["spec"])
         return rec
+
+
+#: Stand-alone PEs (one multiplier block each where the device has them): the unit compared
+#: with the HardFloat yardstick.
+PE_SPECS = {
+    "fp16 FMA PE, fp16 acc": {"kind": "fma-pe", "in_fmt": "fp16", "acc_fmt": "fp16"},
+    "fp16 FMA PE, fp32 acc": {"kind": "fma-pe", "in_fmt": "fp16", "acc_fmt": "fp32"},
+    "bf16 FMA PE, fp32 acc": {"kind": "fma-pe", "in_fmt": "bf16", "acc_fmt": "fp32"},
+    "int8 MAC PE, DSP": {"kind": "int8-pe", "mult": "dsp"},
+    "int8 MAC PE, LUT": {"kind": "int8-pe", "mult": "lut"},
+}
+
+
+def pe_records(board, device, *, seeds, root, pnr_timeout, force=False, cached_only=False):
+    """One record per :data:`PE_SPECS` entry on a device (place and route of the PE alone)."""
+    out = []
+    for label, spec in PE_SPECS.items():
+        job = make_job(spec, board, device, seeds=seeds, explore=True, root=root,
+                       pnr_timeout=pnr_timeout)
+        if cached_only and not (pathlib.Path(job["workdir"]) / "result.json").exists():
+            res = {"error": "not measured (--cached-only)"}
+        else:
+            res = run_jobs([job], force=force, progress=False)[0]
+        rec = {"device": device, "board": board, "design": label, "spec": spec,
+               "stages": stages(spec), "error": res.get("error") or res.get("pnr_error")}
+        if not res.get("error"):
+            rec.update({k: res.get(k) for k in ("luts", "carries", "ffs", "dsps", "fmax_mhz")})
+        out.append(rec)
+    return out
+
+
+def pe_table(records) -> str:
+    out = ["| device | PE | stages | LUT4 | carries | FFs | DSPs | Fmax MHz |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        out.append(f"| {DEVICES[r['board']][r['device']]['name']} | {r['design']} | "
+                   f"{r['stages']} | {_fmt(r.get('luts'))} | {_fmt(r.get('carries'))} | "
+                   f"{_fmt(r.get('ffs'))} | {_fmt(r.get('dsps'))} | "
+                   f"{_fmt(r.get('fmax_mhz'), '{:.1f}')} |")
+    return "\n".join(out) + "\n"
 
 
 def add_ratios(records) -> None:
@@ -384,6 +435,9 @@ def main(argv=None) -> int:
     p.add_argument("--pnr-timeout", type=float, default=2400, metavar="SECONDS",
                    help="stop a place-and-route seed after this long")
     p.add_argument("--force", action="store_true", help="ignore cached points")
+    p.add_argument("--cached-only", action="store_true",
+                   help="run no tool: report what the cache holds, the rest as not measured")
+    p.add_argument("--no-pes", action="store_true", help="no stand-alone PE table")
     p.add_argument("--docs", action="store_true",
                    help="also write docs/results/bench.json and the table in docs/synthesis.md")
     args = p.parse_args(argv)
@@ -407,13 +461,20 @@ def main(argv=None) -> int:
             records.append(Search(board, device, design, seeds=seeds,
                                   root=args.out / "cache", pnr_timeout=args.pnr_timeout,
                                   max_pnr=args.max_pnr, force=args.force,
+                                  cached_only=args.cached_only,
                                   log=lambda s: print(s, flush=True)).run())
     add_ratios(records)
+    pes = []
+    for dev in ([] if args.no_pes else devices):
+        if dev != "85f":            # the same fabric as the 25F
+            pes += pe_records(*DEVICE_NAMES[dev], seeds=seeds, root=args.out / "cache",
+                              pnr_timeout=args.pnr_timeout, force=args.force,
+                              cached_only=args.cached_only)
     doc = {"commit": _commit(),
            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
            "command": "python benchmarks/bench_hw.py " + " ".join(argv or sys.argv[1:]),
-           "seeds": list(seeds), "fill": FILL, "records": records}
-    md = table(records)
+           "seeds": list(seeds), "fill": FILL, "records": records, "pes": pes}
+    md = table(records) + ("\n" + pe_table(pes) if pes else "")
     write_atomic(args.out / "bench.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
     write_atomic(args.out / "bench.md", "# Whole-device throughput\n\n" + md)
     plot(records, args.out / "bench.png")

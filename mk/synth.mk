@@ -15,7 +15,7 @@ export ICEPACK       ?= yowasp-icepack
 export ECPPACK       ?= yowasp-ecppack
 
 BENCH_DEVICES ?= up5k,25f,85f
-BENCH_DESIGNS ?= shift,fma16,fma16-32,bf16,int8-dsp,int8-lut
+BENCH_DESIGNS ?= shift,fma16,fma16-32,bf16,int8-dsp,int8-lut,naive
 BENCH_SEEDS   ?= 1
 
 .PHONY: synth bench-hw bench-sizes bitstream sweep help-synth
