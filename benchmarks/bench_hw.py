@@ -77,7 +77,7 @@ PROBE_PNR = {"ice40": True, "ecp5": False}
 #: A shape that does not place is replaced by the largest with at most this share of its PEs.
 STEP_DOWN = 0.9
 #: Probe sizes (PEs) of the resource fit, per board.
-PROBES = {"ice40": ((1, 1), (1, 2)), "ecp5": ((2, 2), (4, 4))}
+PROBES = {"ice40": ((1, 1), (1, 2)), "ecp5": ((2, 2), (3, 3))}
 
 
 def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 512) -> dict:
