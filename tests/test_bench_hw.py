@@ -62,6 +62,9 @@ def _fake_device(monkeypatch, *, per_pe, fixed, placeable):
                    "dsps": 0, "brams": 0, "macs_per_cycle": n, "seeds": job["seeds"]}
             if job["pnr"]:
                 fmax = 100.0 if n <= placeable else None
+                if fmax and job["board"] == "ice40":
+                    res["runs"] = [{"utilisation": {"ICESTORM_LC": [fixed + per_pe * n,
+                                                                     5280]}}]
                 res.update(fmax_mhz=fmax, gmacs=None if fmax is None else n * fmax / 1000,
                            pnr_error=None if fmax else "seed 1: no timing report")
             out.append(res)
@@ -98,6 +101,24 @@ def test_search_gives_up_after_max_pnr(monkeypatch, tmp_path):
                           pnr_timeout=None, max_pnr=2, log=lambda s: None).run()
     assert rec.get("gmacs") is None and "no timing report" in rec["error"]
     assert len(rec["searched"]) == 2
+
+
+def test_search_ice40_counts_logic_cells_by_place_and_route(monkeypatch, tmp_path):
+    # 5280 * 0.94 = 4963 cells: (4963 - 2000) / 700 = 4.2 PEs -> 2x2; 2x3 must not be tried
+    calls = _fake_device(monkeypatch, per_pe=700, fixed=2000, placeable=100)
+    rec = bench_hw.Search("ice40", "up5k", "fma16", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, log=lambda s: None).run()
+    assert (rec["rows"], rec["cols"]) == (2, 2)
+    assert all(pnr for _, pnr in calls) and max(n for n, _ in calls) == 4
+    assert rec["usage"] == pytest.approx(4800 / 5280, abs=1e-3)
+
+
+def test_search_ice40_caps_at_a_shape_that_does_not_place(monkeypatch, tmp_path):
+    # predicted 2x2 fits, but only 2 PEs place: the search falls back to 1x2
+    calls = _fake_device(monkeypatch, per_pe=700, fixed=2000, placeable=2)
+    rec = bench_hw.Search("ice40", "up5k", "fma16", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, log=lambda s: None).run()
+    assert (rec["rows"], rec["cols"]) == (1, 2) and 4 in [n for n, _ in calls]
 
 
 def test_ratios_and_table():
