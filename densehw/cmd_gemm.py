@@ -14,6 +14,13 @@ File conventions
 ``--out Y.npy`` (N, M)
     Raw bit patterns of the output format as an unsigned integer array of its width, written
     atomically (nothing is left behind on error).
+``--scales S.npy`` (N, ceil(K / 32))
+    OCP MX block scales of X: uint8 E8M0 patterns (value ``2**(s - 127)``, 0xFF NaN), one per
+    row and block of 32 columns; X then holds MX elements (``--fmt`` fp8_e4m3fn, fp8_e5m2,
+    fp6_e3m2, fp6_e2m3 or fp4_e2m1; fp6/fp4 as uint8 raw patterns in the low bits). The golden
+    backend applies any scale; an array (``--array-config`` with ``mx_block = 32``, or the
+    simulators' default array with block scales) accepts its window ``[scale_min,
+    scale_max]`` and reads blocks outside it as NaN (docs/arithmetic.md).
 
 Backends
 --------
@@ -47,6 +54,7 @@ class GemmJob:
     patterns or None."""
 
     x_bits: object
+    scales: object
     codes: object
     e0: object
     bias_bits: object
@@ -63,7 +71,8 @@ def add_arguments(p, *, backend: bool = True) -> None:
                    help="shift: DenseShift codes, float activations (default); branches: "
                         "multi-branch {-1,+1} codes (densehw/gemm_branches.py)")
     p.add_argument("--fmt", metavar="FMT",
-                   help="activation format: fp16, bf16, fp32, fp8_e5m2 (required for shift)")
+                   help="activation format: fp16, bf16, fp32, fp8_e5m2, fp8_e4m3fn; MX "
+                        "elements fp6_e3m2, fp6_e2m3, fp4_e2m1 (required for shift)")
     p.add_argument("--wbits", required=True, metavar="B",
                    help="weight code width B, 2..5 (branches: weight branches, 1..8)")
     p.add_argument("--abits", metavar="K", help="branches: activation branches, 1..8")
@@ -79,6 +88,8 @@ def add_arguments(p, *, backend: bool = True) -> None:
                    help="weights (M, K): float values, each exactly ±2**e")
     p.add_argument("--bias", type=Path, metavar="B.npy",
                    help="bias (M,) in the output format: float values or raw bit patterns")
+    p.add_argument("--scales", type=Path, metavar="S.npy",
+                   help="MX block scales of X (N, ceil(K/32)): uint8 E8M0 patterns")
     p.add_argument("--relu", action="store_true", help="apply ReLU to the outputs")
     p.add_argument("--out-fmt", metavar="FMT",
                    help="output and bias format (default: --fmt; branches: fp32)")
@@ -113,7 +124,8 @@ def _load(path: Path, what: str):
 def _raw_dtype(fmt):
     import numpy as np
 
-    return {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}.get(fmt.width)
+    return {4: np.uint8, 6: np.uint8, 8: np.uint8, 16: np.uint16, 32: np.uint32,
+            64: np.uint64}.get(fmt.width)
 
 
 def _bits(arr, fmt, what: str, path: Path):
@@ -129,6 +141,9 @@ def _bits(arr, fmt, what: str, path: Path):
             raise UserError(f"{what} {str(path)!r}: {exc}") from None
     raw = _raw_dtype(fmt)
     if raw is not None and arr.dtype == raw:
+        if arr.size and int(arr.max()) >> fmt.width:
+            raise UserError(f"{what} {str(path)!r} holds {int(arr.max()):#x}, not a "
+                            f"{fmt.width}-bit {fmt.name} pattern")
         return arr.astype(np.int64)
     raw_name = f"{np.dtype(raw).name} raw {fmt.name} bit patterns" if raw else "no raw form"
     raise UserError(f"{what} {str(path)!r} has dtype {arr.dtype}; expected float16/float32/"
@@ -178,7 +193,27 @@ def prepare(args) -> GemmJob:
                             f"({w.shape[0]},), one per row of W")
         bias_bits = _bits(b, out_fmt, "bias", args.bias)
     e0 = np.asarray(e0, dtype=np.int64) if args.per_channel_e0 else int(e0)
-    return GemmJob(x_bits, codes, e0, bias_bits, in_fmt, out_fmt, wbits, bool(args.relu))
+    return GemmJob(x_bits, _scales(args, in_fmt, x.shape), codes, e0, bias_bits, in_fmt,
+                   out_fmt, wbits, bool(args.relu))
+
+
+def _scales(args, in_fmt, shape):
+    """``--scales`` as int64 E8M0 patterns (None without it)."""
+    import numpy as np
+
+    from contract.mx import MX_BLOCK, MX_ELEMENT_FORMATS
+
+    if getattr(args, "scales", None) is None:
+        return None
+    if in_fmt.name not in MX_ELEMENT_FORMATS:
+        raise UserError(f"--scales needs an MX element format (--fmt "
+                        f"{', '.join(MX_ELEMENT_FORMATS)}), not {in_fmt.name}")
+    s = _load(args.scales, "scales")
+    want = (shape[0], -(-shape[1] // MX_BLOCK))
+    if s.dtype != np.uint8 or s.shape != want:
+        raise UserError(f"scales {str(args.scales)!r} are {s.dtype} {s.shape}; expected uint8 "
+                        f"E8M0 patterns of shape {want} (one per row and block of {MX_BLOCK})")
+    return s.astype(np.int64)
 
 
 def save_atomic(path: Path, arr) -> None:
@@ -243,6 +278,9 @@ def run(args) -> int:
     if args.arith == "branches":
         from .gemm_branches import run as run_branches
 
+        if getattr(args, "scales", None) is not None:
+            raise UserError("--scales (MX block scales) needs --arith shift")
+
         return run_branches(args)
     for option in ("abits", "scale_x", "scale_w", "scale_fmt"):
         if getattr(args, option) is not None:
@@ -254,11 +292,27 @@ def run(args) -> int:
     factory = backend_factory(args.backend)
     job = prepare(args)
     cfg = array_config_for(job, getattr(args, "array_config", None))
+    if cfg is not None and bool(cfg.mx_block) != (job.scales is not None):
+        raise UserError(f"array config {str(args.array_config)!r} has mx_block {cfg.mx_block} "
+                        f"but the GEMM {'has' if job.scales is not None else 'has no'} --scales")
     gemm = factory(cfg, **options_from(args.backend, args))
     start = time.perf_counter()
-    out = gemm(job.x_bits, job.codes, job.e0, in_fmt=job.in_fmt, wbits=job.wbits,
+    x_bits, in_fmt, extra = job.x_bits, job.in_fmt, {}
+    if job.scales is not None:
+        if args.backend == "golden":
+            from sw.mx import fold_scales
+
+            lo, hi = (cfg.scale_min, cfg.scale_max) if cfg is not None else (-127, 127)
+            x_bits, in_fmt = fold_scales(x_bits, job.scales, in_fmt, scale_min=lo,
+                                         scale_max=hi)
+        elif args.backend in ("icarus", "verilator"):
+            extra = {"scales": job.scales}
+        else:
+            raise UserError(f"--scales runs on the golden, icarus and verilator backends, not "
+                            f"{args.backend!r}")
+    out = gemm(x_bits, job.codes, job.e0, in_fmt=in_fmt, wbits=job.wbits,
                out_fmt=job.out_fmt, bias_bits=job.bias_bits, relu=job.relu,
-               config=None if cfg is None else cfg.dot_config)
+               config=None if cfg is None else cfg.dot_config, **extra)
     seconds = time.perf_counter() - start
     y, stats = out if isinstance(out, tuple) else (out, None)
     if hasattr(y, "detach"):

@@ -368,10 +368,11 @@ def run_layers(config: ArrayConfig, layers, *, sim: str = "verilator", seed: int
     return outcome
 
 
-def default_config(*, in_fmt, out_fmt=None, wbits, k, e0=0, rows=4, cols=4) -> ArrayConfig:
+def default_config(*, in_fmt, out_fmt=None, wbits, k, e0=0, rows=4, cols=4,
+                   mx_block=0) -> ArrayConfig:
     """The array the CLI backends build when no ``--array-config`` is given: ``rows x cols``
     PEs, the smallest power-of-two ``depth >= max(16, K)``, ``e0`` range [-8, 7] widened to
-    cover the GEMM's offsets."""
+    cover the GEMM's offsets; ``mx_block`` 32 for MX activations (default scale window)."""
     e0s = np.atleast_1d(np.asarray(e0, dtype=np.int64))
     lo, hi = min(-8, int(e0s.min())), max(7, int(e0s.max()))
     if lo < -64 or hi > 64:
@@ -382,7 +383,7 @@ def default_config(*, in_fmt, out_fmt=None, wbits, k, e0=0, rows=4, cols=4) -> A
                          f"once, so K cannot be split into passes")
     depth = max(16, 1 << max(0, (k - 1).bit_length()))
     return ArrayConfig(in_fmt=in_fmt, out_fmt=out_fmt, wbits=wbits, rows=rows, cols=cols,
-                       depth=depth, e0_min=lo, e0_max=hi)
+                       depth=depth, e0_min=lo, e0_max=hi, mx_block=mx_block)
 
 
 def gemm_rtl(x_bits, codes, e0, *, config: ArrayConfig, bias_bits=None, relu=False,

@@ -28,6 +28,7 @@ import shutil
 import sys
 
 from contract.array import ArrayConfig
+from contract.mx import MX_BLOCK
 from sw.backends import Option, register_backend
 
 __all__ = ["SIMULATORS", "OPTIONS", "make_factory", "simulator_present", "register"]
@@ -72,14 +73,16 @@ def make_factory(sim: str):
             build_array(array_config, sim)          # once per RTL content; cached on disk
         calls = [0]
 
-        def gemm(x_bits, codes, e0, *, in_fmt, wbits, out_fmt, bias_bits, relu, config):
+        def gemm(x_bits, codes, e0, *, in_fmt, wbits, out_fmt, bias_bits, relu, config,
+                 scales=None):
             from sim.array_driver import default_config, gemm_rtl
 
             e0 = _np(e0) if _is_array(e0) else int(e0)
             cfg = array_config
             if cfg is None:
                 cfg = default_config(in_fmt=in_fmt, out_fmt=out_fmt, wbits=wbits,
-                                     k=int(_np(x_bits).shape[1]), e0=e0)
+                                     k=int(_np(x_bits).shape[1]), e0=e0,
+                                     mx_block=0 if scales is None else MX_BLOCK)
             for what, have, want in (("in_fmt", in_fmt, cfg.in_fmt),
                                      ("out_fmt", out_fmt, cfg.out_fmt),
                                      ("wbits", wbits, cfg.wbits)):
@@ -93,7 +96,8 @@ def make_factory(sim: str):
             y, stats = gemm_rtl(_np(x_bits), _np(codes), e0, config=cfg,
                                 bias_bits=None if bias_bits is None else _np(bias_bits),
                                 relu=bool(relu), sim=sim, stall=stall,
-                                tag=f"runtime-{os.getpid()}-{calls[0]}")
+                                tag=f"runtime-{os.getpid()}-{calls[0]}",
+                                scales=None if scales is None else _np(scales))
             out = {k: stats[k] for k in _KEEP if k in stats}
             for k in ("build_s", "sim_s", "layer_s", "wall_s"):
                 if k in out:

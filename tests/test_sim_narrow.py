@@ -72,3 +72,77 @@ def test_gemm_rtl_takes_scales():
     assert y.tolist() == [[want], [0x7E00]]
     with pytest.raises(ValueError, match="needs the block scales"):
         gemm_rtl(x, codes, 0, config=cfg, sim="icarus")
+
+
+# -- densehw gemm ---------------------------------------------------------------------------------
+
+def _files(tmp_path, rng, fmt, n, k, m, *, mx):
+    from contract import get_format
+
+    f = get_format(fmt)
+    x = rng.integers(0, 1 << f.width, (n, k)).astype(np.uint8)
+    w = (rng.choice([-1.0, 1.0], (m, k)) * np.exp2(rng.integers(-3, 1, (m, k))))
+    paths = {"x": tmp_path / "x.npy", "w": tmp_path / "w.npy", "s": tmp_path / "s.npy"}
+    np.save(paths["x"], x)
+    np.save(paths["w"], w)
+    s = None
+    if mx:
+        s = rng.integers(127 - 9, 127 + 9, (n, -(-k // 32))).astype(np.uint8)
+        s[0, 0] = 0xFF
+        np.save(paths["s"], s)
+    return x, w, s, {k: str(v) for k, v in paths.items()}
+
+
+def test_cli_gemm_e4m3fn_and_mx_golden(tmp_path, capsys):
+    """``densehw gemm --fmt fp8_e4m3fn`` (and with ``--scales``) writes the golden model's bits;
+    bad scales are one-line errors (exit 2)."""
+    from contract import encode_weights
+    from densehw import cli
+    from sw.golden import gemm_golden
+    from sw.mx import fold_scales
+
+    rng = np.random.default_rng(2740)
+    x, w, s, p = _files(tmp_path, rng, "fp8_e4m3fn", 3, 70, 4, mx=True)
+    codes, e0 = encode_weights(w, 3)
+    base = ["gemm", "--fmt", "fp8_e4m3fn", "--out-fmt", "fp16", "--wbits", "3", "--x", p["x"],
+            "--w", p["w"]]
+    assert cli.main(base + ["--out", str(tmp_path / "y.npy")]) == 0
+    want = gemm_golden(x.astype(np.int64), codes, e0, in_fmt="fp8_e4m3fn", out_fmt="fp16",
+                       wbits=3).numpy()
+    assert np.array_equal(np.load(tmp_path / "y.npy"), want)
+    assert cli.main(base + ["--scales", p["s"], "--out", str(tmp_path / "ys.npy")]) == 0
+    xc, c = fold_scales(x, s, "fp8_e4m3fn", scale_min=-127, scale_max=127)
+    want = gemm_golden(xc, codes, e0, in_fmt=c, out_fmt="fp16", wbits=3).numpy()
+    got = np.load(tmp_path / "ys.npy")
+    assert np.array_equal(got, want) and (got[0] == 0x7E00).all()      # the NaN block
+    capsys.readouterr()
+    np.save(tmp_path / "bad.npy", s[:, :1])
+    assert cli.main(base + ["--scales", str(tmp_path / "bad.npy"), "--out",
+                            str(tmp_path / "z.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "expected uint8 E8M0 patterns of shape (3, 3)" in err and err.count("\n") == 1
+    assert not (tmp_path / "z.npy").exists()
+    np.save(tmp_path / "x16.npy", np.ones(x.shape, dtype=np.float16))
+    assert cli.main(["gemm", "--fmt", "fp16", "--wbits", "3", "--x", str(tmp_path / "x16.npy"),
+                     "--w", p["w"], "--scales", p["s"], "--out", str(tmp_path / "z.npy")]) == 2
+    assert "--scales needs an MX element format" in capsys.readouterr().err
+
+
+@needs_icarus
+def test_cli_gemm_mx_icarus_equals_golden(tmp_path):
+    """An MX fp4 GEMM on the simulated array (its default MX array) equals the golden backend
+    with the same array configuration."""
+    from densehw import cli
+
+    rng = np.random.default_rng(2741)
+    _, _, _, p = _files(tmp_path, rng, "fp4_e2m1", 5, 40, 3, mx=True)
+    cfg = tmp_path / "mx.toml"
+    cfg.write_text('in_fmt = "fp4_e2m1"\nout_fmt = "fp16"\nwbits = 3\nrows = 2\ncols = 2\n'
+                   'depth = 64\nmx_block = 32\n')
+    args = ["gemm", "--fmt", "fp4_e2m1", "--out-fmt", "fp16", "--wbits", "3", "--x", p["x"],
+            "--w", p["w"], "--scales", p["s"], "--array-config", str(cfg)]
+    assert cli.main(args + ["--backend", "golden", "--out", str(tmp_path / "g.npy")]) == 0
+    assert cli.main(args + ["--backend", "icarus", "--out", str(tmp_path / "r.npy")]) == 0
+    g, r = np.load(tmp_path / "g.npy"), np.load(tmp_path / "r.npy")
+    assert np.array_equal(g, r), f"golden {g.tolist()} rtl {r.tolist()}"
+    assert (g[0] == 0x7E00).all()
