@@ -39,6 +39,7 @@ from contract.array import (
     result_order,
     weight_stream,
 )
+from contract.formats import SPECIALS
 from contract.weights import PACK_VERSION
 
 from .uart_link import BadAnswer, UartLink
@@ -56,25 +57,32 @@ def _field(reg: str, name: str, value: int) -> int:
     return v - (1 << f.width) if f.signed and v >> (f.width - 1) else v
 
 
-def _format(exp_bits: int, frac_bits: int) -> FloatFormat:
+def _format(exp_bits: int, frac_bits: int, specials: int = 0) -> FloatFormat:
+    kind = SPECIALS[specials] if specials < len(SPECIALS) else None
+    if kind is None:
+        raise ValueError(f"FORMATS names specials {specials}; expected 0..{len(SPECIALS) - 1}")
     for fmt in FORMATS.values():
-        if (fmt.exp_bits, fmt.frac_bits) == (exp_bits, frac_bits):
+        if (fmt.exp_bits, fmt.frac_bits, fmt.specials) == (exp_bits, frac_bits, kind):
             return fmt
-    return FloatFormat(f"e{exp_bits}m{frac_bits}", exp_bits, frac_bits)
+    return FloatFormat(f"e{exp_bits}m{frac_bits}", exp_bits, frac_bits, specials=kind)
 
 
 def config_from_registers(values: dict) -> ArrayConfig:
     """The :class:`ArrayConfig` whose identification registers read ``values`` (every name of
     :data:`IDENT_REGISTERS`); ``ValueError`` when they describe no valid array."""
     g, f, e = values["GEOMETRY"], values["FORMATS"], values["E0_RANGE"]
+    mx = _field("GEOMETRY", "MX_BLOCK", g)
+    window = ({"scale_min": _field("E0_RANGE", "SCALE_MIN", e),
+               "scale_max": _field("E0_RANGE", "SCALE_MAX", e)} if mx else {})
     cfg = ArrayConfig(in_fmt=_format(_field("FORMATS", "IN_EXP", f),
-                                     _field("FORMATS", "IN_FRAC", f)),
+                                     _field("FORMATS", "IN_FRAC", f),
+                                     _field("FORMATS", "IN_SPECIALS", f)),
                       out_fmt=_format(_field("FORMATS", "OUT_EXP", f),
                                       _field("FORMATS", "OUT_FRAC", f)),
                       wbits=_field("GEOMETRY", "WBITS", g), rows=_field("GEOMETRY", "ROWS", g),
                       cols=_field("GEOMETRY", "COLS", g), depth=values["DEPTH"],
                       e0_min=_field("E0_RANGE", "MIN", e), e0_max=_field("E0_RANGE", "MAX", e),
-                      pipeline=_field("GEOMETRY", "PIPELINE", g))
+                      pipeline=_field("GEOMETRY", "PIPELINE", g), mx_block=mx, **window)
     resets = cfg.register_resets()
     if any(resets[k] != values[k] for k in IDENT_REGISTERS):
         raise ValueError(f"identification registers {values} describe no array exactly")

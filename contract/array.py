@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 
 from .config import DotConfig
-from .formats import FP16, FloatFormat, carrier_format, format_to_dict, get_format
+from .formats import FP16, SPECIALS, FloatFormat, carrier_format, format_to_dict, get_format
 from .mx import MX_BLOCK, SCALE_BITS
 from .weights import PACK_VERSION, WORD_BITS, check_wbits, max_exponent_code
 
@@ -112,16 +112,22 @@ REGISTERS: tuple[Register, ...] = (
              (Field("ROWS", 0, 8, "PE rows (activation rows per tile)"),
               Field("COLS", 8, 8, "PE columns (output channels per tile)"),
               Field("WBITS", 16, 4, "weight code width B"),
-              Field("PIPELINE", 20, 4, "PE pipeline depth"))),
+              Field("PIPELINE", 20, 4, "PE pipeline depth"),
+              Field("MX_BLOCK", 24, 8, "MX block size (0: activations without block scales)"))),
     Register("DEPTH", 0x0C, "ro", "weight store depth per column and bank: the largest K"),
     Register("FORMATS", 0x10, "ro", "activation and output formats",
              (Field("IN_EXP", 0, 4, "in_fmt exponent bits"),
               Field("IN_FRAC", 4, 6, "in_fmt fraction bits"),
+              Field("IN_SPECIALS", 10, 2, "in_fmt specials: 0 ieee, 1 fn (fp8_e4m3fn), "
+                    "2 finite (MX FP6/FP4)"),
               Field("OUT_EXP", 16, 4, "out_fmt exponent bits"),
               Field("OUT_FRAC", 20, 6, "out_fmt fraction bits"))),
     Register("E0_RANGE", 0x14, "ro", "accepted weight offsets",
              (Field("MIN", 0, 8, "e0_min", signed=True),
-              Field("MAX", 8, 8, "e0_max", signed=True))),
+              Field("MAX", 8, 8, "e0_max", signed=True),
+              Field("SCALE_MIN", 16, 8, "MX: scale_min (0 without block scales)", signed=True),
+              Field("SCALE_MAX", 24, 8, "MX: scale_max (0 without block scales)",
+                    signed=True))),
     Register("CTRL", 0x20, "rw", "layer options; START is a pulse (reads 0). Options are "
              "sampled when START is written (write options and START together or before)",
              (Field("START", 0, 1, "write 1: check the shape registers and start a layer"),
@@ -581,11 +587,13 @@ class ArrayConfig:
             "ID": ID_MAGIC,
             "VERSION": ARRAY_VERSION | (PACK_VERSION << 16),
             "GEOMETRY": self.rows | (self.cols << 8) | (self.wbits << 16)
-            | (self.pipeline << 20),
+            | (self.pipeline << 20) | (self.mx_block << 24),
             "DEPTH": self.depth,
             "FORMATS": (self.in_fmt.exp_bits | (self.in_fmt.frac_bits << 4)
+                        | (SPECIALS.index(self.in_fmt.specials) << 10)
                         | (self.out_fmt.exp_bits << 16) | (self.out_fmt.frac_bits << 20)),
-            "E0_RANGE": s8(self.e0_min) | (s8(self.e0_max) << 8),
+            "E0_RANGE": s8(self.e0_min) | (s8(self.e0_max) << 8)
+            | ((s8(self.scale_min) << 16) | (s8(self.scale_max) << 24) if self.mx_block else 0),
         }
 
     def metadata(self) -> dict:

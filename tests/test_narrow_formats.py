@@ -217,3 +217,19 @@ def test_array_config_narrow_formats():
         ArrayConfig(in_fmt="fp4_e2m1", out_fmt="fp16", mx_block=16)
     with pytest.raises(ValueError, match="scale_min"):
         ArrayConfig(in_fmt="fp4_e2m1", out_fmt="fp16", mx_block=32, scale_min=3, scale_max=2)
+
+
+@pytest.mark.parametrize("kw", [dict(in_fmt="fp8_e4m3fn", out_fmt="fp16"),
+                                dict(in_fmt="fp4_e2m1", out_fmt="bf16", mx_block=32,
+                                     scale_min=-5, scale_max=9),
+                                dict(in_fmt="fp8_e5m2", out_fmt="fp16", mx_block=32)])
+def test_identification_registers_name_narrow_and_mx_arrays(kw):
+    """FORMATS.IN_SPECIALS, GEOMETRY.MX_BLOCK and E0_RANGE.SCALE_MIN/MAX let a host recover the
+    array (a board's registers -> its ArrayConfig); plain arrays read as before."""
+    from boards.board_array import config_from_registers
+
+    cfg = ArrayConfig(**kw)
+    assert config_from_registers(cfg.register_resets()) == cfg
+    plain = ArrayConfig().register_resets()
+    assert (plain["FORMATS"], plain["GEOMETRY"], plain["E0_RANGE"]) == (0xA500A5, 0x230404,
+                                                                         0x7F8)
