@@ -4,7 +4,8 @@ The configuration (TOML or JSON, read by :func:`densehw.cli.load_config` like ev
 ``--config``) holds :class:`contract.array.ArrayConfig` fields at the top level (every key is
 optional; missing ones take the defaults)::
 
-    in_fmt = "fp16"      # fp16, bf16, fp32, fp8_e5m2 (or a table {name, exp_bits, frac_bits})
+    in_fmt = "fp16"      # fp16, bf16, fp32, fp8_e5m2, fp8_e4m3fn, fp6_e3m2, fp6_e2m3, fp4_e2m1
+                         # (or a table {name, exp_bits, frac_bits})
     out_fmt = "fp16"     # defaults to in_fmt
     wbits = 3
     rows = 4
@@ -14,6 +15,9 @@ optional; missing ones take the defaults)::
     e0_max = 7
     pipeline = 2
     accumulator = "exact"
+    mx_block = 0         # 32: OCP MX activations (E8M0 scale per block of 32, in each lane)
+    scale_min = -8       # MX: accepted scale exponents
+    scale_max = 7
 
 Writes ``DIR/densehw_array.v``, ``densehw_array.json``, ``densehw_params.h``,
 ``densehw_params.vh`` and ``densehw.core`` (see :mod:`densehw.emit`). A file with
@@ -36,7 +40,7 @@ HELP = "generate the PE-array Verilog, metadata JSON, C header and FuseSoC core 
 
 #: Keys a configuration file may hold (the ArrayConfig fields).
 CONFIG_KEYS = ("in_fmt", "out_fmt", "wbits", "rows", "cols", "depth", "e0_min", "e0_max",
-               "pipeline", "accumulator", "floorplan")
+               "pipeline", "accumulator", "mx_block", "scale_min", "scale_max", "floorplan")
 
 
 def add_arguments(parser) -> None:
