@@ -2,9 +2,11 @@
 dense or MPS tensor-train gate matrices) on the spoken-command task, compiled for the PE array.
 
 * ``densehw seq train --out M.pt [--rank R | --dense] [--hidden H] [--method M] [--wbits B]
-  [--epochs E] [--seed S] [--float-epochs F]``: trains a :class:`sw.seq_models.SpeechLSTM` on
-  the speech set (``--float-epochs F``: first ``F`` epochs of the float model, then the shift
-  cores from its weights and ``--epochs`` more) and writes the model file.
+  [--epochs E] [--seed S] [--float-epochs F] [--shift-lr LR]``: trains a
+  :class:`sw.seq_models.SpeechLSTM` on the speech set (``--float-epochs F``: first ``F`` epochs
+  of the float model, then the shift cores nearest to its weights
+  (:func:`sw.seq_models.shift_from_float`) and ``--epochs`` more at ``--shift-lr``) and writes
+  the model file.
 * ``densehw seq compile M.pt -o PROGRAM_DIR [--config CFG]``: lowers it
   (:mod:`sw.seq_compile`) and prints the GEMMs and the cycles per time step and per sequence.
 * ``densehw seq run PROGRAM_DIR --data speech [--backend NAME] [--limit N] [--report R.json]``:
@@ -44,6 +46,9 @@ def add_arguments(p) -> None:
                    help="train the float model F epochs first, then start the shift cores "
                         "from it (default 0: shift cores from the start)")
     t.add_argument("--lr", type=float, default=5e-3)
+    t.add_argument("--shift-lr", type=float, metavar="LR",
+                   help="learning rate of the shift training after --float-epochs (default "
+                        "--lr); --epochs 0 keeps the converted codes as they are")
     t.add_argument("--seed", type=int, default=0)
     c = sub.add_parser("compile", help="lower a model file for an array configuration")
     c.add_argument("model", type=Path, metavar="M.pt")
@@ -79,9 +84,10 @@ def _train(args) -> int:
 
     if args.method not in METHODS:
         raise UserError(f"--method {args.method!r}: expected one of {', '.join(METHODS)}")
-    for name in ("epochs", "hidden"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} {getattr(args, name)}: expected a positive integer")
+    if args.hidden < 1 or args.float_epochs < 0 or args.epochs < (0 if args.float_epochs else 1):
+        raise UserError(f"--hidden {args.hidden}, --epochs {args.epochs}, --float-epochs "
+                        f"{args.float_epochs}: expected a positive size and epochs (--epochs 0 "
+                        f"only after --float-epochs)")
     if not args.dense and args.rank < 1:
         raise UserError(f"--rank {args.rank}: expected a positive integer")
     if not args.out.parent.is_dir():
@@ -102,11 +108,14 @@ def _train(args) -> int:
         model = shift_from_float(fmodel, method=args.method, wbits=args.wbits)
     else:
         model = SpeechLSTM(method=args.method, **kw)
-    h = train(model, data, TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed,
-                                       progress=False))
+    if args.epochs:
+        h = train(model, data, TrainConfig(epochs=args.epochs, lr=args.shift_lr or args.lr,
+                                           seed=args.seed, progress=False))
+    else:
+        h = {"val_acc": evaluate(model, data.x_val, data.y_val)}
     test = evaluate(model, data.x_test, data.y_test)
     meta = {"seed": args.seed, "epochs": args.epochs, "float_epochs": args.float_epochs,
-            "lr": args.lr, "val_acc": h["val_acc"], "test_acc": test,
+            "lr": args.lr, "shift_lr": args.shift_lr, "val_acc": h["val_acc"], "test_acc": test,
             "seconds": round(time.perf_counter() - start, 1)}
     save_seq_model(model, args.out, meta=meta)
     print(f"{args.out}: {args.cell} {'dense' if args.dense else f'MPS rank {args.rank}'}, "

@@ -2,8 +2,8 @@
 # and run on the golden model and the RTL (docs/training.md, "Sequence models").
 LSTM_RANK     ?= 8
 LSTM_HIDDEN   ?= 64
-LSTM_EPOCHS   ?= 25
-LSTM_FLOAT_EPOCHS ?= 0
+LSTM_EPOCHS   ?= 0
+LSTM_FLOAT_EPOCHS ?= 25
 LSTM_RTL_LIMIT ?= 10
 
 .PHONY: e2e-lstm

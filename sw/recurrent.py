@@ -11,7 +11,8 @@ recurrent weight matrices are shift weights (DenseShift by default), dense or MP
   order ``i, f, g, o``; 3 for the GRU, ``r, z, n``) and ``hh`` the previous hidden state
   (``(G*H, H)``); both are bias-free maps (a :class:`sw.layers.ShiftLinear`, or a
   :class:`sw.mps.MPSLinear` when ``mps={"ih": {...}, "hh": {...}}`` gives the factors and
-  ranks). The LSTM adds one bias ``b = b_ih + b_hh``; the GRU keeps ``b_ih`` and ``b_hh``
+  ranks; ``"kind": "mpo"`` in an entry makes it a :class:`sw.mps.MPOLinear`). The LSTM adds
+  one bias ``b = b_ih + b_hh``; the GRU keeps ``b_ih`` and ``b_hh``
   (``b_hn`` sits inside ``r * (...)``). The gates' nonlinearities are in floating point:
 
   LSTM: ``a = W_ih x_t + W_hh h_{t-1} + b``; ``i, f, o = sigmoid``, ``g = tanh``;
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 
 from .layers import ShiftLinear
-from .mps import MPSLinear, _init_core
+from .mps import MPOLinear, MPSLinear, _init_core
 
 __all__ = ["ShiftLSTM", "ShiftGRU", "DenseShiftLSTM", "DenseShiftGRU", "from_torch",
            "is_recurrent_shift", "map_matrix"]
@@ -41,7 +42,7 @@ __all__ = ["ShiftLSTM", "ShiftGRU", "DenseShiftLSTM", "DenseShiftGRU", "from_tor
 
 def map_matrix(m: nn.Module) -> torch.Tensor:
     """The ``(out, in)`` matrix a gate map multiplies by."""
-    return m.matrix() if isinstance(m, MPSLinear) else m.quantized_weight()
+    return m.matrix() if isinstance(m, (MPSLinear, MPOLinear)) else m.quantized_weight()
 
 
 class _Cell(nn.Module):
@@ -60,7 +61,9 @@ class _Cell(nn.Module):
         if spec is not None:
             if not isinstance(spec, dict):
                 raise TypeError(f"mps entries must be dicts of MPSLinear arguments, not {spec!r}")
-            return MPSLinear(k, m, bias=False, method=method, wbits=wbits, **spec, **qkwargs)
+            spec = dict(spec)
+            cls = MPOLinear if spec.pop("kind", "mps") == "mpo" else MPSLinear
+            return cls(k, m, bias=False, method=method, wbits=wbits, **spec, **qkwargs)
         lin = ShiftLinear(k, m, bias=False, method=method, wbits=wbits, **qkwargs)
         _init_core(lin.quantizer, 1.0 / math.sqrt(k))
         return lin
@@ -100,7 +103,8 @@ class _Recurrent(nn.Module):
     @property
     def num_parameters(self) -> int:
         """Weights of the gate maps (biases excluded)."""
-        return sum(m.num_parameters if isinstance(m, MPSLinear) else math.prod(m.quantizer.shape)
+        return sum(m.num_parameters if isinstance(m, (MPSLinear, MPOLinear))
+                   else math.prod(m.quantizer.shape)
                    for _, _, m in self.gate_maps())
 
     @property

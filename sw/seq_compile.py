@@ -169,10 +169,13 @@ def _lower_map(name, module, cfg: ArrayConfig, blobs):
         spec = {"kind": "mps", "in": module.in_features, "out": module.out_features,
                 "in_factors": list(module.in_factors), "out_factors": list(module.out_factors),
                 "ranks": list(module.ranks)}
-    else:
+    elif hasattr(module, "quantizer"):
         quantizers = [module.quantizer]
         weights = [map_matrix(module)]
         spec = {"kind": "dense", "in": module.in_features, "out": module.out_features}
+    else:
+        raise SeqCompileError(f"{name}: {type(module).__name__} maps are not lowered (dense and "
+                              f"MPS maps are)")
     cores = []
     for i, (q, w) in enumerate(zip(quantizers, weights, strict=True)):
         label = f"{name} core {i}"

@@ -19,21 +19,24 @@ from .recurrent import ShiftGRU, ShiftLSTM
 __all__ = ["SpeechLSTM", "build_seq_model", "mps_spec", "shift_from_float"]
 
 
-def mps_spec(in_features: int, out_features: int, rank: int, *, legs: int = 2) -> dict:
-    """MPSLinear arguments with ``legs`` input and output legs (near-equal factors) and every
-    bond dimension ``rank``."""
-    return {"in_factors": list(factorize(in_features, legs)),
+def mps_spec(in_features: int, out_features: int, rank: int, *, legs: int = 2,
+             kind: str = "mps") -> dict:
+    """MPSLinear (``kind="mpo"``: MPOLinear) arguments with ``legs`` input and output legs
+    (near-equal factors) and every bond dimension ``rank``."""
+    spec = {"in_factors": list(factorize(in_features, legs)),
             "out_factors": list(factorize(out_features, legs)),
-            "ranks": [rank] * (2 * legs - 1)}
+            "ranks": [rank] * (2 * legs - 1 if kind == "mps" else legs - 1)}
+    return spec if kind == "mps" else {"kind": "mpo", **spec}
 
 
 class SpeechLSTM(nn.Module):
-    """See the module documentation. ``rank``: MPS bond dimension of both gate matrices
-    (``None``: dense matrices); ``cell``: ``"lstm"`` or ``"gru"``."""
+    """See the module documentation. ``rank``: bond dimension of both gate matrices' tensor
+    trains (``None``: dense matrices); ``tt``: ``"mps"`` or ``"mpo"`` (the tensor-train
+    matrix; trained and compared, not compiled); ``cell``: ``"lstm"`` or ``"gru"``."""
 
     def __init__(self, *, n_mels: int = 40, frames: int = 63, num_classes: int = 10,
                  hidden: int = 64, stack: int = 3, method: str = "denseshift", wbits: int = 3,
-                 rank: int | None = 8, cell: str = "lstm"):
+                 rank: int | None = 8, cell: str = "lstm", tt: str = "mps"):
         super().__init__()
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', not {cell!r}")
@@ -41,15 +44,17 @@ class SpeechLSTM(nn.Module):
             raise ValueError(f"stack must be an integer in [1, {frames}], not {stack!r}")
         self._config = {"arch": "speech_lstm", "n_mels": n_mels, "frames": frames,
                         "num_classes": num_classes, "hidden": hidden, "stack": stack,
-                        "method": method, "wbits": wbits, "rank": rank, "cell": cell}
+                        "method": method, "wbits": wbits, "rank": rank, "cell": cell, "tt": tt}
         self.n_mels, self.frames, self.stack = n_mels, frames, stack
         self.steps = frames // stack
         d = stack * n_mels
         gates = 4 if cell == "lstm" else 3
         mps = None
         if rank is not None:
-            mps = {"ih": mps_spec(d, gates * hidden, rank),
-                   "hh": mps_spec(hidden, gates * hidden, rank)}
+            if tt not in ("mps", "mpo"):
+                raise ValueError(f"tt must be 'mps' or 'mpo', not {tt!r}")
+            mps = {"ih": mps_spec(d, gates * hidden, rank, kind=tt),
+                   "hh": mps_spec(hidden, gates * hidden, rank, kind=tt)}
         cls = ShiftLSTM if cell == "lstm" else ShiftGRU
         self.rnn = cls(d, hidden, batch_first=True, method=method, wbits=wbits, mps=mps)
         self.head = nn.Linear(hidden, num_classes)

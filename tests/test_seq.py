@@ -250,3 +250,16 @@ def test_verilator_bit_exact():
     assert torch.equal(rtl.logits, gold.logits)
     assert rtl.backend_cycles > 0
     json.dumps(rtl.backend_stats)
+
+
+def test_mpo_model_not_lowered_and_train_args(tmp_path, capsys):
+    torch.manual_seed(SEED)
+    mpo = SpeechLSTM(n_mels=8, frames=12, num_classes=4, hidden=8, rank=2, tt="mpo")
+    out, _ = mpo.rnn(torch.randn(2, 4, 24))
+    assert out.shape == (2, 4, 8)
+    with pytest.raises(SeqCompileError, match="MPOLinear maps are not lowered"):
+        compile_seq_model(mpo.eval(), ArrayConfig())
+    assert main(["seq", "train", "--out", str(tmp_path / "m.pt"), "--epochs", "0"]) == 2
+    assert "--epochs 0" in capsys.readouterr().err
+    assert main(["seq", "train", "--out", str(tmp_path / "m.pt"), "--method", "nope"]) == 2
+    assert not (tmp_path / "m.pt").exists()
