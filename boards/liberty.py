@@ -31,6 +31,7 @@ import os
 import pathlib
 import re
 import shutil
+import subprocess
 import time
 from collections import defaultdict
 
@@ -335,7 +336,13 @@ def run_liberty(verilog: str, top: str, workdir, *, timeout: float = 3600) -> di
         raise LibertyError(f"cells without an area in {lib_src}: {', '.join(unknown)}")
     area = sum(areas[t] * n for t, n in info["cells"].items())
     ff_area = sum(areas[t] * n for t, n in info["cells"].items() if t in seq)
-    return {"library": dict(LIBRARY, path=str(lib_src)), "clock_ns": CLOCK_NS,
+    try:
+        version = subprocess.run([sta, "-version"], capture_output=True, text=True,
+                                 timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        version = "unknown"
+    return {"library": dict(LIBRARY, path=str(lib_src)), "sta_version": f"OpenSTA {version}",
+            "clock_ns": CLOCK_NS,
             "area_um2": round(area, 1), "ff_area_um2": round(ff_area, 1),
             "cells": sum(info["cells"].values()),
             "ffs": sum(n for t, n in info["cells"].items() if t in seq),

@@ -164,7 +164,8 @@ def liberty_markdown(lib) -> list[str]:
     cells = ", ".join(f"{n} {c}" for c, n in lib.get("path_cells", {}).items())
     return ["## Standard cells and timing", "",
             f"Library {L['name']} ({L['process']}, {L['package']}), corner {L['corner']}; "
-            f"Yosys `abc -liberty`, OpenSTA, ideal clock, no wire load (pre-layout); "
+            f"Yosys `abc -liberty`, {lib.get('sta_version', 'OpenSTA')}, ideal clock, no wire "
+            f"load (pre-layout); "
             f"{lib['buffers_added']} BUFX4 added on nets of more than 16 loads; memories "
             f"({lib['memory_bits']} bits) are macros outside the area and the timing.", "",
             f"- area {lib['area_um2']:.0f} um^2 ({lib['cells']} cells, {lib['ffs']} flip-flops "

@@ -63,6 +63,9 @@ def make_design(spec: dict, *, board: str | None = None) -> Design:
       (``densehw_branch_array``; one MAC is one ``wbits`` x ``abits`` product, ``lanes`` per PE
       per clock);
     * ``{"kind": "dot", "config": DotConfig dict}``: the single dot-product unit;
+    * ``{"kind": "shift-pe", "config": ArrayConfig dict}``: one PE of that array alone
+      (``densehw_pe``: its accumulator and flags, fed by an aligned row term and a code; the
+      row aligner, drain and finalizer it shares are not in it);
     * ``{"kind": <a kind of boards.baselines.BASELINES>, ...}``: a conventional MAC array;
     * ``{"kind": "verilog", "path", "top", "macs_per_cycle"}``.
     """
@@ -94,10 +97,19 @@ def make_design(spec: dict, *, board: str | None = None) -> Design:
         cfg = DotConfig.from_dict(spec.get("config", {}))
         return Design(name=f"dot_{cfg.name}", top="densehw_dot", verilog=generate_verilog(cfg),
                       config=cfg.to_dict(), macs_per_cycle=cfg.lanes, kind="shift-dot")
+    if kind == "shift-pe":
+        from contract.array import ArrayConfig
+        from hw.emit import to_verilog
+        from hw.pe import ShiftPE
+
+        cfg = ArrayConfig.from_dict(spec.get("config", {}))
+        return Design(name=f"pe_{cfg.name}", top="densehw_pe",
+                      verilog=to_verilog(ShiftPE(config=cfg), name="densehw_pe"),
+                      config=cfg.to_dict(), macs_per_cycle=1, kind="shift-pe")
     if kind in BASELINES:
         return baseline_design(spec)
     if kind == "verilog":
         return design_from_verilog(spec["path"], top=spec["top"],
                                    macs_per_cycle=spec["macs_per_cycle"], name=spec.get("name"))
-    kinds = ", ".join(["array", "branch-array", "dot", *BASELINES, "verilog"])
+    kinds = ", ".join(["array", "branch-array", "dot", "shift-pe", *BASELINES, "verilog"])
     raise ValueError(f"unknown design kind {kind!r}; expected one of {kinds}")

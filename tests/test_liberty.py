@@ -122,3 +122,15 @@ def test_real_liberty_flow_adder():
     md = "\n".join(report.liberty_markdown(s["liberty"]))
     assert "osu018_stdcells" in md and s["liberty"]["startpoint"] in md
     json.dumps(s)
+
+
+def test_shift_pe_spec():
+    """``{"kind": "shift-pe"}``: one PE of the array alone, for the PE-level ASIC figures."""
+    from boards import specs
+
+    d = specs.make_design(specs.load_spec(ROOT / "configs" / "asic" / "shift_pe.toml"))
+    assert d.top == "densehw_pe" and d.macs_per_cycle == 1 and d.kind == "shift-pe"
+    assert "module densehw_pe(" in d.verilog
+    for name in ("fma_pe_fp16", "fma_pe_fp32", "fma_4x4_fp16"):
+        assert specs.load_spec(ROOT / "configs" / "asic" / f"{name}.toml")["kind"].startswith(
+            "fma-")
