@@ -45,7 +45,7 @@ from contract.array import ArrayConfig
 from .export import MAGIC as EXPORT_MAGIC
 from .export import ExportedModel, ExportError
 from .graph import Graph, GraphError, layer_macs
-from .program import Program, ProgramError
+from .program import SOURCE_KINDS, Program, ProgramError
 from .runtime import round_to_format
 
 #: Largest weight exponent ``e0 + p`` a compiled array layer keeps when a BatchNorm (or a host
@@ -58,8 +58,6 @@ __all__ = ["CompileError", "compile_model", "load_graph", "load_graph_bytes", "d
            "WEIGHT_EXP_LIMIT", "SOURCE_KINDS"]
 
 LOGITS_FMT = "fp32"
-#: Source kinds and the file name their copy gets inside a program directory.
-SOURCE_KINDS = {"dshw": "source.dshw", "pt2": "source.pt2", "onnx": "source.onnx"}
 
 
 class CompileError(ProgramError):

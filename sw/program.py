@@ -55,7 +55,7 @@ from contract.array import ArrayConfig
 
 __all__ = ["PROGRAM_FORMAT", "PROGRAM_VERSION", "HEADER", "BLOBS", "SOURCE", "OPS",
            "ARRAY_OPS", "BLOB_DTYPES", "ProgramError", "Program", "save", "load",
-           "check_config", "header_digest", "MAX_DIM"]
+           "check_config", "header_digest", "MAX_DIM", "SOURCE_KINDS", "DATASETS"]
 
 PROGRAM_FORMAT = "densehw-program"
 PROGRAM_VERSION = 1
@@ -63,6 +63,10 @@ HEADER = "program.json"
 BLOBS = "blobs.bin"
 SOURCE = "source.dshw"
 BLOB_DTYPES = ("<u4", "<i8", "<f4", "<f8")
+#: Kinds of model file a program can be compiled from, and the name of its copy in the program.
+SOURCE_KINDS = {"dshw": "source.dshw", "pt2": "source.pt2", "onnx": "source.onnx"}
+#: The datasets a program's input can be made for (``densehw run --data``), or None.
+DATASETS = ("digits", "speech")
 #: The largest size of one dimension (of a value, a blob, a kernel, stride, padding or dilation)
 #: and of a whole value or blob (elements) that a program may declare.
 MAX_DIM = 1 << 24
@@ -212,6 +216,11 @@ def header_digest(header: dict) -> str:
 
 # -- load and validation ------------------------------------------------------------------------
 
+def _canonical(value) -> str:
+    """JSON text of ``value`` (``true`` and ``1`` differ)."""
+    return json.dumps(value, sort_keys=True)
+
+
 def _need(d: dict, key: str, types, where: str):
     if not isinstance(d, dict) or key not in d:
         raise ProgramError(f"{where}: missing field {key!r}")
@@ -270,10 +279,10 @@ def load(directory) -> Program:
                            f"{header.get('format') if isinstance(header, dict) else None!r}, "
                            f"expected {PROGRAM_FORMAT!r})")
     version = header.get("version")
-    if version != PROGRAM_VERSION:
+    if type(version) is not int or version != PROGRAM_VERSION:
         raise ProgramError(f"{where}: program format version {version!r} is not supported "
                            f"(this densehw reads version {PROGRAM_VERSION}); recompile it")
-    if header.get("pack_version") != PACK_VERSION:
+    if type(header.get("pack_version")) is not int or header["pack_version"] != PACK_VERSION:
         raise ProgramError(f"{where}: weight packing version {header.get('pack_version')!r} is "
                            f"not supported (expected {PACK_VERSION})")
     digest = header.get("program_sha256")
@@ -287,9 +296,18 @@ def load(directory) -> Program:
         config = ArrayConfig.from_dict(_need(header, "config", dict, where))
     except (TypeError, ValueError) as exc:
         raise ProgramError(f"{where}: bad array configuration: {exc}") from None
+    dataset = header.get("dataset")
+    if dataset is not None and (not isinstance(dataset, str) or dataset not in DATASETS):
+        raise ProgramError(f"{where}: dataset {dataset!r}; expected one of "
+                           f"{', '.join(DATASETS)} or null")
     if header.get("config_name") != config.name:
         raise ProgramError(f"{where}: config_name {header.get('config_name')!r} does not match "
                            f"its configuration ({config.name}); the header was modified")
+    derived = config.to_dict()
+    for key, value in header["config"].items():
+        if _canonical(value) != _canonical(derived.get(key)):
+            raise ProgramError(f"{where}: config field {key!r} is {value!r}; the configuration "
+                               f"gives {derived.get(key)!r} (the header was modified)")
     blob_path = directory / BLOBS
     if not blob_path.is_file():
         raise ProgramError(f"{where}: {BLOBS} is missing")
@@ -317,6 +335,10 @@ def load(directory) -> Program:
     source = header.get("source") or {}
     if not isinstance(source, dict):
         raise ProgramError(f"{where}: field 'source' is {source!r}; expected an object")
+    if source.get("kind") is not None and (not isinstance(source["kind"], str)
+                                           or source["kind"] not in SOURCE_KINDS):
+        raise ProgramError(f"{where}: source kind {source['kind']!r}; expected one of "
+                           f"{', '.join(SOURCE_KINDS)}")
     if source.get("file"):
         name = source["file"]
         if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
@@ -355,6 +377,8 @@ def validate(program: Program, where: str = "program") -> None:
     if _need(inp, "value", str, f"{where}: input") not in values:
         raise ProgramError(f"{where}: input value {inp['value']!r} is not declared")
     _dims(_need(inp, "shape", list, f"{where}: input"), f"{where}: input shape")
+    if inp.get("dtype") != "float32":
+        raise ProgramError(f"{where}: input dtype {inp.get('dtype')!r}; expected 'float32'")
     if program.output not in values:
         raise ProgramError(f"{where}: output value {program.output!r} is not declared")
     if not program.steps:
@@ -369,7 +393,7 @@ def validate(program: Program, where: str = "program") -> None:
             raise ProgramError(f"{what}: unknown op {op!r}; expected one of {', '.join(OPS)}")
         what = f"{where}: step {i} ({op} {step.get('name', '')})".replace(" )", ")")
         place, required, n_in = OPS[op]
-        if step.get("id") != i:
+        if type(step.get("id")) is not int or step["id"] != i:
             raise ProgramError(f"{what}: id {step.get('id')!r}, expected {i}")
         if step.get("where") != place:
             raise ProgramError(f"{what}: where={step.get('where')!r}, expected {place!r}")

@@ -403,3 +403,223 @@ def test_program_fuzzed(compiled, capsys):
             expect_clean(rc, err, f"{name} {label}", command="run")
             assert rc == 2, f"{name} {label}: a damaged file was accepted"
     assert counts["hash"] > 50 and counts["rehashed"] > 50
+
+
+# -- every field of program.json and of the export header, one at a time --------------------------
+
+#: Values every field is set to (``make test``); the slow sweep adds :data:`MORE_VALUES`.
+FIELD_VALUES = [-1, 2**62, 10**30, 1.5, "x"]
+MORE_VALUES = [None, True, 0, 1, 2**31, 2**64, -2**63, float("nan"), float("inf"), [], {},
+               [2**40, 2**40], "<f8", "|O", "<c16", "float64"]
+#: Fields of program.json whose (re-hashed, accepted) change may change the result: the program
+#: then says something else, and means it. Any other accepted change must leave every output bit
+#: as it was.
+RESULT_FIELDS = {"blobs/*/offset", "steps/conv2d/e0", "steps/conv2d/relu", "steps/conv2d/bias",
+                 "steps/fp_conv2d/relu", "steps/fp_conv2d/bias", "steps/fp_linear/relu",
+                 "steps/fp_linear/bias", "steps/affine/relu", "steps/affine/scale",
+                 "steps/affine/shift", "steps/maxpool2d/kernel/#", "steps/maxpool2d/stride/#",
+                 "steps/maxpool2d/padding/#", "steps/maxpool2d/ceil_mode"}
+
+
+def _set(obj, path, value):
+    import copy
+
+    out = copy.deepcopy(obj)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return out
+
+
+def _program_pattern(header, path) -> str:
+    """``blobs/*/shape/#``, ``steps/conv2d/e0``...: the field, whatever blob, value or step."""
+    out = []
+    for i, key in enumerate(path):
+        if path[:i] in (("blobs",), ("values",)):
+            out.append("*")
+        elif path[:i] == ("steps",):
+            out.append(str(header["steps"][key].get("op")))
+        else:
+            out.append("#" if isinstance(key, int) else key)
+    return "/".join(out)
+
+
+def _field_cases(header, values, *, every_leaf, pattern, skip=()):
+    """``(pattern, path, value)`` for one leaf per pattern (or every leaf) and each value that
+    differs from the leaf's."""
+    seen = set()
+    for path in _leaves(header):
+        pat = pattern(header, path)
+        if path in skip or (not every_leaf and pat in seen):
+            continue
+        seen.add(pat)
+        node = header
+        for key in path:
+            node = node[key]
+        for value in values:
+            if json.dumps(value) != json.dumps(node):
+                yield pat, path, value
+
+
+def test_program_hash_covers_every_field(compiled, tmp_path):
+    """Every leaf of program.json changed (a number by one, a string by a letter, a boolean
+    negated, a null to 0) without re-hashing: refused, by the SHA-256 or, for the fields read
+    before it (format, versions), by their own check."""
+    import shutil
+
+    from sw.program import ProgramError, load
+
+    good = compiled / "good.prog"
+    header = json.loads((good / "program.json").read_text())
+    bad = tmp_path / "p"
+    shutil.copytree(good, bad)
+    count = 0
+    for path in _leaves(header):
+        if path == ("program_sha256",):
+            continue
+        node = header
+        for key in path:
+            node = node[key]
+        new = (not node if isinstance(node, bool) else node + 1 if isinstance(node, (int, float))
+               else node + "x" if isinstance(node, str) else 0)
+        (bad / "program.json").write_text(json.dumps(_set(header, path, new)))
+        with pytest.raises(ProgramError, match="SHA-256 mismatch|not a densehw program|version"):
+            load(bad)
+        count += 1
+    assert count > 300
+
+
+def _run_program_fields(compiled, capsys, tmp_path, values, *, every_leaf, reference=False,
+                        only=None):
+    """densehw run on the compiled program with one field of program.json changed (and its
+    hash recomputed) per case; returns ``(refused, accepted)``."""
+    import shutil
+
+    from sw.program import header_digest
+
+    good = compiled / "good.prog"
+    header = json.loads((good / "program.json").read_text())
+    bad = tmp_path / "p"
+    shutil.copytree(good, bad)
+    out = tmp_path / "y.npy"
+    argv = ["run", str(bad), "--inputs", str(compiled / "x.npy"), "--out", str(out)]
+    argv += [] if reference else ["--no-reference"]
+    assert run_cli(argv, capsys)[0] == 0
+    clean = np.load(out)
+    skip = {("program_sha256",)}
+    refused = accepted = 0
+    for pat, path, value in _field_cases(header, values, every_leaf=every_leaf,
+                                         pattern=_program_pattern, skip=skip):
+        if only and not pat.startswith(only):
+            continue
+        h = _set(header, path, value)
+        h["program_sha256"] = header_digest(h)
+        (bad / "program.json").write_text(json.dumps(h))
+        out.unlink(missing_ok=True)
+        label = f"program.json {'/'.join(map(str, path))} = {value!r} (re-hashed)"
+        rc, err = run_cli(argv, capsys)
+        expect_clean(rc, err, label, command="run")
+        if rc == 2:
+            refused += 1
+            assert not out.exists(), f"{label}: output left behind"
+            continue
+        accepted += 1
+        got = np.load(out)
+        if pat not in RESULT_FIELDS:
+            assert got.dtype == clean.dtype and got.shape == clean.shape and np.array_equal(
+                got.view(np.uint8), clean.view(np.uint8)), f"{label}: accepted, and the " \
+                f"outputs changed, though {pat} does not decide them"
+    return refused, accepted
+
+
+def test_program_every_field(compiled, capsys, tmp_path):
+    """One field of each kind of program.json (every header field, every field of a blob, a
+    value and each step op) set to -1, 2**62, 10**30, 1.5 and "x", the hash recomputed:
+    exit 2 with one line, or a run whose outputs are bit for bit the clean program's unless
+    the field decides them (:data:`RESULT_FIELDS`)."""
+    refused, accepted = _run_program_fields(compiled, capsys, tmp_path, FIELD_VALUES,
+                                            every_leaf=False)
+    assert refused > 500 and accepted > 0
+
+
+@pytest.mark.slow
+def test_program_every_leaf_every_value(compiled, capsys, tmp_path):
+    """Every leaf of program.json (about 450) set to 21 values (about 9 500 runs, 3 min)."""
+    refused, accepted = _run_program_fields(compiled, capsys, tmp_path,
+                                            FIELD_VALUES + MORE_VALUES, every_leaf=True)
+    assert refused > 6000
+
+
+@pytest.mark.parametrize("only,values", [
+    ("source", ["x", 1, None, "pt2", "onnx", "../source.dshw", []]),
+    ("dataset", ["x", 1, "speech"]),
+])
+def test_program_source_fields_with_reference(compiled, capsys, tmp_path, only, values):
+    """The fields that the PyTorch reference reads (the source file's kind, name and hash, the
+    dataset), with the reference on: exit 2 with one line, or the clean outputs (an unknown
+    source kind once reached torch.export.load with a .dshw file: a traceback)."""
+    refused, _ = _run_program_fields(compiled, capsys, tmp_path, values, every_leaf=True,
+                                     reference=True, only=only)
+    assert refused > 0
+
+
+def _export_pattern(header, path) -> str:
+    out = []
+    for i, key in enumerate(path):
+        if path[:i] == ("layers",):
+            out.append(str(header["layers"][key].get("kind")))
+        else:
+            out.append("#" if isinstance(key, int) else key)
+    return "/".join(out)
+
+
+def _compile_export_fields(compiled, capsys, values, *, every_leaf):
+    """densehw compile on the export with one header field changed (the CRC recomputed) per
+    case: exit 2 with one line, or the very program of the clean export."""
+    import shutil
+    import struct
+    import zlib
+
+    d = compiled
+    blob = (d / "m.dshw").read_bytes()
+    magic, version, hlen = struct.unpack_from("<8sII", blob)
+    header = json.loads(blob[16:16 + hlen])
+    payload = blob[16 + hlen:-4]
+    out = d / "fields.prog"
+    refused = accepted = 0
+    for _pat, path, value in _field_cases(header, values, every_leaf=every_leaf,
+                                         pattern=_export_pattern):
+        hb = json.dumps(_set(header, path, value), sort_keys=True).encode()
+        body = hb + payload
+        (d / "field.dshw").write_bytes(struct.pack("<8sII", magic, version, len(hb)) + body
+                                       + struct.pack("<I", zlib.crc32(body)))
+        shutil.rmtree(out, ignore_errors=True)
+        label = f"export {'/'.join(map(str, path))} = {value!r}"
+        rc, err = run_cli(["compile", str(d / "field.dshw"), "-o", str(out), "--config",
+                           "default", "-q"], capsys)
+        expect_clean(rc, err, label, command="compile")
+        if rc == 2:
+            refused += 1
+            assert not out.exists(), f"{label}: partial program left behind"
+        else:
+            accepted += 1
+            assert _same_program(out, d / "good.prog"), f"{label}: accepted, and the " \
+                                                        f"program differs"
+    return refused, accepted
+
+
+def test_export_every_field(compiled, capsys):
+    """One field of each kind of the export header (each layer kind's fields, each tensor
+    record's, the graph's, the model's) set to -1, 2**62, 10**30, 1.5 and "x" with the
+    CRC recomputed: exit 2 with one line, or the clean export's program."""
+    refused, _ = _compile_export_fields(compiled, capsys, FIELD_VALUES, every_leaf=False)
+    assert refused > 100
+
+
+@pytest.mark.slow
+def test_export_every_leaf_every_value(compiled, capsys):
+    """Every leaf of the export header (about 190) set to 21 values (about 4 000 compiles)."""
+    refused, _ = _compile_export_fields(compiled, capsys, FIELD_VALUES + MORE_VALUES,
+                                        every_leaf=True)
+    assert refused > 2500
