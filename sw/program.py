@@ -543,7 +543,8 @@ def check_config(program: Program, config: ArrayConfig) -> None:
         return
     a, b = program.config.to_dict(), config.to_dict()
     keys = ArrayConfig._KEYS
-    diff = [f"{key}: program {a[key]!r} vs {b[key]!r}" for key in keys if a[key] != b[key]]
+    diff = [f"{key}: program {a.get(key)!r} vs {b.get(key)!r}" for key in keys
+            if a.get(key) != b.get(key)]
     raise ProgramError(f"the program was compiled for array configuration "
                        f"{program.config.name}, not {config.name} ({'; '.join(diff[:4])}); "
                        f"recompile it with this configuration")
