@@ -121,7 +121,8 @@ REGISTERS: tuple[Register, ...] = (
               Field("IN_SPECIALS", 10, 2, "in_fmt specials: 0 ieee, 1 fn (fp8_e4m3fn), "
                     "2 finite (MX FP6/FP4)"),
               Field("OUT_EXP", 16, 4, "out_fmt exponent bits"),
-              Field("OUT_FRAC", 20, 6, "out_fmt fraction bits"))),
+              Field("OUT_FRAC", 20, 6, "out_fmt fraction bits"),
+              Field("OUT_SPECIALS", 26, 2, "out_fmt specials: 0 ieee, 1 fn (fp8_e4m3fn)"))),
     Register("E0_RANGE", 0x14, "ro", "accepted weight offsets",
              (Field("MIN", 0, 8, "e0_min", signed=True),
               Field("MAX", 8, 8, "e0_max", signed=True),
@@ -216,7 +217,8 @@ class ArrayConfig:
         :mod:`contract.formats` (``fp8_e4m3fn`` and the MX element formats enter through their
         carrier, :attr:`pe_fmt`).
     out_fmt : FloatFormat or str, optional
-        Output and bias format (default ``in_fmt``), an ``"ieee"`` format at most 32 bits wide.
+        Output and bias format (default ``in_fmt``), at most 32 bits wide: an IEEE format or
+        ``fp8_e4m3fn`` (rounded in its carrier :attr:`po_fmt`, then saturated).
     wbits : int
         Weight code width ``B``, 2..5.
     rows, cols : int
@@ -275,9 +277,9 @@ class ArrayConfig:
             if fmt.width > 32:
                 raise ValueError(f"{key} {fmt.name} is {fmt.width} bits wide; the array "
                                  f"supports formats of at most 32 bits")
-        if not self.out_fmt.is_ieee:
-            raise ValueError(f"out_fmt {self.out_fmt.name} has no infinities; the array's "
-                             f"outputs are IEEE formats (fp16, bf16, fp32, fp8_e5m2)")
+        if not self.out_fmt.has_nan:
+            raise ValueError(f"out_fmt {self.out_fmt.name} has no NaN; it is an input (element) "
+                             f"format only")
         _check_int("mx_block", self.mx_block, 0, MX_BLOCK)
         if self.mx_block not in (0, MX_BLOCK):
             raise ValueError(f"mx_block must be 0 (no block scales) or {MX_BLOCK}, not "
@@ -319,7 +321,7 @@ class ArrayConfig:
     def dot_config(self) -> DotConfig:
         """The arithmetic domain as a :class:`DotConfig` (``max_k = depth``): pass it to
         ``gemm_golden(config=...)``; its accumulator geometry is the finalizer's."""
-        return DotConfig(in_fmt=self.pe_fmt, out_fmt=self.out_fmt, wbits=self.wbits, lanes=1,
+        return DotConfig(in_fmt=self.pe_fmt, out_fmt=self.po_fmt, wbits=self.wbits, lanes=1,
                          pipeline=4, max_k=self.depth, e0_min=self.e0_min, e0_max=self.e0_max)
 
     @property
@@ -333,6 +335,12 @@ class ArrayConfig:
         if self.mx_block:
             return carrier_format(self.in_fmt, self.scale_min, self.scale_max)
         return carrier_format(self.in_fmt)
+
+    @property
+    def po_fmt(self) -> FloatFormat:
+        """The format the finalizer rounds to: ``out_fmt``'s carrier (``out_fmt`` itself for
+        IEEE formats); an ``fp8_e4m3fn`` result is saturated from it on the way out."""
+        return carrier_format(self.out_fmt)
 
     @property
     def lane_width(self) -> int:
@@ -591,7 +599,8 @@ class ArrayConfig:
             "DEPTH": self.depth,
             "FORMATS": (self.in_fmt.exp_bits | (self.in_fmt.frac_bits << 4)
                         | (SPECIALS.index(self.in_fmt.specials) << 10)
-                        | (self.out_fmt.exp_bits << 16) | (self.out_fmt.frac_bits << 20)),
+                        | (self.out_fmt.exp_bits << 16) | (self.out_fmt.frac_bits << 20)
+                        | (SPECIALS.index(self.out_fmt.specials) << 26)),
             "E0_RANGE": s8(self.e0_min) | (s8(self.e0_max) << 8)
             | ((s8(self.scale_min) << 16) | (s8(self.scale_max) << 24) if self.mx_block else 0),
         }

@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 from contract.array import ArrayConfig
 
 from .lanes import BiasAligner
+from .narrow_out import saturate, widen
 from .pe import pe_carry_vector, pe_flags_layout, pe_state_layout
 from .rounding import ROUNDER_CUTS, Rounder
 from .stages import delayed, pipelined_add, sext
@@ -127,7 +128,10 @@ class Finalizer(wiring.Component):
         # flags with the bias's, with the side data
         m.submodules.aligner = bias = BiasAligner(config=dot, cuts=("terms", "amount", "half"),
                                                   meta_layout=side_l)
-        m.d.comb += [bias.bias.eq(entry.bias), bias.e0.eq(entry.e0), bias.flags.eq(entry.flags),
+        bias_bits = entry.bias
+        if cfg.po_fmt != cfg.out_fmt:               # a saturating output: bias into the carrier
+            bias_bits = widen(entry.bias, cfg.out_fmt, cfg.po_fmt)
+        m.d.comb += [bias.bias.eq(bias_bits), bias.e0.eq(entry.e0), bias.flags.eq(entry.flags),
                      bias.enable.eq(self.bias_en), bias.valid.eq(self.i.valid),
                      bias.meta.e0.eq(entry.e0), bias.meta.meta.eq(entry.meta)]
         # (the bias waits for the carry resolution when that is the longer path)
@@ -190,11 +194,14 @@ class Finalizer(wiring.Component):
             relu = Signal(name="relu_r", reset_less=True)
             m.d.sync += relu.eq(self.relu)
         s = rounder.i.payload.sum
+        bits = rounder.o.payload.bits
+        if cfg.po_fmt != cfg.out_fmt:               # ... and the result out of it, saturated
+            bits = saturate(bits, cfg.po_fmt, cfg.out_fmt)
         m.d.comb += [
             rounder.i.valid.eq(m_valid), s.sign.eq(m_sign), s.mag.eq(mag),
             s.e0.eq(m_side.e0), s.flags.eq(m_side.flags), rounder.relu.eq(relu),
             rounder.i.payload.meta.eq(m_side.meta),
-            self.o.valid.eq(rounder.o.valid), self.o.payload.bits.eq(rounder.o.payload.bits),
+            self.o.valid.eq(rounder.o.valid), self.o.payload.bits.eq(bits),
             self.o.payload.meta.eq(rounder.o.payload.meta),
         ]
         return m

@@ -54,3 +54,50 @@ def test_mx_lanes(fmt, window):
     bad = np.argwhere(got != want)
     assert bad.size == 0, (f"{fmt} lane {lanes[tuple(bad[0])]:#x}: {got[tuple(bad[0])]:#x} != "
                            f"{want[tuple(bad[0])]:#x}")
+
+
+def test_saturating_output_maps():
+    """hw.narrow_out.saturate / widen against sw.mx.from_carrier / to_carrier on every pattern
+    (the e4m3fn carrier's 512, e4m3fn's 256)."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from contract import FP8_E4M3FN, carrier_format
+    from hw.narrow_out import saturate, widen
+    from sw.mx import from_carrier
+
+    car = carrier_format(FP8_E4M3FN)
+
+    class Maps(wiring.Component):
+        c: In(car.width)
+        b: In(8)
+        o: Out(8)
+        w: Out(car.width)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += [self.o.eq(saturate(self.c, car, FP8_E4M3FN)),
+                         self.w.eq(widen(self.b, FP8_E4M3FN, car))]
+            return m
+
+    dut = Maps()
+    got_o, got_w = [], []
+
+    async def bench(ctx):
+        for v in range(1 << car.width):
+            ctx.set(dut.c, v)
+            ctx.set(dut.b, v & 0xFF)
+            got_o.append(ctx.get(dut.o))
+            got_w.append(ctx.get(dut.w))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    allc = np.arange(1 << car.width)
+    want_o = from_carrier(allc, car, FP8_E4M3FN)
+    bad = np.flatnonzero(np.array(got_o) != want_o)
+    assert bad.size == 0, f"carrier {bad[0]:#x}: {got_o[bad[0]]:#x} != {want_o[bad[0]]:#x}"
+    want_w = to_carrier(allc & 0xFF, FP8_E4M3FN, car)
+    bad = np.flatnonzero(np.array(got_w) != want_w)
+    assert bad.size == 0, f"e4m3fn {bad[0] & 0xFF:#x}: {got_w[bad[0]]:#x} != {want_w[bad[0]]:#x}"

@@ -211,8 +211,11 @@ def test_array_config_narrow_formats():
     assert ArrayConfig.from_dict(cfg.to_dict()) == cfg
     assert ArrayConfig().to_dict() == ArrayConfig.from_dict(ArrayConfig().to_dict()).to_dict()
     assert "mx_block" not in ArrayConfig().to_dict()
-    with pytest.raises(ValueError, match="outputs are IEEE"):
-        ArrayConfig(in_fmt="fp16", out_fmt="fp8_e4m3fn")
+    out = ArrayConfig(in_fmt="fp16", out_fmt="fp8_e4m3fn")
+    assert out.po_fmt == carrier_format(FP8_E4M3FN) and out.dot_config.out_fmt == out.po_fmt
+    assert out.res_tdata_width == 8
+    with pytest.raises(ValueError, match="input \\(element\\) format only"):
+        ArrayConfig(in_fmt="fp16", out_fmt="fp4_e2m1")
     with pytest.raises(ValueError, match="mx_block must be 0"):
         ArrayConfig(in_fmt="fp4_e2m1", out_fmt="fp16", mx_block=16)
     with pytest.raises(ValueError, match="scale_min"):
@@ -220,6 +223,7 @@ def test_array_config_narrow_formats():
 
 
 @pytest.mark.parametrize("kw", [dict(in_fmt="fp8_e4m3fn", out_fmt="fp16"),
+                                dict(in_fmt="bf16", out_fmt="fp8_e4m3fn"),
                                 dict(in_fmt="fp4_e2m1", out_fmt="bf16", mx_block=32,
                                      scale_min=-5, scale_max=9),
                                 dict(in_fmt="fp8_e5m2", out_fmt="fp16", mx_block=32)])

@@ -37,7 +37,9 @@ def _layers(cfg, rng, kmax):
     dict(in_fmt="fp8_e4m3fn", out_fmt="bf16", wbits=4, mx_block=32),
     dict(in_fmt="fp4_e2m1", out_fmt="fp16", wbits=2, mx_block=32, scale_min=-4, scale_max=3),
     dict(in_fmt="fp6_e3m2", out_fmt="fp16", wbits=3, mx_block=32),
-], ids=lambda kw: f"{kw['in_fmt']}{'_mx' if kw.get('mx_block') else ''}")
+    dict(in_fmt="fp8_e4m3fn", out_fmt="fp8_e4m3fn", wbits=5),
+    dict(in_fmt="fp8_e5m2", out_fmt="fp8_e4m3fn", wbits=3, mx_block=32),
+], ids=lambda kw: f"{kw['in_fmt']}{'_mx' if kw.get('mx_block') else ''}_{kw['out_fmt']}")
 def test_narrow_icarus(kw):
     seed = 2700 + kw["wbits"]
     print(f"seed {seed}")
