@@ -33,6 +33,7 @@ byte is dropped).
 
 import os
 import pathlib
+import sys
 
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, ResetInserter, Signal, Value
 from amaranth.lib import wiring
@@ -332,16 +333,18 @@ def build_board(board: str, design_factory, *, build_dir="build/boards", name=No
                 baud=115200, synth_opts=None):
     """Build the bitstream of ``design_factory()`` behind the UART link for ``board``
     (``icebreaker``, ``ulx3s-25f``, ``ulx3s-85f``) with the YoWASP tools; return the
-    bitstream path. ``build_dir`` must not be under ``/tmp``."""
+    bitstream path. The tools run in ``build_dir`` with bare file names (any folder, ``/tmp``
+    included); they are found on ``PATH`` or beside the running Python (the venv's ``bin``)."""
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}; expected one of {', '.join(BOARDS)}")
     platform = BOARDS[board]()
+    venv_bin = os.path.dirname(sys.executable)
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
     for key, exe in TOOL_ENV.items():
         os.environ.setdefault(key, exe)
     name = name or f"densehw_{board.replace('-', '_')}"
     folder = pathlib.Path(build_dir) / board
-    if folder.resolve().parts[:2] == ("/", "tmp"):
-        raise ValueError(f"build folder {str(folder)!r} is under /tmp, which YoWASP cannot see")
     kwargs = {"script_after_read": "\n".join(KEEP_REPLICAS)}
     if board == "icebreaker":
         kwargs["synth_opts"] = synth_opts if synth_opts is not None else "-dsp"
@@ -378,7 +381,6 @@ def component_from_spec(spec: dict, *, family=None):
 def main(argv=None) -> int:
     """``python -m boards.boards --board icebreaker [--config CFG]``: build a bitstream."""
     import argparse
-    import sys
 
     p = argparse.ArgumentParser(prog="python -m boards.boards",
                                 description="board bitstream with the UART host link")
@@ -409,6 +411,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

@@ -51,7 +51,7 @@ from .logs import (
     resource_blocks,
 )
 from .specs import make_design
-from .tools import check_workdir, run_tool, tool, tool_versions
+from .tools import run_tool, tool, tool_versions
 
 __all__ = ["run_flow", "run_job", "KEEP_REPLICAS", "ABC9_REINTEGRATE_ASSERT",
            "HARNESS_NOFLATTEN_NOTE"]
@@ -281,7 +281,6 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
     seed_timeout = pnr_timeout or timeout
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    check_workdir(workdir)
     (workdir / "design.v").write_text(design.verilog)
     t0 = time.monotonic()
     result = {"board": board, "device": device, "device_name": dev["name"],

