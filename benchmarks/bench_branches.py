@@ -4,9 +4,9 @@ Every design goes through the same flow as the shift array (:func:`boards.flow.r
 Yosys ``synth_ice40 -dsp`` / ``synth_ecp5`` for the resources, nextpnr on the design inside the
 serial I/O harness for Fmax, median over the seeds, exploration mode against the board's
 default clock target). Designs per device (``DESIGNS``): multi-branch arrays sized to fill the
-device (integers only), one small array with the float path (its shared finalizer: fp32 scales,
-fp32 out), and the int8 x int8 -> int32 MAC arrays of :mod:`boards.intmac` with DSP and with
-LUT multipliers.
+device (integers only), the int8 x int8 -> int32 MAC arrays of :mod:`boards.intmac` with DSP
+and with LUT multipliers, the device's default shift array (``configs/<board>_<device>.toml``)
+and one small branch array with the float path (its shared finalizer: fp32 scales, fp32 out).
 
 Throughput is counted in MACs **of the encoded width**: one MAC is one product of a
 ``k_w``-bit weight and a ``k_a``-bit activation added into the exact sum (``k_w * k_a``
@@ -16,7 +16,8 @@ one 8 x 8-bit product per PE per clock.
 
 Writes ``build/bench/branches.json`` and ``branches.md``; every point is cached in
 ``build/bench/branches-cache/<hash>/summary.json`` (delete it, or ``--force``, to measure again).
-Usage: ``python benchmarks/bench_branches.py [--devices ice40:up5k,ecp5:25f] [--seeds 1,2]``.
+Usage: ``python benchmarks/bench_branches.py [--devices ice40:up5k,ecp5:25f] [--seeds 1,2]
+[--only TEXT] [--pnr-timeout S]`` (``--only``: the designs whose label contains ``TEXT``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 INT = {"out_fmt": "none", "scale_fmt": "none"}
 
 #: (board, device) -> design specs. Branch arrays: ``{"kind": "branch-array", "config": ...}``;
-#: int8 arrays: ``{"kind": "int8-array", "rows", "cols", "mult"}`` (boards.intmac).
+#: int8 arrays: ``{"kind": "int8-array", "rows", "cols", "mult"}`` (boards.intmac); the shift
+#: array: ``{"kind": "array", "config": "default"}`` (the device's default configuration).
 DESIGNS = {
     # sizes from synthesis-only runs of 4x4 arrays (UP5K: 3118 LUT4 for w1a1 x 32 lanes, 4681
     # for w2a2 x 16, 4905 for a 3x3 w4a4 x 8), filled to about 4000 of the 5280 logic cells
@@ -45,10 +47,11 @@ DESIGNS = {
                                             "lanes": 16, **INT}},
         {"kind": "branch-array", "config": {"wbits": 4, "abits": 4, "rows": 2, "cols": 3,
                                             "lanes": 8, **INT}},
-        {"kind": "branch-array", "config": {"wbits": 2, "abits": 2, "rows": 2, "cols": 2,
-                                            "lanes": 16}},
         {"kind": "int8-array", "rows": 2, "cols": 4, "mult": "dsp"},
         {"kind": "int8-array", "rows": 4, "cols": 4, "mult": "lut"},
+        {"kind": "array", "config": "default"},
+        {"kind": "branch-array", "config": {"wbits": 2, "abits": 2, "rows": 2, "cols": 2,
+                                            "lanes": 16}},
     ],
     # ECP5-25F (4x4 synthesis: 3716 LUTs for w1a1 x 32, 5362 for w2a2 x 16, 9445 for w4a4 x 8,
     # 5346 for int8 LUT MACs): filled to about 16000 of the 24288 LUTs
@@ -59,10 +62,11 @@ DESIGNS = {
                                             "lanes": 16, **INT}},
         {"kind": "branch-array", "config": {"wbits": 4, "abits": 4, "rows": 5, "cols": 6,
                                             "lanes": 8, **INT}},
-        {"kind": "branch-array", "config": {"wbits": 2, "abits": 2, "rows": 2, "cols": 2,
-                                            "lanes": 16}},
         {"kind": "int8-array", "rows": 4, "cols": 7, "mult": "dsp"},
         {"kind": "int8-array", "rows": 7, "cols": 7, "mult": "lut"},
+        {"kind": "array", "config": "default"},
+        {"kind": "branch-array", "config": {"wbits": 2, "abits": 2, "rows": 2, "cols": 2,
+                                            "lanes": 16}},
     ],
 }
 
@@ -83,37 +87,57 @@ def _key(spec, board, device, seeds):
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def measure(spec, board, device, *, seeds, root, force=False, jobs=1) -> dict:
+def resolve(spec, board, device) -> dict:
+    """``spec`` with its configuration filled in: a branch array's ``arith``, the shift array's
+    device default (``configs/<board>_<device>.toml``)."""
+    spec = dict(spec)
+    if spec["kind"] == "branch-array":
+        spec["config"] = {"arith": "branches", **spec["config"]}
+    elif spec["kind"] == "array" and spec["config"] == "default":
+        from boards.flow import default_array
+
+        spec["config"] = default_array(board, device)
+    return spec
+
+
+def cached(spec, board, device, *, seeds, root) -> dict | None:
+    """The cached summary of one design, or None."""
+    spec = resolve(spec, board, device)
+    path = pathlib.Path(root) / _key(spec, board, device, seeds) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def measure(spec, board, device, *, seeds, root, force=False, jobs=1, pnr_timeout=None) -> dict:
     """The report summary of one design (cached under ``root``), with the encoded-width MAC
     figures added for branch arrays."""
     from boards.errors import FlowError
     from boards.flow import run_flow
     from boards.report import summarise, write_atomic
 
-    spec = dict(spec)
-    if spec["kind"] == "branch-array":
-        spec["config"] = {"arith": "branches", **spec["config"]}
+    spec = resolve(spec, board, device)
     folder = pathlib.Path(root) / _key(spec, board, device, seeds)
-    cached = folder / "summary.json"
-    if cached.exists() and not force:
-        return json.loads(cached.read_text())
+    path = folder / "summary.json"
+    if path.exists() and not force:
+        return json.loads(path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     design = _design(spec, board)
     try:
         res = run_flow(design, board=board, device=device, workdir=folder, seeds=seeds,
-                       explore=True, pnr_jobs=jobs)
+                       explore=True, pnr_jobs=jobs, pnr_timeout=pnr_timeout)
         out = summarise(res)
     except FlowError as exc:
         out = {"design": design.name, "board": board, "device": device, "error": str(exc)}
     out["spec"] = spec
+    # binary products per MAC: k_w * k_a for a branch array, 8 * 8 for an int8 MAC; none for
+    # the shift array (a float activation times a power of two)
     if spec["kind"] == "branch-array":
         cfg = spec["config"]
         out["bits"] = cfg["wbits"] * cfg["abits"]
     else:
-        out["bits"] = 64
-    if out.get("gmacs") is not None:
+        out["bits"] = 64 if spec["kind"] == "int8-array" else None
+    if out.get("gmacs") is not None and out["bits"]:
         out["binary_gops"] = round(out["gmacs"] * out["bits"], 3)
-    write_atomic(cached, json.dumps(out, indent=1, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(out, indent=1, sort_keys=True) + "\n")
     return out
 
 
@@ -124,6 +148,10 @@ def _label(r):
         path = " + float path" if c.get("out_fmt") != "none" else ""
         return (f"branches w{c['wbits']}a{c['abits']} {c['rows']}x{c['cols']} x {c['lanes']} "
                 f"lanes{path}")
+    if spec["kind"] == "array":
+        c = spec["config"]
+        return (f"shift array {c.get('in_fmt', 'fp16')} x {c.get('wbits', 3)}-bit "
+                f"{c['rows']}x{c['cols']}")
     return f"int8 MAC ({spec['mult'].upper()} multipliers) {spec['rows']}x{spec['cols']}"
 
 
@@ -155,9 +183,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--devices", default="ice40:up5k,ecp5:25f")
     p.add_argument("--seeds", default="1,2")
-    p.add_argument("--jobs", type=int, default=2, help="place-and-route seeds at a time")
+    p.add_argument("--jobs", type=int, default=1, help="place-and-route seeds at a time")
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "build" / "bench")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--only", default="", help="only the designs whose label contains this")
+    p.add_argument("--pnr-timeout", type=float, default=None,
+                   help="seconds per place-and-route seed (a seed stopped counts as unplaced)")
     args = p.parse_args(argv)
     seeds = tuple(int(s) for s in args.seeds.split(","))
     devices = [tuple(d.split(":")) for d in args.devices.split(",")]
@@ -165,8 +196,13 @@ def main(argv=None) -> int:
     results = []
     for board, device in devices:
         for spec in DESIGNS[(board, device)]:
+            if args.only not in _label({"spec": resolve(spec, board, device)}):
+                r = cached(spec, board, device, seeds=seeds, root=args.out / "branches-cache")
+                if r is not None:                   # the table keeps points measured before
+                    results.append(r)
+                continue
             r = measure(spec, board, device, seeds=seeds, root=args.out / "branches-cache",
-                        force=args.force, jobs=args.jobs)
+                        force=args.force, jobs=args.jobs, pnr_timeout=args.pnr_timeout)
             print(f"{board} {device} {_label(r)}: luts {r.get('luts')} fmax {r.get('fmax_mhz')} "
                   f"gmacs {r.get('gmacs')} {r.get('error') or ''}", flush=True)
             results.append(r)
