@@ -73,11 +73,7 @@ DESIGNS = {
 
 
 def _design(spec, board):
-    if spec["kind"] == "int8-array":
-        from boards.intmac import int_design
-
-        return int_design(spec)
-    from boards.specs import make_design
+    from boards.specs import make_design  # int8 arrays: the baselines registry
 
     return make_design(spec, board=board)
 
@@ -95,7 +91,7 @@ def resolve(spec, board, device) -> dict:
     if spec["kind"] == "branch-array":
         spec["config"] = {"arith": "branches", **spec["config"]}
     elif spec["kind"] == "array" and spec["config"] == "default":
-        from boards.flow import default_array
+        from boards.specs import default_array
 
         spec["config"] = default_array(board, device)
     return spec
