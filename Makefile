@@ -17,7 +17,7 @@ help:
 	@echo "make test-slow  long sweeps and exhaustive checks (pytest -m slow)"
 	@echo "make bench      benchmarks: synthesis comparison, golden model vs float32 matmul, array simulation -> build/bench/"
 	@echo "make formal     every formal proof"
-	@echo "make help-synth | help-train | help-e2e   targets of the synthesis, training and deployment areas"
+	@echo "make help-synth | help-train | help-e2e | help-soc   targets of the synthesis, training, deployment and SoC areas"
 	@echo "make soak       thousands of random layers on the array under stalls and resets (SOAK_LAYERS=N, SOAK_SEED=n) -> build/soak"
 	@echo "make lint       ruff + Verilator lint of the generated RTL"
 	@echo "make clean      remove build outputs (keeps .venv)"
