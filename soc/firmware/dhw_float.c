@@ -1,8 +1,11 @@
 /* dhw_float.c: see dhw_float.h. Only integer operations and IEEE binary64 +, *, / and
  * conversions (soft-float on a CPU without an FPU: exact by definition). */
-#include <string.h>
-
 #include "dhw_float.h"
+
+typedef union {
+    double d;
+    uint64_t u;
+} dbits;
 
 #define WIDTH(f) (1u + (f).exp_bits + (f).frac_bits)
 #define EXP_MAX(f) ((1u << (f).exp_bits) - 1u)
@@ -14,23 +17,22 @@
 
 double dhw_from_u64(uint64_t bits)
 {
-    double d;
-    memcpy(&d, &bits, sizeof d);
-    return d;
+    dbits x;
+    x.u = bits;
+    return x.d;
 }
 
 static uint64_t to_u64(double d)
 {
-    uint64_t bits;
-    memcpy(&bits, &d, sizeof bits);
-    return bits;
+    dbits x;
+    x.d = d;
+    return x.u;
 }
 
 double dhw_from_f32(uint32_t bits)
 {
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return (double)f;
+    static const dhw_fmt fp32 = {8u, 23u};
+    return dhw_decode(bits, fp32);      /* exact, without a float-to-double helper */
 }
 
 static double pow2(int32_t n)           /* 2**n, n in [-1022, 1023] */
@@ -63,7 +65,7 @@ uint32_t dhw_round(double v, dhw_fmt f)
     uint32_t dexp = (uint32_t)(b >> 52) & 0x7FFu;
     int32_t emin = 1 - BIAS(f), emax = BIAS(f), lsb_exp = emin - (int32_t)f.frac_bits;
     int32_t lead, binade;
-    uint64_t q;
+    uint32_t q;
     double a, scaled, rest;
     uint32_t body;
 
@@ -79,11 +81,11 @@ uint32_t dhw_round(double v, dhw_fmt f)
     binade = lead < emin ? emin : lead;
     a = dhw_from_u64(b & 0x7FFFFFFFFFFFFFFFull);
     scaled = a * pow2((int32_t)f.frac_bits - binade);      /* exact: a power of two */
-    q = (uint64_t)scaled;                                   /* truncation: scaled >= 0 */
+    q = (uint32_t)scaled;               /* truncation: 0 <= scaled < 2**(frac_bits + 1) */
     rest = scaled - (double)q;                              /* exact */
     if (rest > 0.5 || (rest == 0.5 && (q & 1u)))
         q++;
-    body = (uint32_t)(((uint64_t)(binade - emin) << f.frac_bits) + q);
+    body = ((uint32_t)(binade - emin) << f.frac_bits) + q;
     if (body >= POS_INF(f))
         body = POS_INF(f);
     return sign | body;
