@@ -62,6 +62,7 @@ def make_soc(board: str, meta: dict, verilog: Path, sys_clk: float):
 
         soc = BaseSoC(device=spec["device"], revision="2.0", toolchain="trellis",
                       sys_clk_freq=sys_clk, cpu_type="vexriscv", cpu_variant="standard",
+                      integrated_rom_size=0x10000, integrated_sram_size=0x2000,
                       with_led_chaser=False, with_timer=True, uart_name="serial")
     else:
         from litex_boards.targets.icebreaker import BaseSoC

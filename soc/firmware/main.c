@@ -114,22 +114,14 @@ static void densehw_isr(void)
     densehw_irq_handler(&dev);
 }
 
-static void wait_for_interrupt(void *arg)
-{
-    unsigned int ie = irq_getie();
-
-    irq_setie(0);
-    if (!densehw_irq_seen((densehw_dev *)arg))
-        __asm__ volatile("wfi");        /* wakes on the pending interrupt, taken below */
-    irq_setie(ie);
-}
-
 static void set_wait(uint32_t mode)
 {
+    /* in interrupt mode the driver watches the flag that densehw_isr sets (dev.idle could
+       sleep; the standard VexRiscv has no WFI, so it spins: no register reads) */
     dev.wait_mode = (int)mode;
     dev.timeout = ARRAY_TIMEOUT;
-    dev.idle = mode == DENSEHW_WAIT_IRQ ? wait_for_interrupt : NULL;
-    dev.idle_arg = &dev;
+    dev.idle = NULL;
+    dev.idle_arg = NULL;
 }
 
 static const char *mode_name(uint32_t mode)
