@@ -80,9 +80,11 @@ class DenseHWArray(LiteXModule):
         def bus():
             return wishbone.Interface(data_width=WORD, address_width=32, addressing="word")
 
-        self.wgt_dma = WishboneDMAReader(bus(), with_csr=True)
-        self.act_dma = WishboneDMAReader(bus(), with_csr=True)
-        self.res_dma = WishboneDMAWriter(bus(), with_csr=True)
+        # LiteX's DMA "little" swaps the bytes of each word, "big" passes the bus word as it
+        # is: the memory images are little-endian words on a little-endian CPU, so "big".
+        self.wgt_dma = WishboneDMAReader(bus(), endianness="big", with_csr=True)
+        self.act_dma = WishboneDMAReader(bus(), endianness="big", with_csr=True)
+        self.res_dma = WishboneDMAWriter(bus(), endianness="big", with_csr=True)
         self.wgt_framer = Framer(~self.wgt_dma._enable.storage)
         self.act_framer = Framer(~self.act_dma._enable.storage)
         self.comb += [self.wgt_dma.source.connect(self.wgt_framer.sink),

@@ -39,7 +39,11 @@ SYS_CLK = int(1e6)          # the simulation's nominal clock (cycles are what is
 
 
 class SocError(Exception):
-    """A failure of the flow, reported on one line."""
+    """A failure of the flow, reported on one line; ``code`` 2 for bad input."""
+
+    def __init__(self, message, *, code=1):
+        super().__init__(message)
+        self.code = code
 
 
 # -- configuration and data ---------------------------------------------------------------------
@@ -52,7 +56,7 @@ def load_config(arg):
     try:
         return load_array_config(arg)
     except ValueError as exc:
-        raise SocError(str(exc)) from None
+        raise SocError(str(exc), code=2) from None
 
 
 def write_generated(cfg, folder: Path) -> dict:
@@ -74,12 +78,16 @@ def firmware_data(cfg, data_dir: Path, model: Path, images: int) -> dict:
     from sw.data import digits
 
     if not model.is_file():
-        raise SocError(f"model {str(model)!r} not found (make soc-sim trains it)")
+        raise SocError(f"model {str(model)!r} not found (make soc-sim trains it)", code=2)
     torch.set_num_threads(1)
-    program = compile_model(model, cfg)
+    try:
+        program = compile_model(model, cfg)
+    except (ValueError, OSError) as exc:
+        raise SocError(f"model {str(model)!r}: {exc}", code=2) from None
     d = digits()
     if not 1 <= images <= min(256, len(d.y_test)):
-        raise SocError(f"--images must be in [1, {min(256, len(d.y_test))}], not {images}")
+        raise SocError(f"--images must be in [1, {min(256, len(d.y_test))}], not {images}",
+                       code=2)
     x = d.x_test[:images].float().contiguous()
     tables = program_tables(program, x, d.y_test[:images].numpy())
     items = gemm_items(cfg)
@@ -369,7 +377,7 @@ def main(argv=None) -> int:
                               "buffers_words": data["buffers"]})
     except SocError as exc:
         print(f"soc-sim: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.code
     from contract.files import write_atomic
 
     args.out.mkdir(parents=True, exist_ok=True)
