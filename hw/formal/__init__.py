@@ -21,7 +21,9 @@ One harness per module:
 * :mod:`.drain_chain`: ``DrainChainProof`` (:class:`hw.drain.DrainChain` delivers every
   captured entry once, in order, bounded);
 * :mod:`.weight_loader`: ``WeightLoaderProof`` (:class:`hw.loader.WeightLoader` never writes a
-  bank in use, bounded).
+  bank in use, bounded);
+* :mod:`.tile_sequencer`: ``TileSequencerProof`` (:class:`hw.sequencer.TileSequencer` ends
+  every tile once, in stream order, with its ragged edges, bounded).
 
 ``fault`` parameters wrap the unit under test in a deliberately broken variant, for the tests
 that check that the proofs can fail. :mod:`.runner` proves a harness: :func:`run_sat` (Yosys
@@ -39,12 +41,13 @@ from .product_lanes import PRODUCT_FAULTS, ProductLanesProof, fault_point, produ
 from .registers import REGISTER_FAULTS, RegisterBlockProof
 from .rounding import ROUNDING_FAULTS, RoundingProof
 from .runner import FormalResult, default_root, run_sat, run_sby
+from .tile_sequencer import SEQUENCER_FAULTS, TileSequencerProof
 from .weight_loader import LOADER_FAULTS, WeightLoaderProof
 
 __all__ = [
     "ARRAY_FAULTS", "BIAS_FAULTS", "DRAIN_FAULTS", "FINALIZER_FAULTS", "LOADER_FAULTS",
-    "PRODUCT_FAULTS",
-    "REGISTER_FAULTS", "ROUNDING_FAULTS", "STREAM_FAULTS", "ArrayProductProof",
+    "PRODUCT_FAULTS", "REGISTER_FAULTS", "ROUNDING_FAULTS", "SEQUENCER_FAULTS", "STREAM_FAULTS",
+    "TileSequencerProof", "ArrayProductProof",
     "BiasAlignerProof", "DotStreamProof", "DrainChainProof", "FinalizerProof", "FormalResult",
     "HandshakeRulesProof", "ProductLanesProof", "RegisterBlockProof", "RoundingProof",
     "WeightLoaderProof",
