@@ -74,6 +74,8 @@ FMA_FORMATS = {"fma16": ("fp16", "fp16"), "fma16-32": ("fp16", "fp32"),
 FILL = {"ice40": 0.94, "ecp5": 0.85}
 #: Whether the resource fit measures a shape by place and route (else synthesis alone).
 PROBE_PNR = {"ice40": True, "ecp5": False}
+#: Default time limit of a place-and-route seed per device (seconds; part of the cache key).
+PNR_TIMEOUT = {"up5k": 900.0, "25f": 1200.0, "85f": 2400.0}
 #: A shape that does not place is replaced by the largest with at most this share of its PEs.
 STEP_DOWN = 0.9
 #: Probe sizes (PEs) of the resource fit, per board.
@@ -432,8 +434,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "build" / "bench")
     p.add_argument("--max-pnr", type=int, default=3,
                    help="place-and-route runs per (device, design) at most")
-    p.add_argument("--pnr-timeout", type=float, default=2400, metavar="SECONDS",
-                   help="stop a place-and-route seed after this long")
+    p.add_argument("--pnr-timeout", type=float, metavar="SECONDS",
+                   help="stop a place-and-route seed after this long (default per device: "
+                        + ", ".join(f"{d} {t:g} s" for d, t in PNR_TIMEOUT.items()) + ")")
     p.add_argument("--force", action="store_true", help="ignore cached points")
     p.add_argument("--cached-only", action="store_true",
                    help="run no tool: report what the cache holds, the rest as not measured")
@@ -449,7 +452,7 @@ def main(argv=None) -> int:
         print(f"bench_hw: --seeds wants integers like 1,2,3, not {args.seeds!r}",
               file=sys.stderr)
         return 2
-    if args.max_pnr < 1 or not args.pnr_timeout > 0:
+    if args.max_pnr < 1 or (args.pnr_timeout is not None and not args.pnr_timeout > 0):
         print("bench_hw: --max-pnr and --pnr-timeout must be positive", file=sys.stderr)
         return 2
     t0 = time.monotonic()
@@ -459,7 +462,8 @@ def main(argv=None) -> int:
         for design in designs:
             print(f"{DEVICES[board][device]['name']}: {DESIGNS[design]}", flush=True)
             records.append(Search(board, device, design, seeds=seeds,
-                                  root=args.out / "cache", pnr_timeout=args.pnr_timeout,
+                                  root=args.out / "cache",
+                                  pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev],
                                   max_pnr=args.max_pnr, force=args.force,
                                   cached_only=args.cached_only,
                                   log=lambda s: print(s, flush=True)).run())
@@ -468,7 +472,7 @@ def main(argv=None) -> int:
     for dev in ([] if args.no_pes else devices):
         if dev != "85f":            # the same fabric as the 25F
             pes += pe_records(*DEVICE_NAMES[dev], seeds=seeds, root=args.out / "cache",
-                              pnr_timeout=args.pnr_timeout, force=args.force,
+                              pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev], force=args.force,
                               cached_only=args.cached_only)
     doc = {"commit": _commit(),
            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
