@@ -67,23 +67,31 @@ def _format(exp_bits: int, frac_bits: int, specials: int = 0) -> FloatFormat:
     return FloatFormat(f"e{exp_bits}m{frac_bits}", exp_bits, frac_bits, specials=kind)
 
 
+def _config_from_fields(g: int, f: int, e: int, depth: int) -> ArrayConfig:
+    """The :class:`ArrayConfig` the GEOMETRY, FORMATS and E0_RANGE fields name."""
+    mx = _field("GEOMETRY", "MX_BLOCK", g)
+    window = ({"scale_min": _field("E0_RANGE", "SCALE_MIN", e),
+               "scale_max": _field("E0_RANGE", "SCALE_MAX", e)} if mx else {})
+    return ArrayConfig(in_fmt=_format(_field("FORMATS", "IN_EXP", f),
+                                      _field("FORMATS", "IN_FRAC", f),
+                                      _field("FORMATS", "IN_SPECIALS", f)),
+                       out_fmt=_format(_field("FORMATS", "OUT_EXP", f),
+                                       _field("FORMATS", "OUT_FRAC", f),
+                                       _field("FORMATS", "OUT_SPECIALS", f)),
+                       wbits=_field("GEOMETRY", "WBITS", g), rows=_field("GEOMETRY", "ROWS", g),
+                       cols=_field("GEOMETRY", "COLS", g), depth=depth,
+                       e0_min=_field("E0_RANGE", "MIN", e), e0_max=_field("E0_RANGE", "MAX", e),
+                       pipeline=_field("GEOMETRY", "PIPELINE", g), mx_block=mx, **window)
+
+
 def config_from_registers(values: dict) -> ArrayConfig:
     """The :class:`ArrayConfig` whose identification registers read ``values`` (every name of
     :data:`IDENT_REGISTERS`); ``ValueError`` when they describe no valid array."""
     g, f, e = values["GEOMETRY"], values["FORMATS"], values["E0_RANGE"]
-    mx = _field("GEOMETRY", "MX_BLOCK", g)
-    window = ({"scale_min": _field("E0_RANGE", "SCALE_MIN", e),
-               "scale_max": _field("E0_RANGE", "SCALE_MAX", e)} if mx else {})
-    cfg = ArrayConfig(in_fmt=_format(_field("FORMATS", "IN_EXP", f),
-                                     _field("FORMATS", "IN_FRAC", f),
-                                     _field("FORMATS", "IN_SPECIALS", f)),
-                      out_fmt=_format(_field("FORMATS", "OUT_EXP", f),
-                                      _field("FORMATS", "OUT_FRAC", f),
-                                      _field("FORMATS", "OUT_SPECIALS", f)),
-                      wbits=_field("GEOMETRY", "WBITS", g), rows=_field("GEOMETRY", "ROWS", g),
-                      cols=_field("GEOMETRY", "COLS", g), depth=values["DEPTH"],
-                      e0_min=_field("E0_RANGE", "MIN", e), e0_max=_field("E0_RANGE", "MAX", e),
-                      pipeline=_field("GEOMETRY", "PIPELINE", g), mx_block=mx, **window)
+    try:
+        cfg = _config_from_fields(g, f, e, values["DEPTH"])
+    except ValueError as exc:
+        raise ValueError(f"identification registers {values} describe no array: {exc}") from None
     resets = cfg.register_resets()
     if any(resets[k] != values[k] for k in IDENT_REGISTERS):
         raise ValueError(f"identification registers {values} describe no array exactly")

@@ -195,10 +195,10 @@ needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None,
      "protocol_violations", "m_axis_res clock"),
     ("assign m_axis_res__tlast = res__payload[16];", "assign m_axis_res__tlast = 1'h0;",
      "protocol_violations", "m_axis_res: "),
-    (".res__ready(m_axis_res__tready),",
-     ".res__ready(m_axis_res__tready | m_axis_res__tdata[0]),", "lost_beats", "m_axis_res"),
-    (".res__ready(m_axis_res__tready),",
-     ".res__ready(m_axis_res__tready & ~m_axis_res__tdata[0]),", "duplicated_beats", ""),
+    (".r_en(m_axis_res__tready),",
+     ".r_en(m_axis_res__tready | m_axis_res__tdata[0]),", "lost_beats", "m_axis_res"),
+    (".r_en(m_axis_res__tready),",
+     ".r_en(m_axis_res__tready & ~m_axis_res__tdata[0]),", "duplicated_beats", ""),
     ("assign s_axil__bresp = 2'h0;", "assign s_axil__bresp = 2'h2;", "protocol_violations",
      "bresp 2"),
 ], ids=["res-unstable", "res-no-tlast", "res-lost", "res-duplicated", "axil-bresp"])
@@ -208,7 +208,7 @@ def test_checks_catch_broken_rtl(tmp_path, target, broken, key, where):
     from sim.array_driver import array_verilog
 
     text = array_verilog(SMALL)
-    assert target in text, "the generated RTL changed: update this test's target line"
+    assert text.count(target) == 1, "the generated RTL changed: update this test's target line"
     variant = "broken-" + str(abs(hash(broken)) % 10**8)
     rep = soak.soak(4, seed=13, chunk=4, out=tmp_path, configs=[SMALL], echo=lambda s: None,
                     sim="icarus", verilog=text.replace(target, broken), variant=variant)
