@@ -80,7 +80,7 @@ def pe_specs():
 
 def bench_jobs(sizes, *, devices=DEVICES, seeds=(1, 2, 3), root="build/bench/cache",
                depth=512, pnr_timeout=None, pes=True):
-    from boards.flow import DEVICES as CAPACITY
+    from boards.devices import DEVICES as CAPACITY
 
     jobs = []
     for board, device in devices:

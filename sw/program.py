@@ -302,12 +302,14 @@ def load(directory) -> Program:
                            f"{', '.join(DATASETS)} or null")
     if header.get("config_name") != config.name:
         raise ProgramError(f"{where}: config_name {header.get('config_name')!r} does not match "
-                           f"its configuration ({config.name}); the header was modified")
+                           f"its configuration ({config.name}): written by another densehw "
+                           f"version or edited; recompile the model")
     derived = config.to_dict()
     for key, value in header["config"].items():
         if _canonical(value) != _canonical(derived.get(key)):
             raise ProgramError(f"{where}: config field {key!r} is {value!r}; the configuration "
-                               f"gives {derived.get(key)!r} (the header was modified)")
+                               f"gives {derived.get(key)!r}: written by another densehw "
+                               f"version or edited; recompile the model")
     blob_path = directory / BLOBS
     if not blob_path.is_file():
         raise ProgramError(f"{where}: {BLOBS} is missing")
