@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from boards.devices import DEFAULT_TARGET_MHZ, DEVICES  # noqa: E402
 from boards.report import write_atomic  # noqa: E402
-from boards.sweep import job_key, make_job, run_jobs  # noqa: E402
+from boards.sweep import job_key, make_job, run_jobs, save_figure  # noqa: E402
 
 #: (board, device) by the short names of ``--devices``.
 DEVICE_NAMES = {"up5k": ("ice40", "up5k"), "25f": ("ecp5", "25f"), "85f": ("ecp5", "85f")}
@@ -380,12 +380,7 @@ def plot(records, path) -> pathlib.Path:
     ax.set_yscale("log")
     ax.legend(fontsize=7)
     ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _commit() -> str:

@@ -547,12 +547,7 @@ def plot_pareto(results, path, *, axis=None) -> pathlib.Path:
         ax.set_ylabel(label)
         ax.set_title(f"{board} {device}")
         ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 #: Columns of ``sweep.md`` after :data:`boards.report.COLUMNS`.
@@ -599,3 +594,15 @@ def write_sweep(results, root, *, accuracy=None) -> dict:
     write_atomic(root / "sweep.md", "\n".join(md))
     png = plot_pareto(results, root / "pareto.png", axis=axis)
     return {"json": root / "sweep.json", "md": root / "sweep.md", "png": png}
+
+
+def save_figure(fig, path) -> pathlib.Path:
+    """Lay out ``fig``, write it to ``path`` (its folder created) at 120 dpi and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -57,6 +57,20 @@ class Split:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
+def save_atomic(obj, path) -> None:
+    """``torch.save(obj, path)`` through a temporary file beside ``path``: a reader never
+    sees a partial file, and a failed save leaves no file behind."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def digits(*, seed: int = DIGITS_SPLIT_SEED) -> Split:
     """scikit-learn digits as ``(N, 1, 8, 8)`` images in ``[0, 1]``; stratified 60/20/20 split
     with ``seed`` (fixed by default, so every experiment sees the same test set)."""
@@ -241,14 +255,7 @@ def speech_commands(*, spec: SpeechSpec = SpeechSpec(), seed: int = 0, cache_dir
     if blob is None:
         blob = build_speech(spec, seed=seed, progress=progress)
         cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(blob, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        save_atomic(blob, path)
     x = blob["features"].float()
     y = blob["labels"].long()
     voices = np.array(blob["voices"])

@@ -114,6 +114,14 @@ class _Recurrent(nn.Module):
         return sum(g * h * (self.input_size if i == 0 else h) + g * h * h
                    for i in range(self.num_layers))
 
+    def _gate_inputs(self, cell, x):
+        """The input projections of the whole sequence (bias included) and the recurrent
+        matrix of one layer's ``cell``."""
+        gx = x @ map_matrix(cell.ih).t()
+        if self.bias:
+            gx = gx + cell.biases[0]
+        return gx, map_matrix(cell.hh)
+
     def _layer(self, cell, x, state):
         raise NotImplementedError
 
@@ -163,10 +171,7 @@ class ShiftLSTM(_Recurrent):
     def _layer(self, cell, x, state):
         t_len, n, _ = x.shape
         hsz = self.hidden_size
-        gx = x @ map_matrix(cell.ih).t()
-        if self.bias:
-            gx = gx + cell.biases[0]
-        w_hh = map_matrix(cell.hh)
+        gx, w_hh = self._gate_inputs(cell, x)
         if state is None:
             h = x.new_zeros(n, hsz)
             c = x.new_zeros(n, hsz)
@@ -198,10 +203,7 @@ class ShiftGRU(_Recurrent):
     def _layer(self, cell, x, state):
         t_len, n, _ = x.shape
         hsz = self.hidden_size
-        gx = x @ map_matrix(cell.ih).t()
-        if self.bias:
-            gx = gx + cell.biases[0]
-        w_hh = map_matrix(cell.hh)
+        gx, w_hh = self._gate_inputs(cell, x)
         h = x.new_zeros(n, hsz) if state is None else state
         outs = []
         for t in range(t_len):

@@ -48,6 +48,18 @@ __all__ = ["round_to_format", "decode", "relu_bits", "im2col", "run_program", "R
 
 # -- exact host arithmetic ----------------------------------------------------------------------
 
+def check_inputs(x, shape: tuple, batch_size) -> None:
+    """``TypeError``/``ValueError`` unless ``x`` is a float32 tensor of samples of ``shape``
+    and ``batch_size`` a positive integer."""
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
+        raise TypeError(f"inputs must be a float32 tensor, not {getattr(x, 'dtype', type(x))}")
+    if tuple(x.shape[1:]) != shape:
+        raise ValueError(f"inputs have per-sample shape {tuple(x.shape[1:])}; the program "
+                         f"expects {shape}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+
+
 def round_to_format(v: torch.Tensor, fmt) -> torch.Tensor:
     """Round float64 values to raw ``fmt`` patterns (int64): nearest even, once; overflow to
     ``±inf``; subnormal results kept; a nonzero value that rounds to zero keeps its sign; NaN
@@ -515,14 +527,7 @@ def run_program(program: Program, x: torch.Tensor, *, backend: str = "golden",
     ``compare`` (default: ``backend != "golden"``) also runs every array step on the golden
     model and counts differing output patterns. Samples are processed in batches of
     ``batch_size`` (results do not depend on it). ``keep_values`` keeps every value's bits."""
-    if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
-        raise TypeError(f"inputs must be a float32 tensor, not {getattr(x, 'dtype', type(x))}")
-    shape = tuple(program.input["shape"])
-    if tuple(x.shape[1:]) != shape:
-        raise ValueError(f"inputs have per-sample shape {tuple(x.shape[1:])}; the program "
-                         f"expects {shape}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    check_inputs(x, tuple(program.input["shape"]), batch_size)
     fn = backend_fn if backend_fn is not None else get_backend(backend)(program.config)
     compare = (backend != "golden") if compare is None else bool(compare)
     records = [StepRecord(s["id"], s.get("name", ""), s["op"], s["where"], s.get("torch", []))

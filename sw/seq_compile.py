@@ -38,6 +38,7 @@ import torch
 from contract import encode_weights, pack_codes, unpack_codes
 from contract.array import ArrayConfig
 
+from .data import save_atomic
 from .mps import MPSLinear, mps_contract
 from .program import ProgramError, header_digest
 from .quant import _Quantizer
@@ -84,15 +85,7 @@ def save_seq_model(model, path, *, meta=None) -> None:
             "e0": {n: int(q.e0) for n, q in model.named_modules()
                    if isinstance(q, _Quantizer) and hasattr(q, "e0")},
             "meta": meta or {}}
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_atomic(blob, path)
 
 
 def load_seq_model(source):

@@ -18,7 +18,7 @@ import torch
 
 from .golden import gemm_golden
 from .mps import mps_contract
-from .runtime import decode, round_to_format
+from .runtime import check_inputs, decode, round_to_format
 from .seq_compile import SeqProgram
 
 __all__ = ["SeqRun", "run_seq_program"]
@@ -139,14 +139,7 @@ def run_seq_program(program: SeqProgram, x: torch.Tensor, gemm, *, compare: bool
     """Run ``program`` on float32 inputs ``(S, n_mels, frames)``; ``gemm`` is the array backend
     callable. Returns predictions (argmax; NaN ranks lowest, ties to the lowest index), fp32
     logits and the GEMM statistics."""
-    if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
-        raise TypeError(f"inputs must be a float32 tensor, not {getattr(x, 'dtype', type(x))}")
-    want = tuple(program.header["input_shape"])
-    if tuple(x.shape[1:]) != want:
-        raise ValueError(f"inputs have per-sample shape {tuple(x.shape[1:])}; the program "
-                         f"expects {want}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    check_inputs(x, tuple(program.header["input_shape"]), batch_size)
     rec = SeqRun(predictions=torch.empty(0), logits=torch.empty(0))
     ex = _Executor(program, gemm, compare, rec)
     start = time.perf_counter()
