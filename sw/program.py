@@ -172,6 +172,18 @@ def save(program: Program, directory) -> Path:
     then renamed into place. An existing program directory there is replaced; any other existing
     path is an error."""
     validate(program, "program")
+    data, records = _blob_bytes(program.blobs)
+    header = program.header()
+    header["blobs"] = records
+    return write_program_directory(directory, header, data, program.source_bytes)
+
+
+def write_program_directory(directory, header: dict, data: bytes, source_bytes, *,
+                            blobs_name: str = BLOBS, source_name: str = SOURCE) -> Path:
+    """Write a program directory atomically: ``data`` as ``blobs_name``, ``source_bytes`` (if
+    not None) as ``source_name``, ``header`` with both digests added as ``program.json``.
+    Built in a temporary directory next to ``directory``, then renamed into place; an existing
+    program directory there is replaced, any other existing path is an error."""
     directory = Path(directory)
     parent = directory.parent if str(directory.parent) else Path(".")
     if not parent.is_dir():
@@ -179,16 +191,14 @@ def save(program: Program, directory) -> Path:
     if directory.exists() and not (directory.is_dir() and (directory / HEADER).is_file()):
         raise ProgramError(f"{str(directory)!r} exists and is not a densehw program directory; "
                            f"refusing to replace it")
-    data, records = _blob_bytes(program.blobs)
-    header = program.header()
-    header["blobs"] = records
+    header = dict(header)
     header["blobs_sha256"] = hashlib.sha256(data).hexdigest()
     header["program_sha256"] = header_digest(header)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
-        (tmp / BLOBS).write_bytes(data)
-        if program.source_bytes is not None:
-            (tmp / SOURCE).write_bytes(program.source_bytes)
+        (tmp / blobs_name).write_bytes(data)
+        if source_bytes is not None:
+            (tmp / source_name).write_bytes(source_bytes)
         (tmp / HEADER).write_text(json.dumps(header, indent=1, sort_keys=True) + "\n")
         mask = os.umask(0o022)
         os.umask(mask)

@@ -26,9 +26,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +37,7 @@ from contract.array import ArrayConfig
 
 from .data import save_atomic
 from .mps import MPSLinear, mps_contract
-from .program import ProgramError, header_digest
+from .program import ProgramError, header_digest, write_program_directory
 from .quant import _Quantizer
 from .recurrent import ShiftGRU, ShiftLSTM, map_matrix
 
@@ -252,33 +249,10 @@ def compile_seq_model(source, config: ArrayConfig) -> SeqProgram:
 
 def save(program: SeqProgram, directory) -> Path:
     """Write ``program`` to ``directory`` atomically (replacing a program directory there)."""
-    directory = Path(directory)
-    parent = directory.parent if str(directory.parent) else Path(".")
-    if not parent.is_dir():
-        raise ProgramError(f"output directory {str(parent)!r} does not exist")
-    if directory.exists() and not (directory / HEADER).is_file():
-        raise ProgramError(f"{str(directory)!r} exists and is not a program directory; refusing "
-                           f"to replace it")
     buf = io.BytesIO()
     np.savez(buf, **program.blobs)
-    data = buf.getvalue()
-    header = dict(program.header)
-    header["blobs_sha256"] = hashlib.sha256(data).hexdigest()
-    header["program_sha256"] = header_digest(header)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.", suffix=".tmp"))
-    try:
-        (tmp / BLOBS).write_bytes(data)
-        if program.source_bytes is not None:
-            (tmp / SOURCE).write_bytes(program.source_bytes)
-        (tmp / HEADER).write_text(json.dumps(header, indent=1, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o755)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    return write_program_directory(directory, program.header, buf.getvalue(),
+                                   program.source_bytes, blobs_name=BLOBS, source_name=SOURCE)
 
 
 def load(directory) -> SeqProgram:
