@@ -10,24 +10,30 @@ LUT multipliers only; and the shift product with a naive one-clock fp16 adder lo
 what exact accumulation buys). The FMA and int8-DSP arrays give one multiplier block to each PE
 while the device has them and LUT multipliers to the rest.
 
-The search, per (device, design), every point a cached job of :mod:`boards.sweep` (the cache
-key holds the generator and flow sources, so a changed design is measured again):
+The search, per (device, design), every point a cached job of :mod:`boards.sweep` without
+the per-block synthesis (the cache key holds the generator and flow sources, so a changed
+design is measured again):
 
-1. measure two probe sizes (ECP5: synthesis alone; iCE40: place and route, whose logic-cell
-   count synthesis cannot predict) and fit the share of the device they use (the largest of
-   LUT sites, flip-flops, block RAMs) as a line in the number of PEs;
-2. take the largest candidate shape (:func:`shapes`, near-square) whose predicted share stays
-   under :data:`FILL`, measure it and refit from the two largest points until the measured
-   shape is under the fill and the next larger one is predicted over it;
-3. place and route it (exploration mode, against the device's default clock); a shape that
-   does not place (no timing report) is replaced by the largest with at most
-   :data:`STEP_DOWN` of its PEs, at most ``--max-pnr`` times.
+* ECP5: synthesise two probe sizes alone (no harness) and fit the share of the device they use
+  (the largest of LUT sites, flip-flops, block RAMs, multiplier blocks) as a line in the number
+  of PEs; for a design past the device's multiplier blocks, one more probe with LUT
+  multipliers only gives what each PE past them adds. Place and route (exploration mode,
+  against the device's default clock) only the largest candidate shape (:func:`shapes`,
+  near-square) predicted under :data:`FILL`; if it does not place, the prediction is scaled by
+  what that shape measured and the largest shape under the fill with at most
+  :data:`STEP_DOWN` of its PEs is placed instead, at most ``--max-pnr`` runs in all.
+* iCE40, whose logic-cell count only the placer knows: place and route two probe sizes, then
+  the largest shape predicted under the fill on the line through the two largest points,
+  refitting until the next larger shape is predicted over it; a shape that does not place caps
+  the search.
 
 The record of a (device, design) is its largest placed array: ``rows``, ``cols``, ``luts``,
 ``ffs``, ``dsps``, ``brams``, ``fmax_mhz`` (median over the seeds), ``gmacs`` (PEs x Fmax, the
 whole device), ``stages`` (pipeline depth of the MAC datapath), ``meets_clock`` (Fmax at least
 the device's default clock) and ``ratio_vs_best_fp16`` (GMAC/s over the best fp16 FMA array's
-on the same device). Writes ``<out>/bench.json``, ``bench.md`` and ``bench.png``; ``--docs``
+on the same device), ``commit`` and ``rtl_fingerprint`` of the sources it was measured with,
+``tool_versions`` and ``tool_seconds`` (the flows' time over every point of the search).
+Writes ``<out>/bench.json``, ``bench.md`` and ``bench.png``; ``--docs``
 also writes ``docs/results/bench.json`` and the table between the markers of
 ``docs/synthesis.md``.
 """
@@ -39,7 +45,6 @@ import datetime
 import json
 import math
 import pathlib
-import subprocess
 import sys
 import time
 
@@ -49,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from boards.devices import DEFAULT_TARGET_MHZ, DEVICES  # noqa: E402
 from boards.report import write_atomic  # noqa: E402
 from boards.sweep import job_key, make_job, run_jobs, save_figure  # noqa: E402
+from boards.tools import source_commit  # noqa: E402
 
 #: (board, device) by the short names of ``--devices``.
 DEVICE_NAMES = {"up5k": ("ice40", "up5k"), "25f": ("ecp5", "25f"), "85f": ("ecp5", "85f")}
@@ -74,12 +80,15 @@ FMA_FORMATS = {"fma16": ("fp16", "fp16"), "fma16-32": ("fp16", "fp32"),
 FILL = {"ice40": 0.94, "ecp5": 0.85}
 #: Whether the resource fit measures a shape by place and route (else synthesis alone).
 PROBE_PNR = {"ice40": True, "ecp5": False}
-#: Default time limit of a place-and-route seed per device (seconds; part of the cache key).
-PNR_TIMEOUT = {"up5k": 900.0, "25f": 1200.0, "85f": 2400.0}
+#: Time limit of a place-and-route seed per device (seconds; part of the cache key): a few
+#: times what a placement near the fill takes there, so that a stalled placer stops.
+PNR_TIMEOUT = {"up5k": 600.0, "25f": 1200.0, "85f": 2400.0}
 #: A shape that does not place is replaced by the largest with at most this share of its PEs.
 STEP_DOWN = 0.9
-#: Probe sizes (PEs) of the resource fit, per board.
-PROBES = {"ice40": ((1, 1), (1, 2)), "ecp5": ((2, 2), (3, 3))}
+#: Probe sizes of the resource fit, per board (iCE40: placed; ECP5: synthesised alone).
+PROBES = {"ice40": ((1, 1), (1, 2)), "ecp5": ((2, 2), (4, 4))}
+#: Designs that give a multiplier block to each PE while the device has them.
+DSP_DESIGNS = ("fma16", "fma16-32", "bf16", "int8-dsp")
 
 
 def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 512) -> dict:
@@ -105,10 +114,10 @@ def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 51
 
 def stages(spec: dict) -> int:
     """Pipeline depth of a design's MAC datapath: register stages from the operands entering
-    the array to the accumulator. Shift array: ``ArrayConfig.capture_latency`` (alignment,
-    PE input register, the PE's own stages); FMA: unpack (2), exact product (1) and the
-    adder (``boards.fpadd.STAGES``); int8: operands, product, accumulator (3)."""
-    if spec["kind"] == "array":
+    the array to the accumulator. Shift array (and its PE): ``ArrayConfig.capture_latency``
+    (alignment, PE input register, the PE's own stages); FMA: unpack (2), exact product (1)
+    and the adder (``boards.fpadd.STAGES``); int8: operands, product, accumulator (3)."""
+    if spec["kind"] in ("array", "shift-pe"):
         from contract.array import ArrayConfig
 
         return ArrayConfig.from_dict(spec["config"]).capture_latency
@@ -133,140 +142,189 @@ def shapes(limit: int = 1024) -> list[tuple[int, int]]:
     return [best[n] for n in sorted(best)]
 
 
-def usage(res: dict, board: str, device: str) -> float:
-    """Largest share of the device a synthesised or placed point uses: LUT sites (ECP5: LUT4s
-    plus two per carry cell; iCE40: logic cells, at least the LUTs, the flip-flops and the
-    carries), flip-flops, block RAMs; after place and route, the placer's own counts."""
+def shares(res: dict, board: str, device: str, *, placed: bool = True) -> dict:
+    """The shares of the device a synthesised or placed point uses, by resource: block RAMs
+    and LUT sites (ECP5: LUT4s plus two per carry cell; iCE40: logic cells, at least the LUTs,
+    the flip-flops and the carries) and flip-flops; after place and route (unless ``placed``
+    is false), the placer's own counts. Multiplier blocks are not a limit: a design gets LUT
+    multipliers past them (:func:`design_spec`)."""
     cap = DEVICES[board][device]
-    shares = [res.get("brams", 0) / cap["brams"]]
-    for run in res.get("runs") or []:
+    out = {"bram": res.get("brams", 0) / cap["brams"]}
+    for run in (res.get("runs") or []) if placed else []:
         for name, (used, avail) in (run.get("utilisation") or {}).items():
             if name in ("ICESTORM_LC", "TRELLIS_COMB", "TRELLIS_FF"):
-                shares.append(used / avail)
-    if len(shares) == 1:
+                out[name] = max(out.get(name, 0.0), used / avail)
+    if len(out) == 1:
         if board == "ecp5":
-            shares += [(res["luts"] + 2 * res.get("carries", 0)) / cap["luts"],
-                       res["ffs"] / cap["luts"]]
+            out["lut sites"] = (res["luts"] + 2 * res.get("carries", 0)) / cap["luts"]
+            out["ffs"] = res["ffs"] / cap["luts"]
         else:
-            shares.append(max(res["luts"], res["ffs"], res.get("carries", 0)) / cap["luts"])
-    return max(shares)
+            out["cells"] = max(res["luts"], res["ffs"], res.get("carries", 0)) / cap["luts"]
+    return out
 
 
-def _predict(points: dict, n: int) -> float:
-    """Usage at ``n`` PEs on the line through the two largest measured points."""
-    (n0, u0), (n1, u1) = sorted(points.items())[-2:]
-    slope = (u1 - u0) / (n1 - n0)
-    return u1 + slope * (n - n1)
+def usage(res: dict, board: str, device: str, *, placed: bool = True) -> float:
+    """Largest of :func:`shares`."""
+    return max(shares(res, board, device, placed=placed).values())
+
+
+def _predict(points: dict, n: int, extra: dict | None = None, past: int = 0) -> float:
+    """Usage at ``n`` PEs: each resource's share on the line through the two largest measured
+    points (``points``: PEs -> :func:`shares`), plus ``extra[resource]`` per PE past ``past``;
+    the largest."""
+    (n0, s0), (n1, s1) = sorted(points.items())[-2:]
+    out = []
+    for k in s0.keys() & s1.keys():
+        u = s1[k] + (s1[k] - s0[k]) / (n1 - n0) * (n - n1)
+        out.append(u + (extra or {}).get(k, 0.0) * max(0, n - past))
+    return max(out)
 
 
 class Search:
     """The search of one (device, design) (module docstring); ``log`` gets one line per
-    point."""
+    point. Every job skips the per-block synthesis (``blocks: False``)."""
 
-    def __init__(self, board, device, design, *, seeds, root, pnr_timeout, max_pnr=3,
+    def __init__(self, board, device, design, *, seeds, root, pnr_timeout, max_pnr=2,
                  force=False, cached_only=False, log=print):
         self.board, self.device, self.design = board, device, design
         self.seeds, self.root, self.pnr_timeout = tuple(seeds), root, pnr_timeout
         self.max_pnr, self.force, self.log = max_pnr, force, log
         self.cached_only = cached_only
         self.dsps = DEVICES[board][device]["dsps"]
-        self.points = {}        # PEs -> usage (synthesis)
+        self.points = {}        # PEs -> shares of the device (the fit's measurements)
         self.tried = []         # every placed or failed P&R result
+        self.lut_extra = None   # ECP5: extra shares of a PE with LUT multipliers
+        self.tool_seconds = 0.0  # the flows' own time over every point used
 
-    def _job(self, rows, cols, pnr):
-        spec = design_spec(self.design, rows, cols, dsps=self.dsps)
-        job = make_job(spec, self.board, self.device, seeds=self.seeds, explore=True,
-                       root=self.root, pnr_timeout=self.pnr_timeout)
-        if not pnr:
-            job.update(pnr=False, seeds=[])
-            job["workdir"] = str(pathlib.Path(self.root) / job_key(job))
+    def _job(self, rows, cols, pnr, dsps=None):
+        spec = design_spec(self.design, rows, cols,
+                           dsps=self.dsps if dsps is None else dsps)
+        job = make_job(spec, self.board, self.device, seeds=self.seeds if pnr else (),
+                       explore=True, root=self.root, pnr_timeout=self.pnr_timeout)
+        job.update(pnr=pnr, blocks=False)
+        job["workdir"] = str(pathlib.Path(self.root) / job_key(job))
         return job
 
     @staticmethod
     def _placed(res):
         return not res.get("error") and res.get("fmax_mhz") is not None
 
-    def _run(self, rows, cols, pnr):
+    def _run(self, rows, cols, pnr, dsps=None):
+        """Run (or read from the cache) one point; returns its result, its usage in
+        ``self.points`` unless ``dsps`` overrides the device's multiplier blocks."""
         t0 = time.monotonic()
-        job = self._job(rows, cols, pnr)
+        job = self._job(rows, cols, pnr, dsps)
         what = "P&R" if pnr else "synth"
         if self.cached_only and not (pathlib.Path(job["workdir"]) / "result.json").exists():
             return {"spec": job["spec"], "error": f"{rows}x{cols} {what} not measured "
                                                   f"(--cached-only)"}
         res = run_jobs([job], force=self.force, progress=False)[0]
+        self.tool_seconds += res.get("seconds") or 0.0
         if res.get("error"):
             self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['error']}")
             return res
         if pnr:
             self.tried.append(res)
-        if pnr and not self._placed(res):
-            self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: "
-                     f"{res.get('pnr_error')}")
-            return res
         u = usage(res, self.board, self.device)
+        fail = pnr and not self._placed(res)
         self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['luts']} LUT "
-                 f"{res['ffs']} FF {res['dsps']} DSP {res['brams']} BRAM, {u:.0%} of the "
-                 f"device" + (f", {res['fmax_mhz']} MHz" if pnr else "")
+                 f"{res.get('carries', 0)} carry {res['ffs']} FF {res['dsps']} DSP "
+                 f"{res['brams']} BRAM, {u:.0%} of the device"
+                 + (f", {res['fmax_mhz']} MHz" if pnr and not fail else "")
+                 + (f", not placed: {res.get('pnr_error')}" if fail else "")
                  + f" ({time.monotonic() - t0:.0f} s)")
-        self.points[rows * cols] = u
+        if dsps is None and not (fail and self.board == "ice40"):
+            self.points[rows * cols] = shares(res, self.board, self.device)
         return res
 
-    def _measure(self, rows, cols):
-        """The usage of a shape: synthesis alone on the ECP5; on the iCE40, whose logic cells
-        only the placer counts, place and route."""
-        return self._run(rows, cols, PROBE_PNR[self.board])
-
     def run(self) -> dict:
-        cands = shapes()
         for r, c in PROBES[self.board]:
-            res = self._measure(r, c)
+            res = self._run(r, c, PROBE_PNR[self.board])
             if res.get("error") or r * c not in self.points:
                 return self._record(None, res.get("error") or res.get("pnr_error"))
-        fill = FILL[self.board]
-        ceiling = math.inf          # PEs of the smallest shape measured that did not place
-        pick = None
-        for _ in range(4):          # the largest shape predicted under the fill, measured
-            under = [s for s in cands if s[0] * s[1] < ceiling
-                     and _predict(self.points, s[0] * s[1]) <= fill]
-            guess = under[-1] if under else cands[0]
-            n = guess[0] * guess[1]
-            if self.points.get(n, math.inf) <= fill:
-                pick = guess
-                break
-            res = self._measure(*guess)
-            if res.get("error") and not self.tried:
+        return self._run_placed() if PROBE_PNR[self.board] else self._run_fitted()
+
+    # -- ECP5: fit from synthesis, place and route the predicted largest shape --------------
+
+    def _fitted(self, n: int) -> float:
+        """Usage predicted at ``n`` PEs: the line through the probes, plus
+        :attr:`lut_extra` for each PE past the device's multiplier blocks."""
+        return _predict(self.points, n, self.lut_extra, self.dsps)
+
+    def _largest(self, cands, *, scale=1.0, limit=math.inf):
+        under = [s for s in cands if s[0] * s[1] <= limit
+                 and scale * self._fitted(s[0] * s[1]) <= FILL[self.board]]
+        return under[-1] if under else None
+
+    def _run_fitted(self) -> dict:
+        cands = shapes()
+        pick = self._largest(cands)
+        if (self.design in DSP_DESIGNS and pick is not None
+                and pick[0] * pick[1] > self.dsps):
+            # past the multiplier blocks the PEs take LUT multipliers: measure what that adds
+            r, c = PROBES[self.board][0]
+            res = self._run(r, c, False, dsps=0)
+            if res.get("error"):
                 return self._record(None, res["error"])
-            if n not in self.points:
-                ceiling = n
-                continue
-            if self.points[n] <= fill:
-                pick = guess
-                nxt = cands[cands.index(guess) + 1] if guess != cands[-1] else None
-                if nxt is None or _predict(self.points, nxt[0] * nxt[1]) > fill:
-                    break
-        if pick is None:
-            fits = [s for s in cands if self.points.get(s[0] * s[1], math.inf) <= fill]
-            pick = fits[-1] if fits else cands[0]
-        # place and route, stepping down on a shape that does not place
-        idx = cands.index(pick)
+            lut = shares(res, self.board, self.device)
+            self.lut_extra = {k: (v - self.points[r * c][k]) / (r * c)
+                              for k, v in lut.items() if k in self.points[r * c]}
+            pick = self._largest(cands)
+        scale, limit = 1.0, math.inf
         for _ in range(self.max_pnr):
-            res = self._run(*cands[idx], True)
-            if self._placed(res):
-                return self._record(res, None)
-            smaller = [i for i in range(idx) if cands[i][0] * cands[i][1]
-                       <= STEP_DOWN * cands[idx][0] * cands[idx][1]]
-            if not smaller:
+            if pick is None:
                 break
-            idx = smaller[-1]
+            n = pick[0] * pick[1]
+            predicted = self._fitted(n)
+            res = self._run(*pick, True)
+            if self._placed(res):
+                return self._record(res, None, predicted=predicted)
+            if res.get("error") and not res.get("luts"):
+                return self._record(None, res["error"])
+            # refit: scale the prediction by what the shape measured, at most STEP_DOWN of it
+            scale = max(1.0, usage(res, self.board, self.device, placed=False) / predicted)
+            limit = STEP_DOWN * n
+            pick = self._largest(cands, scale=scale, limit=limit)
         last = self.tried[-1] if self.tried else {}
         return self._record(None, last.get("error") or last.get("pnr_error")
                             or "no shape placed")
 
-    def _record(self, res, error) -> dict:
+    # -- iCE40: every point placed, refit from the two largest ------------------------------
+
+    def _run_placed(self) -> dict:
+        cands = shapes()
+        fill = FILL[self.board]
+        ceiling = math.inf          # PEs of the smallest shape measured that did not place
+        best = max((r for r in self.tried if self._placed(r)), default=None,
+                   key=lambda r: r["macs_per_cycle"])
+        for _ in range(4):
+            under = [s for s in cands if s[0] * s[1] < ceiling
+                     and _predict(self.points, s[0] * s[1]) <= fill]
+            guess = under[-1] if under else cands[0]
+            n = guess[0] * guess[1]
+            if n <= (best["macs_per_cycle"] if best else 0) or n >= ceiling:
+                break
+            res = self._run(*guess, True)
+            if not self._placed(res):
+                ceiling = n
+                continue
+            best = res
+            nxt = cands[cands.index(guess) + 1] if guess != cands[-1] else None
+            if (usage(res, self.board, self.device) > fill or nxt is None
+                    or _predict(self.points, nxt[0] * nxt[1]) > fill):
+                break
+        if best is not None:
+            return self._record(best, None)
+        last = self.tried[-1] if self.tried else {}
+        return self._record(None, last.get("error") or last.get("pnr_error")
+                            or "no shape placed")
+
+    def _record(self, res, error, predicted=None) -> dict:
         rec = {"device": self.device, "board": self.board, "design": self.design,
                "label": DESIGNS[self.design],
                "stages": stages(design_spec(self.design, 1, 1, dsps=self.dsps)),
                "target_mhz": DEFAULT_TARGET_MHZ[self.board], "error": error,
+               "tool_seconds": round(self.tool_seconds),
                "searched": [{"rows": r["spec"].get("config", r["spec"])["rows"],
                              "cols": r["spec"].get("config", r["spec"])["cols"],
                              "fmax_mhz": r.get("fmax_mhz"),
@@ -280,14 +338,18 @@ class Search:
                        dsps=res["dsps"], brams=res["brams"], fmax_mhz=res["fmax_mhz"],
                        gmacs=res["gmacs"], seeds=res.get("seeds"),
                        usage=round(usage(res, self.board, self.device), 3),
+                       predicted_usage=None if predicted is None else round(predicted, 3),
                        meets_clock=res["fmax_mhz"] >= DEFAULT_TARGET_MHZ[self.board],
-                       tool_versions=res.get("tool_versions"), spec=res["spec"])
+                       tool_versions=res.get("tool_versions"), spec=res["spec"],
+                       commit=res.get("commit") or "unknown",
+                       rtl_fingerprint=res.get("rtl_fingerprint"))
         return rec
 
 
 #: Stand-alone PEs (one multiplier block each where the device has them): the unit compared
 #: with the HardFloat yardstick.
 PE_SPECS = {
+    "shift PE, exact fp16, B=3": {"kind": "shift-pe", "config": {"in_fmt": "fp16", "wbits": 3}},
     "fp16 FMA PE, fp16 acc": {"kind": "fma-pe", "in_fmt": "fp16", "acc_fmt": "fp16"},
     "fp16 FMA PE, fp32 acc": {"kind": "fma-pe", "in_fmt": "fp16", "acc_fmt": "fp32"},
     "bf16 FMA PE, fp32 acc": {"kind": "fma-pe", "in_fmt": "bf16", "acc_fmt": "fp32"},
@@ -302,6 +364,8 @@ def pe_records(board, device, *, seeds, root, pnr_timeout, force=False, cached_o
     for label, spec in PE_SPECS.items():
         job = make_job(spec, board, device, seeds=seeds, explore=True, root=root,
                        pnr_timeout=pnr_timeout)
+        job["blocks"] = False
+        job["workdir"] = str(pathlib.Path(root) / job_key(job))
         if cached_only and not (pathlib.Path(job["workdir"]) / "result.json").exists():
             res = {"error": "not measured (--cached-only)"}
         else:
@@ -309,19 +373,21 @@ def pe_records(board, device, *, seeds, root, pnr_timeout, force=False, cached_o
         rec = {"device": device, "board": board, "design": label, "spec": spec,
                "stages": stages(spec), "error": res.get("error") or res.get("pnr_error")}
         if not res.get("error"):
-            rec.update({k: res.get(k) for k in ("luts", "carries", "ffs", "dsps", "fmax_mhz")})
+            rec.update({k: res.get(k) for k in ("luts", "carries", "ffs", "dsps", "fmax_mhz",
+                                                "tool_versions", "rtl_fingerprint")})
+            rec["commit"] = res.get("commit") or "unknown"
         out.append(rec)
     return out
 
 
 def pe_table(records) -> str:
-    out = ["| device | PE | stages | LUT4 | carries | FFs | DSPs | Fmax MHz |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = ["| device | PE | stages | LUT4 | carries | FFs | DSPs | Fmax MHz | commit |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         out.append(f"| {DEVICES[r['board']][r['device']]['name']} | {r['design']} | "
                    f"{r['stages']} | {_fmt(r.get('luts'))} | {_fmt(r.get('carries'))} | "
                    f"{_fmt(r.get('ffs'))} | {_fmt(r.get('dsps'))} | "
-                   f"{_fmt(r.get('fmax_mhz'), '{:.1f}')} |")
+                   f"{_fmt(r.get('fmax_mhz'), '{:.1f}')} | {r.get('commit', '-')} |")
     return "\n".join(out) + "\n"
 
 
@@ -342,19 +408,19 @@ def _fmt(v, f="{}"):
 def table(records) -> str:
     """The Markdown table of the records, one block of rows per device."""
     out = ["| device | design | array | LUTs | FFs | DSPs | BRAMs | stages | Fmax MHz | "
-           "meets clock | GMAC/s | vs best fp16 FMA |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "meets clock | GMAC/s | vs best fp16 FMA | commit |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         name = DEVICES[r["board"]][r["device"]]["name"]
         if r.get("gmacs") is None:
             out.append(f"| {name} | {r['label']} | - | - | - | - | - | {r['stages']} | - | - | "
-                       f"- | - |")
+                       f"- | - | - |")
             continue
         out.append(f"| {name} | {r['label']} | {r['rows']}x{r['cols']} | {r['luts']} | "
                    f"{r['ffs']} | {r['dsps']} | {r['brams']} | {r['stages']} | "
                    f"{r['fmax_mhz']:.1f} | {'yes' if r['meets_clock'] else 'no'} "
                    f"({r['target_mhz']:g}) | {r['gmacs']:.2f} | "
-                   f"{_fmt(r.get('ratio_vs_best_fp16'), '{:.2f}x')} |")
+                   f"{_fmt(r.get('ratio_vs_best_fp16'), '{:.2f}x')} | {r.get('commit', '-')} |")
     notes = [f"- {DEVICES[r['board']][r['device']]['name']} {r['label']}: {r['error']}"
              for r in records if r.get("gmacs") is None]
     return "\n".join(out) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
@@ -381,17 +447,6 @@ def plot(records, path) -> pathlib.Path:
     ax.legend(fontsize=7)
     ax.grid(True, axis="y", alpha=0.3)
     return save_figure(fig, path)
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        return out + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 DOC_BEGIN = "<!-- bench table: generated by benchmarks/bench_hw.py --docs -->"
@@ -427,7 +482,7 @@ def main(argv=None) -> int:
     p.add_argument("--designs", default=",".join(DESIGNS))
     p.add_argument("--seeds", default="1")
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "build" / "bench")
-    p.add_argument("--max-pnr", type=int, default=3,
+    p.add_argument("--max-pnr", type=int, default=2,
                    help="place-and-route runs per (device, design) at most")
     p.add_argument("--pnr-timeout", type=float, metavar="SECONDS",
                    help="stop a place-and-route seed after this long (default per device: "
@@ -469,7 +524,8 @@ def main(argv=None) -> int:
             pes += pe_records(*DEVICE_NAMES[dev], seeds=seeds, root=args.out / "cache",
                               pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev], force=args.force,
                               cached_only=args.cached_only)
-    doc = {"commit": _commit(),
+    measured = sorted({r["commit"] for r in records + pes if r.get("commit")})
+    doc = {"commit": ", ".join(measured) or None, "generated_at": source_commit(),
            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
            "command": "python benchmarks/bench_hw.py " + " ".join(argv or sys.argv[1:]),
            "seeds": list(seeds), "fill": FILL, "records": records, "pes": pes}

@@ -51,7 +51,7 @@ from .logs import (
     resource_blocks,
 )
 from .specs import make_design
-from .tools import run_tool, tool, tool_versions
+from .tools import run_tool, source_commit, tool, tool_versions
 
 __all__ = ["run_flow", "run_job", "KEEP_REPLICAS", "ABC9_REINTEGRATE_ASSERT",
            "HARNESS_NOFLATTEN_NOTE"]
@@ -85,10 +85,10 @@ def _harness_script(synth, opts, *, flatten=True):
             "log DENSEHW_STAT_HARNESS", "stat"]
 
 
-def _synth_fpga(design, board, dev, workdir, timeout):
-    """Synthesise the design alone (its resources) and inside the harness (the netlist that
-    nextpnr places). Returns ``(cells, seconds, note)``; ``note`` is ``None`` unless the
-    harness needed the fallback above."""
+def _synth_fpga(design, board, dev, workdir, timeout, *, harness=True):
+    """Synthesise the design alone (its resources) and, if ``harness``, inside the harness (the
+    netlist that nextpnr places). Returns ``(cells, seconds, note)``; ``note`` is ``None``
+    unless the harness needed the fallback above."""
     synth = "synth_ice40" if board == "ice40" else "synth_ecp5"
     opts = " ".join(dev["synth_opts"])
     head = ["read_verilog design.v", *KEEP_REPLICAS, "design -save source"]
@@ -97,7 +97,7 @@ def _synth_fpga(design, board, dev, workdir, timeout):
         f"{synth} -top {design.top} {opts}",
         "log DENSEHW_STAT",
         "stat",
-        *_harness_script(synth, opts),
+        *(_harness_script(synth, opts) if harness else []),
         ""])
     (workdir / "synth.ys").write_text(script)
     note, t0 = None, time.monotonic()
@@ -117,7 +117,7 @@ def _synth_fpga(design, board, dev, workdir, timeout):
         secs, note = time.monotonic() - t0, HARNESS_NOFLATTEN_NOTE
     bare = log[:log.find("DENSEHW_STAT_HARNESS")] if "DENSEHW_STAT_HARNESS" in log else log
     cells = parse_yosys_stat(bare, marker="DENSEHW_STAT")
-    if not (workdir / "harness.json").exists():
+    if harness and not (workdir / "harness.json").exists():
         raise FlowError(f"Yosys wrote no netlist (log {workdir / 'synth.log'})")
     return cells, secs, note
 
@@ -255,7 +255,7 @@ def _liberty(design: Design, workdir: pathlib.Path, timeout: float) -> dict:
 def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
              seeds=(1, 2, 3), target_mhz: float | None = None, explore: bool = False,
              pnr: bool = True, timeout: float = 3600, pnr_timeout: float | None = None,
-             pnr_jobs: int = 1) -> dict:
+             pnr_jobs: int = 1, blocks: bool = True) -> dict:
     """Synthesise (and place and route) ``design``; return the input of
     :func:`boards.report.summarise`: resources, per-seed timing, tool versions, runtimes.
     ``pnr_jobs`` tool runs go at the same time after synthesis: the nextpnr seeds and the
@@ -271,7 +271,10 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
     ``timeout`` (seconds) limits each tool run; ``pnr_timeout``, when given, limits each
     nextpnr seed instead. A seed stopped at its limit counts as a seed without a timing report
     (``timed_out`` in its run): the other seeds go on, so exploration near a full device is not
-    held up by one placer that stalls."""
+    held up by one placer that stalls.
+
+    ``blocks=False`` skips the per-block synthesis (``breakdown`` is ``None``); on an FPGA
+    without place and route the harness is not synthesised either (resources only)."""
     device = check_device(board, device)
     dev = DEVICES[board][device]
     for name, value in (("timeout", timeout), ("pnr_timeout", pnr_timeout)):
@@ -287,7 +290,7 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
               "design": design.name, "kind": design.kind, "top": design.top,
               "config": design.config, "macs_per_cycle": design.macs_per_cycle,
               "tool_versions": tool_versions(board), "explore": explore,
-              "rtl_fingerprint": source_fingerprint(RTL_SOURCES)}
+              "rtl_fingerprint": source_fingerprint(RTL_SOURCES), "commit": source_commit()}
     if board == "asic":
         cells, depth, mem_bits, secs = _synth_asic(design, workdir, timeout)
         gates = {k: v for k, v in cells.items() if not k.startswith("$mem")
@@ -298,21 +301,23 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
                       memories=sum(v for k, v in cells.items() if k.startswith("$mem")),
                       memory_bits=mem_bits,
                       synth_seconds=round(secs, 1), seeds=[], runs=[],
-                      breakdown=_synth_blocks(design, board, dev, workdir, timeout))
+                      breakdown=_synth_blocks(design, board, dev, workdir, timeout)
+                      if blocks else None)
         if pnr:
             result["liberty"] = _liberty(design, workdir, timeout)
         result["seconds"] = round(time.monotonic() - t0, 1)
         return result
     target_mhz = float(target_mhz or DEFAULT_TARGET_MHZ[board])
     (workdir / "harness.v").write_text(harness_verilog(design))
-    cells, secs, note = _synth_fpga(design, board, dev, workdir, timeout)
+    cells, secs, note = _synth_fpga(design, board, dev, workdir, timeout, harness=pnr)
     if note:
         result["synth_note"] = note
     result.update(cells=cells, **fpga_resources(board, cells), synth_seconds=round(secs, 1),
                   capacity={"luts": dev["luts"], "brams": dev["brams"], "dsps": dev["dsps"]},
                   target_mhz=target_mhz, seeds=list(seeds) if pnr else [], runs=[])
     if not pnr:
-        result["breakdown"] = _synth_blocks(design, board, dev, workdir, timeout)
+        result["breakdown"] = (_synth_blocks(design, board, dev, workdir, timeout) if blocks
+                               else None)
     else:
         # the seeds and the per-block synthesis are independent runs on the same netlist:
         # ``pnr_jobs`` at a time, the seeds first (the blocks fill a slot a seed leaves)
@@ -322,9 +327,10 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pending = [pool.submit(_pnr, board, dev, workdir, s, target_mhz, explore,
                                    seed_timeout) for s in seeds]
-            blocks = pool.submit(_synth_blocks, design, board, dev, workdir, timeout)
+            per_block = (pool.submit(_synth_blocks, design, board, dev, workdir, timeout)
+                         if blocks else None)
             runs = [f.result() for f in pending]
-            result["breakdown"] = blocks.result()
+            result["breakdown"] = per_block.result() if blocks else None
         failed = []
         for run in runs:
             result["runs"].append(run)
@@ -350,8 +356,8 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
 
 def run_job(job: dict) -> dict:
     """Picklable job: ``{"spec", "board", "device", "workdir", "seeds", "target_mhz",
-    "explore", "pnr", "pnr_timeout"}`` -> the report summary (with ``"error"`` set instead of
-    raising when a flow fails, so one failing point does not stop a sweep)."""
+    "explore", "pnr", "pnr_timeout", "blocks"}`` -> the report summary (with ``"error"`` set
+    instead of raising when a flow fails, so one failing point does not stop a sweep)."""
     from boards.report import summarise
 
     try:
@@ -359,7 +365,8 @@ def run_job(job: dict) -> dict:
         res = run_flow(design, board=job["board"], device=job.get("device"),
                        workdir=job["workdir"], seeds=tuple(job.get("seeds", (1, 2, 3))),
                        target_mhz=job.get("target_mhz"), explore=job.get("explore", True),
-                       pnr=job.get("pnr", True), pnr_timeout=job.get("pnr_timeout"))
+                       pnr=job.get("pnr", True), pnr_timeout=job.get("pnr_timeout"),
+                       blocks=job.get("blocks", True))
         return summarise(res)
     except Exception as exc:    # noqa: BLE001 - one broken point must not stop a sweep
         return {"spec": job["spec"], "board": job["board"], "device": job.get("device"),

