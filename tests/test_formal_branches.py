@@ -6,40 +6,32 @@ AXI4-Lite handshakes hold data and valid while stalled."""
 from __future__ import annotations
 
 import pytest
-from formal_runs import finish  # noqa: E402  (tests/ helper)
+from formal_runs import finish, prove  # noqa: E402  (tests/ helper)
 
 from hw.branches.formal import BranchPEProof
 from hw.formal import HandshakeRulesProof, run_sby
 
 
-@pytest.fixture(scope="module")
-def root(formal_root):
-    return formal_root
-
-
-def _prove(harness, name, root, depth=3):
-    result = finish(run_sby(harness, name=name, root=root, mode="prove", depth=depth))
-    assert result.passed, f"{name}: {result.status}\n{result.summary}\nsee {result.workdir}"
-
-
 @pytest.mark.parametrize("lanes, wbits, abits, pipeline", [
     (2, 2, 2, 2), (4, 1, 1, 1), (2, 3, 2, 2), (2, 1, 3, 1), (1, 4, 4, 2)])
-def test_pe_matches_integer_dot_product(lanes, wbits, abits, pipeline, root):
-    _prove(BranchPEProof(lanes=lanes, wbits=wbits, abits=abits, pipeline=pipeline),
-           f"branch_pe_l{lanes}_w{wbits}a{abits}_p{pipeline}", root)
+def test_pe_matches_integer_dot_product(lanes, wbits, abits, pipeline, formal_root):
+    prove(run_sby, BranchPEProof(lanes=lanes, wbits=wbits, abits=abits, pipeline=pipeline),
+          name=f"branch_pe_l{lanes}_w{wbits}a{abits}_p{pipeline}",
+          root=formal_root, mode="prove", depth=3)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lanes, wbits, abits, pipeline", [(4, 2, 3, 2), (2, 4, 4, 1),
                                                            (8, 1, 1, 2)])
-def test_pe_matches_integer_dot_product_larger(lanes, wbits, abits, pipeline, root):
-    _prove(BranchPEProof(lanes=lanes, wbits=wbits, abits=abits, pipeline=pipeline),
-           f"branch_pe_l{lanes}_w{wbits}a{abits}_p{pipeline}", root)
+def test_pe_matches_integer_dot_product_larger(lanes, wbits, abits, pipeline, formal_root):
+    prove(run_sby, BranchPEProof(lanes=lanes, wbits=wbits, abits=abits, pipeline=pipeline),
+          name=f"branch_pe_l{lanes}_w{wbits}a{abits}_p{pipeline}",
+          root=formal_root, mode="prove", depth=3)
 
 
-def test_broken_pe_fails(root):
+def test_broken_pe_fails(formal_root):
     result = finish(run_sby(BranchPEProof(lanes=2, wbits=2, abits=2, fault="lane0"),
-                            name="broken_branch_pe", root=root, mode="prove", depth=3))
+                            name="broken_branch_pe", root=formal_root, mode="prove", depth=3))
     assert result.status == "FAIL", result.summary
     assert "PE accumulator differs from the integer dot product" in result.failed
 
@@ -49,7 +41,7 @@ def test_proof_arguments():
         BranchPEProof(lanes=2, wbits=1, abits=1, fault="nope")
 
 
-def test_top_handshake_rules(root):
+def test_top_handshake_rules(formal_root):
     """Every channel of the branch top: outputs hold valid and data while stalled, given
     inputs that do (k-induction)."""
     from contract.branch_array import BranchArrayConfig
@@ -59,4 +51,4 @@ def test_top_handshake_rules(root):
                             scale_fmt=None)
     harness = HandshakeRulesProof(dut=BranchArrayTop(config=cfg))
     assert ("m_axis_res.tvalid", True) in harness.channels
-    _prove(harness, "branch_top_handshake", root, depth=4)
+    prove(run_sby, harness, name="branch_top_handshake", root=formal_root, mode="prove", depth=4)

@@ -8,7 +8,7 @@ variants. Small formats run by default; the fp16 finalizers (minutes each) are `
 from __future__ import annotations
 
 import pytest
-from formal_runs import finish  # noqa: E402  (tests/ helper)
+from formal_runs import prove, refute  # noqa: E402  (tests/ helper)
 
 from contract.array import ArrayConfig
 from hw.finalizer import Finalizer
@@ -18,19 +18,9 @@ from hw.pe import ShiftPE
 FP8_ARRAY = dict(in_fmt="fp8_e5m2", depth=16, e0_min=-2, e0_max=1)
 
 
-@pytest.fixture(scope="module")
-def root(formal_root):
-    return formal_root
-
-
-def _run(harness, name, root, **kw):
-    return finish(run_sat(harness, name=name, root=root, timeout=3000, **kw))
-
-
-def _prove_finalizer(cfg, name, root):
+def _prove_finalizer(cfg, name, formal_root):
     proof = FinalizerProof(config=cfg)
-    result = _run(proof, name, root, seq=proof.depth)
-    assert result.passed, f"{name}: {result.status}\n{result.summary}\nsee {result.workdir}"
+    prove(run_sat, proof, name=name, root=formal_root, seq=proof.depth, timeout=3000)
 
 
 @pytest.mark.parametrize("kw", [
@@ -39,9 +29,9 @@ def _prove_finalizer(cfg, name, root):
     pytest.param(dict(FP8_ARRAY, rows=2, cols=2, wbits=5, out_fmt="fp16"),  # a wider bias
                  marks=pytest.mark.slow),
 ], ids=["fp8-2x2", "fp8-1x8", "fp8-b5-fp16out"])
-def test_finalizer_equals_reference_small(kw, root):
+def test_finalizer_equals_reference_small(kw, formal_root):
     cfg = ArrayConfig(**kw)
-    _prove_finalizer(cfg, f"fin_{cfg.rows}x{cfg.cols}_b{cfg.wbits}_{cfg.out_fmt.name}", root)
+    _prove_finalizer(cfg, f"fin_{cfg.rows}x{cfg.cols}_b{cfg.wbits}_{cfg.out_fmt.name}", formal_root)
 
 
 @pytest.mark.slow
@@ -50,10 +40,10 @@ def test_finalizer_equals_reference_small(kw, root):
     dict(rows=8, cols=8, floorplan="spread"),   # the ECP5 default
     dict(rows=2, cols=2, wbits=5),              # three accumulator pieces: the bias waits
 ], ids=["fp16-2x2", "fp16-8x8", "fp16-b5"])
-def test_finalizer_equals_reference_fp16(kw, root):
+def test_finalizer_equals_reference_fp16(kw, formal_root):
     cfg = ArrayConfig(**kw)
     assert cfg.pe_pieces == (3 if cfg.wbits == 5 else 2)
-    _prove_finalizer(cfg, f"fin_fp16_{cfg.rows}x{cfg.cols}_b{cfg.wbits}", root)
+    _prove_finalizer(cfg, f"fin_fp16_{cfg.rows}x{cfg.cols}_b{cfg.wbits}", formal_root)
 
 
 @pytest.mark.parametrize("kw", [dict(rows=2, cols=2), dict(rows=8, cols=8, floorplan="spread"),
@@ -68,10 +58,10 @@ def test_finalizer_is_feedforward(kw):
 
 
 @pytest.mark.parametrize("fault", ["sticky", "relu_neg0", "carry"])
-def test_broken_finalizer_is_caught(fault, root):
+def test_broken_finalizer_is_caught(fault, formal_root):
     proof = FinalizerProof(config=ArrayConfig(rows=2, cols=2, **FP8_ARRAY), fault=fault)
-    result = _run(proof, f"broken_fin_{fault}", root, seq=proof.depth)
-    assert result.status == "FAIL", result.summary
+    refute(run_sat, proof, name=f"broken_fin_{fault}", root=formal_root, seq=proof.depth,
+           timeout=3000)
 
 
 def test_bad_parameters():

@@ -5,7 +5,7 @@ holds valid and data while stalled (SymbiYosys k-induction); a broken unit fails
 from __future__ import annotations
 
 import pytest
-from formal_runs import finish  # noqa: E402  (tests/ helper)
+from formal_runs import prove, refute  # noqa: E402  (tests/ helper)
 
 from contract import DotConfig
 from contract.array import ArrayConfig
@@ -15,19 +15,8 @@ from hw.formal import HandshakeRulesProof, faulty_dot_unit, run_sby
 FP8_SMALL = dict(in_fmt="fp8_e5m2", max_k=4, e0_min=-2, e0_max=1)
 
 
-@pytest.fixture(scope="module")
-def root(formal_root):
-    return formal_root
-
-
-def _prove_sby(harness, name, root, mode, depth):
-    result = finish(run_sby(harness, name=name, root=root, mode=mode, depth=depth))
-    assert result.passed, f"{name}: {result.status}\n{result.summary}\nsee {result.workdir}"
-    return result
-
-
 @pytest.mark.parametrize("pipeline", [1, 2])
-def test_array_top_handshake_rules(pipeline, root):
+def test_array_top_handshake_rules(pipeline, formal_root):
     """Every channel of the SoC top (AXI4-Stream act/wgt/res, AXI4-Lite aw/w/b/ar/r):
     outputs hold valid and data while stalled, given inputs that do (k-induction)."""
     cfg = ArrayConfig(in_fmt="fp8_e5m2", wbits=2, rows=2, cols=2, depth=16, pipeline=pipeline)
@@ -35,18 +24,20 @@ def test_array_top_handshake_rules(pipeline, root):
     assert ("m_axis_res.tvalid", True) in harness.channels
     assert ("s_axil.rvalid", True) in harness.channels
     assert ("s_axis_act.tvalid", False) in harness.channels
-    _prove_sby(harness, f"array_top_handshake_p{pipeline}", root, "prove", 4)
+    prove(run_sby, harness,
+          name=f"array_top_handshake_p{pipeline}", root=formal_root, mode="prove", depth=4)
 
 
 @pytest.mark.slow
-def test_array_top_handshake_rules_default(root):
+def test_array_top_handshake_rules_default(formal_root):
     harness = HandshakeRulesProof(dut=ArrayTop(config=ArrayConfig()))
-    _prove_sby(harness, "array_top_handshake_default", root, "prove", 4)
+    prove(run_sby, harness,
+          name="array_top_handshake_default", root=formal_root, mode="prove", depth=4)
 
 
-def test_broken_handshake_is_caught(root):
+def test_broken_handshake_is_caught(formal_root):
     cfg = DotConfig(wbits=2, lanes=1, pipeline=3, **FP8_SMALL)
     harness = HandshakeRulesProof(dut=faulty_dot_unit(config=cfg, fault="payload"))
-    result = finish(run_sby(harness, name="broken_handshake", root=root, mode="bmc", depth=8))
-    assert result.status == "FAIL", result.summary
+    result = refute(run_sby, harness, name="broken_handshake", root=formal_root, mode="bmc",
+                    depth=8)
     assert result.failed == ("o.valid data changed while stalled",), result.summary

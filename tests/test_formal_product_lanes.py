@@ -7,21 +7,10 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from formal_runs import finish  # noqa: E402  (tests/ helper)
+from formal_runs import finish, prove  # noqa: E402  (tests/ helper)
 
 from contract import DotConfig
 from hw.formal import ProductLanesProof, bias_shift, fault_point, product_shift, run_sat
-
-
-@pytest.fixture(scope="module")
-def root(formal_root):
-    return formal_root
-
-
-def _prove_sat(harness, name, root):
-    result = finish(run_sat(harness, name=name, root=root))
-    assert result.passed, f"{name}: {result.status}\n{result.summary}\nsee {result.workdir}"
-    return result
 
 
 @pytest.mark.parametrize("fmt", ["fp8_e5m2", "fp16"])
@@ -50,22 +39,22 @@ def test_reference_shifts_match_contract(fmt, wbits):
 
 
 @pytest.mark.parametrize("wbits", [2, 3, 4, 5])
-def test_product_lanes_fp8_all_inputs(wbits, root):
+def test_product_lanes_fp8_all_inputs(wbits, formal_root):
     cfg = DotConfig(in_fmt="fp8_e5m2", wbits=wbits, lanes=3)
-    _prove_sat(ProductLanesProof(config=cfg), f"product_fp8_b{wbits}", root)
+    prove(run_sat, ProductLanesProof(config=cfg), name=f"product_fp8_b{wbits}", root=formal_root)
 
 
-def test_product_lanes_fp16_b3_all_inputs(root):
+def test_product_lanes_fp16_b3_all_inputs(formal_root):
     cfg = DotConfig(in_fmt="fp16", wbits=3, lanes=2)
-    _prove_sat(ProductLanesProof(config=cfg), "product_fp16_b3", root)
+    prove(run_sat, ProductLanesProof(config=cfg), name="product_fp16_b3", root=formal_root)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt,wbits,lanes", [("fp16", 2, 2), ("fp16", 4, 2), ("fp16", 5, 2),
                                              ("bf16", 3, 1), ("bf16", 5, 1), ("fp32", 3, 1)])
-def test_product_lanes_wide_all_inputs(fmt, wbits, lanes, root):
+def test_product_lanes_wide_all_inputs(fmt, wbits, lanes, formal_root):
     cfg = DotConfig(in_fmt=fmt, wbits=wbits, lanes=lanes)
-    _prove_sat(ProductLanesProof(config=cfg), f"product_{fmt}_b{wbits}", root)
+    prove(run_sat, ProductLanesProof(config=cfg), name=f"product_{fmt}_b{wbits}", root=formal_root)
 
 
 def _lane0(cfg, cex):
@@ -75,10 +64,10 @@ def _lane0(cfg, cex):
     return x0, w0
 
 
-def test_broken_alignment_is_caught(root):
+def test_broken_alignment_is_caught(formal_root):
     cfg = DotConfig(in_fmt="fp8_e5m2", wbits=4, lanes=2)
     result = finish(run_sat(ProductLanesProof(config=cfg, fault="align"),
-                           name="broken_product_align", root=root))
+                           name="broken_product_align", root=formal_root))
     assert result.status == "FAIL", result.summary
     # The counterexample must sit on the single corrupted (E, p) point.
     x0, w0 = _lane0(cfg, result.counterexample)
@@ -86,9 +75,9 @@ def test_broken_alignment_is_caught(root):
     assert (exp, w0 & cfg.pmax) == fault_point(cfg), result.summary
 
 
-def test_broken_neg0_is_caught(root):
+def test_broken_neg0_is_caught(formal_root):
     cfg = DotConfig(in_fmt="fp8_e5m2", wbits=3, lanes=2)
     result = finish(run_sat(ProductLanesProof(config=cfg, fault="neg0"),
-                           name="broken_product_neg0", root=root))
+                           name="broken_product_neg0", root=formal_root))
     assert result.status == "FAIL", result.summary
     assert _lane0(cfg, result.counterexample) == (0, 0), result.summary

@@ -7,20 +7,11 @@ broken variants fail. Wider formats are ``slow``.
 from __future__ import annotations
 
 import pytest
-from formal_runs import finish  # noqa: E402  (tests/ helper)
+from formal_runs import prove, refute  # noqa: E402  (tests/ helper)
 
 from contract import DotConfig
 from contract.array import ArrayConfig
 from hw.formal import RoundingProof, run_sat
-
-
-@pytest.fixture(scope="module")
-def root(formal_root):
-    return formal_root
-
-
-def _run(harness, name, root, **kw):
-    return finish(run_sat(harness, name=name, root=root, timeout=3000, **kw))
 
 
 def _signed(value, bits):
@@ -33,10 +24,10 @@ def _signed(value, bits):
                  marks=pytest.mark.slow),
     ArrayConfig().dot_config,                                  # the arrays' fp16 default
 ], ids=["fp8", "fp8-fp16out", "fp16-array"])
-def test_rounding_matches_specification(kw, root):
+def test_rounding_matches_specification(kw, formal_root):
     cfg = kw if isinstance(kw, DotConfig) else DotConfig(**kw)
-    result = _run(RoundingProof(config=cfg), f"rnd_{cfg.in_fmt.name}_{cfg.out_fmt.name}", root)
-    assert result.passed, f"{result.status}\n{result.summary}\nsee {result.workdir}"
+    prove(run_sat, RoundingProof(config=cfg), name=f"rnd_{cfg.in_fmt.name}_{cfg.out_fmt.name}",
+          root=formal_root, timeout=3000)
 
 
 @pytest.mark.slow
@@ -44,21 +35,21 @@ def test_rounding_matches_specification(kw, root):
     dict(in_fmt="fp16", out_fmt="fp32", wbits=3, max_k=512, e0_min=-1, e0_max=0),
     dict(in_fmt="bf16", wbits=3, max_k=64, e0_min=-4, e0_max=3),
 ], ids=["fp16-fp32out", "bf16"])
-def test_rounding_matches_specification_wide(kw, root):
+def test_rounding_matches_specification_wide(kw, formal_root):
     cfg = DotConfig(**kw)
-    result = _run(RoundingProof(config=cfg), f"rnd_{cfg.in_fmt.name}_{cfg.out_fmt.name}", root)
-    assert result.passed, f"{result.status}\n{result.summary}\nsee {result.workdir}"
+    prove(run_sat, RoundingProof(config=cfg), name=f"rnd_{cfg.in_fmt.name}_{cfg.out_fmt.name}",
+          root=formal_root, timeout=3000)
 
 
-def test_broken_rounding_is_caught(root):
+def test_broken_rounding_is_caught(formal_root):
     cfg = DotConfig(in_fmt="fp8_e5m2", max_k=4, e0_min=-2, e0_max=1)
     width = cfg.acc_width
-    sticky = _run(RoundingProof(config=cfg, fault="sticky"), "broken_rnd_sticky", root)
-    assert sticky.status == "FAIL", sticky.summary
+    sticky = refute(run_sat, RoundingProof(config=cfg, fault="sticky"), name="broken_rnd_sticky",
+                    root=formal_root, timeout=3000)
     # the counterexample needs the dropped bit: |total| is odd
     assert abs(_signed(sticky.counterexample["total"], width)) & 1, sticky.summary
-    off = _run(RoundingProof(config=cfg, fault="e0"), "broken_rnd_e0", root)
-    assert off.status == "FAIL", off.summary
+    off = refute(run_sat, RoundingProof(config=cfg, fault="e0"), name="broken_rnd_e0",
+                 root=formal_root, timeout=3000)
     assert _signed(off.counterexample["e0"], cfg.e0_bits) != cfg.e0_min, off.summary
 
 

@@ -9,7 +9,7 @@ fail."""
 from __future__ import annotations
 
 import pytest
-from formal_runs import finish  # noqa: E402  (tests/ helper)
+from formal_runs import check_fault_parameter, prove, refute  # noqa: E402  (tests/ helper)
 
 from contract.array import ArrayConfig
 from hw.formal import SEQUENCER_FAULTS, TileSequencerProof, run_sat
@@ -17,30 +17,26 @@ from hw.formal import SEQUENCER_FAULTS, TileSequencerProof, run_sat
 CFG = ArrayConfig(in_fmt="fp8_e5m2", wbits=2, rows=2, cols=2, depth=16)
 
 
-def _run(root, name, depth, fault=None):
-    return finish(run_sat(TileSequencerProof(config=CFG, fault=fault), name=name, root=root,
-                          seq=depth, timeout=3000))
+def _run(check, name, root, depth, fault=None):
+    return check(run_sat, TileSequencerProof(config=CFG, fault=fault), name=name, root=root,
+                 seq=depth, timeout=3000)
 
 
 def test_tiles_in_order_once(formal_root):
-    result = _run(formal_root, "tile_sequencer", 12)
-    assert result.passed, f"{result.status}\n{result.summary}\nsee {result.workdir}"
+    _run(prove, "tile_sequencer", formal_root, 12)
 
 
 @pytest.mark.slow
 def test_tiles_in_order_once_deeper(formal_root):
-    result = _run(formal_root, "tile_sequencer_d20", 20)
-    assert result.passed, f"{result.status}\n{result.summary}\nsee {result.workdir}"
+    _run(prove, "tile_sequencer_d20", formal_root, 20)
 
 
 @pytest.mark.parametrize("fault", SEQUENCER_FAULTS)
 def test_broken_sequencers_fail(formal_root, fault):
-    result = _run(formal_root, f"broken_tile_sequencer_{fault}", 12, fault)
-    assert result.status == "FAIL", f"{fault}: {result.status}\n{result.summary}"
+    _run(refute, f"broken_tile_sequencer_{fault}", formal_root, 12, fault)
 
 
 def test_bad_parameters():
     with pytest.raises(TypeError, match="config must be an ArrayConfig"):
         TileSequencerProof(config=None)
-    with pytest.raises(ValueError, match="fault must be None or one of"):
-        TileSequencerProof(config=CFG, fault="nope")
+    check_fault_parameter(TileSequencerProof, config=CFG)

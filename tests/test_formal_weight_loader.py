@@ -9,7 +9,7 @@ variant must fail."""
 from __future__ import annotations
 
 import pytest
-from formal_runs import finish  # noqa: E402  (tests/ helper)
+from formal_runs import check_fault_parameter, prove, refute  # noqa: E402  (tests/ helper)
 
 from contract.array import ArrayConfig
 from hw.formal import LOADER_FAULTS, WeightLoaderProof, run_sat
@@ -18,30 +18,26 @@ CFG = ArrayConfig(in_fmt="fp8_e5m2", wbits=2, rows=2, cols=2, depth=16)
 SPREAD = ArrayConfig(in_fmt="fp8_e5m2", wbits=2, rows=1, cols=2, depth=16, floorplan="spread")
 
 
-def _run(root, name, cfg, fault=None):
-    return finish(run_sat(WeightLoaderProof(config=cfg, fault=fault), name=name, root=root,
-                          seq=40, timeout=3000))
+def _run(check, name, root, cfg, fault=None):
+    return check(run_sat, WeightLoaderProof(config=cfg, fault=fault), name=name, root=root,
+                 seq=40, timeout=3000)
 
 
 def test_loader_never_writes_a_bank_in_use(formal_root):
-    result = _run(formal_root, "weight_loader", CFG)
-    assert result.passed, f"{result.status}\n{result.summary}\nsee {result.workdir}"
+    _run(prove, "weight_loader", formal_root, CFG)
 
 
 @pytest.mark.slow
 def test_loader_spread_floorplan(formal_root):
-    result = _run(formal_root, "weight_loader_spread", SPREAD)
-    assert result.passed, f"{result.status}\n{result.summary}\nsee {result.workdir}"
+    _run(prove, "weight_loader_spread", formal_root, SPREAD)
 
 
 @pytest.mark.parametrize("fault", LOADER_FAULTS)
 def test_broken_loaders_fail(formal_root, fault):
-    result = _run(formal_root, f"broken_weight_loader_{fault}", CFG, fault)
-    assert result.status == "FAIL", f"{fault}: {result.status}\n{result.summary}"
+    _run(refute, f"broken_weight_loader_{fault}", formal_root, CFG, fault)
 
 
 def test_bad_parameters():
     with pytest.raises(TypeError, match="config must be an ArrayConfig"):
         WeightLoaderProof(config=None)
-    with pytest.raises(ValueError, match="fault must be None or one of"):
-        WeightLoaderProof(config=CFG, fault="nope")
+    check_fault_parameter(WeightLoaderProof, config=CFG)
