@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from gemm_cli import expect_gemm_error, save  # noqa: E402  (tests/ helper)
 
 from contract import FP16, FP32
 from contract.branches import encode_branches
@@ -17,12 +18,6 @@ from sw.fpbits import to_bits
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _save(tmp_path, name, arr):
-    path = tmp_path / name
-    np.save(path, arr)
-    return str(path)
-
-
 def _odd(rng, shape, k, dtype=np.int8):
     top = (1 << k) - 1
     return (2 * rng.integers(0, top + 1, size=shape) - top).astype(dtype)
@@ -30,7 +25,7 @@ def _odd(rng, shape, k, dtype=np.int8):
 
 def _gemm(tmp_path, x, w, *extra, wbits=2, abits=2):
     return main(["gemm", "--arith", "branches", "--wbits", str(wbits), "--abits", str(abits),
-                 "--x", _save(tmp_path, "x.npy", x), "--w", _save(tmp_path, "w.npy", w),
+                 "--x", save(tmp_path, "x.npy", x), "--w", save(tmp_path, "w.npy", w),
                  "--out", str(tmp_path / "y.npy"), *extra])
 
 
@@ -59,7 +54,7 @@ def test_float_path(tmp_path):
     assert np.array_equal(y.view(np.float32), exact.astype(np.float32))
     # per-channel scales from a file, fp16 out, ReLU
     sw = np.array([0.1, 2.5, 1e-3], np.float32)
-    assert _gemm(tmp_path, x, w, "--scale-x", "3", "--scale-w", _save(tmp_path, "sw.npy", sw),
+    assert _gemm(tmp_path, x, w, "--scale-x", "3", "--scale-w", save(tmp_path, "sw.npy", sw),
                  "--out-fmt", "fp16", "--relu", wbits=2, abits=3) == 0
     y = np.load(tmp_path / "y.npy")
     want = branch_gemm_scaled(encode_branches(x, 3), encode_branches(w, 2), wbits=2, abits=3,
@@ -72,74 +67,61 @@ def test_float_path(tmp_path):
                  "bf16", wbits=2, abits=3) == 0
 
 
-def _expect_error(tmp_path, capsys, args, *fragments):
-    out = tmp_path / "y.npy"
-    if out.exists():
-        out.unlink()
-    assert main(args + ["--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("densehw gemm: error: ") and err.count("\n") == 1, err
-    for f in fragments:
-        assert f in err, err
-    assert not out.exists()
-    assert not list(tmp_path.glob(".y.npy.*")), "temporary file left behind"
-
-
 def test_errors(tmp_path, capsys):
-    x = _save(tmp_path, "x.npy", np.ones((2, 3), np.int8))
-    w = _save(tmp_path, "w.npy", np.full((4, 3), -3, np.int16))
+    x = save(tmp_path, "x.npy", np.ones((2, 3), np.int8))
+    w = save(tmp_path, "w.npy", np.full((4, 3), -3, np.int16))
     base = ["gemm", "--arith", "branches", "--wbits", "2", "--abits", "1"]
-    even = _save(tmp_path, "even.npy", np.array([[1, 1, 1], [3, 1, 2], [1, 1, 1], [1, 1, 1]],
-                                                np.int16))
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", even], "W ", "even.npy",
-                  "value at index (1, 2) is 2; expected an odd integer in [-3, 3]")
-    big = _save(tmp_path, "big.npy", np.array([[1, -3, 1]], np.int8))
-    _expect_error(tmp_path, capsys, base + ["--x", big, "--w", w],
-                  "X ", "value at index (0, 1) is -3; expected an odd integer in [-1, 1]")
+    even = save(tmp_path, "even.npy", np.array([[1, 1, 1], [3, 1, 2], [1, 1, 1], [1, 1, 1]],
+                                               np.int16))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", even], "W ", "even.npy",
+                      "value at index (1, 2) is 2; expected an odd integer in [-3, 3]")
+    big = save(tmp_path, "big.npy", np.array([[1, -3, 1]], np.int8))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", big, "--w", w],
+                      "X ", "value at index (0, 1) is -3; expected an odd integer in [-1, 1]")
     for dtype in (np.int32, np.int64, np.uint8, np.float32):
-        bad = _save(tmp_path, "bad.npy", np.ones((2, 3), dtype))
-        _expect_error(tmp_path, capsys, base + ["--x", bad, "--w", w],
-                      f"has dtype {np.dtype(dtype).name}; expected int8 or int16 odd integers")
-    w5 = _save(tmp_path, "w5.npy", np.ones((4, 5), np.int8))
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", w5], "expected W of shape (M, 3)")
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--scale-x", "1"],
-                  "--scale-x and --scale-w go together")
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--out-fmt", "fp16"],
-                  "--out-fmt needs the float path")
+        bad = save(tmp_path, "bad.npy", np.ones((2, 3), dtype))
+        expect_gemm_error(tmp_path, capsys, base + ["--x", bad, "--w", w],
+                          f"has dtype {np.dtype(dtype).name}; expected int8 or int16 odd integers")
+    w5 = save(tmp_path, "w5.npy", np.ones((4, 5), np.int8))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", w5], "expected W of shape (M, 3)")
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--scale-x", "1"],
+                      "--scale-x and --scale-w go together")
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--out-fmt", "fp16"],
+                      "--out-fmt needs the float path")
     scaled = base + ["--x", x, "--w", w, "--scale-x", "1"]
-    _expect_error(tmp_path, capsys, scaled + ["--scale-w", "0.1"],
-                  "--scale-w is 0.1, which fp32 cannot represent exactly")
-    _expect_error(tmp_path, capsys, scaled + ["--scale-w", "-2"],
-                  "--scale-w is -2.0; expected a finite positive scale")
-    _expect_error(tmp_path, capsys, scaled + ["--scale-w", "inf"], "finite positive")
-    _expect_error(tmp_path, capsys, scaled + ["--scale-w", "abc"], "must be a number")
-    sw = _save(tmp_path, "sw.npy", np.array([1.0, 0.0, 1.0, 1.0], np.float32))
-    _expect_error(tmp_path, capsys, scaled + ["--scale-w", sw],
-                  "--scale-w at index 1 is 0.0; expected a finite positive scale")
-    sw3 = _save(tmp_path, "sw3.npy", np.ones(3, np.float32))
-    _expect_error(tmp_path, capsys, scaled + ["--scale-w", sw3], "expected (4,)")
-    _expect_error(tmp_path, capsys, scaled + ["--scale-w", "1", "--scale-fmt", "fp12"],
-                  "Unknown format 'fp12'")
-    _expect_error(tmp_path, capsys, ["gemm", "--arith", "branches", "--wbits", "9", "--abits",
-                                     "1", "--x", x, "--w", w],
-                  "--wbits must be an integer in [1, 8] for --arith branches, not '9'")
-    _expect_error(tmp_path, capsys, ["gemm", "--arith", "branches", "--wbits", "2", "--x", x,
-                                     "--w", w],
-                  "--abits must be an integer in [1, 8] for --arith branches, not None")
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--fmt", "fp16"],
-                  "--fmt is not used with --arith branches")
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--backend", "nope"],
-                  "unknown backend 'nope' for --arith branches; expected one of golden")
+    expect_gemm_error(tmp_path, capsys, scaled + ["--scale-w", "0.1"],
+                      "--scale-w is 0.1, which fp32 cannot represent exactly")
+    expect_gemm_error(tmp_path, capsys, scaled + ["--scale-w", "-2"],
+                      "--scale-w is -2.0; expected a finite positive scale")
+    expect_gemm_error(tmp_path, capsys, scaled + ["--scale-w", "inf"], "finite positive")
+    expect_gemm_error(tmp_path, capsys, scaled + ["--scale-w", "abc"], "must be a number")
+    sw = save(tmp_path, "sw.npy", np.array([1.0, 0.0, 1.0, 1.0], np.float32))
+    expect_gemm_error(tmp_path, capsys, scaled + ["--scale-w", sw],
+                      "--scale-w at index 1 is 0.0; expected a finite positive scale")
+    sw3 = save(tmp_path, "sw3.npy", np.ones(3, np.float32))
+    expect_gemm_error(tmp_path, capsys, scaled + ["--scale-w", sw3], "expected (4,)")
+    expect_gemm_error(tmp_path, capsys, scaled + ["--scale-w", "1", "--scale-fmt", "fp12"],
+                      "Unknown format 'fp12'")
+    expect_gemm_error(tmp_path, capsys, ["gemm", "--arith", "branches", "--wbits", "9", "--abits",
+                                         "1", "--x", x, "--w", w],
+                      "--wbits must be an integer in [1, 8] for --arith branches, not '9'")
+    expect_gemm_error(tmp_path, capsys, ["gemm", "--arith", "branches", "--wbits", "2", "--x", x,
+                                         "--w", w],
+                      "--abits must be an integer in [1, 8] for --arith branches, not None")
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--fmt", "fp16"],
+                      "--fmt is not used with --arith branches")
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--backend", "nope"],
+                      "unknown backend 'nope' for --arith branches; expected one of golden")
     # the shift path keeps its rules
-    _expect_error(tmp_path, capsys, ["gemm", "--wbits", "3", "--x", x, "--w", w],
-                  "--fmt is required")
-    _expect_error(tmp_path, capsys, ["gemm", "--fmt", "fp16", "--wbits", "3", "--abits", "2",
-                                     "--x", x, "--w", w], "--abits needs --arith branches")
+    expect_gemm_error(tmp_path, capsys, ["gemm", "--wbits", "3", "--x", x, "--w", w],
+                      "--fmt is required")
+    expect_gemm_error(tmp_path, capsys, ["gemm", "--fmt", "fp16", "--wbits", "3", "--abits", "2",
+                                         "--x", x, "--w", w], "--abits needs --arith branches")
 
 
 def test_subprocess(tmp_path):
-    x = _save(tmp_path, "x.npy", np.array([[1, -1, 1]], np.int8))
-    w = _save(tmp_path, "w.npy", np.array([[1, 1, 1], [-1, 1, -1]], np.int8))
+    x = save(tmp_path, "x.npy", np.array([[1, -1, 1]], np.int8))
+    w = save(tmp_path, "w.npy", np.array([[1, 1, 1], [-1, 1, -1]], np.int8))
     out = tmp_path / "y.npy"
     cmd = [sys.executable, "-m", "densehw", "gemm", "--arith", "branches", "--wbits", "1",
            "--abits", "1", "--x", x, "--w", w, "--out", str(out)]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from gemm_cli import expect_gemm_error, save  # noqa: E402  (tests/ helper)
 
 from contract import BF16, FP8_E5M2, FP16, FP32, encode_weights
 from densehw.cli import main
@@ -17,17 +18,11 @@ from sw.golden import gemm_golden
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _save(tmp_path, name, arr):
-    path = tmp_path / name
-    np.save(path, arr)
-    return str(path)
-
-
 def _gemm(tmp_path, x, w, *extra, fmt="fp16", wbits=3, bias=None):
-    args = ["gemm", "--fmt", fmt, "--wbits", str(wbits), "--x", _save(tmp_path, "x.npy", x),
-            "--w", _save(tmp_path, "w.npy", w), "--out", str(tmp_path / "y.npy"), *extra]
+    args = ["gemm", "--fmt", fmt, "--wbits", str(wbits), "--x", save(tmp_path, "x.npy", x),
+            "--w", save(tmp_path, "w.npy", w), "--out", str(tmp_path / "y.npy"), *extra]
     if bias is not None:
-        args += ["--bias", _save(tmp_path, "b.npy", bias)]
+        args += ["--bias", save(tmp_path, "b.npy", bias)]
     return main(args)
 
 
@@ -106,67 +101,57 @@ def test_per_channel_e0(tmp_path, capsys):
     assert err.count("\n") == 1 and "weight at index (0, 0)" in err and "outside the 4" in err
 
 
-def _expect_error(tmp_path, capsys, args, *fragments):
-    out = tmp_path / "y.npy"
-    if out.exists():
-        out.unlink()
-    assert main(args + ["--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("densehw gemm: error: ") and err.count("\n") == 1, err
-    for f in fragments:
-        assert f in err, err
-    assert not out.exists()
-    assert not list(tmp_path.glob(".y.npy.*")), "temporary file left behind"
-
-
 def test_errors(tmp_path, capsys):
-    x = _save(tmp_path, "x.npy", np.ones((2, 3), np.float16))
-    w = _save(tmp_path, "w.npy", np.ones((4, 3), np.float32))
+    x = save(tmp_path, "x.npy", np.ones((2, 3), np.float16))
+    w = save(tmp_path, "w.npy", np.ones((4, 3), np.float32))
     base = ["gemm", "--fmt", "fp16", "--wbits", "3"]
-    bad_w = _save(tmp_path, "bw.npy", np.array([[1.0, 0.3, 1.0]], np.float32))
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", bad_w],
-                  "weight at index (0, 1)", "0.3", "not a power of two")
-    zero_w = _save(tmp_path, "zw.npy", np.array([[1.0, 1.0], [1.0, 0.0]]))
-    x2 = _save(tmp_path, "x2.npy", np.ones((1, 2), np.float16))
-    _expect_error(tmp_path, capsys, base + ["--x", x2, "--w", zero_w],
-                  "weight at index (1, 1)", "no zero")
-    w5 = _save(tmp_path, "w5.npy", np.ones((4, 5), np.float32))
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", w5],
-                  "has shape (4, 5)", "has shape (2, 3)", "expected W of shape (M, 3)")
-    xi = _save(tmp_path, "xi.npy", np.ones((2, 3), np.int16))
-    _expect_error(tmp_path, capsys, base + ["--x", xi, "--w", w],
-                  "has dtype int16", "uint16 raw fp16 bit patterns")
-    x8 = _save(tmp_path, "x8.npy", np.ones((2, 3), np.uint8))
-    _expect_error(tmp_path, capsys, base + ["--x", x8, "--w", w], "has dtype uint8")
-    xs = _save(tmp_path, "xs.npy", np.array([[1.0, 1.0 + 2.0 ** -12, 1.0]], np.float32))
-    _expect_error(tmp_path, capsys, base + ["--x", xs, "--w", w],
-                  "value at index (0, 1) is 1.000244140625, which fp16 cannot represent exactly")
-    _expect_error(tmp_path, capsys, base + ["--x", str(tmp_path / "missing.npy"), "--w", w],
-                  "missing.npy", "does not exist")
+    bad_w = save(tmp_path, "bw.npy", np.array([[1.0, 0.3, 1.0]], np.float32))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", bad_w],
+                      "weight at index (0, 1)", "0.3", "not a power of two")
+    zero_w = save(tmp_path, "zw.npy", np.array([[1.0, 1.0], [1.0, 0.0]]))
+    x2 = save(tmp_path, "x2.npy", np.ones((1, 2), np.float16))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x2, "--w", zero_w],
+                      "weight at index (1, 1)", "no zero")
+    w5 = save(tmp_path, "w5.npy", np.ones((4, 5), np.float32))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", w5],
+                      "has shape (4, 5)", "has shape (2, 3)", "expected W of shape (M, 3)")
+    xi = save(tmp_path, "xi.npy", np.ones((2, 3), np.int16))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", xi, "--w", w],
+                      "has dtype int16", "uint16 raw fp16 bit patterns")
+    x8 = save(tmp_path, "x8.npy", np.ones((2, 3), np.uint8))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x8, "--w", w], "has dtype uint8")
+    xs = save(tmp_path, "xs.npy", np.array([[1.0, 1.0 + 2.0 ** -12, 1.0]], np.float32))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", xs, "--w", w],
+                      "value at index (0, 1) is 1.000244140625, which fp16 cannot represent "
+                      "exactly")
+    expect_gemm_error(tmp_path, capsys, base + ["--x", str(tmp_path / "missing.npy"), "--w", w],
+                      "missing.npy", "does not exist")
     junk = tmp_path / "junk.npy"
     junk.write_bytes(b"not numpy")
-    _expect_error(tmp_path, capsys, base + ["--x", str(junk), "--w", w], "cannot read X file")
-    x1 = _save(tmp_path, "x1.npy", np.ones(3, np.float16))
-    _expect_error(tmp_path, capsys, base + ["--x", x1, "--w", w], "has shape (3,)", "(N, K)")
-    b = _save(tmp_path, "b.npy", np.ones(3, np.float16))
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--bias", b],
-                  "has shape (3,); expected (4,)")
-    bu = _save(tmp_path, "bu.npy", np.ones(4, np.uint32))
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--bias", bu],
-                  "bias", "has dtype uint32")
-    wu = _save(tmp_path, "wu.npy", np.ones((4, 3), np.uint8))
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", wu], "has dtype uint8")
-    _expect_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--backend", "nope"],
-                  "unknown backend 'nope'; expected one of golden")
-    _expect_error(tmp_path, capsys, ["gemm", "--fmt", "fp12", "--wbits", "3", "--x", x, "--w", w],
-                  "Unknown format 'fp12'")
-    _expect_error(tmp_path, capsys, ["gemm", "--fmt", "fp16", "--wbits", "7", "--x", x, "--w", w],
-                  "--wbits must be an integer in [2, 5], not '7'")
+    expect_gemm_error(tmp_path, capsys, base + ["--x", str(junk), "--w", w], "cannot read X file")
+    x1 = save(tmp_path, "x1.npy", np.ones(3, np.float16))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x1, "--w", w], "has shape (3,)", "(N, K)")
+    b = save(tmp_path, "b.npy", np.ones(3, np.float16))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--bias", b],
+                      "has shape (3,); expected (4,)")
+    bu = save(tmp_path, "bu.npy", np.ones(4, np.uint32))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--bias", bu],
+                      "bias", "has dtype uint32")
+    wu = save(tmp_path, "wu.npy", np.ones((4, 3), np.uint8))
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", wu], "has dtype uint8")
+    expect_gemm_error(tmp_path, capsys, base + ["--x", x, "--w", w, "--backend", "nope"],
+                      "unknown backend 'nope'; expected one of golden")
+    expect_gemm_error(tmp_path, capsys,
+                      ["gemm", "--fmt", "fp12", "--wbits", "3", "--x", x, "--w", w],
+                      "Unknown format 'fp12'")
+    expect_gemm_error(tmp_path, capsys,
+                      ["gemm", "--fmt", "fp16", "--wbits", "7", "--x", x, "--w", w],
+                      "--wbits must be an integer in [2, 5], not '7'")
 
 
 def test_output_errors_leave_nothing(tmp_path, capsys):
-    x = _save(tmp_path, "x.npy", np.ones((2, 3), np.float16))
-    w = _save(tmp_path, "w.npy", np.ones((4, 3), np.float32))
+    x = save(tmp_path, "x.npy", np.ones((2, 3), np.float16))
+    w = save(tmp_path, "w.npy", np.ones((4, 3), np.float32))
     base = ["gemm", "--fmt", "fp16", "--wbits", "3", "--x", x, "--w", w, "--out"]
     assert main(base + [str(tmp_path / "nodir" / "y.npy")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -176,8 +161,8 @@ def test_output_errors_leave_nothing(tmp_path, capsys):
 
 
 def test_subprocess(tmp_path):
-    x = _save(tmp_path, "x.npy", np.array([[1.0, -1.0], [65504.0, 65504.0]], np.float16))
-    w = _save(tmp_path, "w.npy", np.array([[1.0, 1.0], [2.0, -1.0]], np.float32))
+    x = save(tmp_path, "x.npy", np.array([[1.0, -1.0], [65504.0, 65504.0]], np.float16))
+    w = save(tmp_path, "w.npy", np.array([[1.0, 1.0], [2.0, -1.0]], np.float32))
     out = tmp_path / "y.npy"
     cmd = [sys.executable, "-m", "densehw", "gemm", "--fmt", "fp16", "--wbits", "2", "--x", x,
            "--w", w, "--out", str(out)]
