@@ -1,15 +1,17 @@
 """Design-space sweep: weight bits x format x array shape x device, with a Pareto plot.
 
-Every point is a plain picklable job dict handed to :func:`boards.flow.run_job`, so any executor
-runs them: :func:`run_jobs` uses a local ``ProcessPoolExecutor`` by default and accepts any
-``mapper(fn, jobs) -> results`` instead, e.g. Dask
-(``lambda f, js: client.gather(client.map(f, js))``) or Ray
-(``lambda f, js: ray.get([ray.remote(f).remote(j) for j in js])``); pytest-xdist can
-parametrise a test over :func:`sweep_jobs` and call ``run_job`` in each.
+Every point is a plain picklable job dict handed to :func:`boards.flow.run_job`;
+:func:`run_jobs` runs the points not cached on an :class:`boards.executor.Executor`: local
+processes (``workers``), or the workers of a Dask distributed scheduler
+(``open_executor(scheduler="tcp://HOST:PORT")``). pytest-xdist can parametrise a test over
+:func:`sweep_jobs` and call ``run_job`` in each.
 
 Results are cached by the hash of (spec, board, device, seeds, target, mode, and the generator
-sources' fingerprint) under
-``build/sweep/<hash>/result.json``; a cached point is not rebuilt unless ``force``.
+sources' fingerprint) under ``build/sweep/<hash>/result.json``; a cached point is not rebuilt
+unless ``force``. The cache is written by the process that calls :func:`run_jobs`: a job on a
+remote executor builds in its worker's scratch folder (``<worker dir>/densehw/<hash>``, removed
+with the worker), checks that the worker's generator sources give the same cache key as the
+caller's, and returns its result by value.
 
 Accuracy axis of the Pareto plot (:func:`attach_accuracy`, :func:`plot_axis`):
 
@@ -28,17 +30,17 @@ Accuracy axis of the Pareto plot (:func:`attach_accuracy`, :func:`plot_axis`):
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from boards import flow
 from boards.report import markdown_table, write_atomic
 from boards.specs import spec_hash
 
-__all__ = ["sweep_jobs", "make_job", "run_jobs", "gemm_error", "pareto_front", "plot_pareto",
-           "job_key",
+__all__ = ["sweep_jobs", "make_job", "run_jobs", "run_remote", "gemm_error", "pareto_front",
+           "plot_pareto", "job_key",
            "generator_fingerprint", "GENERATOR_SOURCES", "attach_error", "attach_accuracy",
            "digits_accuracy", "accuracy_paths", "mark_pareto", "plot_axis", "write_sweep",
            "ACCURACY_AXES", "DEFAULT_ACCURACY_EPOCHS"]
@@ -125,13 +127,8 @@ def _cached(job):
     return None
 
 
-def _run_and_store(job: dict) -> dict:
-    """:func:`boards.flow.run_job` plus the cache file (picklable, top level); a point cached
-    meanwhile (by another runner) is returned as is."""
-    cached = _cached(job)
-    if cached is not None:
-        return cached
-    res = flow.run_job(job)
+def _store(job: dict, res: dict) -> dict:
+    """Write ``res`` as the cached result of ``job`` (with its key and spec); return it."""
     res["job_key"] = job_key(job)
     res["spec"] = job["spec"]
     folder = pathlib.Path(job["workdir"])
@@ -140,8 +137,51 @@ def _run_and_store(job: dict) -> dict:
     return res
 
 
-def run_jobs(jobs, *, workers=1, mapper=None, force=False, progress=True) -> list:
-    """Run the jobs not in the cache; return all results in job order."""
+def _run_and_store(job: dict, force: bool = False) -> dict:
+    """:func:`boards.flow.run_job` plus the cache file (picklable, top level); unless
+    ``force``, a point cached meanwhile (by another runner) is returned as is."""
+    cached = None if force else _cached(job)
+    if cached is not None:
+        return cached
+    return _store(job, flow.run_job(job))
+
+
+def run_remote(job: dict) -> dict:
+    """:func:`boards.flow.run_job` on a remote worker (picklable, top level): built in the
+    worker's scratch folder, the result returned by value (the caller caches it). A worker
+    whose sources give another cache key than the caller's (``job["job_key"]``) builds
+    nothing and returns an ``error``."""
+    import socket
+
+    expected = job.get("job_key")
+    here = job_key(job)
+    host = socket.gethostname()
+    if expected is not None and here != expected:
+        return {"spec": job["spec"], "board": job["board"], "device": job.get("device"),
+                "error": f"worker on {host} has other densehw sources than the caller (cache "
+                         f"key {here[:12]} there, {expected[:12]} here): start the workers "
+                         f"from the same commit"}
+    try:
+        from distributed import get_worker
+
+        scratch = pathlib.Path(get_worker().local_directory)
+    except (ImportError, ValueError):             # not inside a Dask worker
+        import tempfile
+
+        scratch = pathlib.Path(tempfile.gettempdir())
+    res = flow.run_job({**job, "workdir": str(scratch / "densehw" / here)})
+    res["worker"] = host
+    return res
+
+
+def run_jobs(jobs, *, workers=1, executor=None, force=False, progress=True) -> list:
+    """Run the jobs not in the cache; return all results in job order.
+
+    ``executor`` (:mod:`boards.executor`) runs them, else ``workers`` local processes. On a
+    remote executor the results come back by value and are cached here (:func:`run_remote`);
+    locally each worker writes its own cache file."""
+    from boards.executor import LocalExecutor
+
     results = [None if force else _cached(j) for j in jobs]
     todo = [i for i, r in enumerate(results) if r is None]
     bar = None
@@ -150,25 +190,26 @@ def run_jobs(jobs, *, workers=1, mapper=None, force=False, progress=True) -> lis
 
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="design",
                    desc="synth", dynamic_ncols=True)
-    if mapper is not None:
-        for i, res in zip(todo, mapper(_run_and_store, [jobs[i] for i in todo]), strict=True):
-            results[i] = res
-            if bar:
-                bar.update()
-    elif workers <= 1:
-        for i in todo:
-            results[i] = _run_and_store(jobs[i])
-            if bar:
-                bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_run_and_store, jobs[i]): i for i in todo}
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
+    own = executor is None
+    ex = LocalExecutor(workers=workers) if own else executor
+    try:
+        if ex.remote:
+            items = [{**jobs[i], "job_key": job_key(jobs[i])} for i in todo]
+            for k, res in ex.run(run_remote, items):
+                results[todo[k]] = _store(jobs[todo[k]], res)
                 if bar:
                     bar.update()
-    if bar:
-        bar.close()
+        else:
+            run = functools.partial(_run_and_store, force=force)
+            for k, res in ex.run(run, [jobs[i] for i in todo]):
+                results[todo[k]] = res
+                if bar:
+                    bar.update()
+    finally:
+        if own:
+            ex.close()
+        if bar:
+            bar.close()
     return results
 
 

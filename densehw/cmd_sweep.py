@@ -1,8 +1,10 @@
 """``densehw sweep``: weight bits x format x array shape x device; Pareto plot.
 
 Every point is synthesised (and placed and routed, exploration mode) by the same job function
-the other flows use (``boards.flow.run_job``), in parallel over ``--jobs`` local processes; points
-are cached by configuration hash under ``--out`` (``build/sweep``). Writes ``sweep.json``,
+the other flows use (``boards.flow.run_job``), in parallel over ``--jobs`` local processes, or on
+the workers of a Dask distributed scheduler with ``--scheduler tcp://HOST:PORT``
+(``boards.executor``; docs/synthesis.md, "Running on a cluster"); points are cached by
+configuration hash under ``--out`` (``build/sweep``), on this machine. Writes ``sweep.json``,
 ``sweep.md`` and ``pareto.png``: throughput per area against an accuracy axis, ``--accuracy``:
 
 * ``digits`` (default): test accuracy on scikit-learn's digits (360 images) of a DenseShift CNN
@@ -40,6 +42,9 @@ def add_arguments(p):
                         "point keeps the seeds that finished")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="parallel local processes (default: all cores)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the synthesis jobs on the workers of this Dask distributed "
+                        "scheduler instead of local processes (--jobs is then unused)")
     p.add_argument("--baselines", action="store_true",
                    help="also build the fp-multiplier and int8 MAC baselines of each shape")
     p.add_argument("--accuracy", default="digits", metavar="{digits,gemm-error}",
@@ -136,12 +141,24 @@ def run(args) -> int:
     check_pnr_timeout(args.pnr_timeout)
     axis, epochs, acc_seed = _accuracy_options(args)
 
-    from boards.sweep import attach_accuracy, digits_accuracy, run_jobs, sweep_jobs, write_sweep
+    from boards.executor import SchedulerError, open_executor
+    from boards.sweep import sweep_jobs
 
     jobs = sweep_jobs(wbits=wbits, formats=formats, shapes=shapes, devices=devices,
                       depth=args.depth, seeds=seeds, root=args.out / "points",
                       baselines=args.baselines, pnr_timeout=args.pnr_timeout)
-    print(f"densehw sweep: {len(jobs)} points, {args.jobs} processes, cache {args.out}",
+    try:
+        executor = open_executor(scheduler=args.scheduler, workers=args.jobs)
+    except SchedulerError as exc:
+        raise UserError(f"--scheduler: {exc}") from None
+    with executor:
+        return _sweep(args, executor, jobs, formats, wbits, axis, epochs, acc_seed)
+
+
+def _sweep(args, executor, jobs, formats, wbits, axis, epochs, acc_seed) -> int:
+    from boards.sweep import attach_accuracy, digits_accuracy, run_jobs, write_sweep
+
+    print(f"densehw sweep: {len(jobs)} points on {executor.describe()}, cache {args.out}",
           file=sys.stderr)
     if axis == "digits":
         # before synthesis, so that a problem shows in seconds; attach_accuracy reads the cache
@@ -160,7 +177,7 @@ def run(args) -> int:
                       f"{rec['golden_accuracy']:.2f} % (PyTorch {rec['torch_accuracy']:.2f} %), "
                       f"{rec['samples']} test images, {epochs} epochs, seed {acc_seed}, {how}",
                       file=sys.stderr)
-    results = run_jobs(jobs, workers=args.jobs, force=args.force)
+    results = run_jobs(jobs, executor=executor, force=args.force)
     records = attach_accuracy(results, axis=axis, epochs=epochs, seed=acc_seed, root=args.out)
     paths = write_sweep(results, args.out, accuracy=records)
     failed = sum(1 for r in results if r.get("error"))

@@ -29,15 +29,18 @@ def test_sweep_jobs_cache_and_pareto(tmp_path):
         "int8-mac") == 2
     assert len({j["workdir"] for j in jobs}) == len(jobs)            # distinct cache keys
     assert all(j["pnr"] is (j["board"] != "asic") for j in jobs)
-    # a cached point is returned without running anything (the mapper would fail)
+    # a cached point is returned without running anything (the executor would fail)
     for j in jobs:
         pathlib.Path(j["workdir"]).mkdir(parents=True)
         (pathlib.Path(j["workdir"]) / "result.json").write_text(json.dumps({"cached": j["board"]}))
 
-    def no_run(fn, js):
-        assert not list(js), "cached jobs were run again"
-        return []
-    res = sweep.run_jobs(jobs, mapper=no_run, progress=False)
+    from boards.executor import LocalExecutor
+
+    class NoRun(LocalExecutor):
+        def run(self, fn, items):
+            assert not list(items), "cached jobs were run again"
+            return iter(())
+    res = sweep.run_jobs(jobs, executor=NoRun(), progress=False)
     assert [r["cached"] for r in res] == [j["board"] for j in jobs]
     assert sweep.pareto_front([(1.0, 10.0), (0.5, 5.0), (2.0, 8.0), (0.5, 4.0)]) == [0, 1]
 
