@@ -52,6 +52,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from boards.devices import DEFAULT_TARGET_MHZ, DEVICES  # noqa: E402
+from boards.executor import SchedulerError, open_executor, run_side_by_side  # noqa: E402
 from boards.report import write_atomic  # noqa: E402
 from boards.sweep import job_key, make_job, run_jobs, save_figure  # noqa: E402
 from boards.tools import source_commit  # noqa: E402
@@ -185,8 +186,9 @@ class Search:
     point. Every job skips the per-block synthesis (``blocks: False``)."""
 
     def __init__(self, board, device, design, *, seeds, root, pnr_timeout, max_pnr=2,
-                 force=False, cached_only=False, log=print):
+                 force=False, cached_only=False, log=print, executor=None):
         self.board, self.device, self.design = board, device, design
+        self.executor = executor    # boards.executor (None: this process)
         self.seeds, self.root, self.pnr_timeout = tuple(seeds), root, pnr_timeout
         self.max_pnr, self.force, self.log = max_pnr, force, log
         self.cached_only = cached_only
@@ -218,7 +220,7 @@ class Search:
         if self.cached_only and not (pathlib.Path(job["workdir"]) / "result.json").exists():
             return {"spec": job["spec"], "error": f"{rows}x{cols} {what} not measured "
                                                   f"(--cached-only)"}
-        res = run_jobs([job], force=self.force, progress=False)[0]
+        res = run_jobs([job], executor=self.executor, force=self.force, progress=False)[0]
         self.tool_seconds += res.get("seconds") or 0.0
         if res.get("error"):
             self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['error']}")
@@ -358,7 +360,8 @@ PE_SPECS = {
 }
 
 
-def pe_records(board, device, *, seeds, root, pnr_timeout, force=False, cached_only=False):
+def pe_records(board, device, *, seeds, root, pnr_timeout, force=False, cached_only=False,
+               executor=None):
     """One record per :data:`PE_SPECS` entry on a device (place and route of the PE alone)."""
     out = []
     for label, spec in PE_SPECS.items():
@@ -369,7 +372,7 @@ def pe_records(board, device, *, seeds, root, pnr_timeout, force=False, cached_o
         if cached_only and not (pathlib.Path(job["workdir"]) / "result.json").exists():
             res = {"error": "not measured (--cached-only)"}
         else:
-            res = run_jobs([job], force=force, progress=False)[0]
+            res = run_jobs([job], executor=executor, force=force, progress=False)[0]
         rec = {"device": device, "board": board, "design": label, "spec": spec,
                "stages": stages(spec), "error": res.get("error") or res.get("pnr_error")}
         if not res.get("error"):
@@ -491,6 +494,11 @@ def main(argv=None) -> int:
     p.add_argument("--cached-only", action="store_true",
                    help="run no tool: report what the cache holds, the rest as not measured")
     p.add_argument("--no-pes", action="store_true", help="no stand-alone PE table")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="local processes: searches of several (device, design) at once")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the jobs on the workers of this Dask distributed scheduler, as "
+                        "many searches at once as it has worker threads")
     p.add_argument("--docs", action="store_true",
                    help="also write docs/results/bench.json and the table in docs/synthesis.md")
     args = p.parse_args(argv)
@@ -505,25 +513,38 @@ def main(argv=None) -> int:
     if args.max_pnr < 1 or (args.pnr_timeout is not None and not args.pnr_timeout > 0):
         print("bench_hw: --max-pnr and --pnr-timeout must be positive", file=sys.stderr)
         return 2
+    try:
+        executor = open_executor(scheduler=args.scheduler, workers=args.jobs)
+    except (SchedulerError, ValueError) as exc:
+        print(f"bench_hw: --scheduler/--jobs: {exc}", file=sys.stderr)
+        return 2
+    with executor:
+        return _bench(args, argv, devices, designs, seeds, executor)
+
+
+def _bench(args, argv, devices, designs, seeds, executor) -> int:
     t0 = time.monotonic()
-    records = []
+    searches = []
     for dev in devices:
         board, device = DEVICE_NAMES[dev]
         for design in designs:
-            print(f"{DEVICES[board][device]['name']}: {DESIGNS[design]}", flush=True)
-            records.append(Search(board, device, design, seeds=seeds,
-                                  root=args.out / "cache",
-                                  pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev],
-                                  max_pnr=args.max_pnr, force=args.force,
-                                  cached_only=args.cached_only,
-                                  log=lambda s: print(s, flush=True)).run())
+            searches.append(Search(board, device, design, seeds=seeds, root=args.out / "cache",
+                                   pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev],
+                                   max_pnr=args.max_pnr, force=args.force,
+                                   cached_only=args.cached_only,
+                                   log=lambda s: print(s, flush=True), executor=executor))
+
+    def search(s):
+        print(f"{DEVICES[s.board][s.device]['name']}: {DESIGNS[s.design]}", flush=True)
+        return s.run()
+    records = run_side_by_side([lambda s=s: search(s) for s in searches], executor.width)
     add_ratios(records)
     pes = []
     for dev in ([] if args.no_pes else devices):
         if dev != "85f":            # the same fabric as the 25F
             pes += pe_records(*DEVICE_NAMES[dev], seeds=seeds, root=args.out / "cache",
                               pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev], force=args.force,
-                              cached_only=args.cached_only)
+                              cached_only=args.cached_only, executor=executor)
     measured = sorted({r["commit"] for r in records + pes if r.get("commit")})
     doc = {"commit": ", ".join(measured) or None, "generated_at": source_commit(),
            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),

@@ -290,6 +290,8 @@ def main(argv=None) -> int:
     p.add_argument("--boards", default="ice40,ecp5,asic")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the jobs on the workers of this Dask distributed scheduler")
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("build/bench"))
     p.add_argument("--force", action="store_true", help="ignore cached points")
     p.add_argument("--no-pes", action="store_true", help="arrays only, no stand-alone PEs")
@@ -311,7 +313,15 @@ def main(argv=None) -> int:
         return 2
     jobs = bench_jobs(sizes, devices=devices, seeds=seeds, root=args.out / "cache",
                       pnr_timeout=args.pnr_timeout, pes=not args.no_pes)
-    results = run_jobs(jobs, workers=args.jobs, force=args.force)
+    from boards.executor import SchedulerError, open_executor
+
+    try:
+        executor = open_executor(scheduler=args.scheduler, workers=args.jobs)
+    except (SchedulerError, ValueError) as exc:
+        print(f"bench: --scheduler/--jobs: {exc}", file=sys.stderr)
+        return 2
+    with executor:
+        results = run_jobs(jobs, executor=executor, force=args.force)
     attach_error(results)
     rows = compare(results)
     write_atomic(args.out / "hw.json", json.dumps({"rows": rows, "results": results},

@@ -16,10 +16,11 @@ must then write them where its worker can (the sweep keeps its cache on the clie
 from __future__ import annotations
 
 import re
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 
 __all__ = ["Executor", "LocalExecutor", "DaskExecutor", "SchedulerError", "open_executor",
-           "check_scheduler_address", "CONNECT_TIMEOUT"]
+           "check_scheduler_address", "CONNECT_TIMEOUT", "run_side_by_side"]
 
 #: Seconds to wait for a scheduler to answer (when none is given).
 CONNECT_TIMEOUT = 10.0
@@ -73,16 +74,18 @@ class LocalExecutor(Executor):
             raise ValueError(f"workers must be a positive integer, not {workers!r}")
         self.width = workers
         self._pool = None
+        self._lock = threading.Lock()             # run() may be called from several threads
 
     def run(self, fn, items):
         items = list(items)
-        if self.width == 1 or len(items) <= 1:
+        if self.width == 1:
             for i, item in enumerate(items):
                 yield i, fn(item)
             return
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.width)
-        futures = {self._pool.submit(fn, item): i for i, item in enumerate(items)}
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=self.width)
+            futures = {self._pool.submit(fn, item): i for i, item in enumerate(items)}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
 
@@ -90,9 +93,10 @@ class LocalExecutor(Executor):
         return f"{self.width} local process{'es' if self.width > 1 else ''}"
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
 
 class DaskExecutor(Executor):
@@ -151,3 +155,13 @@ def open_executor(*, scheduler: str | None = None, workers: int = 1,
     if scheduler:
         return DaskExecutor(scheduler, timeout=timeout)
     return LocalExecutor(workers=workers)
+
+
+def run_side_by_side(tasks, width: int) -> list:
+    """``[task() for task in tasks]``, up to ``width`` at once in threads (for callers that each
+    submit their own jobs to one shared executor, e.g. one search per device and design)."""
+    tasks = list(tasks)
+    if width <= 1 or len(tasks) <= 1:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=min(width, len(tasks))) as threads:
+        return list(threads.map(lambda task: task(), tasks))

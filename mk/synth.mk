@@ -17,8 +17,15 @@ export ECPPACK       ?= yowasp-ecppack
 BENCH_DEVICES ?= up5k,25f,85f
 BENCH_DESIGNS ?= shift,fma16,fma16-32,bf16,int8-dsp,int8-lut,naive
 BENCH_SEEDS   ?= 1
+BENCH_JOBS    ?= 1
+# A Dask distributed scheduler (tcp://HOST:PORT) that runs the synthesis jobs of bench-hw,
+# bench-sizes, bench-asic and sweep on its workers (docs/synthesis.md, "Running on a cluster").
+SCHEDULER ?=
+SCHED_ARG = $(if $(SCHEDULER),--scheduler $(SCHEDULER),)
+ASIC_SIZES   ?= 8x8
+ASIC_DESIGNS ?= shift,fma16,fma16-32,bf16,int8,int8-lut,naive
 
-.PHONY: synth bench-hw bench-sizes bitstream sweep help-synth
+.PHONY: synth bench-hw bench-sizes bench-asic bitstream sweep help-synth
 
 help-synth:
 	@echo "make synth BOARD=ice40|ecp5|asic [DEVICE=up5k|hx8k|25f|85f] [CONFIG=cfg.toml] [SEEDS=1,2,3] [EXPLORE=1] [PNR_TIMEOUT=s]"
@@ -28,7 +35,10 @@ help-synth:
 	@echo "                  (BENCH_DEVICES=$(BENCH_DEVICES) BENCH_DESIGNS=...) -> build/bench/bench.*"
 	@echo "make bench-sizes  the same designs at fixed sizes, stand-alone PEs, naive-adder row, ASIC"
 	@echo "                  (SIZES=$(SIZES)) -> build/bench/hw.*"
+	@echo "make bench-asic   every design in OSU 0.18 um cells with OpenSTA timing (ASIC_SIZES=$(ASIC_SIZES))"
+	@echo "                  -> build/asic/asic.{md,json}"
 	@echo "make sweep        densehw sweep (SWEEP_ARGS=...) -> build/sweep"
+	@echo "SCHEDULER=tcp://HOST:PORT  bench-hw, bench-sizes, bench-asic, sweep: jobs on a Dask cluster"
 
 # The ASIC timing flow's Debian packages (OpenSTA, the OSU 0.18 um cells), when missing.
 .PHONY: setup-asic
@@ -48,10 +58,14 @@ bitstream: setup
 
 bench-hw: setup
 	$(PY) benchmarks/bench_hw.py --devices $(BENCH_DEVICES) --designs $(BENCH_DESIGNS) \
-	    --seeds $(BENCH_SEEDS)
+	    --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) $(SCHED_ARG)
 
 bench-sizes: setup
-	$(PY) -m boards.bench --sizes $(SIZES) --seeds $(SEEDS) --jobs $(JOBS)
+	$(PY) -m boards.bench --sizes $(SIZES) --seeds $(SEEDS) --jobs $(JOBS) $(SCHED_ARG)
+
+bench-asic: setup setup-asic
+	$(PY) -m boards.asic_table --sizes $(ASIC_SIZES) --designs $(ASIC_DESIGNS) --jobs $(JOBS) \
+	    $(SCHED_ARG)
 
 sweep: setup
-	$(PY) -m densehw sweep --jobs $(JOBS) $(SWEEP_ARGS)
+	$(PY) -m densehw sweep --jobs $(JOBS) $(SCHED_ARG) $(SWEEP_ARGS)
