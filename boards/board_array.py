@@ -218,7 +218,8 @@ class BoardArray:
     def gemm(self, x_bits, codes, e0, *, bias_bits=None, relu: bool = False, progress=None):
         """``Y = round_out(X @ W.T + bias)`` on the board: ``(y (N, M) int64 raw out_fmt
         patterns, stats)``; ``stats`` holds the array's counters (``cycles`` = ``cycles_busy``,
-        stalls), ``macs``, ``mac_utilization`` and the link's traffic and seconds. Raises
+        stalls; ``cycles`` ``None`` on an image without counters), ``macs``,
+        ``mac_utilization`` and the link's traffic and seconds. Raises
         ``ValueError`` for a GEMM that does not fit, :class:`~boards.uart_link.LinkError` when
         the board answers wrongly or not at all."""
         cfg = self._cfg()
@@ -316,6 +317,8 @@ class BoardArray:
         cfg = self._cfg()
         busy = counters["CYCLES_BUSY"]
         macs = n * k * m
+        if not busy:                # a finished layer was busy: an image without counters
+            return {"cycles": None, "macs": macs}   # (ArrayConfig.counters false)
         return {"cycles": busy, "cycles_busy": busy,
                 "cycles_active": counters["CYCLES_ACTIVE"],
                 "stall_act": counters["STALL_ACT"], "stall_wgt": counters["STALL_WGT"],

@@ -44,8 +44,8 @@ from hw.emit import pinned_yosys
 from .flow import KEEP_REPLICAS
 
 __all__ = ["UARTRx", "UARTTx", "StreamBridge", "LinkTop", "BoardTop", "channels", "BOARDS",
-           "build_board", "CMD_PUSH", "CMD_GET", "CMD_INFO", "CMD_RESET", "INFO_ANSWER",
-           "RESET_CYCLES"]
+           "build_board", "board_spec", "BOARD_DEFAULTS", "CMD_PUSH", "CMD_GET", "CMD_INFO",
+           "CMD_RESET", "INFO_ANSWER", "RESET_CYCLES"]
 
 CMD_PUSH, CMD_GET, CMD_INFO, CMD_RESET = ord("P"), ord("G"), ord("I"), ord("R")
 INFO_ANSWER = ord("D")          # the answer to CMD_INFO
@@ -358,6 +358,24 @@ def build_board(board: str, design_factory, *, build_dir="build/boards", name=No
     return out
 
 
+#: The design each board's image holds by default: the device's default array
+#: (``configs/<family>_<device>.toml``), or a board's own file in ``configs/``.
+BOARD_DEFAULTS = {"icebreaker": "configs/icebreaker.toml", "ulx3s-25f": ("ecp5", "25f"),
+                  "ulx3s-85f": ("ecp5", "85f")}
+
+
+def board_spec(board: str) -> dict:
+    """The design spec of ``board``'s default image (:data:`BOARD_DEFAULTS`)."""
+    from boards.specs import default_spec, load_spec
+
+    if board not in BOARD_DEFAULTS:
+        raise ValueError(f"unknown board {board!r}; expected one of {', '.join(BOARDS)}")
+    where = BOARD_DEFAULTS[board]
+    if isinstance(where, tuple):
+        return default_spec(*where)
+    return load_spec(pathlib.Path(__file__).resolve().parent.parent / where)
+
+
 def component_from_spec(spec: dict, *, family=None):
     """The Amaranth component a design spec describes (for board builds): ``array``
     (``hw.array_top.ArrayTop``, with the vendor primitives of ``family``), ``dot``
@@ -387,19 +405,14 @@ def main(argv=None) -> int:
     p.add_argument("--board", choices=sorted(BOARDS), default="icebreaker")
     p.add_argument("--config", type=pathlib.Path,
                    help="TOML/JSON design spec or array configuration (default: the "
-                        "device's default array)")
+                        "board's, boards.boards.BOARD_DEFAULTS)")
     p.add_argument("--build-dir", default="build/boards")
     p.add_argument("--baud", type=int, default=115200)
     args = p.parse_args(argv)
-    from boards.specs import default_spec, load_spec
+    from boards.specs import load_spec
 
     try:
-        if args.config:
-            spec = load_spec(args.config)
-        else:
-            spec = default_spec("ice40" if args.board == "icebreaker" else "ecp5",
-                                {"icebreaker": "up5k", "ulx3s-25f": "25f",
-                                 "ulx3s-85f": "85f"}[args.board])
+        spec = load_spec(args.config) if args.config else board_spec(args.board)
         family = None if args.board == "icebreaker" else "ecp5"
         out = build_board(args.board, lambda: component_from_spec(spec, family=family),
                           build_dir=args.build_dir, baud=args.baud)

@@ -245,6 +245,11 @@ class ArrayConfig:
         ``"spread"`` (large devices such as the ECP5: register cuts on the paths that cross the
         device and register copies of the large fan-outs, for clock rate; more flip-flops and
         a few clocks of latency, see :attr:`spread`). Never changes results.
+    counters : bool
+        ``True`` (default): the performance counters ``CYCLES_BUSY`` ... ``STALL_DRAIN``.
+        ``False``: those registers read 0 and cost no logic (the iCEBreaker image,
+        ``configs/icebreaker.toml``, where the UP5K has no logic cells to spare). Not in the
+        identification registers; never changes results.
     """
 
     in_fmt: FloatFormat = FP16
@@ -261,6 +266,7 @@ class ArrayConfig:
     scale_min: int = -8
     scale_max: int = 7
     floorplan: str = "compact"
+    counters: bool = True
 
     def __post_init__(self):
         for key in ("in_fmt", "out_fmt"):
@@ -315,6 +321,8 @@ class ArrayConfig:
         if self.floorplan not in FLOORPLANS:
             raise ValueError(f"floorplan must be one of {', '.join(map(repr, FLOORPLANS))}, "
                              f"not {self.floorplan!r}")
+        if not isinstance(self.counters, bool):
+            raise TypeError(f"counters must be a bool, not {self.counters!r}")
 
     # -- arithmetic domain --------------------------------------------------------------------
     @property
@@ -532,7 +540,7 @@ class ArrayConfig:
     # -- serialisation ------------------------------------------------------------------------
     _KEYS = ("in_fmt", "out_fmt", "wbits", "rows", "cols", "depth", "e0_min", "e0_max",
              "pipeline", "accumulator", "mx_block", "scale_min", "scale_max",
-             "floorplan")
+             "floorplan", "counters")
     _DERIVED = ("pe_acc_width", "acc_width", "acc_lsb_exp", "e0_bits", "act_tdata_width",
                 "wgt_tdata_width", "res_tdata_width", "csr_addr_width", "version")
 
@@ -547,6 +555,8 @@ class ArrayConfig:
             "rows": self.rows, "cols": self.cols, "depth": self.depth, "e0_min": self.e0_min,
             "e0_max": self.e0_max, "pipeline": self.pipeline, "accumulator": self.accumulator,
             "floorplan": self.floorplan,
+            # (only without counters: the names of the arrays that have them stay)
+            **({} if self.counters else {"counters": False}),
             "pe_acc_width": self.pe_acc_width, "acc_width": self.acc_width,
             "acc_lsb_exp": self.dot_config.acc_lsb_exp, "e0_bits": self.e0_bits,
             "act_tdata_width": self.act_tdata_width, "wgt_tdata_width": self.wgt_tdata_width,

@@ -40,7 +40,8 @@ HELP = "generate the PE-array Verilog, metadata JSON, C header and FuseSoC core 
 
 #: Keys a configuration file may hold (the ArrayConfig fields).
 CONFIG_KEYS = ("in_fmt", "out_fmt", "wbits", "rows", "cols", "depth", "e0_min", "e0_max",
-               "pipeline", "accumulator", "mx_block", "scale_min", "scale_max", "floorplan")
+               "pipeline", "accumulator", "mx_block", "scale_min", "scale_max", "floorplan",
+               "counters")
 
 
 def add_arguments(parser) -> None:

@@ -70,7 +70,7 @@ class ArrayTop(wiring.Component):
         m = Module()
         cfg = self._config
         m.submodules.core = core = PEArray(config=cfg, family=self._family)
-        m.submodules.csr = csr = CSRBlock(config=cfg)
+        m.submodules.csr = csr = CSRBlock(config=cfg, counters=cfg.counters)
         wiring.connect(m, wiring.flipped(self.s_axil), csr.bus)
         connect_axis_in(m, self.s_axis_act, core.act, "x")
         connect_axis_in(m, self.s_axis_wgt, core.wgt, "word")

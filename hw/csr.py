@@ -14,7 +14,8 @@ the gateware:
   writing it 1 pulses ``start`` for one clock;
 * ``rw1c`` (``ERROR``) bits are set by ``err`` pulses and cleared by writing 1;
 * ``rc`` counters count the ``ev`` bits (one per counter, in map order) and restart when a
-  layer starts (``started``: an accepted ``START``; a refused one leaves them alone);
+  layer starts (``started``: an accepted ``START``; a refused one leaves them alone); without
+  ``counters`` they read 0 and ``ev`` is ignored;
 * ``irq`` is a registered level: high while a ``STATUS`` condition enabled in ``IRQ_EN`` holds
   (``STATUS.IRQ`` reads it).
 
@@ -76,14 +77,19 @@ class CSRBlock(wiring.Component):
         Counter increments, in register map order.
     started : In(1)
         Pulse: a layer starts; the counters restart with this clock's ``ev``.
+
+    ``counters=False`` leaves the ``rc`` registers out (they read 0): ``ArrayConfig.counters``.
     """
 
-    def __init__(self, *, config, registers=REGISTERS):
+    def __init__(self, *, config, registers=REGISTERS, counters=True):
         from contract.branch_array import BranchArrayConfig
 
         if not isinstance(config, (ArrayConfig, BranchArrayConfig)):
             raise TypeError(f"config must be an ArrayConfig or a BranchArrayConfig, not "
                             f"{config!r}")
+        if not isinstance(counters, bool):
+            raise TypeError(f"counters must be a bool, not {counters!r}")
+        self._counters = counters
         self._config, self._registers = config, tuple(registers)
         self._by_name = {r.name: r for r in self._registers}
         self._n_err = len(self._by_name["ERROR"].fields)
@@ -109,7 +115,7 @@ class CSRBlock(wiring.Component):
                 m.d.comb += port.eq(regs[name])
         error = Signal(self._n_err)
         counters = {name: Signal(32, name=f"cnt_{name.lower()}")
-                    for name in _rc_names(registers)}
+                    for name in _rc_names(registers)} if self._counters else {}
 
         # write channel: a write is taken into registers, applied in the next clock and then
         # answered on b (so the register decode starts from flip-flops: a short path)

@@ -27,19 +27,24 @@ Then the specials (NaN, infinities, exact zero with the -0 rule) and ReLU overri
 :class:`Rounder` is that algorithm as a pipeline whose register stages are a parameter
 (``cuts``): none for the dot-product unit's combinational finalizer, all of them for the
 array's finalizer. :func:`block_zeros` and :func:`merge_zeros` are the leading-zero counter
-(used by the rounder and by anything else that counts leading zeros).
+(used by the rounder and by anything else that counts leading zeros). The geometry is a
+:class:`~contract.DotConfig`'s accumulator or, for other exact values (the multi-branch array's
+scaled dot products), a :class:`RoundingGeometry`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from contract import DotConfig
+from contract.formats import FloatFormat
 
-__all__ = ["Rounder", "ROUNDER_CUTS", "rounder_layout", "flags_layout", "block_zeros",
-           "merge_zeros", "finalizer_geometry", "select_result"]
+__all__ = ["Rounder", "RoundingGeometry", "ROUNDER_CUTS", "rounder_layout", "flags_layout",
+           "block_zeros", "merge_zeros", "finalizer_geometry", "select_result"]
 
 #: The register stages a :class:`Rounder` may have, in pipeline order: ``blocks`` after the
 #: leading-zero count of each 8-bit block, ``count`` after the merged count, ``shift`` after
@@ -50,6 +55,44 @@ __all__ = ["Rounder", "ROUNDER_CUTS", "rounder_layout", "flags_layout", "block_z
 ROUNDER_CUTS = ("blocks", "count", "shift", "hop", "window_hi", "window", "round", "out")
 
 _BLOCK = 8          # bits per block of the leading-zero counter's first half
+
+
+@dataclass(frozen=True)
+class RoundingGeometry:
+    """What a :class:`Rounder` rounds when it is not a :class:`~contract.DotConfig`'s
+    accumulator: magnitudes of ``acc_width - 1`` bits whose LSB weighs ``2**(e0 +
+    out_fmt.lsb_exp - bias_shift_base)``, ``e0`` in ``[e0_min, e0_max]``, rounded to the IEEE
+    format ``out_fmt`` (the same attributes as a ``DotConfig``, given directly). As in an
+    accumulator, a nonzero magnitude has at least ``out_fmt.frac_bits + 1`` bits below its
+    leading one (the caller pads it), and at ``e0_min`` the subnormal LSB is not above the top
+    magnitude bit (checked)."""
+
+    acc_width: int
+    out_fmt: FloatFormat
+    bias_shift_base: int
+    e0_min: int
+    e0_max: int
+
+    def __post_init__(self):
+        if not isinstance(self.out_fmt, FloatFormat) or not self.out_fmt.is_ieee:
+            raise ValueError(f"out_fmt must be an IEEE FloatFormat, not {self.out_fmt!r}")
+        for key in ("acc_width", "bias_shift_base", "e0_min", "e0_max"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{key} must be an integer, not {value!r}")
+        if self.e0_min > self.e0_max:
+            raise ValueError(f"e0_min ({self.e0_min}) must not exceed e0_max ({self.e0_max})")
+        cap = self.acc_width - 2 - self.out_fmt.frac_bits - self.bias_shift_base + self.e0_min
+        if cap < 0:
+            raise ValueError(f"at e0_min={self.e0_min} the subnormal LSB is above the top "
+                             f"magnitude bit of a {self.acc_width}-bit accumulator")
+
+    @property
+    def e0_bits(self) -> int:
+        """Width of the signed ``e0`` field that holds ``[e0_min, e0_max]``."""
+        def magnitude_bits(v):
+            return (-v - 1).bit_length() if v < 0 else v.bit_length()
+        return max(magnitude_bits(self.e0_min), magnitude_bits(self.e0_max)) + 1
 
 
 def flags_layout():
@@ -139,7 +182,7 @@ class Rounder(wiring.Component):
 
     Parameters
     ----------
-    config : DotConfig
+    config : DotConfig or RoundingGeometry
         Accumulator geometry, output format and ``e0`` range.
     cuts : iterable of str
         The register stages, a subset of :data:`ROUNDER_CUTS` (``hop`` only with ``shift``).
@@ -169,8 +212,8 @@ class Rounder(wiring.Component):
     """
 
     def __init__(self, *, config, cuts=(), meta_layout=None, stall=False):
-        if not isinstance(config, DotConfig):
-            raise TypeError(f"config must be a DotConfig, not {config!r}")
+        if not isinstance(config, (DotConfig, RoundingGeometry)):
+            raise TypeError(f"config must be a DotConfig or a RoundingGeometry, not {config!r}")
         if isinstance(cuts, str):
             raise TypeError(f"cuts must be an iterable of stage names, not {cuts!r}")
         cuts = frozenset(cuts)

@@ -311,6 +311,20 @@ def test_utilization_counters():
     assert tiles * (k + 1) <= c["CYCLES_BUSY"] <= tiles * (k + 1) + load + fill, c
 
 
+def test_without_counters():
+    """``counters=False`` (the iCEBreaker image): the same results, bit for bit, and the counter
+    registers read 0."""
+    cfg = ArrayConfig(rows=2, cols=2, depth=16, counters=False)
+    rng = np.random.default_rng(4)
+    x, codes, e0, b = make_layer(rng, cfg, 3, 5, 3)
+    (_, c), = run_and_check(cfg, [layer_dict(x, codes, e0, b)], seed=4)
+    assert all(c[name] == 0 for name in ("CYCLES_BUSY", "CYCLES_ACTIVE", "STALL_ACT",
+                                         "STALL_WGT", "STALL_RES", "STALL_DRAIN")), c
+    assert cfg.name != ArrayConfig(rows=2, cols=2, depth=16).name
+    assert ArrayConfig.from_dict(cfg.to_dict()) == cfg
+    assert "counters" not in ArrayConfig().to_dict()       # (the names of the others stay)
+
+
 def _start_errors(cfg, n, k, m, e0, ctrl_extra=0):
     dut = ArrayTop(config=cfg)
     sim = Simulator(dut)

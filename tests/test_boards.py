@@ -6,6 +6,7 @@ import pytest
 from synth_data import ROOT, needs_yowasp  # noqa: E402  (tests/ helper)
 
 from boards import logs
+from boards.specs import default_spec
 
 DIV = 4
 
@@ -129,16 +130,21 @@ def test_icebreaker_bitstream():
 @needs_yowasp
 @pytest.mark.slow
 def test_icebreaker_default_array_places():
-    """The image `make bitstream` builds (the UP5K's default array behind the UART link) fits
-    and places on the iCEBreaker: the UP5K has few logic cells to spare (it once packed into
-    5100 of 5280 and did not place)."""
-    from boards.boards import build_board, component_from_spec
-    from boards.specs import default_spec
+    """The image `make bitstream` builds (configs/icebreaker.toml: the UP5K's default array
+    without counters, behind the UART link) places and routes at the board's 12 MHz: the UP5K
+    has few logic cells to spare (with the counters nextpnr finds no legal placement)."""
+    from boards.boards import board_spec, build_board, component_from_spec
+    from contract.array import ArrayConfig
 
-    spec = default_spec("ice40", "up5k")
+    spec = board_spec("icebreaker")
+    cfg = ArrayConfig.from_dict(spec["config"])
+    up5k = ArrayConfig.from_dict(default_spec("ice40", "up5k")["config"])
+    assert cfg.register_resets() == up5k.register_resets() and not cfg.counters
     out = build_board("icebreaker", lambda: component_from_spec(spec),
                       build_dir=ROOT / "build" / "test-synth" / "boards-default")
     assert out.stat().st_size > 100_000            # a full UP5K image
+    timing = logs.parse_nextpnr_log((out.parent / "densehw_icebreaker.tim").read_text())
+    assert timing["passed"], timing
 
 
 @needs_yowasp

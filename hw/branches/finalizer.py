@@ -7,18 +7,17 @@ K) * Q`` (see ``contract.branch_array``): the exact dot product, two's complemen
 
 * the magnitude ``|Y|`` is multiplied by the two scale significands (``P = |Y| * sig_x *
   sig_w``, exact; ``sx = sig_x * 2**ex``, ``sw = sig_w * 2**ew``, ``E = ex + ew``);
-* with ``p`` the index of ``P``'s leading one, the result's binade is ``max(p + E, emin)`` and
-  ``P * 2**(F+1)`` shifted right by ``max(p, emin - E)`` leaves the ``F + 1`` kept bits and the
-  guard bit; the bits shifted out, ORed level by level, are the sticky bit;
-* the rounded pattern is ``(binade - emin) << F`` plus the kept bits plus the increment (a
-  carry walks into the exponent field); a binade above ``emax`` or an all-ones exponent field is
-  ``inf``; ``Y = 0`` gives ``+0``, a nonzero ``Y`` that rounds to zero keeps its sign.
+* ``sign(Y) * P * 2**E`` is rounded by the array's one rounding pipeline,
+  :class:`hw.rounding.Rounder`, on the geometry of :func:`rounding_geometry`: overflow to
+  ``inf``, subnormals, ``Y = 0`` gives ``+0``, a nonzero ``Y`` that rounds to zero keeps its
+  sign.
 
 ReLU (``relu``) sets negative integers to 0 and results with the sign bit set to ``+0``.
 
 A pipeline of :attr:`BranchFinalizer.stages` register stages that never stalls (the array's
-output FIFO and credit count take the results); every stage has one carry chain, one
-multiplication or one level group of a shifter.
+output FIFO and credit count take the results): ``A`` the exact ``Y``, ``B`` sign, magnitude and
+``E``, ``C`` and ``D`` the two multiplications, the rounder's :data:`ROUNDING_CUTS`, then the
+output register (the rounded bits, or the integer when ``scaled`` is low).
 """
 
 from __future__ import annotations
@@ -29,9 +28,10 @@ from amaranth.lib.wiring import In, Out
 
 from contract.branch_array import BranchArrayConfig
 
-from ..rounding import block_zeros, merge_zeros
+from ..rounding import Rounder, RoundingGeometry
 
-__all__ = ["BranchFinalizer", "entry_layout", "result_layout", "corr_width", "EXP_BITS"]
+__all__ = ["BranchFinalizer", "entry_layout", "result_layout", "corr_width", "rounding_geometry",
+           "ROUNDING_CUTS", "EXP_BITS"]
 
 #: Signed width of the exponent arithmetic (scale exponents, binades): ample for formats with
 #: up to 11 exponent bits.
@@ -74,6 +74,29 @@ def _decode_scale(m, bits, fmt, name):
     return sig, exp
 
 
+#: The register stages of the rounding (:data:`hw.rounding.ROUNDER_CUTS`): after the leading-zero
+#: count, after the shift amount, after the window shifter (the finalizer's output register
+#: follows the rounding adder).
+ROUNDING_CUTS = ("count", "shift", "window")
+
+
+def rounding_geometry(config):
+    """``(geometry, pw)``: the :class:`hw.rounding.RoundingGeometry` of ``P * 2**E`` (``P =
+    |Y| * sig_x * sig_w``, ``pw`` bits) rounded to ``out_fmt``. ``e0`` is ``E``, clamped to
+    ``[lsb_exp - pw - 1, emax + 1]``: below, every ``P < 2**pw`` is under half the smallest
+    subnormal (a signed zero); above, every ``P >= 1`` overflows. The magnitude is ``P << (F +
+    1)`` (a leading one has ``F + 1`` bits below it) with ``F + 2`` zero bits above, so that the
+    subnormal LSB is never above its top bit."""
+    _check(config)
+    ofmt, sig_bits = config.out_fmt, config.scale_fmt.frac_bits + 1
+    pw = config.result_width - 1 + 2 * sig_bits
+    low = ofmt.frac_bits + 1
+    geometry = RoundingGeometry(acc_width=pw + low + ofmt.frac_bits + 3, out_fmt=ofmt,
+                                bias_shift_base=ofmt.lsb_exp + low,
+                                e0_min=ofmt.lsb_exp - pw - 1, e0_max=ofmt.emax + 1)
+    return geometry, pw
+
+
 def _stage(m, layout, name):
     reg = Signal(data.StructLayout(layout), name=name, reset_less=True)
     valid = Signal(name=f"{name}_valid")
@@ -112,7 +135,7 @@ class BranchFinalizer(wiring.Component):
     @property
     def stages(self):
         """Clocks from an entry on ``i`` to its result on ``o``."""
-        return 8 if self._config.float_path else 2
+        return 5 + len(ROUNDING_CUTS) if self._config.float_path else 2
 
     def elaborate(self, platform):
         m = Module()
@@ -142,13 +165,10 @@ class BranchFinalizer(wiring.Component):
     def _float_path(self, m, a, a_valid, flags):
         cfg = self._config
         rw, width = cfg.result_width, cfg.res_tdata_width
-        sfmt, ofmt = cfg.scale_fmt, cfg.out_fmt
-        fo = ofmt.frac_bits
+        sfmt = cfg.scale_fmt
         sig_bits = sfmt.frac_bits + 1
         mag_w = rw - 1                               # |Y| <= depth * Q
-        pw = mag_w + 2 * sig_bits                    # P = |Y| * sig_x * sig_w
-        ext_w = pw + fo + 1                          # P << (F + 1)
-        shift_max = ext_w                            # larger shifts leave only the sticky bit
+        geometry, pw = rounding_geometry(cfg)
         keep = {"y": signed(rw), **flags}            # carried along for the integer path
 
         # the layer's activation scale, decoded once (it holds still during the layer)
@@ -165,64 +185,33 @@ class BranchFinalizer(wiring.Component):
                      b.last_layer.eq(a.last_layer), b.neg.eq(a.y[rw - 1]),
                      b.mag.eq(Mux(a.y[rw - 1], -a.y, a.y)), b.sig_w.eq(sw_sig),
                      b.e.eq(sx_exp_r + sw_exp)]
-        # C: T = |Y| * sig_x
+        # C: T = |Y| * sig_x; E clamped to the rounder's range (outside it the result is the
+        # same: every nonzero P rounds to a signed zero below it, overflows above it)
+        e_lo, e_hi = geometry.e0_min, geometry.e0_max
         c, c_valid = _stage(m, {**keep, "neg": 1, "t": mag_w + sig_bits, "sig_w": sig_bits,
-                                "e": signed(EXP_BITS)}, "fin_c")
+                                "e": signed(geometry.e0_bits)}, "fin_c")
         m.d.sync += [c_valid.eq(b_valid), c.y.eq(b.y), c.last.eq(b.last),
                      c.last_layer.eq(b.last_layer), c.neg.eq(b.neg), c.t.eq(b.mag * sx_sig_r),
-                     c.sig_w.eq(b.sig_w), c.e.eq(b.e)]
+                     c.sig_w.eq(b.sig_w),
+                     c.e.eq(Mux(b.e < e_lo, e_lo, Mux(b.e > e_hi, e_hi, b.e)))]
         # D: P = T * sig_w
-        d, d_valid = _stage(m, {**keep, "neg": 1, "p": pw, "e": signed(EXP_BITS)}, "fin_d")
+        d, d_valid = _stage(m, {**keep, "neg": 1, "p": pw, "e": signed(geometry.e0_bits)},
+                            "fin_d")
         m.d.sync += [d_valid.eq(c_valid), d.y.eq(c.y), d.last.eq(c.last),
                      d.last_layer.eq(c.last_layer), d.neg.eq(c.neg), d.p.eq(c.t * c.sig_w),
                      d.e.eq(c.e)]
-        # E: leading one p of P; the shift max(p, emin - E) and the field max(p + E - emin, 0)
-        nonzero, lz = merge_zeros(block_zeros(m, d.p, "fin_lz"))
-        zero = ~nonzero
-        lead = Signal(signed(EXP_BITS), name="fin_lead")
-        m.d.comb += lead.eq(pw - 1 - lz)
-        floor_sh = Signal(signed(EXP_BITS), name="fin_floor")   # emin - E
-        m.d.comb += floor_sh.eq(ofmt.emin - d.e)
-        e, e_valid = _stage(m, {**keep, "neg": 1, "zero": 1, "p": pw, "sh": signed(EXP_BITS),
-                                "field": signed(EXP_BITS)}, "fin_e")
-        m.d.sync += [e_valid.eq(d_valid), e.y.eq(d.y), e.last.eq(d.last),
-                     e.last_layer.eq(d.last_layer), e.neg.eq(d.neg), e.zero.eq(zero),
-                     e.p.eq(d.p), e.sh.eq(Mux(lead > floor_sh, lead, floor_sh)),
-                     e.field.eq(lead - floor_sh)]
-        # F: the shift amount clamped; G: window and sticky
-        sh_bits = shift_max.bit_length()
-        f, f_valid = _stage(m, {**keep, "neg": 1, "zero": 1, "p": pw, "amount": sh_bits,
-                                "field": signed(EXP_BITS)}, "fin_f")
-        m.d.sync += [f_valid.eq(e_valid), f.y.eq(e.y), f.last.eq(e.last),
-                     f.last_layer.eq(e.last_layer), f.neg.eq(e.neg), f.zero.eq(e.zero),
-                     f.p.eq(e.p), f.field.eq(e.field),
-                     f.amount.eq(Mux(e.sh > shift_max, shift_max, e.sh[:sh_bits]))]
-        value = Cat(Const(0, fo + 1), f.p)           # P << (F + 1)
-        sticky = Const(0, 1)
-        for level in range(sh_bits):
-            step = 1 << level
-            shifted = Signal(ext_w, name=f"fin_sh{level}")
-            lost = Signal(name=f"fin_st{level}")
-            m.d.comb += [shifted.eq(Mux(f.amount[level], value >> step, value)),
-                         lost.eq(sticky | (f.amount[level] & value[:min(step, ext_w)].any()))]
-            value, sticky = shifted, lost
-        g, g_valid = _stage(m, {**keep, "neg": 1, "zero": 1, "window": fo + 2, "sticky": 1,
-                                "field": signed(EXP_BITS)}, "fin_g")
-        m.d.sync += [g_valid.eq(f_valid), g.y.eq(f.y), g.last.eq(f.last),
-                     g.last_layer.eq(f.last_layer), g.neg.eq(f.neg), g.zero.eq(f.zero),
-                     g.window.eq(value[:fo + 2]), g.sticky.eq(sticky), g.field.eq(f.field)]
-        # H: round, pack, specials, ReLU; the integer path beside it
-        kept = g.window[1:]
-        inc = g.window[0] & (g.sticky | kept[0])
-        span = ofmt.emax - ofmt.emin
-        field = Mux(g.field < 0, 0, Mux(g.field > span, span, g.field))
-        body = Signal(ofmt.width, name="fin_body")
-        m.d.comb += body.eq((field.as_unsigned()[:ofmt.exp_bits] << fo) + kept + inc)
-        overflow = (g.field > span) | (body >= ofmt.pos_inf)
-        number = Mux(overflow, ofmt.pos_inf, body) | (g.neg << (ofmt.width - 1))
-        fbits = Mux(g.zero | (self.relu & g.neg), 0, number)
-        ibits = Mux(self.relu & g.neg, 0, g.y)
+        # the rounding of sign(Y) * P * 2**E (hw.rounding.Rounder), the integer path beside it
+        m.submodules.rounder = rnd = Rounder(config=geometry, cuts=ROUNDING_CUTS,
+                                             meta_layout=data.StructLayout(keep))
+        s = rnd.i.payload.sum
+        m.d.comb += [rnd.i.valid.eq(d_valid), s.sign.eq(d.neg),
+                     s.mag.eq(Cat(Const(0, cfg.out_fmt.frac_bits + 1), d.p)), s.e0.eq(d.e),
+                     s.flags.eq(0), rnd.relu.eq(self.relu),
+                     rnd.i.payload.meta.y.eq(d.y), rnd.i.payload.meta.last.eq(d.last),
+                     rnd.i.payload.meta.last_layer.eq(d.last_layer)]
+        r = rnd.o.payload.meta
+        ibits = Mux(self.relu & r.y[rw - 1], 0, r.y)
         o, o_valid = _stage(m, {"bits": width, **flags}, "fin_o")
-        m.d.sync += [o_valid.eq(g_valid), o.last.eq(g.last), o.last_layer.eq(g.last_layer),
-                     o.bits.eq(Mux(self.scaled, fbits, ibits.as_signed()))]
+        m.d.sync += [o_valid.eq(rnd.o.valid), o.last.eq(r.last), o.last_layer.eq(r.last_layer),
+                     o.bits.eq(Mux(self.scaled, rnd.o.payload.bits, ibits.as_signed()))]
         m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(o)]
