@@ -11,15 +11,24 @@
    outputs) on random inputs, time and peak memory of ``densehw run``, MACs and cycles, the
    projections on the default boards; at 32x32, sampled output tiles of one array layer of each
    kind (3x3 conv, strided conv, 1x1 conv, depthwise conv, linear) on Verilator against golden.
+3. What fp16 activations cost, per torchvision run: golden against PyTorch fp32 and against
+   PyTorch fp16 (the same graph with PyTorch's half-precision CPU operators: weights, activations
+   and every operator's result in fp16), PyTorch fp16 against fp32, the float32 reference's
+   decision margins (largest minus second logit) in units of the golden logit error's rms with
+   the disagreements per margin bin, and the network's own sensitivity: the relative change of
+   its float64 outputs per relative change of the inputs by at most one fp16 rounding. For
+   MobileNetV2 at 32x32 also per layer (``--layer-images`` inputs): activation rms and the
+   relative errors of golden, PyTorch fp16 and the perturbed float64 run, and the program
+   compiled for fp32 activations against PyTorch fp32.
 
-Writes ``<out>/models.json`` and ``<out>/models.md``. Heavy: run it under
-``flock /work/heavy.lock`` on shared machines.
+Writes ``<out>/models.json`` and ``<out>/models.md``. Heavy (about 20 minutes on one core).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -80,6 +89,145 @@ def rtl_tiles(program, x, kinds_done: set, *, rows: int, channels: int) -> list:
         print(f"  verilator {kind:15s} {step['name']:28s} {r['compared']:5d} outputs, "
               f"{r['mismatches']} mismatches", flush=True)
     return out
+
+
+# -- fp16 activations against PyTorch ----------------------------------------------------------
+
+MARGIN_BINS = (0.0, 1.0, 2.0, 3.0, 5.0, float("inf"))
+PERTURBATION = 2.0 ** -11                 # fp16's unit roundoff
+
+
+def compare(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Argmax agreement of ``a`` with ``b`` (ties to the lowest index) and the relative L2 error
+    ``|a - b| / |b|`` of the outputs."""
+    a, b = a.double().reshape(len(a), -1), b.double().reshape(len(b), -1)
+    return {"agreement": float((a.argmax(1) == b.argmax(1)).double().mean()),
+            "rel_l2_error": float((a - b).norm() / b.norm())}
+
+
+@torch.no_grad()
+def torch_outputs(graph, x: torch.Tensor, dtype, chunk: int = 10) -> torch.Tensor:
+    """The model's outputs computed by PyTorch's operators in ``dtype`` (``torch.float16``:
+    weights, activations and every operator's result in half precision), in chunks."""
+    from sw.graph import reference
+
+    return torch.cat([reference(graph, x[i:i + chunk], dtype=dtype).double()
+                      for i in range(0, len(x), chunk)])
+
+
+def perturbed(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """``x * (1 + PERTURBATION * u)`` in float64, ``u`` uniform in [-1, 1): a relative change of
+    each input of at most one fp16 rounding."""
+    g = torch.Generator().manual_seed(seed)
+    u = 2 * torch.rand(x.shape, generator=g, dtype=torch.float64) - 1
+    return x.double() * (1 + PERTURBATION * u)
+
+
+def margin_study(ref32: torch.Tensor, golden: torch.Tensor, torch16: torch.Tensor) -> dict:
+    """The decision margins of the float32 reference (largest minus second largest logit) in
+    units of sigma, the rms of the golden model's logit error against that reference; per margin
+    bin the inputs and the argmax disagreements of golden and of PyTorch fp16 with PyTorch fp32."""
+    ref32, golden, torch16 = ref32.double(), golden.double(), torch16.double()
+    sigma = float((golden - ref32).pow(2).mean().sqrt())
+    top2 = ref32.topk(2, dim=1).values
+    margin = (top2[:, 0] - top2[:, 1]) / sigma
+    dis = golden.argmax(1) != ref32.argmax(1)
+    dis16 = torch16.argmax(1) != ref32.argmax(1)
+    bins = []
+    for lo, hi in zip(MARGIN_BINS[:-1], MARGIN_BINS[1:], strict=True):
+        sel = (margin >= lo) & (margin < hi)
+        bins.append({"margin_sigma": [lo, None if math.isinf(hi) else hi],
+                     "inputs": int(sel.sum()), "golden_disagreements": int((sel & dis).sum()),
+                     "torch_fp16_disagreements": int((sel & dis16).sum())})
+    wide = margin >= 3
+    return {"logit_rms": float(ref32.pow(2).mean().sqrt()), "sigma": sigma,
+            "torch_fp16_sigma": float((torch16 - ref32).pow(2).mean().sqrt()),
+            "median_margin": float(margin.median() * sigma),
+            "distinct_top1": len(set(ref32.argmax(1).tolist())),
+            "disagreements": [{"input": int(i), "margin_sigma": round(float(margin[i]), 3)}
+                              for i in dis.nonzero().flatten().tolist()],
+            "largest_disagreeing_margin_sigma": (round(float(margin[dis].max()), 3)
+                                                 if dis.any() else None),
+            "bins": bins,
+            "margin_ge_3_sigma": {"inputs": int(wide.sum()),
+                                  "golden_agreement": float((~dis[wide]).double().mean())
+                                  if wide.any() else None,
+                                  "torch_fp16_agreement": float((~dis16[wide]).double().mean())
+                                  if wide.any() else None}}
+
+
+def fp16_study(program, x: torch.Tensor, golden: torch.Tensor, *, gain_images: int,
+               seed: int) -> dict:
+    """Golden (fp16 activations) against PyTorch fp32 and PyTorch fp16 on the same inputs, the
+    margin study, and the network's own sensitivity: the relative change of the float64 outputs
+    when the first ``gain_images`` inputs change by at most one fp16 rounding (``perturbed``)."""
+    from sw.reference import reference_of
+
+    ref = reference_of(program)
+    t0 = time.perf_counter()
+    r32 = ref.outputs(x).double()
+    r16 = torch_outputs(ref.graph, x, torch.float16)
+    t16 = time.perf_counter() - t0
+    xs = x[:gain_images]
+    xp = perturbed(xs, seed)
+    o64 = torch_outputs(ref.graph, xs, torch.float64)
+    p64 = torch_outputs(ref.graph, xp, torch.float64)
+    rel_in = float((xp - xs.double()).norm() / xs.double().norm())
+    rel_out = float((p64 - o64).norm() / o64.norm())
+    return {"golden_vs_torch_fp32": compare(golden, r32),
+            "golden_vs_torch_fp16": compare(golden, r16),
+            "torch_fp16_vs_torch_fp32": compare(r16, r32),
+            "margins": margin_study(r32, golden, r16),
+            "input_perturbation": {"images": len(xs), "input_rel_l2": rel_in,
+                                   "output_rel_l2": rel_out, "gain": rel_out / rel_in},
+            "seconds_torch_references": round(t16, 1)}
+
+
+def _block(step) -> str:
+    mod = (step.get("torch") or [""])[0]
+    return ".".join(mod.split(".")[:2])
+
+
+@torch.no_grad()
+def layer_study(program, x: torch.Tensor, *, seed: int) -> list:
+    """Per step with a graph node of its own: the rms of the float64 reference activation, and
+    the relative L2 error against it of golden, of PyTorch fp16 and of the float64 network on
+    inputs perturbed by at most one fp16 rounding; ``block`` names the module block
+    (``features.3``), residual adds counted in the block they close."""
+    from sw.graph import reference
+    from sw.reference import reference_of
+    from sw.runtime import decode, run_program
+
+    ref = reference_of(program)
+    got = run_program(program, x, batch_size=len(x), keep_values=True)
+    _, a64 = reference(ref.graph, x, record=True, dtype=torch.float64)
+    _, a16 = reference(ref.graph, x, record=True, dtype=torch.float16)
+    _, ap = reference(ref.graph, perturbed(x, seed), record=True, dtype=torch.float64)
+
+    def rel(a, b):
+        return float((a.double() - b).norm() / b.norm())
+
+    rows, block = [], ""
+    for s in program.steps:
+        node = s.get("torch_node")
+        if node is None or node not in a64:
+            continue
+        if s["op"] != "add":
+            block = _block(s)
+        r = a64[node]
+        v = decode(got.values[s["output"]], program.fmt(s["output"])).reshape(r.shape)
+        rows.append({"step": s["id"], "op": s["op"], "node": node, "block": block,
+                     "rms": float(r.pow(2).mean().sqrt()), "golden": rel(v, r),
+                     "torch_fp16": rel(a16[node], r), "input_perturbed": rel(ap[node], r)})
+    return rows
+
+
+def block_outputs(rows: list) -> list:
+    """The last row of each block of :func:`layer_study`."""
+    last = {}
+    for r in rows:
+        last[r["block"]] = r
+    return list(last.values())
 
 
 def digits_part(out: Path, args) -> dict:
@@ -171,11 +319,22 @@ def torchvision_part(out: Path, name: str, size: int, n: int, args, kinds_done) 
     print(f"{tag}: agreement {100 * res['agreement_with_torch']:.1f} %, rel L2 "
           f"{res['rel_l2_error']:.2e}, golden {res['seconds']['golden_run']} s for {n}, peak "
           f"{res['peak_rss_mb']} MB", flush=True)
-    if size <= 64 and name == "mobilenet_v2":
-        # the same network with fp32 activations: what fp16 rounding alone costs
-        from sw.program import load
+    from sw.program import load
 
-        prog = load(out / f"{tag}.prog")
+    prog = load(out / f"{tag}.prog")
+    golden = torch.from_numpy(np.load(out / f"{tag}-y.npy"))
+    res["fp16"] = fp16_study(prog, x, golden, gain_images=min(n, args.gain_images),
+                             seed=args.seed + 2)
+    f = res["fp16"]
+    print(f"{tag}: golden vs PyTorch fp16 {100 * f['golden_vs_torch_fp16']['agreement']:.1f} %"
+          f" ({f['golden_vs_torch_fp16']['rel_l2_error']:.2e}), PyTorch fp16 vs fp32 "
+          f"{100 * f['torch_fp16_vs_torch_fp32']['agreement']:.1f} % "
+          f"({f['torch_fp16_vs_torch_fp32']['rel_l2_error']:.2e}), margin bins "
+          f"{[(b['inputs'], b['golden_disagreements']) for b in f['margins']['bins']]}, "
+          f"perturbation gain {f['input_perturbation']['gain']:.1f}", flush=True)
+    if size <= 64 and name == "mobilenet_v2":
+        res["layers"] = layer_study(prog, x[:args.layer_images], seed=args.seed + 2)
+        # the same network with fp32 activations: what fp16 rounding alone costs
         cfg32 = ArrayConfig(in_fmt="fp32", out_fmt="fp32", depth=prog.config.depth,
                             e0_min=-16, e0_max=15)
         p32 = compile_model(out / f"{tag}.dshw", cfg32)
@@ -186,11 +345,59 @@ def torchvision_part(out: Path, name: str, size: int, n: int, args, kinds_done) 
             "agreement_with_torch": float((got.predictions == ref.argmax(1)).float().mean()),
             "rel_l2_error": float((got.logits - ref).norm() / ref.norm())}
     if args.rtl and size <= 64:
-        from sw.program import load
-
         res["rtl_tiles"] = rtl_tiles(load(out / f"{tag}.prog"), x, kinds_done,
                                      rows=args.tile_rows, channels=args.tile_channels)
     return res
+
+
+def _pct(c: dict) -> str:
+    return f"{100 * c['agreement']:.1f} % / {c['rel_l2_error']:.1e}"
+
+
+def fp16_markdown(runs: list) -> list:
+    """The fp16 tables: agreement and relative L2 error against PyTorch fp32 and fp16, the
+    input-perturbation gain, the margin bins, MobileNetV2's per-block errors."""
+    runs = [r for r in runs if "fp16" in r]
+    if not runs:
+        return []
+    lines = ["", "| model | input | golden vs PyTorch fp32 | golden vs PyTorch fp16 | "
+             "PyTorch fp16 vs fp32 | fp32-activation program vs PyTorch fp32 | "
+             "input-perturbation gain | median margin / sigma |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        f = r["fp16"]
+        m = f["margins"]
+        p32 = r.get("fp32_activations")
+        p32 = (f"{100 * p32['agreement_with_torch']:.1f} % / {p32['rel_l2_error']:.1e}"
+               if p32 else "")
+        lines.append(f"| {r['model']} | {r['image_size']}x{r['image_size']} | "
+                     f"{_pct(f['golden_vs_torch_fp32'])} | {_pct(f['golden_vs_torch_fp16'])} | "
+                     f"{_pct(f['torch_fp16_vs_torch_fp32'])} | {p32} | "
+                     f"{f['input_perturbation']['gain']:.1f} | "
+                     f"{m['median_margin']:.3f} / {m['sigma']:.1e} |")
+    heads = [f"{r['model']} {r['image_size']}" for r in runs]
+    lines += ["", "| margin / sigma | " + " | ".join(heads) + " |",
+              "|---|" + "---|" * len(runs)]
+    for i, b in enumerate(runs[0]["fp16"]["margins"]["bins"]):
+        lo, hi = b["margin_sigma"]
+        label = f"[{lo:g}, {hi:g})" if hi is not None else f">= {lo:g}"
+        cells = []
+        for r in runs:
+            c = r["fp16"]["margins"]["bins"][i]
+            cells.append(f"{c['inputs']} ({c['golden_disagreements']} / "
+                         f"{c['torch_fp16_disagreements']})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for r in runs:
+        if "layers" not in r:
+            continue
+        lines += ["", f"{r['model']} {r['image_size']}x{r['image_size']}, block outputs "
+                  f"(relative L2 error against float64):", "",
+                  "| block | node | rms | golden | PyTorch fp16 | float64, perturbed input |",
+                  "|---|---|---|---|---|---|"]
+        for b in block_outputs(r["layers"]):
+            lines.append(f"| {b['block']} | {b['node']} | {b['rms']:.2f} | {b['golden']:.1e} | "
+                         f"{b['torch_fp16']:.1e} | {b['input_perturbed']:.1e} |")
+    return lines
 
 
 def markdown(results: dict) -> str:
@@ -215,6 +422,7 @@ def markdown(results: dict) -> str:
                      f"{r['array_macs_per_sample']:,} | {r['host_macs_per_sample']:,} | "
                      f"{r['cycles_per_sample']:,} | {r['seconds']['golden_run']} | "
                      f"{r['peak_rss_mb']} |")
+    lines += fp16_markdown(results["torchvision"])
     tiles = [t for r in results["torchvision"] for t in r.get("rtl_tiles", [])]
     if tiles:
         lines += ["", "| layer kind | layer | K | M | groups | outputs compared | mismatches |",
@@ -233,6 +441,10 @@ def main(argv=None) -> int:
     p.add_argument("--images-32", type=int, default=100)
     p.add_argument("--images-224", type=int, default=100)
     p.add_argument("--sizes", default="32,224")
+    p.add_argument("--gain-images", type=int, default=20,
+                   help="inputs of the float64 input-perturbation measurement")
+    p.add_argument("--layer-images", type=int, default=20,
+                   help="inputs of MobileNetV2's per-layer study at 32x32")
     p.add_argument("--rtl-images", type=int, default=50)
     p.add_argument("--tile-rows", type=int, default=16)
     p.add_argument("--tile-channels", type=int, default=8)

@@ -20,7 +20,8 @@ test test-slow: setup-models
 help-models: help-models-run
 help-models-run:
 	@echo "make models        digits ResNet, ResNet-18 and MobileNetV2 (32x32, 224x224) through export ->"
-	@echo "                   compile -> run (golden, Verilator tiles) -> $(MODELS_DIR)/models.{json,md} (~15 min)"
+	@echo "                   compile -> run (golden, Verilator tiles), golden vs PyTorch fp32 and fp16"
+	@echo "                   -> $(MODELS_DIR)/models.{json,md} (~20 min)"
 
 models: setup setup-models
 	$(PY) benchmarks/models.py --out $(MODELS_DIR) $(MODELS_ARGS)
