@@ -36,7 +36,7 @@ from contract import DotConfig, FloatFormat
 __all__ = [
     "FIELD_ORDER", "in_fields", "in_width", "pack_fields", "unpack_beat", "Vectors",
     "build_beats", "expect", "exhaustive_products", "random_dots", "backpressure_dots",
-    "special_patterns", "mixed_patterns", "random_group", "FLAVORS",
+    "special_patterns", "mixed_patterns", "random_floats", "random_group", "FLAVORS",
 ]
 
 FIELD_ORDER = ("x", "w", "keep", "last", "has_bias", "relu", "e0", "bias")
@@ -243,6 +243,23 @@ def special_patterns(fmt: FloatFormat) -> dict[str, int]:
         neg = "-" + name.lstrip("+")
         pats[neg] = pats[name] | fmt.sign_mask
     return pats
+
+
+def random_floats(rng, fmt: FloatFormat, shape, p_special: float) -> np.ndarray:
+    """``shape`` int64 raw patterns of ``fmt`` from ``rng``: uniform over the finite patterns
+    (every binade, subnormals included), with ``±0``, ``±inf``, the canonical and a payload
+    NaN, ``±`` smallest and largest subnormal, ``±max`` and the smallest normal mixed in at
+    rate ``p_special``. Draws sign, exponent, fraction, the mask, then the picks."""
+    sign = rng.integers(0, 2, shape)
+    exp = rng.integers(0, fmt.exp_max_field, shape)
+    frac = rng.integers(0, 1 << fmt.frac_bits, shape)
+    bits = (sign << (fmt.width - 1)) | (exp << fmt.frac_bits) | frac
+    sp = np.array([0, fmt.sign_mask, fmt.pos_inf, fmt.neg_inf, fmt.canonical_nan,
+                   fmt.pos_inf | 1, 1, fmt.sign_mask | 1, fmt.frac_mask,
+                   fmt.sign_mask | fmt.frac_mask, fmt.max_finite,
+                   fmt.sign_mask | fmt.max_finite, 1 << fmt.frac_bits], dtype=np.int64)
+    pick = rng.random(shape) < p_special
+    return np.where(pick, sp[rng.integers(0, len(sp), shape)], bits).astype(np.int64)
 
 
 def _finite_uniform(rng, fmt, shape):

@@ -17,6 +17,7 @@ import numpy as np
 
 from contract.array import ERROR, ArrayConfig, channel_words
 from contract.weights import unpack_codes
+from sim.payload import random_floats
 
 __all__ = ["gemm_items", "program_tables", "write_soc_data", "buffer_words"]
 
@@ -30,23 +31,6 @@ SEED = 23
 
 
 # -- GEMM checks --------------------------------------------------------------------------------
-
-def _specials(fmt):
-    return [0, fmt.sign_mask, fmt.pos_inf, fmt.neg_inf, fmt.canonical_nan, fmt.pos_inf | 1,
-            1, fmt.sign_mask | 1, fmt.frac_mask, fmt.sign_mask | fmt.frac_mask,
-            fmt.max_finite, fmt.sign_mask | fmt.max_finite, 1 << fmt.frac_bits]
-
-
-def _floats(rng, fmt, shape, p_special):
-    """Finite patterns over every binade, with specials mixed in at rate ``p_special``."""
-    sign = rng.integers(0, 2, shape)
-    exp = rng.integers(0, fmt.exp_max_field, shape)
-    frac = rng.integers(0, 1 << fmt.frac_bits, shape)
-    bits = (sign << (fmt.width - 1)) | (exp << fmt.frac_bits) | frac
-    sp = np.array(_specials(fmt), dtype=np.int64)
-    pick = rng.random(shape) < p_special
-    return np.where(pick, sp[rng.integers(0, len(sp), shape)], bits).astype(np.int64)
-
 
 def _moderate(rng, fmt, shape):
     """Values within a few binades of 1: sums that neither overflow nor vanish."""
@@ -86,7 +70,7 @@ def gemm_items(cfg: ArrayConfig, *, seed: int = SEED) -> list[dict]:
                           "options": 0, "wait": wait, "want_error": ERROR[bit]})
             continue
         if p_special:
-            x = _floats(rng, cfg.in_fmt, (n, k), p_special)
+            x = random_floats(rng, cfg.in_fmt, (n, k), p_special)
         else:
             x = _moderate(rng, cfg.in_fmt, (n, k))
         codes = rng.integers(0, 1 << cfg.wbits, (m, k)).astype(np.int64)
@@ -94,7 +78,7 @@ def gemm_items(cfg: ArrayConfig, *, seed: int = SEED) -> list[dict]:
               else int(rng.integers(cfg.e0_min, cfg.e0_max + 1)))
         b = None
         if bias:
-            b = (_floats(rng, cfg.out_fmt, (m,), p_special) if p_special
+            b = (random_floats(rng, cfg.out_fmt, (m,), p_special) if p_special
                  else _moderate(rng, cfg.out_fmt, (m,)))
         want = gemm_golden(x, codes, e0, in_fmt=cfg.in_fmt, wbits=cfg.wbits,
                            out_fmt=cfg.out_fmt, bias_bits=b, relu=relu,

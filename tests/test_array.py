@@ -23,6 +23,7 @@ from contract.array import (
 )
 from hw.array import PEArray
 from hw.array_top import ArrayTop, generate_array_verilog
+from sim.payload import random_floats
 from sw.golden import gemm_golden
 
 REG = {name: r.offset for name, r in REGISTER_BY_NAME.items()}
@@ -44,26 +45,6 @@ async def get_stream(ctx, port, count, rng, stall):
 
 
 # -- data -----------------------------------------------------------------------------------------
-
-def specials(fmt):
-    f = fmt
-    tiny = 1
-    return [0, f.sign_mask, f.pos_inf, f.neg_inf, f.canonical_nan, f.pos_inf | 1,
-            tiny, f.sign_mask | tiny, f.max_finite, f.sign_mask | f.max_finite,
-            f.frac_mask, 1 << f.frac_bits]
-
-
-def random_floats(rng, fmt, shape, p_special):
-    """Random finite patterns spread over all binades, with specials mixed in."""
-    sign = rng.integers(0, 2, shape)
-    exp = rng.integers(0, fmt.exp_max_field, shape)
-    frac = rng.integers(0, 1 << fmt.frac_bits, shape)
-    bits = (sign << (fmt.width - 1)) | (exp << fmt.frac_bits) | frac
-    sp = np.array(specials(fmt), dtype=np.int64)
-    mask = rng.random(shape) < p_special
-    bits = np.where(mask, sp[rng.integers(0, len(sp), shape)], bits)
-    return bits.astype(np.int64)
-
 
 def make_layer(rng, cfg, n, k, m, *, p_special=0.02, per_channel=False, bias=True,
                narrow=False):

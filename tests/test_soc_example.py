@@ -22,6 +22,7 @@ from contract.array import (
 from densehw.cli import load_config
 from densehw.cli import main as cli_main
 from hw.gen import VERILATOR_LINT_WAIVERS
+from sim.payload import random_floats
 from sw.golden import gemm_golden
 from sw.perfmodel import layer_cycles
 
@@ -79,17 +80,6 @@ def test_soc_lints_clean(generated):
     assert warned and all(p.endswith("densehw_array.v") for p in warned), warned
 
 
-def _floats(rng, fmt, shape, p_special):
-    sign = rng.integers(0, 2, shape)
-    exp = rng.integers(0, fmt.exp_max_field, shape)
-    frac = rng.integers(0, 1 << fmt.frac_bits, shape)
-    bits = (sign << (fmt.width - 1)) | (exp << fmt.frac_bits) | frac
-    specials = np.array([0, fmt.sign_mask, fmt.pos_inf, fmt.neg_inf, fmt.canonical_nan, 1,
-                         fmt.max_finite], dtype=np.int64)
-    pick = rng.random(shape) < p_special
-    return np.where(pick, specials[rng.integers(0, len(specials), shape)], bits).astype(np.int64)
-
-
 def _hex_lines(words, digits):
     return "".join(f"{int(w):0{digits}x}\n" for w in words)
 
@@ -103,11 +93,11 @@ def test_soc_simulation(generated, tmp_path, throttle):
     n, k, m = (5, 20, 7) if throttle == 0 else (4, 32, 5)
     per_channel = bool(throttle)
     relu = bool(throttle)
-    x = _floats(rng, cfg.in_fmt, (n, k), 0.03)
+    x = random_floats(rng, cfg.in_fmt, (n, k), 0.03)
     codes = rng.integers(0, 1 << cfg.wbits, (m, k)).astype(np.int64)
     e0 = (rng.integers(cfg.e0_min, cfg.e0_max + 1, m).astype(np.int64) if per_channel
           else int(rng.integers(cfg.e0_min, cfg.e0_max + 1)))
-    bias = _floats(rng, cfg.out_fmt, (m,), 0.1)
+    bias = random_floats(rng, cfg.out_fmt, (m,), 0.1)
     want = gemm_golden(x, codes, e0, in_fmt=cfg.in_fmt, wbits=cfg.wbits, out_fmt=cfg.out_fmt,
                        bias_bits=bias, relu=relu, config=cfg.dot_config).numpy()
 
