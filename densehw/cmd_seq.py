@@ -1,19 +1,20 @@
 """``densehw seq train|compile|run``: recurrent sequence models (LSTM / GRU with DenseShift
-dense or MPS tensor-train gate matrices) on the spoken-command task, compiled for the PE array.
+dense or MPS tensor-train gate matrices) on the spoken-intent task (or the keyword set),
+compiled for the PE array.
 
 * ``densehw seq train --out M.pt [--rank R | --dense] [--hidden H] [--method M] [--wbits B]
-  [--epochs E] [--seed S] [--float-epochs F] [--shift-lr LR]``: trains a
-  :class:`sw.seq_models.SpeechLSTM` on the speech set (``--float-epochs F``: first ``F`` epochs
-  of the float model, then the shift cores nearest to its weights
-  (:func:`sw.seq_models.shift_from_float`) and ``--epochs`` more at ``--shift-lr``) and writes
-  the model file.
+  [--epochs E] [--seed S] [--float-epochs F] [--shift-lr LR] [--data intents|speech]
+  [--stack S]``: trains a :class:`sw.seq_models.SpeechLSTM` on the data set
+  (``--float-epochs F``: first ``F`` epochs of the float model, then the shift cores nearest to
+  its weights (:func:`sw.seq_models.shift_from_float`) and ``--epochs`` more at
+  ``--shift-lr``) and writes the model file (the data set's name in its metadata).
 * ``densehw seq compile M.pt -o PROGRAM_DIR [--config CFG]``: lowers it
   (:mod:`sw.seq_compile`) and prints the GEMMs and the cycles per time step and per sequence.
-* ``densehw seq run PROGRAM_DIR --data speech [--backend NAME] [--limit N] [--report R.json]``:
-  runs the test split (:mod:`sw.seq_runtime`) and reports accuracy, the PyTorch model's
-  accuracy and agreement, bit mismatches of every GEMM against the golden model (backends other
-  than golden), cycles, parameters and compression. Exit code 1 on mismatches, 3 when the
-  backend cannot run here.
+* ``densehw seq run PROGRAM_DIR [--data intents|speech] [--backend NAME] [--limit N]
+  [--report R.json]``: runs the test split of the model's data set (:mod:`sw.seq_runtime`) and
+  reports accuracy, the PyTorch model's accuracy and agreement, bit mismatches of every GEMM
+  against the golden model (backends other than golden), cycles, parameters and compression.
+  Exit code 1 on mismatches, 3 when the backend cannot run here.
 """
 
 from __future__ import annotations
@@ -50,13 +51,18 @@ def add_arguments(p) -> None:
                    help="learning rate of the shift training after --float-epochs (default "
                         "--lr); --epochs 0 keeps the converted codes as they are")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data", choices=["intents", "speech"], default="intents",
+                   help="training set: the spoken intents (default) or the keyword set")
+    t.add_argument("--stack", type=int, default=None, metavar="S",
+                   help="frames per time step (default 5 on intents, 3 on speech)")
     c = sub.add_parser("compile", help="lower a model file for an array configuration")
     c.add_argument("model", type=Path, metavar="M.pt")
     c.add_argument("-o", "--out", type=Path, required=True, metavar="PROGRAM_DIR")
     c.add_argument("--config", default="default", metavar="CFG")
     r = sub.add_parser("run", help="run a sequence program on the speech test split")
     r.add_argument("program", type=Path, metavar="PROGRAM_DIR")
-    r.add_argument("--data", choices=["speech"], default="speech")
+    r.add_argument("--data", choices=["intents", "speech"],
+                   help="test split to run (default: the data set the model was trained on)")
     r.add_argument("--backend", default="golden", metavar="NAME")
     add_backend_arguments(r)
     r.add_argument("--limit", type=int, metavar="N", help="first N test sequences only")
@@ -76,7 +82,7 @@ def _train(args) -> int:
 
     import torch
 
-    from sw.data import speech_commands
+    from sw.data import SEQ_DATASETS
     from sw.quant import METHODS
     from sw.seq_compile import save_seq_model
     from sw.seq_models import SpeechLSTM, shift_from_float
@@ -92,10 +98,13 @@ def _train(args) -> int:
         raise UserError(f"--rank {args.rank}: expected a positive integer")
     if not args.out.parent.is_dir():
         raise UserError(f"--out {args.out}: folder {str(args.out.parent)!r} does not exist")
+    stack = args.stack or (5 if args.data == "intents" else 3)
     torch.set_num_threads(1)
-    data = speech_commands(progress=sys.stderr.isatty())
+    data = SEQ_DATASETS[args.data](progress=sys.stderr.isatty())
+    if not 1 <= stack <= data.x_train.shape[2]:
+        raise UserError(f"--stack {stack}: expected 1..{data.x_train.shape[2]} frames")
     set_seed(args.seed)
-    kw = {"n_mels": data.x_train.shape[1], "frames": data.x_train.shape[2],
+    kw = {"n_mels": data.x_train.shape[1], "frames": data.x_train.shape[2], "stack": stack,
           "num_classes": data.num_classes, "hidden": args.hidden, "wbits": args.wbits,
           "rank": None if args.dense else args.rank, "cell": args.cell}
     start = time.perf_counter()
@@ -114,7 +123,8 @@ def _train(args) -> int:
     else:
         h = {"val_acc": evaluate(model, data.x_val, data.y_val)}
     test = evaluate(model, data.x_test, data.y_test)
-    meta = {"seed": args.seed, "epochs": args.epochs, "float_epochs": args.float_epochs,
+    meta = {"data": args.data, "seed": args.seed, "epochs": args.epochs,
+            "float_epochs": args.float_epochs,
             "lr": args.lr, "shift_lr": args.shift_lr, "val_acc": h["val_acc"], "test_acc": test,
             "seconds": round(time.perf_counter() - start, 1)}
     save_seq_model(model, args.out, meta=meta)
@@ -168,7 +178,7 @@ def _run(args) -> int:
     import torch
 
     from sw.backends import options_from
-    from sw.data import speech_commands
+    from sw.data import SEQ_DATASETS
     from sw.seq_compile import load, load_seq_model
     from sw.seq_runtime import run_seq_program
 
@@ -182,12 +192,13 @@ def _run(args) -> int:
     program = load(args.program)
     factory = backend_factory(args.backend)
     gemm = factory(program.config, **options_from(args.backend, args))
-    data = speech_commands()
+    name = args.data or program.header.get("dataset", "speech")
+    data = SEQ_DATASETS[name]()
     x, y = data.x_test, data.y_test
     if args.limit is not None:
         x, y = x[:args.limit], y[:args.limit]
     if tuple(x.shape[1:]) != tuple(program.header["input_shape"]):
-        raise UserError(f"the speech features have shape {list(x.shape[1:])}, the program "
+        raise UserError(f"the {name} features have shape {list(x.shape[1:])}, the program "
                         f"expects {program.header['input_shape']}")
     compare = args.backend != "golden" and not args.no_compare
     res = run_seq_program(program, x.contiguous(), gemm, compare=compare,
@@ -196,7 +207,7 @@ def _run(args) -> int:
     cfg = program.config
     samples = int(x.shape[0])
     acc = 100.0 * float((res.predictions == y).float().mean())
-    report = {"program": str(args.program), "backend": args.backend, "data": args.data,
+    report = {"program": str(args.program), "backend": args.backend, "data": name,
               "samples": samples, "accuracy": round(acc, 4), "torch_accuracy": None,
               "model": hd["model"], "params": hd["params"], "dense_params": hd["dense_params"],
               "compression": round(hd["compression"], 3), "config": cfg.name,

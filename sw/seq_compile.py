@@ -235,7 +235,8 @@ def compile_seq_model(source, config: ArrayConfig) -> SeqProgram:
               "macs_per_sequence": macs_proj + (steps - 1) * macs_step}
     params = rnn.num_parameters
     header = {"format": SEQ_FORMAT, "version": SEQ_VERSION, "config": cfg.to_dict(),
-              "config_name": cfg.name, "model": model.config(), "dataset": "speech",
+              "config_name": cfg.name, "model": model.config(),
+              "dataset": (meta or {}).get("data", "speech"),
               "input_shape": [model.n_mels, model.frames], "cell": rnn.kind, "gates": gates,
               "hidden": hsz, "stack": model.stack, "steps": steps, "maps": maps,
               "params": params, "dense_params": rnn.dense_parameters,

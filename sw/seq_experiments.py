@@ -1,13 +1,17 @@
-"""Sequence-model experiments on the spoken-command task (``docs/training.md``, "Sequence
-models"): the bond-dimension table (MPS against the dense LSTM and an MPO of about the same
-parameter count, float and 3-bit DenseShift cores) and the method table (FP32, DenseShift 2/3/4
-bits, S3, DeepShift-PS on one MPS-LSTM).
+"""Sequence-task experiments (``docs/training.md``, "Spoken intents" and "Sequence models").
 
-``python -m sw.seq_experiments --out DIR --seeds N --epochs E [--only NAME]`` writes one JSON
-per run (``DIR/seq/<name>_s<seed>.json``: test and validation accuracy, parameters,
-compression, MACs per time step, seconds, and for float runs the accuracy of their cores
-converted to 2/3/4-bit DenseShift codes) and ``DIR/seq.md`` (mean +- std over the seeds).
-Runs already present are read, not repeated.
+``python -m sw.seq_experiments TABLE --out DIR --seeds N [--epochs E] [--data intents|speech]
+[--only NAME]`` runs one table and writes one JSON per run (``DIR/seq/<table>/<name>_s<seed>
+.json``: test and validation accuracy, parameters, seconds, ...) and ``DIR/seq_<table>.md``
+(mean +- std over the seeds, the command and the commit). Runs already present are read, not
+repeated, so a table can be filled by several processes (``--only``) and re-rendered.
+
+* ``methods``: a 1-D conv ResNet (:class:`sw.models.SpeechResNet`) and a dense LSTM
+  (:class:`sw.seq_models.SpeechLSTM`), FP32 against DenseShift 2/3/4/5 bits, S3 3-bit and
+  DeepShift-PS 3-bit, every method trained from scratch with the same recipe.
+* ``tt``: MPS tensor-train LSTMs: bond dimension vs parameters, compression, MACs per time step
+  and accuracy, float and shift cores, against the dense LSTM and an MPO of about the same
+  parameter count (float runs also report their cores converted to 2/3/4-bit DenseShift codes).
 """
 
 from __future__ import annotations
@@ -15,16 +19,29 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
 import torch
 
-__all__ = ["RUNS", "CONVERT_BITS", "run_one", "main"]
+__all__ = ["TABLES", "METHOD_ROWS", "TT_RUNS", "CONVERT_BITS", "run_one", "main"]
 
+#: The method rows of the ``methods`` table: label -> quantizer arguments.
+METHOD_ROWS = {
+    "FP32": {"method": "fp"},
+    **{f"DenseShift {b}-bit": {"method": "denseshift", "wbits": b} for b in (2, 3, 4, 5)},
+    "S3 3-bit": {"method": "s3", "wbits": 3},
+    "DeepShift-PS 3-bit": {"method": "deepshift_ps", "wbits": 3},
+}
+#: The models of the ``methods`` table: label -> (kind, arguments, epochs, lr).
+METHOD_MODELS = {
+    "ResNet": ("resnet", {"width": 24}, 30, 5e-3),
+    "LSTM": ("lstm", {"hidden": 64, "stack": 5, "rank": None}, 30, 1e-2),
+}
 # name -> SpeechLSTM arguments. Float runs also report their cores converted to DenseShift
 # codes of 2, 3 and 4 bits (sw.seq_models.shift_from_float; no further training).
-RUNS = {
+TT_RUNS = {
     "dense fp32": {"rank": None, "method": "fp"},
     **{f"MPS r{r} fp32": {"rank": r, "method": "fp"} for r in (4, 8, 16)},
     "MPO r6 fp32": {"rank": 6, "tt": "mpo", "method": "fp"},
@@ -36,82 +53,160 @@ RUNS = {
     "MPS r8 DeepShift-PS 3b": {"rank": 8, "method": "deepshift_ps", "wbits": 3},
 }
 CONVERT_BITS = (2, 3, 4)
+TT_EPOCHS, TT_LR, TT_STACK = 25, 5e-3, 5
+TABLES = ("methods", "tt")
 
 
-def run_one(kwargs: dict, data, *, seed: int, epochs: int, lr: float = 5e-3) -> dict:
+def _lstm_macs(rnn) -> int:
+    return sum(m.macs(1) if hasattr(m, "macs") else m.in_features * m.out_features
+               for _, _, m in rnn.gate_maps())
+
+
+def run_one(table: str, name: str, data, *, seed: int, epochs: int | None = None) -> dict:
+    """Train and evaluate one run of ``table`` (``name``: ``"<model> / <row>"`` for methods,
+    a :data:`TT_RUNS` key for tt)."""
+    from .models import SpeechResNet
     from .seq_models import SpeechLSTM, shift_from_float
     from .train import TrainConfig, evaluate, set_seed, train
 
+    n_mels, frames = data.x_train.shape[1], data.x_train.shape[2]
     set_seed(seed)
-    model = SpeechLSTM(n_mels=data.x_train.shape[1], frames=data.x_train.shape[2],
-                       num_classes=data.num_classes, **kwargs)
+    if table == "methods":
+        model_name, row = name.split(" / ")
+        kind, kw, ep, lr = METHOD_MODELS[model_name]
+        q = METHOD_ROWS[row]
+        if kind == "resnet":
+            model = SpeechResNet(n_mels=n_mels, num_classes=data.num_classes, wbits=3,
+                                 **kw, **q)
+        else:
+            model = SpeechLSTM(n_mels=n_mels, frames=frames, num_classes=data.num_classes,
+                               wbits=3, **kw, **q)
+        reg = 0.01 if q["method"] == "s3" else 0.0
+    else:
+        kw = TT_RUNS[name]
+        ep, lr, reg = TT_EPOCHS, TT_LR, 0.0
+        model = SpeechLSTM(n_mels=n_mels, frames=frames, num_classes=data.num_classes,
+                           stack=TT_STACK, **kw)
+    ep = epochs or ep
     start = time.perf_counter()
-    h = train(model, data, TrainConfig(epochs=epochs, lr=lr, seed=seed, progress=False))
-    converted = {}
-    if kwargs.get("method") == "fp":
+    h = train(model, data, TrainConfig(epochs=ep, lr=lr, reg=reg, seed=seed, progress=False))
+    out = {"name": name, "seed": seed, "epochs": ep, "lr": lr, "val_acc": h["val_acc"],
+           "test_acc": evaluate(model, data.x_test, data.y_test),
+           "train_acc": h["epochs"][-1].get("train_acc"),
+           "params": sum(p.numel() for p in model.parameters()),
+           "seconds": round(time.perf_counter() - start, 1)}
+    if isinstance(model, SpeechLSTM):
+        rnn = model.rnn
+        out.update(gate_weights=rnn.num_parameters, dense_gate_weights=rnn.dense_parameters,
+                   compression=rnn.dense_parameters / rnn.num_parameters,
+                   macs_per_step=_lstm_macs(rnn))
+    if table == "tt" and kw.get("method") == "fp":
+        out["converted"] = {}
         for bits in CONVERT_BITS:
-            q = shift_from_float(model, wbits=bits)
-            converted[str(bits)] = {"val_acc": evaluate(q, data.x_val, data.y_val),
-                                    "test_acc": evaluate(q, data.x_test, data.y_test)}
-    rnn = model.rnn
-    macs = sum(m.macs(1) if hasattr(m, "macs") else m.in_features * m.out_features
-               for _, _, m in rnn.gate_maps())
-    return {"config": model.config(), "seed": seed, "epochs": epochs, "lr": lr,
-            "val_acc": h["val_acc"], "test_acc": evaluate(model, data.x_test, data.y_test),
-            "params": rnn.num_parameters, "dense_params": rnn.dense_parameters,
-            "compression": rnn.dense_parameters / rnn.num_parameters,
-            "macs_per_step": macs, "seconds": round(time.perf_counter() - start, 1),
-            "converted": converted}
+            qm = shift_from_float(model, wbits=bits)
+            out["converted"][str(bits)] = {"val_acc": evaluate(qm, data.x_val, data.y_val),
+                                           "test_acc": evaluate(qm, data.x_test, data.y_test)}
+    return out
+
+
+def _names(table: str) -> list:
+    if table == "methods":
+        return [f"{m} / {r}" for m in METHOD_MODELS for r in METHOD_ROWS]
+    return list(TT_RUNS)
 
 
 def _fmt(values):
     if len(values) == 1:
         return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def render(table: str, results: dict, *, command: str, sizes: dict) -> str:
+    """The markdown of ``table`` from ``results`` (name -> list of run dicts)."""
+    seeds = sorted({r["seed"] for rs in results.values() for r in rs})
+    secs = sum(r["seconds"] for rs in results.values() for r in rs)
+    head = [f"`{command}` (commit {_commit()}; {len(seeds)} seeds {seeds}, mean ± std; "
+            f"{sizes['train']} / {sizes['val']} / {sizes['test']} train / val / test "
+            f"utterances; {secs / 60:.1f} min of training on one CPU thread)", ""]
+    if table == "methods":
+        lines = ["| model | method | epochs | lr | parameters | train acc % | val acc % "
+                 "(held-out voice) | test acc % (other held-out voice) | seeds |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for name, rs in results.items():
+            model, row = name.split(" / ")
+            lines.append(f"| {model} | {row} | {rs[0]['epochs']} | {rs[0]['lr']} | "
+                         f"{rs[0]['params']} | {_fmt([r['train_acc'] for r in rs])} | "
+                         f"{_fmt([r['val_acc'] for r in rs])} | "
+                         f"{_fmt([r['test_acc'] for r in rs])} | {len(rs)} |")
+        return "\n".join(head + lines) + "\n"
+    lines = ["| model | gate weights | compression | MACs / step | test acc % | val acc % | "
+             "seeds |", "|---|---|---|---|---|---|---|"]
+    for name, rs in results.items():
+        r0 = rs[0]
+        cols = f"{r0['gate_weights']} | {r0['compression']:.1f}x | {r0['macs_per_step']}"
+        lines.append(f"| {name} | {cols} | {_fmt([r['test_acc'] for r in rs])} | "
+                     f"{_fmt([r['val_acc'] for r in rs])} | {len(rs)} |")
+        for bits in r0.get("converted", {}):
+            lines.append(f"| {name} -> DenseShift {bits}b (converted) | {cols} | "
+                         f"{_fmt([r['converted'][bits]['test_acc'] for r in rs])} | "
+                         f"{_fmt([r['converted'][bits]['val_acc'] for r in rs])} | {len(rs)} |")
+    return "\n".join(head + lines) + "\n"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sw.seq_experiments", description=__doc__)
-    p.add_argument("--out", type=Path, default=Path("build/results"))
-    p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--only", action="append", help="run names to run (default all)")
-    args = p.parse_args(argv)
-    from .data import speech_commands
+    import sys
 
+    p = argparse.ArgumentParser(prog="python -m sw.seq_experiments", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("table", choices=TABLES)
+    p.add_argument("--out", type=Path, default=Path("build/results"))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, help="override every run's epochs")
+    p.add_argument("--data", choices=["intents", "speech"], default="intents")
+    p.add_argument("--only", action="append", help="run names to run (default all); the "
+                   "table is rendered from every run present")
+    p.add_argument("--render", action="store_true", help="only render the runs present")
+    args = p.parse_args(argv)
+    from .data import SEQ_DATASETS
+
+    if args.only:
+        unknown = sorted(set(args.only) - set(_names(args.table)))
+        if unknown:
+            print(f"--only {unknown[0]!r}: expected one of {', '.join(_names(args.table))}",
+                  file=sys.stderr)
+            return 2
     torch.set_num_threads(1)
-    data = speech_commands()
-    runs = RUNS
-    folder = args.out / "seq"
+    data = SEQ_DATASETS[args.data]()
+    folder = args.out / "seq" / f"{args.data}_{args.table}"
     folder.mkdir(parents=True, exist_ok=True)
     results = {}
-    for name, kwargs in runs.items():
-        if args.only and name not in args.only:
-            continue
+    for name in _names(args.table):
         for seed in range(args.seeds):
-            path = folder / f"{name.replace(' ', '_')}_s{seed}.json"
+            path = folder / f"{name.replace(' / ', '__').replace(' ', '_')}_s{seed}.json"
             if path.is_file():
                 r = json.loads(path.read_text())
+            elif args.render or (args.only and name not in args.only):
+                continue
             else:
-                r = run_one(kwargs, data, seed=seed, epochs=args.epochs)
-                r["name"] = name
+                r = run_one(args.table, name, data, seed=seed, epochs=args.epochs)
                 path.write_text(json.dumps(r, indent=1) + "\n")
-            print(f"{name:24s} seed {seed}: test {r['test_acc']:.2f} % val {r['val_acc']:.2f} % "
-                  f"({r['seconds']} s)", flush=True)
+                print(f"{name:32s} seed {seed}: test {r['test_acc']:.2f} % val "
+                      f"{r['val_acc']:.2f} % train {r['train_acc']:.2f} % ({r['seconds']} s)",
+                      flush=True)
             results.setdefault(name, []).append(r)
-    lines = ["| model | gate weights | compression | MACs / step | test accuracy % | "
-             "val accuracy % | seeds |", "|---|---|---|---|---|---|---|"]
-    for name, rs in results.items():
-        r0 = rs[0]
-        head = (f"{r0['params']} | {r0['compression']:.1f}x | {r0['macs_per_step']}")
-        lines.append(f"| {name} | {head} | {_fmt([r['test_acc'] for r in rs])} | "
-                     f"{_fmt([r['val_acc'] for r in rs])} | {len(rs)} |")
-        for bits in r0["converted"]:
-            lines.append(f"| {name} -> DenseShift {bits}b (converted) | {head} | "
-                         f"{_fmt([r['converted'][bits]['test_acc'] for r in rs])} | "
-                         f"{_fmt([r['converted'][bits]['val_acc'] for r in rs])} | {len(rs)} |")
-    (args.out / "seq.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    command = (f"python -m sw.seq_experiments {args.table} --data {args.data} --seeds "
+               f"{args.seeds}" + (f" --epochs {args.epochs}" if args.epochs else ""))
+    md = render(args.table, results, command=command, sizes=data.sizes())
+    (args.out / f"seq_{args.data}_{args.table}.md").write_text(md)
+    print(md)
     return 0
 
 
