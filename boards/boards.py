@@ -409,11 +409,18 @@ def main(argv=None) -> int:
     p.add_argument("--build-dir", default="build/boards")
     p.add_argument("--baud", type=int, default=115200)
     args = p.parse_args(argv)
+    if args.baud <= 0:
+        p.error(f"--baud must be a positive rate in baud, not {args.baud}")
     from boards.specs import load_spec
 
-    try:
+    family = None if args.board == "icebreaker" else "ecp5"
+    try:                          # a bad configuration: one line, exit 2, nothing built
         spec = load_spec(args.config) if args.config else board_spec(args.board)
-        family = None if args.board == "icebreaker" else "ecp5"
+        component_from_spec(spec, family=family)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"boards: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         out = build_board(args.board, lambda: component_from_spec(spec, family=family),
                           build_dir=args.build_dir, baud=args.baud)
     except Exception as exc:      # tool failures surface as one line, not a traceback

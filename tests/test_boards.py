@@ -116,6 +116,18 @@ def test_board_link_abort_and_reset():
     assert replies == [None, None, ord("D"), CMD_PUSH, CMD_RESET, None, ord("D")], replies
 
 
+def test_board_build_refuses_a_bad_configuration(tmp_path, capsys):
+    from boards.boards import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("rows = 2\ncolumns = 2\n")
+    for argv in (["--config", str(bad)], ["--config", str(tmp_path / "missing.toml")]):
+        assert main(argv + ["--build-dir", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
 @needs_yowasp
 @pytest.mark.slow
 def test_icebreaker_bitstream():
