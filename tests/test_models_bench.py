@@ -114,3 +114,22 @@ def test_fp16_and_layer_study_on_a_small_network(tmp_path):
     text = "\n".join(bench.fp16_markdown([{"model": "tiny", "image_size": 8, "fp16": f,
                                            "layers": rows}]))
     assert "golden vs PyTorch fp16" in text and "| >= 5 |" in text and "block outputs" in text
+
+
+def test_fp16_failures():
+    def run(margins, golden_l2, torch16_l2, p32=None):
+        r = {"model": "m", "image_size": 8,
+             "fp16": {"margins": {"disagreements": [{"input": i, "margin_sigma": m}
+                                                    for i, m in enumerate(margins)]},
+                      "golden_vs_torch_fp32": {"rel_l2_error": golden_l2},
+                      "torch_fp16_vs_torch_fp32": {"rel_l2_error": torch16_l2}}}
+        if p32 is not None:
+            r["fp32_activations"] = {"agreement_with_torch": p32}
+        return r
+
+    assert bench.fp16_failures([run([0.3, 4.9], 1e-2, 2e-2, 1.0)]) == []
+    msgs = bench.fp16_failures([run([0.3, 5.0], 1e-2, 2e-2), run([], 3e-2, 2e-2, 0.99)])
+    assert len(msgs) == 3
+    assert "m 8x8: disagrees with PyTorch fp32 at a margin of >= 5 sigma" in msgs[0]
+    assert "3.000e-02 is larger than PyTorch fp16's 2.000e-02" in msgs[1]
+    assert "fp32-activation program agrees on 99.0 % only" in msgs[2]
