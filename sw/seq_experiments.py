@@ -173,6 +173,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", choices=["intents", "speech"], default="intents")
     p.add_argument("--only", action="append", help="run names to run (default all); the "
                    "table is rendered from every run present")
+    p.add_argument("--model", choices=list(METHOD_MODELS),
+                   help="methods table: run this model's rows only")
     p.add_argument("--render", action="store_true", help="only render the runs present")
     args = p.parse_args(argv)
     from .data import SEQ_DATASETS
@@ -188,20 +190,22 @@ def main(argv=None) -> int:
     folder = args.out / "seq" / f"{args.data}_{args.table}"
     folder.mkdir(parents=True, exist_ok=True)
     results = {}
+    for seed in range(args.seeds):              # seed-major: a partial table has every row
+        for name in _names(args.table):
+            path = folder / f"{name.replace(' / ', '__').replace(' ', '_')}_s{seed}.json"
+            if path.is_file() or args.render or (args.only and name not in args.only) or (
+                    args.model and not name.startswith(args.model + " / ")):
+                continue
+            r = run_one(args.table, name, data, seed=seed, epochs=args.epochs)
+            path.write_text(json.dumps(r, indent=1) + "\n")
+            print(f"{name:32s} seed {seed}: test {r['test_acc']:.2f} % val "
+                  f"{r['val_acc']:.2f} % train {r['train_acc']:.2f} % ({r['seconds']} s)",
+                  flush=True)
     for name in _names(args.table):
         for seed in range(args.seeds):
             path = folder / f"{name.replace(' / ', '__').replace(' ', '_')}_s{seed}.json"
             if path.is_file():
-                r = json.loads(path.read_text())
-            elif args.render or (args.only and name not in args.only):
-                continue
-            else:
-                r = run_one(args.table, name, data, seed=seed, epochs=args.epochs)
-                path.write_text(json.dumps(r, indent=1) + "\n")
-                print(f"{name:32s} seed {seed}: test {r['test_acc']:.2f} % val "
-                      f"{r['val_acc']:.2f} % train {r['train_acc']:.2f} % ({r['seconds']} s)",
-                      flush=True)
-            results.setdefault(name, []).append(r)
+                results.setdefault(name, []).append(json.loads(path.read_text()))
     command = (f"python -m sw.seq_experiments {args.table} --data {args.data} --seeds "
                f"{args.seeds}" + (f" --epochs {args.epochs}" if args.epochs else ""))
     md = render(args.table, results, command=command, sizes=data.sizes())
