@@ -133,7 +133,8 @@ def render(table: str, results: dict, *, command: str, sizes: dict) -> str:
     """The markdown of ``table`` from ``results`` (name -> list of run dicts)."""
     seeds = sorted({r["seed"] for rs in results.values() for r in rs})
     secs = sum(r["seconds"] for rs in results.values() for r in rs)
-    head = [f"`{command}` (commit {_commit()}; {len(seeds)} seeds {seeds}, mean ± std; "
+    commits = ", ".join(sorted({r.get("commit", "?") for rs in results.values() for r in rs}))
+    head = [f"`{command}` (commit {commits}; {len(seeds)} seeds {seeds}, mean ± std; "
             f"{sizes['train']} / {sizes['val']} / {sizes['test']} train / val / test "
             f"utterances; {secs / 60:.1f} min of training on one CPU thread)", ""]
     if table == "methods":
@@ -197,6 +198,7 @@ def main(argv=None) -> int:
                     args.model and not name.startswith(args.model + " / ")):
                 continue
             r = run_one(args.table, name, data, seed=seed, epochs=args.epochs)
+            r["commit"] = _commit()
             path.write_text(json.dumps(r, indent=1) + "\n")
             print(f"{name:32s} seed {seed}: test {r['test_acc']:.2f} % val "
                   f"{r['val_acc']:.2f} % train {r['train_acc']:.2f} % ({r['seconds']} s)",
