@@ -17,7 +17,7 @@ help-e2e:
 	@echo "                 simulator is not installed); E2E_RTL_LIMIT=360 runs every test image on the RTL (~1 min)"
 	@echo "make e2e-ci      the same, small (5 epochs, 100 golden / 10 RTL images) in build/e2e-ci"
 	@echo "make e2e-speech  the spoken-command ResNet (trained once, ~1-2 min) on golden, 20 test utterances on RTL"
-	@echo "make e2e-lstm    the DenseShift MPS-LSTM on speech (trained once) on golden, 10 test utterances on RTL"
+	@echo "make e2e-lstm    the DenseShift MPS-LSTM on spoken intents (trained once) on golden, 10 on RTL"
 
 $(E2E_DIR)/digits.dshw: | setup
 	@mkdir -p $(E2E_DIR)

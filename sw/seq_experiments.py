@@ -9,6 +9,10 @@ repeated, so a table can be filled by several processes (``--only``) and re-rend
 * ``methods``: a 1-D conv ResNet (:class:`sw.models.SpeechResNet`) and a dense LSTM
   (:class:`sw.seq_models.SpeechLSTM`), FP32 against DenseShift 2/3/4/5 bits, S3 3-bit and
   DeepShift-PS 3-bit, every method trained from scratch with the same recipe.
+* ``wbits5``: DenseShift B=5 against B=4 on the digits CNN (``sw.experiments.DIGITS``
+  recipe), with the learning-rate and gradient variants tried for B=5, and each trained
+  model's exponent spread: the fraction of every shift layer's weights within ``2**7`` of the
+  layer's largest weight (all of them at B <= 4).
 * ``tt``: MPS tensor-train LSTMs: bond dimension vs parameters, compression, MACs per time step
   and accuracy, float and shift cores, against the dense LSTM and an MPO of about the same
   parameter count (float runs also report their cores converted to 2/3/4-bit DenseShift codes).
@@ -53,8 +57,15 @@ TT_RUNS = {
     "MPS r8 DeepShift-PS 3b": {"rank": 8, "method": "deepshift_ps", "wbits": 3},
 }
 CONVERT_BITS = (2, 3, 4)
+#: The rows of the ``wbits5`` table: label -> DigitsCNN / training arguments.
+WBITS5_ROWS = {
+    "B=4, lr 0.005": {"wbits": 4, "lr": 5e-3},
+    "B=5, lr 0.005": {"wbits": 5, "lr": 5e-3},
+    "B=5, lr 0.002": {"wbits": 5, "lr": 2e-3},
+    "B=5, lr 0.005, exact gradient": {"wbits": 5, "lr": 5e-3, "surrogate": False},
+}
 TT_EPOCHS, TT_LR, TT_STACK = 25, 5e-3, 5
-TABLES = ("methods", "tt")
+TABLES = ("methods", "tt", "wbits5")
 
 
 def _lstm_macs(rnn) -> int:
@@ -69,6 +80,8 @@ def run_one(table: str, name: str, data, *, seed: int, epochs: int | None = None
     from .seq_models import SpeechLSTM, shift_from_float
     from .train import TrainConfig, evaluate, set_seed, train
 
+    if table == "wbits5":
+        return _run_wbits5(name, seed=seed, epochs=epochs)
     n_mels, frames = data.x_train.shape[1], data.x_train.shape[2]
     set_seed(seed)
     if table == "methods":
@@ -109,7 +122,36 @@ def run_one(table: str, name: str, data, *, seed: int, epochs: int | None = None
     return out
 
 
+def _run_wbits5(name: str, *, seed: int, epochs: int | None) -> dict:
+    from .data import digits
+    from .experiments import DIGITS
+    from .models import DigitsCNN
+    from .quant import DenseShiftQuantizer
+    from .train import TrainConfig, evaluate, set_seed, train
+
+    row = dict(WBITS5_ROWS[name])
+    lr = row.pop("lr")
+    data = digits()
+    set_seed(seed)
+    model = DigitsCNN(method="denseshift", width=DIGITS["width"], **row)
+    ep = epochs or DIGITS["epochs"]
+    start = time.perf_counter()
+    h = train(model, data, TrainConfig(epochs=ep, lr=lr, seed=seed, progress=False))
+    within, top = [], []
+    for q in model.modules():
+        if isinstance(q, DenseShiftQuantizer):
+            s = q.exponent().detach().flatten()
+            within.append(float((s >= s.max() - 7).float().mean()))
+            top.append(int(s.max()))
+    return {"name": name, "seed": seed, "epochs": ep, "lr": lr, "val_acc": h["val_acc"],
+            "test_acc": evaluate(model, data.x_test, data.y_test),
+            "train_acc": h["epochs"][-1].get("train_acc"), "within_2p7": within,
+            "max_exponent": top, "seconds": round(time.perf_counter() - start, 1)}
+
+
 def _names(table: str) -> list:
+    if table == "wbits5":
+        return list(WBITS5_ROWS)
     if table == "methods":
         return [f"{m} / {r}" for m in METHOD_MODELS for r in METHOD_ROWS]
     return list(TT_RUNS)
@@ -136,7 +178,7 @@ def render(table: str, results: dict, *, command: str, sizes: dict) -> str:
     commits = ", ".join(sorted({r.get("commit", "?") for rs in results.values() for r in rs}))
     head = [f"`{command}` (commit {commits}; {len(seeds)} seeds {seeds}, mean ± std; "
             f"{sizes['train']} / {sizes['val']} / {sizes['test']} train / val / test "
-            f"utterances; {secs / 60:.1f} min of training on one CPU thread)", ""]
+            f"samples; {secs / 60:.1f} min of training on one CPU thread)", ""]
     if table == "methods":
         lines = ["| model | method | epochs | lr | parameters | train acc % | val acc % "
                  "(held-out voice) | test acc % (other held-out voice) | seeds |",
@@ -147,6 +189,18 @@ def render(table: str, results: dict, *, command: str, sizes: dict) -> str:
                          f"{rs[0]['params']} | {_fmt([r['train_acc'] for r in rs])} | "
                          f"{_fmt([r['val_acc'] for r in rs])} | "
                          f"{_fmt([r['test_acc'] for r in rs])} | {len(rs)} |")
+        return "\n".join(head + lines) + "\n"
+    if table == "wbits5":
+        lines = ["| digits CNN, DenseShift | epochs | train acc % | val acc % | test acc % | "
+                 "weights within 2^7 of the layer's largest (mean over layers) | "
+                 "largest exponent code | seeds |", "|---|---|---|---|---|---|---|---|"]
+        for name, rs in results.items():
+            within = [statistics.mean(r["within_2p7"]) for r in rs]
+            tops = sorted({t for r in rs for t in r["max_exponent"]})
+            lines.append(f"| {name} | {rs[0]['epochs']} | {_fmt([r['train_acc'] for r in rs])}"
+                         f" | {_fmt([r['val_acc'] for r in rs])} | "
+                         f"{_fmt([r['test_acc'] for r in rs])} | {_fmt(within)} | "
+                         f"{tops[0]}..{tops[-1]} | {len(rs)} |")
         return "\n".join(head + lines) + "\n"
     lines = ["| model | gate weights | compression | MACs / step | test acc % | val acc % | "
              "seeds |", "|---|---|---|---|---|---|---|"]
@@ -187,8 +241,14 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
     torch.set_num_threads(1)
-    data = SEQ_DATASETS[args.data]()
-    folder = args.out / "seq" / f"{args.data}_{args.table}"
+    if args.table == "wbits5":
+        from .data import digits
+
+        data = digits()
+    else:
+        data = SEQ_DATASETS[args.data]()
+    folder = args.out / "seq" / ("wbits5" if args.table == "wbits5"
+                                 else f"{args.data}_{args.table}")
     folder.mkdir(parents=True, exist_ok=True)
     results = {}
     for seed in range(args.seeds):              # seed-major: a partial table has every row
@@ -208,10 +268,12 @@ def main(argv=None) -> int:
             path = folder / f"{name.replace(' / ', '__').replace(' ', '_')}_s{seed}.json"
             if path.is_file():
                 results.setdefault(name, []).append(json.loads(path.read_text()))
-    command = (f"python -m sw.seq_experiments {args.table} --data {args.data} --seeds "
-               f"{args.seeds}" + (f" --epochs {args.epochs}" if args.epochs else ""))
+    data_arg = "" if args.table == "wbits5" else f" --data {args.data}"
+    command = (f"python -m sw.seq_experiments {args.table}{data_arg} --seeds {args.seeds}"
+               + (f" --epochs {args.epochs}" if args.epochs else ""))
     md = render(args.table, results, command=command, sizes=data.sizes())
-    (args.out / f"seq_{args.data}_{args.table}.md").write_text(md)
+    stem = "seq_wbits5" if args.table == "wbits5" else f"seq_{args.data}_{args.table}"
+    (args.out / f"{stem}.md").write_text(md)
     print(md)
     return 0
 

@@ -99,5 +99,5 @@ def test_render_methods_table():
                 sizes={"train": 3, "val": 1, "test": 1})
     row = "| ResNet | FP32 | 3 | 0.005 | 10 | 91.00 ± 1.00 | 81.00 ± 1.00 | 71.00 ± 1.00 | 3 |"
     assert row in md
-    assert "3 seeds [0, 1, 2]" in md and "3.0 min" in md
+    assert "3 seeds [0, 1, 2]" in md and "samples" in md and "3.0 min" in md
     assert {"FP32", "DenseShift 5-bit", "S3 3-bit", "DeepShift-PS 3-bit"} <= set(METHOD_ROWS)
