@@ -64,7 +64,10 @@ WBITS5_ROWS = {
     "B=5, lr 0.002": {"wbits": 5, "lr": 2e-3},
     "B=5, lr 0.005, exact gradient": {"wbits": 5, "lr": 5e-3, "surrogate": False},
 }
-TT_EPOCHS, TT_LR, TT_STACK = 25, 5e-3, 5
+TT_EPOCHS, TT_LR = 25, 5e-3
+#: Frames per LSTM time step by data set (keyword set: 63 frames -> 21 steps; intents: 121
+#: frames -> 24 steps).
+STACK = {"speech": 3, "intents": 5}
 TABLES = ("methods", "tt", "wbits5")
 
 
@@ -73,7 +76,8 @@ def _lstm_macs(rnn) -> int:
                for _, _, m in rnn.gate_maps())
 
 
-def run_one(table: str, name: str, data, *, seed: int, epochs: int | None = None) -> dict:
+def run_one(table: str, name: str, data, *, seed: int, epochs: int | None = None,
+            stack: int = 5) -> dict:
     """Train and evaluate one run of ``table`` (``name``: ``"<model> / <row>"`` for methods,
     a :data:`TT_RUNS` key for tt)."""
     from .models import SpeechResNet
@@ -99,7 +103,7 @@ def run_one(table: str, name: str, data, *, seed: int, epochs: int | None = None
         kw = TT_RUNS[name]
         ep, lr, reg = TT_EPOCHS, TT_LR, 0.0
         model = SpeechLSTM(n_mels=n_mels, frames=frames, num_classes=data.num_classes,
-                           stack=TT_STACK, **kw)
+                           stack=stack, **kw)
     ep = epochs or ep
     start = time.perf_counter()
     h = train(model, data, TrainConfig(epochs=ep, lr=lr, reg=reg, seed=seed, progress=False))
@@ -257,7 +261,8 @@ def main(argv=None) -> int:
             if path.is_file() or args.render or (args.only and name not in args.only) or (
                     args.model and not name.startswith(args.model + " / ")):
                 continue
-            r = run_one(args.table, name, data, seed=seed, epochs=args.epochs)
+            r = run_one(args.table, name, data, seed=seed, epochs=args.epochs,
+                        stack=STACK[args.data])
             r["commit"] = _commit()
             path.write_text(json.dumps(r, indent=1) + "\n")
             print(f"{name:32s} seed {seed}: test {r['test_acc']:.2f} % val "
