@@ -93,11 +93,11 @@ def run_one(table: str, name: str, data, *, seed: int, epochs: int | None = None
         kind, kw, ep, lr = METHOD_MODELS[model_name]
         q = METHOD_ROWS[row]
         if kind == "resnet":
-            model = SpeechResNet(n_mels=n_mels, num_classes=data.num_classes, wbits=3,
-                                 **kw, **q)
+            model = SpeechResNet(n_mels=n_mels, num_classes=data.num_classes,
+                                 **kw, **{"wbits": 3, **q})
         else:
             model = SpeechLSTM(n_mels=n_mels, frames=frames, num_classes=data.num_classes,
-                               wbits=3, **kw, **q)
+                               **kw, **{"wbits": 3, **q})
         reg = 0.01 if q["method"] == "s3" else 0.0
     else:
         kw = TT_RUNS[name]
