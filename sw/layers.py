@@ -144,7 +144,8 @@ def shift_layers(model: nn.Module):
 
 
 def regularization(model: nn.Module) -> torch.Tensor:
-    """Sum of the quantizers' regularizers (S3's dense-weight term; zero for the others)."""
+    """Sum of the quantizers' regularizers (S3's dense-weight term, DenseShift's exponent
+    decay; zero for the others)."""
     terms = [m.quantizer.regularizer() for _, m in shift_layers(model)]
     return torch.stack(terms).sum() if terms else torch.zeros(())
 

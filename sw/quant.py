@@ -261,6 +261,15 @@ class DenseShiftQuantizer(_Quantizer):
         ones = k > (n - s)              # the last S latents are ones
         self.cascade.copy_(torch.where(ones, eps, -eps))
 
+    def regularizer(self) -> torch.Tensor:
+        """Exponent decay: the mean exponent code ``S`` (gradients through the cascade's STEs).
+        Weighted by the training's ``reg`` it keeps a layer's codes from spreading: a layer
+        followed by a BatchNorm is scale invariant, so nothing but the top code stops its
+        largest exponents from climbing while the others stay near ``S = 0``. At B = 5 that
+        leaves most weights ``2**-8`` or less of the largest, in effect pruned
+        (``docs/training.md``, "B = 5")."""
+        return self.exponent().mean()
+
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", surrogate={self.surrogate}, init={self.init}, "
                 f"e0={self.e0}")

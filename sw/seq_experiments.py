@@ -8,9 +8,11 @@ repeated, so a table can be filled by several processes (``--only``) and re-rend
 
 * ``methods``: a 1-D conv ResNet (:class:`sw.models.SpeechResNet`) and a dense LSTM
   (:class:`sw.seq_models.SpeechLSTM`), FP32 against DenseShift 2/3/4/5 bits, S3 3-bit and
-  DeepShift-PS 3-bit, every method trained from scratch with the same recipe.
+  DeepShift-PS 3-bit (and B=5 with exponent decay), every method trained from scratch with
+  the same recipe.
 * ``wbits5``: DenseShift B=5 against B=4 on the digits CNN (``sw.experiments.DIGITS``
-  recipe), with the learning-rate and gradient variants tried for B=5, and each trained
+  recipe), with the learning-rate, gradient and exponent-decay (``reg`` weight of
+  :meth:`sw.quant.DenseShiftQuantizer.regularizer`) variants for B=5, and each trained
   model's exponent spread: the fraction of every shift layer's weights within ``2**7`` of the
   layer's largest weight (all of them at B <= 4).
 * ``tt``: MPS tensor-train LSTMs: bond dimension vs parameters, compression, MACs per time step
@@ -35,7 +37,9 @@ __all__ = ["TABLES", "METHOD_ROWS", "TT_RUNS", "CONVERT_BITS", "run_one", "main"
 METHOD_ROWS = {
     "FP32": {"method": "fp"},
     **{f"DenseShift {b}-bit": {"method": "denseshift", "wbits": b} for b in (2, 3, 4, 5)},
-    "S3 3-bit": {"method": "s3", "wbits": 3},
+    "DenseShift 5-bit, exponent decay 0.001": {"method": "denseshift", "wbits": 5,
+                                                "reg": 1e-3},
+    "S3 3-bit": {"method": "s3", "wbits": 3, "reg": 0.01},
     "DeepShift-PS 3-bit": {"method": "deepshift_ps", "wbits": 3},
 }
 #: The models of the ``methods`` table: label -> (kind, arguments, epochs, lr).
@@ -63,6 +67,8 @@ WBITS5_ROWS = {
     "B=5, lr 0.005": {"wbits": 5, "lr": 5e-3},
     "B=5, lr 0.002": {"wbits": 5, "lr": 2e-3},
     "B=5, lr 0.005, exact gradient": {"wbits": 5, "lr": 5e-3, "surrogate": False},
+    "B=5, lr 0.005, exponent decay 0.001": {"wbits": 5, "lr": 5e-3, "reg": 1e-3},
+    "B=4, lr 0.005, exponent decay 0.001": {"wbits": 4, "lr": 5e-3, "reg": 1e-3},
 }
 TT_EPOCHS, TT_LR = 25, 5e-3
 #: Frames per LSTM time step by data set (keyword set: 63 frames -> 21 steps; intents: 121
@@ -91,14 +97,14 @@ def run_one(table: str, name: str, data, *, seed: int, epochs: int | None = None
     if table == "methods":
         model_name, row = name.split(" / ")
         kind, kw, ep, lr = METHOD_MODELS[model_name]
-        q = METHOD_ROWS[row]
+        q = dict(METHOD_ROWS[row])
+        reg = q.pop("reg", 0.0)
         if kind == "resnet":
             model = SpeechResNet(n_mels=n_mels, num_classes=data.num_classes,
                                  **kw, **{"wbits": 3, **q})
         else:
             model = SpeechLSTM(n_mels=n_mels, frames=frames, num_classes=data.num_classes,
                                **kw, **{"wbits": 3, **q})
-        reg = 0.01 if q["method"] == "s3" else 0.0
     else:
         kw = TT_RUNS[name]
         ep, lr, reg = TT_EPOCHS, TT_LR, 0.0
@@ -134,13 +140,13 @@ def _run_wbits5(name: str, *, seed: int, epochs: int | None) -> dict:
     from .train import TrainConfig, evaluate, set_seed, train
 
     row = dict(WBITS5_ROWS[name])
-    lr = row.pop("lr")
+    lr, reg = row.pop("lr"), row.pop("reg", 0.0)
     data = digits()
     set_seed(seed)
     model = DigitsCNN(method="denseshift", width=DIGITS["width"], **row)
     ep = epochs or DIGITS["epochs"]
     start = time.perf_counter()
-    h = train(model, data, TrainConfig(epochs=ep, lr=lr, seed=seed, progress=False))
+    h = train(model, data, TrainConfig(epochs=ep, lr=lr, reg=reg, seed=seed, progress=False))
     within, top = [], []
     for q in model.modules():
         if isinstance(q, DenseShiftQuantizer):
