@@ -141,3 +141,40 @@ def test_scheduler_without_workers_is_an_error():
                                   dashboard_address=":0") as empty:
         with pytest.raises(SchedulerError, match="has no workers .*dask worker tcp://"):
             open_executor(scheduler=empty.scheduler_address, timeout=2)
+
+
+def test_run_side_by_side_keeps_order_and_overlaps():
+    import threading
+    import time
+
+    from boards.executor import run_side_by_side
+
+    both = threading.Barrier(2, timeout=30)      # breaks unless two tasks run at once
+
+    def task(i):
+        def run():
+            if i < 2:
+                both.wait()
+            time.sleep(0.01 * (5 - i))
+            return i * i
+        return run
+    assert run_side_by_side([task(i) for i in range(5)], 2) == [0, 1, 4, 9, 16]
+    assert run_side_by_side([task(i) for i in range(2, 5)], 1) == [4, 9, 16]
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("benchmarks.bench_hw", ["--devices", "25f", "--designs", "shift", "--no-pes"]),
+    ("boards.bench", ["--sizes", "1x1", "--boards", "asic"]),
+])
+def test_benches_bad_scheduler_exit_2(module, argv, tmp_path, capsys):
+    import importlib
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    main = importlib.import_module(module).main
+    assert main([*argv, "--scheduler", "localhost:8786", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tcp://HOST:PORT" in err, err
+    assert not (tmp_path / "o").exists()
