@@ -110,22 +110,27 @@ def _fmt(v, f="{}"):
 
 def table(records) -> str:
     """The Markdown table of the records (and a note per point that was not measured)."""
-    out = ["| design | array | area mm^2 | cells | flip-flops | critical path ns | Fmax MHz | "
-           "GMAC/s | GMAC/s per mm^2 | vs best fp16 FMA | critical path |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| design | array | area mm^2 | cells | flip-flops (share of area) | memory bits "
+           "(not in area) | critical path ns | Fmax MHz | GMAC/s | GMAC/s per mm^2 | "
+           "vs best fp16 FMA | critical path | commit |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for r in records:
         size = f"{r['rows']}x{r['cols']}"
         if r.get("error"):
-            out.append(f"| {r['label']} | {size} | - | - | - | - | - | - | - | - | - |")
+            out.append(f"| {r['label']} | {size} |" + " - |" * 11)
             notes.append(f"- {r['label']} {size}: {r['error']}")
             continue
         levels = f", {r['path_levels']} levels" if r.get("path_levels") else ""
+        share = (f" ({100 * r['ff_area_um2'] / r['area_um2']:.0f} %)"
+                 if r.get("ff_area_um2") else "")
         out.append(f"| {r['label']} | {size} | {r['area_um2'] / 1e6:.3f} | {r['std_cells']} | "
-                   f"{r['ffs']} | {r['critical_path_ns']:.3f} | {r['fmax_mhz']:.1f} | "
+                   f"{r['ffs']}{share} | {_fmt(r.get('memory_bits'))} | "
+                   f"{r['critical_path_ns']:.3f} | {r['fmax_mhz']:.1f} | "
                    f"{r['gmacs']:.2f} | {r['gmacs_per_mm2']:.2f} | "
                    f"{_fmt(r.get('ratio_vs_best_fp16'), '{:.2f}x')} | "
-                   f"`{r.get('path_from')}` -> `{r.get('path_to')}`{levels} |")
+                   f"`{r.get('path_from')}` -> `{r.get('path_to')}`{levels} | "
+                   f"{_fmt(r.get('commit'))} |")
     return "\n".join(out) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 

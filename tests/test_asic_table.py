@@ -32,7 +32,8 @@ def test_records_ratios_and_table():
     assert recs[3]["error"] == "FlowError: yosys failed" and recs[4]["error"] == "no sta"
     assert recs[0]["ffs"] == 5 and recs[0]["path_levels"] == 7
     md = table(recs)
-    assert "| shift array, exact fp16, B=3 | 8x8 | 2.000 | 10 | 5 |" in md
+    assert "| shift array, exact fp16, B=3 | 8x8 | 2.000 | 10 | 5 (0 %) | - | 4.900 |" in md
+    assert md.count("abc1234") == 3
     assert "3.00x" in md and "`a_reg` -> `b_reg`, 7 levels" in md
     assert "- bf16 FMA, fp32 acc 8x8: FlowError: yosys failed" in md
 
