@@ -178,3 +178,48 @@ def test_benches_bad_scheduler_exit_2(module, argv, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "tcp://HOST:PORT" in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_bench_hw_runs_its_searches_side_by_side(monkeypatch, tmp_path):
+    """``bench_hw --jobs 2``: every search gets the shared executor, two run at once, and the
+    records keep the order of the devices and designs."""
+    import importlib
+    import sys
+    import threading
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    bench_hw = importlib.import_module("benchmarks.bench_hw")
+    from boards.executor import LocalExecutor
+
+    seen, threads = [], set()
+    both = threading.Barrier(2, timeout=30)      # breaks unless two searches run at once
+    lock = threading.Lock()
+
+    def run_jobs(jobs, *, executor=None, **_):
+        assert isinstance(executor, LocalExecutor) and executor.width == 2
+        with lock:
+            first = threading.get_ident() not in threads and len(threads) < 2
+            seen.append(executor)
+            threads.add(threading.get_ident())
+        if first:
+            both.wait()
+        out = []
+        for job in jobs:
+            cfg = job["spec"].get("config", job["spec"])
+            n = cfg["rows"] * cfg["cols"]
+            res = {"spec": job["spec"], "luts": 1000 + 300 * n, "ffs": 10 * n, "carries": 0,
+                   "dsps": 0, "brams": 0, "macs_per_cycle": n, "seeds": job["seeds"],
+                   "seconds": 1.0, "commit": "abc1234"}
+            if job["pnr"]:
+                res.update(fmax_mhz=100.0, gmacs=n / 10, pnr_error=None)
+            out.append(res)
+        return out
+
+    monkeypatch.setattr(bench_hw, "run_jobs", run_jobs)
+    rc = bench_hw.main(["--devices", "25f", "--designs", "shift,int8-lut,naive", "--no-pes",
+                        "--jobs", "2", "--out", str(tmp_path)])
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert rc == 0 and [r["design"] for r in doc["records"]] == ["shift", "int8-lut", "naive"]
+    assert len({id(e) for e in seen}) == 1 and len(threads) == 2
