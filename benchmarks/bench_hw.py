@@ -181,6 +181,10 @@ def _predict(points: dict, n: int, extra: dict | None = None, past: int = 0) -> 
     return max(out)
 
 
+class NotMeasured(Exception):
+    """A point the search needs is not in the cache (``--cached-only``)."""
+
+
 class Search:
     """The search of one (device, design) (module docstring); ``log`` gets one line per
     point. Every job skips the per-block synthesis (``blocks: False``)."""
@@ -218,14 +222,15 @@ class Search:
         job = self._job(rows, cols, pnr, dsps)
         what = "P&R" if pnr else "synth"
         if self.cached_only and not (pathlib.Path(job["workdir"]) / "result.json").exists():
-            return {"spec": job["spec"], "error": f"{rows}x{cols} {what} not measured "
-                                                  f"(--cached-only)"}
+            raise NotMeasured(f"{rows}x{cols} {what}"
+                              + ("" if dsps is None else f" with {dsps} multiplier blocks")
+                              + " not measured (--cached-only)")
         res = run_jobs([job], executor=self.executor, force=self.force, progress=False)[0]
         self.tool_seconds += res.get("seconds") or 0.0
         if res.get("error"):
             self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['error']}")
             return res
-        if pnr:
+        if pnr and dsps is None:
             self.tried.append(res)
         u = usage(res, self.board, self.device)
         fail = pnr and not self._placed(res)
@@ -236,10 +241,37 @@ class Search:
                  + (f", not placed: {res.get('pnr_error')}" if fail else "")
                  + f" ({time.monotonic() - t0:.0f} s)")
         if dsps is None and not (fail and self.board == "ice40"):
-            self.points[rows * cols] = shares(res, self.board, self.device)
+            # kept as if every PE had a multiplier block (the fit adds the LUT multipliers)
+            past = max(0, rows * cols - self.dsps)
+            self.points[rows * cols] = {k: v - (self.lut_extra or {}).get(k, 0.0) * past
+                                        for k, v in shares(res, self.board,
+                                                           self.device).items()}
         return res
 
+    def _measure_lut_extra(self, pick) -> str | None:
+        """If ``pick`` has more PEs than the device has multiplier blocks, measure what a PE
+        with LUT multipliers adds (the first probe size with none); the error, if any."""
+        if (self.design not in DSP_DESIGNS or self.lut_extra is not None or pick is None
+                or pick[0] * pick[1] <= self.dsps):
+            return None
+        r, c = PROBES[self.board][0]
+        res = self._run(r, c, PROBE_PNR[self.board], dsps=0)
+        if res.get("error") or (PROBE_PNR[self.board] and not self._placed(res)):
+            return res.get("error") or res.get("pnr_error")
+        lut = shares(res, self.board, self.device)
+        self.lut_extra = {k: (v - self.points[r * c][k]) / (r * c)
+                          for k, v in lut.items() if k in self.points[r * c]}
+        return None
+
     def run(self) -> dict:
+        """The record of the search; with ``cached_only``, a record without a result naming
+        the first point the cache does not hold."""
+        try:
+            return self._search()
+        except NotMeasured as exc:
+            return self._record(None, str(exc))
+
+    def _search(self) -> dict:
         for r, c in PROBES[self.board]:
             res = self._run(r, c, PROBE_PNR[self.board])
             if res.get("error") or r * c not in self.points:
@@ -261,17 +293,10 @@ class Search:
     def _run_fitted(self) -> dict:
         cands = shapes()
         pick = self._largest(cands)
-        if (self.design in DSP_DESIGNS and pick is not None
-                and pick[0] * pick[1] > self.dsps):
-            # past the multiplier blocks the PEs take LUT multipliers: measure what that adds
-            r, c = PROBES[self.board][0]
-            res = self._run(r, c, False, dsps=0)
-            if res.get("error"):
-                return self._record(None, res["error"])
-            lut = shares(res, self.board, self.device)
-            self.lut_extra = {k: (v - self.points[r * c][k]) / (r * c)
-                              for k, v in lut.items() if k in self.points[r * c]}
-            pick = self._largest(cands)
+        error = self._measure_lut_extra(pick)
+        if error:
+            return self._record(None, error)
+        pick = self._largest(cands)
         scale, limit = 1.0, math.inf
         for _ in range(self.max_pnr):
             if pick is None:
@@ -299,10 +324,16 @@ class Search:
         ceiling = math.inf          # PEs of the smallest shape measured that did not place
         best = max((r for r in self.tried if self._placed(r)), default=None,
                    key=lambda r: r["macs_per_cycle"])
-        for _ in range(4):
+        for _ in range(5):
             under = [s for s in cands if s[0] * s[1] < ceiling
-                     and _predict(self.points, s[0] * s[1]) <= fill]
+                     and self._fitted(s[0] * s[1]) <= fill]
             guess = under[-1] if under else cands[0]
+            if (self.lut_extra is None and self.design in DSP_DESIGNS
+                    and guess[0] * guess[1] > self.dsps):
+                error = self._measure_lut_extra(guess)
+                if error:
+                    return self._record(None, error)
+                continue            # refit with the LUT multipliers
             n = guess[0] * guess[1]
             if n <= (best["macs_per_cycle"] if best else 0) or n >= ceiling:
                 break
@@ -313,7 +344,7 @@ class Search:
             best = res
             nxt = cands[cands.index(guess) + 1] if guess != cands[-1] else None
             if (usage(res, self.board, self.device) > fill or nxt is None
-                    or _predict(self.points, nxt[0] * nxt[1]) > fill):
+                    or self._fitted(nxt[0] * nxt[1]) > fill):
                 break
         if best is not None:
             return self._record(best, None)

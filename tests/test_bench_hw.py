@@ -68,8 +68,7 @@ def _fake_device(monkeypatch, *, per_pe, fixed, placeable, lut_mult=0):
             if job["pnr"]:
                 fmax = 100.0 if n <= placeable else None
                 if fmax and job["board"] == "ice40":
-                    res["runs"] = [{"utilisation": {"ICESTORM_LC": [fixed + per_pe * n,
-                                                                     5280]}}]
+                    res["runs"] = [{"utilisation": {"ICESTORM_LC": [res["luts"], 5280]}}]
                 res.update(fmax_mhz=fmax, gmacs=None if fmax is None else n * fmax / 1000,
                            pnr_error=None if fmax else "seed 1: no timing report")
             out.append(res)
@@ -130,12 +129,35 @@ def test_search_ice40_counts_logic_cells_by_place_and_route(monkeypatch, tmp_pat
     assert rec["usage"] == pytest.approx(4800 / 5280, abs=1e-3)
 
 
+def test_search_ice40_measures_the_pes_past_the_multiplier_blocks(monkeypatch, tmp_path):
+    # 8 blocks; 500 + 100 n + 400 (n - 8) <= 4963 cells gives 15 PEs: 3x5; the probes alone
+    # predict 44 (6x7)
+    calls = _fake_device(monkeypatch, per_pe=100, fixed=500, placeable=100, lut_mult=400)
+    rec = bench_hw.Search("ice40", "up5k", "int8-dsp", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, log=lambda s: None).run()
+    assert (rec["rows"], rec["cols"]) == (3, 5) and rec["dsps"] == 8
+    assert calls[:3] == [(1, True), (2, True), (1, True)] and (44, True) not in calls
+    assert rec["spec"].get("dsps") == 8
+
+
 def test_search_ice40_caps_at_a_shape_that_does_not_place(monkeypatch, tmp_path):
     # predicted 2x2 fits, but only 2 PEs place: the search falls back to 1x2
     calls = _fake_device(monkeypatch, per_pe=700, fixed=2000, placeable=2)
     rec = bench_hw.Search("ice40", "up5k", "fma16", seeds=(1,), root=tmp_path,
                           pnr_timeout=None, log=lambda s: None).run()
     assert (rec["rows"], rec["cols"]) == (1, 2) and 4 in [n for n, _ in calls]
+
+
+def test_cached_only_names_the_missing_point(monkeypatch, tmp_path):
+    calls = _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000)
+    rec = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, log=lambda s: None).run()
+    assert (rec["rows"], rec["cols"]) == (7, 14)
+    # the cache holds no file in this test: nothing is run, the first point is named
+    rec = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, cached_only=True, log=lambda s: None).run()
+    assert rec.get("gmacs") is None and rec["error"] == "2x2 synth not measured (--cached-only)"
+    assert len(calls) == 3
 
 
 def test_ratios_and_table():
