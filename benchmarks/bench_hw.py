@@ -441,20 +441,21 @@ def _fmt(v, f="{}"):
 
 def table(records) -> str:
     """The Markdown table of the records, one block of rows per device."""
-    out = ["| device | design | array | LUTs | FFs | DSPs | BRAMs | stages | Fmax MHz | "
-           "meets clock | GMAC/s | vs best fp16 FMA | commit |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| device | design | array | LUTs | carries | FFs | DSPs | BRAMs | stages | "
+           "Fmax MHz | meets clock | GMAC/s | vs best fp16 FMA | flow s | commit |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         name = DEVICES[r["board"]][r["device"]]["name"]
         if r.get("gmacs") is None:
-            out.append(f"| {name} | {r['label']} | - | - | - | - | - | {r['stages']} | - | - | "
-                       f"- | - | - |")
+            out.append(f"| {name} | {r['label']} | - | - | - | - | - | - | {r['stages']} | - | "
+                       f"- | - | - | {_fmt(r.get('tool_seconds'))} | - |")
             continue
         out.append(f"| {name} | {r['label']} | {r['rows']}x{r['cols']} | {r['luts']} | "
-                   f"{r['ffs']} | {r['dsps']} | {r['brams']} | {r['stages']} | "
-                   f"{r['fmax_mhz']:.1f} | {'yes' if r['meets_clock'] else 'no'} "
-                   f"({r['target_mhz']:g}) | {r['gmacs']:.2f} | "
-                   f"{_fmt(r.get('ratio_vs_best_fp16'), '{:.2f}x')} | {r.get('commit', '-')} |")
+                   f"{_fmt(r.get('carries'))} | {r['ffs']} | {r['dsps']} | {r['brams']} | "
+                   f"{r['stages']} | {r['fmax_mhz']:.1f} | "
+                   f"{'yes' if r['meets_clock'] else 'no'} ({r['target_mhz']:g}) | "
+                   f"{r['gmacs']:.2f} | {_fmt(r.get('ratio_vs_best_fp16'), '{:.2f}x')} | "
+                   f"{_fmt(r.get('tool_seconds'))} | {r.get('commit', '-')} |")
     notes = [f"- {DEVICES[r['board']][r['device']]['name']} {r['label']}: {r['error']}"
              for r in records if r.get("gmacs") is None]
     return "\n".join(out) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")

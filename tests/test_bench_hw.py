@@ -171,7 +171,7 @@ def test_ratios_and_table():
     bench_hw.add_ratios(recs)
     assert [r["ratio_vs_best_fp16"] for r in recs] == [4.0, 1.0, 0.8, 2.0, None]
     md = bench_hw.table(recs)
-    assert "| LFE5U-25F-CABGA381 | shift array, exact fp16, B=3 | 2x2 |" in md
+    assert "| LFE5U-25F-CABGA381 | shift array, exact fp16, B=3 | 2x2 | 1 | - | 1 |" in md
     assert "4.00x" in md and "no shape placed" in md
 
 
