@@ -422,7 +422,9 @@ def pe_table(records) -> str:
                    f"{r['stages']} | {_fmt(r.get('luts'))} | {_fmt(r.get('carries'))} | "
                    f"{_fmt(r.get('ffs'))} | {_fmt(r.get('dsps'))} | "
                    f"{_fmt(r.get('fmax_mhz'), '{:.1f}')} | {r.get('commit', '-')} |")
-    return "\n".join(out) + "\n"
+    notes = [f"- {DEVICES[r['board']][r['device']]['name']} {r['design']}: {r['error']}"
+             for r in records if r.get("error")]
+    return "\n".join(out) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
 def add_ratios(records) -> None:
@@ -448,14 +450,14 @@ def table(records) -> str:
         name = DEVICES[r["board"]][r["device"]]["name"]
         if r.get("gmacs") is None:
             out.append(f"| {name} | {r['label']} | - | - | - | - | - | - | {r['stages']} | - | "
-                       f"- | - | - | {_fmt(r.get('tool_seconds'))} | - |")
+                       f"- | - | - | {_fmt(r.get('tool_seconds') or None)} | - |")
             continue
         out.append(f"| {name} | {r['label']} | {r['rows']}x{r['cols']} | {r['luts']} | "
                    f"{_fmt(r.get('carries'))} | {r['ffs']} | {r['dsps']} | {r['brams']} | "
                    f"{r['stages']} | {r['fmax_mhz']:.1f} | "
                    f"{'yes' if r['meets_clock'] else 'no'} ({r['target_mhz']:g}) | "
                    f"{r['gmacs']:.2f} | {_fmt(r.get('ratio_vs_best_fp16'), '{:.2f}x')} | "
-                   f"{_fmt(r.get('tool_seconds'))} | {r.get('commit', '-')} |")
+                   f"{_fmt(r.get('tool_seconds') or None)} | {r.get('commit', '-')} |")
     notes = [f"- {DEVICES[r['board']][r['device']]['name']} {r['label']}: {r['error']}"
              for r in records if r.get("gmacs") is None]
     return "\n".join(out) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
