@@ -55,7 +55,6 @@ from boards.devices import DEFAULT_TARGET_MHZ, DEVICES  # noqa: E402
 from boards.executor import SchedulerError, open_executor, run_side_by_side  # noqa: E402
 from boards.report import write_atomic  # noqa: E402
 from boards.sweep import job_key, make_job, run_jobs, save_figure  # noqa: E402
-from boards.tools import source_commit  # noqa: E402
 
 #: (board, device) by the short names of ``--devices``.
 DEVICE_NAMES = {"up5k": ("ice40", "up5k"), "25f": ("ecp5", "25f"), "85f": ("ecp5", "85f")}
@@ -580,7 +579,7 @@ def _bench(args, argv, devices, designs, seeds, executor) -> int:
                               pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev], force=args.force,
                               cached_only=args.cached_only, executor=executor)
     measured = sorted({r["commit"] for r in records + pes if r.get("commit")})
-    doc = {"commit": ", ".join(measured) or None, "generated_at": source_commit(),
+    doc = {"commit": ", ".join(measured) or None,
            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
            "command": "python benchmarks/bench_hw.py " + " ".join(argv or sys.argv[1:]),
            "seeds": list(seeds), "fill": FILL, "records": records, "pes": pes}
