@@ -15,6 +15,9 @@ repeated, so a table can be filled by several processes (``--only``) and re-rend
   :meth:`sw.quant.DenseShiftQuantizer.regularizer`) variants for B=5, and each trained
   model's exponent spread: the fraction of every shift layer's weights within ``2**7`` of the
   layer's largest weight (all of them at B <= 4).
+* ``cycles``: the compiled LSTM of the data set's shapes (dense, MPS r4, r8, r16; untrained:
+  the cycles depend on the shapes only) on the default array: cycles of the cycle model per
+  time step and per sequence at batch 1 (``densehw seq compile`` prints the same).
 * ``tt``: MPS tensor-train LSTMs: bond dimension vs parameters, compression, MACs per time step
   and accuracy, float and shift cores, against the dense LSTM and an MPO of about the same
   parameter count (float runs also report their cores converted to 2/3/4-bit DenseShift codes).
@@ -74,7 +77,7 @@ TT_EPOCHS, TT_LR = 25, 5e-3
 #: Frames per LSTM time step by data set (keyword set: 63 frames -> 21 steps; intents: 121
 #: frames -> 24 steps).
 STACK = {"speech": 3, "intents": 5}
-TABLES = ("methods", "tt", "wbits5")
+TABLES = ("methods", "tt", "wbits5", "cycles")
 
 
 def _lstm_macs(rnn) -> int:
@@ -226,6 +229,33 @@ def render(table: str, results: dict, *, command: str, sizes: dict) -> str:
     return "\n".join(head + lines) + "\n"
 
 
+def cycles_table(data_name: str, n_mels: int, frames: int, num_classes: int) -> str:
+    """The ``cycles`` table (markdown) for the data set's input shape."""
+    from contract.array import ArrayConfig
+
+    from .seq_compile import compile_seq_model
+    from .seq_models import SpeechLSTM
+
+    cfg = ArrayConfig()
+    lines = [f"`python -m sw.seq_experiments cycles --data {data_name}` (commit {_commit()}; "
+             f"array {cfg.name}, batch 1)", "",
+             "| gate matrices | gate weights | compression | recurrent GEMMs per step "
+             "(N x K x M) | cycles / time step | input projection / sequence | "
+             "cycles / sequence | MACs / sequence |", "|---|---|---|---|---|---|---|---|"]
+    for rank in (None, 4, 8, 16):
+        torch.manual_seed(0)
+        model = SpeechLSTM(n_mels=n_mels, frames=frames, num_classes=num_classes,
+                           stack=STACK[data_name], rank=rank).eval()
+        hd = compile_seq_model(model, cfg).header
+        c = hd["cycles"]
+        gemms = ", ".join(f"{n}x{k}x{m}" for n, k, m, _ in c["recurrent_gemms_per_step"])
+        lines.append(f"| {'dense' if rank is None else f'MPS r{rank}'} | {hd['params']} | "
+                     f"{hd['compression']:.1f}x | {gemms} | {c['per_time_step']} | "
+                     f"{c['input_projection_per_sequence']} | {c['per_sequence']} | "
+                     f"{c['macs_per_sequence']} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     import sys
 
@@ -255,6 +285,14 @@ def main(argv=None) -> int:
         from .data import digits
 
         data = digits()
+    elif args.table == "cycles":
+        data = SEQ_DATASETS[args.data]()
+        args.out.mkdir(parents=True, exist_ok=True)
+        md = cycles_table(args.data, data.x_train.shape[1], data.x_train.shape[2],
+                          data.num_classes)
+        (args.out / f"seq_{args.data}_cycles.md").write_text(md)
+        print(md)
+        return 0
     else:
         data = SEQ_DATASETS[args.data]()
     folder = args.out / "seq" / ("wbits5" if args.table == "wbits5"
