@@ -193,7 +193,8 @@ def render(table: str, results: dict, *, command: str, sizes: dict) -> str:
             f"{sizes['train']} / {sizes['val']} / {sizes['test']} train / val / test "
             f"samples; {secs / 60:.1f} min of training on one CPU thread)", ""]
     if table == "methods":
-        lines = ["| model | method | epochs | lr | parameters | train acc % | val acc % "
+        lines = ["| model | method | epochs | lr | trainable parameters (latents included) | "
+                 "train acc % | val acc % "
                  "(held-out voice) | test acc % (other held-out voice) | seeds |",
                  "|---|---|---|---|---|---|---|---|---|"]
         for name, rs in results.items():
