@@ -13,6 +13,12 @@ from boards import design, devices, errors, flow, logs, report, specs, tools
 from hw import emit
 
 
+def _fake_synth_fpga(design, board, dev, workdir, timeout, *, harness):
+    """Stands in for ``flow._synth_fpga``; a run with place and route needs the harness."""
+    assert harness, "place and route needs the harnessed netlist"
+    return {"SB_LUT4": 100, "SB_DFF": 10, "SB_CARRY": 5}, 1.0, None
+
+
 def test_bad_board():
     d = design.Design(name="t", top="top", verilog="", config={}, macs_per_cycle=1)
     with pytest.raises(ValueError, match="unknown board 'xilinx'"):
@@ -119,7 +125,7 @@ def test_exploration_keeps_the_seeds_that_placed(monkeypatch):
 
     monkeypatch.setattr(flow, "tool_versions", lambda board: {})
     monkeypatch.setattr(flow, "_synth_fpga",
-                        lambda *a: ({"SB_LUT4": 100, "SB_DFF": 10, "SB_CARRY": 5}, 1.0, None))
+                        _fake_synth_fpga)
     monkeypatch.setattr(flow, "_synth_blocks", lambda *a: {})
     monkeypatch.setattr(flow, "_pnr", pnr)
     design = specs.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
@@ -163,7 +169,7 @@ def test_pnr_timeout_stops_a_stalled_seed(monkeypatch, tmp_path):
     monkeypatch.setenv("NEXTPNR_ICE40", str(tool))
     monkeypatch.setattr(flow, "tool_versions", lambda board: {})
     monkeypatch.setattr(flow, "_synth_fpga",
-                        lambda *a: ({"SB_LUT4": 100, "SB_DFF": 10, "SB_CARRY": 5}, 1.0, None))
+                        _fake_synth_fpga)
     monkeypatch.setattr(flow, "_synth_blocks", lambda *a: {})
     design = specs.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
     wd = ROOT / "build" / "test-synth" / "pnr_timeout"
@@ -222,7 +228,7 @@ def test_block_synthesis_runs_beside_place_and_route(monkeypatch):
 
     monkeypatch.setattr(flow, "tool_versions", lambda board: {})
     monkeypatch.setattr(flow, "_synth_fpga",
-                        lambda *a: ({"SB_LUT4": 100, "SB_DFF": 10, "SB_CARRY": 5}, 1.0, None))
+                        _fake_synth_fpga)
     monkeypatch.setattr(flow, "_synth_blocks", blocks)
     monkeypatch.setattr(flow, "_pnr", pnr)
     design = specs.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
