@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from boards.devices import DEFAULT_TARGET_MHZ, DEVICES  # noqa: E402
 from boards.executor import SchedulerError, open_executor, run_side_by_side  # noqa: E402
 from boards.report import write_atomic  # noqa: E402
+from boards.specs import default_array  # noqa: E402
 from boards.sweep import job_key, make_job, run_jobs, save_figure  # noqa: E402
 
 #: (board, device) by the short names of ``--devices``.
@@ -91,14 +92,18 @@ PROBES = {"ice40": ((1, 1), (1, 2)), "ecp5": ((2, 2), (4, 4))}
 DSP_DESIGNS = ("fma16", "fma16-32", "bf16", "int8-dsp")
 
 
-def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 512) -> dict:
+def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 512,
+                floorplan: str = "compact") -> dict:
     """The :mod:`boards.sweep` spec of ``design`` at ``rows x cols`` on a device with ``dsps``
-    multiplier blocks."""
+    multiplier blocks; the shift array with ``floorplan`` (the device's default configuration's,
+    :func:`board_floorplan`)."""
     n = rows * cols
     extra = {} if n <= dsps else {"dsps": dsps}
     if design == "shift":
-        return {"kind": "array", "config": {"in_fmt": "fp16", "wbits": 3, "rows": rows,
-                                            "cols": cols, "depth": depth}}
+        config = {"in_fmt": "fp16", "wbits": 3, "rows": rows, "cols": cols, "depth": depth}
+        if floorplan != "compact":          # the default stays out of the spec (cache keys)
+            config["floorplan"] = floorplan
+        return {"kind": "array", "config": config}
     if design in FMA_FORMATS:
         i, a = FMA_FORMATS[design]
         return {"kind": "fma-array", "in_fmt": i, "acc_fmt": a, "rows": rows, "cols": cols,
@@ -180,6 +185,12 @@ def _predict(points: dict, n: int, extra: dict | None = None, past: int = 0) -> 
     return max(out)
 
 
+def board_floorplan(board: str, device: str) -> str:
+    """The floorplan of the device's default array (``configs/<board>_<device>.toml``): the
+    whole-device shift array is built the way the board's own configuration is."""
+    return default_array(board, device).get("floorplan", "compact")
+
+
 class NotMeasured(Exception):
     """A point the search needs is not in the cache (``--cached-only``)."""
 
@@ -203,7 +214,8 @@ class Search:
 
     def _job(self, rows, cols, pnr, dsps=None):
         spec = design_spec(self.design, rows, cols,
-                           dsps=self.dsps if dsps is None else dsps)
+                           dsps=self.dsps if dsps is None else dsps,
+                           floorplan=board_floorplan(self.board, self.device))
         job = make_job(spec, self.board, self.device, seeds=self.seeds if pnr else (),
                        explore=True, root=self.root, pnr_timeout=self.pnr_timeout)
         job.update(pnr=pnr, blocks=False)

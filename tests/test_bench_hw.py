@@ -31,6 +31,14 @@ def test_design_specs():
                   "cols": 6, "dsps": 28}
     assert "dsps" not in bench_hw.design_spec("int8-dsp", 4, 4, dsps=28)
     assert bench_hw.design_spec("shift", 2, 3, dsps=8)["config"]["cols"] == 3
+    # the shift array is built with its board's floorplan; the default stays out of the key
+    assert "floorplan" not in bench_hw.design_spec("shift", 2, 2, dsps=8)["config"]
+    assert bench_hw.board_floorplan("ice40", "up5k") == "compact"
+    for device in ("25f", "85f"):
+        fp = bench_hw.board_floorplan("ecp5", device)
+        assert fp == "spread"
+        assert bench_hw.design_spec("shift", 7, 11, dsps=28, floorplan=fp)["config"][
+            "floorplan"] == "spread"
     with pytest.raises(ValueError, match="unknown design 'fp64'"):
         bench_hw.design_spec("fp64", 2, 2, dsps=8)
     assert bench_hw.stages(bench_hw.design_spec("fma16", 2, 2, dsps=8)) == 9
