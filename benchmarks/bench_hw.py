@@ -53,7 +53,8 @@ sys.path.insert(0, str(ROOT))
 
 from boards.devices import DEFAULT_TARGET_MHZ, DEVICES  # noqa: E402
 from boards.executor import SchedulerError, open_executor, run_side_by_side  # noqa: E402
-from boards.report import write_atomic  # noqa: E402
+from boards.report import add_ratios_vs_best_fp16, write_atomic  # noqa: E402
+from boards.report import cell as _fmt  # noqa: E402
 from boards.specs import default_array  # noqa: E402
 from boards.sweep import job_key, make_job, run_jobs, save_figure  # noqa: E402
 
@@ -70,8 +71,7 @@ DESIGNS = {
     "int8-lut": "int8 MAC, LUT",
     "naive": "shift + naive one-clock fp16 adder",
 }
-#: The competent fp16 designs the shift array is compared with (the best on each device).
-FP16_DESIGNS = ("fma16", "fma16-32")
+#: The FMA baselines: (input format, accumulation format).
 FMA_FORMATS = {"fma16": ("fp16", "fp16"), "fma16-32": ("fp16", "fp32"),
                "bf16": ("bf16", "fp32")}
 
@@ -440,16 +440,7 @@ def pe_table(records) -> str:
 
 def add_ratios(records) -> None:
     """``ratio_vs_best_fp16``: GMAC/s over the best fp16 FMA array's on the same device."""
-    for dev in {r["device"] for r in records}:
-        sub = [r for r in records if r["device"] == dev]
-        best = max((r.get("gmacs") or 0 for r in sub if r["design"] in FP16_DESIGNS), default=0)
-        for r in sub:
-            r["ratio_vs_best_fp16"] = (round(r["gmacs"] / best, 2)
-                                       if best and r.get("gmacs") else None)
-
-
-def _fmt(v, f="{}"):
-    return "-" if v is None else f.format(v)
+    add_ratios_vs_best_fp16(records, group=lambda r: r["device"], metric="gmacs")
 
 
 def table(records) -> str:

@@ -23,7 +23,8 @@ import subprocess
 import sys
 import time
 
-from boards.report import write_atomic
+from boards.report import add_ratios_vs_best_fp16, write_atomic
+from boards.report import cell as _fmt
 from boards.sweep import job_key, make_job, run_jobs
 
 __all__ = ["DESIGNS", "design_spec", "asic_job", "record", "add_ratios", "table", "main"]
@@ -41,7 +42,6 @@ DESIGNS = {
     "naive": "shift + naive one-clock fp16 adder",
 }
 #: The competent fp16 designs the ratio is taken against (the better one per size).
-FP16_DESIGNS = ("fma16", "fma16-32")
 
 
 def design_spec(design: str, rows: int, cols: int, *, depth: int = 512) -> dict:
@@ -95,17 +95,8 @@ def record(design: str, rows: int, cols: int, res: dict) -> dict:
 def add_ratios(records) -> None:
     """``ratio_vs_best_fp16``: GMAC/s per mm^2 over the better fp16 FMA array's of the same
     size (``None`` when neither was measured)."""
-    for size in {(r["rows"], r["cols"]) for r in records}:
-        sub = [r for r in records if (r["rows"], r["cols"]) == size]
-        best = max((r.get("gmacs_per_mm2") or 0 for r in sub if r["design"] in FP16_DESIGNS),
-                   default=0)
-        for r in sub:
-            r["ratio_vs_best_fp16"] = (round(r["gmacs_per_mm2"] / best, 2)
-                                       if best and r.get("gmacs_per_mm2") else None)
-
-
-def _fmt(v, f="{}"):
-    return "-" if v is None else f.format(v)
+    add_ratios_vs_best_fp16(records, group=lambda r: (r["rows"], r["cols"]),
+                            metric="gmacs_per_mm2")
 
 
 def table(records) -> str:

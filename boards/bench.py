@@ -31,6 +31,7 @@ import sys
 import time
 
 from boards.devices import DEFAULT_TARGET_MHZ
+from boards.report import cell as _fmt
 from boards.report import write_atomic
 from boards.sweep import attach_error, make_job, run_jobs
 
@@ -145,10 +146,6 @@ def compare(results):
                                     if b and _efficiency(r) else None)
         rows.append(row)
     return rows
-
-
-def _fmt(v, f="{}"):
-    return "-" if v is None else f.format(v)
 
 
 def comparison_table(rows) -> str:

@@ -229,3 +229,25 @@ def write_report(summary: dict, root="build/reports") -> pathlib.Path:
     md += ["Configuration:", "", "```json", json.dumps(summary["config"], indent=2), "```", ""]
     write_atomic(folder / "summary.md", "\n".join(md))
     return folder
+
+
+#: The fp16 FMA baselines a ratio ``vs best fp16 FMA`` divides by.
+FP16_DESIGNS = ("fma16", "fma16-32")
+
+
+def add_ratios_vs_best_fp16(records, *, group, metric: str) -> None:
+    """Set ``ratio_vs_best_fp16`` of every record: its ``metric`` over the best fp16 FMA
+    design's within the same ``group(record)`` (``None`` when either is missing)."""
+    groups: dict = {}
+    for r in records:
+        groups.setdefault(group(r), []).append(r)
+    for sub in groups.values():
+        best = max((r.get(metric) or 0 for r in sub if r["design"] in FP16_DESIGNS), default=0)
+        for r in sub:
+            r["ratio_vs_best_fp16"] = (round(r[metric] / best, 2)
+                                       if best and r.get(metric) else None)
+
+
+def cell(value, fmt: str = "{}") -> str:
+    """A Markdown table cell: ``-`` for ``None``, else ``fmt`` applied."""
+    return "-" if value is None else fmt.format(value)
