@@ -32,9 +32,12 @@ The record of a (device, design) is its largest placed array: ``rows``, ``cols``
 whole device), ``stages`` (pipeline depth of the MAC datapath), ``meets_clock`` (Fmax at least
 the device's default clock) and ``ratio_vs_best_fp16`` (GMAC/s over the best fp16 FMA array's
 on the same device), ``commit`` and ``rtl_fingerprint`` of the sources it was measured with,
-``tool_versions`` and ``tool_seconds`` (the flows' time over every point of the search).
-Writes ``<out>/bench.json``, ``bench.md`` and ``bench.png``; ``--docs``
-also writes ``docs/results/bench.json`` and the table between the markers of
+``tool_versions`` and ``tool_seconds`` (the flows' time over every point of the search),
+``command`` and ``date`` of the run, ``measured`` (false for a cell ``--cached-only`` did not
+find). Writes ``<out>/bench.json`` (this run's records; ``commits`` and ``commands`` list
+theirs), ``bench.md`` and ``bench.png``; ``--docs`` also merges this run's records into
+``docs/results/bench.json`` (:func:`merge`: the cells it did not measure are kept, with their
+own commit and command) and writes the merged tables between the markers of
 ``docs/synthesis.md``.
 """
 
@@ -211,6 +214,7 @@ class Search:
         self.tried = []         # every placed or failed P&R result
         self.lut_extra = None   # ECP5: extra shares of a PE with LUT multipliers
         self.tool_seconds = 0.0  # the flows' own time over every point used
+        self.commit = None      # the commit the last point was measured at
 
     def _job(self, rows, cols, pnr, dsps=None):
         spec = design_spec(self.design, rows, cols,
@@ -238,6 +242,7 @@ class Search:
                               + " not measured (--cached-only)")
         res = run_jobs([job], executor=self.executor, force=self.force, progress=False)[0]
         self.tool_seconds += res.get("seconds") or 0.0
+        self.commit = res.get("commit") or self.commit
         if res.get("error"):
             self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['error']}")
             return res
@@ -280,7 +285,7 @@ class Search:
         try:
             return self._search()
         except NotMeasured as exc:
-            return self._record(None, str(exc))
+            return dict(self._record(None, str(exc)), measured=False, commit=None)
 
     def _search(self) -> dict:
         for r, c in PROBES[self.board]:
@@ -368,6 +373,7 @@ class Search:
                "label": DESIGNS[self.design],
                "stages": stages(design_spec(self.design, 1, 1, dsps=self.dsps)),
                "target_mhz": DEFAULT_TARGET_MHZ[self.board], "error": error,
+               "measured": True, "commit": self.commit,
                "tool_seconds": round(self.tool_seconds),
                "searched": [{"rows": r["spec"].get("config", r["spec"])["rows"],
                              "cols": r["spec"].get("config", r["spec"])["cols"],
@@ -411,12 +417,15 @@ def pe_records(board, device, *, seeds, root, pnr_timeout, force=False, cached_o
                        pnr_timeout=pnr_timeout)
         job["blocks"] = False
         job["workdir"] = str(pathlib.Path(root) / job_key(job))
-        if cached_only and not (pathlib.Path(job["workdir"]) / "result.json").exists():
-            res = {"error": "not measured (--cached-only)"}
-        else:
+        measured = not (cached_only
+                        and not (pathlib.Path(job["workdir"]) / "result.json").exists())
+        if measured:
             res = run_jobs([job], executor=executor, force=force, progress=False)[0]
+        else:
+            res = {"error": "not measured (--cached-only)"}
         rec = {"device": device, "board": board, "design": label, "spec": spec,
-               "stages": stages(spec), "error": res.get("error") or res.get("pnr_error")}
+               "stages": stages(spec), "error": res.get("error") or res.get("pnr_error"),
+               "measured": measured, "commit": res.get("commit")}
         if not res.get("error"):
             rec.update({k: res.get(k) for k in ("luts", "carries", "ffs", "dsps", "fmax_mhz",
                                                 "tool_versions", "rtl_fingerprint")})
@@ -432,7 +441,7 @@ def pe_table(records) -> str:
         out.append(f"| {DEVICES[r['board']][r['device']]['name']} | {r['design']} | "
                    f"{r['stages']} | {_fmt(r.get('luts'))} | {_fmt(r.get('carries'))} | "
                    f"{_fmt(r.get('ffs'))} | {_fmt(r.get('dsps'))} | "
-                   f"{_fmt(r.get('fmax_mhz'), '{:.1f}')} | {r.get('commit', '-')} |")
+                   f"{_fmt(r.get('fmax_mhz'), '{:.1f}')} | {_fmt(r.get('commit'))} |")
     notes = [f"- {DEVICES[r['board']][r['device']]['name']} {r['design']}: {r['error']}"
              for r in records if r.get("error")]
     return "\n".join(out) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
@@ -452,14 +461,15 @@ def table(records) -> str:
         name = DEVICES[r["board"]][r["device"]]["name"]
         if r.get("gmacs") is None:
             out.append(f"| {name} | {r['label']} | - | - | - | - | - | - | {r['stages']} | - | "
-                       f"- | - | - | {_fmt(r.get('tool_seconds') or None)} | - |")
+                       f"- | - | - | {_fmt(r.get('tool_seconds') or None)} | "
+                       f"{_fmt(r.get('commit'))} |")
             continue
         out.append(f"| {name} | {r['label']} | {r['rows']}x{r['cols']} | {r['luts']} | "
                    f"{_fmt(r.get('carries'))} | {r['ffs']} | {r['dsps']} | {r['brams']} | "
                    f"{r['stages']} | {r['fmax_mhz']:.1f} | "
                    f"{'yes' if r['meets_clock'] else 'no'} ({r['target_mhz']:g}) | "
                    f"{r['gmacs']:.2f} | {_fmt(r.get('ratio_vs_best_fp16'), '{:.2f}x')} | "
-                   f"{_fmt(r.get('tool_seconds') or None)} | {r.get('commit', '-')} |")
+                   f"{_fmt(r.get('tool_seconds') or None)} | {_fmt(r.get('commit'))} |")
     notes = [f"- {DEVICES[r['board']][r['device']]['name']} {r['label']}: {r['error']}"
              for r in records if r.get("gmacs") is None]
     return "\n".join(out) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
@@ -492,16 +502,104 @@ DOC_BEGIN = "<!-- bench table: generated by benchmarks/bench_hw.py --docs -->"
 DOC_END = "<!-- end of bench table -->"
 
 
-def write_docs(doc: dict, md: str) -> None:
-    write_atomic(ROOT / "docs" / "results" / "bench.json",
-                 json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    path = ROOT / "docs" / "synthesis.md"
+def _order(rec) -> tuple:
+    """Sort key of a record: device, then design (or PE) in the order of the tables."""
+    devices = [d for _, d in DEVICE_NAMES.values()]
+    designs = list(DESIGNS) + list(PE_SPECS)
+    return (devices.index(rec["device"]) if rec["device"] in devices else len(devices),
+            designs.index(rec["design"]) if rec["design"] in designs else len(designs),
+            rec["design"])
+
+
+def _stamped(rec: dict, doc: dict) -> dict:
+    """A record read from an earlier ``doc``, with the fields of this format: ``command`` and
+    ``date`` of the run that wrote it when it has none; ``measured`` false for a cell that
+    run's ``--cached-only`` did not find."""
+    rec = dict(rec)
+    rec.setdefault("command", doc.get("command"))
+    rec.setdefault("date", doc.get("date"))
+    rec.setdefault("measured", not (rec.get("error") or "").endswith(
+        "not measured (--cached-only)"))
+    return rec
+
+
+def merge(old: dict | None, records, pes) -> tuple[list, list]:
+    """The records and PE records of ``old`` (an earlier document, or ``None``) with this run's:
+    a record of this run replaces the one of the same (device, design), unless this run did
+    not measure it (``measured`` false, ``--cached-only``) and ``old`` has one; the others are
+    kept as they are, with their own commit and command. Ratios are recomputed over the merged
+    records of each device."""
+    def merged(old_recs, new_recs):
+        out = {(r["device"], r["design"]): _stamped(r, old or {}) for r in old_recs}
+        for r in new_recs:
+            key = (r["device"], r["design"])
+            if r.get("measured", True) or key not in out:
+                out[key] = r
+        return sorted(out.values(), key=_order)
+    recs = merged((old or {}).get("records", []), records)
+    add_ratios(recs)
+    return recs, merged((old or {}).get("pes", []), pes)
+
+
+def document(records, pes, *, date) -> dict:
+    """The JSON document of ``records`` and ``pes``: each record carries its ``commit``,
+    ``command`` and ``date``; ``commits`` and ``commands`` list those of the measured ones."""
+    done = [r for r in records + pes if r.get("measured", True)]
+    return {"date": date, "fill": FILL, "records": records, "pes": pes,
+            "commits": sorted({r["commit"] for r in done if r.get("commit")}),
+            "commands": list(dict.fromkeys(r["command"] for r in done if r.get("command")))}
+
+
+def commands_md(records, pes) -> str:
+    """Markdown list: each command with the cells it measured, by device (the arrays by
+    design name, the stand-alone PEs counted)."""
+    cells: dict = {}
+    for kind, recs in (("array", records), ("pe", pes)):
+        for r in recs:
+            if r.get("measured", True) and r.get("command"):
+                name = DEVICES[r["board"]][r["device"]]["name"]
+                by_dev = cells.setdefault(r["command"], {}).setdefault(name, ([], []))
+                by_dev[kind == "pe"].append(r["design"])
+    if not cells:
+        return ""
+    out = ["Commands (each row's commit is in its row):", ""]
+    for cmd, by_dev in cells.items():
+        out.append(f"- `{cmd}`: " + "; ".join(
+            f"{dev} " + ", ".join(arrays + ([f"{len(pe)} PEs"] if pe else []))
+            for dev, (arrays, pe) in by_dev.items()))
+    return "\n".join(out) + "\n"
+
+
+def docs_markdown(records, pes) -> str:
+    """The generated part of ``docs/synthesis.md``: the tables and the commands."""
+    md = table(records) + ("\n" + pe_table(pes) if pes else "")
+    cmds = commands_md(records, pes)
+    return md + ("\n" + cmds if cmds else "")
+
+
+def write_docs(records, pes, *, date, root=None) -> dict:
+    """Merge this run's ``records`` and ``pes`` into ``docs/results/bench.json``
+    (:func:`merge`) and write it and the table between the markers of ``docs/synthesis.md``;
+    returns the merged document."""
+    root = ROOT if root is None else root
+    path = root / "docs" / "synthesis.md"
     text = path.read_text()
     if DOC_BEGIN not in text or DOC_END not in text:
         raise SystemExit(f"bench_hw: {path} has no bench table markers")
+    js = root / "docs" / "results" / "bench.json"
+    try:
+        old = json.loads(js.read_text()) if js.exists() else None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"bench_hw: {js} is not JSON ({exc}); expected the document "
+                         "an earlier --docs wrote") from None
+    recs, pe_recs = merge(old, records, pes)
+    doc = document(recs, pe_recs, date=date)
     head, rest = text.split(DOC_BEGIN, 1)
     _, tail = rest.split(DOC_END, 1)
-    write_atomic(path, head + DOC_BEGIN + "\n\n" + md + "\n" + DOC_END + tail)
+    write_atomic(js, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, head + DOC_BEGIN + "\n\n" + docs_markdown(recs, pe_recs) + "\n"
+                 + DOC_END + tail)
+    return doc
 
 
 def _parse_list(text, allowed, what):
@@ -581,17 +679,18 @@ def _bench(args, argv, devices, designs, seeds, executor) -> int:
             pes += pe_records(*DEVICE_NAMES[dev], seeds=seeds, root=args.out / "cache",
                               pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev], force=args.force,
                               cached_only=args.cached_only, executor=executor)
-    measured = sorted({r["commit"] for r in records + pes if r.get("commit")})
-    doc = {"commit": ", ".join(measured) or None,
-           "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
-           "command": "python benchmarks/bench_hw.py " + " ".join(argv or sys.argv[1:]),
-           "seeds": list(seeds), "fill": FILL, "records": records, "pes": pes}
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    command = "python benchmarks/bench_hw.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    for r in records + pes:
+        r.update(command=command, date=date)
+    doc = document(records, pes, date=date)
     md = table(records) + ("\n" + pe_table(pes) if pes else "")
     write_atomic(args.out / "bench.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
     write_atomic(args.out / "bench.md", "# Whole-device throughput\n\n" + md)
     plot(records, args.out / "bench.png")
     if args.docs:
-        write_docs(doc, md)
+        write_docs(records, pes, date=date)
     print(md)
     print(f"bench_hw: {time.monotonic() - t0:.0f} s; {args.out / 'bench.md'}")
     return 0 if all(math.isfinite(r.get("gmacs") or 0) for r in records) else 1

@@ -5,6 +5,7 @@ of a device, so no tool runs here)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import pathlib
 
 import pytest
@@ -199,3 +200,113 @@ def test_cache_key_and_fingerprints():
     assert job_key(dict(job, blocks=False)) != job_key(job) == job_key(dict(job, blocks=True))
     assert generator_fingerprint("shift-pe") == generator_fingerprint("array")
     assert generator_fingerprint("fma-pe") == generator_fingerprint("int8-array")
+
+
+def _rec(device, design, gmacs, commit, **kw):
+    board = "ice40" if device == "up5k" else "ecp5"
+    rec = {"device": device, "board": board, "design": design,
+           "label": bench_hw.DESIGNS[design], "stages": 3, "target_mhz": 125.0,
+           "error": None if gmacs else "no shape placed", "commit": commit}
+    if gmacs:
+        rec.update(rows=2, cols=2, luts=1, ffs=1, dsps=0, brams=0, fmax_mhz=100.0,
+                   meets_clock=False, gmacs=gmacs)
+    return dict(rec, **kw)
+
+
+def _docs_root(tmp_path, old):
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs" / "synthesis.md").write_text(
+        f"# Synthesis\n\nbefore\n\n{bench_hw.DOC_BEGIN}\nold table\n{bench_hw.DOC_END}\n\nafter\n")
+    if old is not None:
+        (tmp_path / "docs" / "results" / "bench.json").write_text(json.dumps(old))
+    return tmp_path
+
+
+def test_docs_merge_keeps_the_cells_this_run_did_not_measure(tmp_path):
+    # a document in the earlier format: one command and commit for the whole document, the
+    # cells its --cached-only run did not find named in their error
+    old = {"command": "python benchmarks/bench_hw.py --cached-only --docs", "commit": "ed716ba",
+           "date": "2026-12-05", "seeds": [1],
+           "records": [_rec("25f", "shift", 7.84, "ed716ba"),
+                       _rec("25f", "fma16", 2.26, "ed716ba"),
+                       _rec("85f", "fma16", None, None,
+                            error="2x2 synth not measured (--cached-only)"),
+                       _rec("85f", "shift", None, None,
+                            error="2x2 synth not measured (--cached-only)")],
+           "pes": [{"device": "25f", "board": "ecp5", "design": "shift PE, exact fp16, B=3",
+                    "stages": 5, "error": None, "luts": 95, "fmax_mhz": 258.5,
+                    "commit": "ed716ba"}]}
+    root = _docs_root(tmp_path, old)
+    cmd = "python benchmarks/bench_hw.py --devices 25f,85f --designs shift,fma16 --no-pes"
+    new = [_rec("85f", "shift", 32.0, "f00d123", command=cmd, measured=True),
+           # not found by --cached-only: the 25F cell of the document stays
+           _rec("25f", "fma16", None, None, command=cmd, measured=False,
+                error="2x2 synth not measured (--cached-only)"),
+           _rec("85f", "fma16", 4.0, "f00d123", command=cmd, measured=True)]
+    doc = bench_hw.write_docs(new, [], date="2026-12-06", root=root)
+    assert doc == json.loads((root / "docs" / "results" / "bench.json").read_text())
+    got = {(r["device"], r["design"]): r for r in doc["records"]}
+    assert [k for k in got] == [("25f", "shift"), ("25f", "fma16"), ("85f", "shift"),
+                                ("85f", "fma16")]
+    kept = got["25f", "fma16"]
+    assert kept["gmacs"] == 2.26 and kept["commit"] == "ed716ba" and kept["measured"]
+    assert kept["command"] == old["command"] and kept["date"] == "2026-12-05"
+    assert got["85f", "shift"]["commit"] == "f00d123" and got["85f", "shift"]["command"] == cmd
+    # ratios over the merged records, within one device only
+    assert got["25f", "shift"]["ratio_vs_best_fp16"] == pytest.approx(7.84 / 2.26, abs=0.01)
+    assert got["85f", "shift"]["ratio_vs_best_fp16"] == 8.0
+    assert doc["commits"] == ["ed716ba", "f00d123"]
+    assert doc["commands"] == [old["command"], cmd]
+    assert "commit" not in doc and "command" not in doc
+    assert doc["pes"][0]["luts"] == 95 and doc["pes"][0]["command"] == old["command"]
+    text = (root / "docs" / "synthesis.md").read_text()
+    assert text.startswith("# Synthesis\n\nbefore\n\n") and text.endswith("\n\nafter\n")
+    assert "old table" not in text
+    assert "| LFE5U-25F-CABGA381 | fp16 FMA, fp16 acc | 2x2 |" in text
+    assert "| 32.00 | 8.00x |" in text and "| 7.84 | 3.47x |" in text
+    assert f"- `{cmd}`: LFE5U-85F-CABGA381 shift, fma16" in text
+    assert f"- `{old['command']}`: LFE5U-25F-CABGA381 shift, fma16, 1 PEs" in text
+
+    # a measured failure replaces the cell; a second merge keeps the first run's cells
+    later = "python benchmarks/bench_hw.py --devices 25f --designs shift"
+    doc = bench_hw.write_docs([_rec("25f", "shift", None, "beef456", command=later,
+                                    measured=True)], [], date="2026-12-07", root=root)
+    got = {(r["device"], r["design"]): r for r in doc["records"]}
+    assert got["25f", "shift"]["error"] == "no shape placed"
+    assert got["25f", "shift"]["ratio_vs_best_fp16"] is None
+    assert got["85f", "shift"]["gmacs"] == 32.0 and got["85f", "shift"]["command"] == cmd
+    assert doc["commits"] == ["beef456", "ed716ba", "f00d123"]
+
+
+def test_docs_merge_without_an_earlier_document_and_bad_json(tmp_path):
+    root = _docs_root(tmp_path, None)
+    rec = _rec("up5k", "shift", None, None, command="c", measured=False,
+               error="1x1 P&R not measured (--cached-only)")
+    doc = bench_hw.write_docs([rec], [], date="2026-12-06", root=root)
+    assert doc["records"] == [rec] and doc["commits"] == [] and doc["commands"] == []
+    (root / "docs" / "results" / "bench.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="bench.json is not JSON"):
+        bench_hw.write_docs([rec], [], date="2026-12-06", root=root)
+
+
+def test_main_docs_merges_into_the_document(monkeypatch, tmp_path):
+    _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000)
+    old = {"command": "python benchmarks/bench_hw.py --docs", "commit": "ed716ba",
+           "date": "2026-12-05", "records": [_rec("up5k", "fma16", 0.17, "ed716ba")],
+           "pes": []}
+    root = _docs_root(tmp_path / "repo", old)
+    monkeypatch.setattr(bench_hw, "ROOT", root)
+    argv = ["--devices", "25f", "--designs", "int8-lut", "--no-pes", "--docs",
+            "--out", str(tmp_path / "out")]
+    assert bench_hw.main(argv) == 0
+    run = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert [(r["device"], r["design"]) for r in run["records"]] == [("25f", "int8-lut")]
+    doc = json.loads((root / "docs" / "results" / "bench.json").read_text())
+    assert [(r["device"], r["design"]) for r in doc["records"]] == [("up5k", "fma16"),
+                                                                    ("25f", "int8-lut")]
+    assert doc["commands"] == [old["command"], "python benchmarks/bench_hw.py " + " ".join(argv)]
+    # the same cell again from an empty cache with --cached-only: the measured one stays
+    assert bench_hw.main(["--devices", "25f", "--designs", "int8-lut", "--no-pes", "--docs",
+                          "--cached-only", "--out", str(tmp_path / "empty")]) == 0
+    again = json.loads((root / "docs" / "results" / "bench.json").read_text())
+    assert again["records"] == doc["records"]
