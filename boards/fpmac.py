@@ -15,8 +15,10 @@ a sequencer that starts the partial sums afresh, pads short dot products and flu
 when the input pauses; per PE ``L`` capture registers that take the finished partial sums as
 the next dot product pushes them out of the loop; one :class:`Reducer` (a further
 :class:`FmaAdd`) that adds each PE's ``L`` partial sums while the next dot product runs and
-streams the results row-major. The reducer needs ``L * max(rows * cols, L)`` clocks per dot
-product: shorter dot products wait for it.
+streams the results row-major. The reducer works through the PEs in groups of ``L`` (its
+adder's depth), so it needs no storage beyond that adder and one ``rows * cols``-input
+multiplexer, and takes ``L * L * ceil(rows * cols / L)`` clocks per dot product (about ``L``
+per result): shorter dot products wait for it. Arrays of up to 64 x 64 PEs.
 """
 
 from __future__ import annotations
@@ -42,12 +44,17 @@ __all__ = ["FmaCore", "FmaPE", "Reducer", "FmaArray", "SLOTS", "fma_top", "fma_n
 SLOTS = STAGES
 
 
+#: Largest array side and largest PE count (:class:`FmaArray`, :class:`Reducer`).
+MAX_SIDE, MAX_PES = 64, 64 * 64
+
+
 def _check_dims(**dims):
-    for name, v in dims.items():
+    """``name=(value, upper bound)``: integers in ``[1, bound]``."""
+    for name, (v, hi) in dims.items():
         if not isinstance(v, int) or isinstance(v, bool):
             raise TypeError(f"{name} must be an integer, not {v!r}")
-        if not 1 <= v <= 64:
-            raise ValueError(f"{name} must be in [1, 64], not {v}")
+        if not 1 <= v <= hi:
+            raise ValueError(f"{name} must be in [1, {hi}], not {v}")
 
 
 class FmaCore(wiring.Component):
@@ -143,38 +150,45 @@ def unpack_acc(m, bits, fmt):
 class Reducer(wiring.Component):
     """Adds ``slots`` values per input, for ``n`` inputs, with one pipelined adder.
 
-    After ``start``, it reads ``v[0] .. v[n-1]`` (one per clock) for ``slots`` rounds, raising
-    ``shift`` after each round (the inputs then present their next value), and accumulates
-    ``r_q = ((-0 + v_q^(0)) + v_q^(1)) + ...`` in a ring of ``R = max(n, STAGES)`` registers
-    (the adder's stages and ``R - STAGES`` more). The last round's sums stream out on ``o``
-    in input order. ``busy`` is 1 from ``start`` until the last value has been read. A full
-    ``o`` (``valid`` and not ``ready``) stops the whole reducer.
+    The inputs are taken in groups of ``STAGES`` (the adder's depth; the last group may be
+    shorter): for each group, ``slots`` rounds that read its inputs one per clock (a short
+    group idles for the missing ones), so the adder's own stages hold the group's running sums
+    ``r_q = ((-0 + v_q^(0)) + v_q^(1)) + ...`` and no further storage is needed, whatever
+    ``n``. After each round, ``shift[q]`` rises for the group's inputs ``q`` (they then
+    present their next value). The last round's sums stream out on ``o`` in input order.
+    ``busy`` is 1 from ``start`` until the last value has been read: ``slots * STAGES *
+    ceil(n / STAGES)`` clocks. A full ``o`` (``valid`` and not ``ready``) stops the whole
+    reducer.
 
     Members
     -------
     start : In(1)
     v : In(data.ArrayLayout(unsigned(acc_fmt.width), n))
-    shift, busy : Out(1)
+    shift : Out(n)
+    busy : Out(1)
     o : Out(stream.Signature(unsigned(acc_fmt.width)))
     """
 
     def __init__(self, *, acc_fmt="fp16", n=4, slots=SLOTS):
-        _check_dims(n=n, slots=slots)
+        _check_dims(n=(n, MAX_PES), slots=(slots, 64))
         from contract import get_format
 
         self._acc, self._n, self._slots = get_format(acc_fmt), n, slots
         w = self._acc.width
         super().__init__({"start": In(1), "v": In(data.ArrayLayout(unsigned(w), n)),
-                          "shift": Out(1), "busy": Out(1),
+                          "shift": Out(n), "busy": Out(1),
                           "o": Out(stream.Signature(unsigned(w)))})
 
     def elaborate(self, platform):
         m = Module()
         acc, n, slots = self._acc, self._n, self._slots
-        ring = max(n, STAGES)
+        groups = -(-n // STAGES)
         en = ~(self.o.valid & ~self.o.ready)
-        q = Signal(range(ring), name="q")
-        j = Signal(range(slots), name="j")
+        k = Signal(range(STAGES), name="k")           # member of the group
+        j = Signal(range(slots), name="j")            # round
+        g = Signal(range(groups), name="g")           # group
+        base = Signal(range(STAGES * groups), name="base")    # = g * STAGES
+        q = base + k
         reading = self.busy
         with m.If(self.start):
             m.d.sync += reading.eq(1)
@@ -182,29 +196,29 @@ class Reducer(wiring.Component):
         rd = Signal(acc.width, name="rd")
         meta = data.StructLayout({"valid": 1, "first": 1, "final": 1})
         rd_meta = Signal(meta, name="rd_meta")
+        round_end = Signal(name="round_end")
         with m.If(en):
             m.d.sync += [rd.eq(self.v[q] if n > 1 else self.v[0]),
                          rd_meta.valid.eq(reading & (q < n)),
                          rd_meta.first.eq(j == 0), rd_meta.final.eq(j == slots - 1)]
             with m.If(reading):
-                m.d.sync += q.eq(Mux(q == ring - 1, 0, q + 1))
-                with m.If(q == ring - 1):
-                    m.d.comb += self.shift.eq(1)
+                m.d.sync += k.eq(Mux(k == STAGES - 1, 0, k + 1))
+                with m.If(k == STAGES - 1):
+                    m.d.comb += round_end.eq(1)
                     m.d.sync += j.eq(Mux(j == slots - 1, 0, j + 1))
                     with m.If(j == slots - 1):
-                        m.d.sync += reading.eq(0)
-        # accumulate in the ring
+                        m.d.sync += [g.eq(Mux(g == groups - 1, 0, g + 1)),
+                                     base.eq(Mux(g == groups - 1, 0, base + STAGES))]
+                        with m.If(g == groups - 1):
+                            m.d.sync += reading.eq(0)
+        for i in range(n):
+            m.d.comb += self.shift[i].eq(round_end & (g == i // STAGES))
+        # accumulate: the adder's output register feeds its input (the group's STAGES sums)
+        lo, hi = acc_addend_range(acc)
         m.submodules.add = add = FmaAdd(acc_fmt=acc, b_width=acc.frac_bits + 1,
-                                        e_lo=acc_addend_range(acc)[0],
-                                        e_hi=acc_addend_range(acc)[1], b_lead_zero=False)
-        tail = add.o
-        for i in range(ring - STAGES):
-            nxt = Signal(acc.width, name=f"ring{i}")
-            with m.If(en):
-                m.d.sync += nxt.eq(tail)
-            tail = nxt
+                                        e_lo=lo, e_hi=hi, b_lead_zero=False)
         m.d.comb += [add.en.eq(en), add.clear.eq(0),
-                     add.c.eq(Mux(rd_meta.first, 1 << (acc.width - 1), tail)),
+                     add.c.eq(Mux(rd_meta.first, 1 << (acc.width - 1), add.o)),
                      add.b.eq(unpack_acc(m, rd, acc))]
         out_meta = rd_meta
         for i in range(STAGES):
@@ -233,7 +247,7 @@ class FmaArray(wiring.Component):
     """
 
     def __init__(self, *, rows, cols, in_fmt="fp16", acc_fmt="fp16", dsps=None):
-        _check_dims(rows=rows, cols=cols)
+        _check_dims(rows=(rows, MAX_SIDE), cols=(cols, MAX_SIDE))
         self._in, self._acc = check_formats(in_fmt, acc_fmt)
         n = rows * cols
         if dsps is None:
@@ -281,7 +295,6 @@ class FmaArray(wiring.Component):
             unpacked.append(ops)
         xs, ws = unpacked
         # PEs and their capture registers (shift in the finished partial sums)
-        shift = (en & seq.capture) | red.shift
         for r in range(rows):
             for c in range(cols):
                 idx = r * cols + c
@@ -290,6 +303,7 @@ class FmaArray(wiring.Component):
                 m.d.comb += [pe.en.eq(en), pe.a.eq(xs[r]), pe.b.eq(ws[c]),
                              pe.clear.eq(seq.clear)]
                 prev = pe.r
+                shift = (en & seq.capture) | red.shift[idx]
                 for s in range(L):
                     cap = Signal(self._acc.width, name=f"cap_{r}_{c}_{s}")
                     with m.If(shift):

@@ -364,6 +364,96 @@ def test_array_dot_products_bit_exact(in_fmt, acc_fmt, rows, cols, gaps, stalls)
                         f"want {w:#x}")
 
 
+@pytest.mark.parametrize("acc_fmt,n,slots,stalls", [
+    ("fp16", 70, SLOTS, 0.0),            # 12 groups of STAGES, the last one short
+    ("fp32", 2 * STAGES, 3, 0.3),        # whole groups, fewer rounds than the adder's depth
+])
+def test_reducer_many_inputs(acc_fmt, n, slots, stalls):
+    """The reducer on its own with more inputs than a group: each input presents its
+    ``slots`` values one after the other (advancing on its ``shift``); the sums stream out in
+    input order, each ``((-0 + v0) + v1) + ...`` rounded as ``fpref.add``."""
+    seed = 29
+    rng = random.Random(seed)
+    acc = get_format(acc_fmt)
+    vals = [[_dot_operand(rng, acc) for _ in range(slots)] for _ in range(n)]
+    want = []
+    for vs in vals:
+        r = 1 << (acc.width - 1)
+        for v in vs:
+            r = fpref.add(r, v, acc_fmt=acc_fmt)
+        want.append(r)
+    dut = Reducer(acc_fmt=acc_fmt, n=n, slots=slots)
+    out, busy_clocks = [], []
+    limit = 4 * slots * STAGES * (n + STAGES) + 100
+
+    async def driver(ctx):
+        pos = [0] * n
+        for q in range(n):
+            ctx.set(dut.v[q], vals[q][0])
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        for _ in range(limit):
+            *_, shift, busy = await ctx.tick().sample(dut.shift, dut.busy)
+            busy_clocks.append(busy)
+            for q in range(n):
+                if (shift >> q) & 1:
+                    pos[q] += 1
+                    ctx.set(dut.v[q], vals[q][pos[q]] if pos[q] < slots else 0)
+
+    async def consumer(ctx):
+        srng = random.Random(seed + 1)
+        for _ in range(limit):
+            ready = int(not (stalls and srng.random() < stalls))
+            ctx.set(dut.o.ready, ready)
+            *_, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid and ready:
+                out.append(int(payload))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(driver)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert len(out) == n, f"seed {seed}: {len(out)} of {n} sums came out"
+    for q, (g, w) in enumerate(zip(out, want, strict=True)):
+        assert g == w, f"{acc_fmt} n={n} seed {seed}: input {q}: got {g:#x} want {w:#x}"
+    if not stalls:      # one read per clock: slots rounds of STAGES clocks per group
+        assert sum(busy_clocks) == slots * STAGES * -(-n // STAGES)
+
+
+@pytest.mark.parametrize("rows,cols", [(9, 8)])
+def test_array_more_than_64_pes(rows, cols):
+    """An array of more than 64 PEs (several reducer groups, the last one short): back-to-back
+    dot products against ``fpref.dot`` for every PE."""
+    seed = 31
+    rng = random.Random(seed)
+    i = get_format("fp16")
+    beats, want = [], []
+    for k in (1, SLOTS + 1, 2 * SLOTS):
+        xs = [[_dot_operand(rng, i) for _ in range(rows)] for _ in range(k)]
+        ws = [[_dot_operand(rng, i) for _ in range(cols)] for _ in range(k)]
+        beats += [(xs[t], ws[t], int(t == k - 1)) for t in range(k)]
+        want += [fpref.dot([xs[t][r] for t in range(k)], [ws[t][c] for t in range(k)],
+                           slots=SLOTS, in_fmt="fp16", acc_fmt="fp16")
+                 for r in range(rows) for c in range(cols)]
+    dut = FmaArray(rows=rows, cols=cols, in_fmt="fp16", acc_fmt="fp16", dsps=rows * cols - 1)
+    got = _run_array(dut, beats, len(want), rng=random.Random(seed + 1), gaps=0.1,
+                     stalls=0.1, limit=4 * SLOTS * SLOTS * (rows * cols + SLOTS))
+    assert len(got) == len(want), f"seed {seed}: {len(got)} of {len(want)} results came out"
+    for j, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, (f"{rows}x{cols} seed {seed}: result {j} (dot product "
+                        f"{j // (rows * cols)}, PE {j % (rows * cols)}): got {g:#x} want {w:#x}")
+
+
+def test_largest_reducer_elaborates():
+    """The largest array's reducer (4096 inputs) elaborates; the 64 x 64 array constructs."""
+    from amaranth.hdl import Fragment
+
+    Fragment.get(Reducer(n=64 * 64), None)
+    assert FmaArray(rows=64, cols=64).macs_per_cycle == 4096
+
+
 def test_pe_loop_partial_sums():
     """The stand-alone PE: L interleaved fused-MAC chains in its loop register."""
     seed, k = 23, 4 * SLOTS + 3
@@ -410,6 +500,10 @@ def test_bad_arguments():
         FmaCore(mult="booth")
     with pytest.raises(ValueError, match="slots must be in"):
         Reducer(n=2, slots=0)
+    with pytest.raises(ValueError, match=r"rows must be in \[1, 64\], not 65"):
+        FmaArray(rows=65, cols=1)
+    with pytest.raises(ValueError, match=r"n must be in \[1, 4096\], not 4097"):
+        Reducer(n=4097)
     with pytest.raises(ValueError, match="slots must be a positive integer"):
         fpref.dot([0], [0], slots=0)
 
