@@ -55,6 +55,7 @@ FLOW_SOURCES = ("boards/design.py", "boards/devices.py", "boards/errors.py", "bo
 GENERATOR_SOURCES = {
     "array": ("contract/*.py", "hw/*.py", *FLOW_SOURCES),
     "dot": ("contract/*.py", "hw/*.py", *FLOW_SOURCES),
+    "branch-array": ("contract/*.py", "hw/*.py", "hw/branches/*.py", *FLOW_SOURCES),
     "baseline": ("contract/*.py", "boards/baselines.py", "boards/fp*.py", "boards/intmac.py",
                  "boards/lutmul.py", "hw/emit.py", *FLOW_SOURCES),
 }
@@ -62,12 +63,11 @@ GENERATOR_SOURCES = {
 
 def generator_fingerprint(kind: str = "array") -> str:
     """Hash of the :data:`GENERATOR_SOURCES` of a design ``kind`` (paths and contents, sorted);
-    the shift PE and the branch array are built from ``hw`` like the array; other kinds are
-    baselines."""
+    the shift PE is built from ``hw`` like the array, the branch array from ``hw`` and
+    ``hw/branches``; other kinds are baselines."""
     from contract.files import source_fingerprint
 
-    group = kind if kind in ("array", "dot") else \
-        "array" if kind in ("shift-pe", "branch-array") else "baseline"
+    group = kind if kind in GENERATOR_SOURCES else "array" if kind == "shift-pe" else "baseline"
     return source_fingerprint(GENERATOR_SOURCES[group])
 
 

@@ -62,6 +62,8 @@ def test_cache_key_follows_the_generator_sources(monkeypatch):
     # the shift array's sources (hw/) are not a baseline's: only array keys follow them
     assert "hw/*.py" in sweep.GENERATOR_SOURCES["array"]
     assert "hw/*.py" not in sweep.GENERATOR_SOURCES["baseline"]
+    assert "hw/branches/*.py" in sweep.GENERATOR_SOURCES["branch-array"]
+    assert real("shift-pe") == real("array") != real("branch-array")
     monkeypatch.setattr(sweep, "generator_fingerprint",
                         lambda kind="array": "new-hw" if kind == "array" else real(kind))
     assert sweep.job_key(array) != first
