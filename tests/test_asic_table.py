@@ -75,6 +75,43 @@ def test_cached_only_reads_the_cache(tmp_path, capsys):
     doc = json.loads((tmp_path / "asic.json").read_text())
     shift, fma = doc["records"]
     assert shift["gmacs_per_mm2"] == 1.0 and shift["commit"] == "abc1234"
+    assert shift["command"] == "python -m boards.asic_table --sizes 2x2 --designs shift"
     assert fma["error"] == "not measured (--cached-only)"
     assert doc["commit"] == "abc1234"
     assert "not measured" in (tmp_path / "asic.md").read_text()
+
+
+def test_docs_keep_the_points_this_run_did_not_measure(tmp_path):
+    """``--docs``: measured and failed points replace theirs; points not asked for, or not in
+    the cache, keep their figures and commits; the ratios are recomputed over the merge."""
+    from boards.asic_table import DOC_BEGIN, DOC_END, NOT_MEASURED, record, write_docs
+
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    md = tmp_path / "docs" / "synthesis.md"
+    md.write_text(f"# S\n\n{DOC_BEGIN}\nold\n{DOC_END}\n\nprose\n")
+    old = [record("shift", 8, 8, _result(2.0e6, 200.0, 64, commit="old1111")),
+           record("fma16", 8, 8, _result(6.0e6, 200.0, 64, commit="old1111")),
+           record("shift", 16, 16, _result(8.0e6, 200.0, 256, commit="old2222")),
+           record("fma16", 16, 16, {"error": "ValueError: n must be in [1, 64], not 256"})]
+    (tmp_path / "docs" / "results" / "asic.json").write_text(json.dumps({"records": old}))
+    new = [record("fma16", 16, 16, _result(16.0e6, 200.0, 256, commit="new3333")),
+           record("shift", 8, 8, {"error": NOT_MEASURED}),
+           record("int8", 8, 8, {"error": NOT_MEASURED}),
+           record("bf16", 16, 16, {"error": "FlowError: yosys failed"})]
+    doc = write_docs({"command": "x", "records": new}, root=tmp_path)
+    recs = {(r["design"], r["rows"]): r for r in doc["records"]}
+    assert [(r["design"], r["rows"]) for r in doc["records"]] == [
+        ("shift", 8), ("fma16", 8), ("int8", 8), ("shift", 16), ("fma16", 16), ("bf16", 16)]
+    assert recs["shift", 8]["commit"] == "old1111" and recs["shift", 8]["area_um2"] == 2.0e6
+    assert recs["shift", 16]["commit"] == "old2222"
+    assert recs["fma16", 16]["commit"] == "new3333" and not recs["fma16", 16]["error"]
+    assert recs["int8", 8]["error"] == NOT_MEASURED
+    assert recs["bf16", 16]["error"] == "FlowError: yosys failed"
+    assert recs["shift", 16]["ratio_vs_best_fp16"] == pytest.approx(2.0, abs=0.01)
+    assert recs["shift", 8]["ratio_vs_best_fp16"] == pytest.approx(3.0, abs=0.01)
+    assert doc["commit"] == "new3333, old1111, old2222"
+    saved = json.loads((tmp_path / "docs" / "results" / "asic.json").read_text())
+    assert saved["records"] == doc["records"]
+    text = md.read_text()
+    assert "old\n" not in text and text.endswith(f"{DOC_END}\n\nprose\n")
+    assert text.count("old2222") == 1 and "new3333" in text and "- bf16 FMA" in text
