@@ -200,6 +200,8 @@ def compile_seq_model(source, config: ArrayConfig) -> SeqProgram:
     else:
         model, meta, raw = load_seq_model(source)
     rnn = model.rnn
+    if getattr(model, "norm", None) is not None:
+        raise SeqCompileError(f"norm={model.norm!r} (per-utterance CMVN) is not lowered")
     if not isinstance(rnn, (ShiftLSTM, ShiftGRU)) or rnn.num_layers != 1:
         raise SeqCompileError("only one-layer ShiftLSTM / ShiftGRU sequence models are lowered")
     cfg = config

@@ -6,12 +6,23 @@ speech_commands`); ``stack`` consecutive frames are concatenated into one step (
 stack`` steps of ``D = stack * n_mels`` values; trailing frames dropped; no arithmetic), one
 :class:`sw.recurrent.ShiftLSTM` layer of ``hidden`` units, the mean of its outputs over time and
 a floating-point linear classifier. ``config()`` / :func:`build_seq_model` rebuild it.
+
+Regularisation options (all off by default): ``norm="utterance"`` normalises each utterance's
+features per mel band to zero mean and unit variance over its frames (per-utterance CMVN; part
+of inference); ``specaug={"freq": F, "time": T, "masks": n}`` sets ``n`` random bands of up to
+``F`` mel bands and ``n`` random spans of up to ``T`` frames of each training utterance to zero
+(SpecAugment masking; training only); ``fshift=S`` shifts each training utterance's features
+by a random whole number of mel bands in ``-S..S`` (edge bands repeated), a crude vocal-tract
+length perturbation that imitates other voices (training only); ``dropout=p`` drops the
+LSTM's input features and the pooled output before the classifier with probability ``p``
+(training only).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .mps import factorize
 from .recurrent import ShiftGRU, ShiftLSTM
@@ -36,8 +47,22 @@ class SpeechLSTM(nn.Module):
 
     def __init__(self, *, n_mels: int = 40, frames: int = 63, num_classes: int = 10,
                  hidden: int = 64, stack: int = 3, method: str = "denseshift", wbits: int = 3,
-                 rank: int | None = 8, cell: str = "lstm", tt: str = "mps"):
+                 rank: int | None = 8, cell: str = "lstm", tt: str = "mps",
+                 norm: str | None = None, specaug: dict | None = None, fshift: int = 0,
+                 dropout: float = 0.0):
         super().__init__()
+        if norm not in (None, "utterance"):
+            raise ValueError(f"norm must be None or 'utterance', not {norm!r}")
+        if specaug is not None:
+            if not isinstance(specaug, dict) or set(specaug) != {"freq", "time", "masks"} or \
+                    not all(isinstance(v, int) and v >= 0 for v in specaug.values()):
+                raise ValueError("specaug must be a dict of non-negative integers 'freq', "
+                                 f"'time', 'masks', not {specaug!r}")
+            specaug = dict(specaug)
+        if not isinstance(fshift, int) or not 0 <= fshift < n_mels:
+            raise ValueError(f"fshift must be an integer in [0, {n_mels}), not {fshift!r}")
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', not {cell!r}")
         if not isinstance(stack, int) or not 1 <= stack <= frames:
@@ -45,6 +70,12 @@ class SpeechLSTM(nn.Module):
         self._config = {"arch": "speech_lstm", "n_mels": n_mels, "frames": frames,
                         "num_classes": num_classes, "hidden": hidden, "stack": stack,
                         "method": method, "wbits": wbits, "rank": rank, "cell": cell, "tt": tt}
+        for key, value, default in (("norm", norm, None), ("specaug", specaug, None),
+                                    ("fshift", fshift, 0), ("dropout", float(dropout), 0.0)):
+            if value != default:                # configs without options stay as they were
+                self._config[key] = value
+        self.norm, self.specaug, self.dropout = norm, specaug, float(dropout)
+        self.fshift = fshift
         self.n_mels, self.frames, self.stack = n_mels, frames, stack
         self.steps = frames // stack
         d = stack * n_mels
@@ -68,9 +99,49 @@ class SpeechLSTM(nn.Module):
         x = x[:, :, :self.steps * self.stack].transpose(1, 2)
         return x.reshape(x.shape[0], self.steps, self.stack * self.n_mels)
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-utterance CMVN (``norm="utterance"``): ``(x - mean) / sqrt(var + 1e-5)`` per
+        band over the frames that are used (biased variance); identity otherwise."""
+        if self.norm is None:
+            return x
+        x = x[:, :, :self.steps * self.stack]
+        mean = x.mean(dim=2, keepdim=True)
+        var = x.var(dim=2, unbiased=False, keepdim=True)
+        return (x - mean) / torch.sqrt(var + 1e-5)
+
+    def _mask(self, x: torch.Tensor) -> torch.Tensor:
+        n, bands, frames = x.shape
+        keep = torch.ones_like(x)
+        for _ in range(self.specaug["masks"]):
+            for size, axis, length in ((self.specaug["freq"], 1, bands),
+                                       (self.specaug["time"], 2, frames)):
+                width = torch.randint(0, size + 1, (n, 1))
+                start = (torch.rand(n, 1) * (length - width + 1)).floor()
+                pos = torch.arange(length).unsqueeze(0)
+                hit = ((pos >= start) & (pos < start + width)).to(x.dtype)
+                keep = keep * (1 - (hit.unsqueeze(2) if axis == 1 else hit.unsqueeze(1)))
+        return x * keep
+
+    def _shift_bands(self, x: torch.Tensor) -> torch.Tensor:
+        n, bands, _ = x.shape
+        s = torch.randint(-self.fshift, self.fshift + 1, (n, 1))
+        src = (torch.arange(bands).unsqueeze(0) - s).clamp(0, bands - 1)
+        return torch.gather(x, 1, src.unsqueeze(2).expand(-1, -1, x.shape[2]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(self.frames_to_steps(x))
-        return self.head(out.mean(dim=1))
+        x = self.normalize(x)
+        if self.training and self.fshift:
+            x = self._shift_bands(x)
+        if self.training and self.specaug is not None:
+            x = self._mask(x)
+        steps = self.frames_to_steps(x)
+        if self.dropout:
+            steps = F.dropout(steps, self.dropout, self.training)
+        out, _ = self.rnn(steps)
+        pooled = out.mean(dim=1)
+        if self.dropout:
+            pooled = F.dropout(pooled, self.dropout, self.training)
+        return self.head(pooled)
 
 
 def build_seq_model(config: dict) -> nn.Module:

@@ -29,7 +29,7 @@ from sw.seq_compile import (
     save,
     save_seq_model,
 )
-from sw.seq_models import SpeechLSTM, shift_from_float
+from sw.seq_models import SpeechLSTM, build_seq_model, shift_from_float
 from sw.seq_runtime import run_seq_program
 
 torch.set_num_threads(1)
@@ -263,3 +263,41 @@ def test_mpo_model_not_lowered_and_train_args(tmp_path, capsys):
     assert "--epochs 0" in capsys.readouterr().err
     assert main(["seq", "train", "--out", str(tmp_path / "m.pt"), "--method", "nope"]) == 2
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_speech_lstm_regularisers():
+    kw = {"n_mels": 8, "frames": 12, "num_classes": 4, "hidden": 8, "stack": 3, "rank": 2,
+          "method": "fp"}
+    for bad in ({"norm": "batch"}, {"specaug": {"freq": 2}}, {"fshift": 8}, {"fshift": -1},
+                {"dropout": 1.0}, {"specaug": {"freq": 2, "time": -1, "masks": 1}}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SpeechLSTM(**kw, **bad)
+    assert set(SpeechLSTM(**kw).config()) == {"arch", "n_mels", "frames", "num_classes",
+                                              "hidden", "stack", "method", "wbits", "rank",
+                                              "cell", "tt"}      # option-free configs unchanged
+    opts = {"specaug": {"freq": 2, "time": 3, "masks": 2}, "fshift": 2, "dropout": 0.3}
+    torch.manual_seed(SEED)
+    model = SpeechLSTM(**kw, norm="utterance", **opts)
+    again = build_seq_model(model.config())
+    assert again.config() == model.config() and again.fshift == 2 and again.norm == "utterance"
+    plain = SpeechLSTM(**kw, norm="utterance")
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(16, 8, 12) * 3 + 5
+    z = model.normalize(x)
+    assert torch.allclose(z.mean(2), torch.zeros(16, 8), atol=1e-5)
+    assert torch.allclose(z.var(2, unbiased=False), torch.ones(16, 8), atol=1e-3)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), plain.eval()(x))   # training-only options
+        model.train()
+        assert not torch.allclose(model(x), plain(x))
+    band = torch.arange(8.0).view(1, 8, 1).expand(64, 8, 12)
+    shifted = model._shift_bands(band)[:, :, 0]
+    offsets = {int(round(float(r[3] - 3))) for r in shifted}
+    assert offsets <= {-2, -1, 0, 1, 2} and len(offsets) > 1
+    for r in shifted:                              # a shift with the edge bands repeated
+        s = int(r[3] - 3)
+        assert torch.equal(r, (torch.arange(8.0) + s).clamp(0, 7))
+    masked = model._mask(torch.ones(64, 8, 12))
+    assert ((masked == 0) | (masked == 1)).all() and 0 < float((masked == 0).float().mean()) < 0.6
+    with pytest.raises(SeqCompileError, match="CMVN"):
+        compile_seq_model(plain.eval(), ArrayConfig())
