@@ -105,12 +105,13 @@ def add_ratios(records) -> None:
 
 def merge_records(old, new) -> list:
     """The docs' records after a run: ``new`` replaces the ``old`` record of the same design
-    and size unless it was not measured (:data:`NOT_MEASURED`); the other ``old`` records
-    stay. Ordered by size, then as :data:`DESIGNS`; ratios recomputed."""
+    and size unless it was not measured (:data:`NOT_MEASURED`) and the old one has figures
+    (an old error has no commit to state); the other ``old`` records stay. Ordered by size,
+    then as :data:`DESIGNS`; ratios recomputed."""
     merged = {(r["design"], r["rows"], r["cols"]): dict(r) for r in old if r["design"] in DESIGNS}
     for r in new:
         key = (r["design"], r["rows"], r["cols"])
-        if r.get("error") != NOT_MEASURED or key not in merged:
+        if r.get("error") != NOT_MEASURED or merged.get(key, r).get("error"):
             merged[key] = dict(r)
     order = list(DESIGNS)
     out = sorted(merged.values(), key=lambda r: (r["rows"] * r["cols"], r["rows"],

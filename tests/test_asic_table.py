@@ -92,20 +92,24 @@ def test_docs_keep_the_points_this_run_did_not_measure(tmp_path):
     old = [record("shift", 8, 8, _result(2.0e6, 200.0, 64, commit="old1111")),
            record("fma16", 8, 8, _result(6.0e6, 200.0, 64, commit="old1111")),
            record("shift", 16, 16, _result(8.0e6, 200.0, 256, commit="old2222")),
-           record("fma16", 16, 16, {"error": "ValueError: n must be in [1, 64], not 256"})]
+           record("fma16", 16, 16, {"error": "ValueError: n must be in [1, 64], not 256"}),
+           record("fma16-32", 16, 16, {"error": "ValueError: n must be in [1, 64], not 256"})]
     (tmp_path / "docs" / "results" / "asic.json").write_text(json.dumps({"records": old}))
     new = [record("fma16", 16, 16, _result(16.0e6, 200.0, 256, commit="new3333")),
            record("shift", 8, 8, {"error": NOT_MEASURED}),
            record("int8", 8, 8, {"error": NOT_MEASURED}),
-           record("bf16", 16, 16, {"error": "FlowError: yosys failed"})]
+           record("bf16", 16, 16, {"error": "FlowError: yosys failed"}),
+           record("fma16-32", 16, 16, {"error": NOT_MEASURED})]
     doc = write_docs({"command": "x", "records": new}, root=tmp_path)
     recs = {(r["design"], r["rows"]): r for r in doc["records"]}
     assert [(r["design"], r["rows"]) for r in doc["records"]] == [
-        ("shift", 8), ("fma16", 8), ("int8", 8), ("shift", 16), ("fma16", 16), ("bf16", 16)]
+        ("shift", 8), ("fma16", 8), ("int8", 8), ("shift", 16), ("fma16", 16), ("fma16-32", 16),
+        ("bf16", 16)]
     assert recs["shift", 8]["commit"] == "old1111" and recs["shift", 8]["area_um2"] == 2.0e6
     assert recs["shift", 16]["commit"] == "old2222"
     assert recs["fma16", 16]["commit"] == "new3333" and not recs["fma16", 16]["error"]
     assert recs["int8", 8]["error"] == NOT_MEASURED
+    assert recs["fma16-32", 16]["error"] == NOT_MEASURED       # an old error is not kept
     assert recs["bf16", 16]["error"] == "FlowError: yosys failed"
     assert recs["shift", 16]["ratio_vs_best_fp16"] == pytest.approx(2.0, abs=0.01)
     assert recs["shift", 8]["ratio_vs_best_fp16"] == pytest.approx(3.0, abs=0.01)
