@@ -480,6 +480,8 @@ def table(records) -> str:
                    f"{r['gmacs']:.2f} | {_fmt(r.get('ratio_vs_best_fp16'), '{:.2f}x')} | "
                    f"{_fmt(r.get('tool_seconds') or None)} | {_fmt(r.get('commit'))} |")
     notes = [f"- {DEVICES[r['board']][r['device']]['name']} {r['label']}: {r['error']}"
+             + "".join(f"; {t['rows']}x{t['cols']} tried: {t['error']}"
+                       for t in r.get("searched") or [] if t.get("error") != r["error"])
              for r in records if r.get("gmacs") is None]
     return "\n".join(out) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
@@ -535,14 +537,14 @@ def _stamped(rec: dict, doc: dict) -> dict:
 def merge(old: dict | None, records, pes) -> tuple[list, list]:
     """The records and PE records of ``old`` (an earlier document, or ``None``) with this run's:
     a record of this run replaces the one of the same (device, design), unless this run did
-    not measure it (``measured`` false, ``--cached-only``) and ``old`` has one; the others are
-    kept as they are, with their own commit and command. Ratios are recomputed over the merged
-    records of each device."""
+    not measure it (``measured`` false, ``--cached-only``) and ``old`` has a measured one; the
+    others are kept as they are, with their own commit and command. Ratios are recomputed over
+    the merged records of each device."""
     def merged(old_recs, new_recs):
         out = {(r["device"], r["design"]): _stamped(r, old or {}) for r in old_recs}
         for r in new_recs:
             key = (r["device"], r["design"])
-            if r.get("measured", True) or key not in out:
+            if r.get("measured", True) or key not in out or not out[key]["measured"]:
                 out[key] = r
         return sorted(out.values(), key=_order)
     recs = merged((old or {}).get("records", []), records)

@@ -222,12 +222,16 @@ def test_ratios_and_table():
              "error": None}
             for d, g in (("shift", 8.0), ("fma16", 2.0), ("fma16-32", 1.6), ("bf16", 4.0))]
     recs.append({"device": "25f", "board": "ecp5", "design": "int8-lut", "stages": 3,
-                 "label": bench_hw.DESIGNS["int8-lut"], "error": "no shape placed"})
+                 "label": bench_hw.DESIGNS["int8-lut"], "error": "no shape placed",
+                 "searched": [{"rows": 9, "cols": 11, "fmax_mhz": None,
+                               "error": "nextpnr seed 1 was stopped after 2400 s"}]})
     bench_hw.add_ratios(recs)
     assert [r["ratio_vs_best_fp16"] for r in recs] == [4.0, 1.0, 0.8, 2.0, None]
     md = bench_hw.table(recs)
     assert "| LFE5U-25F-CABGA381 | shift array, exact fp16, B=3 | 2x2 | 1 | - | 1 |" in md
-    assert "4.00x" in md and "no shape placed" in md
+    assert "4.00x" in md
+    assert ("- LFE5U-25F-CABGA381 int8 MAC, LUT: no shape placed; 9x11 tried: nextpnr seed 1 "
+            "was stopped after 2400 s\n") in md
 
 
 def test_bad_arguments(capsys):
@@ -330,6 +334,10 @@ def test_docs_merge_without_an_earlier_document_and_bad_json(tmp_path):
                error="1x1 P&R not measured (--cached-only)")
     doc = bench_hw.write_docs([rec], [], date="2026-12-06", root=root)
     assert doc["records"] == [rec] and doc["commits"] == [] and doc["commands"] == []
+    # a later run's not-measured note replaces an earlier not-measured one
+    later = dict(rec, error="1x2 P&R not measured (--cached-only)", command="d")
+    doc = bench_hw.write_docs([later], [], date="2026-12-07", root=root)
+    assert doc["records"] == [later]
     (root / "docs" / "results" / "bench.json").write_text("{not json")
     with pytest.raises(SystemExit, match="bench.json is not JSON"):
         bench_hw.write_docs([rec], [], date="2026-12-06", root=root)
