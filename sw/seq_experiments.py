@@ -55,16 +55,19 @@ METHOD_MODELS = {
     "ResNet": ("resnet", {"width": 24}, 30, 5e-3),
     "LSTM": ("lstm", {"hidden": 64, "stack": 5, "rank": None}, 30, 1e-2),
 }
-# name -> SpeechLSTM arguments. Float runs also report their cores converted to DenseShift
+# name -> SpeechLSTM arguments (MPO r5 has the gate weights of MPS r8 on the intents, r6 on the
+# keyword set). Float runs also report their cores converted to DenseShift
 # codes of 2, 3 and 4 bits (sw.seq_models.shift_from_float; no further training).
 TT_RUNS = {
     "dense fp32": {"rank": None, "method": "fp"},
     **{f"MPS r{r} fp32": {"rank": r, "method": "fp"} for r in (4, 8, 16)},
     "MPO r6 fp32": {"rank": 6, "tt": "mpo", "method": "fp"},
+    "MPO r5 fp32": {"rank": 5, "tt": "mpo", "method": "fp"},
     "dense DenseShift 3b": {"rank": None, "method": "denseshift", "wbits": 3},
     **{f"MPS r8 DenseShift {b}b": {"rank": 8, "method": "denseshift", "wbits": b}
        for b in (2, 3, 4)},
     "MPO r6 DenseShift 3b": {"rank": 6, "tt": "mpo", "method": "denseshift", "wbits": 3},
+    "MPO r5 DenseShift 3b": {"rank": 5, "tt": "mpo", "method": "denseshift", "wbits": 3},
     "MPS r8 S3 3b": {"rank": 8, "method": "s3", "wbits": 3},
     "MPS r8 DeepShift-PS 3b": {"rank": 8, "method": "deepshift_ps", "wbits": 3},
 }

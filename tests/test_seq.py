@@ -301,3 +301,18 @@ def test_speech_lstm_regularisers():
     assert ((masked == 0) | (masked == 1)).all() and 0 < float((masked == 0).float().mean()) < 0.6
     with pytest.raises(SeqCompileError, match="CMVN"):
         compile_seq_model(plain.eval(), ArrayConfig())
+
+
+def test_seq_experiments_tables(capsys):
+    from sw import seq_experiments as se
+
+    assert se._names("lstmreg") == list(se.LSTMREG_ROWS) and se._names("tt") == list(se.TT_RUNS)
+    runs = [{"seed": s, "seconds": 60.0, "epochs": se.TT_EPOCHS, "lr": se.TT_LR,
+             "train_acc_eval": 80.0 + s, "val_acc": 40.0 + s, "test_acc": 30.0 + s}
+            for s in (0, 1)]
+    md = se.render("lstmreg", {"none": runs}, command="cmd",
+                   sizes={"train": 3, "val": 1, "test": 1})
+    assert "| none | 50 | 0.005 | 80.50 ± 0.71 | 40.50 ± 0.71 | 30.50 ± 0.71 | 2 |" in md
+    assert "2.0 min of training" in md
+    assert se.main(["lstmreg", "--only", "nope"]) == 2
+    assert "--only 'nope'" in capsys.readouterr().err
