@@ -187,21 +187,28 @@ class Finalizer(wiring.Component):
         # the rounding, its side data the caller's meta; ReLU, an option held while entries
         # are in flight, with "spread" through a register of the finalizer's own (the layer's
         # option register sits far from the output stage)
+        # (a saturating output also carries whether the sum had an infinite or NaN term)
+        saturating = cfg.po_fmt != cfg.out_fmt
+        r_meta_l = (data.StructLayout({"meta": self._meta_layout, "special": 1}) if saturating
+                    else self._meta_layout)
         m.submodules.rounder = rounder = Rounder(config=dot, cuts=self.rounder_cuts,
-                                                 meta_layout=self._meta_layout)
+                                                 meta_layout=r_meta_l)
         relu = self.relu
         if cfg.spread:
             relu = Signal(name="relu_r", reset_less=True)
             m.d.sync += relu.eq(self.relu)
         s = rounder.i.payload.sum
-        bits = rounder.o.payload.bits
-        if cfg.po_fmt != cfg.out_fmt:               # ... and the result out of it, saturated
-            bits = saturate(bits, cfg.po_fmt, cfg.out_fmt)
+        bits, r_in, r_out = rounder.o.payload.bits, rounder.i.payload.meta, rounder.o.payload.meta
+        if saturating:                              # ... and the result out of it, saturated
+            flags = m_side.flags
+            m.d.comb += r_in.special.eq(flags.nan | flags.pinf | flags.ninf)
+            bits = saturate(bits, cfg.po_fmt, cfg.out_fmt, finite=~r_out.special)
+            r_in, r_out = r_in.meta, r_out.meta
         m.d.comb += [
             rounder.i.valid.eq(m_valid), s.sign.eq(m_sign), s.mag.eq(mag),
             s.e0.eq(m_side.e0), s.flags.eq(m_side.flags), rounder.relu.eq(relu),
-            rounder.i.payload.meta.eq(m_side.meta),
+            r_in.eq(m_side.meta),
             self.o.valid.eq(rounder.o.valid), self.o.payload.bits.eq(bits),
-            self.o.payload.meta.eq(rounder.o.payload.meta),
+            self.o.payload.meta.eq(r_out),
         ]
         return m

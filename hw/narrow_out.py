@@ -5,7 +5,8 @@ The finalizer rounds to ``ArrayConfig.po_fmt``, the output format's carrier (the
 bias, wider exponent, IEEE specials): rounding there is the output format's round to nearest
 even. :func:`saturate` then maps carrier patterns to the output format as the contract says
 (``docs/arithmetic.md``): an infinity or a NaN gives the NaN (``0x7F``), a magnitude beyond
-the largest finite (448) gives ± the largest finite, anything else keeps its fields.
+the largest finite (448) gives ± the largest finite, anything else keeps its fields; a
+carrier infinity from a finite exact sum (beyond the carrier's range) saturates too.
 :func:`widen` maps a bias pattern to the carrier (its NaN to the carrier's canonical NaN).
 ``sw.mx.from_carrier`` / ``to_carrier`` are the same maps through exact values.
 """
@@ -34,12 +35,16 @@ def widen(bits, fmt: FloatFormat, car: FloatFormat):
                Cat(frac, exp, Const(0, car.exp_bits - fmt.exp_bits), sign))
 
 
-def saturate(bits, car: FloatFormat, fmt: FloatFormat):
+def saturate(bits, car: FloatFormat, fmt: FloatFormat, finite=None):
     """A ``car`` pattern -> the ``fmt`` pattern: NaN for infinities and NaNs, ± the largest
-    finite beyond it."""
+    finite beyond it. ``finite`` (a 1-bit value, optional) says the exact result is finite: a
+    carrier infinity is then an overflow of the carrier's range and saturates like any other
+    finite value beyond the largest finite (``sw.mx.from_carrier(finite=...)``)."""
     _check(fmt, car)
     frac, exp, sign = bits[:car.frac_bits], bits[car.frac_bits:car.width - 1], bits[car.width - 1]
     special = exp == car.exp_max_field
+    if finite is not None:                                    # an infinity that overflowed
+        special = special & ~(finite & (frac == 0))
     top = fmt.max_finite >> fmt.frac_bits                     # the largest finite's exponent
     over = (exp > top) | ((exp == top) & (frac > (fmt.max_finite & fmt.frac_mask)))
     return Mux(special, Const(fmt.canonical_nan, fmt.width),

@@ -37,7 +37,7 @@ from contract import (
 )
 
 from . import golden_blas
-from .fpbits import MAX_WIDTH, check_bits, classify, significand
+from .fpbits import MAX_WIDTH, check_bits, classify, from_bits, significand
 from .golden_blas import gemm_blas
 from .limbs import carry as _carry
 from .limbs import limb as _limb
@@ -253,7 +253,11 @@ def _narrow(fn):
         y = fn(x, codes, e0, in_fmt=in_c, wbits=wbits, out_fmt=out_c, bias_bits=b, **kw)
         if out_f.is_ieee:
             return y
-        return torch.from_numpy(mx.from_carrier(y.numpy(), out_c, out_f))
+        # weights are finite and nonzero: a result is finite when its row and its bias are
+        finite = np.isfinite(from_bits(x, in_c)).all(axis=1, keepdims=True)
+        if b is not None:
+            finite = finite & np.isfinite(from_bits(b, out_c)).reshape(1, -1)
+        return torch.from_numpy(mx.from_carrier(y.numpy(), out_c, out_f, finite=finite))
 
     return wrapper
 

@@ -38,14 +38,20 @@ def to_carrier(bits, fmt, carrier: FloatFormat | None = None) -> np.ndarray:
     return to_bits(from_bits(_np(check_bits(bits, fmt, "activation")), fmt), carrier)
 
 
-def from_carrier(bits, carrier: FloatFormat, fmt) -> np.ndarray:
+def from_carrier(bits, carrier: FloatFormat, fmt, finite=None) -> np.ndarray:
     """Carrier patterns (on ``fmt``'s grid) -> patterns of ``fmt``: magnitudes beyond the
-    largest finite saturate to it; infinities and NaNs give the canonical NaN."""
+    largest finite saturate to it; infinities and NaNs give the canonical NaN.
+
+    ``finite`` (booleans broadcast against ``bits``) marks results whose exact value is finite:
+    a carrier infinity there is an overflow of the carrier's range and saturates to ± the
+    largest finite like any other finite value beyond it."""
     fmt = get_format(fmt)
     if not fmt.has_nan:
         raise ValueError(f"{fmt.name} has no NaN; it is an input (element) format only")
     v = from_bits(_np(check_bits(bits, carrier, "result")), carrier)
     top = float(fmt.to_fraction(fmt.max_finite))
+    if finite is not None:
+        v = np.where(np.isinf(v) & np.asarray(finite, dtype=bool), np.sign(v) * top, v)
     v = np.where(np.isfinite(v), np.clip(v, -top, top), np.nan)
     return to_bits(v, fmt)
 

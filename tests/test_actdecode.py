@@ -58,7 +58,7 @@ def test_mx_lanes(fmt, window):
 
 def test_saturating_output_maps():
     """hw.narrow_out.saturate / widen against sw.mx.from_carrier / to_carrier on every pattern
-    (the e4m3fn carrier's 512, e4m3fn's 256)."""
+    (the e4m3fn carrier's 512, with and without a finite exact sum; e4m3fn's 256)."""
     from amaranth.hdl import Module
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
@@ -72,23 +72,30 @@ def test_saturating_output_maps():
     class Maps(wiring.Component):
         c: In(car.width)
         b: In(8)
+        finite: In(1)
         o: Out(8)
+        of: Out(8)
         w: Out(car.width)
 
         def elaborate(self, platform):
             m = Module()
             m.d.comb += [self.o.eq(saturate(self.c, car, FP8_E4M3FN)),
+                         self.of.eq(saturate(self.c, car, FP8_E4M3FN, finite=self.finite)),
                          self.w.eq(widen(self.b, FP8_E4M3FN, car))]
             return m
 
     dut = Maps()
-    got_o, got_w = [], []
+    got_o, got_w, got_f = [], [], []
 
     async def bench(ctx):
         for v in range(1 << car.width):
             ctx.set(dut.c, v)
             ctx.set(dut.b, v & 0xFF)
             got_o.append(ctx.get(dut.o))
+            got_f.append([ctx.get(dut.of)])
+            ctx.set(dut.finite, 1)
+            got_f[-1].append(ctx.get(dut.of))
+            ctx.set(dut.finite, 0)
             got_w.append(ctx.get(dut.w))
 
     sim = Simulator(dut)
@@ -98,6 +105,14 @@ def test_saturating_output_maps():
     want_o = from_carrier(allc, car, FP8_E4M3FN)
     bad = np.flatnonzero(np.array(got_o) != want_o)
     assert bad.size == 0, f"carrier {bad[0]:#x}: {got_o[bad[0]]:#x} != {want_o[bad[0]]:#x}"
+    for finite in (0, 1):
+        want_f = from_carrier(allc, car, FP8_E4M3FN, finite=bool(finite))
+        got = np.array(got_f)[:, finite]
+        bad = np.flatnonzero(got != want_f)
+        assert bad.size == 0, (f"carrier {bad[0]:#x} finite={finite}: {got[bad[0]]:#x} != "
+                               f"{want_f[bad[0]]:#x}")
+    assert list(from_carrier([car.pos_inf, car.neg_inf], car, FP8_E4M3FN, finite=True)) == \
+        [0x7E, 0xFE]
     want_w = to_carrier(allc & 0xFF, FP8_E4M3FN, car)
     bad = np.flatnonzero(np.array(got_w) != want_w)
     assert bad.size == 0, f"e4m3fn {bad[0] & 0xFF:#x}: {got_w[bad[0]]:#x} != {want_w[bad[0]]:#x}"

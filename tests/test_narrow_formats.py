@@ -168,6 +168,38 @@ def test_golden_narrow_formats_match_reference(in_fmt, out_fmt):
                                    f"{want[tuple(bad[0])]:#x}")
 
 
+@pytest.mark.parametrize("in_fmt", [FP8_E4M3FN, FP16], ids=lambda f: f.name)
+def test_e4m3fn_output_saturates_beyond_the_carrier(in_fmt):
+    """Finite sums past the carrier's top binade (2**23) are finite values beyond 448: they
+    saturate to ±448 like 500 does; only an infinite or NaN term gives the NaN."""
+    seed = 2028
+    rng = np.random.default_rng(seed)
+    top, inf = (0x7E, None) if in_fmt is FP8_E4M3FN else (0x7BFF, 0x7C00)
+    n, k, m, wbits = 8, 24, 6, 5
+    x = rng.integers(top - 8, top + 1, (n, k)) | (rng.integers(0, 2, (n, k)) << (in_fmt.width - 1))
+    x[0, :] = top                                      # all positive: far beyond the carrier
+    x[1, :] = top | 1 << (in_fmt.width - 1)            # all negative
+    x[2, 3] = in_fmt.canonical_nan                     # a NaN term
+    if inf is not None:
+        x[3, 5] = inf                                  # an infinite term
+    codes = rng.integers(0, 1 << wbits, (m, k))
+    codes[0, :] = (1 << (wbits - 1)) - 1               # the largest weight, positive
+    e0 = rng.integers(0, 21, m)
+    bias = rng.integers(0, 0x7F, m) | (rng.integers(0, 2, m) << 7)
+    print(f"seed {seed}")
+    for b in (None, bias):
+        want = _reference(from_bits(x, in_fmt), codes, e0, wbits, FP8_E4M3FN,
+                          None if b is None else from_bits(b, FP8_E4M3FN))
+        assert (want[0, 0], want[1, 0]) == (0x7E, 0xFE) and want[2, 0] == 0x7F
+        for fn in (gemm_golden, gemm_reference):
+            got = fn(x, codes, e0, in_fmt=in_fmt, wbits=wbits, out_fmt=FP8_E4M3FN,
+                     bias_bits=b).numpy()
+            bad = np.argwhere(got != want)
+            assert bad.size == 0, (f"seed {seed} {fn.__name__} bias={b is not None}: Y"
+                                   f"{tuple(bad[0])} {got[tuple(bad[0])]:#x} != "
+                                   f"{want[tuple(bad[0])]:#x}")
+
+
 def test_e4m3fn_output_saturates_and_nans():
     x = np.array([[0x7E, 0x7E], [0x7E, 0x7F]])          # 448 + 448; 448 + NaN
     y = gemm_golden(x, np.zeros((1, 2), dtype=np.int64), 0, in_fmt=FP8_E4M3FN, wbits=3)

@@ -76,6 +76,38 @@ def test_gemm_rtl_takes_scales():
         gemm_rtl(x, codes, 0, config=cfg, sim="icarus")
 
 
+@needs_icarus
+@pytest.mark.parametrize("relu", [False, True])
+def test_e4m3fn_output_saturates_beyond_the_carrier_icarus(relu):
+    """fp16 in, fp8_e4m3fn out: finite sums past the carrier's range (2**23) give ±448 on the
+    RTL as in the golden model; infinite or NaN terms give the NaN."""
+    from sw.golden import gemm_golden
+
+    seed = 2740
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    cfg = ArrayConfig(in_fmt="fp16", out_fmt="fp8_e4m3fn", wbits=4, rows=2, cols=2, depth=64,
+                      e0_min=-6, e0_max=5)
+    n, k, m = 6, 40, 4
+    x = rng.integers(0x7800, 0x7C00, (n, k)) | (rng.integers(0, 2, (n, k)) << 15)
+    x[0, :], x[1, :] = 0x7BFF, 0xFBFF                 # ±65504 throughout
+    x[2, 7], x[3, 9] = 0x7E00, 0x7C00                 # a NaN term; an infinite term
+    x[4, :] = rng.integers(0, 0x4000, k)              # small: in range
+    codes = rng.integers(0, 16, (m, k))
+    codes[0, :] = 7                                   # +2**(e0 + 7)
+    e0 = np.array([5, -6, 0, 3])
+    bias = np.array([0x10, 0xFE, 0x7E, 0x01])
+    y, _ = gemm_rtl(x, codes, e0, config=cfg, bias_bits=bias, relu=relu, sim="icarus",
+                    tag=f"e4m3-sat-{int(relu)}")
+    want = gemm_golden(x, codes, e0, in_fmt="fp16", wbits=4, out_fmt="fp8_e4m3fn",
+                       bias_bits=bias, relu=relu, config=cfg.dot_config).numpy()
+    assert want[0, 0] == 0x7E and want[1, 0] == (0 if relu else 0xFE)
+    assert want[2, 0] == 0x7F and want[3, 0] == 0x7F
+    bad = np.argwhere(y != want)
+    assert bad.size == 0, (f"seed {seed}: Y{tuple(bad[0])} {y[tuple(bad[0])]:#x} != "
+                           f"{want[tuple(bad[0])]:#x}")
+
+
 # -- densehw gemm ---------------------------------------------------------------------------------
 
 def _files(tmp_path, rng, fmt, n, k, m, *, mx):
