@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from contract import carrier_format
 from contract.branches import (
     DEFAULT_OUT_FMT,
     DEFAULT_SCALE_FMT,
@@ -118,8 +119,9 @@ def _scales(bits, fmt, count, what) -> tuple[torch.Tensor, torch.Tensor]:
 
 def scale_product(acc: torch.Tensor, sig_x, exp_x, sig_w, exp_w, out_fmt) -> torch.Tensor:
     """Raw ``out_fmt`` patterns of ``acc * sig_x * sig_w * 2**(exp_x + exp_w)`` rounded once
-    (nearest even; overflow ``±inf``; a nonzero value rounding to zero keeps its sign; zero
-    gives ``+0``). ``acc``: int64 (N, M) with ``|acc| < 2**62``; ``sig_x``, ``exp_x``: scalars
+    (nearest even; overflow ``±inf``, or ± the largest finite in a format without infinities;
+    a nonzero value rounding to zero keeps its sign; zero gives ``+0``). ``acc``: int64
+    (N, M) with ``|acc| < 2**62``; ``sig_x``, ``exp_x``: scalars
     or (N, 1); ``sig_w``, ``exp_w``: (M,) or scalars; significands below ``2**(SCALE_FRAC_MAX +
     1)``."""
     lb = LIMB_BITS
@@ -129,9 +131,15 @@ def scale_product(acc: torch.Tensor, sig_x, exp_x, sig_w, exp_w, out_fmt) -> tor
         limbs = carry(limbs * torch.as_tensor(sig, dtype=torch.int64), lb)
     lsb = torch.as_tensor(exp_x, dtype=torch.int64) + torch.as_tensor(exp_w, dtype=torch.int64)
     lsb = lsb.expand(acc.shape) if lsb.ndim else torch.full(acc.shape, int(lsb))
-    y = round_limbs(limbs, lsb, lb, out_fmt)
-    y = y | ((acc < 0).to(torch.int64) << (out_fmt.width - 1))
-    return torch.where(acc == 0, 0, y)
+    car = carrier_format(out_fmt)               # fp8_e4m3fn: rounded in its carrier ...
+    y = round_limbs(limbs, lsb, lb, car)
+    y = y | ((acc < 0).to(torch.int64) << (car.width - 1))
+    y = torch.where(acc == 0, 0, y)
+    if car == out_fmt:
+        return y
+    from .mx import from_carrier  # ... then saturated (every result is finite)
+
+    return torch.from_numpy(from_carrier(y.numpy(), car, out_fmt, finite=True))
 
 
 def branch_gemm_scaled(x_codes, w_codes, *, wbits: int, abits: int, scale_x, scale_w,

@@ -11,7 +11,7 @@ import random
 import pytest
 import torch
 
-from contract import BF16, FP16, FP32
+from contract import BF16, FP8_E4M3FN, FP16, FP32
 from contract.branch_array import BranchArrayConfig
 from hw.branches.finalizer import BranchFinalizer, corr_width
 from sw.branches import _scales, scale_product
@@ -48,7 +48,25 @@ CONFIGS = {
     "fp16-out-fp32-scales": dict(wbits=2, abits=8, out_fmt=FP16, scale_fmt=FP32),
     "fp32-out-bf16-scales": dict(wbits=8, abits=8, out_fmt=FP32, scale_fmt=BF16),
     "bf16-out-fp16-scales": dict(wbits=1, abits=1, out_fmt=BF16, scale_fmt=FP16),
+    "fp8e4m3fn-out-fp16-scales": dict(wbits=2, abits=4, out_fmt=FP8_E4M3FN, scale_fmt=FP16),
 }
+
+
+def test_golden_e4m3fn_rounding_saturates():
+    """``scale_product`` to ``fp8_e4m3fn`` = the exact product rounded once by the contract's
+    saturating rule (``FloatFormat.from_fraction``): overflow gives ±448, never a NaN."""
+    seed = 2029
+    rng = random.Random(seed)
+    print(f"seed {seed}")
+    cfg = BranchArrayConfig(rows=2, cols=2, lanes=4, depth=64,
+                            **CONFIGS["fp8e4m3fn-out-fp16-scales"])
+    for y in _results(cfg, rng):
+        for sx in _scale_patterns(FP16, rng, 12):
+            sw = rng.choice(_scale_patterns(FP16, rng, 12))
+            exact = y * FP16.to_fraction(sx) * FP16.to_fraction(sw)
+            want = 0 if y == 0 else FP8_E4M3FN.from_fraction(exact)
+            got = _expected(cfg, y, sx, sw, scaled=True, relu=False)
+            assert got == want, f"seed {seed}: Y={y} sx={sx:#x} sw={sw:#x}: {got:#x} != {want:#x}"
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from contract import BF16, FP8_E5M2, FP16, FP32
+from contract import BF16, FP8_E4M3FN, FP8_E5M2, FP16, FP32
 from contract.branches import (
     BRANCH_PACK_VERSION,
     branch_planes,
@@ -179,9 +179,10 @@ def _check_scaled(x, w, wbits, abits, sx, sw, out_fmt, relu=False, scale_fmt=FP3
     return y
 
 
-@pytest.mark.parametrize("out_fmt", [FP32, FP16, BF16, FP8_E5M2], ids=lambda f: f.name)
+@pytest.mark.parametrize("out_fmt", [FP32, FP16, BF16, FP8_E5M2, FP8_E4M3FN],
+                         ids=lambda f: f.name)
 def test_scaled_random(out_fmt):
-    seed = out_fmt.width
+    seed = out_fmt.width + (100 if out_fmt is FP8_E4M3FN else 0)
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     for wbits, abits in ((1, 1), (2, 2), (3, 5), (8, 8), (2, 8)):
@@ -204,6 +205,7 @@ def test_scaled_extremes():
             (huge, [huge, 1.0, 2.0 ** 100], FP32),       # overflow
             (sub16, [1.0, 2.0 ** -20, 0.75], FP16),      # subnormal results
             (2.0 ** -8, [2.0 ** -10, 3.0, 1.5], FP8_E5M2),
+            (2.0 ** -8, [2.0 ** -10, 3.0, 1.5], FP8_E4M3FN),  # beyond 448: ±448, no NaN
             (1.0, [1.0, 1.0, 1.0], BF16)):               # ties to even in 8 significant bits
         y = _check_scaled(x, w, 8, 8, sx, np.array(sw), out_fmt)
         _check_scaled(x, w, 8, 8, sx, np.array(sw), out_fmt, relu=True)
@@ -211,6 +213,9 @@ def test_scaled_extremes():
     y = branch_gemm_scaled(x[:2], w[:2], wbits=8, abits=8, scale_x=int(_bits(1.0)),
                            scale_w=int(_bits(1.0)), out_fmt=FP16).numpy()
     assert y.tolist() == [[FP16.pos_inf, FP16.neg_inf], [FP16.neg_inf, FP16.pos_inf]]
+    y = branch_gemm_scaled(x[:2], w[:2], wbits=8, abits=8, scale_x=int(_bits(1.0)),
+                           scale_w=int(_bits(1.0)), out_fmt=FP8_E4M3FN).numpy()
+    assert y.tolist() == [[0x7E, 0xFE], [0xFE, 0x7E]]
     # bf16 scales (the scale format is a parameter)
     _check_scaled(x, w, 8, 8, 0.375, np.array([1.5, 2.0 ** -100, 3.0]), FP32, scale_fmt=BF16)
 

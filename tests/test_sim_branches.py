@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from contract import BF16, FP16, FP32
+from contract import BF16, FP8_E4M3FN, FP16, FP32
 from contract.branch_array import BranchArrayConfig
 from contract.branches import decode_branches
 from sim.backends import simulator_present
@@ -134,6 +134,16 @@ def test_float_path_and_probes(sim):
     cfg = BranchArrayConfig(wbits=2, abits=8, rows=2, cols=2, lanes=4, depth=32,
                             out_fmt=FP16, scale_fmt=FP32)
     _run(cfg, sim, 7, scaled=True, probes=True, robustness=True)
+
+
+def test_icarus_e4m3fn_output():
+    """fp8_e4m3fn results (rounded in the carrier, saturated: scales of 2**100 give ±448,
+    2**-120 signed zeros), bf16 scales."""
+    if not simulator_present("icarus"):
+        pytest.skip("icarus not installed")
+    cfg = BranchArrayConfig(wbits=2, abits=4, rows=2, cols=2, lanes=4, depth=32,
+                            out_fmt=FP8_E4M3FN, scale_fmt=BF16)
+    _run(cfg, "icarus", 8, scaled=True)
 
 
 def test_verilator_integers_wide_lanes():

@@ -26,8 +26,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from contract import carrier_format
 from contract.branch_array import BranchArrayConfig
 
+from ..narrow_out import saturate
 from ..rounding import Rounder, RoundingGeometry
 
 __all__ = ["BranchFinalizer", "entry_layout", "result_layout", "corr_width", "rounding_geometry",
@@ -82,13 +84,14 @@ ROUNDING_CUTS = ("count", "shift", "window")
 
 def rounding_geometry(config):
     """``(geometry, pw)``: the :class:`hw.rounding.RoundingGeometry` of ``P * 2**E`` (``P =
-    |Y| * sig_x * sig_w``, ``pw`` bits) rounded to ``out_fmt``. ``e0`` is ``E``, clamped to
+    |Y| * sig_x * sig_w``, ``pw`` bits) rounded to ``out_fmt``'s carrier (``out_fmt`` itself
+    for IEEE formats; ``fp8_e4m3fn`` is saturated from it). ``e0`` is ``E``, clamped to
     ``[lsb_exp - pw - 1, emax + 1]``: below, every ``P < 2**pw`` is under half the smallest
     subnormal (a signed zero); above, every ``P >= 1`` overflows. The magnitude is ``P << (F +
     1)`` (a leading one has ``F + 1`` bits below it) with ``F + 2`` zero bits above, so that the
     subnormal LSB is never above its top bit."""
     _check(config)
-    ofmt, sig_bits = config.out_fmt, config.scale_fmt.frac_bits + 1
+    ofmt, sig_bits = carrier_format(config.out_fmt), config.scale_fmt.frac_bits + 1
     pw = config.result_width - 1 + 2 * sig_bits
     low = ofmt.frac_bits + 1
     geometry = RoundingGeometry(acc_width=pw + low + ofmt.frac_bits + 3, out_fmt=ofmt,
@@ -211,7 +214,10 @@ class BranchFinalizer(wiring.Component):
                      rnd.i.payload.meta.last_layer.eq(d.last_layer)]
         r = rnd.o.payload.meta
         ibits = Mux(self.relu & r.y[rw - 1], 0, r.y)
+        fbits = rnd.o.payload.bits
+        if geometry.out_fmt != cfg.out_fmt:          # every result is finite: saturate
+            fbits = saturate(fbits, geometry.out_fmt, cfg.out_fmt, finite=Const(1))
         o, o_valid = _stage(m, {"bits": width, **flags}, "fin_o")
         m.d.sync += [o_valid.eq(rnd.o.valid), o.last.eq(r.last), o.last_layer.eq(r.last_layer),
-                     o.bits.eq(Mux(self.scaled, rnd.o.payload.bits, ibits.as_signed()))]
+                     o.bits.eq(Mux(self.scaled, fbits, ibits.as_signed()))]
         m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(o)]
