@@ -36,7 +36,7 @@ from .array import (
     _check_int,
 )
 from .branches import BRANCH_PACK_VERSION, check_kbits, check_scale_fmt, max_value
-from .formats import FloatFormat, get_format
+from .formats import SPECIALS, FloatFormat, get_format
 from .weights import WORD_BITS
 
 __all__ = [
@@ -75,6 +75,7 @@ BRANCH_REGISTERS: tuple[Register, ...] = (
     Register("FORMATS", 0x10, "ro", "output and scale formats of the float path (0: none)",
              (Field("OUT_EXP", 0, 4, "out_fmt exponent bits"),
               Field("OUT_FRAC", 4, 6, "out_fmt fraction bits"),
+              Field("OUT_SPECIALS", 10, 2, "out_fmt specials: 0 ieee, 1 fn (fp8_e4m3fn)"),
               Field("SCALE_EXP", 16, 4, "scale_fmt exponent bits"),
               Field("SCALE_FRAC", 20, 6, "scale_fmt fraction bits"))),
     Register("CTRL", 0x20, "rw", "layer options; START is a pulse (reads 0). Options are "
@@ -349,6 +350,7 @@ class BranchArrayConfig:
         formats = 0
         if self.float_path:
             formats = (self.out_fmt.exp_bits | (self.out_fmt.frac_bits << 4)
+                       | (SPECIALS.index(self.out_fmt.specials) << 10)
                        | (self.scale_fmt.exp_bits << 16) | (self.scale_fmt.frac_bits << 20))
         return {
             "ID": BRANCH_ID_MAGIC,

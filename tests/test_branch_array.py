@@ -88,6 +88,9 @@ def test_register_map():
     resets = BranchArrayConfig(wbits=3, abits=7, rows=5, cols=6, lanes=16).register_resets()
     assert resets["GEOMETRY"] == 5 | 6 << 8 | 16 << 16 | 3 << 24 | 7 << 28
     assert resets["ID"] == 0x44534842
+    assert resets["FORMATS"] == 8 | 23 << 4 | 8 << 16 | 23 << 20           # fp32 out and scales
+    e4m3 = BranchArrayConfig(out_fmt="fp8_e4m3fn", scale_fmt="bf16").register_resets()
+    assert e4m3["FORMATS"] == 4 | 3 << 4 | 1 << 10 | 8 << 16 | 7 << 20     # OUT_SPECIALS: fn
 
 
 def test_streams_follow_the_framing():
