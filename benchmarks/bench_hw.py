@@ -704,7 +704,12 @@ def _bench(args, argv, devices, designs, seeds, executor) -> int:
         write_docs(records, pes, date=date)
     print(md)
     print(f"bench_hw: {time.monotonic() - t0:.0f} s; {args.out / 'bench.md'}")
-    return 0 if all(math.isfinite(r.get("gmacs") or 0) for r in records) else 1
+    # a cell this run searched without a result fails the run (a --cached-only miss does not)
+    failed = [r for r in records if r.get("measured", True) and r.get("gmacs") is None]
+    for r in failed:
+        print(f"bench_hw: {DEVICES[r['board']][r['device']]['name']} {r['label']}: no result "
+              f"({r.get('error')})", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

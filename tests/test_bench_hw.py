@@ -364,3 +364,12 @@ def test_main_docs_merges_into_the_document(monkeypatch, tmp_path):
                           "--cached-only", "--out", str(tmp_path / "empty")]) == 0
     again = json.loads((root / "docs" / "results" / "bench.json").read_text())
     assert again["records"] == doc["records"]
+
+
+def test_main_fails_when_a_searched_cell_has_no_result(monkeypatch, tmp_path, capsys):
+    _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=0)
+    argv = ["--devices", "25f", "--designs", "int8-lut", "--no-pes", "--out", str(tmp_path)]
+    assert bench_hw.main(argv) == 1
+    assert "LFE5U-25F-CABGA381 int8 MAC, LUT: no result" in capsys.readouterr().err
+    _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000)
+    assert bench_hw.main(argv) == 0
