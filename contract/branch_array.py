@@ -36,7 +36,7 @@ from .array import (
     _check_int,
 )
 from .branches import BRANCH_PACK_VERSION, check_kbits, check_scale_fmt, max_value
-from .formats import SPECIALS, FloatFormat, get_format
+from .formats import SPECIALS, FloatFormat, format_to_dict, get_format
 from .weights import WORD_BITS
 
 __all__ = [
@@ -297,8 +297,7 @@ class BranchArrayConfig:
 
     def to_dict(self) -> dict:
         def fmt(f):
-            return None if f is None else {"name": f.name, "exp_bits": f.exp_bits,
-                                           "frac_bits": f.frac_bits}
+            return None if f is None else format_to_dict(f)
 
         return {"arith": self.arith, "wbits": self.wbits, "abits": self.abits,
                 "rows": self.rows, "cols": self.cols, "lanes": self.lanes, "depth": self.depth,
@@ -314,7 +313,8 @@ class BranchArrayConfig:
     @classmethod
     def from_dict(cls, d: dict) -> BranchArrayConfig:
         """Inverse of :meth:`to_dict`; derived keys are accepted and ignored, unknown keys raise
-        ``ValueError``. Formats may be names, ``{name, exp_bits, frac_bits}`` or ``None`` (TOML
+        ``ValueError``. Formats may be names, ``{name, exp_bits, frac_bits[, exp_bias, specials]}``
+        (:func:`~contract.formats.format_to_dict`) or ``None`` (TOML
         has no null: a missing ``out_fmt`` and ``scale_fmt`` take the defaults, the string
         ``"none"`` removes the float path)."""
         if not isinstance(d, dict):
@@ -327,11 +327,11 @@ class BranchArrayConfig:
         for key in ("out_fmt", "scale_fmt"):
             v = args.get(key)
             if isinstance(v, dict):
-                try:
-                    args[key] = FloatFormat(v["name"], v["exp_bits"], v["frac_bits"])
-                except KeyError as exc:
+                missing = [k for k in ("name", "exp_bits", "frac_bits") if k not in v]
+                if missing:
                     raise ValueError(f"{key} needs name, exp_bits and frac_bits; missing "
-                                     f"{exc.args[0]}") from None
+                                     f"{missing[0]}")
+                args[key] = get_format(v)
             elif v == "none":
                 args[key] = None
         return cls(**args)

@@ -4,6 +4,7 @@ files (``densehw generate``), lint, and ``densehw gemm --arith branches`` on the
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,8 +58,11 @@ def test_config_validation():
 def test_round_trip_and_files(tmp_path):
     for cfg in (BranchArrayConfig(wbits=3, abits=5, rows=2, cols=7, lanes=4, depth=128,
                                   out_fmt=FP16, scale_fmt="bf16", pipeline=1),
-                BranchArrayConfig(out_fmt=None, scale_fmt=None)):
+                BranchArrayConfig(out_fmt=None, scale_fmt=None),
+                BranchArrayConfig(out_fmt="fp8_e4m3fn", scale_fmt="bf16")):
         assert BranchArrayConfig.from_dict(cfg.to_dict()) == cfg
+        again = BranchArrayConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+        assert again.out_fmt == cfg.out_fmt and again.register_resets() == cfg.register_resets()
         meta = cfg.metadata()
         assert meta["config"]["arith"] == "branches" and len(meta["registers"]) == len(
             BRANCH_REGISTERS)
