@@ -13,6 +13,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
+from stream_tb import consumer, run_beats  # (tests/ helper)
 
 from boards import fpref
 from boards.fpadd import STAGES, FmaAdd, acc_addend_range
@@ -295,42 +296,6 @@ def _dot_operand(rng, fmt):
     return _field(fmt, fmt.bias + rng.randrange(-6, 6), rng.getrandbits(24), rng.getrandbits(1))
 
 
-def _run_array(dut, beats, n_out, *, rng, gaps, stalls, limit):
-    out = []
-
-    async def producer(ctx):
-        for x, w, last in beats:
-            while gaps and rng.random() < gaps:
-                ctx.set(dut.i.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.i.payload, {"x": x, "w": w, "last": last})
-            ctx.set(dut.i.valid, 1)
-            for _ in range(limit):               # a deadlock fails the test, never hangs it
-                *_, ready = await ctx.tick().sample(dut.i.ready)
-                if ready:
-                    break
-            else:
-                return
-        ctx.set(dut.i.valid, 0)
-
-    async def consumer(ctx):
-        for _ in range(limit):
-            if len(out) == n_out:
-                break
-            ready = int(not (stalls and rng.random() < stalls))
-            ctx.set(dut.o.ready, ready)
-            *_, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid and ready:
-                out.append(int(payload))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return out
-
-
 @pytest.mark.parametrize("in_fmt,acc_fmt,rows,cols,gaps,stalls", [
     ("fp16", "fp16", 2, 2, 0.0, 0.0),
     ("fp16", "fp16", 1, 3, 0.3, 0.3),
@@ -355,7 +320,7 @@ def test_array_dot_products_bit_exact(in_fmt, acc_fmt, rows, cols, gaps, stalls)
                  for r in range(rows) for c in range(cols)]
     dut = FmaArray(rows=rows, cols=cols, in_fmt=in_fmt, acc_fmt=acc_fmt,
                    dsps=(rows * cols) // 2)
-    got = _run_array(dut, beats, len(want), rng=random.Random(seed + 1), gaps=gaps,
+    got = run_beats(dut, beats, len(want), rng=random.Random(seed + 1), gaps=gaps,
                      stalls=stalls, limit=40 * len(beats) + 4000)
     assert len(got) == len(want), f"seed {seed}: {len(got)} of {len(want)} results came out"
     for j, (g, w) in enumerate(zip(got, want, strict=True)):
@@ -401,19 +366,11 @@ def test_reducer_many_inputs(acc_fmt, n, slots, stalls):
                     pos[q] += 1
                     ctx.set(dut.v[q], vals[q][pos[q]] if pos[q] < slots else 0)
 
-    async def consumer(ctx):
-        srng = random.Random(seed + 1)
-        for _ in range(limit):
-            ready = int(not (stalls and srng.random() < stalls))
-            ctx.set(dut.o.ready, ready)
-            *_, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid and ready:
-                out.append(int(payload))
-
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(driver)
-    sim.add_testbench(consumer)
+    sim.add_testbench(consumer(dut.o, out, limit=limit, stalls=stalls,
+                               rng=random.Random(seed + 1)))
     sim.run()
     assert len(out) == n, f"seed {seed}: {len(out)} of {n} sums came out"
     for q, (g, w) in enumerate(zip(out, want, strict=True)):
@@ -438,7 +395,7 @@ def test_array_more_than_64_pes(rows, cols):
                            slots=SLOTS, in_fmt="fp16", acc_fmt="fp16")
                  for r in range(rows) for c in range(cols)]
     dut = FmaArray(rows=rows, cols=cols, in_fmt="fp16", acc_fmt="fp16", dsps=rows * cols - 1)
-    got = _run_array(dut, beats, len(want), rng=random.Random(seed + 1), gaps=0.1,
+    got = run_beats(dut, beats, len(want), rng=random.Random(seed + 1), gaps=0.1,
                      stalls=0.1, limit=4 * SLOTS * SLOTS * (rows * cols + SLOTS))
     assert len(got) == len(want), f"seed {seed}: {len(got)} of {len(want)} results came out"
     for j, (g, w) in enumerate(zip(got, want, strict=True)):

@@ -6,44 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from stream_tb import run_beats  # (tests/ helper)
 
 from boards.intmac import IntMacArray, IntMacPE
-
-
-def _run(dut, beats, n_out, *, rng, gaps, stalls, limit):
-    out = []
-
-    async def producer(ctx):
-        for x, w, last in beats:
-            while gaps and rng.random() < gaps:
-                ctx.set(dut.i.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.i.payload, {"x": x, "w": w, "last": last})
-            ctx.set(dut.i.valid, 1)
-            for _ in range(limit):               # a deadlock fails the test, never hangs it
-                *_, ready = await ctx.tick().sample(dut.i.ready)
-                if ready:
-                    break
-            else:
-                return
-        ctx.set(dut.i.valid, 0)
-
-    async def consumer(ctx):
-        for _ in range(limit):
-            if len(out) == n_out:
-                break
-            ready = int(not (stalls and rng.random() < stalls))
-            ctx.set(dut.o.ready, ready)
-            *_, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid and ready:
-                out.append(int(payload))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return out
 
 
 @pytest.mark.parametrize("mult,dsps,rows,cols,gaps,stalls", [
@@ -65,7 +30,7 @@ def test_int8_array_matches_numpy(mult, dsps, rows, cols, gaps, stalls):
                   for t in range(k)]
         want += [int(v) & 0xFFFFFFFF for v in (x.T @ w).ravel()]
     dut = IntMacArray(rows=rows, cols=cols, mult=mult, dsps=dsps)
-    got = _run(dut, beats, len(want), rng=np.random.default_rng(seed + 1), gaps=gaps,
+    got = run_beats(dut, beats, len(want), rng=np.random.default_rng(seed + 1), gaps=gaps,
                stalls=stalls, limit=40 * len(beats) + 2000)
     assert len(got) == len(want), f"seed {seed}: {len(got)} of {len(want)} results came out"
     for j, (g, v) in enumerate(zip(got, want, strict=True)):
