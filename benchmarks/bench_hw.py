@@ -204,11 +204,14 @@ class Search:
     point. Every job skips the per-block synthesis (``blocks: False``)."""
 
     def __init__(self, board, device, design, *, seeds, root, pnr_timeout, max_pnr=2,
-                 force=False, cached_only=False, log=print, executor=None):
+                 max_pes=None, force=False, cached_only=False, log=print, executor=None):
+        if max_pes is not None and (not isinstance(max_pes, int) or max_pes < 1):
+            raise ValueError(f"max_pes must be a positive integer or None, not {max_pes!r}")
         self.board, self.device, self.design = board, device, design
         self.executor = executor    # boards.executor (None: this process)
         self.seeds, self.root, self.pnr_timeout = tuple(seeds), root, pnr_timeout
         self.max_pnr, self.force, self.log = max_pnr, force, log
+        self.max_pes = max_pes  # no shape with more PEs is searched (None: no cap)
         self.cached_only = cached_only
         self.dsps = DEVICES[board][device]["dsps"]
         self.points = {}        # PEs -> shares of the device (the fit's measurements)
@@ -315,12 +318,13 @@ class Search:
 
     def _run_fitted(self) -> dict:
         cands = shapes()
-        pick = self._largest(cands)
+        limit = math.inf if self.max_pes is None else self.max_pes
+        pick = self._largest(cands, limit=limit)
         error = self._measure_lut_extra(pick)
         if error:
             return self._record(None, error)
-        pick = self._largest(cands)
-        scale, limit = 1.0, math.inf
+        pick = self._largest(cands, limit=limit)
+        scale = 1.0
         for _ in range(self.max_pnr):
             if pick is None:
                 break
@@ -344,7 +348,8 @@ class Search:
     def _run_placed(self) -> dict:
         cands = shapes()
         fill = FILL[self.board]
-        ceiling = math.inf          # PEs of the smallest shape measured that did not place
+        # PEs of the smallest shape measured that did not place (or past --max-pes)
+        ceiling = math.inf if self.max_pes is None else self.max_pes + 1
         best = max((r for r in self.tried if self._placed(r)), default=None,
                    key=lambda r: r["macs_per_cycle"])
         for _ in range(5):
@@ -380,7 +385,7 @@ class Search:
                "label": DESIGNS[self.design],
                "stages": stages(design_spec(self.design, 1, 1, dsps=self.dsps)),
                "target_mhz": DEFAULT_TARGET_MHZ[self.board], "error": error,
-               "measured": True, "commit": self.commit,
+               "measured": True, "commit": self.commit, "max_pes": self.max_pes,
                "tool_seconds": round(self.tool_seconds),
                "searched": [{"rows": r["spec"].get("config", r["spec"])["rows"],
                              "cols": r["spec"].get("config", r["spec"])["cols"],
@@ -635,6 +640,9 @@ def main(argv=None) -> int:
     p.add_argument("--pnr-timeout", type=float, metavar="SECONDS",
                    help="stop a place-and-route seed after this long (default per device: "
                         + ", ".join(f"{d} {t:g} s" for d, t in PNR_TIMEOUT.items()) + ")")
+    p.add_argument("--max-pes", type=int, metavar="N",
+                   help="search only arrays of at most N PEs (e.g. below a shape known not to "
+                        "place within the time limit)")
     p.add_argument("--force", action="store_true", help="ignore cached points")
     p.add_argument("--cached-only", action="store_true",
                    help="run no tool: report what the cache holds, the rest as not measured")
@@ -655,8 +663,10 @@ def main(argv=None) -> int:
         print(f"bench_hw: --seeds wants integers like 1,2,3, not {args.seeds!r}",
               file=sys.stderr)
         return 2
-    if args.max_pnr < 1 or (args.pnr_timeout is not None and not args.pnr_timeout > 0):
-        print("bench_hw: --max-pnr and --pnr-timeout must be positive", file=sys.stderr)
+    if (args.max_pnr < 1 or (args.pnr_timeout is not None and not args.pnr_timeout > 0)
+            or (args.max_pes is not None and args.max_pes < 1)):
+        print("bench_hw: --max-pnr, --max-pes and --pnr-timeout must be positive",
+              file=sys.stderr)
         return 2
     try:
         executor = open_executor(scheduler=args.scheduler, workers=args.jobs)
@@ -675,7 +685,8 @@ def _bench(args, argv, devices, designs, seeds, executor) -> int:
         for design in designs:
             searches.append(Search(board, device, design, seeds=seeds, root=args.out / "cache",
                                    pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev],
-                                   max_pnr=args.max_pnr, force=args.force,
+                                   max_pnr=args.max_pnr, max_pes=args.max_pes,
+                                   force=args.force,
                                    cached_only=args.cached_only,
                                    log=lambda s: print(s, flush=True), executor=executor))
 

@@ -142,6 +142,23 @@ def test_search_steps_down_when_the_synthesis_fails(monkeypatch, tmp_path):
     assert len(rec["searched"]) == 2
 
 
+def test_search_max_pes_caps_the_shapes(monkeypatch, tmp_path):
+    # the fit predicts 98 PEs (7x14); --max-pes 88 places 8x11 first, nothing larger
+    calls = _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000)
+    rec = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, max_pes=88, log=lambda s: None).run()
+    assert [c for c in calls if c[1]] == [(88, True)]
+    assert (rec["rows"], rec["cols"]) == (8, 11) and rec["max_pes"] == 88
+    # the iCE40 search never tries a shape past the cap (2x2 fits, the cap is 3 PEs)
+    calls = _fake_device(monkeypatch, per_pe=700, fixed=2000, placeable=100)
+    rec = bench_hw.Search("ice40", "up5k", "fma16", seeds=(1,), root=tmp_path / "i",
+                          pnr_timeout=None, max_pes=3, log=lambda s: None).run()
+    assert max(n for n, _ in calls) <= 3 and (rec["rows"], rec["cols"]) == (1, 2)
+    with pytest.raises(ValueError, match="max_pes"):
+        bench_hw.Search("ecp5", "25f", "shift", seeds=(1,), root=tmp_path, pnr_timeout=None,
+                        max_pes=0)
+
+
 def test_search_gives_up_after_max_pnr(monkeypatch, tmp_path):
     _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=10)
     rec = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
@@ -240,6 +257,10 @@ def test_bad_arguments(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == ("bench_hw: unknown device 'xc7'; expected some of up5k, 25f, 85f")
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(bench_hw.main(["--max-pes", "0"]))
+    assert e.value.code == 2
+    assert "--max-pes" in capsys.readouterr().err
 
 
 def test_cache_key_and_fingerprints():
