@@ -3,7 +3,9 @@
 Usage: ``python benchmarks/bench_hw.py [--devices up5k,25f,85f] [--designs shift,fma16,...]
 [--seeds 1] [--out build/bench] [--docs]`` (``make bench-hw``).
 
-Designs (:data:`DESIGNS`): the shift array (exact fp16 accumulation, B = 3 weights), the
+Designs (:data:`DESIGNS`): the shift array (exact fp16 accumulation, B = 3 weights; its
+board's floorplan, without the optional performance counters, which the baselines do not have
+either: ``counters = false`` as in the iCEBreaker image), the
 pipelined FMA arrays (``boards.fpmac``: fp16 inputs with fp16 or fp32 accumulation, bf16 inputs
 with fp32 accumulation), the int8 MAC arrays (``boards.intmac``) with multiplier blocks and with
 LUT multipliers only; and the shift product with a naive one-clock fp16 adder loop (``naive``,
@@ -100,11 +102,12 @@ def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 51
                 floorplan: str = "compact") -> dict:
     """The :mod:`boards.sweep` spec of ``design`` at ``rows x cols`` on a device with ``dsps``
     multiplier blocks; the shift array with ``floorplan`` (the device's default configuration's,
-    :func:`board_floorplan`)."""
+    :func:`board_floorplan`) and without performance counters (the baselines have none)."""
     n = rows * cols
     extra = {} if n <= dsps else {"dsps": dsps}
     if design == "shift":
-        config = {"in_fmt": "fp16", "wbits": 3, "rows": rows, "cols": cols, "depth": depth}
+        config = {"in_fmt": "fp16", "wbits": 3, "rows": rows, "cols": cols, "depth": depth,
+                  "counters": False}
         if floorplan != "compact":          # the default stays out of the spec (cache keys)
             config["floorplan"] = floorplan
         return {"kind": "array", "config": config}

@@ -32,6 +32,8 @@ def test_design_specs():
                   "cols": 6, "dsps": 28}
     assert "dsps" not in bench_hw.design_spec("int8-dsp", 4, 4, dsps=28)
     assert bench_hw.design_spec("shift", 2, 3, dsps=8)["config"]["cols"] == 3
+    # no performance counters: the baselines have no host interface to count either
+    assert bench_hw.design_spec("shift", 2, 3, dsps=8)["config"]["counters"] is False
     # the shift array is built with its board's floorplan; the default stays out of the key
     assert "floorplan" not in bench_hw.design_spec("shift", 2, 2, dsps=8)["config"]
     assert bench_hw.board_floorplan("ice40", "up5k") == "compact"
