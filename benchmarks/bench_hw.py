@@ -270,11 +270,14 @@ class Search:
                  + (f", not placed: {res.get('pnr_error')}" if fail else "")
                  + f" ({time.monotonic() - t0:.0f} s)")
         if dsps is None and not (fail and self.board == "ice40"):
-            # kept as if every PE had a multiplier block (the fit adds the LUT multipliers)
+            # kept as if every PE had a multiplier block (the fit adds the LUT multipliers);
+            # measured as the probes are (ECP5: synthesis counts, also of a placed point, so
+            # that every point of the fit has the same resources)
             past = max(0, rows * cols - self.dsps)
-            self.points[rows * cols] = {k: v - (self.lut_extra or {}).get(k, 0.0) * past
-                                        for k, v in shares(res, self.board,
-                                                           self.device).items()}
+            self.points[rows * cols] = {
+                k: v - (self.lut_extra or {}).get(k, 0.0) * past
+                for k, v in shares(res, self.board, self.device,
+                                   placed=PROBE_PNR[self.board]).items()}
         return res
 
     def _measure_lut_extra(self, pick) -> str | None:
@@ -338,7 +341,7 @@ class Search:
                 return self._record(res, None, predicted=predicted)
             # refit: scale the prediction by what the shape measured (a shape whose synthesis
             # failed measured nothing), at most STEP_DOWN of it
-            scale = 1.0 if res.get("error") and not res.get("luts") else max(
+            scale = 1.0 if (res.get("error") and not res.get("luts")) or predicted <= 0 else max(
                 1.0, usage(res, self.board, self.device, placed=False) / predicted)
             limit = STEP_DOWN * n
             pick = self._largest(cands, scale=scale, limit=limit)

@@ -58,10 +58,12 @@ def test_usage_counts_carries_and_placer():
                           "ice40", "up5k") == pytest.approx(4000 / 5280)
 
 
-def _fake_device(monkeypatch, *, per_pe, fixed, placeable, lut_mult=0, synth_fails=()):
+def _fake_device(monkeypatch, *, per_pe, fixed, placeable, lut_mult=0, synth_fails=(),
+                 placer_counts=False):
     """run_jobs replaced: LUTs = fixed + per_pe * PEs (+ ``lut_mult`` per PE past the spec's
     multiplier blocks); P&R places up to ``placeable`` PEs; the synthesis of a shape of
-    ``synth_fails`` PEs fails."""
+    ``synth_fails`` PEs fails; ``placer_counts``: an ECP5 P&R reports the placer's
+    utilisation (as nextpnr's log does, also of a seed stopped while routing)."""
     calls = []
 
     def run_jobs(jobs, **_):
@@ -84,6 +86,9 @@ def _fake_device(monkeypatch, *, per_pe, fixed, placeable, lut_mult=0, synth_fai
                 fmax = 100.0 if n <= placeable else None
                 if fmax and job["board"] == "ice40":
                     res["runs"] = [{"utilisation": {"ICESTORM_LC": [res["luts"], 5280]}}]
+                if placer_counts and job["board"] == "ecp5":
+                    res["runs"] = [{"utilisation": {"TRELLIS_COMB": [res["luts"], 24288],
+                                                    "TRELLIS_FF": [res["ffs"], 24288]}}]
                 res.update(fmax_mhz=fmax, gmacs=None if fmax is None else n * fmax / 1000,
                            pnr_error=None if fmax else "seed 1: no timing report")
             out.append(res)
@@ -159,6 +164,17 @@ def test_search_max_pes_caps_the_shapes(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="max_pes"):
         bench_hw.Search("ecp5", "25f", "shift", seeds=(1,), root=tmp_path, pnr_timeout=None,
                         max_pes=0)
+
+
+def test_search_steps_down_twice_after_placer_reports(monkeypatch, tmp_path):
+    # two shapes stopped while routing, with the placer's utilisation in their logs: the fit
+    # keeps the synthesis counts (the placer's have other names), steps down twice (98 -> 88
+    # -> at most 79) and places the third
+    calls = _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=79, placer_counts=True)
+    rec = bench_hw.Search("ecp5", "25f", "int8-lut", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, max_pnr=3, log=lambda s: None).run()
+    assert [n for n, pnr in calls if pnr] == [98, 88, 77]
+    assert (rec["rows"], rec["cols"]) == (7, 11) and rec["error"] is None
 
 
 def test_search_gives_up_after_max_pnr(monkeypatch, tmp_path):
