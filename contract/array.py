@@ -30,8 +30,7 @@ from .weights import PACK_VERSION, WORD_BITS, check_wbits, max_exponent_code
 
 __all__ = [
     "ArrayConfig", "Field", "Register", "REGISTERS", "REGISTER_BY_NAME", "CSR_ADDR_WIDTH",
-    "CSR_DATA_WIDTH", "MAX_NM", "FLOORPLANS", "DRAIN_SEGMENT_SPREAD", "FINAL_CARRY_BITS",
-    "PE_CARRY_BITS", "ID_MAGIC",
+    "CSR_DATA_WIDTH", "MAX_NM", "FLOORPLANS", "FINAL_CARRY_BITS", "PE_CARRY_BITS", "ID_MAGIC",
     "ARRAY_VERSION", "CTRL",
     "STATUS", "ERROR", "IRQ_EN", "STREAMS",
     "channel_words", "pack_activation_beat", "weight_stream", "activation_stream",
@@ -47,9 +46,6 @@ CSR_DATA_WIDTH = 32
 #: columns, the drain and the output port sit far apart (extra register stages and register
 #: copies, see :attr:`ArrayConfig.spread`).
 FLOORPLANS = ("compact", "spread")
-#: PEs per copy of the drain chain's enables with the ``"spread"`` floorplan
-#: (:attr:`ArrayConfig.drain_segment`).
-DRAIN_SEGMENT_SPREAD = 4
 MAX_NM = (1 << 24) - 1         # largest N and M of one layer (24-bit registers)
 #: The longest carry chain the finalizer puts into one clock: its two wide additions (bias,
 #: magnitude) are split into pieces of at most this many bits, one register stage each, so that
@@ -406,14 +402,6 @@ class ArrayConfig:
         copies of the large fan-outs, a ring of registers for the drained channel's bias and
         ``e0``, and registered forms of the control's comparisons (no change of latency)."""
         return int(self.floorplan == "spread")
-
-    @property
-    def drain_segment(self) -> int:
-        """PEs of a row whose drain shadow registers share one copy of the chain's load and
-        move enables (:class:`hw.drain.DrainChain`): the whole row, or with ``"spread"`` at
-        most :data:`DRAIN_SEGMENT_SPREAD` (a spread row crosses the device, and one copy per
-        row would route across it). Never changes results."""
-        return min(self.cols, DRAIN_SEGMENT_SPREAD) if self.spread else self.cols
 
     @property
     def aligner_cut(self) -> int:

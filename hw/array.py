@@ -115,8 +115,7 @@ class PEArray(wiring.Component):
         m.submodules.sequencer = seq = TileSequencer(config=cfg)
         m.submodules.grid = grid = PEGrid(config=cfg, family=self._family)
         m.submodules.drain = chain = DrainChain(rows=cfg.rows, cols=cfg.cols,
-                                                entry=pe_state_layout(cfg),
-                                                segment=cfg.drain_segment)
+                                                entry=pe_state_layout(cfg))
         m.submodules.drain_ctl = drain = DrainControl(config=cfg)
         m.submodules.channels = channels = ChannelParams(config=cfg)
         m.submodules.finalizer = fin = Finalizer(config=cfg)

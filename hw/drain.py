@@ -4,9 +4,8 @@ clock (:class:`DrainChain`), and its control (:class:`DrainControl`).
 Entry ``i`` (``r * cols + c``: row-major) is PE ``(r, c)``'s. In the clock a row's ``load`` and
 ``move`` are both high, that row's shadow registers take their PEs' entries; with ``move``
 alone each register takes the next one's, so that the head (entry 0) presents the entries in
-order, while the PEs already accumulate the next tile. The enables come per segment of a row
-(``segment`` PEs; the whole row by default), so that the array can give each its own copy of
-them (no flip-flop drives the whole array, and with ``"spread"`` none drives a whole row).
+order, while the PEs already accumulate the next tile. The enables come per row, so that the
+array can give each row its own copy of them (no flip-flop drives the whole array).
 """
 
 from __future__ import annotations
@@ -24,62 +23,45 @@ from .loader import BankSignature
 from .sequencer import TileSignature, tile_layout
 from .stages import is_const, replicas
 
-__all__ = ["DrainChain", "DrainControl", "drain_segments", "out_fifo_depth"]
+__all__ = ["DrainChain", "DrainControl", "out_fifo_depth"]
 
 
 class DrainChain(wiring.Component):
     """``rows * cols`` shadow registers of ``entry`` (a ``data.Layout``) in one chain.
 
     Ports: ``entries`` (``rows * cols`` entries, row-major), ``load`` and ``move`` (one enable
-    per segment: ``segment`` PEs of a row, :func:`drain_segments` per row; PE ``(r, c)``'s is
-    bit ``r * drain_segments(cols, segment) + c // segment``), ``head`` (entry 0's register).
-    The registers have no reset: only entries loaded since the last capture are ever read."""
+    per row), ``head`` (entry 0's register). The registers have no reset: only entries loaded
+    since the last capture are ever read."""
 
-    def __init__(self, *, rows, cols, entry, segment=None):
+    def __init__(self, *, rows, cols, entry):
         for name, value in (("rows", rows), ("cols", cols)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         if not isinstance(entry, data.Layout):
             raise TypeError(f"entry must be a data.Layout, not {type(entry).__name__}")
-        segment = cols if segment is None else segment
-        if (not isinstance(segment, int) or isinstance(segment, bool)
-                or not 1 <= segment <= cols):
-            raise ValueError(f"segment must be an integer from 1 to cols ({cols}), "
-                             f"not {segment!r}")
-        self._rows, self._cols, self._entry, self._segment = rows, cols, entry, segment
-        enables = rows * drain_segments(cols, segment)
+        self._rows, self._cols, self._entry = rows, cols, entry
         super().__init__({
             "entries": In(data.ArrayLayout(entry, rows * cols)),
-            "load": In(enables),
-            "move": In(enables),
+            "load": In(rows),
+            "move": In(rows),
             "head": Out(entry),
         })
 
     def elaborate(self, platform):
         m = Module()
-        rows, cols, segment = self._rows, self._cols, self._segment
-        per_row = drain_segments(cols, segment)
+        rows, cols = self._rows, self._cols
         count = rows * cols
         chain = [Signal(self._entry, name=f"shadow{i}", reset_less=True) for i in range(count)]
         for r in range(rows):
-            for s in range(per_row):
-                e = r * per_row + s
-                with m.If(self.move[e]):
-                    for c in range(s * segment, min(cols, (s + 1) * segment)):
-                        i = r * cols + c
-                        if i + 1 < count:
-                            m.d.sync += chain[i].eq(
-                                Mux(self.load[e], self.entries[i], chain[i + 1]))
-                        else:                    # the tail: after a shift it is never read
-                            m.d.sync += chain[i].eq(self.entries[i])
+            with m.If(self.move[r]):
+                for c in range(cols):
+                    i = r * cols + c
+                    if i + 1 < count:
+                        m.d.sync += chain[i].eq(Mux(self.load[r], self.entries[i], chain[i + 1]))
+                    else:                        # the tail: after a shift it is never read
+                        m.d.sync += chain[i].eq(self.entries[i])
         m.d.comb += self.head.eq(chain[0])
         return m
-
-
-def drain_segments(cols, segment):
-    """Segments of a row of ``cols`` PEs, ``segment`` PEs each (the last may be shorter): the
-    drain chain's enables per row."""
-    return -(-cols // segment)
 
 
 def out_fifo_depth(config):
@@ -107,8 +89,8 @@ class DrainControl(wiring.Component):
     tile : In(hw.sequencer.TileSignature(config))
     returned : In(1)
         A result left the output FIFO.
-    load, move : Out(rows * drain_segments(cols, config.drain_segment))
-        The chain's enables (:class:`DrainChain`), one per segment of a row.
+    load, move : Out(rows)
+        The chain's enables (:class:`DrainChain`), one per row.
     head : Out(hw.channels.HeadSignature(config))
     entry : Out(StructLayout({"valid", "meta": hw.finalizer.array_meta_layout()}))
         The head's entry goes to the finalizer (``valid``), with its tile's ``last`` and the
@@ -123,12 +105,11 @@ class DrainControl(wiring.Component):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
         self._config = config
-        enables = config.rows * drain_segments(config.cols, config.drain_segment)
         super().__init__({
             "capture": In(CaptureSignature),
             "tile": In(TileSignature(config)),
             "returned": In(1),
-            "load": Out(enables), "move": Out(enables),
+            "load": Out(config.rows), "move": Out(config.rows),
             "head": Out(HeadSignature(config)),
             "entry": Out(data.StructLayout({"valid": 1, "meta": array_meta_layout()})),
             "banks": In(BankSignature),
@@ -172,11 +153,10 @@ class DrainControl(wiring.Component):
         ch_go = Signal()
         m.d.sync += ch_go.eq(capture_d | (ch_go & ~(shift_d & ch_last_next)))
         # The shadow registers' load and move enables reach R*C entries of ~pe_acc_width bits
-        # each, spread over the whole array: each segment of a row has its own copies (see
+        # each, spread over the whole array: each row of entries has its own copies (see
         # ``replicas``), loaded with the next values of ``capture`` and of ``capture | shift``.
-        enables = R * drain_segments(C, cfg.drain_segment)
-        chain_load = replicas(m, capture_d, enables, "chain_load")
-        chain_move = replicas(m, capture_d | shift_d, enables, "chain_move")
+        chain_load = replicas(m, capture_d, R, "chain_load")
+        chain_move = replicas(m, capture_d | shift_d, R, "chain_move")
         m.d.comb += [self.load.eq(Cat(chain_load)), self.move.eq(Cat(chain_move))]
         with m.If(capture):
             m.d.sync += [ch_count.eq(R * C), cap_pending.eq(0), t_drain.eq(t_pend),

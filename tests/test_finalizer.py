@@ -132,63 +132,6 @@ def test_finalizer_and_drain_reject_bad_parameters():
         DrainChain(rows=2, cols=2, entry=8)
 
 
-@pytest.mark.parametrize("rows,cols,segment", [(3, 2, 2), (2, 5, 2), (3, 7, 3), (1, 4, 1)])
-def test_drain_chain_segments_follow_their_enables(rows, cols, segment):
-    """Every shadow register follows its own segment's ``load``/``move`` bit: random enables
-    (seed printed) against a model of the chain, read at the head, every clock."""
-    seed = 2027 + rows * 100 + cols * 10 + segment
-    rng = np.random.default_rng(seed)
-    layout = data.StructLayout({"v": 8})
-    dut = DrainChain(rows=rows, cols=cols, entry=layout, segment=segment)
-    per_row = -(-cols // segment)
-    count = rows * cols
-    enable = [r * per_row + c // segment for r in range(rows) for c in range(cols)]
-    assert len(dut.load) == rows * per_row
-    model = [0] * count
-    loaded = [False] * count        # the model knows a register once it was loaded
-    got, want = [], []
-
-    async def bench(ctx):
-        nonlocal model, loaded
-        for step in range(200):
-            entries = [int(x) for x in rng.integers(0, 256, count)]
-            load, move = (int(x) for x in rng.integers(0, 1 << (rows * per_row), 2))
-            for i, v in enumerate(entries):
-                ctx.set(dut.entries[i], {"v": v})
-            ctx.set(dut.load, load)
-            ctx.set(dut.move, move)
-            if loaded[0]:
-                got.append((step, ctx.get(dut.head.v)))
-                want.append((step, model[0]))
-            await ctx.tick()
-            new, known = list(model), list(loaded)
-            for i in range(count):
-                e = enable[i]
-                if move >> e & 1:
-                    if i + 1 == count or load >> e & 1:
-                        new[i], known[i] = entries[i], True
-                    else:
-                        new[i], known[i] = model[i + 1], loaded[i + 1]
-            model, loaded = new, known
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    assert len(got) > 100
-    bad = next((g for g, w in zip(got, want, strict=True) if g != w), None)
-    assert bad is None, f"seed {seed}: first mismatch at clock {bad[0]}: head {bad[1]}, " \
-        f"want {dict(want)[bad[0]]}"
-    with pytest.raises(ValueError, match="segment must be an integer from 1 to cols"):
-        DrainChain(rows=rows, cols=cols, entry=layout, segment=cols + 1)
-
-
-def test_drain_segment_of_the_floorplans():
-    assert ArrayConfig(rows=2, cols=6).drain_segment == 6
-    assert ArrayConfig(rows=2, cols=6, floorplan="spread").drain_segment == 4
-    assert ArrayConfig(rows=2, cols=3, floorplan="spread").drain_segment == 3
-
-
 def test_drain_chain_order_and_enables():
     """Entries leave the head in row-major order; a row whose ``move`` is low holds still,
     and a load replaces a row's entries while the other rows shift."""

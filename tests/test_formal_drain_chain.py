@@ -2,8 +2,7 @@
 """Formal proof of the drain chain (``DrainChainProof``): every captured entry delivered once,
 in order, against a reference queue, with the enables the array makes. SAT bounded model
 checking from reset: a 2x3 chain (two rows, so the per-row enables count) over two captures
-by default (and with enables per two PEs), a 3x3 one under ``slow``; each broken variant must
-fail."""
+by default, a 3x3 one under ``slow``; each broken variant must fail."""
 
 from __future__ import annotations
 
@@ -13,19 +12,13 @@ from formal_runs import check_fault_parameter, prove, refute  # noqa: E402  (tes
 from hw.formal import DRAIN_FAULTS, DrainChainProof, run_sat
 
 
-def _run(check, name, root, rows, cols, fault=None, segment=None):
-    return check(run_sat, DrainChainProof(rows=rows, cols=cols, fault=fault, segment=segment),
-                 name=name, root=root, seq=2 * rows * cols + 3, timeout=3000)
+def _run(check, name, root, rows, cols, fault=None):
+    return check(run_sat, DrainChainProof(rows=rows, cols=cols, fault=fault), name=name,
+                 root=root, seq=2 * rows * cols + 3, timeout=3000)
 
 
 def test_drain_chain_in_order_once(formal_root):
     _run(prove, "drain_chain_2x3", formal_root, 2, 3)
-
-
-def test_drain_chain_segments_in_order_once(formal_root):
-    """Enables per two PEs of a row (the "spread" floorplan's copies): 2x3, 2 + 1 per row."""
-    _run(prove, "drain_chain_2x3_seg2", formal_root, 2, 3, segment=2)
-    _run(refute, "broken_drain_chain_seg2_row", formal_root, 2, 3, "row", segment=2)
 
 
 @pytest.mark.slow

@@ -1,9 +1,8 @@
 """Harness: the drain chain (:class:`hw.drain.DrainChain`) delivers every captured entry once,
 in order, against a reference queue.
 
-The enables come as the array makes them: every segment's ``load`` is the capture, every
-segment's ``move`` the capture or a shift (``segment`` PEs of a row share a copy; the whole
-row by default). The environment captures free entries at any clock when no
+The enables come as the array makes them: every row's ``load`` is the capture, every row's
+``move`` the capture or a shift. The environment captures free entries at any clock when no
 captured entry is left undelivered (or the last one leaves in that clock) and shifts only
 while one is. A reference keeps a copy of the entries of the last capture and the index of
 the next one to deliver; the harness asserts that while entries are pending the chain's
@@ -14,7 +13,7 @@ Proved by SAT bounded model checking from reset (:func:`hw.formal.run_sat` ``seq
 captures and every entry of both shifted out need ``2 * rows * cols + 3`` steps.
 
 ``fault`` (:data:`DRAIN_FAULTS`) breaks the chain at its boundary, for the tests that check
-that the proof can fail: ``row`` (the last row's ``move`` copies miss the shifts), ``order`` (the
+that the proof can fail: ``row`` (the last row's ``move`` misses the shifts), ``order`` (the
 entries wired column-major), ``late`` (the rows' ``load`` a clock late).
 """
 
@@ -32,11 +31,11 @@ DRAIN_FAULTS = ("row", "order", "late")
 
 
 class DrainChainProof(wiring.Component):
-    """Harness of a ``rows`` x ``cols`` :class:`hw.drain.DrainChain` of ``width``-bit entries
-    (enables per ``segment`` PEs of a row); its ports (``entries``, ``capture``, ``shift``)
-    are free inputs of the proof, ``head`` the chain's."""
+    """Harness of a ``rows`` x ``cols`` :class:`hw.drain.DrainChain` of ``width``-bit entries;
+    its ports (``entries``, ``capture``, ``shift``) are free inputs of the proof, ``head`` the
+    chain's."""
 
-    def __init__(self, *, rows, cols, width=3, segment=None, fault=None):
+    def __init__(self, *, rows, cols, width=3, fault=None):
         for name, value in (("rows", rows), ("cols", cols), ("width", width)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -44,7 +43,6 @@ class DrainChainProof(wiring.Component):
             raise ValueError(f"fault must be None or one of {', '.join(DRAIN_FAULTS)}, "
                              f"not {fault!r}")
         self._rows, self._cols, self._width, self._fault = rows, cols, width, fault
-        self._segment = segment
         self._entry = data.StructLayout({"value": width})
         super().__init__({
             "entries": In(data.ArrayLayout(width, rows * cols)),
@@ -57,17 +55,15 @@ class DrainChainProof(wiring.Component):
         m = Module()
         rows, cols, fault = self._rows, self._cols, self._fault
         count = rows * cols
-        m.submodules.dut = dut = DrainChain(rows=rows, cols=cols, entry=self._entry,
-                                            segment=self._segment)
-        per_row = len(dut.load) // rows
+        m.submodules.dut = dut = DrainChain(rows=rows, cols=cols, entry=self._entry)
         # -- the chain, driven as the array drives it (or broken) -----------------------------
         late = Signal()
         m.d.sync += late.eq(self.capture)
         load = late if fault == "late" else self.capture
-        for e in range(rows * per_row):
-            move = self.capture if fault == "row" and e // per_row == rows - 1 else (
+        for r in range(rows):
+            move = self.capture if fault == "row" and r == rows - 1 else (
                 self.capture | self.shift)
-            m.d.comb += [dut.load[e].eq(load), dut.move[e].eq(move | (load & (fault == "late")))]
+            m.d.comb += [dut.load[r].eq(load), dut.move[r].eq(move | (load & (fault == "late")))]
         for i in range(count):
             src = (i % cols) * rows + i // cols if fault == "order" else i
             m.d.comb += dut.entries[i].eq(self.entries[src])
