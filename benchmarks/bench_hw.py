@@ -36,7 +36,8 @@ whole device), ``stages`` (pipeline depth of the MAC datapath), ``meets_clock`` 
 the device's default clock) and ``ratio_vs_best_fp16`` (GMAC/s over the best fp16 FMA array's
 on the same device), ``commit`` and ``rtl_fingerprint`` of the sources it was measured with,
 ``tool_versions`` and ``tool_seconds`` (the flows' time over every point of the search),
-``command`` and ``date`` of the run, ``measured`` (false for a cell ``--cached-only`` did not
+``command`` (:func:`result_command`: the run's options that decide what is measured) and
+``date`` of the run, ``measured`` (false for a cell ``--cached-only`` did not
 find). Writes ``<out>/bench.json`` (this run's records; ``commits`` and ``commands`` list
 theirs), ``bench.md`` and ``bench.png``; ``--docs`` also merges this run's records into
 ``docs/results/bench.json`` (:func:`merge`: the cells it did not measure are kept, with their
@@ -533,12 +534,38 @@ def _order(rec) -> tuple:
             rec["design"])
 
 
+#: Options that change where results go or how they are run, not what is measured: the
+#: command a record names leaves them out, so it reads the same on every machine and whether
+#: the run measured the cell or read it from the cache.
+RUN_ONLY = {"--out": 1, "--jobs": 1, "--scheduler": 1, "--docs": 0, "--cached-only": 0,
+            "--force": 0}
+
+
+def result_command(argv) -> str:
+    """The command that measures what a run of ``argv`` reports: ``argv`` without the
+    :data:`RUN_ONLY` options (run at the record's commit it measures the same cells; with
+    ``--cached-only`` it replays them from a cache)."""
+    words, skip = [], 0
+    for word in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = word.split("=", 1)[0]
+        if name in RUN_ONLY:
+            skip = RUN_ONLY[name] if "=" not in word else 0
+            continue
+        words.append(word)
+    return " ".join(["python benchmarks/bench_hw.py", *words])
+
+
 def _stamped(rec: dict, doc: dict) -> dict:
     """A record read from an earlier ``doc``, with the fields of this format: ``command`` and
     ``date`` of the run that wrote it when it has none; ``measured`` false for a cell that
     run's ``--cached-only`` did not find."""
     rec = dict(rec)
     rec.setdefault("command", doc.get("command"))
+    if (rec["command"] or "").startswith("python benchmarks/bench_hw.py"):
+        rec["command"] = result_command(rec["command"].split()[2:])
     rec.setdefault("date", doc.get("date"))
     rec.setdefault("measured", not (rec.get("error") or "").endswith(
         "not measured (--cached-only)"))
@@ -584,7 +611,8 @@ def commands_md(records, pes) -> str:
                 by_dev[kind == "pe"].append(r["design"])
     if not cells:
         return ""
-    out = ["Commands (each row's commit is in its row):", ""]
+    out = ["Commands (each row's commit is in its row; run at that commit, a command measures "
+           "its cells, with `--cached-only` it replays them from the cache):", ""]
     for cmd, by_dev in cells.items():
         out.append(f"- `{cmd}`: " + "; ".join(
             f"{dev} " + ", ".join(arrays + ([f"{len(pe)} PEs"] if pe else []))
@@ -708,8 +736,7 @@ def _bench(args, argv, devices, designs, seeds, executor) -> int:
                               pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev], force=args.force,
                               cached_only=args.cached_only, executor=executor)
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-    command = "python benchmarks/bench_hw.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+    command = result_command(sys.argv[1:] if argv is None else argv)
     for r in records + pes:
         r.update(command=command, date=date)
     doc = document(records, pes, date=date)

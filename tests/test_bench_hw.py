@@ -339,22 +339,24 @@ def test_docs_merge_keeps_the_cells_this_run_did_not_measure(tmp_path):
                                 ("85f", "fma16")]
     kept = got["25f", "fma16"]
     assert kept["gmacs"] == 2.26 and kept["commit"] == "ed716ba" and kept["measured"]
-    assert kept["command"] == old["command"] and kept["date"] == "2026-12-05"
+    # the earlier command without its run-only options
+    old_cmd = "python benchmarks/bench_hw.py"
+    assert kept["command"] == old_cmd and kept["date"] == "2026-12-05"
     assert got["85f", "shift"]["commit"] == "f00d123" and got["85f", "shift"]["command"] == cmd
     # ratios over the merged records, within one device only
     assert got["25f", "shift"]["ratio_vs_best_fp16"] == pytest.approx(7.84 / 2.26, abs=0.01)
     assert got["85f", "shift"]["ratio_vs_best_fp16"] == 8.0
     assert doc["commits"] == ["ed716ba", "f00d123"]
-    assert doc["commands"] == [old["command"], cmd]
+    assert doc["commands"] == [old_cmd, cmd]
     assert "commit" not in doc and "command" not in doc
-    assert doc["pes"][0]["luts"] == 95 and doc["pes"][0]["command"] == old["command"]
+    assert doc["pes"][0]["luts"] == 95 and doc["pes"][0]["command"] == old_cmd
     text = (root / "docs" / "synthesis.md").read_text()
     assert text.startswith("# Synthesis\n\nbefore\n\n") and text.endswith("\n\nafter\n")
     assert "old table" not in text
     assert "| LFE5U-25F-CABGA381 | fp16 FMA, fp16 acc | 2x2 |" in text
     assert "| 32.00 | 8.00x |" in text and "| 7.84 | 3.47x |" in text
     assert f"- `{cmd}`: LFE5U-85F-CABGA381 shift, fma16" in text
-    assert f"- `{old['command']}`: LFE5U-25F-CABGA381 shift, fma16, 1 PEs" in text
+    assert f"- `{old_cmd}`: LFE5U-25F-CABGA381 shift, fma16, 1 PEs" in text
 
     # a measured failure replaces the cell; a second merge keeps the first run's cells
     later = "python benchmarks/bench_hw.py --devices 25f --designs shift"
@@ -397,12 +399,26 @@ def test_main_docs_merges_into_the_document(monkeypatch, tmp_path):
     doc = json.loads((root / "docs" / "results" / "bench.json").read_text())
     assert [(r["device"], r["design"]) for r in doc["records"]] == [("up5k", "fma16"),
                                                                     ("25f", "int8-lut")]
-    assert doc["commands"] == [old["command"], "python benchmarks/bench_hw.py " + " ".join(argv)]
+    # the command without --docs and --out: it names what was measured, not where it went
+    assert doc["commands"] == ["python benchmarks/bench_hw.py",
+                               "python benchmarks/bench_hw.py --devices 25f --designs int8-lut "
+                               "--no-pes"]
+    assert run["commands"] == doc["commands"][1:]
     # the same cell again from an empty cache with --cached-only: the measured one stays
     assert bench_hw.main(["--devices", "25f", "--designs", "int8-lut", "--no-pes", "--docs",
                           "--cached-only", "--out", str(tmp_path / "empty")]) == 0
     again = json.loads((root / "docs" / "results" / "bench.json").read_text())
     assert again["records"] == doc["records"]
+
+
+def test_result_command_leaves_out_the_run_only_options():
+    argv = ["--devices", "85f", "--out", "/some/machine/build/bench", "--designs=fma16",
+            "--cached-only", "--jobs", "2", "--scheduler=tcp://h:8786", "--docs", "--no-pes",
+            "--max-pes", "72", "--force", "--pnr-timeout", "3600", "--out=x"]
+    assert bench_hw.result_command(argv) == (
+        "python benchmarks/bench_hw.py --devices 85f --designs=fma16 --no-pes --max-pes 72 "
+        "--pnr-timeout 3600")
+    assert bench_hw.result_command([]) == "python benchmarks/bench_hw.py"
 
 
 def test_main_fails_when_a_searched_cell_has_no_result(monkeypatch, tmp_path, capsys):
