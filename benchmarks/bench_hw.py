@@ -208,16 +208,25 @@ class Search:
     point. Every job skips the per-block synthesis (``blocks: False``)."""
 
     def __init__(self, board, device, design, *, seeds, root, pnr_timeout, max_pnr=2,
-                 max_pes=None, force=False, cached_only=False, log=print, executor=None):
+                 max_pes=None, max_dsps=None, force=False, cached_only=False, log=print,
+                 executor=None):
         if max_pes is not None and (not isinstance(max_pes, int) or max_pes < 1):
             raise ValueError(f"max_pes must be a positive integer or None, not {max_pes!r}")
+        if max_dsps is not None and (not isinstance(max_dsps, int) or isinstance(max_dsps, bool)
+                                     or max_dsps < 0):
+            raise ValueError(f"max_dsps must be a non-negative integer or None, not "
+                             f"{max_dsps!r}")
         self.board, self.device, self.design = board, device, design
         self.executor = executor    # boards.executor (None: this process)
         self.seeds, self.root, self.pnr_timeout = tuple(seeds), root, pnr_timeout
         self.max_pnr, self.force, self.log = max_pnr, force, log
         self.max_pes = max_pes  # no shape with more PEs is searched (None: no cap)
         self.cached_only = cached_only
+        # multiplier blocks the arrays may use: the device's, or fewer (LUT multipliers beyond)
         self.dsps = DEVICES[board][device]["dsps"]
+        if max_dsps is not None:
+            self.dsps = min(self.dsps, max_dsps)
+        self.max_dsps = max_dsps
         self.points = {}        # PEs -> shares of the device (the fit's measurements)
         self.tried = []         # every placed or failed P&R result
         self.lut_extra = None   # ECP5: extra shares of a PE with LUT multipliers
@@ -292,8 +301,14 @@ class Search:
         if res.get("error") or (PROBE_PNR[self.board] and not self._placed(res)):
             return res.get("error") or res.get("pnr_error")
         lut = shares(res, self.board, self.device)
-        self.lut_extra = {k: (v - self.points[r * c][k]) / (r * c)
-                          for k, v in lut.items() if k in self.points[r * c]}
+        probe = self.points[r * c]
+        differ = min(r * c, self.dsps)   # the probe's PEs on a block (none: nothing to add)
+        self.lut_extra = {k: (v - probe[k]) / differ if differ else 0.0
+                          for k, v in lut.items() if k in probe}
+        # the points so far as if every PE had a block, as the later ones are kept
+        for n, point in self.points.items():
+            past = max(0, n - self.dsps)
+            self.points[n] = {k: v - self.lut_extra.get(k, 0.0) * past for k, v in point.items()}
         return None
 
     def run(self) -> dict:
@@ -393,6 +408,7 @@ class Search:
                "stages": stages(design_spec(self.design, 1, 1, dsps=self.dsps)),
                "target_mhz": DEFAULT_TARGET_MHZ[self.board], "error": error,
                "measured": True, "commit": self.commit, "max_pes": self.max_pes,
+               "max_dsps": self.max_dsps,
                "tool_seconds": round(self.tool_seconds),
                "searched": [{"rows": r["spec"].get("config", r["spec"])["rows"],
                              "cols": r["spec"].get("config", r["spec"])["cols"],
@@ -677,6 +693,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-pes", type=int, metavar="N",
                    help="search only arrays of at most N PEs (e.g. below a shape known not to "
                         "place within the time limit)")
+    p.add_argument("--max-dsps", type=int, metavar="N",
+                   help="let the arrays use at most N multiplier blocks, LUT multipliers "
+                        "beyond (e.g. 0 where arrays on the blocks do not route)")
     p.add_argument("--force", action="store_true", help="ignore cached points")
     p.add_argument("--cached-only", action="store_true",
                    help="run no tool: report what the cache holds, the rest as not measured")
@@ -702,6 +721,9 @@ def main(argv=None) -> int:
         print("bench_hw: --max-pnr, --max-pes and --pnr-timeout must be positive",
               file=sys.stderr)
         return 2
+    if args.max_dsps is not None and args.max_dsps < 0:
+        print(f"bench_hw: --max-dsps must be 0 or more, not {args.max_dsps}", file=sys.stderr)
+        return 2
     try:
         executor = open_executor(scheduler=args.scheduler, workers=args.jobs)
     except (SchedulerError, ValueError) as exc:
@@ -720,6 +742,7 @@ def _bench(args, argv, devices, designs, seeds, executor) -> int:
             searches.append(Search(board, device, design, seeds=seeds, root=args.out / "cache",
                                    pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev],
                                    max_pnr=args.max_pnr, max_pes=args.max_pes,
+                                   max_dsps=args.max_dsps,
                                    force=args.force,
                                    cached_only=args.cached_only,
                                    log=lambda s: print(s, flush=True), executor=executor))

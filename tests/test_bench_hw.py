@@ -166,6 +166,26 @@ def test_search_max_pes_caps_the_shapes(monkeypatch, tmp_path):
                         max_pes=0)
 
 
+def test_search_max_dsps_caps_the_multiplier_blocks(monkeypatch, tmp_path):
+    # the 25F has 28 blocks; with at most 4 every array past 4 PEs gets LUT multipliers
+    calls = _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000, lut_mult=100)
+    specs = []
+    run_jobs = bench_hw.run_jobs
+    monkeypatch.setattr(bench_hw, "run_jobs",
+                        lambda jobs, **kw: (specs.extend(j["spec"] for j in jobs),
+                                            run_jobs(jobs, **kw))[1])
+    rec = bench_hw.Search("ecp5", "25f", "int8-dsp", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, max_dsps=4, log=lambda s: None).run()
+    assert rec["max_dsps"] == 4 and rec["dsps"] == 4 and rec["error"] is None
+    assert all(s.get("dsps", 0) <= 4 for s in specs) and any(s.get("dsps") == 4 for s in specs)
+    # 1000 + 200 n + 100 (n - 4) LUTs under 85 % of 24288: 66 PEs (6x11), not the 98 of 28
+    # blocks, nor 50 (the 4x4 probe's LUT multipliers counted twice)
+    assert (rec["rows"], rec["cols"]) == (6, 11) and max(n for n, _ in calls) == 66
+    with pytest.raises(ValueError, match="max_dsps"):
+        bench_hw.Search("ecp5", "25f", "fma16", seeds=(1,), root=tmp_path, pnr_timeout=None,
+                        max_dsps=-1)
+
+
 def test_search_steps_down_twice_after_placer_reports(monkeypatch, tmp_path):
     # two shapes stopped while routing, with the placer's utilisation in their logs: the fit
     # keeps the synthesis counts (the placer's have other names), steps down twice (98 -> 88
@@ -279,6 +299,10 @@ def test_bad_arguments(capsys):
         raise SystemExit(bench_hw.main(["--max-pes", "0"]))
     assert e.value.code == 2
     assert "--max-pes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(bench_hw.main(["--max-dsps", "-1"]))
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == "bench_hw: --max-dsps must be 0 or more, not -1"
 
 
 def test_cache_key_and_fingerprints():
