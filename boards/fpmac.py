@@ -10,23 +10,27 @@ start at ``-0``, dot products shorter than ``L`` are padded, the partial sums ar
 order they were last written).
 
 :class:`FmaArray` (``rows x cols`` PEs, the streaming interface of
-:class:`boards.baselines.MacArray`): one :class:`boards.fpmul.Unpack` per row and per column;
-a sequencer that starts the partial sums afresh, pads short dot products and flushes the loop
-when the input pauses; per PE ``L`` capture registers that take the finished partial sums as
-the next dot product pushes them out of the loop; one :class:`Reducer` (a further
-:class:`FmaAdd`) that adds each PE's ``L`` partial sums while the next dot product runs and
-streams the results row-major. The reducer works through the PEs in groups of ``L`` (its
-adder's depth), so it needs no storage beyond that adder and one ``rows * cols``-input
-multiplexer, and takes ``L * L * ceil(rows * cols / L)`` clocks per dot product (about ``L``
-per result): shorter dot products wait for it. Arrays of up to 64 x 64 PEs.
+:class:`boards.baselines.MacArray`): one :class:`boards.fpmul.Unpack` per row and per column,
+whose operand reaches the PEs through register copies (one per :data:`boards.fanout.SHARE`
+PEs of the row or column); a sequencer that starts the partial sums afresh, pads short dot
+products and flushes the loop when the input pauses; per PE ``L`` capture registers that take
+the finished partial sums as the next dot product pushes them out of the loop; one
+:class:`Reducer` (a further :class:`FmaAdd`) that adds each PE's ``L`` partial sums while the
+next dot product runs and streams the results row-major. The capture registers form
+``STAGES`` drain chains (PE ``p`` passes its values on to PE ``p - STAGES``), so the reducer
+reads ``STAGES`` chain heads and no wire runs from every PE to one place. The reducer works
+through the PEs in groups of ``STAGES`` (its adder's depth), so it needs no storage beyond
+that adder, and takes ``L * STAGES * ceil(rows * cols / STAGES)`` clocks per dot product
+(about ``L`` per result): shorter dot products wait for it. Arrays of up to 64 x 64 PEs.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from boards.fanout import SHARE, copies, copy_of
 from boards.fpadd import STAGES, FmaAdd, acc_addend_range
 from boards.fpmul import (
     MULTIPLIERS,
@@ -42,6 +46,10 @@ __all__ = ["FmaCore", "FmaPE", "Reducer", "FmaArray", "SLOTS", "fma_top", "fma_n
 
 #: Partial sums per PE (the depth of the accumulation loop).
 SLOTS = STAGES
+
+#: Advances from a beat's input register to the PEs' operand inputs (input register, unpack 2,
+#: operand copy).
+OPERAND_DEPTH = 4
 
 
 #: Largest array side and largest PE count (:class:`FmaArray`, :class:`Reducer`).
@@ -150,21 +158,24 @@ def unpack_acc(m, bits, fmt):
 class Reducer(wiring.Component):
     """Adds ``slots`` values per input, for ``n`` inputs, with one pipelined adder.
 
-    The inputs are taken in groups of ``STAGES`` (the adder's depth; the last group may be
-    shorter): for each group, ``slots`` rounds that read its inputs one per clock (a short
-    group idles for the missing ones), so the adder's own stages hold the group's running sums
-    ``r_q = ((-0 + v_q^(0)) + v_q^(1)) + ...`` and no further storage is needed, whatever
-    ``n``. After each round, ``shift[q]`` rises for the group's inputs ``q`` (they then
-    present their next value). The last round's sums stream out on ``o`` in input order.
-    ``busy`` is 1 from ``start`` until the last value has been read: ``slots * STAGES *
+    The inputs come on ``chains = min(STAGES, n)`` drain chains: chain ``k`` presents the
+    values of inputs ``k``, ``k + STAGES``, ``k + 2 * STAGES``, ... one after the other, each
+    input's ``slots`` values in order, and moves on to its next value after a clock with
+    ``shift[k]``. The inputs are taken in groups of ``STAGES`` (the adder's depth; the last
+    group may be shorter): for each group, ``slots`` rounds that read chain ``k`` in the
+    round's clock ``k`` (a short group idles for the missing inputs), so the adder's own stages
+    hold the group's running sums ``r_q = ((-0 + v_q^(0)) + v_q^(1)) + ...`` and no further
+    storage is needed, whatever ``n``. The last round's sums stream out on ``o`` in input
+    order. ``busy`` is 1 from ``start`` until the last value has been read: ``slots * STAGES *
     ceil(n / STAGES)`` clocks. A full ``o`` (``valid`` and not ``ready``) stops the whole
     reducer.
 
     Members
     -------
     start : In(1)
-    v : In(data.ArrayLayout(unsigned(acc_fmt.width), n))
-    shift : Out(n)
+    v : In(data.ArrayLayout(unsigned(acc_fmt.width), chains))
+        The chains' heads.
+    shift : Out(chains)
     busy : Out(1)
     o : Out(stream.Signature(unsigned(acc_fmt.width)))
     """
@@ -175,44 +186,48 @@ class Reducer(wiring.Component):
 
         self._acc, self._n, self._slots = get_format(acc_fmt), n, slots
         w = self._acc.width
-        super().__init__({"start": In(1), "v": In(data.ArrayLayout(unsigned(w), n)),
-                          "shift": Out(n), "busy": Out(1),
+        chains = min(STAGES, n)
+        super().__init__({"start": In(1), "v": In(data.ArrayLayout(unsigned(w), chains)),
+                          "shift": Out(chains), "busy": Out(1),
                           "o": Out(stream.Signature(unsigned(w)))})
+
+    @property
+    def chains(self):
+        """Number of drain chains (``min(STAGES, n)``)."""
+        return min(STAGES, self._n)
 
     def elaborate(self, platform):
         m = Module()
         acc, n, slots = self._acc, self._n, self._slots
         groups = -(-n // STAGES)
         en = ~(self.o.valid & ~self.o.ready)
-        k = Signal(range(STAGES), name="k")           # member of the group
+        k = Signal(range(STAGES), name="k")           # member of the group (the chain read)
         j = Signal(range(slots), name="j")            # round
         g = Signal(range(groups), name="g")           # group
         base = Signal(range(STAGES * groups), name="base")    # = g * STAGES
-        q = base + k
         reading = self.busy
         with m.If(self.start):
             m.d.sync += reading.eq(1)
-        # read: one value per clock, registered with its round flags
+        # read: one chain head per clock, registered with its round flags; the chain moves on
+        heads = list(self.v)
+        head = Array(heads + [heads[-1]] * (STAGES - len(heads)))[k] if n > 1 else heads[0]
         rd = Signal(acc.width, name="rd")
         meta = data.StructLayout({"valid": 1, "first": 1, "final": 1})
         rd_meta = Signal(meta, name="rd_meta")
-        round_end = Signal(name="round_end")
+        for c in range(self.chains):
+            m.d.comb += self.shift[c].eq(en & reading & (k == c))
         with m.If(en):
-            m.d.sync += [rd.eq(self.v[q] if n > 1 else self.v[0]),
-                         rd_meta.valid.eq(reading & (q < n)),
+            m.d.sync += [rd.eq(head), rd_meta.valid.eq(reading & (base + k < n)),
                          rd_meta.first.eq(j == 0), rd_meta.final.eq(j == slots - 1)]
             with m.If(reading):
                 m.d.sync += k.eq(Mux(k == STAGES - 1, 0, k + 1))
                 with m.If(k == STAGES - 1):
-                    m.d.comb += round_end.eq(1)
                     m.d.sync += j.eq(Mux(j == slots - 1, 0, j + 1))
                     with m.If(j == slots - 1):
                         m.d.sync += [g.eq(Mux(g == groups - 1, 0, g + 1)),
                                      base.eq(Mux(g == groups - 1, 0, base + STAGES))]
                         with m.If(g == groups - 1):
                             m.d.sync += reading.eq(0)
-        for i in range(n):
-            m.d.comb += self.shift[i].eq(round_end & (g == i // STAGES))
         # accumulate: the adder's output register feeds its input (the group's STAGES sums)
         lo, hi = acc_addend_range(acc)
         m.submodules.add = add = FmaAdd(acc_fmt=acc, b_width=acc.frac_bits + 1,
@@ -272,18 +287,19 @@ class FmaArray(wiring.Component):
         rows, cols, L = self._rows, self._cols, SLOTS
         n = rows * cols
         fmt = self._in
-        m.submodules.seq = seq = _Sequencer(slots=L)
+        m.submodules.seq = seq = _Sequencer(slots=L, depth=OPERAND_DEPTH)
         m.submodules.red = red = Reducer(acc_fmt=self._acc, n=n, slots=L)
         wiring.connect(m, wiring.flipped(self.o), red.o)
         m.d.comb += [seq.valid.eq(self.i.valid), seq.last.eq(self.i.payload.last),
                      self.i.ready.eq(seq.ready), seq.red_busy.eq(red.busy),
                      red.start.eq(seq.red_start)]
         en = seq.advance
-        # input register: the beat, or the product -0 * +0 for padding and flush beats
+        # input register (the beat, or the product -0 * +0 for padding and flush beats),
+        # unpacker, and one copy of the unpacked operand per SHARE PEs of the row or column
         neg0 = 1 << (fmt.width - 1)
-        unpacked = []
-        for name, count, values, noop in (("x", rows, self.i.payload.x, neg0),
-                                          ("w", cols, self.i.payload.w, 0)):
+        operands = []
+        for name, count, values, noop, fanout in (("x", rows, self.i.payload.x, neg0, cols),
+                                                  ("w", cols, self.i.payload.w, 0, rows)):
             ops = []
             for k in range(count):
                 reg = Signal(fmt.width, name=f"{name}{k}_in")
@@ -291,25 +307,30 @@ class FmaArray(wiring.Component):
                     m.d.sync += reg.eq(Mux(seq.noop, noop, values[k]))
                 m.submodules[f"unpack_{name}{k}"] = u = Unpack(fmt=fmt)
                 m.d.comb += [u.en.eq(en), u.x.eq(reg)]
-                ops.append(u.o)
-            unpacked.append(ops)
-        xs, ws = unpacked
-        # PEs and their capture registers (shift in the finished partial sums)
+                ops.append(copies(m, u.o, -(-fanout // SHARE), f"{name}{k}", en=en))
+            operands.append(ops)
+        xs, ws = operands
+        # PEs; their capture registers take the finished partial sums (capture) and pass
+        # values down the drain chains to the reducer (shift)
+        capture = en & seq.capture
+        caps = []
         for r in range(rows):
             for c in range(cols):
                 idx = r * cols + c
                 m.submodules[f"pe_{r}_{c}"] = pe = FmaCore(
                     in_fmt=fmt, acc_fmt=self._acc, mult="dsp" if idx < self._dsps else "lut")
-                m.d.comb += [pe.en.eq(en), pe.a.eq(xs[r]), pe.b.eq(ws[c]),
-                             pe.clear.eq(seq.clear)]
-                prev = pe.r
-                shift = (en & seq.capture) | red.shift[idx]
-                for s in range(L):
-                    cap = Signal(self._acc.width, name=f"cap_{r}_{c}_{s}")
-                    with m.If(shift):
-                        m.d.sync += cap.eq(prev)
-                    prev = cap
-                m.d.comb += red.v[idx].eq(prev)
+                m.d.comb += [pe.en.eq(en), pe.a.eq(copy_of(xs[r], c)),
+                             pe.b.eq(copy_of(ws[c], r)), pe.clear.eq(seq.clear)]
+                caps.append((pe.r, [Signal(self._acc.width, name=f"cap_{r}_{c}_{s}")
+                                    for s in range(L)]))
+        for idx, (result, regs) in enumerate(caps):
+            chain = idx % STAGES
+            behind = caps[idx + STAGES][1][-1] if idx + STAGES < n else 0
+            with m.If(capture | red.shift[chain]):
+                m.d.sync += regs[0].eq(Mux(capture, result, behind))
+                m.d.sync += [regs[s].eq(regs[s - 1]) for s in range(1, L)]
+            if idx < STAGES:
+                m.d.comb += red.v[idx].eq(regs[-1])
         return m
 
 
@@ -317,12 +338,12 @@ class _Sequencer(wiring.Component):
     """Beat control of :class:`FmaArray`: which beat enters the pipeline each clock (input,
     padding, flush, or none), and when partial sums start afresh and are captured.
 
-    The pipeline from the input register to the adder is 4 advances deep (input register,
-    unpack 2, product 1); ``clear`` and ``capture`` apply in the advance that moves a beat
-    from the unpackers into the product register."""
+    A beat reaches the PEs' operand inputs ``depth`` advances after it enters the input
+    register; ``clear`` and ``capture`` apply in the advance that moves it from there into
+    the product register."""
 
-    def __init__(self, *, slots):
-        self._slots = slots
+    def __init__(self, *, slots, depth):
+        self._slots, self._depth = slots, depth
         super().__init__({
             "valid": In(1), "last": In(1), "ready": Out(1),
             "red_busy": In(1), "red_start": Out(1),
@@ -339,22 +360,22 @@ class _Sequencer(wiring.Component):
         reserved = Signal()                  # capture registers in use (filling or being read)
         reading = Signal()                   # ... and the reducer has started on them
         meta = data.StructLayout({"fresh": 1, "cap": 1})
-        pipe = [Signal(meta, name=f"meta{i}") for i in range(3)]
+        pipe = [Signal(meta, name=f"meta{i}") for i in range(self._depth)]
         pending = Cat(*(p.cap for p in pipe)).any()
         # the first capture of a window waits until the reducer has read the previous one
-        blocked = pipe[2].cap & (ncap == 0) & reserved
+        blocked = pipe[-1].cap & (ncap == 0) & reserved
         flush = (idx == 0) & ((capcount != 0) | pending)
         m.d.comb += [
             self.ready.eq(~blocked & (pad == 0)),
             self.advance.eq(~blocked & ((pad != 0) | self.valid | flush)),
             self.noop.eq((pad != 0) | ~self.valid),
-            self.clear.eq(pipe[2].fresh),
-            self.capture.eq(pipe[2].cap),
+            self.clear.eq(pipe[-1].fresh),
+            self.capture.eq(pipe[-1].cap),
         ]
         real = self.valid & (pad == 0)
         with m.If(self.advance):
-            m.d.sync += [pipe[0].fresh.eq(idx < L), pipe[0].cap.eq(capcount != 0),
-                         pipe[1].eq(pipe[0]), pipe[2].eq(pipe[1])]
+            m.d.sync += [pipe[0].fresh.eq(idx < L), pipe[0].cap.eq(capcount != 0)]
+            m.d.sync += [pipe[i].eq(pipe[i - 1]) for i in range(1, len(pipe))]
             with m.If(capcount != 0):
                 m.d.sync += capcount.eq(capcount - 1)
             ends = Signal()
@@ -370,8 +391,8 @@ class _Sequencer(wiring.Component):
                 m.d.sync += [idx.eq(0), capcount.eq(L)]
             with m.Elif((pad != 0) | real):
                 m.d.sync += idx.eq(Mux(idx == L, L, idx + 1))
-            # captures happen as a beat leaves the unpackers
-            with m.If(pipe[2].cap):
+            # captures happen as a beat leaves the operand copies
+            with m.If(pipe[-1].cap):
                 m.d.sync += ncap.eq(Mux(ncap == L - 1, 0, ncap + 1))
                 with m.If(ncap == 0):
                     m.d.sync += reserved.eq(1)

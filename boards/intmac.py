@@ -7,22 +7,28 @@ modulo ``2**32``). The integer loop closes in one clock, so no interleaving is n
 
 :class:`IntMacArray` has the streaming interface of :class:`boards.baselines.MacArray`: each
 beat carries ``rows`` activations and ``cols`` weights (signed 8-bit), PE ``(r, c)`` accumulates
-``x[r] * w[c]``; the beat with ``last`` ends the dot products, whose sums move into a shadow
-chain and drain one per clock (row-major) while the next dot products run. One MAC per PE per
+``x[r] * w[c]``; the operands reach the PEs through input register copies (one per
+:data:`boards.fanout.SHARE` PEs of the row or column); the beat with ``last`` ends the dot
+products, whose sums move into a shadow chain and drain one per clock (row-major) while the
+next dot products run. One MAC per PE per
 clock; a dot product shorter than ``rows * cols`` beats waits for the drain.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from boards.fanout import SHARE, copies, copy_of
 from boards.lutmul import lut_multiply
 
 __all__ = ["IntMacPE", "IntMacArray", "int_top", "int_name", "int_design"]
 
 MULTIPLIERS = ("dsp", "lut")
+
+#: Advances from a PE's operand inputs to its accumulator (operand, product, accumulator).
+PE_DEPTH = 3
 
 
 def _check_mult(mult):
@@ -111,39 +117,44 @@ class IntMacArray(wiring.Component):
         m = Module()
         rows, cols = self._rows, self._cols
         n = rows * cols
-        # control: the beat's flags travel beside the PE pipeline (3 advances)
+        # control: the beat's flags travel beside the operand copies and the PE pipeline
         first = Signal(init=1)
-        lasts = [Signal(name=f"last{k}") for k in range(3)]
+        first_in = Signal(init=1)
+        lasts = [Signal(name=f"last{k}") for k in range(1 + PE_DEPTH)]
         shadow = [Signal(32, name=f"shadow{j}") for j in range(n)]
         pending = Signal(range(n + 1))
         # a dot product may end only when the previous results have drained
-        stall = lasts[2] & (pending != 0)
+        stall = lasts[-1] & (pending != 0)
         advance = ~stall & self.i.valid
         m.d.comb += self.i.ready.eq(~stall)
         flush = Signal()          # advance with an empty beat while an end is in the pipeline
-        m.d.comb += flush.eq(~stall & ~self.i.valid & (lasts[0] | lasts[1] | lasts[2]))
+        m.d.comb += flush.eq(~stall & ~self.i.valid & Cat(*lasts).any())
         en = advance | flush
         with m.If(en):
-            m.d.sync += [lasts[0].eq(advance & self.i.payload.last),
-                         lasts[1].eq(lasts[0]), lasts[2].eq(lasts[1])]
+            m.d.sync += [lasts[0].eq(advance & self.i.payload.last), first_in.eq(first)]
+            m.d.sync += [lasts[i].eq(lasts[i - 1]) for i in range(1, len(lasts))]
             with m.If(advance):
                 m.d.sync += first.eq(self.i.payload.last)
+        # input registers: one copy per SHARE PEs of the row or column (0 for flush beats)
+        xs = [copies(m, Mux(advance, self.i.payload.x[r], 0), -(-cols // SHARE), f"x{r}",
+                     en=en) for r in range(rows)]
+        ws = [copies(m, Mux(advance, self.i.payload.w[c], 0), -(-rows // SHARE), f"w{c}",
+                     en=en) for c in range(cols)]
         for r in range(rows):
             for c in range(cols):
                 j = r * cols + c
                 m.submodules[f"pe_{r}_{c}"] = pe = IntMacPE(
                     mult="dsp" if j < self._dsps else "lut")
-                m.d.comb += [pe.en.eq(en), pe.first.eq(first),
-                             pe.a.eq(Mux(advance, self.i.payload.x[r], 0)),
-                             pe.b.eq(Mux(advance, self.i.payload.w[c], 0))]
-                with m.If(en & lasts[2]):
+                m.d.comb += [pe.en.eq(en), pe.first.eq(first_in),
+                             pe.a.eq(copy_of(xs[r], c)), pe.b.eq(copy_of(ws[c], r))]
+                with m.If(en & lasts[-1]):
                     m.d.sync += shadow[j].eq(pe.acc)
         m.d.comb += [self.o.valid.eq(pending != 0), self.o.payload.eq(shadow[0])]
         with m.If(self.o.valid & self.o.ready):
             for j in range(n - 1):
                 m.d.sync += shadow[j].eq(shadow[j + 1])
             m.d.sync += pending.eq(pending - 1)
-        with m.If(en & lasts[2]):
+        with m.If(en & lasts[-1]):
             m.d.sync += pending.eq(n)
         return m
 

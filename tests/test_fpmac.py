@@ -334,9 +334,10 @@ def test_array_dot_products_bit_exact(in_fmt, acc_fmt, rows, cols, gaps, stalls)
     ("fp32", 2 * STAGES, 3, 0.3),        # whole groups, fewer rounds than the adder's depth
 ])
 def test_reducer_many_inputs(acc_fmt, n, slots, stalls):
-    """The reducer on its own with more inputs than a group: each input presents its
-    ``slots`` values one after the other (advancing on its ``shift``); the sums stream out in
-    input order, each ``((-0 + v0) + v1) + ...`` rounded as ``fpref.add``."""
+    """The reducer on its own with more inputs than a group: each drain chain ``k`` presents
+    the values of inputs ``k``, ``k + STAGES``, ... one after the other (advancing on its
+    ``shift``); the sums stream out in input order, each ``((-0 + v0) + v1) + ...`` rounded
+    as ``fpref.add``."""
     seed = 29
     rng = random.Random(seed)
     acc = get_format(acc_fmt)
@@ -348,23 +349,24 @@ def test_reducer_many_inputs(acc_fmt, n, slots, stalls):
             r = fpref.add(r, v, acc_fmt=acc_fmt)
         want.append(r)
     dut = Reducer(acc_fmt=acc_fmt, n=n, slots=slots)
+    chains = [[v for q in range(k, n, STAGES) for v in vals[q]] for k in range(dut.chains)]
     out, busy_clocks = [], []
     limit = 4 * slots * STAGES * (n + STAGES) + 100
 
     async def driver(ctx):
-        pos = [0] * n
-        for q in range(n):
-            ctx.set(dut.v[q], vals[q][0])
+        pos = [0] * len(chains)
+        for k, chain in enumerate(chains):
+            ctx.set(dut.v[k], chain[0])
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
         for _ in range(limit):
             *_, shift, busy = await ctx.tick().sample(dut.shift, dut.busy)
             busy_clocks.append(busy)
-            for q in range(n):
-                if (shift >> q) & 1:
-                    pos[q] += 1
-                    ctx.set(dut.v[q], vals[q][pos[q]] if pos[q] < slots else 0)
+            for k, chain in enumerate(chains):
+                if (shift >> k) & 1:
+                    pos[k] += 1
+                    ctx.set(dut.v[k], chain[pos[k]] if pos[k] < len(chain) else 0)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

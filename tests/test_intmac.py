@@ -15,6 +15,7 @@ from boards.intmac import IntMacArray, IntMacPE
     ("dsp", None, 2, 2, 0.0, 0.0),
     ("lut", None, 2, 3, 0.3, 0.3),
     ("dsp", 2, 3, 2, 0.1, 0.5),
+    ("dsp", 30, 5, 9, 0.2, 0.2),          # several operand copies per row and column
 ])
 def test_int8_array_matches_numpy(mult, dsps, rows, cols, gaps, stalls):
     seed = 29
