@@ -79,3 +79,29 @@ def test_gemm_error_orders_exact_below_sequential():
     assert seq > exact
     with pytest.raises(ValueError, match="arith must be"):
         gemm_error("fp16", 3, arith="other")
+
+
+def test_baseline_key_covers_its_sources():
+    """Every module of the project that building a baseline imports is among the baseline's
+    generator sources, so a change to it invalidates the cached points."""
+    import fnmatch
+    import os
+    import subprocess
+    import sys
+
+    from boards import sweep
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    code = ("import sys, boards.baselines, boards.fpmac, boards.intmac, boards.specs\n"
+            "print('\\n'.join(sorted(m.__file__ for m in list(sys.modules.values())\n"
+            "                        if getattr(m, '__file__', None))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                         text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})
+    patterns = sweep.GENERATOR_SOURCES["baseline"]
+    used = [pathlib.Path(f).resolve().relative_to(root).as_posix() for f in out.stdout.split()
+            if pathlib.Path(f).resolve().is_relative_to(root)]
+    used = [f for f in used if f.split("/")[0] in ("boards", "hw", "contract")
+            and not f.endswith("__init__.py")]
+    assert "boards/fpmac.py" in used
+    missing = [f for f in used if not any(fnmatch.fnmatch(f, p) for p in patterns)]
+    assert not missing, f"baseline sources not in the cache key: {missing}"
