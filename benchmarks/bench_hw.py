@@ -36,7 +36,8 @@ whole device), ``stages`` (pipeline depth of the MAC datapath), ``meets_clock`` 
 the device's default clock) and ``ratio_vs_best_fp16`` (GMAC/s over the best fp16 FMA array's
 on the same device), ``commit`` and ``rtl_fingerprint`` of the sources it was measured with,
 ``tool_versions`` and ``tool_seconds`` (the flows' time over every point of the search),
-``command`` (:func:`result_command`: the run's options that decide what is measured) and
+``max_pes``, ``max_dsps`` and ``router`` (nextpnr's, ``--router``; ``None`` its default) of the
+search, ``command`` (:func:`result_command`: the run's options that decide what is measured) and
 ``date`` of the run, ``measured`` (false for a cell ``--cached-only`` did not
 find). Writes ``<out>/bench.json`` (this run's records; ``commits`` and ``commands`` list
 theirs), ``bench.md`` and ``bench.png``; ``--docs`` also merges this run's records into
@@ -60,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from boards.devices import DEFAULT_TARGET_MHZ, DEVICES  # noqa: E402
 from boards.executor import SchedulerError, open_executor, run_side_by_side  # noqa: E402
+from boards.flow import ROUTERS  # noqa: E402
 from boards.report import add_ratios_vs_best_fp16, write_atomic  # noqa: E402
 from boards.report import cell as _fmt  # noqa: E402
 from boards.specs import default_array  # noqa: E402
@@ -209,7 +211,7 @@ class Search:
 
     def __init__(self, board, device, design, *, seeds, root, pnr_timeout, max_pnr=2,
                  max_pes=None, max_dsps=None, force=False, cached_only=False, log=print,
-                 executor=None):
+                 executor=None, router=None):
         if max_pes is not None and (not isinstance(max_pes, int) or max_pes < 1):
             raise ValueError(f"max_pes must be a positive integer or None, not {max_pes!r}")
         if max_dsps is not None and (not isinstance(max_dsps, int) or isinstance(max_dsps, bool)
@@ -227,6 +229,10 @@ class Search:
         if max_dsps is not None:
             self.dsps = min(self.dsps, max_dsps)
         self.max_dsps = max_dsps
+        if router is not None and router not in ROUTERS:
+            raise ValueError(f"router must be one of {', '.join(ROUTERS)} or None, not "
+                             f"{router!r}")
+        self.router = router    # nextpnr's router (None: its default)
         self.points = {}        # PEs -> shares of the device (the fit's measurements)
         self.tried = []         # every placed or failed P&R result
         self.lut_extra = None   # ECP5: extra shares of a PE with LUT multipliers
@@ -238,7 +244,8 @@ class Search:
                            dsps=self.dsps if dsps is None else dsps,
                            floorplan=board_floorplan(self.board, self.device))
         job = make_job(spec, self.board, self.device, seeds=self.seeds if pnr else (),
-                       explore=True, root=self.root, pnr_timeout=self.pnr_timeout)
+                       explore=True, root=self.root, pnr_timeout=self.pnr_timeout,
+                       router=self.router if pnr else None)
         job.update(pnr=pnr, blocks=False)
         job["workdir"] = str(pathlib.Path(self.root) / job_key(job))
         return job
@@ -408,7 +415,7 @@ class Search:
                "stages": stages(design_spec(self.design, 1, 1, dsps=self.dsps)),
                "target_mhz": DEFAULT_TARGET_MHZ[self.board], "error": error,
                "measured": True, "commit": self.commit, "max_pes": self.max_pes,
-               "max_dsps": self.max_dsps,
+               "max_dsps": self.max_dsps, "router": self.router,
                "tool_seconds": round(self.tool_seconds),
                "searched": [{"rows": r["spec"].get("config", r["spec"])["rows"],
                              "cols": r["spec"].get("config", r["spec"])["cols"],
@@ -696,6 +703,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-dsps", type=int, metavar="N",
                    help="let the arrays use at most N multiplier blocks, LUT multipliers "
                         "beyond (e.g. 0 where arrays on the blocks do not route)")
+    p.add_argument("--router", choices=ROUTERS,
+                   help="nextpnr's router (default: nextpnr's, router1)")
     p.add_argument("--force", action="store_true", help="ignore cached points")
     p.add_argument("--cached-only", action="store_true",
                    help="run no tool: report what the cache holds, the rest as not measured")
@@ -742,7 +751,7 @@ def _bench(args, argv, devices, designs, seeds, executor) -> int:
             searches.append(Search(board, device, design, seeds=seeds, root=args.out / "cache",
                                    pnr_timeout=args.pnr_timeout or PNR_TIMEOUT[dev],
                                    max_pnr=args.max_pnr, max_pes=args.max_pes,
-                                   max_dsps=args.max_dsps,
+                                   max_dsps=args.max_dsps, router=args.router,
                                    force=args.force,
                                    cached_only=args.cached_only,
                                    log=lambda s: print(s, flush=True), executor=executor))

@@ -53,7 +53,7 @@ from .logs import (
 from .specs import make_design
 from .tools import run_tool, source_commit, tool, tool_versions
 
-__all__ = ["run_flow", "run_job", "KEEP_REPLICAS", "ABC9_REINTEGRATE_ASSERT",
+__all__ = ["run_flow", "run_job", "ROUTERS", "KEEP_REPLICAS", "ABC9_REINTEGRATE_ASSERT",
            "HARNESS_NOFLATTEN_NOTE"]
 
 
@@ -63,6 +63,10 @@ __all__ = ["run_flow", "run_job", "KEEP_REPLICAS", "ABC9_REINTEGRATE_ASSERT",
 # and enable then go into the flip-flop (ECP5: LSR, CE) rather than into a LUT before its D
 # input, which the original and its copy would share (a PE's pending carry and its copy, both
 # cleared at a restart, would take the carry through one LUT placed between them).
+#: nextpnr's routers (``--router``); router1 is its default. On the ECP5-85F router1 stalls on
+#: the FMA and int8 arrays (docs/synthesis.md), router2 routes them.
+ROUTERS = ("router1", "router2")
+
 KEEP_REPLICAS = ("proc", "opt_clean",
                  "select -set replicas a:keep w:* %i %ci1 t:$dff %i", "opt_dff @replicas",
                  "select -set replicas a:keep w:* %i %ci1 t:$*dff* %i",
@@ -122,12 +126,14 @@ def _synth_fpga(design, board, dev, workdir, timeout, *, harness=True):
     return cells, secs, note
 
 
-def _pnr(board, dev, workdir, seed, target_mhz, explore, timeout):
+def _pnr(board, dev, workdir, seed, target_mhz, explore, timeout, router=None):
     exe = tool(f"nextpnr-{board}")
     log_name, report_name = f"pnr_seed{seed}.log", f"pnr_seed{seed}.json"
     cmd = [exe, *dev["pnr"], "--json", "harness.json", "--freq", f"{target_mhz:g}",
            "--seed", str(seed), "-l", log_name, "--quiet",
            "--report", report_name, "--detailed-timing-report"]
+    if router is not None:
+        cmd += ["--router", router]
     cmd += ["--pcf-allow-unconstrained"] if board == "ice40" else ["--lpf-allow-unconstrained"]
     if explore:
         cmd.append("--timing-allow-fail")
@@ -255,7 +261,7 @@ def _liberty(design: Design, workdir: pathlib.Path, timeout: float) -> dict:
 def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
              seeds=(1, 2, 3), target_mhz: float | None = None, explore: bool = False,
              pnr: bool = True, timeout: float = 3600, pnr_timeout: float | None = None,
-             pnr_jobs: int = 1, blocks: bool = True) -> dict:
+             pnr_jobs: int = 1, blocks: bool = True, router: str | None = None) -> dict:
     """Synthesise (and place and route) ``design``; return the input of
     :func:`boards.report.summarise`: resources, per-seed timing, tool versions, runtimes.
     ``pnr_jobs`` tool runs go at the same time after synthesis: the nextpnr seeds and the
@@ -273,6 +279,8 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
     (``timed_out`` in its run): the other seeds go on, so exploration near a full device is not
     held up by one placer that stalls.
 
+    ``router``: nextpnr's router (:data:`ROUTERS`; ``None``: nextpnr's default, router1).
+
     ``blocks=False`` skips the per-block synthesis (``breakdown`` is ``None``); on an FPGA
     without place and route the harness is not synthesised either (resources only)."""
     device = check_device(board, device)
@@ -281,6 +289,8 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not value > 0):
             raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    if router is not None and router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     seed_timeout = pnr_timeout or timeout
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -326,7 +336,7 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
         workers = max(1, min(int(pnr_jobs), len(seeds) + 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pending = [pool.submit(_pnr, board, dev, workdir, s, target_mhz, explore,
-                                   seed_timeout) for s in seeds]
+                                   seed_timeout, router) for s in seeds]
             per_block = (pool.submit(_synth_blocks, design, board, dev, workdir, timeout)
                          if blocks else None)
             runs = [f.result() for f in pending]
@@ -356,8 +366,9 @@ def run_flow(design: Design, *, board: str, device: str | None = None, workdir,
 
 def run_job(job: dict) -> dict:
     """Picklable job: ``{"spec", "board", "device", "workdir", "seeds", "target_mhz",
-    "explore", "pnr", "pnr_timeout", "blocks"}`` -> the report summary (with ``"error"`` set
-    instead of raising when a flow fails, so one failing point does not stop a sweep)."""
+    "explore", "pnr", "pnr_timeout", "blocks", "router"}`` -> the report summary (with
+    ``"error"`` set instead of raising when a flow fails, so one failing point does not stop a
+    sweep)."""
     from boards.report import summarise
 
     try:
@@ -366,7 +377,7 @@ def run_job(job: dict) -> dict:
                        workdir=job["workdir"], seeds=tuple(job.get("seeds", (1, 2, 3))),
                        target_mhz=job.get("target_mhz"), explore=job.get("explore", True),
                        pnr=job.get("pnr", True), pnr_timeout=job.get("pnr_timeout"),
-                       blocks=job.get("blocks", True))
+                       blocks=job.get("blocks", True), router=job.get("router"))
         return summarise(res)
     except Exception as exc:    # noqa: BLE001 - one broken point must not stop a sweep
         return {"spec": job["spec"], "board": job["board"], "device": job.get("device"),

@@ -79,6 +79,8 @@ def job_key(job: dict) -> str:
                                      "explore", "pnr")}
     if job.get("pnr_timeout") is not None:       # a stopped seed depends on the limit
         keyed["pnr_timeout"] = job["pnr_timeout"]
+    if job.get("router") is not None:            # (the default router keeps the old keys)
+        keyed["router"] = job["router"]
     if job.get("blocks") is False:               # no per-block synthesis in the result
         keyed["blocks"] = False
     keyed["generator"] = generator_fingerprint((job.get("spec") or {}).get("kind", "array"))
@@ -107,14 +109,16 @@ def sweep_jobs(*, wbits=(3,), formats=("fp16",), shapes=((4, 4),), devices=(("ic
 
 
 def make_job(spec: dict, board: str, device: str, *, seeds, explore: bool, root,
-             pnr_timeout: float | None = None) -> dict:
+             pnr_timeout: float | None = None, router: str | None = None) -> dict:
     """The job dict of one point (place and route on FPGAs, default clock target, each seed
-    stopped after ``pnr_timeout`` seconds if given), its work folder named by :func:`job_key`
-    under ``root`` (the cache)."""
+    stopped after ``pnr_timeout`` seconds if given, nextpnr's ``router`` if given), its work
+    folder named by :func:`job_key` under ``root`` (the cache)."""
     job = {"spec": spec, "board": board, "device": device, "seeds": list(seeds),
            "target_mhz": None, "explore": explore, "pnr": board != "asic"}
     if pnr_timeout is not None:
         job["pnr_timeout"] = pnr_timeout
+    if router is not None:
+        job["router"] = router
     job["workdir"] = str(pathlib.Path(root) / job_key(job))
     return job
 

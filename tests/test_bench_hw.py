@@ -452,3 +452,25 @@ def test_main_fails_when_a_searched_cell_has_no_result(monkeypatch, tmp_path, ca
     assert "LFE5U-25F-CABGA381 int8 MAC, LUT: no result" in capsys.readouterr().err
     _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000)
     assert bench_hw.main(argv) == 0
+
+
+def test_search_router_reaches_nextpnr_and_the_key(monkeypatch, tmp_path):
+    """``--router``: the search's place-and-route jobs carry it (their cache keys differ from
+    the default router's), the record keeps it, and a bad name is refused."""
+    _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000)
+    jobs = []
+    run_jobs = bench_hw.run_jobs
+    monkeypatch.setattr(bench_hw, "run_jobs",
+                        lambda js, **kw: (jobs.extend(js), run_jobs(js, **kw))[1])
+    rec = bench_hw.Search("ecp5", "25f", "int8-dsp", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, router="router2", log=lambda s: None).run()
+    assert rec["router"] == "router2" and rec["error"] is None
+    placed = [j for j in jobs if j["pnr"]]
+    assert placed and all(j["router"] == "router2" for j in placed)
+    assert all("router" not in j for j in jobs if not j["pnr"])
+    plain = {**placed[0]}
+    del plain["router"]
+    assert bench_hw.job_key(plain) != bench_hw.job_key(placed[0])
+    with pytest.raises(ValueError, match="router must be one of router1, router2"):
+        bench_hw.Search("ecp5", "25f", "fma16", seeds=(1,), root=tmp_path, pnr_timeout=None,
+                        router="router3")

@@ -197,6 +197,32 @@ def test_pnr_timeout_stops_a_stalled_seed(monkeypatch, tmp_path):
             flow.run_flow(design, board="ice40", workdir=wd, pnr_timeout=bad)
 
 
+def test_router_is_passed_to_nextpnr(monkeypatch, tmp_path):
+    """``router`` reaches nextpnr's command line (a stand-in that logs its arguments); the
+    default adds nothing; an unknown router is refused before any tool runs."""
+    import sys
+
+    tool = tmp_path / "nextpnr-stand-in"
+    tool.write_text(f"#!{sys.executable}\n" + _STALLING_NEXTPNR.replace(
+        'log.write("Info: Placing..\\n")', 'log.write(" ".join(args) + "\\n")'))
+    tool.chmod(0o755)
+    monkeypatch.setenv("NEXTPNR_ICE40", str(tool))
+    monkeypatch.setattr(flow, "tool_versions", lambda board: {})
+    monkeypatch.setattr(flow, "_synth_fpga", _fake_synth_fpga)
+    monkeypatch.setattr(flow, "_synth_blocks", lambda *a: {})
+    design = specs.make_design({"kind": "int8-mac", "rows": 1, "cols": 1})
+    wd = ROOT / "build" / "test-synth" / "router"
+    shutil.rmtree(wd, ignore_errors=True)
+    for router, want in ((None, None), ("router2", "--router router2")):
+        res = flow.run_flow(design, board="ice40", workdir=wd, seeds=(2,), explore=True,
+                            router=router)
+        line = (wd / "pnr_seed2.log").read_text().splitlines()[0]
+        assert res["fmax_mhz"] == 42.0
+        assert (want in line) if want else ("--router" not in line), line
+    with pytest.raises(ValueError, match="router must be one of router1, router2, not 'fast'"):
+        flow.run_flow(design, board="ice40", workdir=wd, router="fast")
+
+
 def test_block_synthesis_runs_beside_place_and_route(monkeypatch):
     """With two jobs and one seed, the per-block synthesis runs while the seed places: the
     stand-ins meet at a barrier, which breaks (after 10 s) if they run one after the other.
