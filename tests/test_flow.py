@@ -117,7 +117,7 @@ def test_exploration_keeps_the_seeds_that_placed(monkeypatch):
     """In exploration mode a seed that gives no timing report (here seed 1, stopped) is named
     in ``pnr_error`` and the others still give Fmax; in the default mode it fails the flow.
     The tools are stood in for: this checks the flow's bookkeeping, not nextpnr."""
-    def pnr(board, dev, workdir, seed, target_mhz, explore, timeout):
+    def pnr(board, dev, workdir, seed, target_mhz, explore, timeout, router=None):
         placed = seed != 1
         return {"seed": seed, "fmax_mhz": 40.0 + seed if placed else None, "passed": placed,
                 "returncode": 0 if placed else -15, "error": None, "clocks": {},
@@ -245,7 +245,7 @@ def test_block_synthesis_runs_beside_place_and_route(monkeypatch):
         return {"unit": "luts", "blocks": [], "total": 0,
                 "error": None if beside else "ran alone"}
 
-    def pnr(board, dev, workdir, seed, target_mhz, explore, timeout):
+    def pnr(board, dev, workdir, seed, target_mhz, explore, timeout, router=None):
         order.append(f"seed {seed}")
         beside = jobs == 1 or rendezvous()
         return {"seed": seed, "fmax_mhz": 45.0 if beside else None, "passed": True,
