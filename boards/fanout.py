@@ -13,15 +13,19 @@ __all__ = ["SHARE", "copies", "copy_of"]
 SHARE = 4
 
 
-def copies(m, value, count, name, *, en):
-    """``count`` registers of ``value``'s shape that take ``value`` when ``en`` is 1. They
-    carry Yosys's ``keep`` (``boards.flow`` passes it on to the flip-flops), so synthesis does
-    not merge them back into one."""
+def copies(m, value, count, name, *, en=None):
+    """``count`` registers of ``value``'s shape that take ``value`` every clock (or when ``en``
+    is 1). They carry Yosys's ``keep`` (``boards.flow`` passes it on to the flip-flops), so
+    synthesis does not merge them back into one."""
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, not {count!r}")
-    regs = [Signal(value.shape(), name=f"{name}_rep{i}", attrs=KEEP) for i in range(count)]
-    with m.If(en):
+    shape = value.shape() if hasattr(value, "shape") else 1
+    regs = [Signal(shape, name=f"{name}_rep{i}", attrs=KEEP) for i in range(count)]
+    if en is None:
         m.d.sync += [reg.eq(value) for reg in regs]
+    else:
+        with m.If(en):
+            m.d.sync += [reg.eq(value) for reg in regs]
     return regs
 
 

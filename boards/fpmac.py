@@ -13,7 +13,10 @@ order they were last written).
 :class:`boards.baselines.MacArray`): one :class:`boards.fpmul.Unpack` per row and per column,
 whose operand reaches the PEs through register copies (one per :data:`boards.fanout.SHARE`
 PEs of the row or column); a sequencer that starts the partial sums afresh, pads short dot
-products and flushes the loop when the input pauses; per PE ``L`` capture registers that take
+products and flushes the loop when the input pauses. The pipeline has no enable (no signal
+fans out to every register): where the old beat would stall, the sequencer inserts idle beats
+``-0 * +0``, a whole turn of the loop at a time (:class:`_Sequencer`). Per PE ``L`` capture
+registers that take
 the finished partial sums as the next dot product pushes them out of the loop; one
 :class:`Reducer` (a further :class:`FmaAdd`) that adds each PE's ``L`` partial sums while the
 next dot product runs and streams the results row-major. The capture registers form
@@ -293,9 +296,9 @@ class FmaArray(wiring.Component):
         m.d.comb += [seq.valid.eq(self.i.valid), seq.last.eq(self.i.payload.last),
                      self.i.ready.eq(seq.ready), seq.red_busy.eq(red.busy),
                      red.start.eq(seq.red_start)]
-        en = seq.advance
-        # input register (the beat, or the product -0 * +0 for padding and flush beats),
-        # unpacker, and one copy of the unpacked operand per SHARE PEs of the row or column
+        # input register (the beat, or the product -0 * +0 for padding, flush and idle
+        # beats), unpacker, and one copy of the unpacked operand per SHARE PEs of the row or
+        # column; no enable anywhere (the sequencer inserts idle beats instead of stalling)
         neg0 = 1 << (fmt.width - 1)
         operands = []
         for name, count, values, noop, fanout in (("x", rows, self.i.payload.x, neg0, cols),
@@ -303,28 +306,30 @@ class FmaArray(wiring.Component):
             ops = []
             for k in range(count):
                 reg = Signal(fmt.width, name=f"{name}{k}_in")
-                with m.If(en):
-                    m.d.sync += reg.eq(Mux(seq.noop, noop, values[k]))
+                m.d.sync += reg.eq(Mux(seq.noop, noop, values[k]))
                 m.submodules[f"unpack_{name}{k}"] = u = Unpack(fmt=fmt)
-                m.d.comb += [u.en.eq(en), u.x.eq(reg)]
-                ops.append(copies(m, u.o, -(-fanout // SHARE), f"{name}{k}", en=en))
+                m.d.comb += [u.en.eq(1), u.x.eq(reg)]
+                ops.append(copies(m, u.o, -(-fanout // SHARE), f"{name}{k}"))
             operands.append(ops)
         xs, ws = operands
+        # the clear and capture flags: one copy per SHARE PEs (row-major)
+        clears = copies(m, seq.clear_next, -(-n // SHARE), "clear")
+        captures = copies(m, seq.capture_next, -(-n // SHARE), "capture")
         # PEs; their capture registers take the finished partial sums (capture) and pass
         # values down the drain chains to the reducer (shift)
-        capture = en & seq.capture
         caps = []
         for r in range(rows):
             for c in range(cols):
                 idx = r * cols + c
                 m.submodules[f"pe_{r}_{c}"] = pe = FmaCore(
                     in_fmt=fmt, acc_fmt=self._acc, mult="dsp" if idx < self._dsps else "lut")
-                m.d.comb += [pe.en.eq(en), pe.a.eq(copy_of(xs[r], c)),
-                             pe.b.eq(copy_of(ws[c], r)), pe.clear.eq(seq.clear)]
+                m.d.comb += [pe.en.eq(1), pe.a.eq(copy_of(xs[r], c)),
+                             pe.b.eq(copy_of(ws[c], r)), pe.clear.eq(copy_of(clears, idx))]
                 caps.append((pe.r, [Signal(self._acc.width, name=f"cap_{r}_{c}_{s}")
                                     for s in range(L)]))
         for idx, (result, regs) in enumerate(caps):
             chain = idx % STAGES
+            capture = copy_of(captures, idx)
             behind = caps[idx + STAGES][1][-1] if idx + STAGES < n else 0
             with m.If(capture | red.shift[chain]):
                 m.d.sync += regs[0].eq(Mux(capture, result, behind))
@@ -335,19 +340,26 @@ class FmaArray(wiring.Component):
 
 
 class _Sequencer(wiring.Component):
-    """Beat control of :class:`FmaArray`: which beat enters the pipeline each clock (input,
-    padding, flush, or none), and when partial sums start afresh and are captured.
+    """Beat control of :class:`FmaArray`. The pipeline has no enable: every clock a beat
+    enters the input register, either a counted beat (from the input, padding a short dot
+    product, or flushing the loop when the input pauses) or an idle one (the product
+    ``-0 * +0`` into a partial sum that it leaves unchanged). Counted beats keep the loop's
+    order (beat ``k`` of a dot product in partial sum ``k mod L``, the next dot product's first
+    beats next in the loop), so idle beats come in runs of ``L``, a whole turn of the loop.
 
-    A beat reaches the PEs' operand inputs ``depth`` advances after it enters the input
-    register; ``clear`` and ``capture`` apply in the advance that moves it from there into
-    the product register."""
+    A beat reaches the PEs' operand inputs ``depth`` clocks after it enters the input
+    register; ``clear`` and ``capture`` apply then (the partial sum starts afresh; the one it
+    replaces is captured). ``clear_next`` and ``capture_next`` are them a clock earlier (for
+    register copies near the PEs)."""
 
     def __init__(self, *, slots, depth):
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2, not {depth}")
         self._slots, self._depth = slots, depth
         super().__init__({
             "valid": In(1), "last": In(1), "ready": Out(1),
             "red_busy": In(1), "red_start": Out(1),
-            "advance": Out(1), "noop": Out(1), "clear": Out(1), "capture": Out(1),
+            "noop": Out(1), "clear_next": Out(1), "capture_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -355,27 +367,34 @@ class _Sequencer(wiring.Component):
         L = self._slots
         idx = Signal(range(L + 1))          # beats of the current dot product (saturates at L)
         pad = Signal(range(L))               # padding beats still to insert
-        capcount = Signal(range(L + 1))      # beats still to inject that capture a partial sum
+        capcount = Signal(range(L + 1))      # counted beats still to inject that capture
         ncap = Signal(range(L))              # captures done in the current window
+        idle = Signal(range(L))              # idle beats still to insert (the rest of a turn)
         reserved = Signal()                  # capture registers in use (filling or being read)
         reading = Signal()                   # ... and the reducer has started on them
         meta = data.StructLayout({"fresh": 1, "cap": 1})
         pipe = [Signal(meta, name=f"meta{i}") for i in range(self._depth)]
-        pending = Cat(*(p.cap for p in pipe)).any()
-        # the first capture of a window waits until the reducer has read the previous one
-        blocked = pipe[-1].cap & (ncap == 0) & reserved
-        flush = (idx == 0) & ((capcount != 0) | pending)
+        in_flight = Cat(*(p.cap for p in pipe)).any()
+        # a window's first capture waits until the capture registers are free
+        blocked = (capcount == L) & (reserved | in_flight)
+        flush = (idx == 0) & (capcount != 0) & ~self.valid
+        counted = Signal()
         m.d.comb += [
-            self.ready.eq(~blocked & (pad == 0)),
-            self.advance.eq(~blocked & ((pad != 0) | self.valid | flush)),
-            self.noop.eq((pad != 0) | ~self.valid),
-            self.clear.eq(pipe[-1].fresh),
-            self.capture.eq(pipe[-1].cap),
+            counted.eq((idle == 0) & ~blocked & ((pad != 0) | self.valid | flush)),
+            self.ready.eq((idle == 0) & ~blocked & (pad == 0)),
+            self.noop.eq(~counted | (pad != 0) | ~self.valid),
+            self.clear_next.eq(pipe[-2].fresh),
+            self.capture_next.eq(pipe[-2].cap),
         ]
-        real = self.valid & (pad == 0)
-        with m.If(self.advance):
-            m.d.sync += [pipe[0].fresh.eq(idx < L), pipe[0].cap.eq(capcount != 0)]
-            m.d.sync += [pipe[i].eq(pipe[i - 1]) for i in range(1, len(pipe))]
+        m.d.sync += [pipe[0].fresh.eq(counted & (idx < L)),
+                     pipe[0].cap.eq(counted & (capcount != 0))]
+        m.d.sync += [pipe[i].eq(pipe[i - 1]) for i in range(1, len(pipe))]
+        with m.If(idle != 0):
+            m.d.sync += idle.eq(idle - 1)
+        with m.Elif(~counted):
+            m.d.sync += idle.eq(L - 1)
+        real = self.valid & self.ready
+        with m.If(counted):
             with m.If(capcount != 0):
                 m.d.sync += capcount.eq(capcount - 1)
             ends = Signal()
@@ -391,13 +410,13 @@ class _Sequencer(wiring.Component):
                 m.d.sync += [idx.eq(0), capcount.eq(L)]
             with m.Elif((pad != 0) | real):
                 m.d.sync += idx.eq(Mux(idx == L, L, idx + 1))
-            # captures happen as a beat leaves the operand copies
-            with m.If(pipe[-1].cap):
-                m.d.sync += ncap.eq(Mux(ncap == L - 1, 0, ncap + 1))
-                with m.If(ncap == 0):
-                    m.d.sync += reserved.eq(1)
-                with m.If(ncap == L - 1):
-                    m.d.comb += self.red_start.eq(1)
+        # captures happen as a beat leaves the operand copies
+        with m.If(pipe[-1].cap):
+            m.d.sync += ncap.eq(Mux(ncap == L - 1, 0, ncap + 1))
+            with m.If(ncap == 0):
+                m.d.sync += reserved.eq(1)
+            with m.If(ncap == L - 1):
+                m.d.comb += self.red_start.eq(1)
         with m.If(self.red_start):
             m.d.sync += reading.eq(1)            # the reducer's busy rises at the same edge
         with m.Elif(reading & ~self.red_busy):

@@ -10,8 +10,9 @@ beat carries ``rows`` activations and ``cols`` weights (signed 8-bit), PE ``(r, 
 ``x[r] * w[c]``; the operands reach the PEs through input register copies (one per
 :data:`boards.fanout.SHARE` PEs of the row or column); the beat with ``last`` ends the dot
 products, whose sums move into a shadow chain and drain one per clock (row-major) while the
-next dot products run. One MAC per PE per
-clock; a dot product shorter than ``rows * cols`` beats waits for the drain.
+next dot products run. The pipeline has no enable: a clock without a beat sends zero
+operands. One MAC per PE per clock; a dot product shorter than ``rows * cols`` beats waits for
+the drain.
 """
 
 from __future__ import annotations
@@ -117,44 +118,49 @@ class IntMacArray(wiring.Component):
         m = Module()
         rows, cols = self._rows, self._cols
         n = rows * cols
-        # control: the beat's flags travel beside the operand copies and the PE pipeline
+        # The pipeline has no enable: a clock without a beat sends zero operands (a bubble,
+        # adding 0). A finished sum waits in the accumulators (under bubbles) while the shadow
+        # chain still drains the previous one: a dot product's end enters only when no other
+        # end is under way, and a beat behind an end only when that end will be captured as it
+        # arrives (the chain is empty).
         first = Signal(init=1)
-        first_in = Signal(init=1)
         lasts = [Signal(name=f"last{k}") for k in range(1 + PE_DEPTH)]
+        hold = Signal()                   # a finished sum waits in the accumulators
         shadow = [Signal(32, name=f"shadow{j}") for j in range(n)]
         pending = Signal(range(n + 1))
-        # a dot product may end only when the previous results have drained
-        stall = lasts[-1] & (pending != 0)
-        advance = ~stall & self.i.valid
-        m.d.comb += self.i.ready.eq(~stall)
-        flush = Signal()          # advance with an empty beat while an end is in the pipeline
-        m.d.comb += flush.eq(~stall & ~self.i.valid & Cat(*lasts).any())
-        en = advance | flush
-        with m.If(en):
-            m.d.sync += [lasts[0].eq(advance & self.i.payload.last), first_in.eq(first)]
-            m.d.sync += [lasts[i].eq(lasts[i - 1]) for i in range(1, len(lasts))]
-            with m.If(advance):
-                m.d.sync += first.eq(self.i.payload.last)
-        # input registers: one copy per SHARE PEs of the row or column (0 for flush beats)
-        xs = [copies(m, Mux(advance, self.i.payload.x[r], 0), -(-cols // SHARE), f"x{r}",
-                     en=en) for r in range(rows)]
-        ws = [copies(m, Mux(advance, self.i.payload.w[c], 0), -(-rows // SHARE), f"w{c}",
-                     en=en) for c in range(cols)]
+        ending = Cat(*lasts, hold).any()
+        m.d.comb += self.i.ready.eq(~hold & ~(ending & ((pending != 0) | self.i.payload.last)))
+        accept = self.i.valid & self.i.ready
+        m.d.sync += lasts[0].eq(accept & self.i.payload.last)
+        m.d.sync += [lasts[i].eq(lasts[i - 1]) for i in range(1, len(lasts))]
+        with m.If(accept):
+            m.d.sync += first.eq(self.i.payload.last)
+        capture = (lasts[-1] | hold) & (pending == 0)
+        with m.If(capture):
+            m.d.sync += hold.eq(0)
+        with m.Elif(lasts[-1]):
+            m.d.sync += hold.eq(1)
+        # input registers: one copy per SHARE PEs of the row or column (0 for bubbles)
+        xs = [copies(m, Mux(accept, self.i.payload.x[r], 0), -(-cols // SHARE), f"x{r}")
+              for r in range(rows)]
+        ws = [copies(m, Mux(accept, self.i.payload.w[c], 0), -(-rows // SHARE), f"w{c}")
+              for c in range(cols)]
+        firsts = copies(m, accept & first, -(-n // SHARE), "first")
         for r in range(rows):
             for c in range(cols):
                 j = r * cols + c
                 m.submodules[f"pe_{r}_{c}"] = pe = IntMacPE(
                     mult="dsp" if j < self._dsps else "lut")
-                m.d.comb += [pe.en.eq(en), pe.first.eq(first_in),
+                m.d.comb += [pe.en.eq(1), pe.first.eq(copy_of(firsts, j)),
                              pe.a.eq(copy_of(xs[r], c)), pe.b.eq(copy_of(ws[c], r))]
-                with m.If(en & lasts[-1]):
+                with m.If(capture):
                     m.d.sync += shadow[j].eq(pe.acc)
         m.d.comb += [self.o.valid.eq(pending != 0), self.o.payload.eq(shadow[0])]
         with m.If(self.o.valid & self.o.ready):
             for j in range(n - 1):
                 m.d.sync += shadow[j].eq(shadow[j + 1])
             m.d.sync += pending.eq(pending - 1)
-        with m.If(en & lasts[-1]):
+        with m.If(capture):
             m.d.sync += pending.eq(n)
         return m
 

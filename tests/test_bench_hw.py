@@ -474,3 +474,14 @@ def test_search_router_reaches_nextpnr_and_the_key(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="router must be one of router1, router2"):
         bench_hw.Search("ecp5", "25f", "fma16", seeds=(1,), root=tmp_path, pnr_timeout=None,
                         router="router3")
+
+
+def test_search_fill_of_the_85f(monkeypatch, tmp_path):
+    # the 85F's fill is 75 %: 83640 * 0.75 = 62730 LUT sites, (62730 - 1000) / 500 = 123 PEs
+    # -> the largest near-square shape of at most 123 PEs (11x11), not the 85 % one's 140
+    calls = _fake_device(monkeypatch, per_pe=500, fixed=1000, placeable=1000)
+    rec = bench_hw.Search("ecp5", "85f", "int8-lut", seeds=(1,), root=tmp_path,
+                          pnr_timeout=None, log=lambda s: None).run()
+    placed = [n for n, pnr in calls if pnr]
+    assert placed == [rec["rows"] * rec["cols"]] and 110 < placed[0] <= 123, placed
+    assert bench_hw.fill_for("ecp5", "85f") == 0.75 and bench_hw.fill_for("ecp5", "25f") == 0.85
