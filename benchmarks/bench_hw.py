@@ -138,16 +138,21 @@ def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 51
 def stages(spec: dict) -> int:
     """Pipeline depth of a design's MAC datapath: register stages from the operands entering
     the array to the accumulator. Shift array (and its PE): ``ArrayConfig.capture_latency``
-    (alignment, PE input register, the PE's own stages); FMA: unpack (2), exact product (1)
-    and the adder (``boards.fpadd.STAGES``); int8: operands, product, accumulator (3)."""
+    (alignment, PE input register, the PE's own stages); FMA: unpack (2), the operand copies
+    (1, arrays), exact product (``boards.fpmac.PRODUCT_STAGES``) and the adder
+    (``boards.fpadd.STAGES``); int8: the input copies (1, arrays), operands, product,
+    accumulator (3)."""
     if spec["kind"] in ("array", "shift-pe"):
         from contract.array import ArrayConfig
 
         return ArrayConfig.from_dict(spec["config"]).capture_latency
     if spec["kind"] in ("fma-array", "fma-pe"):
         from boards.fpadd import STAGES
+        from boards.fpmac import PRODUCT_STAGES
 
-        return 3 + STAGES
+        return 2 + (spec["kind"] == "fma-array") + PRODUCT_STAGES + STAGES
+    if spec["kind"] == "int8-array":
+        return 4
     if spec["kind"] == "shift-fpadd":
         return 2                    # product register, one-clock adder loop
     return 3

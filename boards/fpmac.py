@@ -54,6 +54,11 @@ SLOTS = STAGES
 #: operand copy).
 OPERAND_DEPTH = 4
 
+#: Registers of a PE's product (:class:`FmaCore`): the multiplier's output, and a second one
+#: so that neither the path into the multiplier block nor the one from it to the adder (which
+#: the placer may put apart) holds the block's own delay and a long route.
+PRODUCT_STAGES = 2
+
 
 #: Largest array side and largest PE count (:class:`FmaArray`, :class:`Reducer`).
 MAX_SIDE, MAX_PES = 64, 64 * 64
@@ -103,16 +108,23 @@ class FmaCore(wiring.Component):
         m.submodules.prod = prod = Product(fmt=self._in, mult=self._mult, bias=bias)
         lo, hi = product_exponent_range(self._in, bias)
         m.submodules.add = add = FmaAdd(acc_fmt=self._acc, b_width=2 * p, e_lo=lo, e_hi=hi)
+        product = prod.o
+        for i in range(PRODUCT_STAGES - 1):
+            nxt = Signal(product.shape(), name=f"product{i + 1}")
+            with m.If(self.en):
+                m.d.sync += nxt.eq(product)
+            product = nxt
         m.d.comb += [prod.en.eq(self.en), prod.a.eq(self.a), prod.b.eq(self.b),
-                     add.en.eq(self.en), add.b.eq(prod.o), add.c.eq(add.o),
+                     add.en.eq(self.en), add.b.eq(product), add.c.eq(add.o),
                      add.clear.eq(self.clear), self.r.eq(add.r), self.o.eq(add.o)]
         return m
 
 
 class FmaPE(wiring.Component):
     """A stand-alone PE with its own unpackers: raw operand bits in, the loop register out.
-    Operands enter with ``en`` (unpack 2 advances, product 1, then the adder); their
-    ``clear`` is presented two advances after them (see :class:`FmaCore`).
+    Operands enter with ``en`` (unpack 2 advances, product :data:`PRODUCT_STAGES`, then the
+    adder); their ``clear`` is presented ``1 + PRODUCT_STAGES`` advances after them (see
+    :class:`FmaCore`).
 
     Members
     -------
@@ -290,7 +302,7 @@ class FmaArray(wiring.Component):
         rows, cols, L = self._rows, self._cols, SLOTS
         n = rows * cols
         fmt = self._in
-        m.submodules.seq = seq = _Sequencer(slots=L, depth=OPERAND_DEPTH)
+        m.submodules.seq = seq = _Sequencer(slots=L, depth=OPERAND_DEPTH + PRODUCT_STAGES - 1)
         m.submodules.red = red = Reducer(acc_fmt=self._acc, n=n, slots=L)
         wiring.connect(m, wiring.flipped(self.o), red.o)
         m.d.comb += [seq.valid.eq(self.i.valid), seq.last.eq(self.i.payload.last),
@@ -347,14 +359,16 @@ class _Sequencer(wiring.Component):
     order (beat ``k`` of a dot product in partial sum ``k mod L``, the next dot product's first
     beats next in the loop), so idle beats come in runs of ``L``, a whole turn of the loop.
 
-    A beat reaches the PEs' operand inputs ``depth`` clocks after it enters the input
-    register; ``clear`` and ``capture`` apply then (the partial sum starts afresh; the one it
-    replaces is captured). ``clear_next`` and ``capture_next`` are them a clock earlier (for
+    ``depth`` clocks after a beat enters the input register it is one clock from the adders;
+    ``clear`` and ``capture`` apply then (the partial sum starts afresh; the one it replaces
+    is captured). ``clear_next`` and ``capture_next`` are them a clock earlier (for
     register copies near the PEs)."""
 
     def __init__(self, *, slots, depth):
-        if depth < 2:
-            raise ValueError(f"depth must be at least 2, not {depth}")
+        # a window's first capture is injected at least ``slots`` clocks after the previous
+        # window's first, which has then reached the PEs (and reserved the registers)
+        if not 2 <= depth < slots:
+            raise ValueError(f"depth must be in [2, slots), not {depth}")
         self._slots, self._depth = slots, depth
         super().__init__({
             "valid": In(1), "last": In(1), "ready": Out(1),
@@ -374,9 +388,8 @@ class _Sequencer(wiring.Component):
         reading = Signal()                   # ... and the reducer has started on them
         meta = data.StructLayout({"fresh": 1, "cap": 1})
         pipe = [Signal(meta, name=f"meta{i}") for i in range(self._depth)]
-        in_flight = Cat(*(p.cap for p in pipe)).any()
         # a window's first capture waits until the capture registers are free
-        blocked = (capcount == L) & (reserved | in_flight)
+        blocked = (capcount == L) & reserved
         flush = (idx == 0) & (capcount != 0) & ~self.valid
         counted = Signal()
         m.d.comb += [

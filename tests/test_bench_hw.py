@@ -44,8 +44,12 @@ def test_design_specs():
             "floorplan"] == "spread"
     with pytest.raises(ValueError, match="unknown design 'fp64'"):
         bench_hw.design_spec("fp64", 2, 2, dsps=8)
-    assert bench_hw.stages(bench_hw.design_spec("fma16", 2, 2, dsps=8)) == 9
-    assert bench_hw.stages(bench_hw.design_spec("int8-lut", 2, 2, dsps=8)) == 3
+    # unpack 2, operand copy 1, product 2, adder 6; the PE alone has no copy
+    assert bench_hw.stages(bench_hw.design_spec("fma16", 2, 2, dsps=8)) == 11
+    assert bench_hw.stages({"kind": "fma-pe", "in_fmt": "fp16", "acc_fmt": "fp16"}) == 10
+    # input copy, operands, product, accumulator
+    assert bench_hw.stages(bench_hw.design_spec("int8-lut", 2, 2, dsps=8)) == 4
+    assert bench_hw.stages({"kind": "int8-pe", "mult": "dsp"}) == 3
 
 
 def test_usage_counts_carries_and_placer():

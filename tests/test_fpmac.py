@@ -17,7 +17,7 @@ from stream_tb import consumer, run_beats  # (tests/ helper)
 
 from boards import fpref
 from boards.fpadd import STAGES, FmaAdd, acc_addend_range
-from boards.fpmac import SLOTS, FmaArray, FmaCore, FmaPE, Reducer, unpack_acc
+from boards.fpmac import PRODUCT_STAGES, SLOTS, FmaArray, FmaCore, FmaPE, Reducer, unpack_acc
 from boards.fpmul import Product, Unpack, product_exponent_range
 from contract import get_format
 
@@ -425,10 +425,10 @@ def test_pe_loop_partial_sums():
 
     async def tb(ctx):
         ctx.set(dut.en, 1)
-        for t in range(k + 2 + STAGES + SLOTS):
+        for t in range(k + 1 + PRODUCT_STAGES + STAGES + SLOTS):
             ctx.set(dut.a, a[t] if t < k else 0)
             ctx.set(dut.b, b[t] if t < k else 0)
-            ctx.set(dut.clear, int(0 <= t - 2 < SLOTS))       # beats 0 .. L-1 start afresh
+            ctx.set(dut.clear, int(0 <= t - 1 - PRODUCT_STAGES < SLOTS))  # beats 0 .. L-1 fresh
             await ctx.tick()
             seen.append(ctx.get(dut.o))
 
@@ -439,10 +439,11 @@ def test_pe_loop_partial_sums():
     s = [0x8000] * SLOTS
     for t in range(k):
         s[t % SLOTS] = fpref.fma(a[t], b[t], s[t % SLOTS])
-    # beat t's partial sum is in the loop register after the edge of clock t + 2 + STAGES
+    # beat t's partial sum is in the loop register after the edge of clock t + 2 +
+    # PRODUCT_STAGES - 1 + STAGES
     last = {t % SLOTS: t for t in range(k)}
     for j, t in last.items():
-        got = seen[t + 2 + STAGES]
+        got = seen[t + 1 + PRODUCT_STAGES + STAGES]
         assert got == s[j], f"seed {seed}: slot {j}: got {got:#x} want {s[j]:#x}"
 
 
