@@ -18,6 +18,8 @@ BENCH_DEVICES ?= up5k,25f,85f
 BENCH_DESIGNS ?= shift,fma16,fma16-32,bf16,int8-dsp,int8-lut,naive
 BENCH_SEEDS   ?= 1
 BENCH_JOBS    ?= 1
+# nextpnr's router for bench-hw (router1, its default, or router2: the ECP5-85F baselines)
+BENCH_ROUTER  ?=
 # A Dask distributed scheduler (tcp://HOST:PORT) that runs the synthesis jobs of bench-hw,
 # bench-sizes, bench-asic and sweep on its workers (docs/synthesis.md, "Running on a cluster").
 SCHEDULER ?=
@@ -32,7 +34,8 @@ help-synth:
 	@echo "                  -> build/reports/<board>/<config>/summary.{json,md}"
 	@echo "make bitstream    iCEBreaker (BITSTREAM_BOARD=icebreaker|ulx3s-25f) image with UART link -> build/boards"
 	@echo "make bench-hw     whole-device throughput: largest placed array per device and design"
-	@echo "                  (BENCH_DEVICES=$(BENCH_DEVICES) BENCH_DESIGNS=...) -> build/bench/bench.*"
+	@echo "                  (BENCH_DEVICES=$(BENCH_DEVICES) BENCH_DESIGNS=... BENCH_ROUTER=router2)"
+	@echo "                  -> build/bench/bench.*"
 	@echo "make bench-sizes  the same designs at fixed sizes, stand-alone PEs, naive-adder row, ASIC"
 	@echo "                  (SIZES=$(SIZES)) -> build/bench/hw.*"
 	@echo "make bench-asic   every design in OSU 0.18 um cells with OpenSTA timing (ASIC_SIZES=$(ASIC_SIZES))"
@@ -58,7 +61,8 @@ bitstream: setup
 
 bench-hw: setup
 	$(PY) benchmarks/bench_hw.py --devices $(BENCH_DEVICES) --designs $(BENCH_DESIGNS) \
-	    --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) $(SCHED_ARG)
+	    --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) $(SCHED_ARG) \
+	    $(if $(BENCH_ROUTER),--router $(BENCH_ROUTER),)
 
 bench-sizes: setup
 	$(PY) -m boards.bench --sizes $(SIZES) --seeds $(SEEDS) --jobs $(JOBS) $(SCHED_ARG)
