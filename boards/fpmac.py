@@ -54,9 +54,13 @@ SLOTS = STAGES
 #: operand copy).
 OPERAND_DEPTH = 4
 
-#: Registers of a PE's product (:class:`FmaCore`): the multiplier's output, and a second one
-#: so that neither the path into the multiplier block nor the one from it to the adder (which
-#: the placer may put apart) holds the block's own delay and a long route.
+#: How an array's PEs use their multiplier blocks (:class:`FmaArray`).
+BLOCK_MULTIPLIERS = ("dsp", "mult18x18d")
+
+#: Registers of a PE's product (:class:`FmaCore`): two, so that neither the path into the
+#: multiplier block nor the one from it to the adder (which the placer may put apart) holds the
+#: block's own delay and a long route; with ``mult="mult18x18d"`` they are the block's own
+#: input and output registers.
 PRODUCT_STAGES = 2
 
 
@@ -105,17 +109,12 @@ class FmaCore(wiring.Component):
         m = Module()
         p = self._in.frac_bits + 1
         bias = self._acc.bias
-        m.submodules.prod = prod = Product(fmt=self._in, mult=self._mult, bias=bias)
+        m.submodules.prod = prod = Product(fmt=self._in, mult=self._mult, bias=bias,
+                                           stages=PRODUCT_STAGES)
         lo, hi = product_exponent_range(self._in, bias)
         m.submodules.add = add = FmaAdd(acc_fmt=self._acc, b_width=2 * p, e_lo=lo, e_hi=hi)
-        product = prod.o
-        for i in range(PRODUCT_STAGES - 1):
-            nxt = Signal(product.shape(), name=f"product{i + 1}")
-            with m.If(self.en):
-                m.d.sync += nxt.eq(product)
-            product = nxt
         m.d.comb += [prod.en.eq(self.en), prod.a.eq(self.a), prod.b.eq(self.b),
-                     add.en.eq(self.en), add.b.eq(product), add.c.eq(add.o),
+                     add.en.eq(self.en), add.b.eq(prod.o), add.c.eq(add.o),
                      add.clear.eq(self.clear), self.r.eq(add.r), self.o.eq(add.o)]
         return m
 
@@ -264,8 +263,10 @@ class Reducer(wiring.Component):
 class FmaArray(wiring.Component):
     """A ``rows x cols`` output-stationary array of fused-MAC PEs (see the module docstring).
 
-    ``dsps``: how many PEs use a multiplier block (``*``); the others (the last ones,
-    row-major) use LUT multipliers. Default: all.
+    ``dsps``: how many PEs use a multiplier block; the others (the last ones, row-major) use
+    LUT multipliers. Default: all. ``mult``: how a PE uses its block: ``"dsp"`` (``*``, mapped
+    by synthesis) or ``"mult18x18d"`` (the ECP5 primitive with its own registers,
+    :class:`boards.mult18x18d.Mult18x18d`).
 
     Members
     -------
@@ -276,9 +277,12 @@ class FmaArray(wiring.Component):
         ``rows * cols`` results per dot product, row-major.
     """
 
-    def __init__(self, *, rows, cols, in_fmt="fp16", acc_fmt="fp16", dsps=None):
+    def __init__(self, *, rows, cols, in_fmt="fp16", acc_fmt="fp16", dsps=None, mult="dsp"):
         _check_dims(rows=(rows, MAX_SIDE), cols=(cols, MAX_SIDE))
         self._in, self._acc = check_formats(in_fmt, acc_fmt)
+        if mult not in BLOCK_MULTIPLIERS:
+            raise ValueError(f"mult must be one of {', '.join(BLOCK_MULTIPLIERS)}, not {mult!r}")
+        self._mult = mult
         n = rows * cols
         if dsps is None:
             dsps = n
@@ -334,7 +338,7 @@ class FmaArray(wiring.Component):
             for c in range(cols):
                 idx = r * cols + c
                 m.submodules[f"pe_{r}_{c}"] = pe = FmaCore(
-                    in_fmt=fmt, acc_fmt=self._acc, mult="dsp" if idx < self._dsps else "lut")
+                    in_fmt=fmt, acc_fmt=self._acc, mult=self._mult if idx < self._dsps else "lut")
                 m.d.comb += [pe.en.eq(1), pe.a.eq(copy_of(xs[r], c)),
                              pe.b.eq(copy_of(ws[c], r)), pe.clear.eq(copy_of(clears, idx))]
                 caps.append((pe.r, [Signal(self._acc.width, name=f"cap_{r}_{c}_{s}")
@@ -439,14 +443,14 @@ class _Sequencer(wiring.Component):
 
 def fma_top(spec: dict) -> wiring.Component:
     """The component of ``{"kind": "fma-pe", "in_fmt", "acc_fmt", "mult"}`` (one stand-alone
-    PE) or ``{"kind": "fma-array", "in_fmt", "acc_fmt", "rows", "cols", "dsps"}``."""
+    PE) or ``{"kind": "fma-array", "in_fmt", "acc_fmt", "rows", "cols", "dsps", "mult"}``."""
     kind = spec.get("kind")
     in_fmt, acc_fmt = spec.get("in_fmt", "fp16"), spec.get("acc_fmt", "fp16")
     if kind == "fma-pe":
         return FmaPE(in_fmt=in_fmt, acc_fmt=acc_fmt, mult=spec.get("mult", "dsp"))
     if kind == "fma-array":
         return FmaArray(rows=spec.get("rows", 4), cols=spec.get("cols", 4), in_fmt=in_fmt,
-                        acc_fmt=acc_fmt, dsps=spec.get("dsps"))
+                        acc_fmt=acc_fmt, dsps=spec.get("dsps"), mult=spec.get("mult", "dsp"))
     raise ValueError(f"unknown FMA design kind {kind!r}; expected fma-pe or fma-array")
 
 
@@ -456,4 +460,5 @@ def fma_name(spec: dict) -> str:
     if spec.get("kind") == "fma-pe":
         return f"fmape_{in_fmt}_{acc_fmt}_{spec.get('mult', 'dsp')}"
     dsps = "" if spec.get("dsps") is None else f"_d{spec['dsps']}"
-    return f"fma_{in_fmt}_{acc_fmt}_{spec.get('rows', 4)}x{spec.get('cols', 4)}{dsps}"
+    mult = "" if spec.get("mult", "dsp") == "dsp" else f"_{spec['mult']}"
+    return f"fma_{in_fmt}_{acc_fmt}_{spec.get('rows', 4)}x{spec.get('cols', 4)}{dsps}{mult}"

@@ -4,9 +4,10 @@
   significand (leading-zero count, left shift), so that every finite nonzero operand reaches the
   multiplier as ``m * 2**(e - F)`` with ``m`` in ``[2**F, 2**(F+1))``. In an array one unpacker
   serves a whole row (activations) or column (weights).
-* :class:`Product` (one stage) multiplies two unpacked operands exactly: a ``2(F+1)``-bit
-  significand product (on the device's multiplier block where synthesis maps ``*``; with
-  ``mult="lut"`` as an explicit LUT adder tree), the exponent sum and the special-value flags.
+* :class:`Product` (``stages`` pipeline stages) multiplies two unpacked operands exactly: a
+  ``2(F+1)``-bit significand product (on the device's multiplier block where synthesis maps
+  ``*``; with ``mult="lut"`` as an explicit LUT adder tree; with ``mult="mult18x18d"`` on an
+  ECP5 MULT18X18D and its own registers), the exponent sum and the special-value flags.
   Its output is the addend of :class:`boards.fpadd.FmaAdd`.
 
 Every register of both components is enabled by ``en`` (the pipeline advances when it is 1).
@@ -19,12 +20,14 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from boards.lutmul import lut_multiply
+from boards.mult18x18d import LATENCY as BLOCK_LATENCY
+from boards.mult18x18d import Mult18x18d
 from contract import FloatFormat, get_format
 
 __all__ = ["operand_layout", "addend_layout", "leading_zeros", "Unpack", "Product",
            "product_exponent_range", "MULTIPLIERS"]
 
-MULTIPLIERS = ("dsp", "lut")
+MULTIPLIERS = ("dsp", "lut", "mult18x18d")
 
 
 def _signed_for(lo: int, hi: int):
@@ -144,7 +147,13 @@ class Unpack(wiring.Component):
 
 
 class Product(wiring.Component):
-    """The exact product of two unpacked operands, one pipeline stage.
+    """The exact product of two unpacked operands, ``stages`` pipeline stages.
+
+    ``mult``: where the significand product is formed: ``"dsp"`` (``*``, which synthesis maps
+    onto the device's multiplier block, its registers in the fabric), ``"lut"`` (an explicit
+    LUT adder tree) or ``"mult18x18d"`` (an ECP5 MULT18X18D with its own input and output
+    registers, :class:`boards.mult18x18d.Mult18x18d`: ``stages`` at least 2). Every further
+    stage is a register copy.
 
     Members
     -------
@@ -157,13 +166,18 @@ class Product(wiring.Component):
         for a zero product.
     """
 
-    def __init__(self, *, fmt="fp16", mult="dsp", bias=15):
+    def __init__(self, *, fmt="fp16", mult="dsp", bias=15, stages=1):
         self._fmt = get_format(fmt)
         if mult not in MULTIPLIERS:
             raise ValueError(f"mult must be one of {', '.join(MULTIPLIERS)}, not {mult!r}")
         if not isinstance(bias, int) or isinstance(bias, bool):
             raise TypeError(f"bias must be an integer, not {bias!r}")
-        self._mult, self._bias = mult, bias
+        if not isinstance(stages, int) or isinstance(stages, bool):
+            raise TypeError(f"stages must be an integer, not {stages!r}")
+        least = BLOCK_LATENCY if mult == "mult18x18d" else 1
+        if stages < least:
+            raise ValueError(f"stages must be at least {least} with mult={mult!r}, not {stages}")
+        self._mult, self._bias, self._stages = mult, bias, stages
         p = self._fmt.frac_bits + 1
         layout = operand_layout(self._fmt)
         super().__init__({"en": In(1), "a": In(layout), "b": In(layout),
@@ -173,16 +187,30 @@ class Product(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         a, b = self.a, self.b
-        prod = (a.m * b.m) if self._mult == "dsp" else lut_multiply(m, a.m, b.m, name="pm")
+
+        def delayed(value, shape, n, name):
+            for i in range(n):
+                reg = Signal(shape, name=f"{name}{i + 1}")
+                with m.If(self.en):
+                    m.d.sync += reg.eq(value)
+                value = reg
+            return value
+
+        w = len(self.o.m)
+        if self._mult == "mult18x18d":
+            m.submodules.block = block = Mult18x18d(a_width=len(a.m), b_width=len(b.m))
+            m.d.comb += [block.en.eq(self.en), block.a.eq(a.m), block.b.eq(b.m)]
+            prod = delayed(block.p, w, self._stages - BLOCK_LATENCY, "prod")
+        else:
+            mul = (a.m * b.m) if self._mult == "dsp" else lut_multiply(m, a.m, b.m, name="pm")
+            prod = delayed(mul, w, self._stages, "prod")
+        # the exponent sum and the class bits (``m`` unused), through as many registers
+        side = Signal(self.o.shape(), name="side0")
         nan = a.nan | b.nan | (a.inf & b.zero) | (a.zero & b.inf)
         inf = (a.inf | b.inf) & ~nan
-        with m.If(self.en):
-            m.d.sync += [
-                self.o.m.eq(prod),
-                self.o.e.eq(a.e + b.e + (1 + self._bias)),
-                self.o.sign.eq(a.sign ^ b.sign),
-                self.o.nan.eq(nan),
-                self.o.inf.eq(inf),
-                self.o.zero.eq((a.zero | b.zero) & ~nan & ~inf),
-            ]
+        m.d.comb += [side.e.eq(a.e + b.e + (1 + self._bias)), side.sign.eq(a.sign ^ b.sign),
+                     side.nan.eq(nan), side.inf.eq(inf),
+                     side.zero.eq((a.zero | b.zero) & ~nan & ~inf)]
+        side = delayed(side, self.o.shape(), self._stages, "side")
+        m.d.comb += [self.o.eq(side), self.o.m.eq(prod)]
         return m

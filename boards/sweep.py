@@ -57,8 +57,8 @@ GENERATOR_SOURCES = {
     "dot": ("contract/*.py", "hw/*.py", *FLOW_SOURCES),
     "branch-array": ("contract/*.py", "hw/*.py", "hw/branches/*.py", *FLOW_SOURCES),
     "baseline": ("contract/*.py", "boards/baselines.py", "boards/fanout.py", "boards/fp*.py",
-                 "boards/intmac.py", "boards/lutmul.py", "hw/emit.py", "hw/stages.py",
-                 *FLOW_SOURCES),
+                 "boards/intmac.py", "boards/lutmul.py", "boards/mult18x18d.py", "hw/emit.py",
+                 "hw/stages.py", *FLOW_SOURCES),
 }
 
 

@@ -10,6 +10,8 @@ import pathlib
 
 import pytest
 
+from boards.fpmac import fma_name
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench_hw", ROOT / "benchmarks" / "bench_hw.py")
 bench_hw = importlib.util.module_from_spec(_spec)
@@ -50,6 +52,35 @@ def test_design_specs():
     # input copy, operands, product, accumulator
     assert bench_hw.stages(bench_hw.design_spec("int8-lut", 2, 2, dsps=8)) == 4
     assert bench_hw.stages({"kind": "int8-pe", "mult": "dsp"}) == 3
+
+
+def test_fma_block_per_board(monkeypatch, tmp_path):
+    """On ECP5 the FMA arrays' and PEs' blocks are MULT18X18D with their own registers; on the
+    iCE40 ``*`` (the default stays out of the spec, so its cache keys are unchanged)."""
+    sp = bench_hw.design_spec("fma16", 4, 4, dsps=28, block="mult18x18d")
+    assert sp["mult"] == "mult18x18d" and fma_name(sp).endswith("_mult18x18d")
+    assert "mult" not in bench_hw.design_spec("fma16", 4, 4, dsps=28)
+    assert bench_hw.design_spec("int8-dsp", 4, 4, dsps=28, block="mult18x18d")["mult"] == "dsp"
+    assert bench_hw.FMA_BLOCK == {"ecp5": "mult18x18d"}
+    specs = []
+    for board, device, want in (("ecp5", "25f", "mult18x18d"), ("ice40", "up5k", None)):
+        _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000)
+        run_jobs = bench_hw.run_jobs
+        monkeypatch.setattr(bench_hw, "run_jobs",
+                            lambda jobs, run_jobs=run_jobs, **kw: (
+                                specs.extend(j["spec"] for j in jobs), run_jobs(jobs, **kw))[1])
+        specs.clear()
+        bench_hw.Search(board, device, "fma16", seeds=(1,), root=tmp_path / board,
+                        pnr_timeout=None, log=lambda s: None).run()
+        assert specs and all(s.get("mult") == want for s in specs), (board, specs)
+        pe_specs = []
+        monkeypatch.setattr(bench_hw, "run_jobs", lambda jobs, pe_specs=pe_specs, **kw: (
+            pe_specs.extend(j["spec"] for j in jobs), [{"error": "not run"}])[1])
+        recs = bench_hw.pe_records(board, device, seeds=(1,), root=tmp_path / f"pe_{board}",
+                                   pnr_timeout=None)
+        fma = [s for s in pe_specs if s["kind"] == "fma-pe"]
+        assert len(fma) == 3 and all(s.get("mult") == want for s in fma), (board, fma)
+        assert [r["spec"] for r in recs if r["spec"]["kind"] == "fma-pe"] == fma
 
 
 def test_usage_counts_carries_and_placer():
