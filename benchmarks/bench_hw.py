@@ -10,8 +10,8 @@ pipelined FMA arrays (``boards.fpmac``: fp16 inputs with fp16 or fp32 accumulati
 with fp32 accumulation), the int8 MAC arrays (``boards.intmac``) with multiplier blocks and with
 LUT multipliers only; and the shift product with a naive one-clock fp16 adder loop (``naive``,
 what exact accumulation buys). The FMA and int8-DSP arrays give one multiplier block to each PE
-while the device has them and LUT multipliers to the rest; on ECP5 the FMA PEs use the
-MULT18X18D primitive with its own input and output registers (:data:`FMA_BLOCK`).
+while the device has them and LUT multipliers to the rest; on ECP5 their PEs use the
+MULT18X18D primitive with its own input and output registers (:data:`BLOCK`).
 
 The search, per (device, design), every point a cached job of :mod:`boards.sweep` without
 the per-block synthesis (the cache key holds the generator and flow sources, so a changed
@@ -108,9 +108,9 @@ STEP_DOWN = 0.9
 PROBES = {"ice40": ((1, 1), (1, 2)), "ecp5": ((2, 2), (4, 4))}
 #: Designs that give a multiplier block to each PE while the device has them.
 DSP_DESIGNS = ("fma16", "fma16-32", "bf16", "int8-dsp")
-#: How the FMA PEs use a multiplier block, per board (``boards.fpmac.FmaArray``'s ``mult``):
-#: on ECP5 the MULT18X18D primitive with its own input and output registers; elsewhere ``*``.
-FMA_BLOCK = {"ecp5": "mult18x18d"}
+#: How the FMA and int8 PEs use a multiplier block, per board (the arrays' ``mult``): on ECP5
+#: the MULT18X18D primitive with its own input and output registers; elsewhere ``*``.
+BLOCK = {"ecp5": "mult18x18d"}
 
 
 def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 512,
@@ -118,7 +118,7 @@ def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 51
     """The :mod:`boards.sweep` spec of ``design`` at ``rows x cols`` on a device with ``dsps``
     multiplier blocks; the shift array with ``floorplan`` (the device's default configuration's,
     :func:`board_floorplan`) and without performance counters (the baselines have none); the
-    FMA arrays' PEs use their blocks as ``block`` says (:data:`FMA_BLOCK`)."""
+    FMA and int8 arrays' PEs use their blocks as ``block`` says (:data:`BLOCK`)."""
     n = rows * cols
     extra = {} if n <= dsps else {"dsps": dsps}
     fma_extra = {} if block == "dsp" else {"mult": block}   # the default stays out of the key
@@ -133,7 +133,7 @@ def design_spec(design: str, rows: int, cols: int, *, dsps: int, depth: int = 51
         return {"kind": "fma-array", "in_fmt": i, "acc_fmt": a, "rows": rows, "cols": cols,
                 **extra, **fma_extra}
     if design == "int8-dsp":
-        return {"kind": "int8-array", "mult": "dsp", "rows": rows, "cols": cols, **extra}
+        return {"kind": "int8-array", "mult": block, "rows": rows, "cols": cols, **extra}
     if design == "int8-lut":
         return {"kind": "int8-array", "mult": "lut", "rows": rows, "cols": cols}
     if design == "naive":
@@ -262,7 +262,7 @@ class Search:
         spec = design_spec(self.design, rows, cols,
                            dsps=self.dsps if dsps is None else dsps,
                            floorplan=board_floorplan(self.board, self.device),
-                           block=FMA_BLOCK.get(self.board, "dsp"))
+                           block=BLOCK.get(self.board, "dsp"))
         job = make_job(spec, self.board, self.device, seeds=self.seeds if pnr else (),
                        explore=True, root=self.root, pnr_timeout=self.pnr_timeout,
                        router=self.router if pnr else None)
@@ -433,7 +433,7 @@ class Search:
         rec = {"device": self.device, "board": self.board, "design": self.design,
                "label": DESIGNS[self.design],
                "stages": stages(design_spec(self.design, 1, 1, dsps=self.dsps,
-                                             block=FMA_BLOCK.get(self.board, "dsp"))),
+                                             block=BLOCK.get(self.board, "dsp"))),
                "target_mhz": DEFAULT_TARGET_MHZ[self.board], "error": error,
                "measured": True, "commit": self.commit, "max_pes": self.max_pes,
                "max_dsps": self.max_dsps, "router": self.router,
@@ -476,8 +476,8 @@ def pe_records(board, device, *, seeds, root, pnr_timeout, force=False, cached_o
     """One record per :data:`PE_SPECS` entry on a device (place and route of the PE alone)."""
     out = []
     for label, spec in PE_SPECS.items():
-        if spec["kind"] == "fma-pe" and board in FMA_BLOCK:
-            spec = {**spec, "mult": FMA_BLOCK[board]}
+        if board in BLOCK and (spec["kind"] == "fma-pe" or spec.get("mult") == "dsp"):
+            spec = {**spec, "mult": BLOCK[board]}
         job = make_job(spec, board, device, seeds=seeds, explore=True, root=root,
                        pnr_timeout=pnr_timeout)
         job["blocks"] = False

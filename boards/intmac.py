@@ -1,9 +1,11 @@
 """INT8 x INT8 -> INT32 MAC baselines: a pipelined PE and an output-stationary array.
 
 A PE registers its operands, multiplies them (a device multiplier block where synthesis maps
-``*``; with ``mult="lut"`` partial products summed by LUT adders, :mod:`boards.lutmul`),
-registers the 16-bit product and adds it into a 32-bit accumulator (two's complement, wrapping
-modulo ``2**32``). The integer loop closes in one clock, so no interleaving is needed.
+``*``; with ``mult="lut"`` partial products summed by LUT adders, :mod:`boards.lutmul`; with
+``mult="mult18x18d"`` an ECP5 MULT18X18D whose own input and output registers are the operand
+and product registers, :mod:`boards.mult18x18d`), registers the 16-bit product and adds it
+into a 32-bit accumulator (two's complement, wrapping modulo ``2**32``). The integer loop
+closes in one clock, so no interleaving is needed.
 
 :class:`IntMacArray` has the streaming interface of :class:`boards.baselines.MacArray`: each
 beat carries ``rows`` activations and ``cols`` weights (signed 8-bit), PE ``(r, c)`` accumulates
@@ -23,10 +25,12 @@ from amaranth.lib.wiring import In, Out
 
 from boards.fanout import SHARE, copies, copy_of
 from boards.lutmul import lut_multiply
+from boards.mult18x18d import WIDTH as BLOCK_WIDTH
+from boards.mult18x18d import Mult18x18d
 
 __all__ = ["IntMacPE", "IntMacArray", "int_top", "int_name", "int_design"]
 
-MULTIPLIERS = ("dsp", "lut")
+MULTIPLIERS = ("dsp", "lut", "mult18x18d")
 
 #: Advances from a PE's operand inputs to its accumulator (operand, product, accumulator).
 PE_DEPTH = 3
@@ -67,13 +71,20 @@ class IntMacPE(wiring.Component):
         a, b = Signal(signed(8)), Signal(signed(8))
         first1, first2 = Signal(), Signal()
         prod = Signal(signed(16))
-        if self._mult == "dsp":
-            p = a * b
+        if self._mult == "mult18x18d":
+            # unsigned 18 x 18 of the sign-extended operands: its low 16 bits are a * b
+            m.submodules.block = block = Mult18x18d(a_width=BLOCK_WIDTH, b_width=BLOCK_WIDTH)
+            m.d.comb += [block.en.eq(en), block.a.eq(self.a.as_signed()),
+                         block.b.eq(self.b.as_signed()), prod.eq(block.p[:16])]
         else:
-            p = lut_multiply(m, a.as_unsigned(), b.as_unsigned(), signed=True).as_signed()
+            if self._mult == "dsp":
+                p = a * b
+            else:
+                p = lut_multiply(m, a.as_unsigned(), b.as_unsigned(), signed=True).as_signed()
+            with m.If(en):
+                m.d.sync += [a.eq(self.a), b.eq(self.b), prod.eq(p)]
         with m.If(en):
-            m.d.sync += [a.eq(self.a), b.eq(self.b), first1.eq(self.first),
-                         prod.eq(p), first2.eq(first1),
+            m.d.sync += [first1.eq(self.first), first2.eq(first1),
                          self.acc.eq(Mux(first2, 0, self.acc) + prod)]
         return m
 
@@ -82,7 +93,7 @@ class IntMacArray(wiring.Component):
     """A ``rows x cols`` INT8 MAC array (see the module docstring).
 
     ``dsps``: how many PEs (the first ones, row-major) use a multiplier block with
-    ``mult="dsp"``; the others use LUT multipliers. Default: all of them.
+    ``mult="dsp"`` or ``"mult18x18d"``; the others use LUT multipliers. Default: all of them.
 
     Members
     -------
@@ -99,11 +110,12 @@ class IntMacArray(wiring.Component):
         _check_mult(mult)
         n = rows * cols
         if dsps is None:
-            dsps = n if mult == "dsp" else 0
+            dsps = n if mult != "lut" else 0
         if not isinstance(dsps, int) or isinstance(dsps, bool) or dsps < 0:
             raise ValueError(f"dsps must be a non-negative integer, not {dsps!r}")
         self._rows, self._cols = rows, cols
-        self._dsps = min(dsps, n) if mult == "dsp" else 0
+        self._dsps = min(dsps, n) if mult != "lut" else 0
+        self._mult = mult
         layout = data.StructLayout({"x": data.ArrayLayout(signed(8), rows),
                                     "w": data.ArrayLayout(signed(8), cols),
                                     "last": unsigned(1)})
@@ -150,7 +162,7 @@ class IntMacArray(wiring.Component):
             for c in range(cols):
                 j = r * cols + c
                 m.submodules[f"pe_{r}_{c}"] = pe = IntMacPE(
-                    mult="dsp" if j < self._dsps else "lut")
+                    mult=self._mult if j < self._dsps else "lut")
                 m.d.comb += [pe.en.eq(1), pe.first.eq(copy_of(firsts, j)),
                              pe.a.eq(copy_of(xs[r], c)), pe.b.eq(copy_of(ws[c], r))]
                 with m.If(capture):

