@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from boards.fanout import SHARE, copies, copy_of
@@ -53,6 +54,9 @@ SLOTS = STAGES
 #: Advances from a beat's input register to the PEs' operand inputs (input register, unpack 2,
 #: operand copy).
 OPERAND_DEPTH = 4
+
+#: Entries of the reducer's output FIFO (:class:`Reducer`): two groups' sums.
+REDUCER_FIFO = 2 * STAGES
 
 #: How an array's PEs use their multiplier blocks (:class:`FmaArray`).
 BLOCK_MULTIPLIERS = ("dsp", "mult18x18d")
@@ -174,22 +178,25 @@ class Reducer(wiring.Component):
 
     The inputs come on ``chains = min(STAGES, n)`` drain chains: chain ``k`` presents the
     values of inputs ``k``, ``k + STAGES``, ``k + 2 * STAGES``, ... one after the other, each
-    input's ``slots`` values in order, and moves on to its next value after a clock with
-    ``shift[k]``. The inputs are taken in groups of ``STAGES`` (the adder's depth; the last
-    group may be shorter): for each group, ``slots`` rounds that read chain ``k`` in the
-    round's clock ``k`` (a short group idles for the missing inputs), so the adder's own stages
-    hold the group's running sums ``r_q = ((-0 + v_q^(0)) + v_q^(1)) + ...`` and no further
-    storage is needed, whatever ``n``. The last round's sums stream out on ``o`` in input
-    order. ``busy`` is 1 from ``start`` until the last value has been read: ``slots * STAGES *
-    ceil(n / STAGES)`` clocks. A full ``o`` (``valid`` and not ``ready``) stops the whole
-    reducer.
+    input's ``slots`` values in order, and moves on to its next value after the clock that
+    follows a clock with ``shift_next[k]`` (the array registers it in copies near its PEs);
+    the reducer reads the head in that clock. The inputs are taken in groups of ``STAGES``
+    (the adder's depth; the last group may be shorter): for each group, ``slots`` rounds that
+    read chain ``k`` in the round's clock ``k`` (a short group idles for the missing inputs),
+    so the adder's own stages hold the group's running sums ``r_q = ((-0 + v_q^(0)) +
+    v_q^(1)) + ...`` and no further storage is needed, whatever ``n``. The last round's sums
+    go into an output FIFO of :data:`REDUCER_FIFO` entries and stream out on ``o`` in input
+    order. Nothing in the reducer waits on ``o.ready``: a group starts only when the FIFO has
+    room for its sums, so a full ``o`` pauses the reading between groups. ``busy`` is 1 from
+    ``start`` until the clock of the last ``shift_next``: ``slots * STAGES * ceil(n /
+    STAGES)`` clocks when ``o`` keeps up.
 
     Members
     -------
     start : In(1)
     v : In(data.ArrayLayout(unsigned(acc_fmt.width), chains))
         The chains' heads.
-    shift : Out(chains)
+    shift_next : Out(chains)
     busy : Out(1)
     o : Out(stream.Signature(unsigned(acc_fmt.width)))
     """
@@ -202,7 +209,7 @@ class Reducer(wiring.Component):
         w = self._acc.width
         chains = min(STAGES, n)
         super().__init__({"start": In(1), "v": In(data.ArrayLayout(unsigned(w), chains)),
-                          "shift": Out(chains), "busy": Out(1),
+                          "shift_next": Out(chains), "busy": Out(1),
                           "o": Out(stream.Signature(unsigned(w)))})
 
     @property
@@ -214,7 +221,6 @@ class Reducer(wiring.Component):
         m = Module()
         acc, n, slots = self._acc, self._n, self._slots
         groups = -(-n // STAGES)
-        en = ~(self.o.valid & ~self.o.ready)
         k = Signal(range(STAGES), name="k")           # member of the group (the chain read)
         j = Signal(range(slots), name="j")            # round
         g = Signal(range(groups), name="g")           # group
@@ -222,41 +228,52 @@ class Reducer(wiring.Component):
         reading = self.busy
         with m.If(self.start):
             m.d.sync += reading.eq(1)
-        # read: one chain head per clock, registered with its round flags; the chain moves on
-        heads = list(self.v)
-        head = Array(heads + [heads[-1]] * (STAGES - len(heads)))[k] if n > 1 else heads[0]
-        rd = Signal(acc.width, name="rd")
-        meta = data.StructLayout({"valid": 1, "first": 1, "final": 1})
-        rd_meta = Signal(meta, name="rd_meta")
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=acc.width, depth=REDUCER_FIFO)
+        inflight = Signal(range(REDUCER_FIFO + 1))    # final sums issued, not yet in the FIFO
+        room = Signal()                               # a group's sums fit (a clock late)
+        m.d.sync += room.eq(fifo.level + inflight + STAGES <= REDUCER_FIFO)
+        # issue: the read of chain k in this round; the chain moves on a clock later
+        issue = reading & ((k != 0) | (j != 0) | room)
         for c in range(self.chains):
-            m.d.comb += self.shift[c].eq(en & reading & (k == c))
-        with m.If(en):
-            m.d.sync += [rd.eq(head), rd_meta.valid.eq(reading & (base + k < n)),
-                         rd_meta.first.eq(j == 0), rd_meta.final.eq(j == slots - 1)]
-            with m.If(reading):
-                m.d.sync += k.eq(Mux(k == STAGES - 1, 0, k + 1))
-                with m.If(k == STAGES - 1):
-                    m.d.sync += j.eq(Mux(j == slots - 1, 0, j + 1))
-                    with m.If(j == slots - 1):
-                        m.d.sync += [g.eq(Mux(g == groups - 1, 0, g + 1)),
-                                     base.eq(Mux(g == groups - 1, 0, base + STAGES))]
-                        with m.If(g == groups - 1):
-                            m.d.sync += reading.eq(0)
+            m.d.comb += self.shift_next[c].eq(issue & (k == c))
+        meta = data.StructLayout({"valid": 1, "first": 1, "final": 1})
+        issued = Signal(meta, name="issued")
+        issued_k = Signal(range(STAGES), name="issued_k")
+        m.d.sync += [issued.valid.eq(issue & (base + k < n)), issued.first.eq(j == 0),
+                     issued.final.eq(j == slots - 1), issued_k.eq(k)]
+        with m.If(issue):
+            m.d.sync += k.eq(Mux(k == STAGES - 1, 0, k + 1))
+            with m.If(k == STAGES - 1):
+                m.d.sync += j.eq(Mux(j == slots - 1, 0, j + 1))
+                with m.If(j == slots - 1):
+                    m.d.sync += [g.eq(Mux(g == groups - 1, 0, g + 1)),
+                                 base.eq(Mux(g == groups - 1, 0, base + STAGES))]
+                    with m.If(g == groups - 1):
+                        m.d.sync += reading.eq(0)
+        # read: the issued chain's head, registered with its round flags
+        heads = list(self.v)
+        head = Array(heads + [heads[-1]] * (STAGES - len(heads)))[issued_k] if n > 1 \
+            else heads[0]
+        rd = Signal(acc.width, name="rd")
+        rd_meta = Signal(meta, name="rd_meta")
+        m.d.sync += [rd.eq(head), rd_meta.eq(issued)]
         # accumulate: the adder's output register feeds its input (the group's STAGES sums)
         lo, hi = acc_addend_range(acc)
         m.submodules.add = add = FmaAdd(acc_fmt=acc, b_width=acc.frac_bits + 1,
                                         e_lo=lo, e_hi=hi, b_lead_zero=False)
-        m.d.comb += [add.en.eq(en), add.clear.eq(0),
+        m.d.comb += [add.en.eq(1), add.clear.eq(0),
                      add.c.eq(Mux(rd_meta.first, 1 << (acc.width - 1), add.o)),
                      add.b.eq(unpack_acc(m, rd, acc))]
         out_meta = rd_meta
         for i in range(STAGES):
             nxt = Signal(meta, name=f"meta{i}")
-            with m.If(en):
-                m.d.sync += nxt.eq(out_meta)
+            m.d.sync += nxt.eq(out_meta)
             out_meta = nxt
-        m.d.comb += [self.o.valid.eq(out_meta.valid & out_meta.final),
-                     self.o.payload.eq(add.o)]
+        push = out_meta.valid & out_meta.final
+        m.d.comb += [fifo.w_en.eq(push), fifo.w_data.eq(add.o)]
+        m.d.sync += inflight.eq(inflight + (issue & (base + k < n) & (j == slots - 1)) - push)
+        m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o.ready)]
         return m
 
 
@@ -331,6 +348,9 @@ class FmaArray(wiring.Component):
         # the clear and capture flags: one copy per SHARE PEs (row-major)
         clears = copies(m, seq.clear_next, -(-n // SHARE), "clear")
         captures = copies(m, seq.capture_next, -(-n // SHARE), "capture")
+        # the reducer's shift of each drain chain: one copy per SHARE PEs of the chain
+        shifts = [copies(m, red.shift_next[ch], -(-len(range(ch, n, STAGES)) // SHARE),
+                         f"shift{ch}") for ch in range(red.chains)]
         # PEs; their capture registers take the finished partial sums (capture) and pass
         # values down the drain chains to the reducer (shift)
         caps = []
@@ -347,7 +367,7 @@ class FmaArray(wiring.Component):
             chain = idx % STAGES
             capture = copy_of(captures, idx)
             behind = caps[idx + STAGES][1][-1] if idx + STAGES < n else 0
-            with m.If(capture | red.shift[chain]):
+            with m.If(capture | copy_of(shifts[chain], idx // STAGES)):
                 m.d.sync += regs[0].eq(Mux(capture, result, behind))
                 m.d.sync += [regs[s].eq(regs[s - 1]) for s in range(1, L)]
             if idx < STAGES:

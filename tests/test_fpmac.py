@@ -366,13 +366,15 @@ def test_reducer_many_inputs(acc_fmt, n, slots, stalls):
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
+        shift = 0                   # shift_next of the clock before: the chains move now
         for _ in range(limit):
-            *_, shift, busy = await ctx.tick().sample(dut.shift, dut.busy)
+            *_, shift_next, busy = await ctx.tick().sample(dut.shift_next, dut.busy)
             busy_clocks.append(busy)
             for k, chain in enumerate(chains):
                 if (shift >> k) & 1:
                     pos[k] += 1
                     ctx.set(dut.v[k], chain[pos[k]] if pos[k] < len(chain) else 0)
+            shift = shift_next
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
