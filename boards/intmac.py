@@ -11,16 +11,18 @@ closes in one clock, so no interleaving is needed.
 beat carries ``rows`` activations and ``cols`` weights (signed 8-bit), PE ``(r, c)`` accumulates
 ``x[r] * w[c]``; the operands reach the PEs through input register copies (one per
 :data:`boards.fanout.SHARE` PEs of the row or column); the beat with ``last`` ends the dot
-products, whose sums move into a shadow chain and drain one per clock (row-major) while the
-next dot products run. The pipeline has no enable: a clock without a beat sends zero
-operands. One MAC per PE per clock; a dot product shorter than ``rows * cols`` beats waits for
-the drain.
+products, whose sums move into a shadow chain and drain one per clock (row-major) into a small
+output FIFO while the next dot products run (capture and shift decided a clock ahead and
+registered in copies per :data:`boards.fanout.SHARE` PEs; nothing waits on ``o.ready``).
+The pipeline has no enable: a clock without a beat sends zero operands. One MAC per PE per
+clock; a dot product shorter than ``rows * cols`` beats waits for the drain.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from boards.fanout import SHARE, copies, copy_of
@@ -34,6 +36,9 @@ MULTIPLIERS = ("dsp", "lut", "mult18x18d")
 
 #: Advances from a PE's operand inputs to its accumulator (operand, product, accumulator).
 PE_DEPTH = 3
+
+#: Entries of an array's output FIFO (the shadow chain drains into it).
+OUTPUT_FIFO = 4
 
 
 def _check_mult(mult):
@@ -147,11 +152,19 @@ class IntMacArray(wiring.Component):
         m.d.sync += [lasts[i].eq(lasts[i - 1]) for i in range(1, len(lasts))]
         with m.If(accept):
             m.d.sync += first.eq(self.i.payload.last)
-        capture = (lasts[-1] | hold) & (pending == 0)
-        with m.If(capture):
-            m.d.sync += hold.eq(0)
-        with m.Elif(lasts[-1]):
-            m.d.sync += hold.eq(1)
+        # The shadow chain's capture and shift are decided a clock ahead, from registers only
+        # (the chain moves into the output FIFO when it has room, never on o.ready), and
+        # reach the shadow registers through copies.
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=32, depth=OUTPUT_FIFO)
+        capture, shift = Signal(), Signal()
+        hold_next = Mux(capture, 0, Mux(lasts[-1], 1, hold))
+        pending_next = Mux(capture, n, pending - shift)
+        capture_next = (lasts[-2] | hold_next) & (pending_next == 0)
+        shift_next = (pending_next != 0) & (fifo.level + shift < OUTPUT_FIFO)
+        m.d.sync += [capture.eq(capture_next), shift.eq(shift_next), hold.eq(hold_next),
+                     pending.eq(pending_next)]
+        captures = copies(m, capture_next, -(-n // SHARE), "capture")
+        shifts = copies(m, shift_next, -(-n // SHARE), "shift")
         # input registers: one copy per SHARE PEs of the row or column (0 for bubbles)
         xs = [copies(m, Mux(accept, self.i.payload.x[r], 0), -(-cols // SHARE), f"x{r}")
               for r in range(rows)]
@@ -165,15 +178,13 @@ class IntMacArray(wiring.Component):
                     mult=self._mult if j < self._dsps else "lut")
                 m.d.comb += [pe.en.eq(1), pe.first.eq(copy_of(firsts, j)),
                              pe.a.eq(copy_of(xs[r], c)), pe.b.eq(copy_of(ws[c], r))]
-                with m.If(capture):
+                with m.If(copy_of(captures, j)):
                     m.d.sync += shadow[j].eq(pe.acc)
-        m.d.comb += [self.o.valid.eq(pending != 0), self.o.payload.eq(shadow[0])]
-        with m.If(self.o.valid & self.o.ready):
-            for j in range(n - 1):
-                m.d.sync += shadow[j].eq(shadow[j + 1])
-            m.d.sync += pending.eq(pending - 1)
-        with m.If(capture):
-            m.d.sync += pending.eq(n)
+                with m.Elif(copy_of(shifts, j)):
+                    m.d.sync += shadow[j].eq(shadow[j + 1] if j + 1 < n else 0)
+        m.d.comb += [fifo.w_en.eq(shift), fifo.w_data.eq(shadow[0]),
+                     self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o.ready)]
         return m
 
 
