@@ -13,14 +13,15 @@ __all__ = ["SHARE", "copies", "copy_of"]
 SHARE = 4
 
 
-def copies(m, value, count, name, *, en=None):
+def copies(m, value, count, name, *, en=None, reset_less=False):
     """``count`` registers of ``value``'s shape that take ``value`` every clock (or when ``en``
-    is 1). They carry Yosys's ``keep`` (``boards.flow`` passes it on to the flip-flops), so
-    synthesis does not merge them back into one."""
+    is 1), without a reset if ``reset_less``. They carry Yosys's ``keep`` (``boards.flow``
+    passes it on to the flip-flops), so synthesis does not merge them back into one."""
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, not {count!r}")
     shape = value.shape() if hasattr(value, "shape") else 1
-    regs = [Signal(shape, name=f"{name}_rep{i}", attrs=KEEP) for i in range(count)]
+    regs = [Signal(shape, name=f"{name}_rep{i}", attrs=KEEP, reset_less=reset_less)
+            for i in range(count)]
     if en is None:
         m.d.sync += [reg.eq(value) for reg in regs]
     else:

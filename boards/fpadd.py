@@ -55,7 +55,7 @@ def acc_addend_range(acc_fmt):
 
 
 def _reg(m, en, value, name):
-    reg = Signal(value.shape(), name=name)
+    reg = Signal(value.shape(), name=name, reset_less=True)      # datapath: no reset
     with m.If(en):
         m.d.sync += reg.eq(value)
     return reg
@@ -231,6 +231,8 @@ class FmaAdd(wiring.Component):
         with m.Else():
             m.d.comb += result.eq(Cat(rounded, s5))
         m.d.comb += self.r.eq(result)
+        loop = Signal(acc.width, name="loop", reset_less=True)
         with m.If(en):
-            m.d.sync += self.o.eq(Mux(self.clear, 1 << (acc.width - 1), result))
+            m.d.sync += loop.eq(Mux(self.clear, 1 << (acc.width - 1), result))
+        m.d.comb += self.o.eq(loop)
         return m

@@ -254,7 +254,7 @@ class Reducer(wiring.Component):
         heads = list(self.v)
         head = Array(heads + [heads[-1]] * (STAGES - len(heads)))[issued_k] if n > 1 \
             else heads[0]
-        rd = Signal(acc.width, name="rd")
+        rd = Signal(acc.width, name="rd", reset_less=True)
         rd_meta = Signal(meta, name="rd_meta")
         m.d.sync += [rd.eq(head), rd_meta.eq(issued)]
         # accumulate: the adder's output register feeds its input (the group's STAGES sums)
@@ -331,26 +331,29 @@ class FmaArray(wiring.Component):
                      red.start.eq(seq.red_start)]
         # input register (the beat, or the product -0 * +0 for padding, flush and idle
         # beats), unpacker, and one copy of the unpacked operand per SHARE PEs of the row or
-        # column; no enable anywhere (the sequencer inserts idle beats instead of stalling)
+        # column; no enable anywhere (the sequencer inserts idle beats instead of stalling).
+        # The datapath (operands, PEs, capture registers, every copy) has no reset: only the
+        # control (sequencer, reducer) is reset, and its flags reach the copies within a
+        # clock of reset, so no reset net spans the array.
         neg0 = 1 << (fmt.width - 1)
         operands = []
         for name, count, values, noop, fanout in (("x", rows, self.i.payload.x, neg0, cols),
                                                   ("w", cols, self.i.payload.w, 0, rows)):
             ops = []
             for k in range(count):
-                reg = Signal(fmt.width, name=f"{name}{k}_in")
+                reg = Signal(fmt.width, name=f"{name}{k}_in", reset_less=True)
                 m.d.sync += reg.eq(Mux(seq.noop, noop, values[k]))
                 m.submodules[f"unpack_{name}{k}"] = u = Unpack(fmt=fmt)
                 m.d.comb += [u.en.eq(1), u.x.eq(reg)]
-                ops.append(copies(m, u.o, -(-fanout // SHARE), f"{name}{k}"))
+                ops.append(copies(m, u.o, -(-fanout // SHARE), f"{name}{k}", reset_less=True))
             operands.append(ops)
         xs, ws = operands
         # the clear and capture flags: one copy per SHARE PEs (row-major)
-        clears = copies(m, seq.clear_next, -(-n // SHARE), "clear")
-        captures = copies(m, seq.capture_next, -(-n // SHARE), "capture")
+        clears = copies(m, seq.clear_next, -(-n // SHARE), "clear", reset_less=True)
+        captures = copies(m, seq.capture_next, -(-n // SHARE), "capture", reset_less=True)
         # the reducer's shift of each drain chain: one copy per SHARE PEs of the chain
         shifts = [copies(m, red.shift_next[ch], -(-len(range(ch, n, STAGES)) // SHARE),
-                         f"shift{ch}") for ch in range(red.chains)]
+                         f"shift{ch}", reset_less=True) for ch in range(red.chains)]
         # PEs; their capture registers take the finished partial sums (capture) and pass
         # values down the drain chains to the reducer (shift)
         caps = []
@@ -361,7 +364,8 @@ class FmaArray(wiring.Component):
                     in_fmt=fmt, acc_fmt=self._acc, mult=self._mult if idx < self._dsps else "lut")
                 m.d.comb += [pe.en.eq(1), pe.a.eq(copy_of(xs[r], c)),
                              pe.b.eq(copy_of(ws[c], r)), pe.clear.eq(copy_of(clears, idx))]
-                caps.append((pe.r, [Signal(self._acc.width, name=f"cap_{r}_{c}_{s}")
+                caps.append((pe.r, [Signal(self._acc.width, name=f"cap_{r}_{c}_{s}",
+                                           reset_less=True)
                                     for s in range(L)]))
         for idx, (result, regs) in enumerate(caps):
             chain = idx % STAGES

@@ -10,7 +10,8 @@
   ECP5 MULT18X18D and its own registers), the exponent sum and the special-value flags.
   Its output is the addend of :class:`boards.fpadd.FmaAdd`.
 
-Every register of both components is enabled by ``en`` (the pipeline advances when it is 1).
+Every register of both components is enabled by ``en`` (the pipeline advances when it is 1)
+and has no reset (datapath: what it holds after reset is flushed before it counts).
 """
 
 from __future__ import annotations
@@ -120,11 +121,13 @@ class Unpack(wiring.Component):
         normal = exp.any()
         special = exp == fmt.exp_max_field
         # stage 1: fields, classes, leading zeros of the significand (0 for normal numbers)
-        sig1 = Signal(p, name="sig1")
-        lz1 = Signal(range(p + 1), name="lz1")
-        emax1 = Signal(range(fmt.exp_max_field + 1), name="ebase1")    # max(E, 1)
+        sig1 = Signal(p, name="sig1", reset_less=True)
+        lz1 = Signal(range(p + 1), name="lz1", reset_less=True)
+        emax1 = Signal(range(fmt.exp_max_field + 1), name="ebase1", reset_less=True)
         cls1 = Signal(data.StructLayout({"sign": 1, "zero": 1, "inf": 1, "nan": 1}),
-                      name="cls1")
+                      name="cls1", reset_less=True)
+        out = Signal(self.o.shape(), name="out", reset_less=True)
+        m.d.comb += self.o.eq(out)
         with m.If(self.en):
             m.d.sync += [
                 sig1.eq(Cat(frac, normal)),
@@ -138,10 +141,10 @@ class Unpack(wiring.Component):
         # stage 2: normalising shift, exponent of the top bit
         with m.If(self.en):
             m.d.sync += [
-                self.o.m.eq((sig1 << lz1)[:p]),
-                self.o.e.eq(emax1 - fmt.bias - lz1),
-                self.o.sign.eq(cls1.sign), self.o.zero.eq(cls1.zero),
-                self.o.inf.eq(cls1.inf), self.o.nan.eq(cls1.nan),
+                out.m.eq((sig1 << lz1)[:p]),
+                out.e.eq(emax1 - fmt.bias - lz1),
+                out.sign.eq(cls1.sign), out.zero.eq(cls1.zero),
+                out.inf.eq(cls1.inf), out.nan.eq(cls1.nan),
             ]
         return m
 
@@ -190,7 +193,7 @@ class Product(wiring.Component):
 
         def delayed(value, shape, n, name):
             for i in range(n):
-                reg = Signal(shape, name=f"{name}{i + 1}")
+                reg = Signal(shape, name=f"{name}{i + 1}", reset_less=True)
                 with m.If(self.en):
                     m.d.sync += reg.eq(value)
                 value = reg

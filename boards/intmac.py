@@ -73,9 +73,11 @@ class IntMacPE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         en = self.en
-        a, b = Signal(signed(8)), Signal(signed(8))
-        first1, first2 = Signal(), Signal()
-        prod = Signal(signed(16))
+        # datapath registers: no reset (the array flushes them before they count)
+        a, b = Signal(signed(8), reset_less=True), Signal(signed(8), reset_less=True)
+        first1, first2 = Signal(reset_less=True), Signal(reset_less=True)
+        prod = Signal(signed(16), reset_less=True)
+        acc = Signal(signed(32), reset_less=True)
         if self._mult == "mult18x18d":
             # unsigned 18 x 18 of the sign-extended operands: its low 16 bits are a * b
             m.submodules.block = block = Mult18x18d(a_width=BLOCK_WIDTH, b_width=BLOCK_WIDTH)
@@ -90,7 +92,8 @@ class IntMacPE(wiring.Component):
                 m.d.sync += [a.eq(self.a), b.eq(self.b), prod.eq(p)]
         with m.If(en):
             m.d.sync += [first1.eq(self.first), first2.eq(first1),
-                         self.acc.eq(Mux(first2, 0, self.acc) + prod)]
+                         acc.eq(Mux(first2, 0, acc) + prod)]
+        m.d.comb += self.acc.eq(acc)
         return m
 
 
@@ -143,7 +146,7 @@ class IntMacArray(wiring.Component):
         first = Signal(init=1)
         lasts = [Signal(name=f"last{k}") for k in range(1 + PE_DEPTH)]
         hold = Signal()                   # a finished sum waits in the accumulators
-        shadow = [Signal(32, name=f"shadow{j}") for j in range(n)]
+        shadow = [Signal(32, name=f"shadow{j}", reset_less=True) for j in range(n)]
         pending = Signal(range(n + 1))
         ending = Cat(*lasts, hold).any()
         m.d.comb += self.i.ready.eq(~hold & ~(ending & ((pending != 0) | self.i.payload.last)))
@@ -163,14 +166,16 @@ class IntMacArray(wiring.Component):
         shift_next = (pending_next != 0) & (fifo.level + shift < OUTPUT_FIFO)
         m.d.sync += [capture.eq(capture_next), shift.eq(shift_next), hold.eq(hold_next),
                      pending.eq(pending_next)]
-        captures = copies(m, capture_next, -(-n // SHARE), "capture")
-        shifts = copies(m, shift_next, -(-n // SHARE), "shift")
+        captures = copies(m, capture_next, -(-n // SHARE), "capture", reset_less=True)
+        shifts = copies(m, shift_next, -(-n // SHARE), "shift", reset_less=True)
         # input registers: one copy per SHARE PEs of the row or column (0 for bubbles)
-        xs = [copies(m, Mux(accept, self.i.payload.x[r], 0), -(-cols // SHARE), f"x{r}")
+        xs = [copies(m, Mux(accept, self.i.payload.x[r], 0), -(-cols // SHARE), f"x{r}",
+                     reset_less=True)
               for r in range(rows)]
-        ws = [copies(m, Mux(accept, self.i.payload.w[c], 0), -(-rows // SHARE), f"w{c}")
+        ws = [copies(m, Mux(accept, self.i.payload.w[c], 0), -(-rows // SHARE), f"w{c}",
+                     reset_less=True)
               for c in range(cols)]
-        firsts = copies(m, accept & first, -(-n // SHARE), "first")
+        firsts = copies(m, accept & first, -(-n // SHARE), "first", reset_less=True)
         for r in range(rows):
             for c in range(cols):
                 j = r * cols + c

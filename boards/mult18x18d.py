@@ -3,8 +3,8 @@
 Yosys maps ``*`` onto a MULT18X18D but leaves its registers in the fabric, so a product's path
 runs from a fabric flip-flop through the routing into the block, through its multiplier, and
 through the routing again to the next fabric flip-flop. Instantiated here with its input
-registers A and B and its output register (all on ``CLK0``, enabled by ``CE0``, reset with
-the ``sync`` domain through ``RST0`` like the fabric's registers), the block's
+registers A and B and its output register (all on ``CLK0``, enabled by ``CE0``; ``RST0`` tied
+low: datapath registers without a reset, like the fabric's around it), the block's
 multiplier sits between two of its own registers and each fabric path is a route alone
 (nextpnr times the block as ``MULT18X18D_REGS_ALL``). The pipeline register (``REG_PIPELINE``)
 is bypassed.
@@ -15,7 +15,7 @@ black box); ``sim/models/mult18x18d.v`` covers the configuration used here.
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Const, Instance, ResetSignal, unsigned
+from amaranth.hdl import ClockSignal, Const, Instance, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,6 +67,6 @@ class Mult18x18d(wiring.Component):
             p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED",
             p_CAS_MATCH_REG="FALSE", **regs,
             i_SIGNEDA=zero, i_SIGNEDB=zero, i_SOURCEA=zero, i_SOURCEB=zero,
-            i_CLK0=ClockSignal(), i_CE0=self.en, i_RST0=ResetSignal(),
+            i_CLK0=ClockSignal(), i_CE0=self.en, i_RST0=zero,
             **pins,
         )
