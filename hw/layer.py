@@ -182,11 +182,9 @@ class LayerControl(wiring.Component):
                 busy.eq(1), done.eq(0),
                 L_n.eq(s_n), L_n_high.eq(s_n_high), L_e0.eq(s_e0),
                 L_relu.eq(s_relu), L_bias.eq(s_bias), L_pc.eq(s_pc),
-                L_km1.eq(k_minus[1]), L_km2.eq(k_minus[2]), L_words_m1.eq(words_m1),
-                L_k1.eq(k_is[1]),
+                L_km1.eq(k_minus[1]), L_km2.eq(k_minus[2]), L_km3.eq(k_minus[3]),
+                L_words_m1.eq(words_m1), L_k1.eq(k_is[1]),
             ]
-            if spread:
-                m.d.sync += L_km3.eq(k_minus[3])
         with m.If(self.finish):
             m.d.sync += [busy.eq(0), done.eq(1)]
 

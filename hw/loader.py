@@ -23,7 +23,16 @@ from amaranth.lib.wiring import In, Out
 from contract.array import ArrayConfig
 
 from .layer import NM_BITS, LayerSignature, addr_bits, k_bits
-from .stages import KEEP, is_const, minus_floor0, reduce_groups, registered, replicas, tile_size
+from .stages import (
+    KEEP,
+    equal_by_carries,
+    is_const,
+    minus_floor0,
+    reduce_groups,
+    registered,
+    replicas,
+    tile_size,
+)
 
 __all__ = ["WeightLoader", "LoadPhase", "wgt_layout", "StoreWriteSignature",
            "HeaderWriteSignature", "BankSignature", "BankViewSignature"]
@@ -124,16 +133,14 @@ class WeightLoader(wiring.Component):
         # ("spread" copies ld_fill and ld_free: the originals carry ``keep`` as their copies do)
         ld_fill = Signal(2, attrs=KEEP if spread else {})
         dr_free = self.banks.free
-        # ld_k == K - 2: a register with "spread" (loaded with ld_k == K - 3 and so on), else a
-        # comparator (small devices cannot spare the flip-flops)
-        ld_k_pen = Signal() if spread else ld_k == held.km2
+        # ld_k == K - 2: a register (loaded with ld_k == K - 3 and so on), not a comparator
+        ld_k_pen = Signal()
 
         with m.If(layer.go):
             m.d.comb += [ld_phase_n.eq(LoadPhase.BIAS), ld_ending_n.eq(0), have_code_n.eq(0)]
             m.d.sync += [ld_active.eq(1), ld_rem.eq(first.m), ld_bank.eq(0), ld_c.eq(0),
-                         ld_k.eq(0), ld_k_last.eq(first.k1), ld_w.eq(0), nbits.eq(0)]
-            if spread:
-                m.d.sync += ld_k_pen.eq(first.k2)
+                         ld_k.eq(0), ld_k_last.eq(first.k1), ld_w.eq(0), nbits.eq(0),
+                         ld_k_pen.eq(first.k2)]
 
         # min(ld_rem, C) and ld_rem <= C, registered (ld_rem is stable for K + 3 clocks)
         ld_cols, ld_last_tile, _ = tile_size(m, ld_rem, C, "ld_tile")
@@ -227,15 +234,13 @@ class WeightLoader(wiring.Component):
             m.d.sync += [hold.eq(hold >> B), nbits.eq(nbits - B),
                          ld_k.eq(ld_k + 1), ld_k_last.eq(ld_k_pen)]
             m.d.comb += [have_code_n.eq(nbits >= 2 * B), ld_ending_n.eq(ld_k_pen & ld_last_c)]
-            if spread:
-                m.d.sync += ld_k_pen.eq(ld_k == held.km3)
+            m.d.sync += ld_k_pen.eq(equal_by_carries(ld_k, held.km3))
             with m.If(ld_k_last):                  # channel complete
                 m.d.sync += [nbits.eq(0), hold.eq(0), ld_k.eq(0), ld_w.eq(0),
                              ld_k_last.eq(is_const(held.km1, 0))]
                 m.d.comb += [have_code_n.eq(0), ld_ending_n.eq(0),
                              ld_phase_n.eq(LoadPhase.BIAS)]
-                if spread:
-                    m.d.sync += ld_k_pen.eq(is_const(held.km2, 0))
+                m.d.sync += ld_k_pen.eq(is_const(held.km2, 0))
                 m.d.sync += ld_c.eq(Mux(ld_ending, 0, ld_c + 1))
         # M tile complete (ld_ending implies ld_k_last: the condition is kept short)
         with m.If(tile_loaded):

@@ -22,7 +22,7 @@ from contract.array import ArrayConfig
 
 from .layer import NM_BITS, LayerSignature, addr_bits, k_bits
 from .loader import BankViewSignature
-from .stages import is_const, minus_floor0, registered, tile_size
+from .stages import equal_by_carries, is_const, minus_floor0, registered, tile_size
 
 __all__ = ["TileSequencer", "act_layout", "beat_layout", "tile_layout", "BeatSignature",
            "TileSignature"]
@@ -114,15 +114,13 @@ class TileSequencer(wiring.Component):
         c_rem_n = Signal(NM_BITS)                  # activation rows left in this M tile
         c_k = Signal(k_bits(cfg))
         c_bank = Signal()
-        # c_k == K - 2: a register with "spread" (loaded with c_k == K - 3 and so on), else a
-        # comparator (small devices cannot spare the flip-flops)
-        c_pen = Signal() if spread else c_k == held.km2
+        # c_k == K - 2: a register (loaded with c_k == K - 3 and so on), so that c_last's next
+        # value is not behind a comparator
+        c_pen = Signal()
         with m.If(clear):
             m.d.comb += c_last_next.eq(first.k1)
             m.d.sync += [c_active.eq(1), c_rem_m.eq(first.m), c_rem_n.eq(first.n),
-                         c_k.eq(0), c_bank.eq(0)]
-            if spread:
-                m.d.sync += c_pen.eq(first.k2)
+                         c_k.eq(0), c_bank.eq(0), c_pen.eq(first.k2)]
 
         # The counters move on in the bubble after a tile's last beat (``gap``), from
         # registers: no logic behind ``accept`` but the enables. Everything they load is
@@ -159,11 +157,18 @@ class TileSequencer(wiring.Component):
             m.d.sync += c_rem_n_next.eq(c_rem_n - R)
         c_rem_m_next = minus_floor0(m, c_rem_m, C, "c_rem_m_next", registered=spread)
         # (the upper parts of the next sizes are registered flags, so that the 24-bit chains
-        # or reductions end in a flip-flop: two clocks behind c_rem_* with "compact", three
-        # with "spread", where the next sizes themselves are registers)
-        high_n, high_m = (registered(m, v[size.bit_length():].any(), name)
-                          for v, size, name in ((c_rem_n_next, R, "rem_n_high"),
-                                                (c_rem_m_next, C, "rem_m_high")))
+        # or reductions end in a flip-flop: two clocks behind c_rem_* with "spread", where the
+        # next sizes themselves are registers; one with "compact", where each flag is two
+        # comparisons of c_rem_* with constants, two carry chains side by side, instead of a
+        # subtraction followed by a reduction of its upper bits)
+        bits_n, bits_m = R.bit_length(), C.bit_length()
+        if spread:
+            high_n = c_rem_n_next[bits_n:].any()
+            high_m = c_rem_m_next[bits_m:].any()
+        else:   # c_rem_n - R is negative, or at least 2**bits_n; max(c_rem_m - C, 0) is
+            high_n = (c_rem_n < R) | (c_rem_n >= R + (1 << bits_n))
+            high_m = c_rem_m >= C + (1 << bits_m)
+        high_n, high_m = registered(m, high_n, "rem_n_high"), registered(m, high_m, "rem_m_high")
 
         rows_mask = Signal(R)                      # lane r < rows_valid
         rows_first, last_n_first, mask_first = tile_size(m, first.n, R, "rows_first",
@@ -196,8 +201,8 @@ class TileSequencer(wiring.Component):
             m.d.sync += c_k.eq(c_k + 1)
             # c_last (registered): the beat being accepted is beat K-1 of its tile
             m.d.comb += c_last_next.eq(Mux(c_last, held.k1, c_pen))
-            if spread:
-                m.d.sync += c_pen.eq(Mux(c_last, is_const(held.km2, 0), c_k == held.km3))
+            m.d.sync += c_pen.eq(Mux(c_last, is_const(held.km2, 0),
+                                     equal_by_carries(c_k, held.km3)))
             with m.If(self.act.payload.last != c_last):
                 m.d.comb += self.err_act.eq(1)
             with m.If(c_last):

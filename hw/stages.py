@@ -10,7 +10,8 @@ from __future__ import annotations
 from amaranth.hdl import Array, Cat, Const, Mux, Signal
 
 __all__ = ["registered", "delayed", "pipelined_add", "sext", "replicas", "KEEP", "pick",
-           "is_const", "min_const", "times_const", "minus_floor0", "tile_size", "reduce_groups"]
+           "is_const", "equal_by_carries", "min_const", "times_const", "minus_floor0",
+           "tile_size", "reduce_groups"]
 
 #: Yosys's ``keep`` attribute (see :func:`replicas`).
 KEEP = {"keep": 1}
@@ -42,6 +43,12 @@ def is_const(value, const):
     return ~value.any() if const == 0 else value == const
 
 
+def equal_by_carries(a, b):
+    """``a == b`` as two magnitude comparisons (``a >= b`` and ``b >= a``): synthesis maps each
+    to a carry chain, where a wide equality becomes several levels of LUTs."""
+    return (a >= b) & (b >= a)
+
+
 def min_const(value, const):
     """``min(value, const)``."""
     return Mux(value < const, value, const)
@@ -58,16 +65,14 @@ def times_const(value, const):
 
 
 def minus_floor0(m, value, const, name, *, registered):
-    """``max(value - const, 0)``. ``registered``: a register, with the comparison registered a
-    clock earlier (one carry chain per clock; ``value`` must hold still for two clocks before
-    the result is used); else combinational."""
-    if not registered:                   # value > const, split as ``tile_size`` splits
-        w = const.bit_length()
-        more = value[w:].any()
-        if const != (1 << w) - 1:            # (else no w-bit value exceeds it)
-            more = more | (value[:w] > const)
-        return Mux(more, value - const, 0)
+    """``max(value - const, 0)``, from the comparison ``value > const`` registered (one flip-flop,
+    one carry chain per clock). ``registered``: the result is a register too (``value`` must
+    hold still for two clocks before the result is used); else the subtraction is
+    combinational (``value`` must hold still for one clock)."""
     more = Signal(name=f"{name}_more")
+    if not registered:
+        m.d.sync += more.eq(value > const)
+        return Mux(more, value - const, 0)
     result = Signal(len(value), name=name)
     m.d.sync += [more.eq(value > const), result.eq(Mux(more, value - const, 0))]
     return result
