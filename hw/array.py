@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from contract.array import ArrayConfig
 
 from .channels import ChannelParams
-from .drain import DrainChain, DrainControl, out_fifo_depth
+from .drain import LOAD_SHARE, DrainChain, DrainControl, out_fifo_depth
 from .finalizer import Finalizer
 from .grid import PEGrid
 from .layer import LayerControl
@@ -114,8 +114,9 @@ class PEArray(wiring.Component):
         m.submodules.loader = loader = WeightLoader(config=cfg)
         m.submodules.sequencer = seq = TileSequencer(config=cfg)
         m.submodules.grid = grid = PEGrid(config=cfg, family=self._family)
-        m.submodules.drain = chain = DrainChain(rows=cfg.rows, cols=cfg.cols,
-                                                entry=pe_state_layout(cfg))
+        m.submodules.drain = chain = DrainChain(
+            rows=cfg.rows, cols=cfg.cols, entry=pe_state_layout(cfg),
+            load_share=LOAD_SHARE if cfg.spread else None)
         m.submodules.drain_ctl = drain = DrainControl(config=cfg)
         m.submodules.channels = channels = ChannelParams(config=cfg)
         m.submodules.finalizer = fin = Finalizer(config=cfg)
@@ -142,7 +143,7 @@ class PEArray(wiring.Component):
         wiring.connect(m, sequencer=seq.tile, drain=drain.tile)
         wiring.connect(m, drain=drain.head, channels=channels.head)
         m.d.comb += [seq.drain_idle.eq(drain.idle), chain.entries.eq(grid.entries),
-                     chain.load.eq(drain.load), chain.move.eq(drain.move)]
+                     chain.load.eq(drain.load), chain.move.eq(-1)]
         entry = fin.i.payload
         m.d.comb += [
             fin.i.valid.eq(drain.entry.valid), entry.meta.eq(drain.entry.meta),

@@ -6,9 +6,9 @@ column (:data:`hw.loader.HeaderWriteSignature`). The finalizer reads the bias an
 the channel whose entry leaves the drain chain: the head's column runs ``0 .. cols - 1`` round
 each row of the chain, and the bank is the drained tile's. With the ``"compact"`` floorplan
 that is a ``cols``-way multiplexer on the head's column; with ``"spread"`` a ring of ``cols``
-registers, loaded from the tile's bank at the capture and rotated with each shift, so that no
-wide multiplexer follows the head's position (:data:`HeadSignature` gives the next values of
-both, from the drain control).
+registers, loaded from the tile's bank at the capture and rotated every clock with the chain,
+so that no wide multiplexer follows the head's position (:data:`HeadSignature` gives the
+capture's next value, from the drain control).
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ __all__ = ["ChannelParams", "HeadSignature"]
 def HeadSignature(config):
     """Where the drain chain's head is, from the drain control: ``bank`` and ``col`` of its
     entry (``"compact"``), or the drained tile's bank at the capture (``tile_bank``) and the
-    next values of the capture (``load``) and of a capture or shift (``move``)
-    (``"spread"``)."""
+    next value of the capture (``load``) (``"spread"``; the chain moves every clock)."""
     return wiring.Signature({"bank": Out(1), "col": Out(range(max(2, config.cols))),
-                             "tile_bank": Out(1), "load": Out(1), "move": Out(1)})
+                             "tile_bank": Out(1), "load": Out(1)})
 
 
 class ChannelParams(wiring.Component):
@@ -83,20 +82,16 @@ class ChannelParams(wiring.Component):
                          for c in range(C)]
             e0_ring = [Signal(signed(e0_bits), name=f"e0_ring{c}", reset_less=True)
                        for c in range(C)]
-            # the ring's enables have their own registers (the ring is C * ~22 flip-flops: a
-            # LUT shared with the chain's control would be pulled into its midst)
+            # the ring's load enables have their own registers (the ring is C * ~22
+            # flip-flops: a LUT shared with the chain's control would be pulled into its midst)
             ring_load = replicas(m, head.load, 2, "ring_load")
-            ring_move = replicas(m, head.move, 2, "ring_move")
             for c in range(C):
-                half = c * 2 // C
-                with m.If(ring_move[half]):
-                    m.d.sync += [
-                        bias_ring[c].eq(Mux(ring_load[half],
-                                            Mux(head.tile_bank, bias_r[1][c], bias_r[0][c]),
-                                            bias_ring[(c + 1) % C])),
-                        e0_ring[c].eq(Mux(ring_load[half],
-                                          Mux(head.tile_bank, e0_r[1][c], e0_r[0][c]),
-                                          e0_ring[(c + 1) % C]))]
+                load = ring_load[c * 2 // C]
+                m.d.sync += [
+                    bias_ring[c].eq(Mux(load, Mux(head.tile_bank, bias_r[1][c], bias_r[0][c]),
+                                        bias_ring[(c + 1) % C])),
+                    e0_ring[c].eq(Mux(load, Mux(head.tile_bank, e0_r[1][c], e0_r[0][c]),
+                                      e0_ring[(c + 1) % C]))]
             bias_sel, e0_sel = bias_ring[0], e0_ring[0]
         else:
             bias_sel = Mux(head.bank, pick(bias_r[1], head.col), pick(bias_r[0], head.col))

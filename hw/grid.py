@@ -41,8 +41,8 @@ ROW_SHARE = 4
 CODE_SHARE = 2
 
 #: A tile's end at the accumulator stage: ``now`` the PEs show the finished tile, ``next`` in
-#: the next clock they will (a register's next value).
-CaptureSignature = wiring.Signature({"now": Out(1), "next": Out(1)})
+#: the next clock they will (a register's next value), ``ahead`` two clocks from now.
+CaptureSignature = wiring.Signature({"now": Out(1), "next": Out(1), "ahead": Out(1)})
 
 
 class PEGrid(wiring.Component):
@@ -154,5 +154,6 @@ class PEGrid(wiring.Component):
         if cfg.pipeline == 2:
             capture = replicas(m, capture2, 1, "capture")[0]
         m.d.comb += [self.capture.now.eq(capture),
-                     self.capture.next.eq(capture2 if cfg.pipeline == 2 else v2 & last2)]
+                     self.capture.next.eq(capture2 if cfg.pipeline == 2 else v2 & last2),
+                     self.capture.ahead.eq(v2 & last2 if cfg.pipeline == 2 else v1c & last1c)]
         return m

@@ -130,6 +130,8 @@ def test_finalizer_and_drain_reject_bad_parameters():
         DrainChain(rows=0, cols=2, entry=entry_layout(ArrayConfig(rows=2, cols=2)))
     with pytest.raises(TypeError, match="data.Layout"):
         DrainChain(rows=2, cols=2, entry=8)
+    with pytest.raises(ValueError, match="load_share must be None or a positive integer, not 0"):
+        DrainChain(rows=2, cols=2, entry=entry_layout(ArrayConfig(rows=2, cols=2)), load_share=0)
 
 
 def test_drain_chain_order_and_enables():
