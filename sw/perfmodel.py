@@ -16,7 +16,7 @@ sequencing at tile granularity, following the documented dataflow:
   chain is loaded ``CAPTURE_LATENCY`` clocks after that tile's last beat and shifts
   ``rows*cols`` entries, one per clock, into the finalizer;
 * **finalizer**: ``config.final_latency`` clocks from an entry leaving the chain to its result beat
-  being accepted (its output FIFO is deep enough that the chain never waits for credits when
+  being accepted (its output FIFO is deep enough that a tile's capture never waits for room when
   ``tready`` stays high); the layer ends (``BUSY`` falls) the clock after the last result
   beat, or a clock later in arrays with ``config.done_cut``.
 
