@@ -418,7 +418,9 @@ class ArrayConfig:
     @property
     def fifo_cut(self) -> int:
         """1 (``"spread"``) when the finalizer's results reach the output FIFO through a plain
-        register stage (one clock of latency, one more FIFO entry); else 0."""
+        register stage (one clock of latency, one more FIFO entry) and leave it through a
+        buffer of three entries in flip-flops (two clocks: the FIFO is a block RAM, whose read
+        data comes late in the clock); else 0."""
         return self.spread
 
     @property
@@ -481,11 +483,18 @@ class ArrayConfig:
         """Clocks from an entry shifting out of the drain chain to the clock its result beat is
         accepted (``tready`` high): nine single register stages (entry, the aligned bias,
         two leading-zero stages, shift amount, two rounding window stages, rounding,
-        specials), the registers of :attr:`final_cut` and :attr:`fifo_cut`, the longer of the
-        pending-carry resolution and the bias's two alignment stages, the two pipelined additions
-        (the exact total; its magnitude) and the output FIFO's two."""
-        return (9 + self.final_cut + self.fifo_cut + max(self.pe_resolve_stages, 2)
-                + 2 * self.final_add_stages + 2)
+        specials), the register of :attr:`final_cut`, the longer of the pending-carry
+        resolution and the bias's two alignment stages, the two pipelined additions (the exact
+        total; its magnitude), and :attr:`out_latency`."""
+        return (9 + self.final_cut + max(self.pe_resolve_stages, 2)
+                + 2 * self.final_add_stages + self.out_latency)
+
+    @property
+    def out_latency(self) -> int:
+        """Clocks from a result leaving the finalizer to its beat accepted (``tready`` high):
+        the output FIFO's two, and with :attr:`fifo_cut` its input register and its output
+        buffer's two."""
+        return 2 + 3 * self.fifo_cut
 
     # -- ports ---------------------------------------------------------------------------------
     @property

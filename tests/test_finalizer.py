@@ -91,7 +91,7 @@ def test_finalizer_matches_reference(cfg):
 
 def _run_layer(cfg, cases, bias_en, relu):
     dut = Finalizer(config=cfg)
-    assert dut.stages == cfg.final_latency - 2 - cfg.fifo_cut
+    assert dut.stages == cfg.final_latency - cfg.out_latency
     count = len(cases)
     got = []
 

@@ -161,7 +161,7 @@ class FinalizerProof(wiring.Component):
     @property
     def stages(self):
         """Clocks from an entry to its result."""
-        return self._config.final_latency - 2 - self._config.fifo_cut
+        return self._config.final_latency - self._config.out_latency
 
     @property
     def depth(self):
