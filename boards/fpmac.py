@@ -21,7 +21,9 @@ the finished partial sums as the next dot product pushes them out of the loop; o
 :class:`Reducer` (a further :class:`FmaAdd`) that adds each PE's ``L`` partial sums while the
 next dot product runs and streams the results row-major. The capture registers form
 ``STAGES`` drain chains (PE ``p`` passes its values on to PE ``p - STAGES``), so the reducer
-reads ``STAGES`` chain heads and no wire runs from every PE to one place. The reducer works
+reads ``STAGES`` chain heads and no wire runs from every PE to one place; each PE's capture
+registers load when a register of its own says so (a capture, or its chain's shift, decided a
+clock ahead). The reducer works
 through the PEs in groups of ``STAGES`` (its adder's depth), so it needs no storage beyond
 that adder, and takes ``L * STAGES * ceil(rows * cols / STAGES)`` clocks per dot product
 (about ``L`` per result): shorter dot products wait for it. Arrays of up to 64 x 64 PEs.
@@ -351,9 +353,11 @@ class FmaArray(wiring.Component):
         # the clear and capture flags: one copy per SHARE PEs (row-major)
         clears = copies(m, seq.clear_next, -(-n // SHARE), "clear", reset_less=True)
         captures = copies(m, seq.capture_next, -(-n // SHARE), "capture", reset_less=True)
-        # the reducer's shift of each drain chain: one copy per SHARE PEs of the chain
-        shifts = [copies(m, red.shift_next[ch], -(-len(range(ch, n, STAGES)) // SHARE),
-                         f"shift{ch}", reset_less=True) for ch in range(red.chains)]
+        # each PE's capture registers load (a capture, or the reducer's shift of its drain
+        # chain) when a register of its own says so, decided a clock ahead: a chain's PEs sit
+        # STAGES apart, so a shared copy of the shift would reach registers across the array
+        loads = [copies(m, seq.capture_next | red.shift_next[idx % STAGES], 1,
+                        f"cap_en{idx}", reset_less=True)[0] for idx in range(n)]
         # PEs; their capture registers take the finished partial sums (capture) and pass
         # values down the drain chains to the reducer (shift)
         caps = []
@@ -368,10 +372,9 @@ class FmaArray(wiring.Component):
                                            reset_less=True)
                                     for s in range(L)]))
         for idx, (result, regs) in enumerate(caps):
-            chain = idx % STAGES
             capture = copy_of(captures, idx)
             behind = caps[idx + STAGES][1][-1] if idx + STAGES < n else 0
-            with m.If(capture | copy_of(shifts[chain], idx // STAGES)):
+            with m.If(loads[idx]):
                 m.d.sync += regs[0].eq(Mux(capture, result, behind))
                 m.d.sync += [regs[s].eq(regs[s - 1]) for s in range(1, L)]
             if idx < STAGES:
