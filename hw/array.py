@@ -164,22 +164,28 @@ class PEArray(wiring.Component):
         res_take = self.res.valid & self.res.ready
         m.d.comb += [out_fifo.w_en.eq(w_valid), out_fifo.w_data.eq(w_data),
                      drain.returned.eq(res_take)]
-        # with fifo_cut the results leave through a buffer of three entries in flip-flops (two
-        # clocks, one result per clock): the FIFO is a block RAM there, whose read data comes
-        # late in the clock (ECP5: 5.8 ns)
-        out = out_fifo
+        # with fifo_cut the results leave through a register stage whose data flip-flops take
+        # the FIFO's read data directly (only an enable): the FIFO is a block RAM there, whose
+        # read data comes late in the clock (ECP5: 5.8 ns)
+        r_valid, r_data = out_fifo.r_rdy, out_fifo.r_data
+        m.d.comb += out_fifo.r_en.eq(self.res.ready)
         if cfg.fifo_cut:
-            m.submodules.out_buf = out = fifo.SyncFIFOBuffered(width=width + 2, depth=3)
-            m.d.comb += [out.w_en.eq(out_fifo.r_rdy), out.w_data.eq(out_fifo.r_data),
-                         out_fifo.r_en.eq(out.w_rdy)]
+            r_valid = Signal(name="res_buf_valid")
+            r_data = Signal(width + 2, name="res_buf", reset_less=True)
+            free = ~r_valid | self.res.ready
+            m.d.comb += out_fifo.r_en.eq(free)
+            with m.If(free):
+                m.d.sync += r_valid.eq(out_fifo.r_rdy)
+            with m.If(free & out_fifo.r_rdy):
+                m.d.sync += r_data.eq(out_fifo.r_data)
         m.d.comb += [
-            self.res.valid.eq(out.r_rdy), out.r_en.eq(self.res.ready),
-            self.res.payload.bits.eq(out.r_data[:width]),
-            self.res.payload.last.eq(out.r_data[width]),
+            self.res.valid.eq(r_valid),
+            self.res.payload.bits.eq(r_data[:width]),
+            self.res.payload.last.eq(r_data[width]),
         ]
         # the layer's last result beat taken ends the layer (with done_cut through a register
         # by the FIFO: the control sits far from the result port)
-        last_taken = res_take & out.r_data[width + 1]
+        last_taken = res_take & r_data[width + 1]
         if cfg.done_cut:
             last_taken = registered(m, last_taken, "last_taken")
         m.d.comb += layer.finish.eq(last_taken)
