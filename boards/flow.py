@@ -80,6 +80,11 @@ KEEP_REPLICAS = ("proc", "opt_clean",
 ABC9_REINTEGRATE_ASSERT = "Assert `GetSize(conn.first) == GetSize(conn.second)' failed"
 HARNESS_NOFLATTEN_NOTE = ("harness synthesised with -noflatten (Yosys ABC9 reintegration "
                           "assertion on the flattened harness)")
+# Yosys's warnings when a net has two drivers (it keeps one): the netlist is then not the
+# design (seen: synth_ice40 -dsp absorbing reset-less product registers into SB_MAC16 kept
+# their init value as the product). A synthesis that warns so fails.
+DRIVER_CONFLICTS = ("Driver-driver conflict", "multiple conflicting drivers",
+                    "Drivers conflicting with")
 
 
 def _harness_script(synth, opts, *, flatten=True):
@@ -119,11 +124,24 @@ def _synth_fpga(design, board, dev, workdir, timeout, *, harness=True):
         run_tool([tool("yosys"), "-q", "-l", "synth_harness.log", "-s", "synth_harness.ys"],
              workdir, "synth_harness.log", timeout)
         secs, note = time.monotonic() - t0, HARNESS_NOFLATTEN_NOTE
+    _check_drivers(workdir)
     bare = log[:log.find("DENSEHW_STAT_HARNESS")] if "DENSEHW_STAT_HARNESS" in log else log
     cells = parse_yosys_stat(bare, marker="DENSEHW_STAT")
     if harness and not (workdir / "harness.json").exists():
         raise FlowError(f"Yosys wrote no netlist (log {workdir / 'synth.log'})")
     return cells, secs, note
+
+
+def _check_drivers(workdir):
+    """Raise :class:`FlowError` if a synthesis log of ``workdir`` has one of
+    :data:`DRIVER_CONFLICTS`."""
+    for name in ("synth.log", "synth_harness.log"):
+        path = workdir / name
+        text = path.read_text(errors="replace") if path.exists() else ""
+        for line in text.splitlines():
+            if any(warning in line for warning in DRIVER_CONFLICTS):
+                raise FlowError(f"synthesis resolved a net with two drivers, so its netlist is "
+                                f"not the design ({path}): {line.strip()[:160]}")
 
 
 def _pnr(board, dev, workdir, seed, target_mhz, explore, timeout, router=None):

@@ -334,7 +334,8 @@ class FmaArray(wiring.Component):
         # input register (the beat, or the product -0 * +0 for padding, flush and idle
         # beats), unpacker, and one copy of the unpacked operand per SHARE PEs of the row or
         # column; no enable anywhere (the sequencer inserts idle beats instead of stalling).
-        # The datapath (operands, PEs, capture registers, every copy) has no reset: only the
+        # The datapath (operands, PEs, capture registers, every copy) has no reset (but for the
+        # product registers of an inferred multiplier, see boards.fpmul.Product): only the
         # control (sequencer, reducer) is reset, and its flags reach the copies within a
         # clock of reset, so no reset net spans the array.
         neg0 = 1 << (fmt.width - 1)

@@ -191,9 +191,9 @@ class Product(wiring.Component):
         m = Module()
         a, b = self.a, self.b
 
-        def delayed(value, shape, n, name):
+        def delayed(value, shape, n, name, reset_less=True):
             for i in range(n):
-                reg = Signal(shape, name=f"{name}{i + 1}", reset_less=True)
+                reg = Signal(shape, name=f"{name}{i + 1}", reset_less=reset_less)
                 with m.If(self.en):
                     m.d.sync += reg.eq(value)
                 value = reg
@@ -206,7 +206,10 @@ class Product(wiring.Component):
             prod = delayed(block.p, w, self._stages - BLOCK_LATENCY, "prod")
         else:
             mul = (a.m * b.m) if self._mult == "dsp" else lut_multiply(m, a.m, b.m, name="pm")
-            prod = delayed(mul, w, self._stages, "prod")
+            # with "dsp" the product registers have a reset: synth_ice40 -dsp absorbs them
+            # into SB_MAC16, and with reset-less ones (an init value) it kept the init as the
+            # product ("Driver-driver conflict"; boards.flow fails such a synthesis)
+            prod = delayed(mul, w, self._stages, "prod", reset_less=self._mult != "dsp")
         # the exponent sum and the class bits (``m`` unused), through as many registers
         side = Signal(self.o.shape(), name="side0")
         nan = a.nan | b.nan | (a.inf & b.zero) | (a.zero & b.inf)

@@ -442,3 +442,15 @@ def test_resources_only_flow(tmp_path):
     assert not (tmp_path / "harness.json").exists() and not (tmp_path / "blocks.log").exists()
     assert res["commit"] == tools.source_commit() != "unknown"
     assert report.summarise(res)["commit"] == res["commit"]
+
+
+@needs_yowasp
+def test_synthesis_with_two_drivers_fails(tmp_path):
+    """A net with two drivers (Yosys keeps one and warns) fails the flow with a one-line
+    error naming the log: such a netlist is not the design."""
+    text = ("module top(clk, a, b, c, y);\n  input clk;\n  input a;\n  input b;\n  input c;\n"
+            "  output y;\n"
+            "  assign y = a & b;\n  assign y = b | c;\nendmodule\n")
+    d = design.Design(name="two_drivers", top="top", verilog=text, config={}, macs_per_cycle=1)
+    with pytest.raises(errors.FlowError, match="two drivers.*synth.log"):
+        flow.run_flow(d, board="ice40", workdir=tmp_path, pnr=False, blocks=False)
