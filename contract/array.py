@@ -418,9 +418,9 @@ class ArrayConfig:
     @property
     def fifo_cut(self) -> int:
         """1 (``"spread"``) when the finalizer's results reach the output FIFO through a plain
-        register stage (one clock of latency, one more FIFO entry) and leave it through
-        another (one clock: the FIFO is a block RAM, whose read data comes late in the
-        clock); else 0."""
+        register stage (one clock of latency, one more FIFO entry), and the FIFO is a block RAM
+        read through its own output register into a small queue (``hw.outfifo``: three
+        more clocks); else 0."""
         return self.spread
 
     @property
@@ -492,8 +492,9 @@ class ArrayConfig:
     @property
     def out_latency(self) -> int:
         """Clocks from a result leaving the finalizer to its beat accepted (``tready`` high):
-        the output FIFO's two, and with :attr:`fifo_cut` its input and output registers."""
-        return 2 + 2 * self.fifo_cut
+        the output FIFO's two, and with :attr:`fifo_cut` its input register and the block RAM
+        FIFO's three more (``hw.outfifo.LATENCY``)."""
+        return 2 + 4 * self.fifo_cut
 
     # -- ports ---------------------------------------------------------------------------------
     @property

@@ -30,6 +30,7 @@ from .finalizer import Finalizer
 from .grid import PEGrid
 from .layer import LayerControl
 from .loader import WeightLoader, wgt_layout
+from .outfifo import OutputFIFO
 from .pe import pe_state_layout
 from .sequencer import TileSequencer, act_layout
 from .stages import registered
@@ -120,8 +121,11 @@ class PEArray(wiring.Component):
         m.submodules.drain_ctl = drain = DrainControl(config=cfg)
         m.submodules.channels = channels = ChannelParams(config=cfg)
         m.submodules.finalizer = fin = Finalizer(config=cfg)
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
-            width=cfg.out_fmt.width + 2, depth=out_fifo_depth(cfg))
+        # with fifo_cut (large devices) a block RAM read through its own output register
+        fifo_kind = OutputFIFO if cfg.fifo_cut else fifo.SyncFIFOBuffered
+        extra = {"family": self._family} if cfg.fifo_cut else {}
+        m.submodules.out_fifo = out_fifo = fifo_kind(
+            width=cfg.out_fmt.width + 2, depth=out_fifo_depth(cfg), **extra)
 
         # the control
         m.d.comb += [layer.start.eq(self.start), layer.n.eq(self.n), layer.k.eq(self.k),
@@ -164,20 +168,8 @@ class PEArray(wiring.Component):
         res_take = self.res.valid & self.res.ready
         m.d.comb += [out_fifo.w_en.eq(w_valid), out_fifo.w_data.eq(w_data),
                      drain.returned.eq(res_take)]
-        # with fifo_cut the results leave through a register stage whose data flip-flops take
-        # the FIFO's read data directly (only an enable): the FIFO is a block RAM there, whose
-        # read data comes late in the clock (ECP5: 5.8 ns)
         r_valid, r_data = out_fifo.r_rdy, out_fifo.r_data
         m.d.comb += out_fifo.r_en.eq(self.res.ready)
-        if cfg.fifo_cut:
-            r_valid = Signal(name="res_buf_valid")
-            r_data = Signal(width + 2, name="res_buf", reset_less=True)
-            free = ~r_valid | self.res.ready
-            m.d.comb += out_fifo.r_en.eq(free)
-            with m.If(free):
-                m.d.sync += r_valid.eq(out_fifo.r_rdy)
-            with m.If(free & out_fifo.r_rdy):
-                m.d.sync += r_data.eq(out_fifo.r_data)
         m.d.comb += [
             self.res.valid.eq(r_valid),
             self.res.payload.bits.eq(r_data[:width]),

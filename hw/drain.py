@@ -92,7 +92,7 @@ def out_fifo_depth(config):
     flight when the next tile is captured with ``tready`` high (``final_latency`` clocks, the
     FIFO's own two, one for the registered room check and one with ``"spread"``, where the
     FIFO's reads reach the count through a register of their own), so that the chain never
-    waits; rounded up to a power of two. (With ``fifo_cut`` the output register's entry comes on
+    waits; rounded up to a power of two. (With ``fifo_cut`` the FIFO's read-ahead queue comes on
     top.)"""
     need = config.rows * config.cols + config.final_latency + 3 + config.spread
     return 1 << (need - 1).bit_length()

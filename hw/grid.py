@@ -30,7 +30,7 @@ from .layer import addr_bits
 from .loader import StoreWriteSignature
 from .pe import RowDecoder, RowShifter, ShiftPE, pe_state_layout, row_decode_layout, row_layout
 from .sequencer import BeatSignature
-from .stages import replicas
+from .stages import KEEP, replicas
 from .wstore import FAMILIES, WeightStore
 
 __all__ = ["PEGrid", "CaptureSignature", "ROW_SHARE", "CODE_SHARE"]
@@ -129,8 +129,8 @@ class PEGrid(wiring.Component):
             code_reg[c] = replicas(m, stores[c].r_data, -(-R // CODE_SHARE), f"code{c}",
                                    shape=B, reset_less=True)
         v1c, last1c, clr1c = v1b, last1b, clr1b
-        if cfg.aligner_cut:
-            v1c, last1c, clr1c = Signal(), Signal(), Signal()
+        if cfg.aligner_cut:       # (v1c keeps its own register beside its copies below)
+            v1c, last1c, clr1c = Signal(attrs=KEEP if cfg.spread else {}), Signal(), Signal()
             m.d.sync += [v1c.eq(v1b), last1c.eq(last1b), clr1c.eq(clr1b)]
         v2, last2 = Signal(), Signal()
         # restart: the bubble after a tile's last term (or the layer start) at the PE input;
@@ -139,6 +139,19 @@ class PEGrid(wiring.Component):
         m.d.sync += [v2.eq(v1c), last2.eq(last1c), restart2.eq(clr1c | (v2 & last2))]
         capture2 = Signal()
         m.d.sync += capture2.eq(v2 & last2)
+        # the PEs' valid and restart: with "spread" (where aligner_cut is 1) through a tree of
+        # copies, a copy per row a clock ahead, then one per ROW_SHARE PEs of the row, loaded
+        # with the values v2 and restart2 take (v1c = v1b one clock later; restart2's next
+        # value clr1c | (v2 & last2) is clr1b | (v1c & last1c) one clock later)
+        groups = -(-C // ROW_SHARE)
+        valid_reg = [[v2] * groups] * R
+        restart_reg = [[restart2] * groups] * R
+        if cfg.spread:
+            rows_valid = replicas(m, v1b, R, "valid_row")
+            rows_restart = replicas(m, clr1b | (v1c & last1c), R, "restart_row")
+            valid_reg = [replicas(m, rows_valid[r], groups, f"valid{r}") for r in range(R)]
+            restart_reg = [replicas(m, rows_restart[r], groups, f"restart{r}")
+                           for r in range(R)]
 
         for r in range(R):
             for c in range(C):
@@ -146,7 +159,8 @@ class PEGrid(wiring.Component):
                 m.submodules[f"pe_{r}_{c}"] = pe
                 m.d.comb += [pe.row.eq(row_reg[r][c // ROW_SHARE]),
                              pe.code.eq(code_reg[c][r // CODE_SHARE]),
-                             pe.valid.eq(v2), pe.restart.eq(restart2),
+                             pe.valid.eq(valid_reg[r][c // ROW_SHARE]),
+                             pe.restart.eq(restart_reg[r][c // ROW_SHARE]),
                              self.entries[r * C + c].eq(Cat(pe.acc, pe.carries, pe.flags))]
         # capture at the accumulator stage (pipeline 2: a copy, kept apart from the chain's
         # copies of it)

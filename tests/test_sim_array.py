@@ -404,12 +404,14 @@ DP16KD_MODEL = Path(__file__).resolve().parents[1] / "sim" / "models" / "dp16kd.
 
 
 def ecp5_verilog(cfg: ArrayConfig, regmode="OUTREG") -> str:
-    """The ECP5 flavour of the RTL (DP16KD weight stores), with the block RAM's model."""
+    """The ECP5 flavour of the RTL (DP16KD weight stores; with ``fifo_cut`` the output FIFO
+    too), with the block RAM's model."""
     from hw.array_top import generate_array_verilog
     from sim.array_driver import TOP
 
     text = generate_array_verilog(cfg, name=TOP, family="ecp5")
-    assert text.count("DP16KD #(") == cfg.cols and '.REGMODE_B("OUTREG")' in text
+    assert text.count("DP16KD #(") == cfg.cols + cfg.fifo_cut
+    assert '.REGMODE_B("OUTREG")' in text
     return text.replace('.REGMODE_B("OUTREG")', f'.REGMODE_B("{regmode}")') + "\n" + \
         DP16KD_MODEL.read_text()
 
