@@ -28,8 +28,9 @@ design is measured again):
   all.
 * iCE40, whose logic-cell count only the placer knows: place and route two probe sizes, then
   the largest shape predicted under the fill on the line through the two largest points,
-  refitting until the next larger shape is predicted over it; a shape that does not place caps
-  the search.
+  refitting until the next larger shape is predicted over it, and that next shape too while it
+  is predicted within the device (the line overestimates: the placer packs LUTs and
+  flip-flops into shared cells); a shape that does not place caps the search.
 
 The record of a (device, design) is its largest placed array: ``rows``, ``cols``, ``luts``,
 ``ffs``, ``dsps``, ``brams``, ``fmax_mhz`` (median over the seeds), ``gmacs`` (PEs x Fmax, the
@@ -423,6 +424,16 @@ class Search:
             if (usage(res, self.board, self.device) > fill or nxt is None
                     or self._fitted(nxt[0] * nxt[1]) > fill):
                 break
+        # the line overestimates a shape's cells where the placer packs LUTs and flip-flops
+        # together: the next shape is placed too while it is predicted within the device
+        if best is not None:
+            nxt = next((s for s in cands if s[0] * s[1] > best["macs_per_cycle"]), None)
+            if (nxt is not None and nxt[0] * nxt[1] < ceiling and self._fitted(nxt[0] * nxt[1]) <= 1
+                    and not (self.design in DSP_DESIGNS and nxt[0] * nxt[1] > self.dsps
+                             and self.lut_extra is None)):
+                res = self._run(*nxt, True)
+                if self._placed(res):
+                    best = res
         if best is not None:
             return self._record(best, None)
         last = self.tried[-1] if self.tried else {}
