@@ -404,6 +404,14 @@ class ArrayConfig:
         return int(self.floorplan == "spread")
 
     @property
+    def ram_delays(self) -> int:
+        """1 (``"compact"``) when values that only wait, and tables read by position, sit in
+        block RAM rather than flip-flops: the rounder's magnitude while its shift amount is
+        found, and the channels' bias and ``e0`` (a small device is short of flip-flops, not
+        of block RAM); else 0. No change of latency."""
+        return 1 - self.spread
+
+    @property
     def aligner_cut(self) -> int:
         """1 (``"spread"``) when the row aligner's barrel shifter has a register after its first
         half, one clock of latency and about 25 flip-flops per row; else 0."""

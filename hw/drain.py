@@ -225,7 +225,9 @@ class DrainControl(wiring.Component):
         m.d.comb += [
             self.idle.eq(is_const(ch_count, 0) & ~cap_pending & room),
             self.banks.free.eq(dr_free),
-            head.bank.eq(t_drain.bank), head.col.eq(ch_c), head.tile_bank.eq(t_pend.bank),
+            head.bank.eq(Mux(capture, t_pend.bank, t_drain.bank)),
+            head.col.eq(Mux(capture | (shift & (ch_c == C - 1)), 0, ch_c + shift)),
+            head.tile_bank.eq(t_pend.bank),
             head.load.eq(capture_d),
             self.entry.valid.eq(shift & in_tile), self.entry.meta.last.eq(is_last),
             self.entry.meta.last_layer.eq(is_last & t_drain.last_layer),

