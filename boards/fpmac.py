@@ -331,9 +331,12 @@ class FmaArray(wiring.Component):
         m.d.comb += [seq.valid.eq(self.i.valid), seq.last.eq(self.i.payload.last),
                      self.i.ready.eq(seq.ready), seq.red_busy.eq(red.busy),
                      red.start.eq(seq.red_start)]
-        # input register (the beat, or the product -0 * +0 for padding, flush and idle
-        # beats), unpacker, and one copy of the unpacked operand per SHARE PEs of the row or
-        # column; no enable anywhere (the sequencer inserts idle beats instead of stalling).
+        # input register (the beat) beside a register of the sequencer's idle-beat flag per
+        # operand (so that the flag reaches a few registers, not the reset of every operand
+        # bit across the array), then the operand or, for padding, flush and idle beats, the
+        # product -0 * +0 into the unpacker, and one copy of the unpacked operand per SHARE
+        # PEs of the row or column; no enable anywhere (the sequencer inserts idle beats
+        # instead of stalling).
         # The datapath (operands, PEs, capture registers, every copy) has no reset (but for the
         # product registers of an inferred multiplier, see boards.fpmul.Product): only the
         # control (sequencer, reducer) is reset, and its flags reach the copies within a
@@ -343,11 +346,12 @@ class FmaArray(wiring.Component):
         for name, count, values, noop, fanout in (("x", rows, self.i.payload.x, neg0, cols),
                                                   ("w", cols, self.i.payload.w, 0, rows)):
             ops = []
+            idle = copies(m, seq.noop, count, f"{name}_idle", reset_less=True)
             for k in range(count):
                 reg = Signal(fmt.width, name=f"{name}{k}_in", reset_less=True)
-                m.d.sync += reg.eq(Mux(seq.noop, noop, values[k]))
+                m.d.sync += reg.eq(values[k])
                 m.submodules[f"unpack_{name}{k}"] = u = Unpack(fmt=fmt)
-                m.d.comb += [u.en.eq(1), u.x.eq(reg)]
+                m.d.comb += [u.en.eq(1), u.x.eq(Mux(idle[k], noop, reg))]
                 ops.append(copies(m, u.o, -(-fanout // SHARE), f"{name}{k}", reset_less=True))
             operands.append(ops)
         xs, ws = operands
