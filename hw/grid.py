@@ -139,16 +139,13 @@ class PEGrid(wiring.Component):
         m.d.sync += [v2.eq(v1c), last2.eq(last1c), restart2.eq(clr1c | (v2 & last2))]
         capture2 = Signal()
         m.d.sync += capture2.eq(v2 & last2)
-        # the PEs' valid and restart: with "spread" (where aligner_cut is 1) through a tree of
-        # copies, a copy per row a clock ahead, then one per ROW_SHARE PEs of the row, loaded
-        # with the values v2 and restart2 take (v1c = v1b one clock later; restart2's next
-        # value clr1c | (v2 & last2) is clr1b | (v1c & last1c) one clock later)
+        # the PEs' valid and restart: with "spread" (where aligner_cut is 1) per row (see
+        # _row_flags), then through one copy per ROW_SHARE PEs of the row
         groups = -(-C // ROW_SHARE)
         valid_reg = [[v2] * groups] * R
         restart_reg = [[restart2] * groups] * R
         if cfg.spread:
-            rows_valid = replicas(m, v1b, R, "valid_row")
-            rows_restart = replicas(m, clr1b | (v1c & last1c), R, "restart_row")
+            rows_valid, rows_restart = self._row_flags(m, meta)
             valid_reg = [replicas(m, rows_valid[r], groups, f"valid{r}") for r in range(R)]
             restart_reg = [replicas(m, rows_restart[r], groups, f"restart{r}")
                            for r in range(R)]
@@ -171,3 +168,24 @@ class PEGrid(wiring.Component):
                      self.capture.next.eq(capture2 if cfg.pipeline == 2 else v2 & last2),
                      self.capture.ahead.eq(v2 & last2 if cfg.pipeline == 2 else v1c & last1c)]
         return m
+
+    def _row_flags(self, m, meta):
+        """Per row, registers that take the values ``v1b`` and ``restart2``'s next value
+        (``clr1b | (v1c & last1c)``) take, from the row's own copies of the beat's valid, last
+        and clear, which travel beside the row's activations (stages 1, 1b, 1c; "spread", so
+        aligner_cut is 1): no register drives every row, which on a large device sit far
+        apart, and each hop is one stage of the row's own path."""
+        R = self._config.rows
+        valid, restart = [], []
+        for r in range(R):
+            v1, last1, clr1 = (replicas(m, value, 1, f"{name}_row{r}")[0]
+                               for name, value in (("v1", meta.valid), ("last1", meta.last),
+                                                   ("clr1", meta.clear)))
+            v1b, last1b, clr1b = (replicas(m, value, 1, f"{name}_row{r}")[0]
+                                  for name, value in (("v1b", v1), ("last1b", last1),
+                                                      ("clr1b", clr1)))
+            v1c, last1c = (replicas(m, value, 1, f"{name}_row{r}")[0]
+                           for name, value in (("v1c", v1b), ("last1c", last1b)))
+            valid.append(replicas(m, v1b, 1, f"valid_row{r}")[0])
+            restart.append(replicas(m, clr1b | (v1c & last1c), 1, f"restart_row{r}")[0])
+        return valid, restart
