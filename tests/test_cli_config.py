@@ -28,9 +28,9 @@ def test_board_defaults_are_files_and_named_configs():
             spec = specs.default_spec(board, device)
             cfg = load_config(f"{board}_{device}")
             assert cfg == ArrayConfig.from_dict(spec["config"])
-    # the UP5K default is the largest array that places there: 2x2
+    # the UP5K default is the largest array that places there with its counters: 2x3
     up5k = load_config("ice40_up5k")
-    assert (up5k.rows, up5k.cols) == (2, 2)
+    assert (up5k.rows, up5k.cols) == (2, 3)
     for path in CONFIGS.glob("*.toml"):
         load_array_config(path)
 
