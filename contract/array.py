@@ -389,18 +389,20 @@ class ArrayConfig:
     @property
     def capture_latency(self) -> int:
         """Clocks from a tile's last accepted beat to the capture of the accumulators into the
-        shadow chain: activation register, decoded activation, the row aligner's middle
-        register when :attr:`aligner_cut`, PE input register (aligned activation and weight
-        code), and the addend register of ``pipeline == 2``."""
-        return 3 + self.aligner_cut + self.pipeline
+        shadow chain: the grid's input registers when :attr:`input_cut`, activation register,
+        decoded activation, the row aligner's middle register when :attr:`aligner_cut`, PE
+        input register (aligned activation and weight code), and the addend register of
+        ``pipeline == 2``."""
+        return 3 + self.input_cut + self.aligner_cut + self.pipeline
 
     @property
     def spread(self) -> int:
         """1 for the ``"spread"`` floorplan, else 0. It adds, each costing flip-flops: the
-        register cuts :attr:`aligner_cut`, :attr:`final_cut`, :attr:`fifo_cut`,
-        :attr:`done_cut` and :attr:`release_cut` (latency), and in the sequencing registered
-        copies of the large fan-outs, a ring of registers for the drained channel's bias and
-        ``e0``, and registered forms of the control's comparisons (no change of latency)."""
+        register cuts :attr:`input_cut`, :attr:`aligner_cut`, :attr:`final_cut`,
+        :attr:`fifo_cut`, :attr:`done_cut` and :attr:`release_cut` (latency), and in the
+        sequencing registered copies of the large fan-outs, a ring of registers for the drained
+        channel's bias and ``e0``, and registered forms of the control's comparisons (no change
+        of latency)."""
         return int(self.floorplan == "spread")
 
     @property
@@ -410,6 +412,13 @@ class ArrayConfig:
         found, and the channels' bias and ``e0`` (a small device is short of flip-flops, not
         of block RAM); else 0. No change of latency."""
         return 1 - self.spread
+
+    @property
+    def input_cut(self) -> int:
+        """1 (``"spread"``) when the PE grid registers each beat once more at its input, the
+        beat's flags into one copy per group of rows, so that no path runs from the array's
+        input straight to every row spread over the device: one clock of latency; else 0."""
+        return self.spread
 
     @property
     def aligner_cut(self) -> int:

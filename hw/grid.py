@@ -2,7 +2,7 @@
 
 Structure (``|`` is a register)::
 
-    beat | x_reg -> RowDecoder | dec_reg -> RowShifter (| inside with aligner_cut) | row copies
+    beat (| input_cut) | x_reg -> RowDecoder | dec_reg -> RowShifter (| aligner_cut) | row copies
     | address -> weight store (2-clock read) ------------------------------ | code copies
         -> ShiftPE (| addend, pipeline 2) | acc
 
@@ -79,6 +79,7 @@ class PEGrid(wiring.Component):
         R, C, B = cfg.rows, cfg.cols, cfg.wbits
         meta = self.beat.meta
 
+        x_in, live_in, r_addr, flags = self._input(m, meta)
         # stage 0 -> 1: activations and the weight-store address. x_reg takes every beat's
         # payload (no enable: the accept fans out to few registers); ``live`` says which rows
         # hold a real term, and the decoded activations of the others are zeroed one stage
@@ -87,11 +88,10 @@ class PEGrid(wiring.Component):
         v1, last1, clr1 = Signal(), Signal(), Signal()
         live = Signal(R)
         for r in range(R):
-            m.d.sync += x_reg[r].eq(self.beat.x[r])
-        m.d.sync += [live.eq(meta.live), v1.eq(meta.valid), last1.eq(meta.last),
-                     clr1.eq(meta.clear)]
+            m.d.sync += x_reg[r].eq(x_in[r])
+        m.d.sync += [live.eq(live_in), v1.eq(flags[-1][0]), last1.eq(flags[-1][1]),
+                     clr1.eq(flags[-1][2])]
         # (with the aligner's middle register the read starts a clock later, in step)
-        r_addr = meta.addr
         if cfg.aligner_cut:
             r_addr_q = Signal(addr_bits(cfg) + 1, reset_less=True)
             m.d.sync += r_addr_q.eq(r_addr)
@@ -145,7 +145,7 @@ class PEGrid(wiring.Component):
         valid_reg = [[v2] * groups] * R
         restart_reg = [[restart2] * groups] * R
         if cfg.spread:
-            rows_valid, rows_restart = self._row_flags(m, meta)
+            rows_valid, rows_restart = self._row_flags(m, flags)
             valid_reg = [replicas(m, rows_valid[r], groups, f"valid{r}") for r in range(R)]
             restart_reg = [replicas(m, rows_restart[r], groups, f"restart{r}")
                            for r in range(R)]
@@ -169,18 +169,43 @@ class PEGrid(wiring.Component):
                      self.capture.ahead.eq(v2 & last2 if cfg.pipeline == 2 else v1c & last1c)]
         return m
 
-    def _row_flags(self, m, meta):
+    def _input(self, m, meta):
+        """The beat as stage 0 reads it: activations, live rows, weight-store address, and the
+        flags (valid, last, clear) once per group of :data:`ROW_SHARE` rows and once more
+        (the last) for the grid's own tile control. With ``input_cut`` ("spread") each is a
+        register (the flags a copy per group), so the paths from the array's input end near
+        it and the rows are reached from registers, in two hops; else the beat itself."""
+        cfg = self._config
+        R = cfg.rows
+        groups = -(-R // ROW_SHARE)
+        beat_flags = (meta.valid, meta.last, meta.clear)
+        if not cfg.input_cut:
+            return [self.beat.x[r] for r in range(R)], meta.live, meta.addr, \
+                [beat_flags] * (groups + 1)
+        x_in = [Signal(cfg.lane_width, name=f"x_in{r}", reset_less=True) for r in range(R)]
+        live_in = Signal(R)
+        addr_in = Signal(addr_bits(cfg) + 1, reset_less=True)
+        for r in range(R):
+            m.d.sync += x_in[r].eq(self.beat.x[r])
+        m.d.sync += [live_in.eq(meta.live), addr_in.eq(meta.addr)]
+        copies = [replicas(m, value, groups + 1, name)
+                  for name, value in zip(("v0", "last0", "clr0"), beat_flags, strict=True)]
+        return x_in, live_in, addr_in, list(zip(*copies, strict=True))
+
+    def _row_flags(self, m, flags):
         """Per row, registers that take the values ``v1b`` and ``restart2``'s next value
         (``clr1b | (v1c & last1c)``) take, from the row's own copies of the beat's valid, last
-        and clear, which travel beside the row's activations (stages 1, 1b, 1c; "spread", so
-        aligner_cut is 1): no register drives every row, which on a large device sit far
-        apart, and each hop is one stage of the row's own path."""
+        and clear (from its group's copies ``flags``), which travel beside the row's
+        activations (stages 1, 1b, 1c; "spread", so aligner_cut is 1): no register drives
+        every row, which on a large device sit far apart, and each hop is one stage of the
+        row's own path."""
         R = self._config.rows
         valid, restart = [], []
         for r in range(R):
+            group = flags[r // ROW_SHARE]
             v1, last1, clr1 = (replicas(m, value, 1, f"{name}_row{r}")[0]
-                               for name, value in (("v1", meta.valid), ("last1", meta.last),
-                                                   ("clr1", meta.clear)))
+                               for name, value in zip(("v1", "last1", "clr1"), group,
+                                                      strict=True))
             v1b, last1b, clr1b = (replicas(m, value, 1, f"{name}_row{r}")[0]
                                   for name, value in (("v1b", v1), ("last1b", last1),
                                                       ("clr1b", clr1)))
