@@ -415,10 +415,11 @@ class ArrayConfig:
 
     @property
     def input_cut(self) -> int:
-        """1 (``"spread"``) when the PE grid registers each beat once more at its input, the
-        beat's flags into one copy per group of rows, so that no path runs from the array's
-        input straight to every row spread over the device: one clock of latency; else 0."""
-        return self.spread
+        """2 (``"spread"``) when the PE grid registers each beat twice more at its input, the
+        beat's flags once and then into one copy per group of rows, so that no path runs from
+        the array's input straight to the rows spread over the device: two clocks of latency;
+        else 0."""
+        return 2 * self.spread
 
     @property
     def aligner_cut(self) -> int:

@@ -172,9 +172,11 @@ class PEGrid(wiring.Component):
     def _input(self, m, meta):
         """The beat as stage 0 reads it: activations, live rows, weight-store address, and the
         flags (valid, last, clear) once per group of :data:`ROW_SHARE` rows and once more
-        (the last) for the grid's own tile control. With ``input_cut`` ("spread") each is a
-        register (the flags a copy per group), so the paths from the array's input end near
-        it and the rows are reached from registers, in two hops; else the beat itself."""
+        (the last) for the grid's own tile control. With ``input_cut`` ("spread", 2) each
+        goes through two registers: the flags through one register, whose fan-out (the groups'
+        copies, spread over the device) draws it to their middle, then a copy per group near
+        its rows. So no path runs from the array's input (the sequencer's accept) straight to
+        a far row. Else the beat itself."""
         cfg = self._config
         R = cfg.rows
         groups = -(-R // ROW_SHARE)
@@ -182,12 +184,19 @@ class PEGrid(wiring.Component):
         if not cfg.input_cut:
             return [self.beat.x[r] for r in range(R)], meta.live, meta.addr, \
                 [beat_flags] * (groups + 1)
-        x_in = [Signal(cfg.lane_width, name=f"x_in{r}", reset_less=True) for r in range(R)]
-        live_in = Signal(R)
-        addr_in = Signal(addr_bits(cfg) + 1, reset_less=True)
-        for r in range(R):
-            m.d.sync += x_in[r].eq(self.beat.x[r])
-        m.d.sync += [live_in.eq(meta.live), addr_in.eq(meta.addr)]
+        x_in, live_in, addr_in = [self.beat.x[r] for r in range(R)], meta.live, meta.addr
+        for stage in range(cfg.input_cut):
+            x_q = [Signal(cfg.lane_width, name=f"x_in{r}_{stage}", reset_less=True)
+                   for r in range(R)]
+            live_q = Signal(R, name=f"live_in_{stage}")
+            addr_q = Signal(addr_bits(cfg) + 1, name=f"addr_in_{stage}", reset_less=True)
+            m.d.sync += [q.eq(d) for q, d in zip(x_q, x_in, strict=True)]
+            m.d.sync += [live_q.eq(live_in), addr_q.eq(addr_in)]
+            x_in, live_in, addr_in = x_q, live_q, addr_q
+        for stage in range(cfg.input_cut - 1):
+            beat_flags = tuple(replicas(m, value, 1, f"{name}_in{stage}")[0]
+                               for name, value in zip(("v", "last", "clr"), beat_flags,
+                                                      strict=True))
         copies = [replicas(m, value, groups + 1, name)
                   for name, value in zip(("v0", "last0", "clr0"), beat_flags, strict=True)]
         return x_in, live_in, addr_in, list(zip(*copies, strict=True))

@@ -32,7 +32,7 @@ ASIC_DESIGNS ?= shift,fma16,fma16-32,bf16,int8,int8-lut,naive
 help-synth:
 	@echo "make synth BOARD=ice40|ecp5|asic [DEVICE=up5k|hx8k|25f|85f] [CONFIG=cfg.toml] [SEEDS=1,2,3] [EXPLORE=1] [PNR_TIMEOUT=s]"
 	@echo "                  -> build/reports/<board>/<config>/summary.{json,md}"
-	@echo "make bitstream    iCEBreaker (BITSTREAM_BOARD=icebreaker|ulx3s-25f) image with UART link -> build/boards"
+	@echo "make bitstream    board image with UART link (BITSTREAM_BOARD=icebreaker|ulx3s-25f|ulx3s-85f) -> build/boards"
 	@echo "make bench-hw     whole-device throughput: largest placed array per device and design"
 	@echo "                  (BENCH_DEVICES=$(BENCH_DEVICES) BENCH_DESIGNS=... BENCH_ROUTER=router2)"
 	@echo "                  -> build/bench/bench.*"
