@@ -159,24 +159,32 @@ def test_icebreaker_default_array_places():
     assert timing["passed"], timing
 
 
+#: The JTAG IDCODE each ULX3S image's VERIFY_ID command checks.
+ULX3S_IDCODE = {"25f": "41111043", "85f": "41113043"}
+
+
 @needs_yowasp
 @pytest.mark.slow
-def test_ulx3s_bitstream():
-    """The ECP5 board image: a 2x2 shift array behind the UART link on the ULX3S-25F."""
+@pytest.mark.parametrize("device", sorted(ULX3S_IDCODE))
+def test_ulx3s_bitstream(device):
+    """The ECP5 board images: a 2x2 shift array behind the UART link on the ULX3S-25F and the
+    ULX3S-85F."""
     from boards.boards import build_board, component_from_spec
 
     spec = {"kind": "array", "config": {"rows": 2, "cols": 2}}
-    out = build_board("ulx3s-25f", lambda: component_from_spec(spec, family="ecp5"),
+    board = f"ulx3s-{device}"
+    out = build_board(board, lambda: component_from_spec(spec, family="ecp5"),
                       build_dir=ROOT / "build" / "test-synth" / "boards")
     # amaranth-boards packs ULX3S images with ``ecppack --compress`` (a 2x2 gives ~160 kB, not
     # the ~580 kB of an uncompressed LFE5U-25F image): check the image's header instead
     image = out.read_bytes()
-    assert out.suffix == ".bit" and b"Part: LFE5U-25F" in image[:64], image[:64]
+    part = f"Part: LFE5U-{device.upper()}".encode()
+    assert out.suffix == ".bit" and part in image[:64], image[:64]
     preamble = image.find(b"\xff\xff\xbd\xb3")
-    verify_id = image.find(bytes.fromhex("e2000000" "41111043"))    # VERIFY_ID, LFE5U-25F
+    verify_id = image.find(bytes.fromhex("e2000000" + ULX3S_IDCODE[device]))
     assert 0 <= preamble < verify_id < 128, (preamble, verify_id)
     assert len(image) > 100_000, len(image)
-    timing = logs.parse_nextpnr_log((out.parent / "densehw_ulx3s_25f.tim").read_text())
+    timing = logs.parse_nextpnr_log((out.parent / f"densehw_ulx3s_{device}.tim").read_text())
     assert timing["passed"], timing
 
 
