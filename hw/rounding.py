@@ -391,16 +391,20 @@ class Rounder(wiring.Component):
         q_top = q[frac]
         overflow = (f["f_ge"] | (q_top & f["f_eq1"])
                     | (mant_carry & Mux(q_top, f["f_eq2"], f["f_eq1"])))
-        later = {k: f[k] for k in ("sign", "zero", "flags", "meta") if k in f}
-        f, valid = self._stage(m, "round", "p", {**later, "number": packed[:fmt.width - 1],
-                                                 "overflow": overflow}, valid=valid)
-
-        # out: specials and ReLU
-        number = Mux(f["overflow"], fmt.pos_inf, f["number"])
+        # the specials and ReLU decided beside the carry chain, from what is known before it:
+        # a special (or ReLU's +0 for a negative finite result) replaces the rounded number
         fl = f["flags"]
-        bits = select_result(m, fmt, nan=fl.nan, pinf=fl.pinf, ninf=fl.ninf, zero=f["zero"],
-                             neg0=fl.neg0, number=Cat(number[:fmt.width - 1], f["sign"]),
-                             relu=self.relu)
+        special = fl.nan | fl.pinf | fl.ninf | f["zero"] | (self.relu & f["sign"])
+        special_bits = select_result(m, fmt, nan=fl.nan, pinf=fl.pinf, ninf=fl.ninf,
+                                     zero=f["zero"], neg0=fl.neg0, number=0, relu=self.relu)
+        later = {k: f[k] for k in ("sign", "meta") if k in f}
+        f, valid = self._stage(m, "round", "p", {**later, "number": packed[:fmt.width - 1],
+                                                 "overflow": overflow, "special": special,
+                                                 "special_bits": special_bits}, valid=valid)
+
+        # out: one LUT level per bit
+        number = Mux(f["overflow"], fmt.pos_inf, f["number"])
+        bits = Mux(f["special"], f["special_bits"], Cat(number[:fmt.width - 1], f["sign"]))
         meta = {k: f[k] for k in ("meta",) if k in f}
         f, valid = self._stage(m, "out", "o", {"bits": bits, **meta}, valid=valid)
         m.d.comb += [self.o.valid.eq(valid), self.o.payload.bits.eq(f["bits"])]
