@@ -22,7 +22,7 @@ from contract.array import ArrayConfig
 
 from .layer import NM_BITS, LayerSignature, addr_bits, k_bits
 from .loader import BankViewSignature
-from .stages import equal_by_carries, is_const, minus_floor0, registered, tile_size
+from .stages import KEEP, equal_by_carries, is_const, minus_floor0, registered, tile_size
 
 __all__ = ["TileSequencer", "act_layout", "beat_layout", "tile_layout", "BeatSignature",
            "TileSignature"]
@@ -127,7 +127,9 @@ class TileSequencer(wiring.Component):
         # precomputed (registered) from values that have held still since the last update,
         # which was at least ``capture_latency + rows * cols + 2`` clocks earlier (a tile's
         # last beat waits for the previous tile's drain).
-        gap = Signal()              # the clock after a tile's last beat is a bubble (restart)
+        # the clock after a tile's last beat is a bubble (restart); kept, as the grid's input
+        # cut registers the same value near the rows and Yosys would merge this one into it
+        gap = Signal(attrs=KEEP)
         # registered: the weights of the bank being computed are loaded. One clock late, which
         # is conservative; low in the clock after a bubble that moves to the other bank.
         c_ready_w = Signal()
