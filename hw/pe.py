@@ -4,12 +4,16 @@ The work of a product ``x * (-1)**s * 2**(e0 + p)`` is split three ways:
 
 * the **row aligner** (one per array row, shared by all PEs of the row) decodes the activation
   and moves its significand to ``sig << (max(E, 1) - 1)`` (``config.align_width`` bits, LSB
-  weight ``2**(e0 + pe_fmt.lsb_exp)`` once the weight's ``2**e0`` is factored out); special
-  and zero activations align to 0 and are reported by class bits;
+  weight ``2**(e0 + pe_fmt.lsb_exp)`` once the weight's ``2**e0`` is factored out), ones'
+  complemented when ``x`` is negative; special and zero activations align to 0 (before the
+  complement) and are reported by class bits;
 * the **column** (one per array column) supplies the weight code;
-* the **PE** selects ``aligned << p`` (a ``2**(B-1)``-way choice), complements it when the
-  product is negative (``sign(x) ^ s``; the ``+1`` of the two's complement rides on the
-  accumulator adder's carry-in) and adds it into its exact ``pe_acc_width``-bit accumulator.
+* the **PE** selects ``aligned << p`` (a ``2**(B-1)``-way choice, shifting in the row's sign),
+  complements it once more when the weight is negative (so it is complemented when the product
+  is, ``sign(x) ^ s``; the ``+1`` of the two's complement rides on the accumulator adder's
+  carry-in) and adds it into its exact ``pe_acc_width``-bit accumulator. The row's sign is
+  folded in by the aligner, once per row, so that a PE's selection takes its weight's sign
+  straight from the code register: no sign-product gate between them.
   A wide accumulator is cut into ``config.pe_pieces`` carry chains; the carry out of a piece
   enters the piece above one clock later (it is *pending* meanwhile), so the clock rate does
   not depend on the width. :func:`pe_sum` gives the exact sum from the accumulator and the
@@ -42,7 +46,7 @@ def row_layout(config):
     """What a row aligner broadcasts to the PEs of its row."""
     _check(config)
     return data.StructLayout({
-        "value": unsigned(config.align_width),   # aligned significand magnitude
+        "value": unsigned(config.align_width),   # aligned significand, ^ sign
         "sign": unsigned(1),                     # sign bit of x
         "zero": unsigned(1),                     # x is +-0
         "inf": unsigned(1),                      # x is +-inf
@@ -149,7 +153,9 @@ class RowDecoder(wiring.Component):
 
 
 class RowShifter(wiring.Component):
-    """Second half of a row aligner: move the significand to ``sig << amount`` (barrel shifter).
+    """Second half of a row aligner: move the significand to ``sig << amount`` (barrel shifter)
+    and ones' complement it when the activation is negative (``value = (sig << amount) ^
+    sign``: an all-zero decode, a bubble, gives an all-zero output).
 
     Parameters
     ----------
@@ -204,7 +210,7 @@ class RowShifter(wiring.Component):
             m.d.comb += level.eq(shifted)
             value = level
         m.d.comb += [
-            self.o.value.eq(value),
+            self.o.value.eq(value ^ flags[0].replicate(width)),
             Cat(self.o.sign, self.o.zero, self.o.inf, self.o.nan).eq(flags),
         ]
         return m
@@ -243,7 +249,7 @@ class ShiftPE(wiring.Component):
     Members
     -------
     row : In(row_layout(config))
-        The row's broadcast (a bubble is ``value = 0`` with ``valid = 0``).
+        The row's broadcast (a bubble is all zero, with ``valid = 0``).
     code : In(unsigned(wbits))
         The column's weight code.
     valid : In(1)
@@ -251,7 +257,7 @@ class ShiftPE(wiring.Component):
     restart : In(1)
         Zero the accumulator and reset the flags (the domain reset does neither: the PE's
         state is defined from its first restart on). The cycle must be a bubble (``valid = 0``,
-        ``row.value = 0``): its term is not added. ``acc``/``flags`` show the finished tile
+        ``row`` all zero): its term is not added. ``acc``/``flags`` show the finished tile
         during the restart cycle (at the accumulator stage).
     acc : Out(signed(pe_acc_width)); carries : Out(unsigned(pe_pending_bits))
         The accumulator pieces and their pending carries (``config.pe_carry_delay`` per piece
@@ -292,10 +298,15 @@ class ShiftPE(wiring.Component):
         cfg = self._config
         width = cfg.pe_acc_width
         row, code = self.row, self.code
-        psign = Signal()
-        m.d.comb += psign.eq(row.sign ^ code[cfg.wbits - 1])
-        mag = row.value << code[:cfg.wbits - 1]                  # the 2**(B-1)-way select
-        addend = Cat(mag, Const(0, width - len(mag))) ^ psign.replicate(width)
+        psign, wsign = Signal(), code[cfg.wbits - 1]
+        m.d.comb += psign.eq(row.sign ^ wsign)
+        # the 2**(B-1)-way select of row.value << p with the row's sign on both sides (the
+        # complement of the zeros shifted in and above): the aligned value times 2**p, ones'
+        # complemented when x < 0
+        shift = code[:cfg.wbits - 1]
+        pad = row.sign.replicate((1 << len(shift)) - 1)
+        mag = (Cat(pad, row.value, pad) << shift)[len(pad):2 * len(pad) + len(row.value)]
+        addend = Cat(mag ^ wsign.replicate(len(mag)), psign.replicate(width - len(mag)))
         t_nan = self.valid & row.nan
         t_pinf = self.valid & row.inf & ~psign
         t_ninf = self.valid & row.inf & psign

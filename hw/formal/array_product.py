@@ -27,8 +27,9 @@ class ArrayProductProof(wiring.Component):
     :class:`hw.pe.ShiftPE`) accumulates the exact products.
 
     Free inputs ``x``, ``code``, ``valid``, ``restart`` (``Assume``: a restart cycle is a
-    bubble, ``valid = 0``; bubbles reach the PE with ``row.value = 0``, as ``ShiftPE``
-    requires of its row). The harness keeps a shadow accumulator that adds the exact product
+    bubble, ``valid = 0``; bubbles reach the PE with ``row.value`` and ``row.sign`` 0, as
+    ``ShiftPE`` requires of its row and the grid's zeroed decode gives it). The harness keeps
+    a shadow accumulator that adds the exact product
     ``(-1)**(sx^s) * sig * 2**(max(E,1) - bias - frac + p)`` in units of
     ``2**(e0 + in_fmt.lsb_exp)`` (case split over ``(E, p)``) for every valid term, delayed
     like the PE (``config.pipeline``), and shadow flags from their definitions; asserted:
@@ -61,7 +62,7 @@ class ArrayProductProof(wiring.Component):
         m.d.comb += [
             align.x.eq(self.x),
             pe.row.value.eq(value),
-            pe.row.sign.eq(align.o.sign), pe.row.zero.eq(align.o.zero),
+            pe.row.sign.eq(align.o.sign & self.valid), pe.row.zero.eq(align.o.zero),
             pe.row.inf.eq(align.o.inf), pe.row.nan.eq(align.o.nan),
             pe.code.eq(self.code), pe.valid.eq(self.valid), pe.restart.eq(self.restart),
         ]
