@@ -360,9 +360,11 @@ class FmaArray(wiring.Component):
         captures = copies(m, seq.capture_next, -(-n // SHARE), "capture", reset_less=True)
         # each PE's capture registers load (a capture, or the reducer's shift of its drain
         # chain) when a register of its own says so, decided a clock ahead: a chain's PEs sit
-        # STAGES apart, so a shared copy of the shift would reach registers across the array
-        loads = [copies(m, seq.capture_next | red.shift_next[idx % STAGES], 1,
-                        f"cap_en{idx}", reset_less=True)[0] for idx in range(n)]
+        # STAGES apart, so a shared copy of the shift would reach registers across the array.
+        # Two copies per PE, one for each half of its L registers: the last one feeds the
+        # chain's next PE (or the reducer) and sits toward it, away from the first
+        loads = [copies(m, seq.capture_next | red.shift_next[idx % STAGES], 2,
+                        f"cap_en{idx}", reset_less=True) for idx in range(n)]
         # PEs; their capture registers take the finished partial sums (capture) and pass
         # values down the drain chains to the reducer (shift)
         caps = []
@@ -379,9 +381,11 @@ class FmaArray(wiring.Component):
         for idx, (result, regs) in enumerate(caps):
             capture = copy_of(captures, idx)
             behind = caps[idx + STAGES][1][-1] if idx + STAGES < n else 0
-            with m.If(loads[idx]):
+            with m.If(loads[idx][0]):
                 m.d.sync += regs[0].eq(Mux(capture, result, behind))
-                m.d.sync += [regs[s].eq(regs[s - 1]) for s in range(1, L)]
+                m.d.sync += [regs[s].eq(regs[s - 1]) for s in range(1, L // 2)]
+            with m.If(loads[idx][1]):
+                m.d.sync += [regs[s].eq(regs[s - 1]) for s in range(max(L // 2, 1), L)]
             if idx < STAGES:
                 m.d.comb += red.v[idx].eq(regs[-1])
         return m
